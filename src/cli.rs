@@ -1,0 +1,206 @@
+//! Every command-line type, in one place, so the man page and completions can be generated
+//! from it. The contract is ../shared/CLI.md: extend it, never break it.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pfstatelog",
+    version,
+    about = "Record pf state lifetimes from pfsync into SQLite, and answer who held a public ip:port at a given time",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Capture pfsync live and record state lifetimes until SIGINT/SIGTERM.
+    Record(RecordArgs),
+    /// Ingest capture files (pcap, pcapng) through the recorder's pipeline.
+    Import(ImportArgs),
+    /// Print pfsync messages from a capture file or an interface.
+    Decode(DecodeArgs),
+    /// Which inside host held a public ip:port at a time.
+    Who(WhoArgs),
+    /// Every state of an inside host (or prefix) over a time range.
+    History(HistoryArgs),
+    /// Database size, states, coverage, creators, gaps.
+    Stats(StatsArgs),
+    /// Delete lifetimes that ended before a time (retention).
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DbArg {
+    /// Database path [default: $PFSTATELOG_DB, else /var/db/pfstatelog/pfstatelog.db on
+    /// OpenBSD, /var/lib/pfstatelog/pfstatelog.db elsewhere]
+    #[arg(long, value_name = "PATH", env = "PFSTATELOG_DB")]
+    pub db: Option<PathBuf>,
+}
+
+impl DbArg {
+    pub fn path(&self) -> String {
+        match &self.db {
+            Some(p) => p.display().to_string(),
+            None => default_db().into(),
+        }
+    }
+}
+
+pub fn default_db() -> &'static str {
+    if cfg!(target_os = "openbsd") {
+        "/var/db/pfstatelog/pfstatelog.db"
+    } else {
+        "/var/lib/pfstatelog/pfstatelog.db"
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Mirror log lines to stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Syslog facility for state lines and warnings.
+    #[arg(long, value_name = "NAME", default_value = "daemon")]
+    pub syslog_facility: String,
+    /// Do not log to syslog.
+    #[arg(long)]
+    pub no_syslog: bool,
+    /// BPF filter [default on non-pfsync interfaces: "ip proto 240 or ip6 proto 240"].
+    #[arg(long, value_name = "BPF")]
+    pub filter: Option<String>,
+    /// Interface to capture on: pfsync0, or the sync network interface.
+    #[arg(value_name = "IFACE")]
+    pub iface: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Log every state start and end to stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Capture files (classic pcap in either byte order, micro or nano; pcapng).
+    #[arg(value_name = "CAPTURE", required = true)]
+    pub captures: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DecodeFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DecodeArgs {
+    #[arg(long, value_enum, default_value_t = DecodeFormat::Text)]
+    pub format: DecodeFormat,
+    /// Stop after N packets.
+    #[arg(long, short = 'c', value_name = "N")]
+    pub count: Option<u64>,
+    /// Capture live on this interface instead of reading a file.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", conflicts_with = "capture")]
+    pub iface: Option<String>,
+    /// BPF filter for live capture.
+    #[arg(long, value_name = "BPF", requires = "iface")]
+    pub filter: Option<String>,
+    /// Capture file to read.
+    #[arg(value_name = "CAPTURE", required_unless_present = "iface")]
+    pub capture: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutFormat {
+    Table,
+    Json,
+    Csv,
+    /// JSON object: the matches plus the coverage facts.
+    JsonReport,
+}
+
+#[derive(Debug, Args)]
+pub struct TzArg {
+    /// Zone for times shown to people and for naive input times: utc, local, or a name
+    /// like Europe/Paris [default: utc for output; naive input is local time].
+    #[arg(long, value_name = "ZONE")]
+    pub tz: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WhoArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Public (translated) address from the report.
+    #[arg(long, value_name = "IP", required_unless_present = "batch")]
+    pub ip: Option<String>,
+    /// Public port (the ICMP id for ICMP).
+    #[arg(long, value_name = "PORT", required_unless_present = "batch")]
+    pub port: Option<String>,
+    /// Time from the report: RFC 3339, "YYYY-MM-DD HH:MM:SS" (local), or @EPOCH.
+    #[arg(long, value_name = "TIME", required_unless_present = "batch")]
+    pub at: Option<String>,
+    /// Also match lifetimes within this distance of TIME: 90s, 2m, 1h, or seconds.
+    #[arg(long, value_name = "DUR", default_value = "0")]
+    pub window: String,
+    /// Only this protocol: tcp, udp, icmp, ipv6-icmp, or a number.
+    #[arg(long, value_name = "P")]
+    pub proto: Option<String>,
+    /// Only states with this remote peer: IP or IP:PORT ([v6]:port).
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub remote: Option<String>,
+    /// Answer every line of a CSV file: ip,port,time[,window[,remote]] ("-" for stdin).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["ip", "port", "at"])]
+    pub batch: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutFormat::Table)]
+    pub format: OutFormat,
+    #[command(flatten)]
+    pub tz: TzArg,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Inside host address, or a prefix (192.168.1.0/24, 2001:db8:1:2::/64).
+    #[arg(long, value_name = "IP|CIDR")]
+    pub host: String,
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Only states with this private port.
+    #[arg(long, value_name = "P")]
+    pub port: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutFormat::Table)]
+    pub format: OutFormat,
+    #[command(flatten)]
+    pub tz: TzArg,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Delete lifetimes that ended before this time.
+    #[arg(long, value_name = "TIME", conflicts_with = "older_than", required_unless_present = "older_than")]
+    pub before: Option<String>,
+    /// Delete lifetimes that ended more than DUR ago.
+    #[arg(long, value_name = "DUR")]
+    pub older_than: Option<String>,
+}

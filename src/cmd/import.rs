@@ -1,0 +1,97 @@
+//! `pfstatelog import`: capture files through the recorder's pipeline.
+
+use crate::cli::ImportArgs;
+use crate::ingest::Ingest;
+use crate::source::file::CaptureFile;
+use crate::store::writer::RunInfo;
+use crate::syslog::Logger;
+use anyhow::Context;
+use std::io::IsTerminal;
+use std::time::Instant;
+
+pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
+    let db = a.db.path();
+    let log = Logger::console_only(a.verbose);
+    let mut failed = false;
+    for path in &a.captures {
+        let path_s = path.display().to_string();
+        let t0 = Instant::now();
+        let mut cap = CaptureFile::open(&path_s)?;
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let canon = std::fs::canonicalize(path).map(|p| p.display().to_string()).unwrap_or(path_s.clone());
+        let run = RunInfo {
+            kind: "import",
+            source: canon.clone(),
+            // A re-import of the same file reuses its run row: the database ends as after one.
+            fingerprint: Some(format!("import:{canon}:{size}")),
+            started_wall: super::wall_us(),
+        };
+        let mut ing = Ingest::open(&db, &run, &log).with_context(|| format!("importing {path_s}"))?;
+        let bar = progress(&path_s);
+        let mut read_error = None;
+        let mut n: u64 = 0;
+        loop {
+            match cap.next_frame() {
+                None => break,
+                Some(Ok(f)) => {
+                    ing.frame(&f).with_context(|| format!("importing {path_s}: writing {db}"))?;
+                    n += 1;
+                    if n % 4096 == 0 {
+                        ing.tick()?;
+                        if let Some(b) = &bar {
+                            b.set_position(n);
+                            b.set_message(format!("{} states", ing.tracker.stats.opened));
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    read_error = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        let status = if read_error.is_some() { "damaged" } else { "stopped" };
+        let stats = ing.stats.clone();
+        let track = ing.tracker.stats.clone();
+        let open_now = ing.tracker.open_count();
+        ing.finish(status).with_context(|| format!("importing {path_s}: writing {db}"))?;
+        let secs = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "{path_s}: {} frames, {} pfsync packets in {secs:.2}s ({:.0} states/s); messages: {}; states opened {}, closed {} ({} by CLR), open now {}; unknown-state messages {}; skipped (not pfsync) {}, untrusted (ttl != 255) {}; decode errors: {}",
+            stats.frames,
+            stats.packets,
+            track.opened as f64 / secs.max(1e-9),
+            stats.messages_line(),
+            track.opened,
+            track.closed,
+            track.cleared,
+            open_now,
+            track.orphans,
+            stats.not_pfsync,
+            stats.untrusted_packets,
+            stats.errors_line(),
+        );
+        if let Some(e) = read_error {
+            eprintln!("pfstatelog: {e} (everything before it was imported)");
+            failed = true;
+        }
+    }
+    Ok(if failed { 2 } else { 0 })
+}
+
+fn progress(path: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new_spinner();
+    b.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {prefix} {pos} frames, {msg} [{elapsed}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    b.set_prefix(path.to_string());
+    b.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(b)
+}

@@ -1,0 +1,32 @@
+//! One file per subcommand; each returns the exit code (errors become exit 2 in main).
+
+pub mod decode;
+pub mod import;
+pub mod query;
+pub mod record;
+
+use crate::cli::Command;
+
+/// Exit codes, as grep: something found, nothing found; errors are 2 (main).
+pub const FOUND: u8 = 0;
+pub const NOTHING: u8 = 1;
+
+pub fn run(c: Command) -> anyhow::Result<u8> {
+    match c {
+        Command::Record(a) => record::run(a),
+        Command::Import(a) => import::run(a),
+        Command::Decode(a) => decode::run(a),
+        Command::Who(a) => query::who(a),
+        Command::History(a) => query::history(a),
+        Command::Stats(a) => query::stats(a),
+        Command::Prune(a) => query::prune(a),
+    }
+}
+
+/// Wall clock in microseconds: only for run bookkeeping, never for state times.
+pub fn wall_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}

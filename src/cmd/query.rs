@@ -1,0 +1,299 @@
+//! `who`, `history`, `stats`, `prune`: the read side (prune is the one that deletes).
+
+use crate::cli::{HistoryArgs, OutFormat, PruneArgs, StatsArgs, TzArg, WhoArgs};
+use crate::report::parse_proto;
+use crate::report::table::{coverage_json, coverage_warnings, csv_record, lifetime_json, table, CSV_FIELDS};
+use crate::store::query::{self, Lifetime, WhoFilter};
+use crate::store::{self};
+use crate::time::{format_rfc3339, parse_duration, parse_time, Zone};
+use crate::track::Micros;
+use anyhow::{anyhow, bail, Context};
+use serde_json::json;
+use std::io::{BufRead, Write};
+use std::net::IpAddr;
+
+pub fn parse_ip(s: &str) -> anyhow::Result<IpAddr> {
+    s.trim()
+        .parse()
+        .map_err(|_| anyhow!("invalid IP address \"{s}\": expected IPv4 (203.0.113.5) or IPv6 (2001:db8::1)"))
+}
+
+pub fn parse_port(s: &str) -> anyhow::Result<u16> {
+    s.trim()
+        .parse()
+        .map_err(|_| anyhow!("invalid port \"{s}\": expected a number from 0 to 65535"))
+}
+
+/// `IP`, `IP:PORT`, `[IPv6]:PORT`.
+pub fn parse_remote(s: &str) -> anyhow::Result<(IpAddr, Option<u16>)> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok((ip, None));
+    }
+    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        return Ok((sa.ip(), Some(sa.port())));
+    }
+    bail!("invalid remote \"{s}\": expected IP, IP:PORT or [IPv6]:PORT")
+}
+
+/// `IP` or `IP/LEN` -> the first and last address of the prefix.
+pub fn parse_cidr(s: &str) -> anyhow::Result<(IpAddr, IpAddr)> {
+    let bad = || anyhow!("invalid host \"{s}\": expected an address or a prefix like 192.168.1.0/24 or 2001:db8::/64");
+    let (a, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l.parse::<u32>().map_err(|_| bad())?)),
+        None => (s, None),
+    };
+    let ip: IpAddr = a.trim().parse().map_err(|_| bad())?;
+    Ok(match ip {
+        IpAddr::V4(v) => {
+            let len = len.unwrap_or(32);
+            if len > 32 {
+                return Err(bad());
+            }
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            let n = u32::from(v);
+            (IpAddr::from((n & mask).to_be_bytes()), IpAddr::from((n | !mask).to_be_bytes()))
+        }
+        IpAddr::V6(v) => {
+            let len = len.unwrap_or(128);
+            if len > 128 {
+                return Err(bad());
+            }
+            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let n = u128::from(v);
+            (IpAddr::from((n & mask).to_be_bytes()), IpAddr::from((n | !mask).to_be_bytes()))
+        }
+    })
+}
+
+/// Input zone (naive times) and output zone (UTC unless --tz).
+fn zones(tz: &TzArg) -> anyhow::Result<(Zone, Zone)> {
+    match &tz.tz {
+        Some(z) => {
+            let z = Zone::parse(z).map_err(|e| anyhow!("--tz: {e}"))?;
+            Ok((z.clone(), z))
+        }
+        None => Ok((Zone::Local, Zone::Utc)),
+    }
+}
+
+fn print_rows(rows: &[Lifetime], format: OutFormat, zone: &Zone, at: Option<Micros>, cov: &query::Coverage, q: serde_json::Value) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match format {
+        OutFormat::Json => {
+            let v: Vec<_> = rows.iter().map(lifetime_json).collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        }
+        OutFormat::JsonReport => {
+            let v = json!({
+                "query": q,
+                "matches": rows.iter().map(lifetime_json).collect::<Vec<_>>(),
+                "coverage": coverage_json(cov),
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        }
+        OutFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(CSV_FIELDS)?;
+            for l in rows {
+                w.write_record(csv_record(l))?;
+            }
+            w.flush()?;
+        }
+        OutFormat::Table => {
+            if rows.is_empty() {
+                writeln!(out, "no state matched")?;
+            } else {
+                writeln!(out, "{}", table(rows, zone, at))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn warn_coverage(cov: &query::Coverage) {
+    for w in coverage_warnings(cov) {
+        eprintln!("pfstatelog: {w}");
+    }
+}
+
+pub fn who(a: WhoArgs) -> anyhow::Result<u8> {
+    let (zin, zout) = zones(&a.tz)?;
+    if let Some(batch) = &a.batch {
+        return who_batch(&a, batch, &zin);
+    }
+    let (Some(ip), Some(port), Some(at)) = (&a.ip, &a.port, &a.at) else {
+        bail!("--ip, --port and --at are required (or --batch FILE)");
+    };
+    let ip = parse_ip(ip)?;
+    let port = parse_port(port)?;
+    let at = parse_time(at, &zin).map_err(|e| anyhow!("--at: {e}"))?;
+    let window = parse_duration(&a.window).map_err(|e| anyhow!("--window: {e}"))?;
+    let filter = who_filter(a.proto.as_deref(), a.remote.as_deref())?;
+    let db = a.db.path();
+    let conn = store::open_ro(&db)?;
+    let (t0, t1) = (at.saturating_sub(window), at.saturating_add(window));
+    let rows = query::who(&conn, &ip, port, t0, t1, at, &filter).with_context(|| format!("querying {db}"))?;
+    let cov = query::coverage(&conn, t0, t1)?;
+    warn_coverage(&cov);
+    let q = json!({"ip": ip.to_string(), "port": port, "at": format_rfc3339(at), "window_s": window / 1_000_000});
+    print_rows(&rows, a.format, &zout, Some(at), &cov, q)?;
+    Ok(if rows.is_empty() { super::NOTHING } else { super::FOUND })
+}
+
+fn who_filter(proto: Option<&str>, remote: Option<&str>) -> anyhow::Result<WhoFilter> {
+    let mut f = WhoFilter::default();
+    if let Some(p) = proto {
+        f.proto = Some(parse_proto(p).ok_or_else(|| anyhow!("invalid protocol \"{p}\": expected tcp, udp, icmp, ipv6-icmp or a number 0-255"))?);
+    }
+    if let Some(r) = remote {
+        let (ip, port) = parse_remote(r)?;
+        f.remote_ip = Some(ip);
+        f.remote_port = port;
+    }
+    Ok(f)
+}
+
+/// `--batch FILE`: CSV lines `ip,port,time[,window[,remote]]`, a header line allowed.
+fn who_batch(a: &WhoArgs, path: &str, zin: &Zone) -> anyhow::Result<u8> {
+    let reader: Box<dyn BufRead> = if path == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("--batch {path}"))?,
+        ))
+    };
+    let db = a.db.path();
+    let conn = store::open_ro(&db)?;
+    let mut csv_in = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_reader(reader);
+    let as_csv = matches!(a.format, OutFormat::Csv | OutFormat::Table);
+    let mut w = csv::Writer::from_writer(std::io::stdout());
+    if as_csv {
+        let mut h = vec!["query_ip", "query_port", "query_time", "query_window", "query_remote", "matches"];
+        h.extend_from_slice(CSV_FIELDS);
+        w.write_record(&h)?;
+    }
+    let (mut any, mut bad) = (false, 0u64);
+    for (i, rec) in csv_in.records().enumerate() {
+        let line = i + 1;
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("pfstatelog: --batch line {line}: {e}");
+                bad += 1;
+                continue;
+            }
+        };
+        let f = |k: usize| rec.get(k).unwrap_or("").to_string();
+        if line == 1 && f(0).parse::<IpAddr>().is_err() && f(0).eq_ignore_ascii_case("ip") {
+            continue; // header
+        }
+        let parsed = (|| -> anyhow::Result<_> {
+            let ip = parse_ip(&f(0))?;
+            let port = parse_port(&f(1))?;
+            let at = parse_time(&f(2), zin)?;
+            let win = if f(3).is_empty() { 0 } else { parse_duration(&f(3))? };
+            let filt = who_filter(None, Some(f(4)).filter(|s| !s.is_empty()).as_deref())?;
+            Ok((ip, port, at, win, filt))
+        })();
+        let (ip, port, at, win, filt) = match parsed {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("pfstatelog: --batch line {line}: {e:#}");
+                bad += 1;
+                continue;
+            }
+        };
+        let rows = query::who(&conn, &ip, port, at - win, at + win, at, &filt)?;
+        any |= !rows.is_empty();
+        if as_csv {
+            let input = [f(0), f(1), f(2), f(3), f(4)];
+            if rows.is_empty() {
+                let mut r: Vec<String> = input.to_vec();
+                r.push("0".into());
+                r.extend(std::iter::repeat_n(String::new(), CSV_FIELDS.len()));
+                w.write_record(&r)?;
+            }
+            for l in &rows {
+                let mut r: Vec<String> = input.to_vec();
+                r.push(rows.len().to_string());
+                r.extend(csv_record(l));
+                w.write_record(&r)?;
+            }
+        } else {
+            let v = json!({
+                "ip": f(0), "port": f(1), "time": f(2), "window": f(3), "remote": f(4),
+                "matches": rows.iter().map(lifetime_json).collect::<Vec<_>>(),
+            });
+            println!("{v}");
+        }
+    }
+    w.flush()?;
+    if bad > 0 {
+        bail!("--batch {path}: {bad} line(s) could not be read (see above)");
+    }
+    Ok(if any { super::FOUND } else { super::NOTHING })
+}
+
+pub fn history(a: HistoryArgs) -> anyhow::Result<u8> {
+    let (zin, zout) = zones(&a.tz)?;
+    let (lo, hi) = parse_cidr(&a.host)?;
+    let from = match &a.from {
+        Some(t) => parse_time(t, &zin).map_err(|e| anyhow!("--from: {e}"))?,
+        None => i64::MIN,
+    };
+    let to = match &a.to {
+        Some(t) => parse_time(t, &zin).map_err(|e| anyhow!("--to: {e}"))?,
+        None => i64::MAX,
+    };
+    if from > to {
+        bail!("--from is after --to");
+    }
+    let port = a.port.as_deref().map(parse_port).transpose()?;
+    let db = a.db.path();
+    let conn = store::open_ro(&db)?;
+    let rows = query::history(&conn, &lo, &hi, from, to, port).with_context(|| format!("querying {db}"))?;
+    let cov = if from > i64::MIN && to < i64::MAX {
+        query::coverage(&conn, from, to)?
+    } else {
+        query::Coverage::default()
+    };
+    warn_coverage(&cov);
+    let q = json!({"host": a.host, "from": a.from, "to": a.to});
+    print_rows(&rows, a.format, &zout, None, &cov, q)?;
+    Ok(if rows.is_empty() { super::NOTHING } else { super::FOUND })
+}
+
+pub fn stats(a: StatsArgs) -> anyhow::Result<u8> {
+    let db = a.db.path();
+    let conn = store::open_ro(&db)?;
+    let s = store::query::stats(&conn, &db).with_context(|| format!("reading {db}"))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        println!("{}", store::query::stats_text(&s));
+    }
+    Ok(0)
+}
+
+pub fn prune(a: PruneArgs) -> anyhow::Result<u8> {
+    let zin = Zone::Local;
+    let before = match (&a.before, &a.older_than) {
+        (Some(t), _) => parse_time(t, &zin).map_err(|e| anyhow!("--before: {e}"))?,
+        (None, Some(d)) => super::wall_us() - parse_duration(d).map_err(|e| anyhow!("--older-than: {e}"))?,
+        (None, None) => bail!("--before TIME or --older-than DUR is required"),
+    };
+    let db = a.db.path();
+    if !std::path::Path::new(&db).exists() {
+        return Err(store::StoreError::Missing { path: db }.into());
+    }
+    let conn = store::open_rw(&db)?;
+    let n = store::query::prune(&conn, before).with_context(|| format!("pruning {db}"))?;
+    eprintln!("pfstatelog: pruned {n} lifetimes that ended before {}", format_rfc3339(before));
+    Ok(0)
+}

@@ -1,0 +1,140 @@
+//! The recorder's pipeline, shared by `import` and `record`:
+//! frame -> decode -> track -> store, with the log fed from the tracker's events.
+
+use crate::pipeline::{decode_frame, DecodeStats, Outcome};
+use crate::report::line::event_line;
+use crate::source::Frame;
+use crate::store::writer::{RunCounters, RunInfo, Writer};
+use crate::store::{self, StoreError};
+use crate::syslog::Logger;
+use crate::track::{Event, Tracker};
+use std::time::{Duration, Instant};
+
+/// Flush when this many events are pending...
+const BATCH_EVENTS: usize = 20_000;
+/// ...or when the oldest unflushed data is this old (at most 1 s of data unflushed).
+const BATCH_AGE: Duration = Duration::from_secs(1);
+
+pub struct Ingest<'l> {
+    pub tracker: Tracker,
+    writer: Writer,
+    pub stats: DecodeStats,
+    pub counters: RunCounters,
+    log: &'l Logger,
+    events: Vec<Event>,
+    oldest_pending: Option<Instant>,
+    /// Live recorder: coverage runs from its start to its last heartbeat (wall clock), not
+    /// just between packets (a quiet sync link is still watched).
+    live_since: Option<i64>,
+}
+
+impl<'l> Ingest<'l> {
+    /// Open the database for writing, register the run and carry on from its open states.
+    pub fn open(db: &str, run: &RunInfo, log: &'l Logger) -> Result<Ingest<'l>, StoreError> {
+        let conn = store::open_rw(db)?;
+        let mut writer = Writer::new(conn, db, run)?;
+        let mut tracker = Tracker::new();
+        tracker.preload(writer.load_open()?);
+        Ok(Ingest {
+            tracker,
+            writer,
+            stats: DecodeStats::default(),
+            counters: RunCounters::default(),
+            log,
+            events: Vec::new(),
+            oldest_pending: None,
+            live_since: None,
+        })
+    }
+
+    /// One captured frame through every stage.
+    pub fn frame(&mut self, f: &Frame) -> Result<(), StoreError> {
+        let o = decode_frame(f);
+        let errors_before = self.stats.error_total();
+        let apply = self.stats.count(f, &o);
+        let new_errors = self.stats.error_total() - errors_before;
+        if new_errors > 0 {
+            // The query side must be able to tell "no state" from "blind here".
+            let detail = match &o {
+                Outcome::Damaged(e) => e.to_string(),
+                Outcome::Packet { pkt, .. } => pkt.damage().map(|e| e.to_string()).collect::<Vec<_>>().join("; "),
+                Outcome::NotPfsync(_) => String::new(),
+            };
+            self.writer.gap(f.ts_us, f.ts_us, "decode-error", new_errors, detail);
+        }
+        if let Outcome::Packet { pkt, trusted: false, ip } = &o {
+            let ttl = ip.map(|i| i.ttl).unwrap_or(0);
+            self.writer.gap(
+                f.ts_us,
+                f.ts_us,
+                "bad-ttl",
+                pkt.messages().count() as u64,
+                format!("ttl {ttl}: not from the sync link, not applied"),
+            );
+        }
+        if apply {
+            if let Outcome::Packet { pkt, .. } = &o {
+                for m in pkt.messages() {
+                    self.tracker.apply(m, f.ts_us, &mut self.events);
+                }
+            }
+        }
+        for e in self.events.drain(..) {
+            if let Some(line) = event_line(&e) {
+                self.log.info(&line);
+            }
+            self.writer.push(e);
+        }
+        self.counters.packets = self.stats.frames;
+        self.counters.messages = self.stats.message_total();
+        self.counters.decode_errors = self.stats.error_total();
+        self.counters.skipped = self.stats.not_pfsync + self.stats.untrusted_packets;
+        if self.live_since.is_none() {
+            self.counters.first_us = self.stats.first_us;
+            self.counters.last_us = self.stats.last_us;
+        }
+        if self.oldest_pending.is_none() {
+            self.oldest_pending = Some(Instant::now());
+        }
+        if self.writer.pending() >= BATCH_EVENTS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Flush if the oldest unflushed data has waited long enough.
+    pub fn tick(&mut self) -> Result<(), StoreError> {
+        match self.oldest_pending {
+            Some(t) if t.elapsed() >= BATCH_AGE => self.flush(),
+            None if self.live_since.is_some() => {
+                // Heartbeat: coverage must grow while the link is quiet.
+                self.oldest_pending = Some(Instant::now());
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn live_since(&mut self, wall: i64) {
+        self.live_since = Some(wall);
+        self.counters.first_us = Some(wall);
+        self.counters.last_us = Some(wall);
+    }
+
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        if self.live_since.is_some() {
+            self.counters.last_us = Some(crate::cmd::wall_us());
+        }
+        self.writer.flush(&self.counters)?;
+        self.oldest_pending = None;
+        Ok(())
+    }
+
+    pub fn gap(&mut self, from: i64, to: i64, kind: &'static str, count: u64, detail: String) {
+        self.writer.gap(from, to, kind, count, detail);
+    }
+
+    pub fn finish(self, status: &str) -> Result<(), StoreError> {
+        self.writer.finish(&self.counters, status, crate::cmd::wall_us())
+    }
+}

@@ -1,0 +1,297 @@
+//! Capture files. Classic pcap is read here directly: pcap-file 2 rejects records whose
+//! original length exceeds the snap length (normal in a `tcpdump -s` capture), and a damaged
+//! record must end the file cleanly with what came before kept. pcapng goes through
+//! pcap-file, with the interface's if_tsresol applied (pcap-file leaves timestamps raw).
+
+use super::{Frame, SourceError};
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::{Block, PcapNgReader};
+use std::fs::File;
+use std::io::{BufReader, Read};
+
+/// Largest record we accept; anything larger is damage, not a packet (a pfsync frame is
+/// below 64 KiB; jumbo Ethernet below 16 KiB).
+const MAX_RECORD: u32 = 256 * 1024;
+
+pub enum CaptureFile {
+    Pcap(PcapFile),
+    PcapNg(PcapNgFile),
+}
+
+impl CaptureFile {
+    pub fn open(path: &str) -> Result<CaptureFile, SourceError> {
+        let io = |source| SourceError::Io {
+            path: path.to_string(),
+            source,
+        };
+        let mut f = File::open(path).map_err(io)?;
+        let mut magic = [0u8; 4];
+        let n = read_full(&mut f, &mut magic).map_err(io)?;
+        let f = File::open(path).map_err(io)?;
+        match (n, magic) {
+            (4, [0x0a, 0x0d, 0x0d, 0x0a]) => {
+                let r = PcapNgReader::new(BufReader::with_capacity(1 << 20, f)).map_err(|e| {
+                    SourceError::Damaged {
+                        path: path.into(),
+                        offset: 0,
+                        why: e.to_string(),
+                    }
+                })?;
+                Ok(CaptureFile::PcapNg(PcapNgFile {
+                    path: path.into(),
+                    reader: Some(r),
+                    failed: false,
+                    resolutions: Vec::new(),
+                }))
+            }
+            (4, _) => Ok(CaptureFile::Pcap(PcapFile::new(path, f)?)),
+            _ => Err(SourceError::NotACapture {
+                path: path.into(),
+                magic: hex(&magic[..n]),
+            }),
+        }
+    }
+
+    /// The next frame; `None` at the end. An error ends the file.
+    pub fn next_frame(&mut self) -> Option<Result<Frame, SourceError>> {
+        match self {
+            CaptureFile::Pcap(p) => p.next_frame(),
+            CaptureFile::PcapNg(p) => p.next_frame(),
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+pub struct PcapFile {
+    path: String,
+    r: BufReader<File>,
+    big_endian: bool,
+    nanos: bool,
+    pub linktype: u32,
+    offset: u64,
+    done: bool,
+}
+
+impl PcapFile {
+    fn new(path: &str, f: File) -> Result<PcapFile, SourceError> {
+        let mut r = BufReader::with_capacity(1 << 20, f);
+        let mut h = [0u8; 24];
+        let n = read_full(&mut r, &mut h).map_err(|source| SourceError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let magic = [h[0], h[1], h[2], h[3]];
+        let (big_endian, nanos) = match magic {
+            [0xa1, 0xb2, 0xc3, 0xd4] => (true, false),
+            [0xd4, 0xc3, 0xb2, 0xa1] => (false, false),
+            [0xa1, 0xb2, 0x3c, 0x4d] => (true, true),
+            [0x4d, 0x3c, 0xb2, 0xa1] => (false, true),
+            _ => {
+                return Err(SourceError::NotACapture {
+                    path: path.into(),
+                    magic: hex(&magic),
+                })
+            }
+        };
+        if n < 24 {
+            return Err(SourceError::Damaged {
+                path: path.into(),
+                offset: n as u64,
+                why: "file header shorter than 24 bytes".into(),
+            });
+        }
+        let u32at = |o: usize| {
+            let a = [h[o], h[o + 1], h[o + 2], h[o + 3]];
+            if big_endian {
+                u32::from_be_bytes(a)
+            } else {
+                u32::from_le_bytes(a)
+            }
+        };
+        // The low 16 bits are the link type; the upper bits carry FCS flags (pcap spec).
+        let linktype = u32at(20) & 0xffff;
+        Ok(PcapFile {
+            path: path.into(),
+            r,
+            big_endian,
+            nanos,
+            linktype,
+            offset: 24,
+            done: false,
+        })
+    }
+
+    fn damaged(&mut self, why: String) -> Option<Result<Frame, SourceError>> {
+        self.done = true;
+        Some(Err(SourceError::Damaged {
+            path: self.path.clone(),
+            offset: self.offset,
+            why,
+        }))
+    }
+
+    fn next_frame(&mut self) -> Option<Result<Frame, SourceError>> {
+        if self.done {
+            return None;
+        }
+        let mut h = [0u8; 16];
+        let n = match read_full(&mut self.r, &mut h) {
+            Ok(n) => n,
+            Err(e) => return self.damaged(e.to_string()),
+        };
+        if n == 0 {
+            self.done = true;
+            return None;
+        }
+        if n < 16 {
+            return self.damaged(format!("record header cut after {n} of 16 bytes"));
+        }
+        let be = self.big_endian;
+        let u = |o: usize| {
+            let a = [h[o], h[o + 1], h[o + 2], h[o + 3]];
+            if be {
+                u32::from_be_bytes(a)
+            } else {
+                u32::from_le_bytes(a)
+            }
+        };
+        let (sec, frac, incl, orig) = (u(0), u(4), u(8), u(12));
+        if incl > MAX_RECORD {
+            return self.damaged(format!("record length {incl} is not believable"));
+        }
+        let limit = if self.nanos { 1_000_000_000 } else { 1_000_000 };
+        if frac >= limit {
+            return self.damaged(format!("timestamp fraction {frac} out of range"));
+        }
+        let mut data = vec![0u8; incl as usize];
+        match read_full(&mut self.r, &mut data) {
+            Ok(k) if k == data.len() => {}
+            Ok(k) => return self.damaged(format!("record cut after {k} of {incl} bytes")),
+            Err(e) => return self.damaged(e.to_string()),
+        }
+        self.offset += 16 + incl as u64;
+        let frac_us = if self.nanos { frac / 1000 } else { frac };
+        Some(Ok(Frame {
+            ts_us: sec as i64 * 1_000_000 + frac_us as i64,
+            linktype: self.linktype,
+            orig_len: orig.max(incl),
+            data,
+        }))
+    }
+}
+
+pub struct PcapNgFile {
+    path: String,
+    reader: Option<PcapNgReader<BufReader<File>>>,
+    failed: bool,
+    /// Per interface: (linktype, ticks per second).
+    resolutions: Vec<(u32, u64)>,
+}
+
+impl PcapNgFile {
+    fn next_frame(&mut self) -> Option<Result<Frame, SourceError>> {
+        loop {
+            if self.failed {
+                return None;
+            }
+            let reader = self.reader.as_mut()?;
+            let block = match reader.next_block()? {
+                Ok(b) => b,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(SourceError::Damaged {
+                        path: self.path.clone(),
+                        offset: 0,
+                        why: e.to_string(),
+                    }));
+                }
+            };
+            match block {
+                Block::SectionHeader(_) => self.resolutions.clear(),
+                Block::InterfaceDescription(idb) => {
+                    let mut tps: u64 = 1_000_000;
+                    for o in &idb.options {
+                        if let InterfaceDescriptionOption::IfTsResol(r) = o {
+                            tps = ticks_per_second(*r);
+                        }
+                    }
+                    self.resolutions.push((u32::from(idb.linktype), tps));
+                }
+                Block::EnhancedPacket(epb) => {
+                    let Some(&(linktype, tps)) =
+                        self.resolutions.get(epb.interface_id as usize)
+                    else {
+                        self.failed = true;
+                        return Some(Err(SourceError::Damaged {
+                            path: self.path.clone(),
+                            offset: 0,
+                            why: format!(
+                                "packet names interface {} which was never described",
+                                epb.interface_id
+                            ),
+                        }));
+                    };
+                    // pcap-file stores the raw 64-bit tick count as nanoseconds.
+                    let ticks = epb.timestamp.as_nanos();
+                    let us = ticks.saturating_mul(1_000_000) / tps.max(1) as u128;
+                    return Some(Ok(Frame {
+                        ts_us: us.min(i64::MAX as u128) as i64,
+                        linktype,
+                        orig_len: epb.original_len.max(epb.data.len() as u32),
+                        data: epb.data.into_owned(),
+                    }));
+                }
+                Block::SimplePacket(spb) => {
+                    let linktype = self.resolutions.first().map(|r| r.0).unwrap_or(0);
+                    return Some(Ok(Frame {
+                        ts_us: 0,
+                        linktype,
+                        orig_len: spb.original_len,
+                        data: spb.data.into_owned(),
+                    }));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// if_tsresol: high bit clear = 10^-n, set = 2^-n; absurd values fall back to microseconds.
+fn ticks_per_second(r: u8) -> u64 {
+    let n = (r & 0x7f) as u32;
+    let v = if r & 0x80 == 0 {
+        10u64.checked_pow(n)
+    } else {
+        2u64.checked_pow(n)
+    };
+    v.unwrap_or(1_000_000).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tsresol() {
+        assert_eq!(ticks_per_second(6), 1_000_000);
+        assert_eq!(ticks_per_second(9), 1_000_000_000);
+        assert_eq!(ticks_per_second(0x80 | 10), 1024);
+        assert_eq!(ticks_per_second(0x7f), 1_000_000);
+    }
+}

@@ -1,0 +1,85 @@
+//! Live capture with libpcap.
+
+use super::{Frame, SourceError};
+use crate::wire::link::linktype;
+
+/// Snap length: larger than any pfsync datagram (IP total length is 16 bits).
+pub const SNAPLEN: i32 = 65_535;
+/// On link types that are not pfsync itself, only protocol 240 is wanted.
+pub const DEFAULT_FILTER: &str = "ip proto 240 or ip6 proto 240";
+
+pub struct Live {
+    cap: pcap::Capture<pcap::Active>,
+    pub linktype: u32,
+    pub iface: String,
+}
+
+/// Counters libpcap keeps for the capture.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveStats {
+    pub received: u32,
+    pub dropped: u32,
+    pub if_dropped: u32,
+}
+
+pub enum Next {
+    Frame(Frame),
+    /// The read timeout passed with nothing captured; a chance to flush and check signals.
+    Timeout,
+}
+
+impl Live {
+    /// Open `iface` in immediate mode; `filter` overrides the default BPF filter on
+    /// non-pfsync link types (an empty filter captures everything).
+    pub fn open(iface: &str, filter: Option<&str>) -> Result<Live, SourceError> {
+        let err = |e: pcap::Error| SourceError::Live(format!("{iface}: {e}"));
+        let cap = pcap::Capture::from_device(iface)
+            .map_err(err)?
+            .immediate_mode(true)
+            .snaplen(SNAPLEN)
+            .promisc(false)
+            .buffer_size(8 << 20)
+            .timeout(250)
+            .open()
+            .map_err(err)?;
+        let mut cap = cap;
+        let lt = cap.get_datalink().0 as u32;
+        if !linktype::is_pfsync(lt) {
+            let f = filter.unwrap_or(DEFAULT_FILTER);
+            if !f.is_empty() {
+                cap.filter(f, true).map_err(err)?;
+            }
+        } else if let Some(f) = filter.filter(|f| !f.is_empty()) {
+            cap.filter(f, true).map_err(err)?;
+        }
+        Ok(Live {
+            cap,
+            linktype: lt,
+            iface: iface.into(),
+        })
+    }
+
+    pub fn next(&mut self) -> Result<Next, SourceError> {
+        match self.cap.next_packet() {
+            Ok(p) => {
+                let ts = p.header.ts;
+                Ok(Next::Frame(Frame {
+                    ts_us: ts.tv_sec as i64 * 1_000_000 + ts.tv_usec as i64,
+                    linktype: self.linktype,
+                    orig_len: p.header.len,
+                    data: p.data.to_vec(),
+                }))
+            }
+            Err(pcap::Error::TimeoutExpired) => Ok(Next::Timeout),
+            Err(e) => Err(SourceError::Live(format!("{}: {e}", self.iface))),
+        }
+    }
+
+    pub fn stats(&mut self) -> Option<LiveStats> {
+        self.cap.stats().ok().map(|s| LiveStats {
+            received: s.received,
+            dropped: s.dropped,
+            if_dropped: s.if_dropped,
+        })
+    }
+}

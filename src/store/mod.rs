@@ -1,0 +1,189 @@
+//! The SQLite store: schema and migrations, the batched writer, and the queries.
+//! All SQL of pfstatelog lives under this module.
+
+pub mod query;
+pub mod writer;
+
+use rusqlite::{Connection, OpenFlags};
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// `PRAGMA application_id` of a pfstatelog database ("pfst"), so another program's SQLite
+/// file is recognised and left alone.
+pub const APPLICATION_ID: i32 = 0x7066_7374;
+
+/// Migrations, applied in order; `PRAGMA user_version` = how many are applied.
+const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
+
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: no such database (record or import creates one)")]
+    Missing { path: String },
+    #[error("{path}: not a pfstatelog database ({why})")]
+    Foreign { path: String, why: String },
+    #[error("{path}: database schema {found} is newer than this pfstatelog understands ({known}); upgrade pfstatelog")]
+    TooNew { path: String, found: i32, known: i32 },
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{path}: {why}")]
+    Io { path: String, why: String },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+fn sq(path: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sqlite {
+        path: path.to_string(),
+        source,
+    }
+}
+
+/// Open for writing (record, import, prune): creates the file and applies migrations.
+pub fn open_rw(path: &str) -> Result<Connection> {
+    if let Some(dir) = Path::new(path).parent() {
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+                path: dir.display().to_string(),
+                why: format!("cannot create the database directory: {e}"),
+            })?;
+        }
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+    )
+    .map_err(sq(path))?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(sq(path))?;
+    check_identity(&conn, path, true)?;
+    // WAL so queries never wait for the recorder; NORMAL sync: a power cut may lose the
+    // last transaction but never corrupts.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sq(path))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sq(path))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sq(path))?;
+    migrate(&conn, path)?;
+    Ok(conn)
+}
+
+/// Open for queries: never creates, never writes.
+pub fn open_ro(path: &str) -> Result<Connection> {
+    if !Path::new(path).exists() {
+        return Err(StoreError::Missing { path: path.into() });
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sq(path))?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(sq(path))?;
+    check_identity(&conn, path, false)?;
+    let v: i32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(sq(path))?;
+    if v == 0 {
+        return Err(StoreError::Foreign {
+            path: path.into(),
+            why: "no pfstatelog schema in it".into(),
+        });
+    }
+    Ok(conn)
+}
+
+/// Refuse files that are not SQLite, SQLite files of other programs, and newer schemas.
+fn check_identity(conn: &Connection, path: &str, writable: bool) -> Result<()> {
+    let foreign = |why: String| StoreError::Foreign {
+        path: path.into(),
+        why,
+    };
+    let app: i32 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::NotADatabase =>
+            {
+                foreign("not an SQLite database, or a damaged one".into())
+            }
+            e => StoreError::Sqlite {
+                path: path.into(),
+                source: e,
+            },
+        })?;
+    let version: i32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(sq(path))?;
+    if app == 0 {
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .map_err(sq(path))?;
+        if tables > 0 || version != 0 {
+            return Err(foreign(
+                "it is an SQLite file of another program".into(),
+            ));
+        }
+        if !writable {
+            return Err(foreign("empty database".into()));
+        }
+    } else if app != APPLICATION_ID {
+        return Err(foreign(format!("application id 0x{app:08x}")));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.into(),
+            found: version,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+fn migrate(conn: &Connection, path: &str) -> Result<()> {
+    let version: i32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(sq(path))?;
+    for (i, (name, sql)) in MIGRATIONS.iter().enumerate() {
+        let n = i as i32 + 1;
+        if n <= version {
+            continue;
+        }
+        let tx = conn.unchecked_transaction().map_err(sq(path))?;
+        tx.execute_batch(sql).map_err(|e| StoreError::Io {
+            path: path.into(),
+            why: format!("migration {name} failed: {e}"),
+        })?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(sq(path))?;
+        tx.pragma_update(None, "user_version", n).map_err(sq(path))?;
+        tx.commit().map_err(sq(path))?;
+    }
+    Ok(())
+}
+
+/// An address as stored: 4 bytes for IPv4, 16 for IPv6.
+pub fn addr_blob(a: &IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
+/// The inverse of [`addr_blob`]; anything else is damage in the database.
+pub fn blob_addr(b: &[u8]) -> Option<IpAddr> {
+    match b.len() {
+        4 => Some(IpAddr::from([b[0], b[1], b[2], b[3]])),
+        16 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(b);
+            Some(IpAddr::from(a))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,379 @@
+//! Read side: who, history, coverage, stats, prune.
+
+use super::{addr_blob, blob_addr, sq, Result};
+use crate::track::Micros;
+use rusqlite::{params, params_from_iter, Connection, Row};
+use std::net::IpAddr;
+
+/// One state lifetime as the query commands print it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lifetime {
+    pub private_ip: IpAddr,
+    pub private_port: u16,
+    pub public_ip: IpAddr,
+    pub public_port: u16,
+    pub remote_ip: IpAddr,
+    pub remote_port: u16,
+    pub proto: u8,
+    /// 2 inet, 24 inet6.
+    pub af: u8,
+    pub direction: u8,
+    pub ifname: String,
+    pub nat: bool,
+    pub start: Micros,
+    pub end: Option<Micros>,
+    pub end_reason: Option<String>,
+    pub last_seen: Micros,
+    pub state_id: u64,
+    pub creator_id: u32,
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+}
+
+const COLS: &str = "s_addr1, s_port1, w_addr1, w_port1, w_addr0, w_port0, proto, af, direction,
+    ifname, nat, start_us, end_us, end_reason, last_us, state_id, creator_id,
+    packets0, packets1, bytes0, bytes1";
+
+fn lifetime(r: &Row) -> rusqlite::Result<Option<Lifetime>> {
+    let addr = |i: usize| -> rusqlite::Result<Option<IpAddr>> {
+        Ok(r.get::<_, Option<Vec<u8>>>(i)?.and_then(|b| blob_addr(&b)))
+    };
+    let int = |i: usize| -> rusqlite::Result<i64> { Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0)) };
+    // A row whose addresses do not decode is damage: skip it rather than print garbage.
+    let (Some(p), Some(w), Some(rm)) = (addr(0)?, addr(2)?, addr(4)?) else {
+        return Ok(None);
+    };
+    Ok(Some(Lifetime {
+        private_ip: p,
+        private_port: int(1)? as u16,
+        public_ip: w,
+        public_port: int(3)? as u16,
+        remote_ip: rm,
+        remote_port: int(5)? as u16,
+        proto: int(6)? as u8,
+        af: int(7)? as u8,
+        direction: int(8)? as u8,
+        ifname: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
+        nat: int(10)? != 0,
+        start: int(11)?,
+        end: r.get(12)?,
+        end_reason: r.get(13)?,
+        last_seen: int(14)?,
+        state_id: int(15)? as u64,
+        creator_id: int(16)? as u32,
+        packets: [int(17)? as u64, int(18)? as u64],
+        bytes: [int(19)? as u64, int(20)? as u64],
+    }))
+}
+
+/// Lifetimes up to this long are found through `states_who` by a bounded start range; the
+/// longer ones (and open ones) through the partial index `states_who_long` (same constant in
+/// migrations/0001_init.sql).
+const SHORT_US: i64 = 3_600_000_000;
+
+#[derive(Debug, Clone, Default)]
+pub struct WhoFilter {
+    pub proto: Option<u8>,
+    pub remote_ip: Option<IpAddr>,
+    pub remote_port: Option<u16>,
+}
+
+/// States whose WIRE key addr[1]:port[1] is ip:port and whose [start, end] overlaps
+/// [t0, t1] (CLI.md); ordered by distance from `at`.
+pub fn who(conn: &Connection, ip: &IpAddr, port: u16, t0: Micros, t1: Micros, at: Micros, f: &WhoFilter) -> rusqlite::Result<Vec<Lifetime>> {
+    let mut extra = String::new();
+    let mut args: Vec<rusqlite::types::Value> = vec![
+        addr_blob(ip).into(),
+        (port as i64).into(),
+        t0.into(),
+        t1.into(),
+        SHORT_US.into(),
+    ];
+    if let Some(p) = f.proto {
+        args.push((p as i64).into());
+        extra.push_str(&format!(" AND proto = ?{}", args.len()));
+    }
+    if let Some(r) = f.remote_ip {
+        args.push(addr_blob(&r).into());
+        extra.push_str(&format!(" AND w_addr0 = ?{}", args.len()));
+    }
+    if let Some(p) = f.remote_port {
+        args.push((p as i64).into());
+        extra.push_str(&format!(" AND w_port0 = ?{}", args.len()));
+    }
+    let sql = format!(
+        "SELECT {COLS} FROM states INDEXED BY states_who
+           WHERE w_addr1 = ?1 AND w_port1 = ?2 AND start_us >= ?3 - ?5 AND start_us <= ?4
+             AND (end_us IS NULL OR end_us >= ?3){extra}
+         UNION ALL
+         SELECT {COLS} FROM states INDEXED BY states_who_long
+           WHERE w_addr1 = ?1 AND w_port1 = ?2 AND start_us < ?3 - ?5
+             AND (end_us IS NULL OR end_us - start_us > 3600000000)
+             AND (end_us IS NULL OR end_us >= ?3){extra}"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(args.iter()))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        if let Some(l) = lifetime(r)? {
+            out.push(l);
+        }
+    }
+    out.sort_by_key(|l| (distance(l, at), l.start, l.state_id));
+    Ok(out)
+}
+
+/// 0 when the lifetime contains `at`, else the gap to its nearest edge.
+pub fn distance(l: &Lifetime, at: Micros) -> i64 {
+    if at < l.start {
+        l.start - at
+    } else {
+        match l.end {
+            Some(e) if at > e => at - e,
+            _ => 0,
+        }
+    }
+}
+
+/// States whose private (STACK key index 1) address lies in [lo, hi] (same family), and
+/// whose lifetime overlaps [from, to].
+pub fn history(conn: &Connection, lo: &IpAddr, hi: &IpAddr, from: Micros, to: Micros, port: Option<u16>) -> rusqlite::Result<Vec<Lifetime>> {
+    let mut sql = format!(
+        "SELECT {COLS} FROM states WHERE s_addr1 >= ?1 AND s_addr1 <= ?2 AND length(s_addr1) = ?5
+           AND start_us <= ?4 AND (end_us IS NULL OR end_us >= ?3)"
+    );
+    if port.is_some() {
+        sql.push_str(" AND s_port1 = ?6");
+    }
+    sql.push_str(" ORDER BY start_us, id");
+    let width: i64 = if lo.is_ipv4() { 4 } else { 16 };
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut out = Vec::new();
+    let mut push = |r: &Row| -> rusqlite::Result<()> {
+        if let Some(l) = lifetime(r)? {
+            out.push(l);
+        }
+        Ok(())
+    };
+    let (lo, hi) = (addr_blob(lo), addr_blob(hi));
+    match port {
+        Some(p) => {
+            let mut rows = stmt.query(params![lo, hi, from, to, width, p as i64])?;
+            while let Some(r) = rows.next()? {
+                push(r)?;
+            }
+        }
+        None => {
+            let mut rows = stmt.query(params![lo, hi, from, to, width])?;
+            while let Some(r) = rows.next()? {
+                push(r)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What the recorder saw of a time range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// Parts of the range no run watched.
+    pub uncovered: Vec<(Micros, Micros)>,
+    /// Known blind moments inside the range: (start, end, kind, count, detail).
+    pub gaps: Vec<(Micros, Micros, String, i64, String)>,
+    /// Runs touching the range: (kind, source, first, last).
+    pub runs: Vec<(String, String, Micros, Micros)>,
+}
+
+impl Coverage {
+    pub fn is_clean(&self) -> bool {
+        self.uncovered.is_empty() && self.gaps.is_empty()
+    }
+}
+
+pub fn coverage(conn: &Connection, t0: Micros, t1: Micros) -> Result<Coverage> {
+    let path = "database";
+    let mut c = Coverage::default();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT kind, source, first_us, last_us FROM runs
+             WHERE first_us IS NOT NULL AND last_us IS NOT NULL AND first_us <= ?2 AND last_us >= ?1
+             ORDER BY first_us",
+        )
+        .map_err(sq(path))?;
+    let runs = stmt
+        .query_map(params![t0, t1], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .map_err(sq(path))?;
+    for r in runs {
+        c.runs.push(r.map_err(sq(path))?);
+    }
+    // Walk the covered intervals in start order and note the holes in [t0, t1].
+    let mut cursor = t0;
+    for (_, _, a, b) in &c.runs {
+        if *a > cursor {
+            c.uncovered.push((cursor, (*a - 1).min(t1)));
+        }
+        cursor = cursor.max(b.saturating_add(1));
+        if cursor > t1 {
+            break;
+        }
+    }
+    if cursor <= t1 {
+        c.uncovered.push((cursor, t1));
+    }
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT start_us, end_us, kind, count, coalesce(detail, '') FROM gaps
+             WHERE start_us <= ?2 AND end_us >= ?1 ORDER BY start_us LIMIT 100",
+        )
+        .map_err(sq(path))?;
+    let gaps = stmt
+        .query_map(params![t0, t1], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .map_err(sq(path))?;
+    for g in gaps {
+        c.gaps.push(g.map_err(sq(path))?);
+    }
+    Ok(c)
+}
+
+/// What `stats` reports.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Stats {
+    pub path: String,
+    pub size_bytes: u64,
+    pub states: i64,
+    pub open: i64,
+    pub evidence_only: i64,
+    pub first_start: Option<String>,
+    pub last_seen: Option<String>,
+    pub creators: Vec<serde_json::Value>,
+    pub runs: Vec<serde_json::Value>,
+    pub gaps: i64,
+    pub decode_errors: i64,
+    pub pcap_drops: i64,
+}
+
+pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
+    use crate::time::format_rfc3339;
+    let mut s = Stats {
+        path: path.into(),
+        ..Default::default()
+    };
+    for suffix in ["", "-wal"] {
+        s.size_bytes += std::fs::metadata(format!("{path}{suffix}")).map(|m| m.len()).unwrap_or(0);
+    }
+    s.states = conn.query_row("SELECT count(*) FROM states WHERE start_us IS NOT NULL", [], |r| r.get(0))?;
+    s.open = conn.query_row("SELECT count(*) FROM states WHERE end_us IS NULL AND start_us IS NOT NULL", [], |r| r.get(0))?;
+    s.evidence_only = conn.query_row("SELECT count(*) FROM states WHERE start_us IS NULL", [], |r| r.get(0))?;
+    let first: Option<i64> = conn.query_row("SELECT min(start_us) FROM states", [], |r| r.get(0))?;
+    let last: Option<i64> = conn.query_row("SELECT max(last_us) FROM states", [], |r| r.get(0))?;
+    s.first_start = first.map(format_rfc3339);
+    s.last_seen = last.map(format_rfc3339);
+    let mut st = conn.prepare(
+        "SELECT c.creator_id, c.flavor, c.version, c.record_version, c.first_us, c.last_us,
+                (SELECT count(*) FROM states s WHERE s.creator_id = c.creator_id AND s.start_us IS NOT NULL)
+         FROM creators c ORDER BY c.creator_id",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(serde_json::json!({
+            "creator_id": format!("{:08x}", r.get::<_, i64>(0)? as u32),
+            "flavor": r.get::<_, String>(1)?,
+            "header_version": r.get::<_, i64>(2)?,
+            "record_version": r.get::<_, Option<i64>>(3)?,
+            "first_seen": format_rfc3339(r.get(4)?),
+            "last_seen": format_rfc3339(r.get(5)?),
+            "states": r.get::<_, i64>(6)?,
+        }))
+    })?;
+    for r in rows {
+        s.creators.push(r?);
+    }
+    let mut st = conn.prepare(
+        "SELECT kind, source, first_us, last_us, packets, messages, drops, decode_errors, skipped, status
+         FROM runs ORDER BY id DESC LIMIT 20",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(serde_json::json!({
+            "kind": r.get::<_, String>(0)?,
+            "source": r.get::<_, String>(1)?,
+            "from": r.get::<_, Option<i64>>(2)?.map(format_rfc3339),
+            "to": r.get::<_, Option<i64>>(3)?.map(format_rfc3339),
+            "packets": r.get::<_, i64>(4)?,
+            "messages": r.get::<_, i64>(5)?,
+            "drops": r.get::<_, i64>(6)?,
+            "decode_errors": r.get::<_, i64>(7)?,
+            "skipped": r.get::<_, i64>(8)?,
+            "status": r.get::<_, String>(9)?,
+        }))
+    })?;
+    for r in rows {
+        s.runs.push(r?);
+    }
+    s.gaps = conn.query_row("SELECT count(*) FROM gaps", [], |r| r.get(0))?;
+    s.decode_errors = conn.query_row("SELECT coalesce(sum(decode_errors), 0) FROM runs", [], |r| r.get(0))?;
+    s.pcap_drops = conn.query_row("SELECT coalesce(sum(drops), 0) FROM runs", [], |r| r.get(0))?;
+    Ok(s)
+}
+
+pub fn stats_text(s: &Stats) -> String {
+    let mut t = format!(
+        "database      {} ({:.1} MiB)\nstates        {} ({} open), {} evidence-only rows\ntime span     {} .. {}\n",
+        s.path,
+        s.size_bytes as f64 / 1048576.0,
+        s.states,
+        s.open,
+        s.evidence_only,
+        s.first_start.as_deref().unwrap_or("-"),
+        s.last_seen.as_deref().unwrap_or("-"),
+    );
+    for c in &s.creators {
+        t.push_str(&format!(
+            "creator       {} {} v{} {} states, seen {} .. {}\n",
+            c["creator_id"].as_str().unwrap_or("?"),
+            c["flavor"].as_str().unwrap_or("?"),
+            c["record_version"].as_i64().or(c["header_version"].as_i64()).unwrap_or(0),
+            c["states"],
+            c["first_seen"].as_str().unwrap_or("-"),
+            c["last_seen"].as_str().unwrap_or("-"),
+        ));
+    }
+    for r in &s.runs {
+        t.push_str(&format!(
+            "run           {} {} {} .. {} {} packets, {} drops, {} decode errors ({})\n",
+            r["kind"].as_str().unwrap_or("?"),
+            r["source"].as_str().unwrap_or("?"),
+            r["from"].as_str().unwrap_or("-"),
+            r["to"].as_str().unwrap_or("-"),
+            r["packets"],
+            r["drops"],
+            r["decode_errors"],
+            r["status"].as_str().unwrap_or("?"),
+        ));
+    }
+    t.push_str(&format!(
+        "gaps          {} recorded; decode errors {}; pcap drops {}",
+        s.gaps, s.decode_errors, s.pcap_drops
+    ));
+    t
+}
+
+/// Delete lifetimes that ended before `before`, in short transactions so a running recorder
+/// never waits long, then hand freed pages back.
+pub fn prune(conn: &Connection, before: Micros) -> rusqlite::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let n = conn.execute(
+            "DELETE FROM states WHERE id IN (SELECT id FROM states WHERE end_us < ?1 LIMIT 5000)",
+            [before],
+        )?;
+        total += n as u64;
+        if n == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    conn.execute("DELETE FROM gaps WHERE end_us < ?1", [before])?;
+    conn.execute("DELETE FROM bus WHERE ts_us < ?1", [before])?;
+    conn.execute("DELETE FROM runs WHERE last_us < ?1 AND status != 'running' AND id NOT IN (SELECT run_id FROM gaps)", [before])?;
+    conn.execute_batch("PRAGMA incremental_vacuum;")?;
+    Ok(total)
+}

@@ -1,0 +1,537 @@
+//! The batched writer: lifetime events from the tracker into SQLite, one transaction per
+//! batch. Every write is a merge that commutes and repeats harmlessly, so importing a capture
+//! twice, or overlapping captures in any order, leaves the same rows as one import:
+//! start comes from the earliest full message, counters from the newest, the end is the
+//! earliest end event, "last seen" the latest message.
+
+use super::{addr_blob, blob_addr, sq, Result};
+use crate::track::{EndReason, Event, Micros, OpenState, OrphanKind};
+use crate::wire::{Af, Direction, Flavor, FullState, Key, StateRef};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+/// Two sightings of one (creator, id) belong to the same lifetime when the state was alive
+/// at both; this slack absorbs `creation`'s whole-second rounding and transmit latency.
+const SLACK_US: Micros = 2_000_000;
+
+/// What a run is, for the coverage table.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub kind: &'static str,
+    pub source: String,
+    pub fingerprint: Option<String>,
+    pub started_wall: Micros,
+}
+
+/// Counters of a run, written with every flush (the live recorder's heartbeat).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunCounters {
+    pub first_us: Option<Micros>,
+    pub last_us: Option<Micros>,
+    pub packets: u64,
+    pub messages: u64,
+    pub drops: u64,
+    pub decode_errors: u64,
+    pub skipped: u64,
+}
+
+pub struct Writer {
+    conn: Connection,
+    path: String,
+    run_id: i64,
+    pending: Vec<Event>,
+    gaps: Vec<(Micros, Micros, &'static str, u64, String)>,
+    /// Row of every open state this writer knows: proportional to open states only.
+    rows: HashMap<StateRef, i64>,
+    creators_seen: HashSet<u32>,
+    creators: Vec<(u32, Flavor, u16, Micros)>,
+}
+
+fn u64_to_i64(v: u64) -> i64 {
+    v as i64
+}
+
+impl Writer {
+    /// Take over an open read-write connection and register a run.
+    pub fn new(conn: Connection, path: &str, run: &RunInfo) -> Result<Writer> {
+        let run_id = {
+            let existing: Option<i64> = match &run.fingerprint {
+                Some(fp) => conn
+                    .query_row(
+                        "SELECT id FROM runs WHERE fingerprint = ?1",
+                        [fp],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(sq(path))?,
+                None => None,
+            };
+            match existing {
+                Some(id) => {
+                    conn.execute(
+                        "UPDATE runs SET status = 'running', started_wall = ?2, stopped_wall = NULL WHERE id = ?1",
+                        params![id, run.started_wall],
+                    )
+                    .map_err(sq(path))?;
+                    id
+                }
+                None => {
+                    conn.execute(
+                        "INSERT INTO runs (kind, source, fingerprint, started_wall, status) VALUES (?1, ?2, ?3, ?4, 'running')",
+                        params![run.kind, run.source, run.fingerprint, run.started_wall],
+                    )
+                    .map_err(sq(path))?;
+                    conn.last_insert_rowid()
+                }
+            }
+        };
+        Ok(Writer {
+            conn,
+            path: path.into(),
+            run_id,
+            pending: Vec::new(),
+            gaps: Vec::new(),
+            rows: HashMap::new(),
+            creators_seen: HashSet::new(),
+            creators: Vec::new(),
+        })
+    }
+
+    pub fn run_id(&self) -> i64 {
+        self.run_id
+    }
+
+    /// The open lifetimes in the store, for the tracker to carry on with.
+    pub fn load_open(&mut self) -> Result<Vec<OpenState>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, creator_id, state_id, ifname, af, proto, direction,
+                        w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
+                        s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af,
+                        start_us, last_us, expire, packets0, packets1, bytes0, bytes1, rule, flavor
+                 FROM states WHERE end_us IS NULL AND start_us IS NOT NULL",
+            )
+            .map_err(sq(&self.path))?;
+        let mut out = Vec::new();
+        let mut rows = stmt.query([]).map_err(sq(&self.path))?;
+        while let Some(r) = rows.next().map_err(sq(&self.path))? {
+            let get_i = |i: usize| -> i64 { r.get::<_, Option<i64>>(i).ok().flatten().unwrap_or(0) };
+            let get_b = |i: usize| -> IpAddr {
+                r.get::<_, Option<Vec<u8>>>(i)
+                    .ok()
+                    .flatten()
+                    .and_then(|b| blob_addr(&b))
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+            };
+            let af = Af::from_openbsd(get_i(4) as u8);
+            let s_af = Af::from_openbsd(get_i(17) as u8);
+            let state = FullState {
+                id: get_i(2) as u64,
+                creator_id: get_i(1) as u32,
+                ifname: r.get::<_, Option<String>>(3).ok().flatten().unwrap_or_default(),
+                key: [
+                    Key {
+                        addr: [get_b(7), get_b(9)],
+                        port: [get_i(8) as u16, get_i(10) as u16],
+                        rdomain: get_i(11) as u16,
+                        af,
+                    },
+                    Key {
+                        addr: [get_b(12), get_b(14)],
+                        port: [get_i(13) as u16, get_i(15) as u16],
+                        rdomain: get_i(16) as u16,
+                        af: s_af,
+                    },
+                ],
+                af,
+                proto: get_i(5) as u8,
+                direction: Direction::from_u8(get_i(6) as u8),
+                creation: 0,
+                expire: get_i(20) as u32,
+                packets: [get_i(21) as u64, get_i(22) as u64],
+                bytes: [get_i(23) as u64, get_i(24) as u64],
+                rule: get_i(25) as u32,
+                timeout: 0,
+                peer_state: [0, 0],
+            };
+            let flavor = if get_i(26) == 5 {
+                Flavor::FreeBsd
+            } else {
+                Flavor::OpenBsd
+            };
+            self.rows.insert(
+                StateRef {
+                    id: state.id,
+                    creator_id: state.creator_id,
+                },
+                get_i(0),
+            );
+            out.push(OpenState {
+                start: get_i(18),
+                last_seen: get_i(19),
+                state,
+                flavor,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn push(&mut self, e: Event) {
+        self.pending.push(e);
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Record a moment of partial blindness (written with the next flush).
+    pub fn gap(&mut self, from: Micros, to: Micros, kind: &'static str, count: u64, detail: String) {
+        self.gaps.push((from, to, kind, count, detail));
+    }
+
+    /// Write everything pending, and the run's counters, in one transaction.
+    pub fn flush(&mut self, counters: &RunCounters) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(sq(&path))?;
+        let events = std::mem::take(&mut self.pending);
+        for e in &events {
+            apply(&tx, &mut self.rows, e).map_err(sq(&path))?;
+            if let Event::Open {
+                state,
+                seen,
+                flavor,
+                record_version,
+                ..
+            } = e
+            {
+                if self.creators_seen.insert(state.creator_id) {
+                    self.creators
+                        .push((state.creator_id, *flavor, *record_version, *seen));
+                }
+            }
+        }
+        for (c, flavor, rv, seen) in self.creators.drain(..) {
+            tx.execute(
+                "INSERT INTO creators (creator_id, flavor, version, record_version, first_us, last_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                 ON CONFLICT (creator_id) DO UPDATE SET
+                    flavor = excluded.flavor, version = excluded.version,
+                    record_version = coalesce(excluded.record_version, record_version),
+                    first_us = min(first_us, excluded.first_us),
+                    last_us = max(last_us, excluded.last_us)",
+                params![
+                    c,
+                    flavor.name(),
+                    if flavor == Flavor::OpenBsd { 6 } else { 5 },
+                    if rv == 0 { None } else { Some(rv) },
+                    seen
+                ],
+            )
+            .map_err(sq(&path))?;
+        }
+        for (from, to, kind, count, detail) in self.gaps.drain(..) {
+            tx.execute(
+                "INSERT INTO gaps (run_id, start_us, end_us, kind, count, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (run_id, start_us, kind) DO UPDATE SET end_us = max(end_us, excluded.end_us), count = max(count, excluded.count)",
+                params![self.run_id, from, to, kind, count as i64, detail],
+            )
+            .map_err(sq(&path))?;
+        }
+        tx.execute(
+            "UPDATE runs SET first_us = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?2 ELSE first_us END,
+                             last_us = CASE WHEN last_us IS NULL OR ?3 > last_us THEN ?3 ELSE last_us END,
+                             packets = max(packets, ?4), messages = max(messages, ?5), drops = max(drops, ?6),
+                             decode_errors = max(decode_errors, ?7), skipped = max(skipped, ?8)
+             WHERE id = ?1",
+            params![
+                self.run_id,
+                counters.first_us,
+                counters.last_us,
+                counters.packets as i64,
+                counters.messages as i64,
+                counters.drops as i64,
+                counters.decode_errors as i64,
+                counters.skipped as i64
+            ],
+        )
+        .map_err(sq(&path))?;
+        tx.commit().map_err(sq(&path))?;
+        Ok(())
+    }
+
+    /// Close the run: flush, mark it stopped (or failed), checkpoint the WAL.
+    pub fn finish(mut self, counters: &RunCounters, status: &str, wall: Micros) -> Result<()> {
+        self.flush(counters)?;
+        self.conn
+            .execute(
+                "UPDATE runs SET status = ?2, stopped_wall = ?3 WHERE id = ?1",
+                params![self.run_id, status, wall],
+            )
+            .map_err(sq(&self.path))?;
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        Ok(())
+    }
+
+    /// The connection, for tests and maintenance.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// Find the row of the lifetime of `k` that was alive at `ts`.
+fn find_alive(tx: &Connection, k: &StateRef, ts: Micros) -> rusqlite::Result<Option<i64>> {
+    tx.prepare_cached(
+        "SELECT id FROM states WHERE creator_id = ?1 AND state_id = ?2
+           AND (end_us IS NULL OR end_us >= ?3 - ?4)
+           AND (start_us IS NULL OR start_us <= ?3 + ?4)
+         ORDER BY id DESC LIMIT 1",
+    )?
+    .query_row(
+        params![k.creator_id, u64_to_i64(k.id), ts, SLACK_US],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+fn key_cols(k: &Key) -> (Vec<u8>, i64, Vec<u8>, i64, i64) {
+    (
+        addr_blob(&k.addr[0]),
+        k.port[0] as i64,
+        addr_blob(&k.addr[1]),
+        k.port[1] as i64,
+        k.rdomain as i64,
+    )
+}
+
+fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusqlite::Result<()> {
+    match e {
+        Event::Open {
+            state: s,
+            start,
+            seen,
+            flavor,
+            ..
+        } => {
+            let k = StateRef {
+                id: s.id,
+                creator_id: s.creator_id,
+            };
+            let (w0, wp0, w1, wp1, wrd) = key_cols(&s.key[0]);
+            let (s0, sp0, s1, sp1, srd) = key_cols(&s.key[1]);
+            let flavor_v = if *flavor == Flavor::OpenBsd { 6 } else { 5 };
+            let existing = match rows.get(&k) {
+                Some(id) => Some(*id),
+                None => find_alive(tx, &k, *seen)?,
+            };
+            let id = match existing {
+                Some(id) => {
+                    // Keys and start from the earliest full message; counters from the newest.
+                    tx.prepare_cached(
+                        "UPDATE states SET
+                           ifname = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?3 ELSE ifname END,
+                           af = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?4 ELSE af END,
+                           proto = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?5 ELSE proto END,
+                           direction = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?6 ELSE direction END,
+                           w_addr0 = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?7 ELSE w_addr0 END,
+                           w_port0 = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?8 ELSE w_port0 END,
+                           w_addr1 = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?9 ELSE w_addr1 END,
+                           w_port1 = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?10 ELSE w_port1 END,
+                           w_rdomain = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?11 ELSE w_rdomain END,
+                           s_addr0 = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?12 ELSE s_addr0 END,
+                           s_port0 = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?13 ELSE s_port0 END,
+                           s_addr1 = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?14 ELSE s_addr1 END,
+                           s_port1 = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?15 ELSE s_port1 END,
+                           s_rdomain = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?16 ELSE s_rdomain END,
+                           s_af = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?17 ELSE s_af END,
+                           nat = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?18 ELSE nat END,
+                           start_us = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?19 ELSE start_us END,
+                           flavor = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?20 ELSE flavor END,
+                           expire = CASE WHEN updated_us IS NULL OR ?2 >= updated_us THEN ?21 ELSE expire END,
+                           packets0 = CASE WHEN updated_us IS NULL OR ?2 >= updated_us THEN ?22 ELSE packets0 END,
+                           packets1 = CASE WHEN updated_us IS NULL OR ?2 >= updated_us THEN ?23 ELSE packets1 END,
+                           bytes0 = CASE WHEN updated_us IS NULL OR ?2 >= updated_us THEN ?24 ELSE bytes0 END,
+                           bytes1 = CASE WHEN updated_us IS NULL OR ?2 >= updated_us THEN ?25 ELSE bytes1 END,
+                           rule = CASE WHEN updated_us IS NULL OR ?2 >= updated_us THEN ?26 ELSE rule END,
+                           updated_us = max(coalesce(updated_us, ?2), ?2),
+                           first_us = min(coalesce(first_us, ?2), ?2),
+                           last_us = max(last_us, ?2)
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        id,
+                        seen,
+                        s.ifname,
+                        s.af.to_openbsd(),
+                        s.proto,
+                        s.direction.to_u8(),
+                        w0,
+                        wp0,
+                        w1,
+                        wp1,
+                        wrd,
+                        s0,
+                        sp0,
+                        s1,
+                        sp1,
+                        srd,
+                        s.key[1].af.to_openbsd(),
+                        s.is_nat(),
+                        start,
+                        flavor_v,
+                        s.expire,
+                        u64_to_i64(s.packets[0]),
+                        u64_to_i64(s.packets[1]),
+                        u64_to_i64(s.bytes[0]),
+                        u64_to_i64(s.bytes[1]),
+                        s.rule,
+                    ])?;
+                    id
+                }
+                None => {
+                    tx.prepare_cached(
+                        "INSERT INTO states (creator_id, state_id, ifname, af, proto, direction,
+                            w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
+                            s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af, nat,
+                            start_us, first_us, last_us, updated_us, expire,
+                            packets0, packets1, bytes0, bytes1, rule, flavor)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                                 ?19, ?20, ?20, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+                    )?
+                    .execute(params![
+                        s.creator_id,
+                        u64_to_i64(s.id),
+                        s.ifname,
+                        s.af.to_openbsd(),
+                        s.proto,
+                        s.direction.to_u8(),
+                        w0,
+                        wp0,
+                        w1,
+                        wp1,
+                        wrd,
+                        s0,
+                        sp0,
+                        s1,
+                        sp1,
+                        srd,
+                        s.key[1].af.to_openbsd(),
+                        s.is_nat(),
+                        start,
+                        seen,
+                        s.expire,
+                        u64_to_i64(s.packets[0]),
+                        u64_to_i64(s.packets[1]),
+                        u64_to_i64(s.bytes[0]),
+                        u64_to_i64(s.bytes[1]),
+                        s.rule,
+                        flavor_v,
+                    ])?;
+                    tx.last_insert_rowid()
+                }
+            };
+            rows.insert(k, id);
+        }
+        Event::Refresh { state: s, seen } => {
+            let k = StateRef {
+                id: s.id,
+                creator_id: s.creator_id,
+            };
+            if let Some(id) = rows.get(&k) {
+                tx.prepare_cached(
+                    "UPDATE states SET
+                       expire = CASE WHEN updated_us IS NULL OR ?2 >= updated_us THEN ?3 ELSE expire END,
+                       packets0 = CASE WHEN updated_us IS NULL OR ?2 >= updated_us THEN ?4 ELSE packets0 END,
+                       packets1 = CASE WHEN updated_us IS NULL OR ?2 >= updated_us THEN ?5 ELSE packets1 END,
+                       bytes0 = CASE WHEN updated_us IS NULL OR ?2 >= updated_us THEN ?6 ELSE bytes0 END,
+                       bytes1 = CASE WHEN updated_us IS NULL OR ?2 >= updated_us THEN ?7 ELSE bytes1 END,
+                       updated_us = max(coalesce(updated_us, ?2), ?2),
+                       last_us = max(last_us, ?2)
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    id,
+                    seen,
+                    s.expire,
+                    u64_to_i64(s.packets[0]),
+                    u64_to_i64(s.packets[1]),
+                    u64_to_i64(s.bytes[0]),
+                    u64_to_i64(s.bytes[1]),
+                ])?;
+            }
+        }
+        Event::Touch { key, seen } => {
+            if let Some(id) = rows.get(key) {
+                tx.prepare_cached("UPDATE states SET last_us = max(last_us, ?2) WHERE id = ?1")?
+                    .execute(params![id, seen])?;
+            }
+        }
+        Event::End {
+            state: s,
+            end,
+            reason,
+            ..
+        } => {
+            let k = StateRef {
+                id: s.id,
+                creator_id: s.creator_id,
+            };
+            let id = match rows.remove(&k) {
+                Some(id) => Some(id),
+                None => find_alive(tx, &k, *end)?,
+            };
+            if let Some(id) = id {
+                end_row(tx, id, *end, *reason)?;
+            }
+        }
+        Event::Orphan { key, seen, kind } => {
+            match find_alive(tx, key, *seen)? {
+                Some(id) => {
+                    tx.prepare_cached("UPDATE states SET last_us = max(last_us, ?2) WHERE id = ?1")?
+                        .execute(params![id, seen])?;
+                    if *kind == OrphanKind::DelC {
+                        end_row(tx, id, *seen, EndReason::Delete)?;
+                    }
+                }
+                None => {
+                    // Evidence: an id, a creator and a time, without addresses.
+                    let end = (*kind == OrphanKind::DelC).then_some(*seen);
+                    let reason = end.map(|_| EndReason::Delete.name());
+                    tx.prepare_cached(
+                        "INSERT INTO states (creator_id, state_id, end_us, end_reason, last_us)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![key.creator_id, u64_to_i64(key.id), end, reason, seen])?;
+                }
+            }
+        }
+        Event::Bus { bus, seen } => {
+            let status = match bus.status {
+                crate::wire::BusStatus::Start => 1,
+                crate::wire::BusStatus::End => 2,
+                crate::wire::BusStatus::Other(o) => o as i64,
+            };
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO bus (creator_id, ts_us, status, endtime) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![bus.creator_id, seen, status, bus.endtime])?;
+        }
+    }
+    Ok(())
+}
+
+/// The earliest end event wins (re-imports and overlapping captures agree on it).
+fn end_row(tx: &Connection, id: i64, end: Micros, reason: EndReason) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE states SET
+           end_reason = CASE WHEN end_us IS NULL OR ?2 < end_us THEN ?3 ELSE end_reason END,
+           end_us = CASE WHEN end_us IS NULL OR ?2 < end_us THEN max(?2, coalesce(start_us, ?2)) ELSE end_us END,
+           last_us = max(last_us, ?2)
+         WHERE id = ?1",
+    )?
+    .execute(params![id, end, reason.name()])?;
+    Ok(())
+}

@@ -1,0 +1,2135 @@
+//! FreeBSD pfsync (header version 5; FreeBSD 10–15, pfSense, OPNsense): subheaders without
+//! an item length, and full states in the three record layouts 1301, 1400 and 1500
+//! (pfsync-freebsd.md §3–§7). The action code alone selects the record layout.
+
+use super::model::*;
+use super::packet::Item;
+use super::{be16, be32, be64, ifname_from, ifname_to, WireError, WireErrorKind};
+
+pub const VERSION: u8 = 5;
+pub const HEADER_LEN: usize = 20;
+pub const SUBHEADER_LEN: usize = 4;
+
+/// Action codes (pfsync-freebsd.md §5, FreeBSD 15 naming).
+pub mod action {
+    pub const CLR: u8 = 0;
+    pub const INS_1301: u8 = 1;
+    pub const INS_ACK: u8 = 2;
+    pub const UPD_1301: u8 = 3;
+    pub const UPD_C: u8 = 4;
+    pub const UPD_REQ: u8 = 5;
+    /// Full delete in the 1301 layout; defined but never sent by FreeBSD.
+    pub const DEL: u8 = 6;
+    pub const DEL_C: u8 = 7;
+    /// Fragment actions, never implemented: no size is known, so they cannot be walked.
+    pub const INS_F: u8 = 8;
+    pub const DEL_F: u8 = 9;
+    pub const BUS: u8 = 10;
+    pub const TDB: u8 = 11;
+    pub const EOF: u8 = 12;
+    pub const INS_1400: u8 = 13;
+    pub const UPD_1400: u8 = 14;
+    pub const INS_1500: u8 = 15;
+    pub const UPD_1500: u8 = 16;
+}
+
+/// Item sizes in bytes (pfsync-freebsd.md §5, §6, §7).
+pub mod size {
+    pub const CLR: usize = 20;
+    pub const INS_ACK: usize = 12;
+    pub const UPD_C: usize = 84;
+    pub const UPD_REQ: usize = 12;
+    pub const DEL_C: usize = 12;
+    pub const BUS: usize = 12;
+    pub const TDB: usize = 48;
+    pub const EOF: usize = 0;
+    pub const KEY: usize = 36;
+    pub const PEER: usize = 32;
+    pub const STATE_1301: usize = 242;
+    pub const STATE_1400: usize = 277;
+    pub const STATE_1500: usize = 360;
+}
+
+/// Byte offsets of the state record (§7), the key and the peer (§6).
+pub mod field {
+    use std::ops::Range;
+    // Common prefix, identical in 1301, 1400 and 1500.
+    pub const ID: usize = 0;
+    pub const IFNAME: Range<usize> = 8..24;
+    pub const KEY0: usize = 24;
+    pub const KEY1: usize = 60;
+    pub const SRC_PEER: usize = 96;
+    pub const DST_PEER: usize = 128;
+    pub const RT_ADDR: Range<usize> = 160..176;
+    pub const RULE: usize = 176;
+    pub const ANCHOR: usize = 180;
+    pub const NAT_RULE: usize = 184;
+    pub const CREATION: usize = 188;
+    pub const EXPIRE: usize = 192;
+    pub const PACKETS0: usize = 196;
+    pub const PACKETS1: usize = 204;
+    pub const BYTES0: usize = 212;
+    pub const BYTES1: usize = 220;
+    pub const CREATORID: usize = 228;
+    /// End of the common prefix.
+    pub const PREFIX_END: usize = 232;
+
+    /// 1301 tail.
+    pub mod v1301 {
+        pub const AF: usize = 232;
+        pub const PROTO: usize = 233;
+        pub const DIRECTION: usize = 234;
+        pub const SPARE: usize = 235;
+        pub const LOG: usize = 237;
+        pub const STATE_FLAGS: usize = 238;
+        pub const TIMEOUT: usize = 239;
+        pub const SYNC_FLAGS: usize = 240;
+        pub const UPDATES: usize = 241;
+    }
+
+    /// 1400 tail.
+    pub mod v1400 {
+        use std::ops::Range;
+        pub const AF: usize = 232;
+        pub const PROTO: usize = 233;
+        pub const DIRECTION: usize = 234;
+        pub const STATE_FLAGS: usize = 235;
+        pub const LOG: usize = 237;
+        pub const SPARE: usize = 238;
+        pub const TIMEOUT: usize = 239;
+        pub const SYNC_FLAGS: usize = 240;
+        pub const UPDATES: usize = 241;
+        pub const QID: usize = 242;
+        pub const PQID: usize = 244;
+        pub const DNPIPE: usize = 246;
+        pub const DNRPIPE: usize = 248;
+        pub const RTABLEID: usize = 250;
+        pub const MIN_TTL: usize = 254;
+        pub const SET_TOS: usize = 255;
+        pub const MAX_MSS: usize = 256;
+        pub const SET_PRIO: usize = 258;
+        pub const RT: usize = 260;
+        pub const RT_IFNAME: Range<usize> = 261..277;
+    }
+
+    /// 1500 tail: nothing lines up with 1301/1400 after the prefix.
+    pub mod v1500 {
+        use std::ops::Range;
+        pub const TAGNAME: Range<usize> = 232..296;
+        pub const RT_IFNAME: Range<usize> = 296..312;
+        pub const ORIG_IFNAME: Range<usize> = 312..328;
+        pub const RTABLEID: usize = 328;
+        pub const STATE_FLAGS: usize = 332;
+        pub const QID: usize = 334;
+        pub const PQID: usize = 336;
+        pub const DNPIPE: usize = 338;
+        pub const DNRPIPE: usize = 340;
+        pub const MAX_MSS: usize = 342;
+        pub const WIRE_AF: usize = 344;
+        pub const STACK_AF: usize = 345;
+        pub const RT_AF: usize = 346;
+        pub const WIRE_PROTO: usize = 347;
+        pub const STACK_PROTO: usize = 348;
+        pub const LOG: usize = 349;
+        pub const TIMEOUT: usize = 350;
+        pub const DIRECTION: usize = 351;
+        pub const RT: usize = 352;
+        pub const MIN_TTL: usize = 353;
+        pub const SET_TOS: usize = 354;
+        pub const SET_PRIO: usize = 355;
+        pub const SPARE: usize = 357;
+    }
+
+    // Inside a key (36 bytes, no family, protocol or routing domain).
+    pub const K_ADDR0: usize = 0;
+    pub const K_ADDR1: usize = 16;
+    pub const K_PORT0: usize = 32;
+    pub const K_PORT1: usize = 34;
+
+    // Inside a peer (32 bytes).
+    pub const P_SCRUB_FLAGS: usize = 0;
+    pub const P_SCRUB_TTL: usize = 2;
+    pub const P_SCRUB_FLAG: usize = 3;
+    pub const P_SCRUB_TS_MOD: usize = 4;
+    pub const P_SEQLO: usize = 8;
+    pub const P_SEQHI: usize = 12;
+    pub const P_SEQDIFF: usize = 16;
+    pub const P_MAX_WIN: usize = 20;
+    pub const P_MSS: usize = 22;
+    pub const P_STATE: usize = 24;
+    pub const P_WSCALE: usize = 25;
+    pub const P_PAD: std::ops::Range<usize> = 26..32;
+
+    // UPD_C (84 bytes).
+    pub const UC_ID: usize = 0;
+    pub const UC_SRC: usize = 8;
+    pub const UC_DST: usize = 40;
+    pub const UC_CREATORID: usize = 72;
+    pub const UC_EXPIRE: usize = 76;
+    pub const UC_TIMEOUT: usize = 80;
+
+    // TDB (48 bytes).
+    pub const T_SPI: usize = 0;
+    pub const T_DST: Range<usize> = 4..32;
+    pub const T_RPL: usize = 32;
+    pub const T_CUR_BYTES: usize = 36;
+    pub const T_SPROTO: usize = 44;
+    pub const T_UPDATES: usize = 45;
+}
+
+/// The fixed item size of an action; `None` for actions whose size is unknown (8, 9, >16),
+/// which can therefore not be stepped over.
+pub fn item_size(act: u8) -> Option<usize> {
+    use self::action as a;
+    Some(match act {
+        a::CLR => size::CLR,
+        a::INS_1301 | a::UPD_1301 | a::DEL => size::STATE_1301,
+        a::INS_ACK => size::INS_ACK,
+        a::UPD_C => size::UPD_C,
+        a::UPD_REQ => size::UPD_REQ,
+        a::DEL_C => size::DEL_C,
+        a::BUS => size::BUS,
+        a::TDB => size::TDB,
+        a::EOF => size::EOF,
+        a::INS_1400 | a::UPD_1400 => size::STATE_1400,
+        a::INS_1500 | a::UPD_1500 => size::STATE_1500,
+        _ => return None,
+    })
+}
+
+/// Which state record layout; chosen by the action code, never by the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordVersion {
+    V1301,
+    V1400,
+    V1500,
+}
+
+impl RecordVersion {
+    pub fn from_u16(v: u16) -> Option<RecordVersion> {
+        match v {
+            1301 => Some(RecordVersion::V1301),
+            1400 => Some(RecordVersion::V1400),
+            1500 => Some(RecordVersion::V1500),
+            _ => None,
+        }
+    }
+    pub fn as_u16(self) -> u16 {
+        match self {
+            RecordVersion::V1301 => 1301,
+            RecordVersion::V1400 => 1400,
+            RecordVersion::V1500 => 1500,
+        }
+    }
+    pub fn size(self) -> usize {
+        match self {
+            RecordVersion::V1301 => size::STATE_1301,
+            RecordVersion::V1400 => size::STATE_1400,
+            RecordVersion::V1500 => size::STATE_1500,
+        }
+    }
+    /// The layout a full-state action carries (DEL is 1301).
+    pub fn of_action(act: u8) -> Option<RecordVersion> {
+        use self::action as a;
+        match act {
+            a::INS_1301 | a::UPD_1301 | a::DEL => Some(RecordVersion::V1301),
+            a::INS_1400 | a::UPD_1400 => Some(RecordVersion::V1400),
+            a::INS_1500 | a::UPD_1500 => Some(RecordVersion::V1500),
+            _ => None,
+        }
+    }
+    pub fn ins_action(self) -> u8 {
+        match self {
+            RecordVersion::V1301 => action::INS_1301,
+            RecordVersion::V1400 => action::INS_1400,
+            RecordVersion::V1500 => action::INS_1500,
+        }
+    }
+    pub fn upd_action(self) -> u8 {
+        match self {
+            RecordVersion::V1301 => action::UPD_1301,
+            RecordVersion::V1400 => action::UPD_1400,
+            RecordVersion::V1500 => action::UPD_1500,
+        }
+    }
+}
+
+fn need(b: &[u8], n: usize, what: &'static str) -> Result<(), WireError> {
+    if b.len() < n {
+        Err(WireError::truncated(0, what, n, b.len()))
+    } else {
+        Ok(())
+    }
+}
+
+fn put16(b: &mut [u8], off: usize, v: u16) {
+    b[off..off + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+fn put32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+fn put64(b: &mut [u8], off: usize, v: u64) {
+    b[off..off + 8].copy_from_slice(&v.to_be_bytes());
+}
+
+fn arr16(b: &[u8]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[..16]);
+    a
+}
+
+/// `pfsync_state_key`: addresses and ports only (36 bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyRepr {
+    pub addr: [[u8; 16]; 2],
+    pub port: [u16; 2],
+}
+
+impl KeyRepr {
+    pub fn parse(b: &[u8]) -> Result<KeyRepr, WireError> {
+        use field::*;
+        need(b, size::KEY, "pfsync_state_key")?;
+        Ok(KeyRepr {
+            addr: [arr16(&b[K_ADDR0..]), arr16(&b[K_ADDR1..])],
+            port: [be16(b, K_PORT0), be16(b, K_PORT1)],
+        })
+    }
+    /// Write the 36-byte key; `b` must hold at least 36 bytes (a caller bug otherwise).
+    pub fn emit(&self, b: &mut [u8]) {
+        use field::*;
+        let b = &mut b[..size::KEY];
+        b[K_ADDR0..K_ADDR0 + 16].copy_from_slice(&self.addr[0]);
+        b[K_ADDR1..K_ADDR1 + 16].copy_from_slice(&self.addr[1]);
+        put16(b, K_PORT0, self.port[0]);
+        put16(b, K_PORT1, self.port[1]);
+    }
+    /// Neutral key: the family comes from the record, FreeBSD keys carry no routing domain.
+    pub fn to_key(&self, af: Af) -> Key {
+        Key {
+            addr: [addr_from(af, &self.addr[0]), addr_from(af, &self.addr[1])],
+            port: self.port,
+            rdomain: 0,
+            af,
+        }
+    }
+    pub fn from_key(k: &Key) -> KeyRepr {
+        KeyRepr {
+            addr: [addr_to(&k.addr[0]), addr_to(&k.addr[1])],
+            port: k.port,
+        }
+    }
+}
+
+/// `pf_state_peer_export` with its scrub part (32 bytes, 6 trailing pad bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerRepr {
+    pub scrub_flags: u16,
+    pub scrub_ttl: u8,
+    /// 1 = the scrub fields are valid.
+    pub scrub_flag: u8,
+    pub scrub_ts_mod: u32,
+    pub seqlo: u32,
+    pub seqhi: u32,
+    pub seqdiff: u32,
+    pub max_win: u16,
+    pub mss: u16,
+    pub state: u8,
+    pub wscale: u8,
+}
+
+impl PeerRepr {
+    pub fn parse(b: &[u8]) -> Result<PeerRepr, WireError> {
+        use field::*;
+        need(b, size::PEER, "pfsync_state_peer")?;
+        Ok(PeerRepr {
+            scrub_flags: be16(b, P_SCRUB_FLAGS),
+            scrub_ttl: b[P_SCRUB_TTL],
+            scrub_flag: b[P_SCRUB_FLAG],
+            scrub_ts_mod: be32(b, P_SCRUB_TS_MOD),
+            seqlo: be32(b, P_SEQLO),
+            seqhi: be32(b, P_SEQHI),
+            seqdiff: be32(b, P_SEQDIFF),
+            max_win: be16(b, P_MAX_WIN),
+            mss: be16(b, P_MSS),
+            state: b[P_STATE],
+            wscale: b[P_WSCALE],
+        })
+    }
+    /// Write the 32-byte peer; `b` must hold at least 32 bytes (a caller bug otherwise).
+    pub fn emit(&self, b: &mut [u8]) {
+        use field::*;
+        let b = &mut b[..size::PEER];
+        put16(b, P_SCRUB_FLAGS, self.scrub_flags);
+        b[P_SCRUB_TTL] = self.scrub_ttl;
+        b[P_SCRUB_FLAG] = self.scrub_flag;
+        put32(b, P_SCRUB_TS_MOD, self.scrub_ts_mod);
+        put32(b, P_SEQLO, self.seqlo);
+        put32(b, P_SEQHI, self.seqhi);
+        put32(b, P_SEQDIFF, self.seqdiff);
+        put16(b, P_MAX_WIN, self.max_win);
+        put16(b, P_MSS, self.mss);
+        b[P_STATE] = self.state;
+        b[P_WSCALE] = self.wscale;
+        b[P_PAD].fill(0);
+    }
+    fn with_state(state: u8) -> PeerRepr {
+        PeerRepr {
+            state,
+            ..Default::default()
+        }
+    }
+}
+
+/// Bytes 0–231, identical in all three record layouts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommonRepr {
+    pub id: u64,
+    pub ifname: String,
+    /// [0] wire key, [1] stack key.
+    pub key: [KeyRepr; 2],
+    pub src: PeerRepr,
+    pub dst: PeerRepr,
+    pub rt_addr: [u8; 16],
+    pub rule: u32,
+    pub anchor: u32,
+    pub nat_rule: u32,
+    pub creation: u32,
+    pub expire: u32,
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    pub creator_id: u32,
+}
+
+impl CommonRepr {
+    pub fn parse(b: &[u8]) -> Result<CommonRepr, WireError> {
+        use field::*;
+        need(b, PREFIX_END, "pfsync_state prefix")?;
+        Ok(CommonRepr {
+            id: be64(b, ID),
+            ifname: ifname_from(&b[IFNAME]),
+            key: [
+                KeyRepr::parse(&b[KEY0..KEY0 + size::KEY])?,
+                KeyRepr::parse(&b[KEY1..KEY1 + size::KEY])?,
+            ],
+            src: PeerRepr::parse(&b[SRC_PEER..SRC_PEER + size::PEER])?,
+            dst: PeerRepr::parse(&b[DST_PEER..DST_PEER + size::PEER])?,
+            rt_addr: arr16(&b[RT_ADDR]),
+            rule: be32(b, RULE),
+            anchor: be32(b, ANCHOR),
+            nat_rule: be32(b, NAT_RULE),
+            creation: be32(b, CREATION),
+            expire: be32(b, EXPIRE),
+            packets: [be64(b, PACKETS0), be64(b, PACKETS1)],
+            bytes: [be64(b, BYTES0), be64(b, BYTES1)],
+            creator_id: be32(b, CREATORID),
+        })
+    }
+    /// Write bytes 0–231; `b` must hold at least 232 bytes (a caller bug otherwise).
+    pub fn emit(&self, b: &mut [u8]) {
+        use field::*;
+        let b = &mut b[..PREFIX_END];
+        put64(b, ID, self.id);
+        ifname_to(&self.ifname, &mut b[IFNAME]);
+        self.key[0].emit(&mut b[KEY0..KEY0 + size::KEY]);
+        self.key[1].emit(&mut b[KEY1..KEY1 + size::KEY]);
+        self.src.emit(&mut b[SRC_PEER..SRC_PEER + size::PEER]);
+        self.dst.emit(&mut b[DST_PEER..DST_PEER + size::PEER]);
+        b[RT_ADDR].copy_from_slice(&self.rt_addr);
+        put32(b, RULE, self.rule);
+        put32(b, ANCHOR, self.anchor);
+        put32(b, NAT_RULE, self.nat_rule);
+        put32(b, CREATION, self.creation);
+        put32(b, EXPIRE, self.expire);
+        put64(b, PACKETS0, self.packets[0]);
+        put64(b, PACKETS1, self.packets[1]);
+        put64(b, BYTES0, self.bytes[0]);
+        put64(b, BYTES1, self.bytes[1]);
+        put32(b, CREATORID, self.creator_id);
+    }
+    /// The neutral state minus what the tail supplies (family, protocol, direction,
+    /// timeout); `keys_af` gives each key's family.
+    fn to_full(&self, keys_af: [Af; 2], proto: u8, direction: u8, timeout: u8) -> FullState {
+        FullState {
+            id: self.id,
+            creator_id: self.creator_id,
+            ifname: self.ifname.clone(),
+            key: [
+                self.key[0].to_key(keys_af[0]),
+                self.key[1].to_key(keys_af[1]),
+            ],
+            // The state's own family is the wire key's, as pf exports it.
+            af: keys_af[0],
+            proto,
+            direction: Direction::from_u8(direction),
+            creation: self.creation,
+            expire: self.expire,
+            packets: self.packets,
+            bytes: self.bytes,
+            rule: self.rule,
+            timeout,
+            peer_state: [self.src.state, self.dst.state],
+        }
+    }
+    /// From a neutral state; fields it lacks get pf's values for "none" (all-ones anchor
+    /// and NAT rule numbers).
+    fn from_full(s: &FullState) -> CommonRepr {
+        CommonRepr {
+            id: s.id,
+            ifname: s.ifname.clone(),
+            key: [KeyRepr::from_key(&s.key[0]), KeyRepr::from_key(&s.key[1])],
+            src: PeerRepr::with_state(s.peer_state[0]),
+            dst: PeerRepr::with_state(s.peer_state[1]),
+            rt_addr: [0; 16],
+            rule: s.rule,
+            anchor: u32::MAX,
+            nat_rule: u32::MAX,
+            creation: s.creation,
+            expire: s.expire,
+            packets: s.packets,
+            bytes: s.bytes,
+            creator_id: s.creator_id,
+        }
+    }
+}
+
+/// `pfsync_state_1301` (242 bytes): also FreeBSD ≤13's `struct pfsync_state`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct State1301 {
+    pub common: CommonRepr,
+    /// FreeBSD family: 2 IPv4, 28 IPv6.
+    pub af: u8,
+    pub proto: u8,
+    pub direction: u8,
+    pub spare: u16,
+    pub log: u8,
+    /// 8 bits only (14+ senders truncate their 16-bit flags here).
+    pub state_flags: u8,
+    pub timeout: u8,
+    pub sync_flags: u8,
+    pub updates: u8,
+}
+
+impl State1301 {
+    pub fn parse(b: &[u8]) -> Result<State1301, WireError> {
+        use field::v1301::*;
+        need(b, size::STATE_1301, "pfsync_state_1301")?;
+        Ok(State1301 {
+            common: CommonRepr::parse(b)?,
+            af: b[AF],
+            proto: b[PROTO],
+            direction: b[DIRECTION],
+            spare: be16(b, SPARE),
+            log: b[LOG],
+            state_flags: b[STATE_FLAGS],
+            timeout: b[TIMEOUT],
+            sync_flags: b[SYNC_FLAGS],
+            updates: b[UPDATES],
+        })
+    }
+    /// Write 242 bytes; `b` must hold at least that many (a caller bug otherwise).
+    pub fn emit(&self, b: &mut [u8]) {
+        use field::v1301::*;
+        let b = &mut b[..size::STATE_1301];
+        self.common.emit(b);
+        b[AF] = self.af;
+        b[PROTO] = self.proto;
+        b[DIRECTION] = self.direction;
+        put16(b, SPARE, self.spare);
+        b[LOG] = self.log;
+        b[STATE_FLAGS] = self.state_flags;
+        b[TIMEOUT] = self.timeout;
+        b[SYNC_FLAGS] = self.sync_flags;
+        b[UPDATES] = self.updates;
+    }
+    pub fn to_full(&self) -> FullState {
+        let af = Af::from_freebsd(self.af);
+        self.common
+            .to_full([af, af], self.proto, self.direction, self.timeout)
+    }
+    pub fn from_full(s: &FullState) -> State1301 {
+        State1301 {
+            common: CommonRepr::from_full(s),
+            af: s.af.to_freebsd(),
+            proto: s.proto,
+            direction: s.direction.to_u8(),
+            timeout: s.timeout,
+            ..Default::default()
+        }
+    }
+}
+
+/// `pfsync_state_1400` (277 bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct State1400 {
+    pub common: CommonRepr,
+    pub af: u8,
+    pub proto: u8,
+    pub direction: u8,
+    /// 16 bits at the unaligned offset 235.
+    pub state_flags: u16,
+    pub log: u8,
+    pub spare: u8,
+    pub timeout: u8,
+    pub sync_flags: u8,
+    pub updates: u8,
+    pub qid: u16,
+    pub pqid: u16,
+    pub dnpipe: u16,
+    pub dnrpipe: u16,
+    /// −1 = not set.
+    pub rtableid: i32,
+    pub min_ttl: u8,
+    pub set_tos: u8,
+    pub max_mss: u16,
+    pub set_prio: [u8; 2],
+    /// FreeBSD numbering: 0 none, 1 fastroute, 2 route-to, 3 dup-to, 4 reply-to.
+    pub rt: u8,
+    pub rt_ifname: String,
+}
+
+impl State1400 {
+    pub fn parse(b: &[u8]) -> Result<State1400, WireError> {
+        use field::v1400::*;
+        need(b, size::STATE_1400, "pfsync_state_1400")?;
+        Ok(State1400 {
+            common: CommonRepr::parse(b)?,
+            af: b[AF],
+            proto: b[PROTO],
+            direction: b[DIRECTION],
+            state_flags: be16(b, STATE_FLAGS),
+            log: b[LOG],
+            spare: b[SPARE],
+            timeout: b[TIMEOUT],
+            sync_flags: b[SYNC_FLAGS],
+            updates: b[UPDATES],
+            qid: be16(b, QID),
+            pqid: be16(b, PQID),
+            dnpipe: be16(b, DNPIPE),
+            dnrpipe: be16(b, DNRPIPE),
+            rtableid: be32(b, RTABLEID) as i32,
+            min_ttl: b[MIN_TTL],
+            set_tos: b[SET_TOS],
+            max_mss: be16(b, MAX_MSS),
+            set_prio: [b[SET_PRIO], b[SET_PRIO + 1]],
+            rt: b[RT],
+            rt_ifname: ifname_from(&b[RT_IFNAME]),
+        })
+    }
+    /// Write 277 bytes; `b` must hold at least that many (a caller bug otherwise).
+    pub fn emit(&self, b: &mut [u8]) {
+        use field::v1400::*;
+        let b = &mut b[..size::STATE_1400];
+        self.common.emit(b);
+        b[AF] = self.af;
+        b[PROTO] = self.proto;
+        b[DIRECTION] = self.direction;
+        put16(b, STATE_FLAGS, self.state_flags);
+        b[LOG] = self.log;
+        b[SPARE] = self.spare;
+        b[TIMEOUT] = self.timeout;
+        b[SYNC_FLAGS] = self.sync_flags;
+        b[UPDATES] = self.updates;
+        put16(b, QID, self.qid);
+        put16(b, PQID, self.pqid);
+        put16(b, DNPIPE, self.dnpipe);
+        put16(b, DNRPIPE, self.dnrpipe);
+        put32(b, RTABLEID, self.rtableid as u32);
+        b[MIN_TTL] = self.min_ttl;
+        b[SET_TOS] = self.set_tos;
+        put16(b, MAX_MSS, self.max_mss);
+        b[SET_PRIO] = self.set_prio[0];
+        b[SET_PRIO + 1] = self.set_prio[1];
+        b[RT] = self.rt;
+        ifname_to(&self.rt_ifname, &mut b[RT_IFNAME]);
+    }
+    pub fn to_full(&self) -> FullState {
+        let af = Af::from_freebsd(self.af);
+        self.common
+            .to_full([af, af], self.proto, self.direction, self.timeout)
+    }
+    pub fn from_full(s: &FullState) -> State1400 {
+        State1400 {
+            common: CommonRepr::from_full(s),
+            af: s.af.to_freebsd(),
+            proto: s.proto,
+            direction: s.direction.to_u8(),
+            timeout: s.timeout,
+            rtableid: -1,
+            ..Default::default()
+        }
+    }
+}
+
+/// `pfsync_state_1500` (360 bytes): separate wire/stack family and protocol (af-to).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct State1500 {
+    pub common: CommonRepr,
+    pub tagname: String,
+    pub rt_ifname: String,
+    /// The real interface, even for floating states.
+    pub orig_ifname: String,
+    pub rtableid: i32,
+    pub state_flags: u16,
+    pub qid: u16,
+    pub pqid: u16,
+    pub dnpipe: u16,
+    pub dnrpipe: u16,
+    pub max_mss: u16,
+    /// Family of key[0].
+    pub wire_af: u8,
+    /// Family of key[1]; differs from `wire_af` for af-to (NAT64) states.
+    pub stack_af: u8,
+    pub rt_af: u8,
+    pub wire_proto: u8,
+    pub stack_proto: u8,
+    pub log: u8,
+    pub timeout: u8,
+    pub direction: u8,
+    pub rt: u8,
+    pub min_ttl: u8,
+    pub set_tos: u8,
+    pub set_prio: [u8; 2],
+    pub spare: [u8; 3],
+}
+
+impl State1500 {
+    pub fn parse(b: &[u8]) -> Result<State1500, WireError> {
+        use field::v1500::*;
+        need(b, size::STATE_1500, "pfsync_state_1500")?;
+        Ok(State1500 {
+            common: CommonRepr::parse(b)?,
+            tagname: ifname_from(&b[TAGNAME]),
+            rt_ifname: ifname_from(&b[RT_IFNAME]),
+            orig_ifname: ifname_from(&b[ORIG_IFNAME]),
+            rtableid: be32(b, RTABLEID) as i32,
+            state_flags: be16(b, STATE_FLAGS),
+            qid: be16(b, QID),
+            pqid: be16(b, PQID),
+            dnpipe: be16(b, DNPIPE),
+            dnrpipe: be16(b, DNRPIPE),
+            max_mss: be16(b, MAX_MSS),
+            wire_af: b[WIRE_AF],
+            stack_af: b[STACK_AF],
+            rt_af: b[RT_AF],
+            wire_proto: b[WIRE_PROTO],
+            stack_proto: b[STACK_PROTO],
+            log: b[LOG],
+            timeout: b[TIMEOUT],
+            direction: b[DIRECTION],
+            rt: b[RT],
+            min_ttl: b[MIN_TTL],
+            set_tos: b[SET_TOS],
+            set_prio: [b[SET_PRIO], b[SET_PRIO + 1]],
+            spare: [b[SPARE], b[SPARE + 1], b[SPARE + 2]],
+        })
+    }
+    /// Write 360 bytes; `b` must hold at least that many (a caller bug otherwise).
+    pub fn emit(&self, b: &mut [u8]) {
+        use field::v1500::*;
+        let b = &mut b[..size::STATE_1500];
+        self.common.emit(b);
+        ifname_to(&self.tagname, &mut b[TAGNAME]);
+        ifname_to(&self.rt_ifname, &mut b[RT_IFNAME]);
+        ifname_to(&self.orig_ifname, &mut b[ORIG_IFNAME]);
+        put32(b, RTABLEID, self.rtableid as u32);
+        put16(b, STATE_FLAGS, self.state_flags);
+        put16(b, QID, self.qid);
+        put16(b, PQID, self.pqid);
+        put16(b, DNPIPE, self.dnpipe);
+        put16(b, DNRPIPE, self.dnrpipe);
+        put16(b, MAX_MSS, self.max_mss);
+        b[WIRE_AF] = self.wire_af;
+        b[STACK_AF] = self.stack_af;
+        b[RT_AF] = self.rt_af;
+        b[WIRE_PROTO] = self.wire_proto;
+        b[STACK_PROTO] = self.stack_proto;
+        b[LOG] = self.log;
+        b[TIMEOUT] = self.timeout;
+        b[DIRECTION] = self.direction;
+        b[RT] = self.rt;
+        b[MIN_TTL] = self.min_ttl;
+        b[SET_TOS] = self.set_tos;
+        b[SET_PRIO] = self.set_prio[0];
+        b[SET_PRIO + 1] = self.set_prio[1];
+        b[SPARE..SPARE + 3].copy_from_slice(&self.spare);
+    }
+    /// The state's family and protocol are the wire key's; each key keeps its own family.
+    pub fn to_full(&self) -> FullState {
+        self.common.to_full(
+            [
+                Af::from_freebsd(self.wire_af),
+                Af::from_freebsd(self.stack_af),
+            ],
+            self.wire_proto,
+            self.direction,
+            self.timeout,
+        )
+    }
+    pub fn from_full(s: &FullState) -> State1500 {
+        let wire_af = s.key[0].af;
+        let stack_af = s.key[1].af;
+        State1500 {
+            common: CommonRepr::from_full(s),
+            orig_ifname: s.ifname.clone(),
+            rtableid: -1,
+            wire_af: wire_af.to_freebsd(),
+            stack_af: stack_af.to_freebsd(),
+            wire_proto: s.proto,
+            stack_proto: af_to_proto(s.proto, wire_af, stack_af),
+            timeout: s.timeout,
+            direction: s.direction.to_u8(),
+            ..Default::default()
+        }
+    }
+}
+
+/// The stack-side protocol of an af-to state: ICMP and ICMPv6 swap with the family.
+fn af_to_proto(proto: u8, wire: Af, stack: Af) -> u8 {
+    const ICMP: u8 = 1;
+    const ICMP6: u8 = 58;
+    match (proto, wire, stack) {
+        (ICMP, Af::Inet, Af::Inet6) => ICMP6,
+        (ICMP6, Af::Inet6, Af::Inet) => ICMP,
+        _ => proto,
+    }
+}
+
+/// A state record in any of the three layouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateRepr {
+    V1301(State1301),
+    V1400(State1400),
+    V1500(State1500),
+}
+
+impl StateRepr {
+    pub fn parse(version: RecordVersion, b: &[u8]) -> Result<StateRepr, WireError> {
+        Ok(match version {
+            RecordVersion::V1301 => StateRepr::V1301(State1301::parse(b)?),
+            RecordVersion::V1400 => StateRepr::V1400(State1400::parse(b)?),
+            RecordVersion::V1500 => StateRepr::V1500(State1500::parse(b)?),
+        })
+    }
+    pub fn version(&self) -> RecordVersion {
+        match self {
+            StateRepr::V1301(_) => RecordVersion::V1301,
+            StateRepr::V1400(_) => RecordVersion::V1400,
+            StateRepr::V1500(_) => RecordVersion::V1500,
+        }
+    }
+    /// Write the record; `b` must hold `self.version().size()` bytes (a caller bug otherwise).
+    pub fn emit(&self, b: &mut [u8]) {
+        match self {
+            StateRepr::V1301(s) => s.emit(b),
+            StateRepr::V1400(s) => s.emit(b),
+            StateRepr::V1500(s) => s.emit(b),
+        }
+    }
+    pub fn to_full(&self) -> FullState {
+        match self {
+            StateRepr::V1301(s) => s.to_full(),
+            StateRepr::V1400(s) => s.to_full(),
+            StateRepr::V1500(s) => s.to_full(),
+        }
+    }
+    pub fn from_full(s: &FullState, version: RecordVersion) -> StateRepr {
+        match version {
+            RecordVersion::V1301 => StateRepr::V1301(State1301::from_full(s)),
+            RecordVersion::V1400 => StateRepr::V1400(State1400::from_full(s)),
+            RecordVersion::V1500 => StateRepr::V1500(State1500::from_full(s)),
+        }
+    }
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = vec![0u8; self.version().size()];
+        self.emit(&mut b);
+        b
+    }
+}
+
+/// `pfsync_upd_c` (84 bytes); byte 81–83 are pad on FreeBSD (OpenBSD: state flags).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpdCRepr {
+    pub id: u64,
+    pub src: PeerRepr,
+    pub dst: PeerRepr,
+    pub creator_id: u32,
+    /// FreeBSD always sends 0 and ignores it on receipt.
+    pub expire: u32,
+    pub timeout: u8,
+}
+
+impl UpdCRepr {
+    pub fn parse(b: &[u8]) -> Result<UpdCRepr, WireError> {
+        use field::*;
+        need(b, size::UPD_C, "pfsync_upd_c")?;
+        Ok(UpdCRepr {
+            id: be64(b, UC_ID),
+            src: PeerRepr::parse(&b[UC_SRC..UC_SRC + size::PEER])?,
+            dst: PeerRepr::parse(&b[UC_DST..UC_DST + size::PEER])?,
+            creator_id: be32(b, UC_CREATORID),
+            expire: be32(b, UC_EXPIRE),
+            timeout: b[UC_TIMEOUT],
+        })
+    }
+    /// Write 84 bytes; `b` must hold at least that many (a caller bug otherwise).
+    pub fn emit(&self, b: &mut [u8]) {
+        use field::*;
+        let b = &mut b[..size::UPD_C];
+        put64(b, UC_ID, self.id);
+        self.src.emit(&mut b[UC_SRC..UC_SRC + size::PEER]);
+        self.dst.emit(&mut b[UC_DST..UC_DST + size::PEER]);
+        put32(b, UC_CREATORID, self.creator_id);
+        put32(b, UC_EXPIRE, self.expire);
+        b[UC_TIMEOUT] = self.timeout;
+        b[UC_TIMEOUT + 1..].fill(0);
+    }
+    pub fn to_msg(&self) -> UpdC {
+        UpdC {
+            id: self.id,
+            creator_id: self.creator_id,
+            expire: self.expire,
+            timeout: self.timeout,
+            peer_state: [self.src.state, self.dst.state],
+        }
+    }
+    pub fn from_msg(u: &UpdC) -> UpdCRepr {
+        UpdCRepr {
+            id: u.id,
+            src: PeerRepr::with_state(u.peer_state[0]),
+            dst: PeerRepr::with_state(u.peer_state[1]),
+            creator_id: u.creator_id,
+            expire: u.expire,
+            timeout: u.timeout,
+        }
+    }
+}
+
+/// `pfsync_tdb` (48 bytes; FreeBSD never sends it, receivers skip it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TdbRepr {
+    pub spi: u32,
+    /// Destination as a raw FreeBSD `sockaddr_in6`-sized union (28 bytes).
+    pub dst: [u8; 28],
+    pub rpl: u32,
+    pub cur_bytes: u64,
+    pub sproto: u8,
+    pub updates: u8,
+}
+
+impl TdbRepr {
+    pub fn parse(b: &[u8]) -> Result<TdbRepr, WireError> {
+        use field::*;
+        need(b, size::TDB, "pfsync_tdb")?;
+        let mut dst = [0u8; 28];
+        dst.copy_from_slice(&b[T_DST]);
+        Ok(TdbRepr {
+            spi: be32(b, T_SPI),
+            dst,
+            rpl: be32(b, T_RPL),
+            cur_bytes: be64(b, T_CUR_BYTES),
+            sproto: b[T_SPROTO],
+            updates: b[T_UPDATES],
+        })
+    }
+    /// Write 48 bytes; `b` must hold at least that many (a caller bug otherwise).
+    pub fn emit(&self, b: &mut [u8]) {
+        use field::*;
+        let b = &mut b[..size::TDB];
+        put32(b, T_SPI, self.spi);
+        b[T_DST].copy_from_slice(&self.dst);
+        put32(b, T_RPL, self.rpl);
+        put64(b, T_CUR_BYTES, self.cur_bytes);
+        b[T_SPROTO] = self.sproto;
+        b[T_UPDATES] = self.updates;
+        b[T_UPDATES + 1..].fill(0);
+    }
+    /// FreeBSD's TDB has no routing domain.
+    pub fn to_msg(&self) -> Tdb {
+        Tdb {
+            spi: self.spi,
+            rpl: self.rpl as u64,
+            cur_bytes: self.cur_bytes,
+            sproto: self.sproto,
+            rdomain: 0,
+        }
+    }
+    /// The replay counter is 32 bits on FreeBSD: higher bits are dropped.
+    pub fn from_msg(t: &Tdb) -> TdbRepr {
+        TdbRepr {
+            spi: t.spi,
+            dst: [0; 28],
+            rpl: t.rpl as u32,
+            cur_bytes: t.cur_bytes,
+            sproto: t.sproto,
+            updates: 0,
+        }
+    }
+}
+
+/// INS_ACK, UPD_REQ, DEL_C: state id and creator id (12 bytes).
+pub fn parse_ref(b: &[u8]) -> Result<StateRef, WireError> {
+    need(b, size::DEL_C, "state reference")?;
+    Ok(StateRef {
+        id: be64(b, 0),
+        creator_id: be32(b, 8),
+    })
+}
+
+pub fn emit_ref(r: &StateRef, b: &mut [u8]) {
+    put64(b, 0, r.id);
+    put32(b, 8, r.creator_id);
+}
+
+pub fn parse_clr(b: &[u8]) -> Result<Clr, WireError> {
+    need(b, size::CLR, "pfsync_clr")?;
+    Ok(Clr {
+        ifname: ifname_from(&b[0..16]),
+        creator_id: be32(b, 16),
+    })
+}
+
+pub fn emit_clr(c: &Clr, b: &mut [u8]) {
+    ifname_to(&c.ifname, &mut b[0..16]);
+    put32(b, 16, c.creator_id);
+}
+
+pub fn parse_bus(b: &[u8]) -> Result<Bus, WireError> {
+    need(b, size::BUS, "pfsync_bus")?;
+    Ok(Bus {
+        creator_id: be32(b, 0),
+        endtime: be32(b, 4),
+        status: match b[8] {
+            1 => BusStatus::Start,
+            2 => BusStatus::End,
+            o => BusStatus::Other(o),
+        },
+    })
+}
+
+pub fn emit_bus(m: &Bus, b: &mut [u8]) {
+    let b = &mut b[..size::BUS];
+    put32(b, 0, m.creator_id);
+    put32(b, 4, m.endtime);
+    b[8] = match m.status {
+        BusStatus::Start => 1,
+        BusStatus::End => 2,
+        BusStatus::Other(o) => o,
+    };
+    b[9..].fill(0);
+}
+
+/// Decode one item of a known action (`b` holds at least its `item_size`).
+pub fn parse_message(act: u8, b: &[u8]) -> Result<Message, WireError> {
+    use self::action as a;
+    if let Some(v) = RecordVersion::of_action(act) {
+        let s = StateRepr::parse(v, b)?.to_full();
+        return Ok(match act {
+            a::DEL => Message::Del(s),
+            a::INS_1301 | a::INS_1400 | a::INS_1500 => Message::Ins(s),
+            _ => Message::Upd(s),
+        });
+    }
+    Ok(match act {
+        a::CLR => Message::Clr(parse_clr(b)?),
+        a::INS_ACK => Message::InsAck(parse_ref(b)?),
+        a::UPD_C => Message::UpdC(UpdCRepr::parse(b)?.to_msg()),
+        a::UPD_REQ => Message::UpdReq(parse_ref(b)?),
+        a::DEL_C => Message::DelC(parse_ref(b)?),
+        a::BUS => Message::Bus(parse_bus(b)?),
+        a::TDB => Message::Tdb(TdbRepr::parse(b)?.to_msg()),
+        a::EOF => Message::Eof,
+        _ => Message::Unknown { action: act },
+    })
+}
+
+/// Walk the sections of a version-5 packet up to `bound` (min(header len, bytes present)),
+/// pushing messages and damage in wire order. FreeBSD subheaders carry no item length, so
+/// an unknown action, or a subheader whose pad byte is not 0, ends the walk: stepping over
+/// it would be a guess. A walk that reaches `bound` without EOF reports a truncation.
+pub(crate) fn walk(buf: &[u8], bound: usize, items: &mut Vec<Item>) {
+    let bound = bound.min(buf.len());
+    let mut off = HEADER_LEN;
+    while off < bound {
+        if off + SUBHEADER_LEN > bound {
+            items.push(Item::Damage(WireError::truncated(
+                off,
+                "subheader",
+                SUBHEADER_LEN,
+                bound - off,
+            )));
+            return;
+        }
+        let sec = off;
+        let act = buf[sec];
+        let pad = buf[sec + 1];
+        let count = be16(buf, sec + 2);
+        off += SUBHEADER_LEN;
+        if pad != 0 {
+            // FreeBSD always writes 0 here; anything else is not a FreeBSD-built section
+            // (likely an OpenBSD subheader, whose item length sits in this byte), so the
+            // action table cannot be trusted to give its item size.
+            items.push(Item::Damage(WireError::new(
+                sec,
+                WireErrorKind::Unskippable {
+                    action: act,
+                    len: pad,
+                    count,
+                },
+            )));
+            return;
+        }
+        if act == action::EOF {
+            // The receiver stops here whatever the count; the message sits at the subheader.
+            items.push(Item::Message(
+                sec,
+                Decoded {
+                    flavor: Flavor::FreeBsd,
+                    action: act,
+                    record_version: 0,
+                    msg: Message::Eof,
+                },
+            ));
+            return;
+        }
+        let Some(stride) = item_size(act) else {
+            items.push(Item::Damage(WireError::new(
+                sec,
+                WireErrorKind::Unskippable {
+                    action: act,
+                    len: pad,
+                    count,
+                },
+            )));
+            return;
+        };
+        let record_version = RecordVersion::of_action(act).map_or(0, RecordVersion::as_u16);
+        for i in 0..count {
+            if off + stride > bound {
+                items.push(Item::Damage(WireError::new(
+                    sec,
+                    WireErrorKind::SectionOverrun {
+                        action: act,
+                        count,
+                        stride,
+                        kept: i,
+                        bound,
+                    },
+                )));
+                return;
+            }
+            match parse_message(act, &buf[off..off + stride]) {
+                Ok(msg) => items.push(Item::Message(
+                    off,
+                    Decoded {
+                        flavor: Flavor::FreeBsd,
+                        action: act,
+                        record_version,
+                        msg,
+                    },
+                )),
+                Err(mut e) => {
+                    e.offset += off;
+                    items.push(Item::Damage(e));
+                }
+            }
+            off += stride;
+        }
+    }
+    // The bound came before any EOF: FreeBSD always ends a frame with one, so the frame was
+    // cut (capture or header len) and what it held after `bound` is unknown.
+    items.push(Item::Damage(WireError::truncated(
+        bound,
+        "EOF subheader",
+        SUBHEADER_LEN,
+        0,
+    )));
+}
+
+/// Where a message goes in a FreeBSD-built frame (§5: INS, INS_ACK, UPD, UPD_C, DEL_C,
+/// UPD_REQ, then the appended CLR/BUS region). DEL and TDB, which FreeBSD never sends, go
+/// before that region; unknown actions last, just before EOF.
+fn section_rank(m: &Message) -> u8 {
+    match m {
+        Message::Ins(_) => 0,
+        Message::InsAck(_) => 1,
+        Message::Upd(_) => 2,
+        Message::UpdC(_) => 3,
+        Message::DelC(_) => 4,
+        Message::UpdReq(_) => 5,
+        Message::Del(_) => 6,
+        Message::Tdb(_) => 7,
+        Message::Clr(_) => 8,
+        Message::Bus(_) => 9,
+        Message::Unknown { .. } => 10,
+        Message::Eof => 11,
+    }
+}
+
+/// Encode one message: its action code and item bytes. Full INS/UPD use `version`; DEL is
+/// always the 1301 layout (action 6). `Eof` and `Unknown` have no item.
+pub fn emit_message(m: &Message, version: RecordVersion) -> (u8, Vec<u8>) {
+    use self::action as a;
+    let sized = |n: usize, f: &dyn Fn(&mut [u8])| {
+        let mut b = vec![0u8; n];
+        f(&mut b);
+        b
+    };
+    match m {
+        Message::Clr(c) => (a::CLR, sized(size::CLR, &|b| emit_clr(c, b))),
+        Message::InsAck(r) => (a::INS_ACK, sized(size::INS_ACK, &|b| emit_ref(r, b))),
+        Message::UpdReq(r) => (a::UPD_REQ, sized(size::UPD_REQ, &|b| emit_ref(r, b))),
+        Message::DelC(r) => (a::DEL_C, sized(size::DEL_C, &|b| emit_ref(r, b))),
+        Message::UpdC(u) => (
+            a::UPD_C,
+            sized(size::UPD_C, &|b| UpdCRepr::from_msg(u).emit(b)),
+        ),
+        Message::Bus(m) => (a::BUS, sized(size::BUS, &|b| emit_bus(m, b))),
+        Message::Tdb(t) => (a::TDB, sized(size::TDB, &|b| TdbRepr::from_msg(t).emit(b))),
+        Message::Ins(s) => (
+            version.ins_action(),
+            StateRepr::from_full(s, version).to_bytes(),
+        ),
+        Message::Upd(s) => (
+            version.upd_action(),
+            StateRepr::from_full(s, version).to_bytes(),
+        ),
+        Message::Del(s) => (
+            a::DEL,
+            StateRepr::from_full(s, RecordVersion::V1301).to_bytes(),
+        ),
+        Message::Eof => (a::EOF, Vec::new()),
+        Message::Unknown { action } => (*action, Vec::new()),
+    }
+}
+
+/// Build a whole version-5 frame from `msgs` as a FreeBSD sender lays it out: one section
+/// per kind in FreeBSD's order (message order kept within a kind), then EOF with count 1.
+/// Full states use `record_version` (1301, 1400 or 1500; any other value means 1400, the
+/// FreeBSD 14 default). `Message::Eof` in `msgs` is ignored (the EOF is always appended);
+/// `Message::Unknown` becomes an empty section of that action (a decoder stops there).
+/// No MTU is applied: split the messages beforehand for realistic frames.
+pub fn emit_packet(msgs: &[Message], record_version: u16, checksum: [u8; 16]) -> Vec<u8> {
+    let version = RecordVersion::from_u16(record_version).unwrap_or(RecordVersion::V1400);
+    let mut order: Vec<&Message> = msgs.iter().filter(|m| !matches!(m, Message::Eof)).collect();
+    // Stable: keeps the callers' order inside each kind.
+    order.sort_by_key(|m| section_rank(m));
+
+    let mut out = vec![0u8; HEADER_LEN];
+    out[0] = VERSION;
+    out[4..HEADER_LEN].copy_from_slice(&checksum);
+    // (subheader offset, action, count) of the section being filled.
+    let mut open: Option<(usize, u8, u16)> = None;
+    let close = |out: &mut Vec<u8>, s: Option<(usize, u8, u16)>| {
+        if let Some((at, _, count)) = s {
+            out[at + 2..at + 4].copy_from_slice(&count.to_be_bytes());
+        }
+    };
+    for m in order {
+        let (act, body) = emit_message(m, version);
+        let unknown = matches!(m, Message::Unknown { .. });
+        let same = matches!(open, Some((_, a, c)) if a == act && c < u16::MAX && !unknown);
+        if !same {
+            close(&mut out, open);
+            open = Some((out.len(), act, 0));
+            out.extend_from_slice(&[act, 0, 0, 0]);
+        }
+        if !unknown {
+            if let Some((_, _, c)) = open.as_mut() {
+                *c += 1;
+            }
+            out.extend_from_slice(&body);
+        }
+    }
+    close(&mut out, open);
+    out.extend_from_slice(&[action::EOF, 0, 0, 1]);
+    // A frame over 64 KiB cannot be described; its len saturates (callers keep to the MTU).
+    let len = u16::try_from(out.len()).unwrap_or(u16::MAX);
+    out[2..4].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::decode_pfsync;
+    use proptest::prelude::*;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    fn set16(b: &mut [u8], off: usize, v: u16) {
+        b[off..off + 2].copy_from_slice(&v.to_be_bytes());
+    }
+    fn set32(b: &mut [u8], off: usize, v: u32) {
+        b[off..off + 4].copy_from_slice(&v.to_be_bytes());
+    }
+    fn set64(b: &mut [u8], off: usize, v: u64) {
+        b[off..off + 8].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// The common prefix written at literal offsets from the doc's §7 table: an outbound
+    /// NAT state 10.0.0.5:40000 -> 192.0.2.80:443 translated to 198.51.100.1:50000.
+    fn prefix(b: &mut [u8]) {
+        set64(b, 0, 0x0102_0304_0506_0708);
+        b[8..11].copy_from_slice(b"em0");
+        // key[0] wire: addr0 remote, addr1 translated source.
+        b[24..28].copy_from_slice(&[192, 0, 2, 80]);
+        b[40..44].copy_from_slice(&[198, 51, 100, 1]);
+        set16(b, 56, 443);
+        set16(b, 58, 50000);
+        // key[1] stack: addr1 the private host.
+        b[60..64].copy_from_slice(&[192, 0, 2, 80]);
+        b[76..80].copy_from_slice(&[10, 0, 0, 5]);
+        set16(b, 92, 443);
+        set16(b, 94, 40000);
+        // src peer at 96, dst peer at 128.
+        set16(b, 96, 0x0001);
+        b[98] = 64;
+        b[99] = 1;
+        set32(b, 100, 0xaabb_ccdd);
+        set32(b, 104, 1000);
+        set32(b, 108, 2000);
+        set32(b, 112, 3000);
+        set16(b, 116, 65535);
+        set16(b, 118, 1460);
+        b[120] = 4;
+        b[121] = 7;
+        b[128 + 24] = 5;
+        b[128 + 25] = 6;
+        b[160..164].copy_from_slice(&[10, 9, 9, 9]);
+        set32(b, 176, 7);
+        set32(b, 180, 0xffff_ffff);
+        set32(b, 184, 3);
+        set32(b, 188, 120);
+        set32(b, 192, 86400);
+        set64(b, 196, 11);
+        set64(b, 204, 12);
+        set64(b, 212, 1300);
+        set64(b, 220, 1400);
+        set32(b, 228, 0xdead_beef);
+    }
+
+    fn check_prefix(c: &CommonRepr) {
+        assert_eq!(c.id, 0x0102_0304_0506_0708);
+        assert_eq!(c.ifname, "em0");
+        assert_eq!(c.key[0].addr[0][..4], [192, 0, 2, 80]);
+        assert_eq!(c.key[0].addr[1][..4], [198, 51, 100, 1]);
+        assert_eq!(c.key[0].port, [443, 50000]);
+        assert_eq!(c.key[1].addr[1][..4], [10, 0, 0, 5]);
+        assert_eq!(c.key[1].port, [443, 40000]);
+        assert_eq!(c.src.scrub_flags, 1);
+        assert_eq!(c.src.scrub_ttl, 64);
+        assert_eq!(c.src.scrub_flag, 1);
+        assert_eq!(c.src.scrub_ts_mod, 0xaabb_ccdd);
+        assert_eq!(
+            (c.src.seqlo, c.src.seqhi, c.src.seqdiff),
+            (1000, 2000, 3000)
+        );
+        assert_eq!((c.src.max_win, c.src.mss), (65535, 1460));
+        assert_eq!((c.src.state, c.src.wscale), (4, 7));
+        assert_eq!((c.dst.state, c.dst.wscale), (5, 6));
+        assert_eq!(c.rt_addr[..4], [10, 9, 9, 9]);
+        assert_eq!((c.rule, c.anchor, c.nat_rule), (7, u32::MAX, 3));
+        assert_eq!((c.creation, c.expire), (120, 86400));
+        assert_eq!(c.packets, [11, 12]);
+        assert_eq!(c.bytes, [1300, 1400]);
+        assert_eq!(c.creator_id, 0xdead_beef);
+    }
+
+    fn check_full_v4(f: &FullState) {
+        assert_eq!(f.af, Af::Inet);
+        assert_eq!(f.direction, Direction::Out);
+        assert_eq!(f.proto, 6);
+        assert_eq!(f.key[0].af, Af::Inet);
+        assert_eq!(f.key[0].rdomain, 0);
+        assert_eq!(f.key[0].addr[1], IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)));
+        assert_eq!(f.key[1].addr[1], IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)));
+        assert_eq!(f.peer_state, [4, 5]);
+        assert_eq!(f.rule, 7);
+        assert!(f.is_nat());
+    }
+
+    #[test]
+    fn parse_1301_literal() {
+        let mut b = [0u8; 242];
+        prefix(&mut b);
+        b[232] = 2;
+        b[233] = 6;
+        b[234] = 2;
+        set16(&mut b, 235, 0x0102);
+        b[237] = 1;
+        b[238] = 0x44;
+        b[239] = 3;
+        b[240] = 0x04;
+        b[241] = 9;
+        let s = State1301::parse(&b).unwrap();
+        check_prefix(&s.common);
+        assert_eq!((s.af, s.proto, s.direction), (2, 6, 2));
+        assert_eq!(s.spare, 0x0102);
+        assert_eq!(s.log, 1);
+        assert_eq!(s.state_flags, 0x44);
+        assert_eq!(s.timeout, 3);
+        assert_eq!(s.sync_flags, 4);
+        assert_eq!(s.updates, 9);
+        let f = s.to_full();
+        check_full_v4(&f);
+        assert_eq!(f.timeout, 3);
+        // Emitting what was parsed gives the same bytes back.
+        let mut out = [0u8; 242];
+        s.emit(&mut out);
+        assert_eq!(out[..], b[..]);
+        assert!(State1301::parse(&b[..241]).is_err());
+    }
+
+    #[test]
+    fn parse_1400_literal() {
+        let mut b = [0u8; 277];
+        prefix(&mut b);
+        b[232] = 2;
+        b[233] = 6;
+        b[234] = 2;
+        set16(&mut b, 235, 0x8001);
+        b[237] = 1;
+        b[238] = 0x55;
+        b[239] = 4;
+        b[240] = 0x08;
+        b[241] = 1;
+        set16(&mut b, 242, 10);
+        set16(&mut b, 244, 11);
+        set16(&mut b, 246, 12);
+        set16(&mut b, 248, 13);
+        set32(&mut b, 250, 0xffff_ffff);
+        b[254] = 32;
+        b[255] = 0x10;
+        set16(&mut b, 256, 1400);
+        b[258] = 3;
+        b[259] = 4;
+        b[260] = 2;
+        b[261..265].copy_from_slice(b"igb1");
+        let s = State1400::parse(&b).unwrap();
+        check_prefix(&s.common);
+        assert_eq!((s.af, s.proto, s.direction), (2, 6, 2));
+        assert_eq!(s.state_flags, 0x8001);
+        assert_eq!(s.log, 1);
+        assert_eq!(s.spare, 0x55);
+        assert_eq!(s.timeout, 4);
+        assert_eq!(s.sync_flags, 8);
+        assert_eq!(s.updates, 1);
+        assert_eq!((s.qid, s.pqid, s.dnpipe, s.dnrpipe), (10, 11, 12, 13));
+        assert_eq!(s.rtableid, -1);
+        assert_eq!((s.min_ttl, s.set_tos, s.max_mss), (32, 0x10, 1400));
+        assert_eq!(s.set_prio, [3, 4]);
+        assert_eq!(s.rt, 2);
+        assert_eq!(s.rt_ifname, "igb1");
+        let f = s.to_full();
+        check_full_v4(&f);
+        assert_eq!(f.timeout, 4);
+        let mut out = [0u8; 277];
+        s.emit(&mut out);
+        assert_eq!(out[..], b[..]);
+        assert!(State1400::parse(&b[..276]).is_err());
+    }
+
+    #[test]
+    fn parse_1500_literal_af_to() {
+        let mut b = [0u8; 360];
+        prefix(&mut b);
+        // A NAT64 state: wire key IPv6, stack key IPv4.
+        let v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).octets();
+        b[24..40].copy_from_slice(&v6);
+        // Bytes 232/233 lie inside the tag name: a 1301 reading would find 't'/'a' here.
+        b[232..239].copy_from_slice(b"tagname");
+        b[296..300].copy_from_slice(b"igb2");
+        b[312..316].copy_from_slice(b"igb0");
+        set32(&mut b, 328, 5);
+        set16(&mut b, 332, 0x0201);
+        set16(&mut b, 334, 20);
+        set16(&mut b, 336, 21);
+        set16(&mut b, 338, 22);
+        set16(&mut b, 340, 23);
+        set16(&mut b, 342, 1220);
+        b[344] = 28;
+        b[345] = 2;
+        b[346] = 28;
+        b[347] = 58;
+        b[348] = 1;
+        b[349] = 1;
+        b[350] = 17;
+        b[351] = 1;
+        b[352] = 4;
+        b[353] = 9;
+        b[354] = 0x20;
+        b[355] = 5;
+        b[356] = 6;
+        b[357..360].copy_from_slice(&[7, 8, 9]);
+        let s = State1500::parse(&b).unwrap();
+        assert_eq!(s.common.id, 0x0102_0304_0506_0708);
+        assert_eq!(s.common.creator_id, 0xdead_beef);
+        assert_eq!(s.common.key[0].addr[0], v6);
+        assert_eq!(s.tagname, "tagname");
+        assert_eq!(s.rt_ifname, "igb2");
+        assert_eq!(s.orig_ifname, "igb0");
+        assert_eq!(s.rtableid, 5);
+        assert_eq!(s.state_flags, 0x0201);
+        assert_eq!((s.qid, s.pqid, s.dnpipe, s.dnrpipe), (20, 21, 22, 23));
+        assert_eq!(s.max_mss, 1220);
+        assert_eq!((s.wire_af, s.stack_af, s.rt_af), (28, 2, 28));
+        assert_eq!((s.wire_proto, s.stack_proto), (58, 1));
+        assert_eq!((s.log, s.timeout, s.direction, s.rt), (1, 17, 1, 4));
+        assert_eq!((s.min_ttl, s.set_tos), (9, 0x20));
+        assert_eq!(s.set_prio, [5, 6]);
+        assert_eq!(s.spare, [7, 8, 9]);
+        let f = s.to_full();
+        assert_eq!(f.af, Af::Inet6);
+        assert_eq!(f.proto, 58);
+        assert_eq!(f.direction, Direction::In);
+        assert_eq!(f.timeout, 17);
+        assert_eq!(f.key[0].af, Af::Inet6);
+        assert_eq!(f.key[0].addr[0], IpAddr::V6(Ipv6Addr::from(v6)));
+        assert_eq!(f.key[1].af, Af::Inet);
+        assert_eq!(f.key[1].addr[1], IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)));
+        let mut out = [0u8; 360];
+        s.emit(&mut out);
+        assert_eq!(out[..], b[..]);
+        assert!(State1500::parse(&b[..359]).is_err());
+    }
+
+    #[test]
+    fn small_items_literal() {
+        let mut u = [0u8; 84];
+        set64(&mut u, 0, 42);
+        u[8 + 24] = 4;
+        u[40 + 24] = 10;
+        set32(&mut u, 72, 0x0a0b_0c0d);
+        set32(&mut u, 76, 0);
+        u[80] = 5;
+        let r = UpdCRepr::parse(&u).unwrap();
+        assert_eq!(
+            r.to_msg(),
+            UpdC {
+                id: 42,
+                creator_id: 0x0a0b_0c0d,
+                expire: 0,
+                timeout: 5,
+                peer_state: [4, 10]
+            }
+        );
+        let mut c = [0u8; 20];
+        c[..4].copy_from_slice(b"vtne");
+        set32(&mut c, 16, 77);
+        assert_eq!(
+            parse_clr(&c).unwrap(),
+            Clr {
+                ifname: "vtne".into(),
+                creator_id: 77
+            }
+        );
+        let mut bus = [0u8; 12];
+        set32(&mut bus, 0, 9);
+        set32(&mut bus, 4, 3);
+        bus[8] = 2;
+        assert_eq!(
+            parse_bus(&bus).unwrap(),
+            Bus {
+                creator_id: 9,
+                endtime: 3,
+                status: BusStatus::End
+            }
+        );
+        let mut t = [0u8; 48];
+        set32(&mut t, 0, 0x1000);
+        t[4] = 28;
+        set32(&mut t, 32, 99);
+        set64(&mut t, 36, 1 << 40);
+        t[44] = 50;
+        t[45] = 2;
+        let tr = TdbRepr::parse(&t).unwrap();
+        assert_eq!((tr.spi, tr.rpl, tr.cur_bytes), (0x1000, 99, 1 << 40));
+        assert_eq!((tr.sproto, tr.updates, tr.dst[0]), (50, 2, 28));
+        let mut r = [0u8; 12];
+        set64(&mut r, 0, u64::MAX);
+        set32(&mut r, 8, 1);
+        assert_eq!(
+            parse_ref(&r).unwrap(),
+            StateRef {
+                id: u64::MAX,
+                creator_id: 1
+            }
+        );
+        assert!(parse_ref(&r[..11]).is_err());
+        assert!(UpdCRepr::parse(&u[..83]).is_err());
+    }
+
+    fn header(b: &mut Vec<u8>) {
+        b.extend_from_slice(&[5, 0, 0, 0]);
+        b.extend_from_slice(&[0xcc; 16]);
+    }
+    fn fix_len(b: &mut [u8]) {
+        let n = b.len() as u16;
+        set16(b, 2, n);
+    }
+
+    #[test]
+    fn walk_ins_1400_del_c_eof() {
+        let mut p = Vec::new();
+        header(&mut p);
+        p.extend_from_slice(&[13, 0, 0, 1]);
+        let mut rec = [0u8; 277];
+        prefix(&mut rec);
+        rec[232] = 2;
+        rec[233] = 6;
+        rec[234] = 2;
+        p.extend_from_slice(&rec);
+        p.extend_from_slice(&[7, 0, 0, 2]);
+        let mut r = [0u8; 12];
+        set64(&mut r, 0, 5);
+        set32(&mut r, 8, 6);
+        p.extend_from_slice(&r);
+        set64(&mut r, 0, 7);
+        p.extend_from_slice(&r);
+        p.extend_from_slice(&[12, 0, 0, 1]);
+        fix_len(&mut p);
+        let pkt = decode_pfsync(&p).unwrap();
+        let names: Vec<String> = pkt.messages().map(|d| d.name()).collect();
+        assert_eq!(names, ["INS_1400", "DEL_C", "DEL_C", "EOF"]);
+        assert_eq!(pkt.damage().count(), 0);
+        let offs: Vec<usize> = pkt
+            .items
+            .iter()
+            .map(|i| match i {
+                Item::Message(o, _) => *o,
+                Item::Damage(e) => e.offset,
+            })
+            .collect();
+        assert_eq!(offs, [24, 305, 317, 329]);
+        let first = pkt.messages().next().unwrap();
+        assert_eq!(first.flavor, Flavor::FreeBsd);
+        assert_eq!(first.record_version, 1400);
+        check_full_v4(first.msg.full_state().unwrap());
+        let refs: Vec<_> = pkt.messages().filter_map(|d| d.msg.state_ref()).collect();
+        assert_eq!(refs[1].id, 5);
+        assert_eq!(refs[2].id, 7);
+    }
+
+    #[test]
+    fn unknown_action_is_unskippable() {
+        for act in [8u8, 9, 17, 200] {
+            let mut p = Vec::new();
+            header(&mut p);
+            p.extend_from_slice(&[2, 0, 0, 1]);
+            p.extend_from_slice(&[1; 12]);
+            p.extend_from_slice(&[act, 0, 0, 2]);
+            p.extend_from_slice(&[0; 24]);
+            p.extend_from_slice(&[7, 0, 0, 1]);
+            p.extend_from_slice(&[2; 12]);
+            p.extend_from_slice(&[12, 0, 0, 1]);
+            fix_len(&mut p);
+            let pkt = decode_pfsync(&p).unwrap();
+            assert_eq!(pkt.items.len(), 2, "action {act}");
+            assert!(matches!(&pkt.items[0], Item::Message(20..=24, d) if d.name() == "INS_ACK"));
+            assert_eq!(
+                pkt.items[1],
+                Item::Damage(WireError::new(
+                    36,
+                    WireErrorKind::Unskippable {
+                        action: act,
+                        len: 0,
+                        count: 2
+                    }
+                ))
+            );
+        }
+    }
+
+    #[test]
+    fn nonzero_pad_is_unskippable() {
+        // An OpenBSD v6 INS section (action 13, 66 dwords) in a frame labelled version 5:
+        // read with FreeBSD's 277-byte INS_1400 it would yield a garbage state.
+        let mut p = Vec::new();
+        header(&mut p);
+        p.extend_from_slice(&[13, 66, 0, 2]);
+        p.extend_from_slice(&[0x11; 2 * 264]);
+        fix_len(&mut p);
+        let pkt = decode_pfsync(&p).unwrap();
+        assert_eq!(pkt.messages().count(), 0);
+        assert_eq!(
+            pkt.items,
+            [Item::Damage(WireError::new(
+                20,
+                WireErrorKind::Unskippable {
+                    action: 13,
+                    len: 66,
+                    count: 2
+                }
+            ))]
+        );
+        // A known small action with a non-zero pad stops too, after the whole items before.
+        let mut q = Vec::new();
+        header(&mut q);
+        q.extend_from_slice(&[7, 0, 0, 1]);
+        q.extend_from_slice(&[0; 12]);
+        q.extend_from_slice(&[7, 3, 0, 1]);
+        q.extend_from_slice(&[0; 12]);
+        q.extend_from_slice(&[12, 0, 0, 1]);
+        fix_len(&mut q);
+        let pkt = decode_pfsync(&q).unwrap();
+        assert_eq!(pkt.messages().count(), 1);
+        assert_eq!(pkt.damage().next().map(|e| e.offset), Some(36));
+    }
+
+    #[test]
+    fn overrunning_section_keeps_whole_items() {
+        let mut p = Vec::new();
+        header(&mut p);
+        p.extend_from_slice(&[4, 0, 0, 3]);
+        for id in 1..=3u64 {
+            let mut u = [0u8; 84];
+            set64(&mut u, 0, id);
+            p.extend_from_slice(&u);
+        }
+        p.extend_from_slice(&[12, 0, 0, 1]);
+        fix_len(&mut p);
+        // Cut inside the 3rd UPD_C: the header len still says the whole frame.
+        let cut = &p[..24 + 2 * 84 + 40];
+        let pkt = decode_pfsync(cut).unwrap();
+        let ids: Vec<u64> = pkt
+            .messages()
+            .filter_map(|d| d.msg.state_ref().map(|r| r.id))
+            .collect();
+        assert_eq!(ids, [1, 2]);
+        let dmg: Vec<_> = pkt.damage().collect();
+        assert_eq!(dmg.len(), 1);
+        assert_eq!(
+            dmg[0].kind,
+            WireErrorKind::SectionOverrun {
+                action: 4,
+                count: 3,
+                stride: 84,
+                kept: 2,
+                bound: cut.len()
+            }
+        );
+        assert_eq!(dmg[0].offset, 20);
+    }
+
+    #[test]
+    fn missing_eof_is_reported() {
+        let mut p = Vec::new();
+        header(&mut p);
+        p.extend_from_slice(&[7, 0, 0, 1]);
+        p.extend_from_slice(&[0; 12]);
+        fix_len(&mut p);
+        let pkt = decode_pfsync(&p).unwrap();
+        assert_eq!(pkt.messages().count(), 1);
+        assert_eq!(pkt.damage().next().map(|e| e.tag()), Some("truncated"));
+        // A cut subheader.
+        let mut q = p.clone();
+        q.extend_from_slice(&[12, 0]);
+        fix_len(&mut q);
+        let pkt = decode_pfsync(&q).unwrap();
+        assert_eq!(
+            pkt.damage().next().map(|e| e.offset),
+            Some(p.len()),
+            "{pkt:?}"
+        );
+    }
+
+    #[test]
+    fn emit_packet_orders_sections_and_ends_with_eof() {
+        let st = State1400::parse(&{
+            let mut b = [0u8; 277];
+            prefix(&mut b);
+            b[232] = 2;
+            b[233] = 6;
+            b[234] = 2;
+            b
+        })
+        .unwrap()
+        .to_full();
+        let r = StateRef {
+            id: 1,
+            creator_id: 2,
+        };
+        let msgs = vec![
+            Message::DelC(r),
+            Message::Bus(Bus {
+                creator_id: 2,
+                endtime: 0,
+                status: BusStatus::Start,
+            }),
+            Message::Upd(st.clone()),
+            Message::Ins(st.clone()),
+            Message::Eof,
+            Message::DelC(StateRef { id: 3, ..r }),
+        ];
+        for (v, ins, upd) in [(1301u16, 1u8, 3u8), (1400, 13, 14), (1500, 15, 16)] {
+            let p = emit_packet(&msgs, v, [7; 16]);
+            assert_eq!(p[0], 5);
+            assert_eq!(be16(&p, 2) as usize, p.len());
+            assert_eq!(p[4..20], [7; 16]);
+            let pkt = decode_pfsync(&p).unwrap();
+            assert_eq!(pkt.damage().count(), 0);
+            let got: Vec<(u8, String)> = pkt.messages().map(|d| (d.action, d.name())).collect();
+            let want = vec![
+                (ins, format!("INS_{v}")),
+                (upd, format!("UPD_{v}")),
+                (7, "DEL_C".into()),
+                (7, "DEL_C".into()),
+                (10, "BUS".into()),
+                (12, "EOF".into()),
+            ];
+            assert_eq!(got, want);
+            let full: Vec<&FullState> = pkt.messages().filter_map(|d| d.msg.full_state()).collect();
+            assert_eq!(full[0], &st);
+            assert_eq!(p[p.len() - 4..], [12, 0, 0, 1]);
+        }
+    }
+
+    #[test]
+    fn decoder_survives_truncations_of_every_kind() {
+        let msgs = vec![
+            Message::Clr(Clr {
+                ifname: String::new(),
+                creator_id: 1,
+            }),
+            Message::Tdb(Tdb {
+                spi: 1,
+                rpl: 2,
+                cur_bytes: 3,
+                sproto: 50,
+                rdomain: 0,
+            }),
+            Message::UpdC(UpdC {
+                id: 1,
+                creator_id: 1,
+                expire: 0,
+                timeout: 2,
+                peer_state: [1, 2],
+            }),
+        ];
+        let p = emit_packet(&msgs, 1500, [0; 16]);
+        for n in 0..=p.len() {
+            let _ = decode_pfsync(&p[..n]);
+        }
+    }
+
+    // ---- round trips ----
+
+    fn name(max: usize) -> impl Strategy<Value = String> {
+        proptest::string::string_regex(&format!("[a-z0-9_.]{{0,{max}}}")).unwrap()
+    }
+
+    fn key_s() -> impl Strategy<Value = KeyRepr> {
+        (any::<[u8; 16]>(), any::<[u8; 16]>(), any::<[u16; 2]>())
+            .prop_map(|(a, b, port)| KeyRepr { addr: [a, b], port })
+    }
+
+    fn peer_s() -> impl Strategy<Value = PeerRepr> {
+        (
+            (any::<u16>(), any::<u8>(), any::<u8>(), any::<u32>()),
+            (any::<u32>(), any::<u32>(), any::<u32>()),
+            (any::<u16>(), any::<u16>(), any::<u8>(), any::<u8>()),
+        )
+            .prop_map(
+                |(
+                    (scrub_flags, scrub_ttl, scrub_flag, scrub_ts_mod),
+                    (seqlo, seqhi, seqdiff),
+                    (max_win, mss, state, wscale),
+                )| PeerRepr {
+                    scrub_flags,
+                    scrub_ttl,
+                    scrub_flag,
+                    scrub_ts_mod,
+                    seqlo,
+                    seqhi,
+                    seqdiff,
+                    max_win,
+                    mss,
+                    state,
+                    wscale,
+                },
+            )
+    }
+
+    fn common_s() -> impl Strategy<Value = CommonRepr> {
+        (
+            (any::<u64>(), name(16), key_s(), key_s(), peer_s(), peer_s()),
+            (any::<[u8; 16]>(), any::<[u32; 3]>(), any::<[u32; 2]>()),
+            (any::<[u64; 2]>(), any::<[u64; 2]>(), any::<u32>()),
+        )
+            .prop_map(
+                |(
+                    (id, ifname, k0, k1, src, dst),
+                    (rt_addr, rules, times),
+                    (packets, bytes, creator_id),
+                )| CommonRepr {
+                    id,
+                    ifname,
+                    key: [k0, k1],
+                    src,
+                    dst,
+                    rt_addr,
+                    rule: rules[0],
+                    anchor: rules[1],
+                    nat_rule: rules[2],
+                    creation: times[0],
+                    expire: times[1],
+                    packets,
+                    bytes,
+                    creator_id,
+                },
+            )
+    }
+
+    fn s1301() -> impl Strategy<Value = State1301> {
+        (common_s(), any::<[u8; 3]>(), any::<u16>(), any::<[u8; 5]>()).prop_map(
+            |(common, a, spare, t)| State1301 {
+                common,
+                af: a[0],
+                proto: a[1],
+                direction: a[2],
+                spare,
+                log: t[0],
+                state_flags: t[1],
+                timeout: t[2],
+                sync_flags: t[3],
+                updates: t[4],
+            },
+        )
+    }
+
+    fn s1400() -> impl Strategy<Value = State1400> {
+        (
+            common_s(),
+            any::<[u8; 9]>(),
+            any::<[u16; 6]>(),
+            any::<i32>(),
+            any::<[u8; 2]>(),
+            name(16),
+        )
+            .prop_map(|(common, a, w, rtableid, set_prio, rt_ifname)| State1400 {
+                common,
+                af: a[0],
+                proto: a[1],
+                direction: a[2],
+                state_flags: w[0],
+                log: a[3],
+                spare: a[4],
+                timeout: a[5],
+                sync_flags: a[6],
+                updates: a[7],
+                qid: w[1],
+                pqid: w[2],
+                dnpipe: w[3],
+                dnrpipe: w[4],
+                rtableid,
+                min_ttl: a[8],
+                set_tos: a[0] ^ 0x5a,
+                max_mss: w[5],
+                set_prio,
+                rt: a[1] ^ 0xa5,
+                rt_ifname,
+            })
+    }
+
+    fn s1500() -> impl Strategy<Value = State1500> {
+        (
+            common_s(),
+            (name(64), name(16), name(16)),
+            any::<i32>(),
+            any::<[u16; 6]>(),
+            any::<[u8; 12]>(),
+            any::<[u8; 2]>(),
+            any::<[u8; 3]>(),
+        )
+            .prop_map(
+                |(common, (tagname, rt_ifname, orig_ifname), rtableid, w, a, set_prio, spare)| {
+                    State1500 {
+                        common,
+                        tagname,
+                        rt_ifname,
+                        orig_ifname,
+                        rtableid,
+                        state_flags: w[0],
+                        qid: w[1],
+                        pqid: w[2],
+                        dnpipe: w[3],
+                        dnrpipe: w[4],
+                        max_mss: w[5],
+                        wire_af: a[0],
+                        stack_af: a[1],
+                        rt_af: a[2],
+                        wire_proto: a[3],
+                        stack_proto: a[4],
+                        log: a[5],
+                        timeout: a[6],
+                        direction: a[7],
+                        rt: a[8],
+                        min_ttl: a[9],
+                        set_tos: a[10],
+                        set_prio,
+                        spare,
+                    }
+                },
+            )
+    }
+
+    fn af_s() -> impl Strategy<Value = Af> {
+        prop_oneof![Just(Af::Inet), Just(Af::Inet6)]
+    }
+
+    fn ip_s(af: Af) -> BoxedStrategy<IpAddr> {
+        match af {
+            Af::Inet6 => any::<[u8; 16]>()
+                .prop_map(|o| IpAddr::V6(Ipv6Addr::from(o)))
+                .boxed(),
+            _ => any::<[u8; 4]>()
+                .prop_map(|o| IpAddr::V4(Ipv4Addr::from(o)))
+                .boxed(),
+        }
+    }
+
+    fn nkey_s(af: Af) -> impl Strategy<Value = Key> {
+        (ip_s(af), ip_s(af), any::<[u16; 2]>()).prop_map(move |(a, b, port)| Key {
+            addr: [a, b],
+            port,
+            rdomain: 0,
+            af,
+        })
+    }
+
+    /// A neutral state every layout can carry when `same_af` (1301/1400: one family).
+    fn full_s(same_af: bool) -> impl Strategy<Value = FullState> {
+        (af_s(), af_s()).prop_flat_map(move |(a0, a1)| {
+            let a1 = if same_af { a0 } else { a1 };
+            (
+                (any::<u64>(), any::<u32>(), name(16)),
+                (nkey_s(a0), nkey_s(a1)),
+                (any::<u8>(), 1u8..=2, any::<u32>(), any::<u32>()),
+                (any::<[u64; 2]>(), any::<[u64; 2]>()),
+                (any::<u32>(), any::<u8>(), any::<[u8; 2]>()),
+            )
+                .prop_map(
+                    move |(
+                        (id, creator_id, ifname),
+                        (k0, k1),
+                        (proto, dir, creation, expire),
+                        (packets, bytes),
+                        (rule, timeout, peer_state),
+                    )| {
+                        // af-to swaps ICMP for ICMPv6; keep proto neutral there.
+                        let proto = if a0 != a1 && matches!(proto, 1 | 58) {
+                            6
+                        } else {
+                            proto
+                        };
+                        FullState {
+                            id,
+                            creator_id,
+                            ifname,
+                            key: [k0, k1],
+                            af: a0,
+                            proto,
+                            direction: Direction::from_u8(dir),
+                            creation,
+                            expire,
+                            packets,
+                            bytes,
+                            rule,
+                            timeout,
+                            peer_state,
+                        }
+                    },
+                )
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn roundtrip_1301(s in s1301()) {
+            let mut b = [0u8; 242];
+            s.emit(&mut b);
+            prop_assert_eq!(State1301::parse(&b).unwrap(), s);
+        }
+
+        #[test]
+        fn roundtrip_1400(s in s1400()) {
+            let mut b = [0u8; 277];
+            s.emit(&mut b);
+            prop_assert_eq!(State1400::parse(&b).unwrap(), s);
+        }
+
+        #[test]
+        fn roundtrip_1500(s in s1500()) {
+            let mut b = [0u8; 360];
+            s.emit(&mut b);
+            prop_assert_eq!(State1500::parse(&b).unwrap(), s);
+        }
+
+        #[test]
+        fn roundtrip_small(id in any::<u64>(), c in any::<u32>(), e in any::<u32>(),
+                           t in any::<u8>(), src in peer_s(), dst in peer_s(),
+                           ifn in name(16), st in any::<u8>(),
+                           dstaddr in any::<[u8; 28]>(), rpl in any::<u32>()) {
+            let u = UpdCRepr { id, src, dst, creator_id: c, expire: e, timeout: t };
+            let mut b = [0u8; 84];
+            u.emit(&mut b);
+            prop_assert_eq!(UpdCRepr::parse(&b).unwrap(), u);
+            let clr = Clr { ifname: ifn, creator_id: c };
+            let mut b = [0u8; 20];
+            emit_clr(&clr, &mut b);
+            prop_assert_eq!(parse_clr(&b).unwrap(), clr);
+            let bus = Bus { creator_id: c, endtime: e, status: match st {
+                1 => BusStatus::Start, 2 => BusStatus::End, o => BusStatus::Other(o) } };
+            let mut b = [0u8; 12];
+            emit_bus(&bus, &mut b);
+            prop_assert_eq!(parse_bus(&b).unwrap(), bus);
+            let r = StateRef { id, creator_id: c };
+            emit_ref(&r, &mut b);
+            prop_assert_eq!(parse_ref(&b).unwrap(), r);
+            let tdb = TdbRepr { spi: c, dst: dstaddr, rpl, cur_bytes: id, sproto: t, updates: st };
+            let mut b = [0u8; 48];
+            tdb.emit(&mut b);
+            prop_assert_eq!(TdbRepr::parse(&b).unwrap(), tdb);
+        }
+
+        #[test]
+        fn full_roundtrip_single_af(s in full_s(true), v in 0usize..3) {
+            let v = [RecordVersion::V1301, RecordVersion::V1400, RecordVersion::V1500][v];
+            let b = StateRepr::from_full(&s, v).to_bytes();
+            prop_assert_eq!(b.len(), v.size());
+            prop_assert_eq!(StateRepr::parse(v, &b).unwrap().to_full(), s);
+        }
+
+        #[test]
+        fn full_roundtrip_af_to_1500(s in full_s(false)) {
+            let b = StateRepr::from_full(&s, RecordVersion::V1500).to_bytes();
+            prop_assert_eq!(StateRepr::parse(RecordVersion::V1500, &b).unwrap().to_full(), s);
+        }
+
+        #[test]
+        fn packet_roundtrip(states in proptest::collection::vec(full_s(true), 0..5),
+                            v in 0usize..3) {
+            let v = [1301u16, 1400, 1500][v];
+            let msgs: Vec<Message> = states.iter().cloned().map(Message::Upd).collect();
+            let p = emit_packet(&msgs, v, [0; 16]);
+            let pkt = decode_pfsync(&p).unwrap();
+            prop_assert_eq!(pkt.damage().count(), 0);
+            let mut got: Vec<Message> = pkt.messages().map(|d| d.msg.clone()).collect();
+            prop_assert_eq!(got.pop(), Some(Message::Eof));
+            prop_assert_eq!(got, msgs);
+        }
+
+        #[test]
+        fn walk_never_panics(body in proptest::collection::vec(any::<u8>(), 0..1200),
+                             len in any::<u16>()) {
+            let mut p = vec![5u8, 0];
+            p.extend_from_slice(&len.to_be_bytes());
+            p.extend_from_slice(&[0; 16]);
+            p.extend_from_slice(&body);
+            let _ = decode_pfsync(&p);
+            let mut items = Vec::new();
+            walk(&p, usize::MAX, &mut items);
+        }
+    }
+}

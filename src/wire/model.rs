@@ -1,0 +1,299 @@
+//! Flavour-neutral decoded messages: what the tracker, the printers and the store consume.
+//! OpenBSD v6 and FreeBSD records both decode into these types.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Which pf family sent the packet (decided by the header version byte, never by action).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flavor {
+    /// OpenBSD, header version 6.
+    OpenBsd,
+    /// FreeBSD, pfSense, OPNsense: header version 5.
+    FreeBsd,
+}
+
+impl Flavor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::OpenBsd => "openbsd",
+            Flavor::FreeBsd => "freebsd",
+        }
+    }
+}
+
+/// Address family, normalised across flavours (OpenBSD AF_INET6 = 24, FreeBSD = 28).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Af {
+    Inet,
+    Inet6,
+    /// A value neither flavour uses for IP; kept so damage is visible, not guessed away.
+    Other(u8),
+}
+
+impl Af {
+    pub fn from_openbsd(v: u8) -> Af {
+        match v {
+            2 => Af::Inet,
+            24 => Af::Inet6,
+            o => Af::Other(o),
+        }
+    }
+    pub fn to_openbsd(self) -> u8 {
+        match self {
+            Af::Inet => 2,
+            Af::Inet6 => 24,
+            Af::Other(o) => o,
+        }
+    }
+    pub fn from_freebsd(v: u8) -> Af {
+        match v {
+            2 => Af::Inet,
+            28 => Af::Inet6,
+            o => Af::Other(o),
+        }
+    }
+    pub fn to_freebsd(self) -> u8 {
+        match self {
+            Af::Inet => 2,
+            Af::Inet6 => 28,
+            Af::Other(o) => o,
+        }
+    }
+    pub fn name(self) -> String {
+        match self {
+            Af::Inet => "inet".into(),
+            Af::Inet6 => "inet6".into(),
+            Af::Other(o) => format!("af{o}"),
+        }
+    }
+}
+
+/// pf_addr: 16 bytes; IPv4 in the first four.
+pub fn addr_from(af: Af, raw: &[u8; 16]) -> IpAddr {
+    match af {
+        Af::Inet6 => IpAddr::V6(Ipv6Addr::from(*raw)),
+        _ => IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3])),
+    }
+}
+
+pub fn addr_to(a: &IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v4) => {
+            let mut r = [0u8; 16];
+            r[..4].copy_from_slice(&v4.octets());
+            r
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// One state key with its family resolved (key af, or the state af when the key's is 0).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub addr: [IpAddr; 2],
+    pub port: [u16; 2],
+    pub rdomain: u16,
+    pub af: Af,
+}
+
+/// PF_IN / PF_OUT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    In,
+    Out,
+    Other(u8),
+}
+
+impl Direction {
+    pub fn from_u8(v: u8) -> Direction {
+        match v {
+            1 => Direction::In,
+            2 => Direction::Out,
+            o => Direction::Other(o),
+        }
+    }
+    pub fn to_u8(self) -> u8 {
+        match self {
+            Direction::In => 1,
+            Direction::Out => 2,
+            Direction::Other(o) => o,
+        }
+    }
+    pub fn name(self) -> String {
+        match self {
+            Direction::In => "in".into(),
+            Direction::Out => "out".into(),
+            Direction::Other(o) => format!("dir{o}"),
+        }
+    }
+}
+
+/// A full state (OpenBSD INS/UPD/DEL, FreeBSD INS/UPD 1301/1400/1500) in neutral form.
+/// key[0] is the WIRE key, key[1] the STACK key (pfsync-v6.md §4.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FullState {
+    pub id: u64,
+    pub creator_id: u32,
+    pub ifname: String,
+    pub key: [Key; 2],
+    pub af: Af,
+    pub proto: u8,
+    pub direction: Direction,
+    /// Age in seconds when the packet was built.
+    pub creation: u32,
+    /// Seconds until expiry when the packet was built.
+    pub expire: u32,
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    pub rule: u32,
+    /// PFTM timeout index (lifecycle phase).
+    pub timeout: u8,
+    /// TCP/UDP peer states (src, dst).
+    pub peer_state: [u8; 2],
+}
+
+impl FullState {
+    /// The two keys differ: the state carries a translation.
+    pub fn is_nat(&self) -> bool {
+        self.key[0] != self.key[1]
+    }
+    /// Post-translation key (pfsync-v6.md §4.2: `post = key[dir==out ? 0 : 1]`).
+    pub fn nk(&self) -> &Key {
+        if self.direction == Direction::Out {
+            &self.key[0]
+        } else {
+            &self.key[1]
+        }
+    }
+    /// Pre-translation key.
+    pub fn sk(&self) -> &Key {
+        if self.direction == Direction::Out {
+            &self.key[1]
+        } else {
+            &self.key[0]
+        }
+    }
+}
+
+/// (state id, creator id): what every compressed message names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StateRef {
+    pub id: u64,
+    pub creator_id: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clr {
+    /// Empty: every interface.
+    pub ifname: String,
+    pub creator_id: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdC {
+    pub id: u64,
+    pub creator_id: u32,
+    pub expire: u32,
+    pub timeout: u8,
+    pub peer_state: [u8; 2],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusStatus {
+    Start,
+    End,
+    Other(u8),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bus {
+    pub creator_id: u32,
+    pub endtime: u32,
+    pub status: BusStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tdb {
+    pub spi: u32,
+    pub rpl: u64,
+    pub cur_bytes: u64,
+    pub sproto: u8,
+    pub rdomain: u16,
+}
+
+/// One decoded pfsync message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Clr(Clr),
+    InsAck(StateRef),
+    UpdC(UpdC),
+    UpdReq(StateRef),
+    Del(FullState),
+    DelC(StateRef),
+    Bus(Bus),
+    Ins(FullState),
+    Upd(FullState),
+    Tdb(Tdb),
+    /// FreeBSD's end-of-frame marker.
+    Eof,
+    /// A message of an action this decoder does not know, stepped over by its stride.
+    Unknown { action: u8 },
+}
+
+impl Message {
+    pub fn full_state(&self) -> Option<&FullState> {
+        match self {
+            Message::Ins(s) | Message::Upd(s) | Message::Del(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn state_ref(&self) -> Option<StateRef> {
+        match self {
+            Message::InsAck(r) | Message::UpdReq(r) | Message::DelC(r) => Some(*r),
+            Message::UpdC(u) => Some(StateRef {
+                id: u.id,
+                creator_id: u.creator_id,
+            }),
+            _ => self.full_state().map(|s| StateRef {
+                id: s.id,
+                creator_id: s.creator_id,
+            }),
+        }
+    }
+}
+
+/// A message with what it came in: the flavour, the action code on the wire and (FreeBSD)
+/// the record version, so names like `INS_1400` can be given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    pub flavor: Flavor,
+    pub action: u8,
+    /// FreeBSD record version of a full state (1301, 1400, 1500); 0 otherwise.
+    pub record_version: u16,
+    pub msg: Message,
+}
+
+impl Decoded {
+    /// The action name used by `decode --format json` and the summaries (CLI.md).
+    pub fn name(&self) -> String {
+        let base = match &self.msg {
+            Message::Clr(_) => "CLR",
+            Message::InsAck(_) => "INS_ACK",
+            Message::UpdC(_) => "UPD_C",
+            Message::UpdReq(_) => "UPD_REQ",
+            Message::Del(_) => "DEL",
+            Message::DelC(_) => "DEL_C",
+            Message::Bus(_) => "BUS",
+            Message::Ins(_) => "INS",
+            Message::Upd(_) => "UPD",
+            Message::Tdb(_) => "TDB",
+            Message::Eof => "EOF",
+            Message::Unknown { action } => return format!("ACT_{action}"),
+        };
+        if self.record_version != 0 {
+            format!("{base}_{}", self.record_version)
+        } else {
+            base.to_string()
+        }
+    }
+}
