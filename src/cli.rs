@@ -106,7 +106,12 @@ pub struct DecodeArgs {
     #[arg(long, short = 'c', value_name = "N")]
     pub count: Option<u64>,
     /// Capture live on this interface instead of reading a file.
-    #[arg(short = 'i', long = "interface", value_name = "IFACE", conflicts_with = "capture")]
+    #[arg(
+        short = 'i',
+        long = "interface",
+        value_name = "IFACE",
+        conflicts_with = "capture"
+    )]
     pub iface: Option<String>,
     /// BPF filter for live capture.
     #[arg(long, value_name = "BPF", requires = "iface")]
@@ -198,7 +203,12 @@ pub struct PruneArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// Delete lifetimes that ended before this time.
-    #[arg(long, value_name = "TIME", conflicts_with = "older_than", required_unless_present = "older_than")]
+    #[arg(
+        long,
+        value_name = "TIME",
+        conflicts_with = "older_than",
+        required_unless_present = "older_than"
+    )]
     pub before: Option<String>,
     /// Delete lifetimes that ended more than DUR ago.
     #[arg(long, value_name = "DUR")]

@@ -57,12 +57,22 @@ impl<'l> Ingest<'l> {
             // The query side must be able to tell "no state" from "blind here".
             let detail = match &o {
                 Outcome::Damaged(e) => e.to_string(),
-                Outcome::Packet { pkt, .. } => pkt.damage().map(|e| e.to_string()).collect::<Vec<_>>().join("; "),
+                Outcome::Packet { pkt, .. } => pkt
+                    .damage()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
                 Outcome::NotPfsync(_) => String::new(),
             };
-            self.writer.gap(f.ts_us, f.ts_us, "decode-error", new_errors, detail);
+            self.writer
+                .gap(f.ts_us, f.ts_us, "decode-error", new_errors, detail);
         }
-        if let Outcome::Packet { pkt, trusted: false, ip } = &o {
+        if let Outcome::Packet {
+            pkt,
+            trusted: false,
+            ip,
+        } = &o
+        {
             let ttl = ip.map(|i| i.ttl).unwrap_or(0);
             self.writer.gap(
                 f.ts_us,
@@ -135,6 +145,7 @@ impl<'l> Ingest<'l> {
     }
 
     pub fn finish(self, status: &str) -> Result<(), StoreError> {
-        self.writer.finish(&self.counters, status, crate::cmd::wall_us())
+        self.writer
+            .finish(&self.counters, status, crate::cmd::wall_us())
     }
 }

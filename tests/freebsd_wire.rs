@@ -135,11 +135,7 @@ fn check_capture(name: &str) {
             let start = chrono::DateTime::parse_from_rfc3339(e["start"].as_str().unwrap())
                 .unwrap()
                 .timestamp_micros();
-            assert_eq!(
-                ts_us - s.creation as i64 * 1_000_000,
-                start,
-                "{ctx} start"
-            );
+            assert_eq!(ts_us - s.creation as i64 * 1_000_000, start, "{ctx} start");
             checked += 1;
         }
     }

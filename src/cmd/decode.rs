@@ -17,7 +17,10 @@ pub fn run(a: DecodeArgs) -> anyhow::Result<u8> {
     let mut stats = DecodeStats::default();
     let limit = a.count.unwrap_or(u64::MAX);
     let format = a.format;
-    let show = |f: &Frame, stats: &mut DecodeStats, out: &mut BufWriter<std::io::StdoutLock>| -> std::io::Result<()> {
+    let show = |f: &Frame,
+                stats: &mut DecodeStats,
+                out: &mut BufWriter<std::io::StdoutLock>|
+     -> std::io::Result<()> {
         let o = decode_frame(f);
         stats.count(f, &o);
         let n = stats.frames;
@@ -34,7 +37,7 @@ pub fn run(a: DecodeArgs) -> anyhow::Result<u8> {
         }
         let mut live = Live::open(iface, a.filter.as_deref())?;
         while stats.frames < limit && !stop.load(Ordering::Relaxed) {
-            match live.next()? {
+            match live.next_frame()? {
                 Next::Frame(f) => {
                     show(&f, &mut stats, &mut out)?;
                     // Live output is read as it comes.

@@ -18,7 +18,9 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
         let t0 = Instant::now();
         let mut cap = CaptureFile::open(&path_s)?;
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let canon = std::fs::canonicalize(path).map(|p| p.display().to_string()).unwrap_or(path_s.clone());
+        let canon = std::fs::canonicalize(path)
+            .map(|p| p.display().to_string())
+            .unwrap_or(path_s.clone());
         let run = RunInfo {
             kind: "import",
             source: canon.clone(),
@@ -26,7 +28,8 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
             fingerprint: Some(format!("import:{canon}:{size}")),
             started_wall: super::wall_us(),
         };
-        let mut ing = Ingest::open(&db, &run, &log).with_context(|| format!("importing {path_s}"))?;
+        let mut ing =
+            Ingest::open(&db, &run, &log).with_context(|| format!("importing {path_s}"))?;
         let bar = progress(&path_s);
         let mut read_error = None;
         let mut n: u64 = 0;
@@ -34,7 +37,8 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
             match cap.next_frame() {
                 None => break,
                 Some(Ok(f)) => {
-                    ing.frame(&f).with_context(|| format!("importing {path_s}: writing {db}"))?;
+                    ing.frame(&f)
+                        .with_context(|| format!("importing {path_s}: writing {db}"))?;
                     n += 1;
                     if n % 4096 == 0 {
                         ing.tick()?;
@@ -53,11 +57,16 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
         if let Some(b) = &bar {
             b.finish_and_clear();
         }
-        let status = if read_error.is_some() { "damaged" } else { "stopped" };
+        let status = if read_error.is_some() {
+            "damaged"
+        } else {
+            "stopped"
+        };
         let stats = ing.stats.clone();
         let track = ing.tracker.stats.clone();
         let open_now = ing.tracker.open_count();
-        ing.finish(status).with_context(|| format!("importing {path_s}: writing {db}"))?;
+        ing.finish(status)
+            .with_context(|| format!("importing {path_s}: writing {db}"))?;
         let secs = t0.elapsed().as_secs_f64();
         eprintln!(
             "{path_s}: {} frames, {} pfsync packets in {secs:.2}s ({:.0} states/s); messages: {}; states opened {}, closed {} ({} by CLR), open now {}; unknown-state messages {}; skipped (not pfsync) {}, untrusted (ttl != 255) {}; decode errors: {}",
@@ -88,8 +97,10 @@ fn progress(path: &str) -> Option<indicatif::ProgressBar> {
     }
     let b = indicatif::ProgressBar::new_spinner();
     b.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {prefix} {pos} frames, {msg} [{elapsed}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {prefix} {pos} frames, {msg} [{elapsed}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
     b.set_prefix(path.to_string());
     b.enable_steady_tick(std::time::Duration::from_millis(200));

@@ -2,7 +2,9 @@
 
 use crate::cli::{HistoryArgs, OutFormat, PruneArgs, StatsArgs, TzArg, WhoArgs};
 use crate::report::parse_proto;
-use crate::report::table::{coverage_json, coverage_warnings, csv_record, lifetime_json, table, CSV_FIELDS};
+use crate::report::table::{
+    coverage_json, coverage_warnings, csv_record, lifetime_json, table, CSV_FIELDS,
+};
 use crate::store::query::{self, Lifetime, WhoFilter};
 use crate::store::{self};
 use crate::time::{format_rfc3339, parse_duration, parse_time, Zone};
@@ -13,9 +15,9 @@ use std::io::{BufRead, Write};
 use std::net::IpAddr;
 
 pub fn parse_ip(s: &str) -> anyhow::Result<IpAddr> {
-    s.trim()
-        .parse()
-        .map_err(|_| anyhow!("invalid IP address \"{s}\": expected IPv4 (203.0.113.5) or IPv6 (2001:db8::1)"))
+    s.trim().parse().map_err(|_| {
+        anyhow!("invalid IP address \"{s}\": expected IPv4 (203.0.113.5) or IPv6 (2001:db8::1)")
+    })
 }
 
 pub fn parse_port(s: &str) -> anyhow::Result<u16> {
@@ -37,7 +39,9 @@ pub fn parse_remote(s: &str) -> anyhow::Result<(IpAddr, Option<u16>)> {
 
 /// `IP` or `IP/LEN` -> the first and last address of the prefix.
 pub fn parse_cidr(s: &str) -> anyhow::Result<(IpAddr, IpAddr)> {
-    let bad = || anyhow!("invalid host \"{s}\": expected an address or a prefix like 192.168.1.0/24 or 2001:db8::/64");
+    let bad = || {
+        anyhow!("invalid host \"{s}\": expected an address or a prefix like 192.168.1.0/24 or 2001:db8::/64")
+    };
     let (a, len) = match s.split_once('/') {
         Some((a, l)) => (a, Some(l.parse::<u32>().map_err(|_| bad())?)),
         None => (s, None),
@@ -51,16 +55,26 @@ pub fn parse_cidr(s: &str) -> anyhow::Result<(IpAddr, IpAddr)> {
             }
             let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
             let n = u32::from(v);
-            (IpAddr::from((n & mask).to_be_bytes()), IpAddr::from((n | !mask).to_be_bytes()))
+            (
+                IpAddr::from((n & mask).to_be_bytes()),
+                IpAddr::from((n | !mask).to_be_bytes()),
+            )
         }
         IpAddr::V6(v) => {
             let len = len.unwrap_or(128);
             if len > 128 {
                 return Err(bad());
             }
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             let n = u128::from(v);
-            (IpAddr::from((n & mask).to_be_bytes()), IpAddr::from((n | !mask).to_be_bytes()))
+            (
+                IpAddr::from((n & mask).to_be_bytes()),
+                IpAddr::from((n | !mask).to_be_bytes()),
+            )
         }
     })
 }
@@ -70,13 +84,20 @@ fn zones(tz: &TzArg) -> anyhow::Result<(Zone, Zone)> {
     match &tz.tz {
         Some(z) => {
             let z = Zone::parse(z).map_err(|e| anyhow!("--tz: {e}"))?;
-            Ok((z.clone(), z))
+            Ok((z, z))
         }
         None => Ok((Zone::Local, Zone::Utc)),
     }
 }
 
-fn print_rows(rows: &[Lifetime], format: OutFormat, zone: &Zone, at: Option<Micros>, cov: &query::Coverage, q: serde_json::Value) -> anyhow::Result<()> {
+fn print_rows(
+    rows: &[Lifetime],
+    format: OutFormat,
+    zone: &Zone,
+    at: Option<Micros>,
+    cov: &query::Coverage,
+    q: serde_json::Value,
+) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match format {
@@ -133,18 +154,27 @@ pub fn who(a: WhoArgs) -> anyhow::Result<u8> {
     let db = a.db.path();
     let conn = store::open_ro(&db)?;
     let (t0, t1) = (at.saturating_sub(window), at.saturating_add(window));
-    let rows = query::who(&conn, &ip, port, t0, t1, at, &filter).with_context(|| format!("querying {db}"))?;
+    let rows = query::who(&conn, &ip, port, t0, t1, at, &filter)
+        .with_context(|| format!("querying {db}"))?;
     let cov = query::coverage(&conn, t0, t1)?;
     warn_coverage(&cov);
     let q = json!({"ip": ip.to_string(), "port": port, "at": format_rfc3339(at), "window_s": window / 1_000_000});
     print_rows(&rows, a.format, &zout, Some(at), &cov, q)?;
-    Ok(if rows.is_empty() { super::NOTHING } else { super::FOUND })
+    Ok(if rows.is_empty() {
+        super::NOTHING
+    } else {
+        super::FOUND
+    })
 }
 
 fn who_filter(proto: Option<&str>, remote: Option<&str>) -> anyhow::Result<WhoFilter> {
     let mut f = WhoFilter::default();
     if let Some(p) = proto {
-        f.proto = Some(parse_proto(p).ok_or_else(|| anyhow!("invalid protocol \"{p}\": expected tcp, udp, icmp, ipv6-icmp or a number 0-255"))?);
+        f.proto = Some(parse_proto(p).ok_or_else(|| {
+            anyhow!(
+                "invalid protocol \"{p}\": expected tcp, udp, icmp, ipv6-icmp or a number 0-255"
+            )
+        })?);
     }
     if let Some(r) = remote {
         let (ip, port) = parse_remote(r)?;
@@ -174,7 +204,14 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone) -> anyhow::Result<u8> {
     let as_csv = matches!(a.format, OutFormat::Csv | OutFormat::Table);
     let mut w = csv::Writer::from_writer(std::io::stdout());
     if as_csv {
-        let mut h = vec!["query_ip", "query_port", "query_time", "query_window", "query_remote", "matches"];
+        let mut h = vec![
+            "query_ip",
+            "query_port",
+            "query_time",
+            "query_window",
+            "query_remote",
+            "matches",
+        ];
         h.extend_from_slice(CSV_FIELDS);
         w.write_record(&h)?;
     }
@@ -197,7 +234,11 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone) -> anyhow::Result<u8> {
             let ip = parse_ip(&f(0))?;
             let port = parse_port(&f(1))?;
             let at = parse_time(&f(2), zin)?;
-            let win = if f(3).is_empty() { 0 } else { parse_duration(&f(3))? };
+            let win = if f(3).is_empty() {
+                0
+            } else {
+                parse_duration(&f(3))?
+            };
             let filt = who_filter(None, Some(f(4)).filter(|s| !s.is_empty()).as_deref())?;
             Ok((ip, port, at, win, filt))
         })();
@@ -257,7 +298,8 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<u8> {
     let port = a.port.as_deref().map(parse_port).transpose()?;
     let db = a.db.path();
     let conn = store::open_ro(&db)?;
-    let rows = query::history(&conn, &lo, &hi, from, to, port).with_context(|| format!("querying {db}"))?;
+    let rows = query::history(&conn, &lo, &hi, from, to, port)
+        .with_context(|| format!("querying {db}"))?;
     let cov = if from > i64::MIN && to < i64::MAX {
         query::coverage(&conn, from, to)?
     } else {
@@ -266,7 +308,11 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<u8> {
     warn_coverage(&cov);
     let q = json!({"host": a.host, "from": a.from, "to": a.to});
     print_rows(&rows, a.format, &zout, None, &cov, q)?;
-    Ok(if rows.is_empty() { super::NOTHING } else { super::FOUND })
+    Ok(if rows.is_empty() {
+        super::NOTHING
+    } else {
+        super::FOUND
+    })
 }
 
 pub fn stats(a: StatsArgs) -> anyhow::Result<u8> {
@@ -285,7 +331,9 @@ pub fn prune(a: PruneArgs) -> anyhow::Result<u8> {
     let zin = Zone::Local;
     let before = match (&a.before, &a.older_than) {
         (Some(t), _) => parse_time(t, &zin).map_err(|e| anyhow!("--before: {e}"))?,
-        (None, Some(d)) => super::wall_us() - parse_duration(d).map_err(|e| anyhow!("--older-than: {e}"))?,
+        (None, Some(d)) => {
+            super::wall_us() - parse_duration(d).map_err(|e| anyhow!("--older-than: {e}"))?
+        }
         (None, None) => bail!("--before TIME or --older-than DUR is required"),
     };
     let db = a.db.path();
@@ -294,6 +342,9 @@ pub fn prune(a: PruneArgs) -> anyhow::Result<u8> {
     }
     let conn = store::open_rw(&db)?;
     let n = store::query::prune(&conn, before).with_context(|| format!("pruning {db}"))?;
-    eprintln!("pfstatelog: pruned {n} lifetimes that ended before {}", format_rfc3339(before));
+    eprintln!(
+        "pfstatelog: pruned {n} lifetimes that ended before {}",
+        format_rfc3339(before)
+    );
     Ok(0)
 }

@@ -53,7 +53,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
             log.reopen();
             log.info("SIGHUP: log reopened");
         }
-        match live.next() {
+        match live.next_frame() {
             Ok(Next::Frame(f)) => ing.frame(&f)?,
             Ok(Next::Timeout) => {}
             Err(e) => {
@@ -69,8 +69,17 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
                 if dropped > dropped_seen {
                     let now = super::wall_us();
                     let n = dropped - dropped_seen;
-                    log.warn(&format!("libpcap dropped {n} packets on {}: states may be missing", a.iface));
-                    ing.gap(now - STATS_EVERY.as_micros() as i64, now, "pcap-drop", n, format!("{n} packets dropped by libpcap"));
+                    log.warn(&format!(
+                        "libpcap dropped {n} packets on {}: states may be missing",
+                        a.iface
+                    ));
+                    ing.gap(
+                        now - STATS_EVERY.as_micros() as i64,
+                        now,
+                        "pcap-drop",
+                        n,
+                        format!("{n} packets dropped by libpcap"),
+                    );
                     dropped_seen = dropped;
                     ing.counters.drops = dropped;
                 }
@@ -81,6 +90,8 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
     let opened = ing.tracker.stats.opened;
     let closed = ing.tracker.stats.closed;
     ing.finish(status)?;
-    log.info(&format!("stopped: {opened} states opened, {closed} closed this run"));
+    log.info(&format!(
+        "stopped: {opened} states opened, {closed} closed this run"
+    ));
     Ok(if status == "failed" { 2 } else { 0 })
 }

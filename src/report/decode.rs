@@ -35,17 +35,36 @@ fn act_name(d: &Decoded) -> String {
 }
 
 fn hms(secs: u32) -> String {
-    format!("{:02}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60)
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
 }
 
 fn message_text(d: &Decoded) -> String {
     match &d.msg {
-        Message::Clr(c) if c.ifname.is_empty() => format!("creatorid: {}", hex_creator(c.creator_id)),
-        Message::Clr(c) => format!("creatorid: {} interface: {}", hex_creator(c.creator_id), c.ifname),
-        Message::InsAck(r) | Message::UpdReq(r) | Message::DelC(r) => {
-            format!("id: {} creatorid: {}", hex_id(r.id), hex_creator(r.creator_id))
+        Message::Clr(c) if c.ifname.is_empty() => {
+            format!("creatorid: {}", hex_creator(c.creator_id))
         }
-        Message::UpdC(u) => format!("id: {} creatorid: {}", hex_id(u.id), hex_creator(u.creator_id)),
+        Message::Clr(c) => format!(
+            "creatorid: {} interface: {}",
+            hex_creator(c.creator_id),
+            c.ifname
+        ),
+        Message::InsAck(r) | Message::UpdReq(r) | Message::DelC(r) => {
+            format!(
+                "id: {} creatorid: {}",
+                hex_id(r.id),
+                hex_creator(r.creator_id)
+            )
+        }
+        Message::UpdC(u) => format!(
+            "id: {} creatorid: {}",
+            hex_id(u.id),
+            hex_creator(u.creator_id)
+        ),
         Message::Bus(b) => format!(
             "creatorid: {} age: {} status: {}",
             hex_creator(b.creator_id),
@@ -56,7 +75,10 @@ fn message_text(d: &Decoded) -> String {
                 BusStatus::Other(_) => "UNKNOWN".to_string(),
             }
         ),
-        Message::Tdb(t) => format!("spi: 0x{:08x} rpl: {} cur_bytes: {}", t.spi, t.rpl, t.cur_bytes),
+        Message::Tdb(t) => format!(
+            "spi: 0x{:08x} rpl: {} cur_bytes: {}",
+            t.spi, t.rpl, t.cur_bytes
+        ),
         Message::Ins(s) | Message::Upd(s) | Message::Del(s) => {
             let mut l = pfctl_state(s);
             l.push_str(&format!(
@@ -71,7 +93,11 @@ fn message_text(d: &Decoded) -> String {
             if s.rule != u32::MAX {
                 l.push_str(&format!(", rule {}", s.rule));
             }
-            l.push_str(&format!("\n\t   id: {} creatorid: {}", hex_id(s.id), hex_creator(s.creator_id)));
+            l.push_str(&format!(
+                "\n\t   id: {} creatorid: {}",
+                hex_id(s.id),
+                hex_creator(s.creator_id)
+            ));
             l
         }
         Message::Eof => String::new(),
@@ -86,10 +112,20 @@ pub fn text(out: &mut impl Write, n: u64, f: &Frame, o: &Outcome) -> std::io::Re
         Outcome::NotPfsync(e) => writeln!(out, "{ts} #{n} skipped: {e}"),
         Outcome::Damaged(e) => writeln!(out, "{ts} #{n} error: {e}"),
         Outcome::Packet { ip, pkt, trusted } => {
-            let from = ip.map(|i| format!("{} > {}: ", i.src, i.dst)).unwrap_or_default();
-            write!(out, "{ts} #{n} {from}PFSYNCv{} len {}", pkt.version, pkt.header_len)?;
+            let from = ip
+                .map(|i| format!("{} > {}: ", i.src, i.dst))
+                .unwrap_or_default();
+            write!(
+                out,
+                "{ts} #{n} {from}PFSYNCv{} len {}",
+                pkt.version, pkt.header_len
+            )?;
             if let (Some(ip), false) = (ip, trusted) {
-                write!(out, " [ttl {}: not from the sync link, not applied]", ip.ttl)?;
+                write!(
+                    out,
+                    " [ttl {}: not from the sync link, not applied]",
+                    ip.ttl
+                )?;
             }
             writeln!(out)?;
             let mut last: Option<String> = None;
@@ -104,7 +140,9 @@ pub fn text(out: &mut impl Write, n: u64, f: &Frame, o: &Outcome) -> std::io::Re
                         if last.as_deref() != Some(name.as_str()) {
                             let count = pkt.items[i..]
                                 .iter()
-                                .take_while(|it| matches!(it, Item::Message(_, x) if act_name(x) == name))
+                                .take_while(
+                                    |it| matches!(it, Item::Message(_, x) if act_name(x) == name),
+                                )
                                 .count();
                             writeln!(out, "\tact {name} count {count}")?;
                             last = Some(name);
@@ -117,7 +155,11 @@ pub fn text(out: &mut impl Write, n: u64, f: &Frame, o: &Outcome) -> std::io::Re
                 }
             }
             if (pkt.header_len as usize) < pkt.available {
-                writeln!(out, "\t... {} bytes after the header length", pkt.available - pkt.header_len as usize)?;
+                writeln!(
+                    out,
+                    "\t... {} bytes after the header length",
+                    pkt.available - pkt.header_len as usize
+                )?;
             }
             Ok(())
         }
@@ -194,7 +236,11 @@ fn message_json(d: &Decoded) -> Value {
 pub fn json(out: &mut impl Write, n: u64, f: &Frame, o: &Outcome) -> std::io::Result<()> {
     let ts = format_rfc3339(f.ts_us);
     match o {
-        Outcome::NotPfsync(e) => writeln!(out, "{}", json!({"ts": ts, "frame": n, "skipped": e.to_string()})),
+        Outcome::NotPfsync(e) => writeln!(
+            out,
+            "{}",
+            json!({"ts": ts, "frame": n, "skipped": e.to_string()})
+        ),
         Outcome::Damaged(e) => writeln!(
             out,
             "{}",
@@ -208,7 +254,9 @@ pub fn json(out: &mut impl Write, n: u64, f: &Frame, o: &Outcome) -> std::io::Re
                         v["offset"] = (*off).into();
                         v
                     }
-                    Item::Damage(e) => json!({"error": e.to_string(), "error_kind": e.tag(), "offset": e.offset}),
+                    Item::Damage(e) => {
+                        json!({"error": e.to_string(), "error_kind": e.tag(), "offset": e.offset})
+                    }
                 };
                 v["ts"] = ts.clone().into();
                 v["frame"] = n.into();

@@ -20,10 +20,22 @@ pub fn pfctl_state(s: &FullState) -> String {
     };
     out.push_str(&rd(nk));
     out.push_str(&endpoint(&nk.addr[1], nk.port[1]));
-    if nk.addr[1] != sk.addr[1] || nk.port[1] != sk.port[1] || nk.af != sk.af || nk.rdomain != sk.rdomain {
-        out.push_str(&format!(" ({}{})", rd(sk), endpoint(&sk.addr[1], sk.port[1])));
+    if nk.addr[1] != sk.addr[1]
+        || nk.port[1] != sk.port[1]
+        || nk.af != sk.af
+        || nk.rdomain != sk.rdomain
+    {
+        out.push_str(&format!(
+            " ({}{})",
+            rd(sk),
+            endpoint(&sk.addr[1], sk.port[1])
+        ));
     }
-    out.push_str(if s.direction == Direction::Out { " -> " } else { " <- " });
+    out.push_str(if s.direction == Direction::Out {
+        " -> "
+    } else {
+        " <- "
+    });
     out.push_str(&endpoint(&nk.addr[0], nk.port[0]));
     if nk.addr[0] != sk.addr[0] || nk.port[0] != sk.port[0] {
         out.push_str(&format!(" ({})", endpoint(&sk.addr[0], sk.port[0])));
@@ -36,11 +48,19 @@ pub fn pfctl_state(s: &FullState) -> String {
 pub fn inside_out(s: &FullState) -> String {
     let w = &s.key[0];
     let st = &s.key[1];
-    let mut out = format!("{} {}", proto_name(s.proto), endpoint(&st.addr[1], st.port[1]));
+    let mut out = format!(
+        "{} {}",
+        proto_name(s.proto),
+        endpoint(&st.addr[1], st.port[1])
+    );
     if s.is_nat() {
         out.push_str(&format!(" ({})", endpoint(&w.addr[1], w.port[1])));
     }
-    out.push_str(if s.direction == Direction::Out { " -> " } else { " <- " });
+    out.push_str(if s.direction == Direction::Out {
+        " -> "
+    } else {
+        " <- "
+    });
     out.push_str(&endpoint(&w.addr[0], w.port[0]));
     out
 }

@@ -7,9 +7,27 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde_json::{json, Value};
 
 pub const CSV_FIELDS: &[&str] = &[
-    "private_ip", "private_port", "public_ip", "public_port", "remote_ip", "remote_port", "proto", "af",
-    "direction", "ifname", "nat", "start", "end", "state_id", "creator_id", "end_reason", "last_seen",
-    "packets_out", "packets_in", "bytes_out", "bytes_in",
+    "private_ip",
+    "private_port",
+    "public_ip",
+    "public_port",
+    "remote_ip",
+    "remote_port",
+    "proto",
+    "af",
+    "direction",
+    "ifname",
+    "nat",
+    "start",
+    "end",
+    "state_id",
+    "creator_id",
+    "end_reason",
+    "last_seen",
+    "packets_out",
+    "packets_in",
+    "bytes_out",
+    "bytes_in",
 ];
 
 fn af_name(af: u8) -> &'static str {
@@ -106,7 +124,9 @@ pub fn table(rows: &[Lifetime], zone: &Zone, at: Option<i64>) -> String {
             endpoint(&l.remote_ip, l.remote_port),
             proto_name(l.proto),
             format_in(l.start, zone),
-            l.end.map(|e| format_in(e, zone)).unwrap_or_else(|| "open".into()),
+            l.end
+                .map(|e| format_in(e, zone))
+                .unwrap_or_else(|| "open".into()),
             l.end
                 .map(|e| format_duration(e - l.start))
                 .unwrap_or_else(|| "-".into()),

@@ -234,8 +234,7 @@ impl PcapNgFile {
                     self.resolutions.push((u32::from(idb.linktype), tps));
                 }
                 Block::EnhancedPacket(epb) => {
-                    let Some(&(linktype, tps)) =
-                        self.resolutions.get(epb.interface_id as usize)
+                    let Some(&(linktype, tps)) = self.resolutions.get(epb.interface_id as usize)
                     else {
                         self.failed = true;
                         return Some(Err(SourceError::Damaged {

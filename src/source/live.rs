@@ -59,12 +59,15 @@ impl Live {
         })
     }
 
-    pub fn next(&mut self) -> Result<Next, SourceError> {
+    pub fn next_frame(&mut self) -> Result<Next, SourceError> {
         match self.cap.next_packet() {
             Ok(p) => {
                 let ts = p.header.ts;
+                // time_t and suseconds_t differ in width between systems.
+                #[allow(clippy::unnecessary_cast)]
+                let ts_us = ts.tv_sec as i64 * 1_000_000 + ts.tv_usec as i64;
                 Ok(Next::Frame(Frame {
-                    ts_us: ts.tv_sec as i64 * 1_000_000 + ts.tv_usec as i64,
+                    ts_us,
                     linktype: self.linktype,
                     orig_len: p.header.len,
                     data: p.data.to_vec(),

@@ -14,7 +14,8 @@ use std::time::Duration;
 pub const APPLICATION_ID: i32 = 0x7066_7374;
 
 /// Migrations, applied in order; `PRAGMA user_version` = how many are applied.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] =
+    &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
@@ -25,7 +26,11 @@ pub enum StoreError {
     #[error("{path}: not a pfstatelog database ({why})")]
     Foreign { path: String, why: String },
     #[error("{path}: database schema {found} is newer than this pfstatelog understands ({known}); upgrade pfstatelog")]
-    TooNew { path: String, found: i32, known: i32 },
+    TooNew {
+        path: String,
+        found: i32,
+        known: i32,
+    },
     #[error("{path}: {source}")]
     Sqlite {
         path: String,
@@ -60,7 +65,8 @@ pub fn open_rw(path: &str) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
     )
     .map_err(sq(path))?;
-    conn.busy_timeout(Duration::from_secs(10)).map_err(sq(path))?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(sq(path))?;
     check_identity(&conn, path, true)?;
     // WAL so queries never wait for the recorder; NORMAL sync: a power cut may lose the
     // last transaction but never corrupts.
@@ -84,7 +90,8 @@ pub fn open_ro(path: &str) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(sq(path))?;
-    conn.busy_timeout(Duration::from_secs(10)).map_err(sq(path))?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(sq(path))?;
     check_identity(&conn, path, false)?;
     let v: i32 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -107,9 +114,7 @@ fn check_identity(conn: &Connection, path: &str, writable: bool) -> Result<()> {
     let app: i32 = conn
         .pragma_query_value(None, "application_id", |r| r.get(0))
         .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if f.code == rusqlite::ErrorCode::NotADatabase =>
-            {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
                 foreign("not an SQLite database, or a damaged one".into())
             }
             e => StoreError::Sqlite {
@@ -125,9 +130,7 @@ fn check_identity(conn: &Connection, path: &str, writable: bool) -> Result<()> {
             .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
             .map_err(sq(path))?;
         if tables > 0 || version != 0 {
-            return Err(foreign(
-                "it is an SQLite file of another program".into(),
-            ));
+            return Err(foreign("it is an SQLite file of another program".into()));
         }
         if !writable {
             return Err(foreign("empty database".into()));
@@ -161,7 +164,8 @@ fn migrate(conn: &Connection, path: &str) -> Result<()> {
         })?;
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(sq(path))?;
-        tx.pragma_update(None, "user_version", n).map_err(sq(path))?;
+        tx.pragma_update(None, "user_version", n)
+            .map_err(sq(path))?;
         tx.commit().map_err(sq(path))?;
     }
     Ok(())

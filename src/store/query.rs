@@ -80,7 +80,15 @@ pub struct WhoFilter {
 
 /// States whose WIRE key addr[1]:port[1] is ip:port and whose [start, end] overlaps
 /// [t0, t1] (CLI.md); ordered by distance from `at`.
-pub fn who(conn: &Connection, ip: &IpAddr, port: u16, t0: Micros, t1: Micros, at: Micros, f: &WhoFilter) -> rusqlite::Result<Vec<Lifetime>> {
+pub fn who(
+    conn: &Connection,
+    ip: &IpAddr,
+    port: u16,
+    t0: Micros,
+    t1: Micros,
+    at: Micros,
+    f: &WhoFilter,
+) -> rusqlite::Result<Vec<Lifetime>> {
     let mut extra = String::new();
     let mut args: Vec<rusqlite::types::Value> = vec![
         addr_blob(ip).into(),
@@ -137,7 +145,14 @@ pub fn distance(l: &Lifetime, at: Micros) -> i64 {
 
 /// States whose private (STACK key index 1) address lies in [lo, hi] (same family), and
 /// whose lifetime overlaps [from, to].
-pub fn history(conn: &Connection, lo: &IpAddr, hi: &IpAddr, from: Micros, to: Micros, port: Option<u16>) -> rusqlite::Result<Vec<Lifetime>> {
+pub fn history(
+    conn: &Connection,
+    lo: &IpAddr,
+    hi: &IpAddr,
+    from: Micros,
+    to: Micros,
+    port: Option<u16>,
+) -> rusqlite::Result<Vec<Lifetime>> {
     let mut sql = format!(
         "SELECT {COLS} FROM states WHERE s_addr1 >= ?1 AND s_addr1 <= ?2 AND length(s_addr1) = ?5
            AND start_us <= ?4 AND (end_us IS NULL OR end_us >= ?3)"
@@ -201,7 +216,9 @@ pub fn coverage(conn: &Connection, t0: Micros, t1: Micros) -> Result<Coverage> {
         )
         .map_err(sq(path))?;
     let runs = stmt
-        .query_map(params![t0, t1], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .query_map(params![t0, t1], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .map_err(sq(path))?;
     for r in runs {
         c.runs.push(r.map_err(sq(path))?);
@@ -227,7 +244,9 @@ pub fn coverage(conn: &Connection, t0: Micros, t1: Micros) -> Result<Coverage> {
         )
         .map_err(sq(path))?;
     let gaps = stmt
-        .query_map(params![t0, t1], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .query_map(params![t0, t1], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
         .map_err(sq(path))?;
     for g in gaps {
         c.gaps.push(g.map_err(sq(path))?);
@@ -259,12 +278,27 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
         ..Default::default()
     };
     for suffix in ["", "-wal"] {
-        s.size_bytes += std::fs::metadata(format!("{path}{suffix}")).map(|m| m.len()).unwrap_or(0);
+        s.size_bytes += std::fs::metadata(format!("{path}{suffix}"))
+            .map(|m| m.len())
+            .unwrap_or(0);
     }
-    s.states = conn.query_row("SELECT count(*) FROM states WHERE start_us IS NOT NULL", [], |r| r.get(0))?;
-    s.open = conn.query_row("SELECT count(*) FROM states WHERE end_us IS NULL AND start_us IS NOT NULL", [], |r| r.get(0))?;
-    s.evidence_only = conn.query_row("SELECT count(*) FROM states WHERE start_us IS NULL", [], |r| r.get(0))?;
-    let first: Option<i64> = conn.query_row("SELECT min(start_us) FROM states", [], |r| r.get(0))?;
+    s.states = conn.query_row(
+        "SELECT count(*) FROM states WHERE start_us IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    s.open = conn.query_row(
+        "SELECT count(*) FROM states WHERE end_us IS NULL AND start_us IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    s.evidence_only = conn.query_row(
+        "SELECT count(*) FROM states WHERE start_us IS NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    let first: Option<i64> =
+        conn.query_row("SELECT min(start_us) FROM states", [], |r| r.get(0))?;
     let last: Option<i64> = conn.query_row("SELECT max(last_us) FROM states", [], |r| r.get(0))?;
     s.first_start = first.map(format_rfc3339);
     s.last_seen = last.map(format_rfc3339);
@@ -309,7 +343,11 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
         s.runs.push(r?);
     }
     s.gaps = conn.query_row("SELECT count(*) FROM gaps", [], |r| r.get(0))?;
-    s.decode_errors = conn.query_row("SELECT coalesce(sum(decode_errors), 0) FROM runs", [], |r| r.get(0))?;
+    s.decode_errors = conn.query_row(
+        "SELECT coalesce(sum(decode_errors), 0) FROM runs",
+        [],
+        |r| r.get(0),
+    )?;
     s.pcap_drops = conn.query_row("SELECT coalesce(sum(drops), 0) FROM runs", [], |r| r.get(0))?;
     Ok(s)
 }
@@ -330,7 +368,10 @@ pub fn stats_text(s: &Stats) -> String {
             "creator       {} {} v{} {} states, seen {} .. {}\n",
             c["creator_id"].as_str().unwrap_or("?"),
             c["flavor"].as_str().unwrap_or("?"),
-            c["record_version"].as_i64().or(c["header_version"].as_i64()).unwrap_or(0),
+            c["record_version"]
+                .as_i64()
+                .or(c["header_version"].as_i64())
+                .unwrap_or(0),
             c["states"],
             c["first_seen"].as_str().unwrap_or("-"),
             c["last_seen"].as_str().unwrap_or("-"),

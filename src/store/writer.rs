@@ -58,11 +58,9 @@ impl Writer {
         let run_id = {
             let existing: Option<i64> = match &run.fingerprint {
                 Some(fp) => conn
-                    .query_row(
-                        "SELECT id FROM runs WHERE fingerprint = ?1",
-                        [fp],
-                        |r| r.get(0),
-                    )
+                    .query_row("SELECT id FROM runs WHERE fingerprint = ?1", [fp], |r| {
+                        r.get(0)
+                    })
                     .optional()
                     .map_err(sq(path))?,
                 None => None,
@@ -117,7 +115,8 @@ impl Writer {
         let mut out = Vec::new();
         let mut rows = stmt.query([]).map_err(sq(&self.path))?;
         while let Some(r) = rows.next().map_err(sq(&self.path))? {
-            let get_i = |i: usize| -> i64 { r.get::<_, Option<i64>>(i).ok().flatten().unwrap_or(0) };
+            let get_i =
+                |i: usize| -> i64 { r.get::<_, Option<i64>>(i).ok().flatten().unwrap_or(0) };
             let get_b = |i: usize| -> IpAddr {
                 r.get::<_, Option<Vec<u8>>>(i)
                     .ok()
@@ -130,7 +129,11 @@ impl Writer {
             let state = FullState {
                 id: get_i(2) as u64,
                 creator_id: get_i(1) as u32,
-                ifname: r.get::<_, Option<String>>(3).ok().flatten().unwrap_or_default(),
+                ifname: r
+                    .get::<_, Option<String>>(3)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
                 key: [
                     Key {
                         addr: [get_b(7), get_b(9)],
@@ -187,7 +190,14 @@ impl Writer {
     }
 
     /// Record a moment of partial blindness (written with the next flush).
-    pub fn gap(&mut self, from: Micros, to: Micros, kind: &'static str, count: u64, detail: String) {
+    pub fn gap(
+        &mut self,
+        from: Micros,
+        to: Micros,
+        kind: &'static str,
+        count: u64,
+        detail: String,
+    ) {
         self.gaps.push((from, to, kind, count, detail));
     }
 
@@ -290,10 +300,9 @@ fn find_alive(tx: &Connection, k: &StateRef, ts: Micros) -> rusqlite::Result<Opt
            AND (start_us IS NULL OR start_us <= ?3 + ?4)
          ORDER BY id DESC LIMIT 1",
     )?
-    .query_row(
-        params![k.creator_id, u64_to_i64(k.id), ts, SLACK_US],
-        |r| r.get(0),
-    )
+    .query_row(params![k.creator_id, u64_to_i64(k.id), ts, SLACK_US], |r| {
+        r.get(0)
+    })
     .optional()
 }
 
@@ -490,8 +499,10 @@ fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusql
         Event::Orphan { key, seen, kind } => {
             match find_alive(tx, key, *seen)? {
                 Some(id) => {
-                    tx.prepare_cached("UPDATE states SET last_us = max(last_us, ?2) WHERE id = ?1")?
-                        .execute(params![id, seen])?;
+                    tx.prepare_cached(
+                        "UPDATE states SET last_us = max(last_us, ?2) WHERE id = ?1",
+                    )?
+                    .execute(params![id, seen])?;
                     if *kind == OrphanKind::DelC {
                         end_row(tx, id, *seen, EndReason::Delete)?;
                     }
@@ -504,7 +515,13 @@ fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusql
                         "INSERT INTO states (creator_id, state_id, end_us, end_reason, last_us)
                          VALUES (?1, ?2, ?3, ?4, ?5)",
                     )?
-                    .execute(params![key.creator_id, u64_to_i64(key.id), end, reason, seen])?;
+                    .execute(params![
+                        key.creator_id,
+                        u64_to_i64(key.id),
+                        end,
+                        reason,
+                        seen
+                    ])?;
                 }
             }
         }

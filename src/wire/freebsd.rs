@@ -2121,6 +2121,29 @@ mod tests {
         }
 
         #[test]
+        fn damaged_packets_never_panic(states in proptest::collection::vec(full_s(false), 1..3),
+                                       flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+                                       cut in any::<usize>()) {
+            let mut msgs: Vec<Message> = states.into_iter().map(Message::Ins).collect();
+            msgs.push(Message::UpdC(UpdC { id: 1, creator_id: 2, expire: 0, timeout: 3, peer_state: [1, 2] }));
+            msgs.push(Message::DelC(StateRef { id: 1, creator_id: 2 }));
+            let mut p = emit_packet(&msgs, 1500, [0; 16]);
+            // Damage past the header so the walk, not the header check, meets it.
+            for (at, v) in flips {
+                let i = HEADER_LEN + at % (p.len() - HEADER_LEN);
+                p[i] = v;
+            }
+            p.truncate(HEADER_LEN + cut % (p.len() - HEADER_LEN + 1));
+            let pkt = decode_pfsync(&p).unwrap();
+            // Every message offset lies inside the packet.
+            for item in &pkt.items {
+                if let Item::Message(off, _) = item {
+                    prop_assert!(*off <= p.len());
+                }
+            }
+        }
+
+        #[test]
         fn walk_never_panics(body in proptest::collection::vec(any::<u8>(), 0..1200),
                              len in any::<u16>()) {
             let mut p = vec![5u8, 0];

@@ -162,7 +162,10 @@ fn ethertype(frame: &[u8], et: u16, off: usize) -> Result<Framed<'_>, WireError>
     match et {
         0x0800 => ipv4(frame, off),
         0x86dd => ipv6(frame, off),
-        other => Err(not_pfsync(off, format!("ethertype 0x{other:04x} is not IP"))),
+        other => Err(not_pfsync(
+            off,
+            format!("ethertype 0x{other:04x} is not IP"),
+        )),
     }
 }
 

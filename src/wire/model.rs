@@ -237,7 +237,9 @@ pub enum Message {
     /// FreeBSD's end-of-frame marker.
     Eof,
     /// A message of an action this decoder does not know, stepped over by its stride.
-    Unknown { action: u8 },
+    Unknown {
+        action: u8,
+    },
 }
 
 impl Message {

@@ -237,7 +237,12 @@ impl StateRepr {
     pub fn parse(b: &[u8]) -> Result<StateRepr, WireError> {
         use field::*;
         if b.len() < size::STATE {
-            return Err(WireError::truncated(0, "pfsync_state", size::STATE, b.len()));
+            return Err(WireError::truncated(
+                0,
+                "pfsync_state",
+                size::STATE,
+                b.len(),
+            ));
         }
         let mut rt_addr = [0u8; 16];
         rt_addr.copy_from_slice(&b[RT_ADDR]);
@@ -288,8 +293,10 @@ impl StateRepr {
         self.src.emit(&mut b[SRC_PEER..SRC_PEER + PEER_LEN]);
         self.dst.emit(&mut b[DST_PEER..DST_PEER + PEER_LEN]);
         b[RT_ADDR].copy_from_slice(&self.rt_addr);
-        let put32 = |b: &mut [u8], off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_be_bytes());
-        let put64 = |b: &mut [u8], off: usize, v: u64| b[off..off + 8].copy_from_slice(&v.to_be_bytes());
+        let put32 =
+            |b: &mut [u8], off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_be_bytes());
+        let put64 =
+            |b: &mut [u8], off: usize, v: u64| b[off..off + 8].copy_from_slice(&v.to_be_bytes());
         put32(b, RULE, self.rule);
         put32(b, ANCHOR, self.anchor);
         put32(b, NAT_RULE, self.nat_rule);
@@ -617,11 +624,7 @@ pub fn sections_for(msgs: &[Message]) -> Vec<SectionOut> {
 }
 
 /// Walk the sections of a v6 packet, bounded by `bound` (R2), pushing messages and damage.
-pub(crate) fn walk(
-    buf: &[u8],
-    bound: usize,
-    items: &mut Vec<super::packet::Item>,
-) {
+pub(crate) fn walk(buf: &[u8], bound: usize, items: &mut Vec<super::packet::Item>) {
     use super::packet::Item;
     let mut off = HEADER_LEN;
     while off < bound {

@@ -52,7 +52,10 @@ pub fn decode_pfsync(buf: &[u8]) -> Result<DecodedPacket, WireError> {
     let version = buf[0];
     let header_len = be16(buf, 2);
     if !matches!(version, openbsd::VERSION | freebsd::VERSION) {
-        return Err(WireError::new(0, WireErrorKind::UnsupportedVersion(version)));
+        return Err(WireError::new(
+            0,
+            WireErrorKind::UnsupportedVersion(version),
+        ));
     }
     if (header_len as usize) < HEADER_LEN {
         return Err(WireError::new(2, WireErrorKind::BadHeaderLen(header_len)));
