@@ -265,3 +265,372 @@ impl Tracker {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Af, Clr, Direction, Key, UpdC};
+    use std::net::IpAddr;
+
+    const A: u32 = 0x5a3c_1e07;
+    const B: u32 = 0x8d2b_6f10;
+    const S: Micros = 1_000_000;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("test address")
+    }
+
+    fn state(creator: u32, id: u64, ifname: &str, creation: u32) -> FullState {
+        let wire = Key {
+            addr: [ip("93.184.216.34"), ip("203.0.113.1")],
+            port: [443, 61234],
+            rdomain: 0,
+            af: Af::Inet,
+        };
+        let stack = Key {
+            addr: [ip("93.184.216.34"), ip("192.168.1.10")],
+            port: [443, 51234],
+            rdomain: 0,
+            af: Af::Inet,
+        };
+        FullState {
+            id,
+            creator_id: creator,
+            ifname: ifname.into(),
+            key: [wire, stack],
+            af: Af::Inet,
+            proto: 6,
+            direction: Direction::Out,
+            creation,
+            expire: 86400,
+            packets: [1, 2],
+            bytes: [3, 4],
+            rule: 1,
+            timeout: 2,
+            peer_state: [4, 4],
+        }
+    }
+
+    fn d(msg: Message) -> Decoded {
+        Decoded {
+            flavor: Flavor::OpenBsd,
+            action: 0,
+            record_version: 0,
+            msg,
+        }
+    }
+
+    fn r(creator: u32, id: u64) -> StateRef {
+        StateRef {
+            id,
+            creator_id: creator,
+        }
+    }
+
+    fn run(t: &mut Tracker, msgs: &[(Micros, Message)]) -> Vec<Event> {
+        let mut out = Vec::new();
+        for (ts, m) in msgs {
+            t.apply(&d(m.clone()), *ts, &mut out);
+        }
+        out
+    }
+
+    fn ends(ev: &[Event]) -> Vec<(u64, Micros, EndReason)> {
+        ev.iter()
+            .filter_map(|e| match e {
+                Event::End {
+                    state, end, reason, ..
+                } => Some((state.id, *end, *reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ins_opens_with_start_minus_creation_and_del_c_ends() {
+        let mut t = Tracker::new();
+        let ev = run(
+            &mut t,
+            &[
+                (100 * S, Message::Ins(state(A, 1, "em0", 5))),
+                (160 * S, Message::DelC(r(A, 1))),
+            ],
+        );
+        match &ev[0] {
+            Event::Open { start, seen, .. } => {
+                assert_eq!(*start, 95 * S);
+                assert_eq!(*seen, 100 * S);
+            }
+            e => panic!("expected Open, got {e:?}"),
+        }
+        assert_eq!(ends(&ev), vec![(1, 160 * S, EndReason::Delete)]);
+        assert_eq!(t.open_count(), 0);
+    }
+
+    #[test]
+    fn duplicate_ins_and_upd_refresh_but_never_move_start() {
+        let mut t = Tracker::new();
+        let mut later = state(A, 1, "em0", 50);
+        later.packets = [10, 20];
+        let ev = run(
+            &mut t,
+            &[
+                (100 * S, Message::Ins(state(A, 1, "em0", 5))),
+                (130 * S, Message::Ins(state(A, 1, "em0", 35))),
+                (145 * S, Message::Upd(later)),
+            ],
+        );
+        assert_eq!(
+            ev.iter()
+                .filter(|e| matches!(e, Event::Open { .. }))
+                .count(),
+            1
+        );
+        assert_eq!(
+            ev.iter()
+                .filter(|e| matches!(e, Event::Refresh { .. }))
+                .count(),
+            2
+        );
+        let o = t.get(&r(A, 1)).expect("open");
+        assert_eq!(o.start, 95 * S);
+        assert_eq!(o.last_seen, 145 * S);
+        assert_eq!(o.state.packets, [10, 20]);
+    }
+
+    #[test]
+    fn first_seen_in_full_upd_or_del() {
+        let mut t = Tracker::new();
+        let ev = run(
+            &mut t,
+            &[
+                (1000 * S, Message::Upd(state(A, 7, "em0", 600))),
+                (1010 * S, Message::Del(state(B, 8, "em0", 30))),
+            ],
+        );
+        assert!(matches!(&ev[0], Event::Open { start, .. } if *start == 400 * S));
+        // A state only seen in a full DEL starts at packet time - creation and ends there.
+        assert!(matches!(&ev[1], Event::Open { start, .. } if *start == 980 * S));
+        assert_eq!(ends(&ev), vec![(8, 1010 * S, EndReason::DeleteFull)]);
+    }
+
+    #[test]
+    fn upd_c_and_ins_ack_touch_known_and_are_evidence_for_unknown() {
+        let mut t = Tracker::new();
+        let upd = |id| {
+            Message::UpdC(UpdC {
+                id,
+                creator_id: A,
+                expire: 0,
+                timeout: 2,
+                peer_state: [4, 4],
+            })
+        };
+        let ev = run(
+            &mut t,
+            &[
+                (10 * S, Message::Ins(state(A, 1, "em0", 0))),
+                (20 * S, upd(1)),
+                (21 * S, Message::InsAck(r(A, 1))),
+                (22 * S, upd(99)),
+                (23 * S, Message::DelC(r(A, 98))),
+            ],
+        );
+        assert_eq!(
+            ev.iter()
+                .filter(|e| matches!(e, Event::Touch { .. }))
+                .count(),
+            2
+        );
+        let orphans: Vec<_> = ev
+            .iter()
+            .filter_map(|e| match e {
+                Event::Orphan { key, kind, .. } => Some((key.id, *kind)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            orphans,
+            vec![(99, OrphanKind::UpdC), (98, OrphanKind::DelC)]
+        );
+        assert_eq!(t.stats.orphans, 2);
+        assert_eq!(t.get(&r(A, 1)).map(|o| o.last_seen), Some(21 * S));
+    }
+
+    #[test]
+    fn clr_ends_every_state_of_its_creator_only() {
+        let mut t = Tracker::new();
+        let ev = run(
+            &mut t,
+            &[
+                (10 * S, Message::Ins(state(A, 1, "em0", 0))),
+                (11 * S, Message::Ins(state(A, 2, "em1", 0))),
+                (12 * S, Message::Ins(state(B, 3, "em0", 0))),
+                (
+                    20 * S,
+                    Message::Clr(Clr {
+                        ifname: String::new(),
+                        creator_id: A,
+                    }),
+                ),
+            ],
+        );
+        assert_eq!(
+            ends(&ev),
+            vec![(1, 20 * S, EndReason::Clear), (2, 20 * S, EndReason::Clear)]
+        );
+        assert!(t.get(&r(B, 3)).is_some());
+    }
+
+    #[test]
+    fn openbsd_clr_with_interface_ends_only_that_interface() {
+        let mut t = Tracker::new();
+        let ev = run(
+            &mut t,
+            &[
+                (10 * S, Message::Ins(state(A, 1, "em0", 0))),
+                (11 * S, Message::Ins(state(A, 2, "em1", 0))),
+                (
+                    20 * S,
+                    Message::Clr(Clr {
+                        ifname: "em1".into(),
+                        creator_id: A,
+                    }),
+                ),
+            ],
+        );
+        assert_eq!(ends(&ev), vec![(2, 20 * S, EndReason::Clear)]);
+        assert!(t.get(&r(A, 1)).is_some());
+    }
+
+    #[test]
+    fn freebsd_clr_ignores_the_interface_name() {
+        let mut t = Tracker::new();
+        let mut out = Vec::new();
+        t.apply(&d(Message::Ins(state(A, 1, "em0", 0))), 10 * S, &mut out);
+        let clr = Decoded {
+            flavor: Flavor::FreeBsd,
+            action: 0,
+            record_version: 0,
+            msg: Message::Clr(Clr {
+                ifname: "em1".into(),
+                creator_id: A,
+            }),
+        };
+        t.apply(&clr, 20 * S, &mut out);
+        assert_eq!(ends(&out), vec![(1, 20 * S, EndReason::Clear)]);
+    }
+
+    #[test]
+    fn clr_does_not_end_states_that_began_after_it() {
+        let mut t = Tracker::new();
+        t.preload([OpenState {
+            state: state(A, 5, "em0", 0),
+            start: 500 * S,
+            last_seen: 500 * S,
+            flavor: Flavor::OpenBsd,
+        }]);
+        let ev = run(
+            &mut t,
+            &[(
+                100 * S,
+                Message::Clr(Clr {
+                    ifname: String::new(),
+                    creator_id: A,
+                }),
+            )],
+        );
+        assert!(ends(&ev).is_empty());
+        assert_eq!(t.open_count(), 1);
+    }
+
+    #[test]
+    fn restart_continuity_del_c_after_preload_closes_the_state() {
+        let mut t = Tracker::new();
+        t.preload([OpenState {
+            state: state(A, 42, "em0", 0),
+            start: 50 * S,
+            last_seen: 60 * S,
+            flavor: Flavor::OpenBsd,
+        }]);
+        let ev = run(&mut t, &[(70 * S, Message::DelC(r(A, 42)))]);
+        assert_eq!(ends(&ev), vec![(42, 70 * S, EndReason::Delete)]);
+        assert!(matches!(&ev[0], Event::End { start, .. } if *start == 50 * S));
+        assert_eq!(t.stats.orphans, 0);
+    }
+
+    #[test]
+    fn out_of_order_delete_before_start_is_not_an_end() {
+        let mut t = Tracker::new();
+        let ev = run(
+            &mut t,
+            &[
+                (100 * S, Message::Ins(state(A, 1, "em0", 0))),
+                (90 * S, Message::DelC(r(A, 1))),
+            ],
+        );
+        assert!(ends(&ev).is_empty());
+        assert_eq!(t.stats.orphans, 1);
+        assert!(t.get(&r(A, 1)).is_some());
+    }
+
+    #[test]
+    fn id_reuse_after_end_opens_a_new_lifetime() {
+        let mut t = Tracker::new();
+        let ev = run(
+            &mut t,
+            &[
+                (10 * S, Message::Ins(state(A, 1, "em0", 0))),
+                (20 * S, Message::DelC(r(A, 1))),
+                (30 * S, Message::Ins(state(A, 1, "em0", 0))),
+            ],
+        );
+        assert_eq!(
+            ev.iter()
+                .filter(|e| matches!(e, Event::Open { .. }))
+                .count(),
+            2
+        );
+        assert_eq!(t.stats.opened, 2);
+    }
+
+    #[test]
+    fn same_id_from_two_creators_are_two_states() {
+        let mut t = Tracker::new();
+        let ev = run(
+            &mut t,
+            &[
+                (10 * S, Message::Ins(state(A, 1, "em0", 0))),
+                (10 * S, Message::Ins(state(B, 1, "em0", 0))),
+                (20 * S, Message::DelC(r(B, 1))),
+            ],
+        );
+        assert_eq!(t.stats.opened, 2);
+        assert_eq!(ends(&ev).len(), 1);
+        assert!(t.get(&r(A, 1)).is_some());
+    }
+
+    #[test]
+    fn bus_and_other_actions_change_no_state() {
+        let mut t = Tracker::new();
+        let ev = run(
+            &mut t,
+            &[
+                (
+                    10 * S,
+                    Message::Bus(crate::wire::Bus {
+                        creator_id: A,
+                        endtime: 0,
+                        status: crate::wire::BusStatus::Start,
+                    }),
+                ),
+                (11 * S, Message::UpdReq(r(0, 0))),
+                (12 * S, Message::Unknown { action: 42 }),
+                (13 * S, Message::Eof),
+            ],
+        );
+        assert_eq!(ev.len(), 1);
+        assert!(matches!(ev[0], Event::Bus { .. }));
+        assert_eq!(t.open_count(), 0);
+    }
+}
