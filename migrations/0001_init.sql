@@ -21,7 +21,7 @@ CREATE TABLE states (
     first_us    INTEGER,                 -- time of that first full message
     end_us      INTEGER,                 -- DEL_C / DEL / CLR time; NULL while open
     end_reason  TEXT,                    -- delete | delete-full | clear
-    last_us     INTEGER NOT NULL,        -- last message that named the state
+    last_us     INTEGER NOT NULL,        -- last message that named the state (a CLR names none)
     updated_us  INTEGER,                 -- time of the full message the counters come from
     expire      INTEGER,
     packets0    INTEGER, packets1 INTEGER, bytes0 INTEGER, bytes1 INTEGER,
@@ -80,6 +80,16 @@ CREATE TABLE gaps (
 );
 CREATE INDEX gaps_time ON gaps (start_us);
 CREATE UNIQUE INDEX gaps_dedup ON gaps (run_id, start_us, kind);
+
+-- CLR messages (`pfctl -F states`): kept so that a state learnt later from an older capture
+-- still ends at the CLR that ended it (imports in any order give the same answer).
+CREATE TABLE clears (
+    creator_id  INTEGER NOT NULL,
+    ts_us       INTEGER NOT NULL,
+    ifname      TEXT NOT NULL,           -- '' = every interface
+    flavor      INTEGER NOT NULL,        -- 6 OpenBSD (filters by ifname), 5 FreeBSD (ignores it)
+    PRIMARY KEY (creator_id, ts_us, ifname)
+) WITHOUT ROWID;
 
 -- Bulk update status messages (BUS start / end).
 CREATE TABLE bus (

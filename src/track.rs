@@ -58,6 +58,8 @@ pub enum OrphanKind {
 pub struct OpenState {
     pub state: FullState,
     pub start: Micros,
+    /// Time of the earliest full message seen for it (start = this − creation).
+    pub first_full: Micros,
     pub last_seen: Micros,
     pub flavor: Flavor,
 }
@@ -90,6 +92,15 @@ pub enum Event {
         key: StateRef,
         seen: Micros,
         kind: OrphanKind,
+    },
+    /// A CLR, after the End of every open state it cleared: the store keeps it for states
+    /// it learns of later (an older capture imported afterwards).
+    Clear {
+        creator_id: u32,
+        ifname: String,
+        /// Whether the name limits the clear (OpenBSD), or is ignored (FreeBSD).
+        by_ifname: bool,
+        at: Micros,
     },
     /// Bulk update status from a peer.
     Bus { bus: Bus, seen: Micros },
@@ -179,6 +190,12 @@ impl Tracker {
                     self.end(k, ts, EndReason::Clear, out);
                     self.stats.cleared += 1;
                 }
+                out.push(Event::Clear {
+                    creator_id: c.creator_id,
+                    ifname: c.ifname.clone(),
+                    by_ifname: by_if,
+                    at: ts,
+                });
             }
             Message::Bus(b) => out.push(Event::Bus {
                 bus: b.clone(),
@@ -190,7 +207,23 @@ impl Tracker {
 
     fn full(&mut self, s: &FullState, d: &Decoded, ts: Micros, out: &mut Vec<Event>) {
         let k = key_of(s);
+        let start = ts - s.creation as Micros * 1_000_000;
         if let Some(o) = self.open.get_mut(&k) {
+            if ts < o.first_full {
+                // An earlier full message (an older capture imported after a newer one, or
+                // timestamps out of order): the lifetime began earlier than we thought. The
+                // store keeps keys and start from the earliest full message.
+                o.first_full = ts;
+                o.start = start;
+                out.push(Event::Open {
+                    state: s.clone(),
+                    start,
+                    seen: ts,
+                    flavor: d.flavor,
+                    record_version: d.record_version,
+                });
+                return;
+            }
             o.last_seen = o.last_seen.max(ts);
             // Keys and start stay as first seen; counters and expiry follow the newest.
             o.state.packets = s.packets;
@@ -205,12 +238,12 @@ impl Tracker {
             });
             return;
         }
-        let start = ts - s.creation as Micros * 1_000_000;
         self.open.insert(
             k,
             OpenState {
                 state: s.clone(),
                 start,
+                first_full: ts,
                 last_seen: ts,
                 flavor: d.flavor,
             },
@@ -527,6 +560,7 @@ mod tests {
         t.preload([OpenState {
             state: state(A, 5, "em0", 0),
             start: 500 * S,
+            first_full: 500 * S,
             last_seen: 500 * S,
             flavor: Flavor::OpenBsd,
         }]);
@@ -550,6 +584,7 @@ mod tests {
         t.preload([OpenState {
             state: state(A, 42, "em0", 0),
             start: 50 * S,
+            first_full: 50 * S,
             last_seen: 60 * S,
             flavor: Flavor::OpenBsd,
         }]);

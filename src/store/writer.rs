@@ -108,7 +108,7 @@ impl Writer {
                 "SELECT id, creator_id, state_id, ifname, af, proto, direction,
                         w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
                         s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af,
-                        start_us, last_us, expire, packets0, packets1, bytes0, bytes1, rule, flavor
+                        start_us, last_us, expire, packets0, packets1, bytes0, bytes1, rule, flavor, first_us
                  FROM states WHERE end_us IS NULL AND start_us IS NOT NULL",
             )
             .map_err(sq(&self.path))?;
@@ -173,6 +173,7 @@ impl Writer {
             );
             out.push(OpenState {
                 start: get_i(18),
+                first_full: get_i(27),
                 last_seen: get_i(19),
                 state,
                 flavor,
@@ -443,6 +444,28 @@ fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusql
                 }
             };
             rows.insert(k, id);
+            // A CLR already stored (from a capture imported earlier but recorded later)
+            // ends this lifetime as it would have if the state had been known then.
+            let clear: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT min(ts_us) FROM clears WHERE creator_id = ?1 AND ts_us >= ?2
+                       AND (ifname = '' OR flavor = 5 OR ifname = ?3)",
+                )?
+                .query_row(params![s.creator_id, seen, s.ifname], |r| r.get(0))?;
+            if let Some(at) = clear {
+                end_row(tx, id, at, EndReason::Clear)?;
+            }
+        }
+        Event::Clear {
+            creator_id,
+            ifname,
+            by_ifname,
+            at,
+        } => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO clears (creator_id, ts_us, ifname, flavor) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![creator_id, at, if *by_ifname { ifname.as_str() } else { "" }, if *by_ifname { 6 } else { 5 }])?;
         }
         Event::Refresh { state: s, seen } => {
             let k = StateRef {
@@ -540,13 +563,14 @@ fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusql
     Ok(())
 }
 
-/// The earliest end event wins (re-imports and overlapping captures agree on it).
+/// The earliest end event wins (re-imports and overlapping captures agree on it). A CLR
+/// names no state, so it does not count as the state's last sighting.
 fn end_row(tx: &Connection, id: i64, end: Micros, reason: EndReason) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "UPDATE states SET
            end_reason = CASE WHEN end_us IS NULL OR ?2 < end_us THEN ?3 ELSE end_reason END,
-           end_us = CASE WHEN end_us IS NULL OR ?2 < end_us THEN max(?2, coalesce(start_us, ?2)) ELSE end_us END,
-           last_us = max(last_us, ?2)
+           last_us = CASE WHEN ?3 != 'clear' AND (end_us IS NULL OR ?2 < end_us) THEN max(last_us, ?2) ELSE last_us END,
+           end_us = CASE WHEN end_us IS NULL OR ?2 < end_us THEN max(?2, coalesce(start_us, ?2)) ELSE end_us END
          WHERE id = ?1",
     )?
     .execute(params![id, end, reason.name()])?;

@@ -1,0 +1,183 @@
+//! Importing the same capture twice, or overlapping pieces of it in any order, leaves the
+//! database as after one import of the whole.
+
+use pfstatelog::source::file::CaptureFile;
+use pfstatelog::source::Frame;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pfstatelog")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn frames(p: &Path) -> Vec<Frame> {
+    let mut c = CaptureFile::open(&p.display().to_string()).expect("open capture");
+    let mut v = Vec::new();
+    while let Some(f) = c.next_frame() {
+        v.push(f.expect("frame"));
+    }
+    v
+}
+
+/// A classic little-endian microsecond pcap.
+fn write_pcap(p: &Path, frames: &[Frame]) {
+    let lt = frames.first().map(|f| f.linktype).unwrap_or(1);
+    let mut b = Vec::new();
+    b.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&4u16.to_le_bytes());
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&65535u32.to_le_bytes());
+    b.extend_from_slice(&lt.to_le_bytes());
+    for f in frames {
+        b.extend_from_slice(&((f.ts_us / 1_000_000) as u32).to_le_bytes());
+        b.extend_from_slice(&((f.ts_us % 1_000_000) as u32).to_le_bytes());
+        b.extend_from_slice(&(f.data.len() as u32).to_le_bytes());
+        b.extend_from_slice(&f.orig_len.to_le_bytes());
+        b.extend_from_slice(&f.data);
+    }
+    std::fs::write(p, b).expect("write pcap");
+}
+
+fn import(db: &Path, caps: &[&Path]) {
+    let out = Command::new(bin())
+        .arg("import")
+        .arg("--db")
+        .arg(db)
+        .args(caps)
+        .output()
+        .expect("run import");
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every lifetime, in a canonical order, without row ids.
+fn dump(db: &Path) -> Vec<String> {
+    let c = Connection::open(db).expect("open db");
+    let mut st = c
+        .prepare(
+            "SELECT creator_id, state_id, ifname, af, proto, direction,
+                    hex(w_addr0), w_port0, hex(w_addr1), w_port1, w_rdomain,
+                    hex(s_addr0), s_port0, hex(s_addr1), s_port1, s_rdomain, s_af, nat,
+                    start_us, first_us, end_us, end_reason, last_us, updated_us, expire,
+                    packets0, packets1, bytes0, bytes1, rule, flavor
+             FROM states ORDER BY creator_id, state_id, start_us, end_us",
+        )
+        .expect("prepare");
+    let n = st.column_count();
+    let rows = st
+        .query_map([], |r| {
+            let mut s = String::new();
+            for i in 0..n {
+                let v: rusqlite::types::Value = r.get(i)?;
+                s.push_str(&format!("{v:?}|"));
+            }
+            Ok(s)
+        })
+        .expect("query");
+    rows.map(|r| r.expect("row")).collect()
+}
+
+/// Rows present on one side only, for a readable failure.
+fn same(a: &[String], b: &[String], what: &str) {
+    let only_a: Vec<_> = a.iter().filter(|r| !b.contains(r)).take(4).collect();
+    let only_b: Vec<_> = b.iter().filter(|r| !a.contains(r)).take(4).collect();
+    assert!(
+        only_a.is_empty() && only_b.is_empty() && a.len() == b.len(),
+        "{what}: {} vs {} rows\nonly in the first:\n{}\nonly in the second:\n{}",
+        a.len(),
+        b.len(),
+        only_a
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        only_b
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+fn integrity(db: &Path) {
+    let c = Connection::open(db).expect("open db");
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("check");
+    assert_eq!(ok, "ok");
+}
+
+#[test]
+fn importing_twice_equals_importing_once() {
+    for name in [
+        "all-features-l5-ether.pcap",
+        "mixed-actions-l3-dlt246.pcapng",
+        "freebsd-1400-ha-ether.pcap",
+    ] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let once = tmp.path().join("once.db");
+        let twice = tmp.path().join("twice.db");
+        import(&once, &[&fixture(name)]);
+        import(&twice, &[&fixture(name)]);
+        import(&twice, &[&fixture(name)]);
+        let (a, b) = (dump(&once), dump(&twice));
+        assert!(a.len() > 100, "{name}: too few rows ({})", a.len());
+        same(
+            &a,
+            &b,
+            &format!("{name}: a second import changed the database"),
+        );
+        let c = Connection::open(&twice).expect("db");
+        let runs: i64 = c
+            .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+            .expect("runs");
+        assert_eq!(runs, 1, "{name}: a re-import must reuse its run row");
+        integrity(&twice);
+    }
+}
+
+#[test]
+fn overlapping_pieces_in_any_order_equal_the_whole() {
+    for name in [
+        "all-features-l5-ether.pcap",
+        "ha-pair-clr-l5-ether.pcap",
+        "bulk-transfer-l3-ether.pcap",
+    ] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let all = frames(&fixture(name));
+        let n = all.len();
+        let first = tmp.path().join("first.pcap");
+        let second = tmp.path().join("second.pcap");
+        write_pcap(&first, &all[..n * 6 / 10]);
+        write_pcap(&second, &all[n * 4 / 10..]);
+        let whole = tmp.path().join("whole.db");
+        import(&whole, &[&fixture(name)]);
+        let forward = tmp.path().join("forward.db");
+        import(&forward, &[&first, &second]);
+        let backward = tmp.path().join("backward.db");
+        import(&backward, &[&second, &first]);
+        let w = dump(&whole);
+        same(
+            &w,
+            &dump(&forward),
+            &format!("{name}: first then second differs from the whole"),
+        );
+        same(
+            &w,
+            &dump(&backward),
+            &format!("{name}: second then first differs from the whole"),
+        );
+        integrity(&backward);
+    }
+}
