@@ -149,10 +149,20 @@ pub struct WhoArgs {
     #[arg(long, value_name = "PORT", required_unless_present = "batch")]
     pub port: Option<String>,
     /// Time from the report: RFC 3339, "YYYY-MM-DD HH:MM:SS" (local), or @EPOCH.
-    #[arg(long, value_name = "TIME", required_unless_present = "batch")]
+    #[arg(
+        long,
+        value_name = "TIME",
+        required_unless_present = "batch",
+        allow_hyphen_values = true
+    )]
     pub at: Option<String>,
     /// Also match lifetimes within this distance of TIME: 90s, 2m, 1h, or seconds.
-    #[arg(long, value_name = "DUR", default_value = "0")]
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "0",
+        allow_hyphen_values = true
+    )]
     pub window: String,
     /// Only this protocol: tcp, udp, icmp, ipv6-icmp, or a number.
     #[arg(long, value_name = "P")]

@@ -25,9 +25,14 @@ fn main() -> ExitCode {
             }
             // One clear line, as for every other bad input.
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("pfstatelog: {first} (see pfstatelog --help)");
+            let what: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+                .map(|l| l.trim())
+                .collect();
+            let what = what.join(" ");
+            let what = what.strip_prefix("error: ").unwrap_or(&what);
+            eprintln!("pfstatelog: {what} (see pfstatelog --help)");
             return ExitCode::from(2);
         }
     };

@@ -1,0 +1,406 @@
+//! The query side through the built binary: bad input gets one clear line and exit 2;
+//! `who` keeps answering while an import writes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pfstatelog")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run pfstatelog")
+}
+
+fn imported(dir: &Path) -> String {
+    let db = dir.join("q.db").display().to_string();
+    let out = run(&[
+        "import",
+        "--db",
+        &db,
+        &fixture("nat-outbound-l3-dlt246.pcap").display().to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    db
+}
+
+/// Exit 2 and exactly one stderr line, naming what was wrong.
+fn assert_one_line_error(out: &Output, needle: &str, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{what}: exit {:?}, stderr {err}",
+        out.status.code()
+    );
+    let lines: Vec<_> = err.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: expected one stderr line, got {err:?}"
+    );
+    assert!(lines[0].starts_with("pfstatelog: "), "{what}: {err}");
+    assert!(
+        lines[0].contains(needle),
+        "{what}: {err:?} does not name {needle:?}"
+    );
+    assert!(out.stdout.is_empty(), "{what}: nothing on stdout");
+}
+
+#[test]
+fn bad_input_gives_one_line_and_exit_2() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = imported(tmp.path());
+    let who = |ip: &str, port: &str, at: &str, window: &str| {
+        run(&[
+            "who", "--db", &db, "--ip", ip, "--port", port, "--at", at, "--window", window,
+            "--format", "json",
+        ])
+    };
+    let at = "2025-03-14T09:05:00Z";
+    assert_one_line_error(&who("999.1.1.1", "50005", at, "0"), "999.1.1.1", "bad IP");
+    assert_one_line_error(
+        &who("203.0.113.10", "70000", at, "0"),
+        "70000",
+        "port out of range",
+    );
+    assert_one_line_error(
+        &who("203.0.113.10", "http", at, "0"),
+        "http",
+        "port not a number",
+    );
+    assert_one_line_error(
+        &who("203.0.113.10", "50005", "yesterday-ish", "0"),
+        "yesterday-ish",
+        "unparsable time",
+    );
+    assert_one_line_error(
+        &who("203.0.113.10", "50005", "2025-13-14T09:05:00Z", "0"),
+        "2025-13-14",
+        "month 13",
+    );
+    assert_one_line_error(
+        &who("203.0.113.10", "50005", at, "-5s"),
+        "-5s",
+        "negative window",
+    );
+    assert_one_line_error(
+        &run(&[
+            "who",
+            "--db",
+            &db,
+            "--ip",
+            "203.0.113.10",
+            "--port",
+            "1",
+            "--at",
+            at,
+            "--proto",
+            "bogus",
+        ]),
+        "bogus",
+        "unknown protocol",
+    );
+    assert_one_line_error(
+        &run(&[
+            "who",
+            "--db",
+            &db,
+            "--ip",
+            "203.0.113.10",
+            "--port",
+            "1",
+            "--at",
+            at,
+            "--remote",
+            "1.2.3",
+        ]),
+        "1.2.3",
+        "bad remote",
+    );
+    assert_one_line_error(
+        &run(&["who", "--db", &db, "--ip", "203.0.113.10"]),
+        "--port",
+        "missing arguments",
+    );
+    assert_one_line_error(
+        &run(&[
+            "who",
+            "--db",
+            &db,
+            "--ip",
+            "203.0.113.10",
+            "--port",
+            "1",
+            "--at",
+            at,
+            "--format",
+            "xml",
+        ]),
+        "xml",
+        "unknown format",
+    );
+    assert_one_line_error(
+        &run(&["history", "--db", &db, "--host", "10.0.0.0/33"]),
+        "10.0.0.0/33",
+        "bad prefix",
+    );
+
+    let missing = tmp.path().join("nope.db").display().to_string();
+    assert_one_line_error(
+        &run(&[
+            "who", "--db", &missing, "--ip", "1.2.3.4", "--port", "1", "--at", at,
+        ]),
+        "nope.db",
+        "missing database",
+    );
+    assert!(
+        !Path::new(&missing).exists(),
+        "a query must not create a database"
+    );
+
+    let foreign = tmp.path().join("foreign.db");
+    {
+        let c = rusqlite::Connection::open(&foreign).expect("sqlite");
+        c.execute_batch("CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT); INSERT INTO moz_places (url) VALUES ('x');")
+            .expect("create");
+    }
+    let before = std::fs::read(&foreign).expect("read");
+    let f = foreign.display().to_string();
+    assert_one_line_error(
+        &run(&[
+            "who", "--db", &f, "--ip", "1.2.3.4", "--port", "1", "--at", at,
+        ]),
+        "another program",
+        "foreign SQLite file",
+    );
+    assert_one_line_error(
+        &run(&[
+            "import",
+            "--db",
+            &f,
+            &fixture("nat-outbound-l3-dlt246.pcap").display().to_string(),
+        ]),
+        "another program",
+        "import into a foreign SQLite file",
+    );
+    assert_eq!(
+        before,
+        std::fs::read(&foreign).expect("read"),
+        "a foreign database must not be written"
+    );
+
+    let newer = tmp.path().join("newer.db");
+    std::fs::copy(&db, &newer).expect("copy");
+    {
+        let c = rusqlite::Connection::open(&newer).expect("sqlite");
+        c.pragma_update(None, "user_version", 999).expect("bump");
+    }
+    let n = newer.display().to_string();
+    assert_one_line_error(
+        &run(&[
+            "who", "--db", &n, "--ip", "1.2.3.4", "--port", "1", "--at", at,
+        ]),
+        "newer",
+        "newer schema",
+    );
+    assert_one_line_error(
+        &run(&[
+            "import",
+            "--db",
+            &n,
+            &fixture("nat-outbound-l3-dlt246.pcap").display().to_string(),
+        ]),
+        "newer",
+        "import into a newer schema",
+    );
+
+    let garbage = tmp.path().join("garbage.db");
+    std::fs::write(&garbage, vec![0x5au8; 8192]).expect("write");
+    let g = garbage.display().to_string();
+    assert_one_line_error(
+        &run(&[
+            "who", "--db", &g, "--ip", "1.2.3.4", "--port", "1", "--at", at,
+        ]),
+        "garbage.db",
+        "not a database",
+    );
+
+    let dir = tmp.path().display().to_string();
+    assert_one_line_error(
+        &run(&[
+            "who", "--db", &dir, "--ip", "1.2.3.4", "--port", "1", "--at", at,
+        ]),
+        &dir,
+        "a directory",
+    );
+
+    assert_one_line_error(
+        &run(&["import", "--db", &db, "/nonexistent/capture.pcap"]),
+        "/nonexistent/capture.pcap",
+        "missing capture",
+    );
+    assert_one_line_error(&run(&["decode", &g]), "garbage.db", "not a capture");
+    assert_one_line_error(&run(&["frobnicate"]), "frobnicate", "unknown subcommand");
+}
+
+#[test]
+fn exit_status_is_0_on_a_match_and_1_on_none() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = imported(tmp.path());
+    // From nat-outbound-l3-dlt246.expected.json: 192.168.1.17:8950 held 203.0.113.10:50028.
+    let hit = run(&[
+        "who",
+        "--db",
+        &db,
+        "--ip",
+        "203.0.113.10",
+        "--port",
+        "50028",
+        "--at",
+        "2025-03-14T09:01:30Z",
+    ]);
+    assert_eq!(
+        hit.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&hit.stderr)
+    );
+    let table = String::from_utf8_lossy(&hit.stdout);
+    assert!(
+        table.contains("192.168.1.17:8950"),
+        "table names the inside host: {table}"
+    );
+    assert!(table.contains("5a3c1e07"), "{table}");
+    let csv = run(&[
+        "who",
+        "--db",
+        &db,
+        "--ip",
+        "203.0.113.10",
+        "--port",
+        "50028",
+        "--at",
+        "2025-03-14T09:01:30Z",
+        "--format",
+        "csv",
+    ]);
+    let text = String::from_utf8_lossy(&csv.stdout);
+    assert!(
+        text.starts_with(
+            "private_ip,private_port,public_ip,public_port,remote_ip,remote_port,proto"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("192.168.1.17,8950,203.0.113.10,50028"),
+        "{text}"
+    );
+    let none = run(&[
+        "who",
+        "--db",
+        &db,
+        "--ip",
+        "203.0.113.10",
+        "--port",
+        "50028",
+        "--at",
+        "2025-03-14T09:00:00Z",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(none.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&none.stdout).trim(), "[]");
+    // Outside the capture: the answer says the recorder was blind then, on stderr only.
+    let blind = run(&[
+        "who",
+        "--db",
+        &db,
+        "--ip",
+        "203.0.113.10",
+        "--port",
+        "50028",
+        "--at",
+        "2024-01-01T00:00:00Z",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(blind.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&blind.stderr).contains("no recorder was watching"));
+    let report = run(&[
+        "who",
+        "--db",
+        &db,
+        "--ip",
+        "203.0.113.10",
+        "--port",
+        "50028",
+        "--at",
+        "2024-01-01T00:00:00Z",
+        "--format",
+        "json-report",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&report.stdout).expect("json-report");
+    assert_eq!(v["coverage"]["complete"], false);
+    assert_eq!(v["matches"].as_array().map(|a| a.len()), Some(0));
+}
+
+#[test]
+fn who_answers_while_an_import_writes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = imported(tmp.path());
+    let caps: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
+            .expect("fixtures")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+            .map(|p| p.display().to_string())
+            .collect();
+    let mut writer = Command::new(bin())
+        .args(["import", "--db", &db])
+        .args(&caps)
+        .args(&caps)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn import");
+    let mut asked = 0;
+    loop {
+        let out = run(&[
+            "who",
+            "--db",
+            &db,
+            "--ip",
+            "203.0.113.10",
+            "--port",
+            "50028",
+            "--at",
+            "2025-03-14T09:01:30Z",
+            "--format",
+            "json",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("locked") && !err.contains("busy"),
+            "who failed during an import: {err}"
+        );
+        assert_eq!(out.status.code(), Some(0), "who during an import: {err}");
+        asked += 1;
+        if writer.try_wait().expect("wait").is_some() && asked >= 5 {
+            break;
+        }
+    }
+    assert!(writer.wait().expect("import").success());
+}
