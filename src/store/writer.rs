@@ -8,7 +8,7 @@ use super::{addr_blob, blob_addr, sq, Result};
 use crate::track::{EndReason, Event, Micros, OpenState, OrphanKind};
 use crate::wire::{Af, Direction, Flavor, FullState, Key, StateRef};
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Two sightings of one (creator, id) belong to the same lifetime when the state was alive
@@ -44,8 +44,9 @@ pub struct Writer {
     gaps: Vec<(Micros, Micros, &'static str, u64, String)>,
     /// Row of every open state this writer knows: proportional to open states only.
     rows: HashMap<StateRef, i64>,
-    creators_seen: HashSet<u32>,
-    creators: Vec<(u32, Flavor, u16, Micros)>,
+    /// Creators named by full states since the last flush: flavour, record version, first
+    /// and last time.
+    creators: HashMap<u32, (Flavor, u16, Micros, Micros)>,
 }
 
 fn u64_to_i64(v: u64) -> i64 {
@@ -91,8 +92,7 @@ impl Writer {
             pending: Vec::new(),
             gaps: Vec::new(),
             rows: HashMap::new(),
-            creators_seen: HashSet::new(),
-            creators: Vec::new(),
+            creators: HashMap::new(),
         })
     }
 
@@ -217,16 +217,18 @@ impl Writer {
                 ..
             } = e
             {
-                if self.creators_seen.insert(state.creator_id) {
-                    self.creators
-                        .push((state.creator_id, *flavor, *record_version, *seen));
-                }
+                let c = self
+                    .creators
+                    .entry(state.creator_id)
+                    .or_insert((*flavor, *record_version, *seen, *seen));
+                c.2 = c.2.min(*seen);
+                c.3 = c.3.max(*seen);
             }
         }
-        for (c, flavor, rv, seen) in self.creators.drain(..) {
+        for (c, (flavor, rv, first, last)) in self.creators.drain() {
             tx.execute(
                 "INSERT INTO creators (creator_id, flavor, version, record_version, first_us, last_us)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (creator_id) DO UPDATE SET
                     flavor = excluded.flavor, version = excluded.version,
                     record_version = coalesce(excluded.record_version, record_version),
@@ -237,7 +239,8 @@ impl Writer {
                     flavor.name(),
                     if flavor == Flavor::OpenBsd { 6 } else { 5 },
                     if rv == 0 { None } else { Some(rv) },
-                    seen
+                    first,
+                    last
                 ],
             )
             .map_err(sq(&path))?;
