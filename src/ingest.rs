@@ -26,11 +26,19 @@ pub struct Ingest<'l> {
     /// Live recorder: coverage runs from its start to its last heartbeat (wall clock), not
     /// just between packets (a quiet sync link is still watched).
     live_since: Option<i64>,
+    /// After a failed write (disk full), the next attempt waits until then: events stay
+    /// pending, nothing is dropped, and capture goes on.
+    retry_after: Option<Instant>,
+    _lock: store::WriterLock,
 }
+
+/// Pause between write attempts while the database cannot be written.
+const RETRY_EVERY: Duration = Duration::from_secs(2);
 
 impl<'l> Ingest<'l> {
     /// Open the database for writing, register the run and carry on from its open states.
     pub fn open(db: &str, run: &RunInfo, log: &'l Logger) -> Result<Ingest<'l>, StoreError> {
+        let lock = store::WriterLock::acquire(db)?;
         let conn = store::open_rw(db)?;
         let mut writer = Writer::new(conn, db, run)?;
         let mut tracker = Tracker::new();
@@ -44,6 +52,8 @@ impl<'l> Ingest<'l> {
             events: Vec::new(),
             oldest_pending: None,
             live_since: None,
+            retry_after: None,
+            _lock: lock,
         })
     }
 
@@ -132,19 +142,42 @@ impl<'l> Ingest<'l> {
     }
 
     pub fn flush(&mut self) -> Result<(), StoreError> {
+        if matches!(self.retry_after, Some(t) if Instant::now() < t) {
+            return Ok(());
+        }
         if self.live_since.is_some() {
             self.counters.last_us = Some(crate::cmd::wall_us());
         }
-        self.writer.flush(&self.counters)?;
-        self.oldest_pending = None;
-        Ok(())
+        match self.writer.flush(&self.counters) {
+            Ok(()) => {
+                self.oldest_pending = None;
+                self.retry_after = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.retry_after = Some(Instant::now() + RETRY_EVERY);
+                Err(e)
+            }
+        }
+    }
+
+    /// Events waiting to be written (grows while the database cannot be written).
+    pub fn pending(&self) -> usize {
+        self.writer.pending()
+    }
+
+    /// Try the write now, whatever the backoff (at shutdown).
+    pub fn flush_now(&mut self) -> Result<(), StoreError> {
+        self.retry_after = None;
+        self.flush()
     }
 
     pub fn gap(&mut self, from: i64, to: i64, kind: &'static str, count: u64, detail: String) {
         self.writer.gap(from, to, kind, count, detail);
     }
 
-    pub fn finish(self, status: &str) -> Result<(), StoreError> {
+    pub fn finish(mut self, status: &str) -> Result<(), StoreError> {
+        self.retry_after = None;
         self.writer
             .finish(&self.counters, status, crate::cmd::wall_us())
     }

@@ -50,6 +50,14 @@ fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for c in e.chain() {
         let s = c.to_string();
+        // SQLite's own errors repeat their text behind "Error code N: ".
+        let s = match s.strip_prefix("Error code ") {
+            Some(rest) => rest
+                .split_once(": ")
+                .map(|(_, t)| t.to_string())
+                .unwrap_or(s.clone()),
+            None => s,
+        };
         if !parts.iter().any(|p| p.contains(&s)) {
             parts.push(s);
         }

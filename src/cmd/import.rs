@@ -7,7 +7,8 @@ use crate::store::writer::RunInfo;
 use crate::syslog::Logger;
 use anyhow::Context;
 use std::io::IsTerminal;
-use std::time::Instant;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
 
 pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
     let db = a.db.path();
@@ -16,7 +17,7 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
     for path in &a.captures {
         let path_s = path.display().to_string();
         let t0 = Instant::now();
-        let mut cap = CaptureFile::open(&path_s)?;
+        let cap = CaptureFile::open(&path_s)?;
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let canon = std::fs::canonicalize(path)
             .map(|p| p.display().to_string())
@@ -31,29 +32,44 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
         let mut ing =
             Ingest::open(&db, &run, &log).with_context(|| format!("importing {path_s}"))?;
         let bar = progress(&path_s);
+        // Frames are read on their own thread so that a slow source (a pipe from tcpdump)
+        // still gets its data flushed within a second.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+        let reader = std::thread::spawn(move || {
+            let mut cap = cap;
+            while let Some(r) = cap.next_frame() {
+                let end = r.is_err();
+                if tx.send(r).is_err() || end {
+                    break;
+                }
+            }
+        });
         let mut read_error = None;
         let mut n: u64 = 0;
         loop {
-            match cap.next_frame() {
-                None => break,
-                Some(Ok(f)) => {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(Ok(f)) => {
                     ing.frame(&f)
                         .with_context(|| format!("importing {path_s}: writing {db}"))?;
                     n += 1;
-                    if n % 4096 == 0 {
-                        ing.tick()?;
+                    if n % 1024 == 0 {
                         if let Some(b) = &bar {
                             b.set_position(n);
                             b.set_message(format!("{} states", ing.tracker.stats.opened));
                         }
                     }
                 }
-                Some(Err(e)) => {
+                Ok(Err(e)) => {
                     read_error = Some(e);
                     break;
                 }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
             }
+            ing.tick()
+                .with_context(|| format!("importing {path_s}: writing {db}"))?;
         }
+        let _ = reader.join();
         if let Some(b) = &bar {
             b.finish_and_clear();
         }

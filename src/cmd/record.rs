@@ -48,13 +48,39 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
     let mut last_stats = Instant::now();
     let mut dropped_seen: u64 = 0;
     let mut status = "stopped";
+    let mut write_failing = false;
+    let mut last_write_warning: Option<Instant> = None;
+    // A write that fails (disk full, I/O error) is retried; capture goes on and nothing
+    // already decoded is dropped. Warn at once, then at most once a minute.
+    let mut write_result = |r: Result<(), crate::store::StoreError>,
+                            pending: usize,
+                            log: &Logger| match r {
+        Ok(()) => {
+            if write_failing {
+                log.warn(&format!(
+                    "database writable again; {pending} pending events written"
+                ));
+            }
+            write_failing = false;
+        }
+        Err(e) => {
+            write_failing = true;
+            if last_write_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                last_write_warning = Some(Instant::now());
+                log.error(&format!("cannot write the database: {e}; still capturing, {pending} events held in memory, retrying"));
+            }
+        }
+    };
     while !term.load(Ordering::Relaxed) {
         if hup.swap(false, Ordering::Relaxed) {
             log.reopen();
             log.info("SIGHUP: log reopened");
         }
         match live.next_frame() {
-            Ok(Next::Frame(f)) => ing.frame(&f)?,
+            Ok(Next::Frame(f)) => {
+                let r = ing.frame(&f);
+                write_result(r, ing.pending(), &log);
+            }
             Ok(Next::Timeout) => {}
             Err(e) => {
                 log.error(&format!("capture failed: {e}"));
@@ -85,10 +111,18 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
                 }
             }
         }
-        ing.tick()?;
+        let r = ing.tick();
+        write_result(r, ing.pending(), &log);
     }
     let opened = ing.tracker.stats.opened;
     let closed = ing.tracker.stats.closed;
+    if let Err(e) = ing.flush_now() {
+        log.error(&format!(
+            "at shutdown, cannot write: {e}; {} events lost",
+            ing.pending()
+        ));
+        return Ok(2);
+    }
     ing.finish(status)?;
     log.info(&format!(
         "stopped: {opened} states opened, {closed} closed this run"

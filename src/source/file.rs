@@ -19,15 +19,22 @@ pub enum CaptureFile {
 }
 
 impl CaptureFile {
+    /// Open a capture file; `-` is standard input (`tcpdump -w - | pfstatelog import -`).
+    /// The file is opened once and read as a stream, so pipes and FIFOs work too.
     pub fn open(path: &str) -> Result<CaptureFile, SourceError> {
         let io = |source| SourceError::Io {
             path: path.to_string(),
             source,
         };
-        let mut f = File::open(path).map_err(io)?;
+        let mut f: Box<dyn Read + Send> = if path == "-" {
+            Box::new(std::io::stdin())
+        } else {
+            Box::new(File::open(path).map_err(io)?)
+        };
         let mut magic = [0u8; 4];
         let n = read_full(&mut f, &mut magic).map_err(io)?;
-        let f = File::open(path).map_err(io)?;
+        // Put the magic back in front of the stream.
+        let f: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(magic[..n].to_vec()).chain(f));
         match (n, magic) {
             (4, [0x0a, 0x0d, 0x0d, 0x0a]) => {
                 let r = PcapNgReader::new(BufReader::with_capacity(1 << 20, f)).map_err(|e| {
@@ -80,7 +87,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 pub struct PcapFile {
     path: String,
-    r: BufReader<File>,
+    r: BufReader<Box<dyn Read + Send>>,
     big_endian: bool,
     nanos: bool,
     pub linktype: u32,
@@ -89,7 +96,7 @@ pub struct PcapFile {
 }
 
 impl PcapFile {
-    fn new(path: &str, f: File) -> Result<PcapFile, SourceError> {
+    fn new(path: &str, f: Box<dyn Read + Send>) -> Result<PcapFile, SourceError> {
         let mut r = BufReader::with_capacity(1 << 20, f);
         let mut h = [0u8; 24];
         let n = read_full(&mut r, &mut h).map_err(|source| SourceError::Io {
@@ -198,7 +205,7 @@ impl PcapFile {
 
 pub struct PcapNgFile {
     path: String,
-    reader: Option<PcapNgReader<BufReader<File>>>,
+    reader: Option<PcapNgReader<BufReader<Box<dyn Read + Send>>>>,
     failed: bool,
     /// Per interface: (linktype, ticks per second).
     resolutions: Vec<(u32, u64)>,

@@ -191,3 +191,52 @@ pub fn blob_addr(b: &[u8]) -> Option<IpAddr> {
         _ => None,
     }
 }
+
+/// The one-writer rule: `record` and `import` hold an exclusive flock(2) on `DB.lock` for
+/// as long as they write; a second writer is refused at once. Readers take no lock (WAL).
+pub struct WriterLock {
+    _file: std::fs::File,
+}
+
+impl WriterLock {
+    pub fn acquire(db: &str) -> Result<WriterLock> {
+        use std::io::{Read, Seek, Write};
+        use std::os::unix::io::AsRawFd;
+        let path = format!("{db}.lock");
+        let io = |why: String| StoreError::Io {
+            path: path.clone(),
+            why,
+        };
+        if let Some(dir) = Path::new(db).parent() {
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| io(format!("cannot create the database directory: {e}")))?;
+            }
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io(format!("cannot open the lock file: {e}")))?;
+        // SAFETY: flock on a descriptor we own; no memory is shared.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(StoreError::Io {
+                path: db.into(),
+                why: format!(
+                    "another pfstatelog record or import is writing this database{}; only one writer at a time (queries are fine)",
+                    if holder.is_empty() { String::new() } else { format!(" (pid {holder})") }
+                ),
+            });
+        }
+        let _ = f.set_len(0);
+        let _ = f.rewind();
+        let _ = writeln!(f, "{}", std::process::id());
+        Ok(WriterLock { _file: f })
+    }
+}

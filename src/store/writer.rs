@@ -183,6 +183,23 @@ impl Writer {
     }
 
     pub fn push(&mut self, e: Event) {
+        if let Event::Open {
+            state,
+            seen,
+            flavor,
+            record_version,
+            ..
+        } = &e
+        {
+            let c = self.creators.entry(state.creator_id).or_insert((
+                *flavor,
+                *record_version,
+                *seen,
+                *seen,
+            ));
+            c.2 = c.2.min(*seen);
+            c.3 = c.3.max(*seen);
+        }
         self.pending.push(e);
     }
 
@@ -202,31 +219,34 @@ impl Writer {
         self.gaps.push((from, to, kind, count, detail));
     }
 
-    /// Write everything pending, and the run's counters, in one transaction.
+    /// Write everything pending, and the run's counters, in one transaction. On failure
+    /// (disk full, I/O error) nothing pending is dropped: the same batch is tried again by
+    /// the next flush.
     pub fn flush(&mut self, counters: &RunCounters) -> Result<()> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(sq(&path))?;
-        let events = std::mem::take(&mut self.pending);
-        for e in &events {
-            apply(&tx, &mut self.rows, e).map_err(sq(&path))?;
-            if let Event::Open {
-                state,
-                seen,
-                flavor,
-                record_version,
-                ..
-            } = e
-            {
-                let c = self
-                    .creators
-                    .entry(state.creator_id)
-                    .or_insert((*flavor, *record_version, *seen, *seen));
-                c.2 = c.2.min(*seen);
-                c.3 = c.3.max(*seen);
+        match self.write_pending(counters) {
+            Ok(()) => {
+                self.pending.clear();
+                self.creators.clear();
+                self.gaps.clear();
+                Ok(())
+            }
+            Err(e) => {
+                // Row ids learnt inside the rolled-back transaction may not exist: forget
+                // them all; lookups fall back to the (creator, id) index.
+                self.rows.clear();
+                Err(sq(&path)(e))
             }
         }
-        for (c, (flavor, rv, first, last)) in self.creators.drain() {
-            tx.execute(
+    }
+
+    fn write_pending(&mut self, counters: &RunCounters) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        for e in &self.pending {
+            apply(&tx, &mut self.rows, e)?;
+        }
+        for (c, (flavor, rv, first, last)) in &self.creators {
+            tx.prepare_cached(
                 "INSERT INTO creators (creator_id, flavor, version, record_version, first_us, last_us)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (creator_id) DO UPDATE SET
@@ -234,45 +254,41 @@ impl Writer {
                     record_version = coalesce(excluded.record_version, record_version),
                     first_us = min(first_us, excluded.first_us),
                     last_us = max(last_us, excluded.last_us)",
-                params![
-                    c,
-                    flavor.name(),
-                    if flavor == Flavor::OpenBsd { 6 } else { 5 },
-                    if rv == 0 { None } else { Some(rv) },
-                    first,
-                    last
-                ],
-            )
-            .map_err(sq(&path))?;
+            )?
+            .execute(params![
+                c,
+                flavor.name(),
+                if *flavor == Flavor::OpenBsd { 6 } else { 5 },
+                if *rv == 0 { None } else { Some(*rv) },
+                first,
+                last
+            ])?;
         }
-        for (from, to, kind, count, detail) in self.gaps.drain(..) {
-            tx.execute(
+        for (from, to, kind, count, detail) in &self.gaps {
+            tx.prepare_cached(
                 "INSERT INTO gaps (run_id, start_us, end_us, kind, count, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (run_id, start_us, kind) DO UPDATE SET end_us = max(end_us, excluded.end_us), count = max(count, excluded.count)",
-                params![self.run_id, from, to, kind, count as i64, detail],
-            )
-            .map_err(sq(&path))?;
+            )?
+            .execute(params![self.run_id, from, to, kind, *count as i64, detail])?;
         }
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE runs SET first_us = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?2 ELSE first_us END,
                              last_us = CASE WHEN last_us IS NULL OR ?3 > last_us THEN ?3 ELSE last_us END,
                              packets = max(packets, ?4), messages = max(messages, ?5), drops = max(drops, ?6),
                              decode_errors = max(decode_errors, ?7), skipped = max(skipped, ?8)
              WHERE id = ?1",
-            params![
-                self.run_id,
-                counters.first_us,
-                counters.last_us,
-                counters.packets as i64,
-                counters.messages as i64,
-                counters.drops as i64,
-                counters.decode_errors as i64,
-                counters.skipped as i64
-            ],
-        )
-        .map_err(sq(&path))?;
-        tx.commit().map_err(sq(&path))?;
-        Ok(())
+        )?
+        .execute(params![
+            self.run_id,
+            counters.first_us,
+            counters.last_us,
+            counters.packets as i64,
+            counters.messages as i64,
+            counters.drops as i64,
+            counters.decode_errors as i64,
+            counters.skipped as i64
+        ])?;
+        tx.commit()
     }
 
     /// Close the run: flush, mark it stopped (or failed), checkpoint the WAL.
@@ -475,7 +491,11 @@ fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusql
                 id: s.id,
                 creator_id: s.creator_id,
             };
-            if let Some(id) = rows.get(&k) {
+            let id = match rows.get(&k) {
+                Some(id) => Some(*id),
+                None => find_alive(tx, &k, *seen)?,
+            };
+            if let Some(id) = id {
                 tx.prepare_cached(
                     "UPDATE states SET
                        expire = CASE WHEN updated_us IS NULL OR ?2 >= updated_us THEN ?3 ELSE expire END,
@@ -499,7 +519,11 @@ fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusql
             }
         }
         Event::Touch { key, seen } => {
-            if let Some(id) = rows.get(key) {
+            let id = match rows.get(key) {
+                Some(id) => Some(*id),
+                None => find_alive(tx, key, *seen)?,
+            };
+            if let Some(id) = id {
                 tx.prepare_cached("UPDATE states SET last_us = max(last_us, ?2) WHERE id = ?1")?
                     .execute(params![id, seen])?;
             }
