@@ -75,6 +75,13 @@ pub struct RecordArgs {
     /// BPF filter [default on non-pfsync interfaces: "ip proto 240 or ip6 proto 240"].
     #[arg(long, value_name = "BPF")]
     pub filter: Option<String>,
+    /// After opening the capture as root, run as this unprivileged user (the database
+    /// directory is created 0750 and the file 0640, owned by it).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Also chroot into DIR (which must contain --db) before dropping privileges.
+    #[arg(long, value_name = "DIR", requires = "user")]
+    pub chroot: Option<PathBuf>,
     /// Interface to capture on: pfsync0, or the sync network interface.
     #[arg(value_name = "IFACE")]
     pub iface: String,

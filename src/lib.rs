@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cmd;
 pub mod ingest;
 pub mod pipeline;
+pub mod privdrop;
 pub mod report;
 pub mod source;
 pub mod store;

@@ -29,7 +29,16 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .context("installing signal handlers")?;
 
+    let target = a.user.as_deref().map(crate::privdrop::lookup).transpose()?;
     let mut live = Live::open(&a.iface, a.filter.as_deref())?;
+    // Root is needed only to open the capture: give it up before any packet is parsed.
+    let db = match &target {
+        Some(t) => {
+            crate::privdrop::prepare_db(&db, t)?;
+            crate::privdrop::drop_to(t, a.chroot.as_deref(), &db)?
+        }
+        None => db,
+    };
     let started = super::wall_us();
     let run = RunInfo {
         kind: "record",
@@ -38,6 +47,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
         started_wall: started,
     };
     let mut ing = Ingest::open(&db, &run, &log)?;
+    crate::privdrop::restrict(&db)?;
     ing.live_since(started);
     log.info(&format!(
         "recording pfsync on {} (link type {}) into {db}; {} open states carried over",

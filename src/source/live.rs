@@ -2,14 +2,19 @@
 
 use super::{Frame, SourceError};
 use crate::wire::link::linktype;
+use std::os::unix::io::{AsRawFd, RawFd};
 
 /// Snap length: larger than any pfsync datagram (IP total length is 16 bits).
 pub const SNAPLEN: i32 = 65_535;
 /// On link types that are not pfsync itself, only protocol 240 is wanted.
 pub const DEFAULT_FILTER: &str = "ip proto 240 or ip6 proto 240";
 
+/// Longest wait for a packet before `next_frame` returns `Next::Timeout`.
+const POLL_MS: libc::c_int = 250;
+
 pub struct Live {
     cap: pcap::Capture<pcap::Active>,
+    fd: RawFd,
     pub linktype: u32,
     pub iface: String,
 }
@@ -35,10 +40,12 @@ impl Live {
         let err = |e: pcap::Error| SourceError::Live(format!("{iface}: {e}"));
         let cap = pcap::Capture::from_device(iface)
             .map_err(err)?
+            // A ring large enough that a burst (a bulk transfer) survives a slow flush; with
+            // GRO each slot is sized for a whole snap length, so 8 MiB held ~124 frames.
             .immediate_mode(true)
             .snaplen(SNAPLEN)
             .promisc(false)
-            .buffer_size(8 << 20)
+            .buffer_size(64 << 20)
             .timeout(250)
             .open()
             .map_err(err)?;
@@ -52,8 +59,14 @@ impl Live {
         } else if let Some(f) = filter.filter(|f| !f.is_empty()) {
             cap.filter(f, true).map_err(err)?;
         }
+        // Non-blocking, with our own poll() below: on Linux, libpcap >= 1.10 never returns
+        // from a blocking read while the interface is quiet (the read timeout only bounds
+        // buffering), so signals and flushes would wait for the next packet.
+        let cap = cap.setnonblock().map_err(err)?;
+        let fd = cap.as_raw_fd();
         Ok(Live {
             cap,
+            fd,
             linktype: lt,
             iface: iface.into(),
         })
@@ -73,7 +86,18 @@ impl Live {
                     data: p.data.to_vec(),
                 }))
             }
-            Err(pcap::Error::TimeoutExpired) => Ok(Next::Timeout),
+            Err(pcap::Error::TimeoutExpired) => {
+                // Nothing ready: wait for the socket, at most POLL_MS (less when a signal
+                // arrives), then let the caller check its flags and flush.
+                let mut pfd = libc::pollfd {
+                    fd: self.fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd for the duration of the call.
+                unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
+                Ok(Next::Timeout)
+            }
             Err(e) => Err(SourceError::Live(format!("{}: {e}", self.iface))),
         }
     }

@@ -76,6 +76,9 @@ pub fn open_rw(path: &str) -> Result<Connection> {
         .map_err(sq(path))?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(sq(path))?;
+    // No temporary files outside the database directory (unveil on OpenBSD, chroot).
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(sq(path))?;
     migrate(&conn, path)?;
     Ok(conn)
 }
