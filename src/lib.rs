@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod gen;
 pub mod ingest;
 pub mod pipeline;
 pub mod privdrop;
