@@ -133,6 +133,17 @@ impl PcapFile {
         };
         // The low 16 bits are the link type; the upper bits carry FCS flags (pcap spec).
         let linktype = u32at(20) & 0xffff;
+        if !crate::wire::link::linktype::is_supported(linktype) {
+            return Err(SourceError::Damaged {
+                path: path.into(),
+                offset: 20,
+                why: crate::wire::WireError::new(
+                    0,
+                    crate::wire::WireErrorKind::UnsupportedLinkType(linktype),
+                )
+                .to_string(),
+            });
+        }
         Ok(PcapFile {
             path: path.into(),
             r,

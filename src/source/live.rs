@@ -51,6 +51,12 @@ impl Live {
             .map_err(err)?;
         let mut cap = cap;
         let lt = cap.get_datalink().0 as u32;
+        if !linktype::is_supported(lt) {
+            return Err(SourceError::Live(format!(
+                "{iface}: {}",
+                crate::wire::WireError::new(0, crate::wire::WireErrorKind::UnsupportedLinkType(lt))
+            )));
+        }
         if !linktype::is_pfsync(lt) {
             let f = filter.unwrap_or(DEFAULT_FILTER);
             if !f.is_empty() {

@@ -649,10 +649,9 @@ pub(crate) fn walk(buf: &[u8], bound: usize, items: &mut Vec<super::packet::Item
         }
         let known = message_size(act);
         let decodable = matches!(known, Some(sz) if stride >= sz);
+        // R4 / §7: an unknown (or too short) section is stepped over only when both len and
+        // count are non-zero; otherwise the rest of the packet cannot be trusted.
         if !decodable && (len == 0 || count == 0) {
-            if count == 0 && len != 0 {
-                continue; // an empty section: nothing to step over
-            }
             items.push(Item::Damage(WireError::new(
                 sec,
                 WireErrorKind::Unskippable {

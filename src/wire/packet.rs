@@ -72,5 +72,15 @@ pub fn decode_pfsync(buf: &[u8]) -> Result<DecodedPacket, WireError> {
     } else {
         freebsd::walk(buf, bound, &mut pkt.items);
     }
+    // A header that claims more than arrived: the whole messages were kept (R2), but the
+    // packet was cut, and that is said (unless a cut message already said it).
+    if header_len as usize > buf.len() && !pkt.items.iter().any(|i| matches!(i, Item::Damage(_))) {
+        pkt.items.push(Item::Damage(WireError::truncated(
+            buf.len(),
+            "pfsync packet (header len)",
+            header_len as usize,
+            buf.len(),
+        )));
+    }
     Ok(pkt)
 }
