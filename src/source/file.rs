@@ -304,6 +304,101 @@ fn ticks_per_second(r: u8) -> u64 {
 mod tests {
     use super::*;
 
+    /// A classic pcap with one 3-byte record, in the given byte order and resolution.
+    fn classic(big: bool, nanos: bool, frac: u32) -> Vec<u8> {
+        let w32 = |v: u32| {
+            if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let w16 = |v: u16| {
+            if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let mut b = Vec::new();
+        b.extend_from_slice(&w32(if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 }));
+        b.extend_from_slice(&w16(2));
+        b.extend_from_slice(&w16(4));
+        b.extend_from_slice(&[0; 8]);
+        b.extend_from_slice(&w32(65535));
+        b.extend_from_slice(&w32(246));
+        b.extend_from_slice(&w32(1_741_942_800));
+        b.extend_from_slice(&w32(frac));
+        b.extend_from_slice(&w32(3));
+        b.extend_from_slice(&w32(1500)); // longer on the wire than captured: must be accepted
+        b.extend_from_slice(&[6, 0, 0]);
+        b
+    }
+
+    fn read_all(bytes: &[u8]) -> (Vec<Frame>, Option<String>) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.pcap");
+        std::fs::write(&p, bytes).expect("write");
+        let mut c = CaptureFile::open(&p.display().to_string()).expect("open");
+        let mut frames = Vec::new();
+        let mut err = None;
+        while let Some(r) = c.next_frame() {
+            match r {
+                Ok(f) => frames.push(f),
+                Err(e) => err = Some(e.to_string()),
+            }
+        }
+        (frames, err)
+    }
+
+    #[test]
+    fn classic_pcap_in_both_byte_orders_and_resolutions() {
+        for big in [false, true] {
+            let (f, err) = read_all(&classic(big, false, 123_456));
+            assert_eq!(err, None);
+            assert_eq!(f.len(), 1);
+            assert_eq!(f[0].ts_us, 1_741_942_800_123_456);
+            assert_eq!(
+                (f[0].linktype, f[0].orig_len, f[0].data.clone()),
+                (246, 1500, vec![6, 0, 0])
+            );
+            let (f, _) = read_all(&classic(big, true, 123_456_789));
+            assert_eq!(
+                f[0].ts_us, 1_741_942_800_123_456,
+                "nanoseconds truncate to microseconds"
+            );
+        }
+    }
+
+    #[test]
+    fn damage_ends_the_file_and_keeps_what_came_before() {
+        let mut b = classic(false, false, 1);
+        b.extend_from_slice(&classic(false, false, 2)[24..30]); // a record header cut short
+        let (f, err) = read_all(&b);
+        assert_eq!(f.len(), 1);
+        assert!(err.expect("error").contains("record header cut"));
+        let mut huge = classic(false, false, 1);
+        huge[32..36].copy_from_slice(&u32::MAX.to_le_bytes());
+        let (f, err) = read_all(&huge);
+        assert!(f.is_empty());
+        assert!(err.expect("error").contains("not believable"));
+        let (_, err) = read_all(&classic(false, false, 2_000_000));
+        assert!(err.expect("error").contains("fraction"));
+    }
+
+    #[test]
+    fn unsupported_link_type_is_refused_naming_it() {
+        let mut b = classic(false, false, 1);
+        b[20..24].copy_from_slice(&147u32.to_le_bytes());
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.pcap");
+        std::fs::write(&p, b).expect("write");
+        let e = CaptureFile::open(&p.display().to_string())
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("link type 147"), "{e}");
+    }
+
     #[test]
     fn tsresol() {
         assert_eq!(ticks_per_second(6), 1_000_000);
