@@ -32,6 +32,15 @@ pub enum Command {
     Stats(StatsArgs),
     /// Delete lifetimes that ended before a time (retention).
     Prune(PruneArgs),
+    /// Load states older than the recorder from `pfctl -ss -vv` output.
+    ImportPfctl(ImportPfctlArgs),
+    /// Every lifetime overlapping a time range, streamed as CSV or JSON lines (archives,
+    /// evidence).
+    Export(ExportArgs),
+    /// Write the man pages: pfstatelog.8 (every command) and one page per command.
+    Man(ManArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -82,6 +91,15 @@ pub struct RecordArgs {
     /// Also chroot into DIR (which must contain --db) before dropping privileges.
     #[arg(long, value_name = "DIR", requires = "user")]
     pub chroot: Option<PathBuf>,
+    /// At start-up, load the states pf already holds (`pfctl -ss -vv`, run before privileges
+    /// are dropped), so connections older than the recorder are known. OpenBSD (and FreeBSD)
+    /// only; elsewhere a warning, and recording goes on.
+    #[arg(long)]
+    pub snapshot: bool,
+    /// Parse and resolve the arguments, print them, and exit 0 without capturing (used by
+    /// the examples' test).
+    #[arg(long, hide = true)]
+    pub check_args: bool,
     /// Interface to capture on: pfsync0, or the sync network interface.
     #[arg(value_name = "IFACE")]
     pub iface: String,
@@ -230,4 +248,68 @@ pub struct PruneArgs {
     /// Delete lifetimes that ended more than DUR ago.
     #[arg(long, value_name = "DUR")]
     pub older_than: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportPfctlArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Only states of this creator id (8 hex digits, as pfctl prints it).
+    #[arg(long, value_name = "HEX")]
+    pub creator: Option<String>,
+    /// When the snapshot was taken: each state starts at this time minus its age
+    /// [default: now].
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub taken: Option<String>,
+    /// Log every state loaded to stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Output of `pfctl -ss -vv` ("-" for stdin).
+    #[arg(value_name = "FILE")]
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// `#` comment lines (database, range, coverage), a header line, one line per lifetime.
+    Csv,
+    /// One JSON object per line: a header object, one per lifetime, an end object.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Start of the range: RFC 3339, "YYYY-MM-DD HH:MM:SS" (local), or @EPOCH.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub from: String,
+    /// End of the range (inclusive).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub to: String,
+    #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+    pub format: ExportFormat,
+    #[command(flatten)]
+    pub tz: TzArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write pfstatelog.8 and pfstatelog-COMMAND.8 into DIR [default: pfstatelog.8 to
+    /// stdout].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
 }

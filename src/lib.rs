@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cmd;
 pub mod gen;
 pub mod ingest;
+pub mod pfctl;
 pub mod pipeline;
 pub mod privdrop;
 pub mod report;

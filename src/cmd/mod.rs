@@ -1,7 +1,10 @@
 //! One file per subcommand; each returns the exit code (errors become exit 2 in main).
 
 pub mod decode;
+pub mod export;
 pub mod import;
+pub mod import_pfctl;
+pub mod man;
 pub mod query;
 pub mod record;
 
@@ -13,6 +16,7 @@ pub const NOTHING: u8 = 1;
 
 pub fn run(c: Command) -> anyhow::Result<u8> {
     match c {
+        Command::Record(a) if a.check_args => man::check_record_args(a),
         Command::Record(a) => record::run(a),
         Command::Import(a) => import::run(a),
         Command::Decode(a) => decode::run(a),
@@ -20,6 +24,10 @@ pub fn run(c: Command) -> anyhow::Result<u8> {
         Command::History(a) => query::history(a),
         Command::Stats(a) => query::stats(a),
         Command::Prune(a) => query::prune(a),
+        Command::ImportPfctl(a) => import_pfctl::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Man(a) => man::man(a),
+        Command::Completions(a) => man::completions(a),
     }
 }
 

@@ -31,6 +31,11 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
 
     let target = a.user.as_deref().map(crate::privdrop::lookup).transpose()?;
     let mut live = Live::open(&a.iface, a.filter.as_deref())?;
+    // --snapshot: pfctl needs root (/dev/pf), so it runs now; its states are stored after the drop.
+    let snapshot = a
+        .snapshot
+        .then(|| super::import_pfctl::take_snapshot(&log))
+        .flatten();
     // Root is needed only to open the capture: give it up before any packet is parsed.
     let db = match &target {
         Some(t) => {
@@ -39,6 +44,9 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
         }
         None => db,
     };
+    if let Some(s) = snapshot {
+        super::import_pfctl::store_snapshot(s, &db, &a.iface, &log);
+    }
     let started = super::wall_us();
     let run = RunInfo {
         kind: "record",

@@ -30,11 +30,13 @@ pub struct Lifetime {
     pub bytes: [u64; 2],
 }
 
-const COLS: &str = "s_addr1, s_port1, w_addr1, w_port1, w_addr0, w_port0, proto, af, direction,
+/// The columns [`lifetime`] reads, in its order.
+pub(crate) const COLS: &str =
+    "s_addr1, s_port1, w_addr1, w_port1, w_addr0, w_port0, proto, af, direction,
     ifname, nat, start_us, end_us, end_reason, last_us, state_id, creator_id,
     packets0, packets1, bytes0, bytes1";
 
-fn lifetime(r: &Row) -> rusqlite::Result<Option<Lifetime>> {
+pub(crate) fn lifetime(r: &Row) -> rusqlite::Result<Option<Lifetime>> {
     let addr = |i: usize| -> rusqlite::Result<Option<IpAddr>> {
         Ok(r.get::<_, Option<Vec<u8>>>(i)?.and_then(|b| blob_addr(&b)))
     };

@@ -1,0 +1,75 @@
+//! Bulk reads: every lifetime overlapping a range, one row at a time (`export`), and the
+//! few facts the export header and the snapshot import need from the store.
+
+use super::query::{lifetime, Lifetime, COLS};
+use crate::track::Micros;
+use crate::wire::Flavor;
+use rusqlite::{params, Connection};
+use std::collections::HashMap;
+
+/// What a walk over the range met.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Walked {
+    /// Lifetimes handed to the callback.
+    pub rows: u64,
+    /// Rows in the range whose addresses could not be decoded (damage), skipped.
+    pub damaged: u64,
+}
+
+/// Hand every lifetime whose `[start, end]` overlaps `[from, to]` (an open one has no end)
+/// to `f`, one at a time, straight off the SQLite cursor: memory does not grow with the
+/// range. Rows come in the order they were first written (rowid), which needs no sort;
+/// evidence-only rows (no keys, no start) are not lifetimes and are left out.
+pub fn each_lifetime<E>(
+    conn: &Connection,
+    from: Micros,
+    to: Micros,
+    mut f: impl FnMut(&Lifetime) -> Result<(), E>,
+) -> Result<Walked, E>
+where
+    E: From<rusqlite::Error>,
+{
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLS} FROM states
+          WHERE start_us IS NOT NULL AND start_us <= ?2 AND (end_us IS NULL OR end_us >= ?1)
+          ORDER BY id"
+    ))?;
+    let mut rows = stmt.query(params![from, to])?;
+    let mut w = Walked::default();
+    while let Some(r) = rows.next()? {
+        match lifetime(r)? {
+            Some(l) => {
+                f(&l)?;
+                w.rows += 1;
+            }
+            None => w.damaged += 1,
+        }
+    }
+    Ok(w)
+}
+
+/// `PRAGMA user_version`: the schema the database is at.
+pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+/// The flavour each known creator spoke (so a snapshot does not relabel a FreeBSD box).
+pub fn creator_flavors(conn: &Connection) -> rusqlite::Result<HashMap<u32, Flavor>> {
+    let mut stmt = conn.prepare("SELECT creator_id, flavor FROM creators")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)? as u32, r.get::<_, String>(1)?))
+    })?;
+    let mut out = HashMap::new();
+    for r in rows {
+        let (c, f) = r?;
+        out.insert(
+            c,
+            if f == Flavor::FreeBsd.name() {
+                Flavor::FreeBsd
+            } else {
+                Flavor::OpenBsd
+            },
+        );
+    }
+    Ok(out)
+}
