@@ -99,9 +99,12 @@ impl<'l> Ingest<'l> {
                 }
             }
         }
+        let logging = self.log.wants_info();
         for e in self.events.drain(..) {
-            if let Some(line) = event_line(&e) {
-                self.log.info(&line);
+            if logging {
+                if let Some(line) = event_line(&e) {
+                    self.log.info(&line);
+                }
             }
             self.writer.push(e);
         }

@@ -258,6 +258,11 @@ impl Logger {
         self.verbose
     }
 
+    /// Whether an info line goes anywhere (so callers can skip formatting it).
+    pub fn wants_info(&self) -> bool {
+        self.verbose || self.syslog.is_some()
+    }
+
     pub fn info(&self, msg: &str) {
         self.emit(Level::Info, msg, self.verbose, "");
     }

@@ -77,6 +77,10 @@ pub fn open_rw(path: &str) -> Result<Connection> {
         .map_err(sq(path))?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(sq(path))?;
+    // A page cache that holds the hot index pages of a large database (default is 2 MiB).
+    conn.pragma_update(None, "cache_size", -65_536)
+        .map_err(sq(path))?;
+    conn.set_prepared_statement_cache_capacity(64);
     // No temporary files outside the database directory (unveil on OpenBSD, chroot).
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(sq(path))?;

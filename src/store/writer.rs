@@ -312,18 +312,26 @@ impl Writer {
     }
 }
 
-/// Find the row of the lifetime of `k` that was alive at `ts`.
+/// Find the row of the lifetime of `k` that was alive at `ts` (the newest such row).
+///
+/// Hot path of every import: no ORDER BY and no bound value compared with a time column in
+/// SQL, because either makes SQLite re-plan the statement on every call (measured: most of
+/// an import's time); the few candidate rows are filtered here instead.
 fn find_alive(tx: &Connection, k: &StateRef, ts: Micros) -> rusqlite::Result<Option<i64>> {
-    tx.prepare_cached(
-        "SELECT id FROM states WHERE creator_id = ?1 AND state_id = ?2
-           AND (end_us IS NULL OR end_us >= ?3 - ?4)
-           AND (start_us IS NULL OR start_us <= ?3 + ?4)
-         ORDER BY id DESC LIMIT 1",
-    )?
-    .query_row(params![k.creator_id, u64_to_i64(k.id), ts, SLACK_US], |r| {
-        r.get(0)
-    })
-    .optional()
+    let mut st = tx.prepare_cached(
+        "SELECT id, start_us, end_us FROM states WHERE creator_id = ?1 AND state_id = ?2",
+    )?;
+    let mut rows = st.query(params![k.creator_id, u64_to_i64(k.id)])?;
+    let mut best = None;
+    while let Some(r) = rows.next()? {
+        let (id, start, end): (i64, Option<i64>, Option<i64>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let ended_before = end.is_some_and(|e| e < ts - SLACK_US);
+        let began_after = start.is_some_and(|s| s > ts + SLACK_US);
+        if !ended_before && !began_after && best.is_none_or(|b| id > b) {
+            best = Some(id);
+        }
+    }
+    Ok(best)
 }
 
 fn key_cols(k: &Key) -> (Vec<u8>, i64, Vec<u8>, i64, i64) {
@@ -465,12 +473,7 @@ fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusql
             rows.insert(k, id);
             // A CLR already stored (from a capture imported earlier but recorded later)
             // ends this lifetime as it would have if the state had been known then.
-            let clear: Option<i64> = tx
-                .prepare_cached(
-                    "SELECT min(ts_us) FROM clears WHERE creator_id = ?1 AND ts_us >= ?2
-                       AND (ifname = '' OR flavor = 5 OR ifname = ?3)",
-                )?
-                .query_row(params![s.creator_id, seen, s.ifname], |r| r.get(0))?;
+            let clear = first_clear(tx, s, *seen)?;
             if let Some(at) = clear {
                 end_row(tx, id, at, EndReason::Clear)?;
             }
@@ -588,6 +591,24 @@ fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusql
         }
     }
     Ok(())
+}
+
+/// The first stored CLR at or after `seen` that applies to the state. CLRs are rare; the
+/// interface test and the minimum are done here (see `find_alive` on why not in SQL).
+fn first_clear(tx: &Connection, s: &FullState, seen: Micros) -> rusqlite::Result<Option<Micros>> {
+    let mut st = tx.prepare_cached(
+        "SELECT ts_us, ifname, flavor FROM clears WHERE creator_id = ?1 AND ts_us >= ?2",
+    )?;
+    let mut rows = st.query(params![s.creator_id, seen])?;
+    let mut first: Option<Micros> = None;
+    while let Some(r) = rows.next()? {
+        let (at, ifname, flavor): (i64, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        if (ifname.is_empty() || flavor == 5 || ifname == s.ifname) && first.is_none_or(|f| at < f)
+        {
+            first = Some(at);
+        }
+    }
+    Ok(first)
 }
 
 /// The earliest end event wins (re-imports and overlapping captures agree on it). A CLR
