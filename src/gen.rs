@@ -319,6 +319,8 @@ pub struct GenStats {
     pub packets: u64,
     pub first_us: Option<Micros>,
     pub last_us: Option<Micros>,
+    /// Most states open at once (what a recorder must hold).
+    pub peak_open: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -785,6 +787,7 @@ impl Generator {
         } else {
             self.create(t);
             self.created += 1;
+            self.stats.peak_open = self.stats.peak_open.max(self.live() as u64);
             self.last_new = t;
             let gap = self.rng.exp(1e6 / self.cfg.rate).max(1.0) as Micros;
             self.next_new = t + gap;
