@@ -255,6 +255,9 @@ enum Cmd {
         /// Seal by renaming the hot table and indexing it in place.
         #[arg(long)]
         seal_rename: bool,
+        /// Keep a who index (pub, pport, start) on the hot table.
+        #[arg(long)]
+        hot_index: bool,
     },
     /// Prototype store: who and history latency, probes taken from a current-schema
     /// database built from the same generator run (answers cross-checked).
@@ -355,6 +358,7 @@ fn main() -> anyhow::Result<()> {
             no_open_table,
             clustered,
             seal_rename,
+            hot_index,
         } => v2_import(
             &db,
             &capture,
@@ -365,6 +369,7 @@ fn main() -> anyhow::Result<()> {
                 open_table: !no_open_table,
                 clustered,
                 seal_rename,
+                hot_index,
             },
         ),
         Cmd::V2Query {
@@ -396,7 +401,7 @@ fn banner() {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    println!("# pfstatelog HEAD {head} (plus uncommitted work in the tree at build time)");
+    println!("# pfstatelog repository HEAD at run time: {head}");
     println!(
         "# {} | {} | {} | load {}",
         pfstatelog::time::format_rfc3339(pfstatelog::cmd::wall_us()),
@@ -1019,7 +1024,14 @@ fn sample_rows(
     rng: &mut gen::Rng,
     nat_only: bool,
 ) -> anyhow::Result<Vec<Sampled>> {
-    let max: i64 = c.query_row("SELECT max(id) FROM states", [], |r| r.get(0))?;
+    let mut max: i64 = c.query_row("SELECT max(id) FROM states", [], |r| r.get(0))?;
+    // Rows a later import added are not in a twin built from the same generator run.
+    if let Some(cap) = std::env::var("BENCH_MAX_ID")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+    {
+        max = max.min(cap);
+    }
     let mut st = c.prepare(&format!(
         "SELECT w_addr1, w_port1, start_us, end_us, last_us, s_addr1 FROM states
          WHERE id = ?1 AND start_us IS NOT NULL{}",
@@ -1075,13 +1087,16 @@ fn sample_pair(
     n: usize,
     rng: &mut gen::Rng,
 ) -> anyhow::Result<Vec<Probe>> {
-    let (t0, t1): (i64, i64) =
-        c.query_row("SELECT min(first_us), max(last_us) FROM runs", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+    // With BENCH_MAX_ID (a twin built from the same generator run), only the first run's span.
+    let span_sql = if std::env::var("BENCH_MAX_ID").is_ok() {
+        "SELECT first_us, last_us FROM runs WHERE id = (SELECT min(id) FROM runs)"
+    } else {
+        "SELECT min(first_us), max(last_us) FROM runs"
+    };
+    let (t0, t1): (i64, i64) = c.query_row(span_sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let mut st = c.prepare(
         "SELECT start_us, coalesce(end_us, last_us) FROM states
-         WHERE w_addr1 = ?1 AND w_port1 = ?2 AND start_us >= ?3 ORDER BY start_us LIMIT 1",
+         WHERE w_addr1 = ?1 AND w_port1 = ?2 AND start_us >= ?3 AND start_us <= ?4 ORDER BY start_us LIMIT 1",
     )?;
     let mut out = Vec::new();
     let mut tries = 0;
@@ -1090,7 +1105,7 @@ fn sample_pair(
         let (ip, port) = pairs[rng.below(pairs.len() as u64) as usize];
         let t = t0 + rng.below((t1 - t0).max(1) as u64) as i64;
         let row: Option<(i64, i64)> = st
-            .query_row(params![store::addr_blob(&ip), port as i64, t], |r| {
+            .query_row(params![store::addr_blob(&ip), port as i64, t, t1], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()?;
@@ -2026,6 +2041,8 @@ mod v2 {
         pub clustered: bool,
         /// Seal by renaming the hot table and indexing it (no copy, no sort of the rows).
         pub rename: bool,
+        /// Keep a who index on the hot table (queries of recent data need one).
+        pub hot_index: bool,
     }
 
     impl Writer {
@@ -2052,6 +2069,7 @@ mod v2 {
                 seal_secs: 0.0,
                 clustered,
                 rename: false,
+                hot_index: false,
             })
         }
 
@@ -2158,7 +2176,8 @@ mod v2 {
                 // Seal in place: the hot table (rows in close order, absolute starts) becomes
                 // the partition; only the two indexes are built.
                 tx.execute_batch(&format!(
-                    "ALTER TABLE v2_hot RENAME TO v2_p{part};
+                    "DROP INDEX IF EXISTS v2_hot_who;
+                     ALTER TABLE v2_hot RENAME TO v2_p{part};
                      CREATE INDEX v2_p{part}_who ON v2_p{part} (pub, pport, dcls, start, dur);
                      CREATE INDEX v2_p{part}_priv ON v2_p{part} (priv, start);
                      CREATE TABLE v2_hot (id INTEGER PRIMARY KEY, pub BLOB NOT NULL, pport INTEGER NOT NULL,
@@ -2167,6 +2186,9 @@ mod v2 {
                         info INTEGER, sid INTEGER, rd INTEGER, first_d INTEGER, p0 INTEGER, p1 INTEGER,
                         b0 INTEGER, b1 INTEGER, rule INTEGER);"
                 ))?;
+                if self.hot_index {
+                    tx.execute_batch("CREATE INDEX v2_hot_who ON v2_hot (pub, pport, start);")?;
+                }
                 tx.execute(
                     "INSERT INTO v2_parts (part, base, min_start, max_end, rows) VALUES (?1, 0, ?2, ?3, ?4)",
                     params![part, min_start, max_end, n],
@@ -2496,6 +2518,7 @@ struct V2Opts {
     open_table: bool,
     clustered: bool,
     seal_rename: bool,
+    hot_index: bool,
 }
 
 fn v2_import(db: &str, cap: &str, base: Option<&str>, o: V2Opts) -> anyhow::Result<()> {
@@ -2505,6 +2528,7 @@ fn v2_import(db: &str, cap: &str, base: Option<&str>, o: V2Opts) -> anyhow::Resu
         open_table,
         clustered,
         seal_rename,
+        hot_index,
     } = o;
     if let Some(b) = base {
         let t = Instant::now();
@@ -2517,6 +2541,12 @@ fn v2_import(db: &str, cap: &str, base: Option<&str>, o: V2Opts) -> anyhow::Resu
     let cpu0 = cpu_secs(false);
     let mut w = v2::Writer::open(db, seal_rows, open_table, clustered)?;
     w.rename = seal_rename;
+    w.hot_index = hot_index;
+    if hot_index {
+        w.conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS v2_hot_who ON v2_hot (pub, pport, start);",
+        )?;
+    }
     let before_n = v2::count(&w.conn)?;
     println!("before: {before_n} states, {:.1} MiB", mib(before_size));
     let mut tracker = Tracker::new();
@@ -2622,6 +2652,29 @@ fn v2_query(
         }
     }
     println!("cross-check vs store::query::who on {from}: {mismatch} of 400 probes differ");
+    let mut rdr_mismatch = 0;
+    for p in rdr_probes.iter() {
+        let a = query::who(&src, &p.ip, p.port, p.at, p.at, p.at, &WhoFilter::default())?;
+        let b = v2::who(&c, &parts, &p.ip, p.port, p.at, p.at)?;
+        if a.len() != b.len() {
+            rdr_mismatch += 1;
+            if rdr_mismatch <= 2 {
+                println!(
+                    "  rdr probe {}:{} at {}: current {} rows (first {:?}), v2 {} rows",
+                    p.ip,
+                    p.port,
+                    p.at,
+                    a.len(),
+                    a.first().map(|l| (l.start, l.end, l.state_id)),
+                    b.len()
+                );
+            }
+        }
+    }
+    println!(
+        "cross-check rdr probes: {rdr_mismatch} of {} differ",
+        rdr_probes.len()
+    );
     drop(src);
     let run = |qs: &[Probe]| -> anyhow::Result<(Vec<f64>, Vec<usize>)> {
         let mut lat = Vec::new();
@@ -2635,7 +2688,7 @@ fn v2_query(
         Ok((lat, ns))
     };
     for (label, ps) in [
-        ("random", &rand),
+        ("NAT public", &rand),
         ("hot pairs", &hot_probes),
         ("rdr pairs", &rdr_probes),
     ] {
@@ -2708,7 +2761,7 @@ fn v2_query(
             v2::who(&c, &parts, &p.ip, p.port, p.at, p.at)?;
             lat.push(t.elapsed().as_secs_f64() * 1000.0);
         }
-        println!("{}", Stat::new(lat).line("v2 who random, cold"));
+        println!("{}", Stat::new(lat).line("v2 who NAT public, cold"));
     }
     Ok(())
 }
