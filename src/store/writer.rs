@@ -7,7 +7,8 @@
 use super::{addr_blob, blob_addr, sq, Result};
 use crate::track::{EndReason, Event, Micros, OpenState, OrphanKind};
 use crate::wire::{Af, Direction, Flavor, FullState, Key, StateRef};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -364,6 +365,34 @@ fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusql
                 Some(id) => Some(*id),
                 None => find_alive(tx, &k, *seen)?,
             };
+            // One value list serves both statements: ?2.. of the UPDATE, ?1.. of the INSERT.
+            let vals: [Value; 25] = [
+                Value::from(*seen),
+                Value::from(s.ifname.clone()),
+                Value::from(s.af.to_openbsd()),
+                Value::from(s.proto),
+                Value::from(s.direction.to_u8()),
+                Value::from(w0),
+                Value::from(wp0),
+                Value::from(w1),
+                Value::from(wp1),
+                Value::from(wrd),
+                Value::from(s0),
+                Value::from(sp0),
+                Value::from(s1),
+                Value::from(sp1),
+                Value::from(srd),
+                Value::from(s.key[1].af.to_openbsd()),
+                Value::from(s.is_nat()),
+                Value::from(*start),
+                Value::from(flavor_v),
+                Value::from(s.expire),
+                Value::from(u64_to_i64(s.packets[0])),
+                Value::from(u64_to_i64(s.packets[1])),
+                Value::from(u64_to_i64(s.bytes[0])),
+                Value::from(u64_to_i64(s.bytes[1])),
+                Value::from(s.rule),
+            ];
             let id = match existing {
                 Some(id) => {
                     // Keys and start from the earliest full message; counters from the newest.
@@ -398,34 +427,7 @@ fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusql
                            last_us = max(last_us, ?2)
                          WHERE id = ?1",
                     )?
-                    .execute(params![
-                        id,
-                        seen,
-                        s.ifname,
-                        s.af.to_openbsd(),
-                        s.proto,
-                        s.direction.to_u8(),
-                        w0,
-                        wp0,
-                        w1,
-                        wp1,
-                        wrd,
-                        s0,
-                        sp0,
-                        s1,
-                        sp1,
-                        srd,
-                        s.key[1].af.to_openbsd(),
-                        s.is_nat(),
-                        start,
-                        flavor_v,
-                        s.expire,
-                        u64_to_i64(s.packets[0]),
-                        u64_to_i64(s.packets[1]),
-                        u64_to_i64(s.bytes[0]),
-                        u64_to_i64(s.bytes[1]),
-                        s.rule,
-                    ])?;
+                    .execute(params_from_iter(std::iter::once(&Value::from(id)).chain(&vals)))?;
                     id
                 }
                 None => {
@@ -435,38 +437,13 @@ fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusql
                             s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af, nat,
                             start_us, first_us, last_us, updated_us, expire,
                             packets0, packets1, bytes0, bytes1, rule, flavor)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                                 ?19, ?20, ?20, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+                         VALUES (?26, ?27, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                                 ?18, ?1, ?1, ?1, ?20, ?21, ?22, ?23, ?24, ?25, ?19)",
                     )?
-                    .execute(params![
-                        s.creator_id,
-                        u64_to_i64(s.id),
-                        s.ifname,
-                        s.af.to_openbsd(),
-                        s.proto,
-                        s.direction.to_u8(),
-                        w0,
-                        wp0,
-                        w1,
-                        wp1,
-                        wrd,
-                        s0,
-                        sp0,
-                        s1,
-                        sp1,
-                        srd,
-                        s.key[1].af.to_openbsd(),
-                        s.is_nat(),
-                        start,
-                        seen,
-                        s.expire,
-                        u64_to_i64(s.packets[0]),
-                        u64_to_i64(s.packets[1]),
-                        u64_to_i64(s.bytes[0]),
-                        u64_to_i64(s.bytes[1]),
-                        s.rule,
-                        flavor_v,
-                    ])?;
+                    .execute(params_from_iter(vals.iter().chain(&[
+                        Value::from(s.creator_id),
+                        Value::from(u64_to_i64(s.id)),
+                    ])))?;
                     tx.last_insert_rowid()
                 }
             };
