@@ -165,26 +165,21 @@ pub fn history(
     sql.push_str(" ORDER BY start_us, id");
     let width: i64 = if lo.is_ipv4() { 4 } else { 16 };
     let mut stmt = conn.prepare_cached(&sql)?;
+    let mut args: Vec<rusqlite::types::Value> = vec![
+        addr_blob(lo).into(),
+        addr_blob(hi).into(),
+        from.into(),
+        to.into(),
+        width.into(),
+    ];
+    if let Some(p) = port {
+        args.push((p as i64).into());
+    }
+    let mut rows = stmt.query(params_from_iter(args.iter()))?;
     let mut out = Vec::new();
-    let mut push = |r: &Row| -> rusqlite::Result<()> {
+    while let Some(r) = rows.next()? {
         if let Some(l) = lifetime(r)? {
             out.push(l);
-        }
-        Ok(())
-    };
-    let (lo, hi) = (addr_blob(lo), addr_blob(hi));
-    match port {
-        Some(p) => {
-            let mut rows = stmt.query(params![lo, hi, from, to, width, p as i64])?;
-            while let Some(r) = rows.next()? {
-                push(r)?;
-            }
-        }
-        None => {
-            let mut rows = stmt.query(params![lo, hi, from, to, width])?;
-            while let Some(r) = rows.next()? {
-                push(r)?;
-            }
         }
     }
     Ok(out)
