@@ -37,6 +37,8 @@ pub enum Command {
     /// Every lifetime overlapping a time range, streamed as CSV or JSON lines (archives,
     /// evidence).
     Export(ExportArgs),
+    /// Upgrade a database to this pfstatelog's schema (record, import and prune also do).
+    Migrate(MigrateArgs),
     /// Write the man pages: pfstatelog.8 (every command) and one page per command.
     Man(ManArgs),
     /// Print a shell completion script.
@@ -231,6 +233,12 @@ pub struct StatsArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DbArg,
 }
 
 #[derive(Debug, Args)]

@@ -63,7 +63,7 @@ fn json_export_has_header_every_row_and_end() {
     let (h, rows, end) = json_parts(&out);
     let canon = std::fs::canonicalize(&db).expect("canonical");
     assert_eq!(h["database"], canon.display().to_string());
-    assert_eq!(h["schema_version"], 1);
+    assert_eq!(h["schema_version"], pfstatelog::store::SCHEMA_VERSION);
     assert_eq!(h["from"], first.as_str());
     assert_eq!(h["to"], last.as_str());
     assert!(h["coverage"]["runs"]
@@ -85,7 +85,12 @@ fn csv_export_has_comment_header_fields_rows_and_end() {
     let comments: Vec<&str> = out.lines().filter(|l| l.starts_with('#')).collect();
     let canon = std::fs::canonicalize(&db).expect("canonical");
     assert!(comments[0].starts_with("# pfstatelog export"));
-    assert!(comments.contains(&format!("# database: {} (schema 1)", canon.display()).as_str()));
+    let header = format!(
+        "# database: {} (schema {})",
+        canon.display(),
+        pfstatelog::store::SCHEMA_VERSION
+    );
+    assert!(comments.contains(&header.as_str()));
     assert!(comments.contains(&format!("# from: {first}").as_str()));
     assert!(comments.contains(&format!("# to: {last}").as_str()));
     assert!(comments.iter().any(|l| l.starts_with("# coverage: ")));

@@ -5,6 +5,7 @@ pub mod export;
 pub mod import;
 pub mod import_pfctl;
 pub mod man;
+pub mod migrate;
 pub mod query;
 pub mod record;
 
@@ -26,6 +27,7 @@ pub fn run(c: Command) -> anyhow::Result<u8> {
         Command::Prune(a) => query::prune(a),
         Command::ImportPfctl(a) => import_pfctl::run(a),
         Command::Export(a) => export::run(a),
+        Command::Migrate(a) => migrate::run(a),
         Command::Man(a) => man::man(a),
         Command::Completions(a) => man::completions(a),
     }

@@ -15,8 +15,13 @@ use std::time::Duration;
 pub const APPLICATION_ID: i32 = 0x7066_7374;
 
 /// Migrations, applied in order; `PRAGMA user_version` = how many are applied.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("../../migrations/0001_init.sql")),
+    (
+        "0002_duration_class",
+        include_str!("../../migrations/0002_duration_class.sql"),
+    ),
+];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
@@ -28,6 +33,12 @@ pub enum StoreError {
     Foreign { path: String, why: String },
     #[error("{path}: database schema {found} is newer than this pfstatelog understands ({known}); upgrade pfstatelog")]
     TooNew {
+        path: String,
+        found: i32,
+        known: i32,
+    },
+    #[error("{path}: database schema {found} is older than this pfstatelog ({known}); run `pfstatelog migrate --db {path}` (or restart the recorder) to upgrade it")]
+    TooOld {
         path: String,
         found: i32,
         known: i32,
@@ -68,6 +79,7 @@ pub fn open_rw(path: &str) -> Result<Connection> {
     .map_err(sq(path))?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(sq(path))?;
+    stable_plans(&conn, path)?;
     check_identity(&conn, path, true)?;
     // WAL so queries never wait for the recorder; NORMAL sync: a power cut may lose the
     // last transaction but never corrupts.
@@ -100,6 +112,7 @@ pub fn open_ro(path: &str) -> Result<Connection> {
     .map_err(sq(path))?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(sq(path))?;
+    stable_plans(&conn, path)?;
     check_identity(&conn, path, false)?;
     let v: i32 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -110,7 +123,33 @@ pub fn open_ro(path: &str) -> Result<Connection> {
             why: "no pfstatelog schema in it".into(),
         });
     }
+    if v < SCHEMA_VERSION {
+        return Err(StoreError::TooOld {
+            path: path.into(),
+            found: v,
+            known: SCHEMA_VERSION,
+        });
+    }
     Ok(conn)
+}
+
+/// The query planner stability guarantee: one plan per statement, whatever the bound
+/// values. Without it the bundled SQLite (built with STAT4) re-plans a statement on every
+/// call when a bound value meets an indexed column in a range or ORDER BY, which once cost
+/// most of an import's time (BENCHMARKS.md).
+fn stable_plans(conn: &Connection, path: &str) -> Result<()> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(sq(path))?;
+    Ok(())
+}
+
+/// The schema version of a database, and the one this binary writes.
+pub fn schema_versions(conn: &Connection) -> rusqlite::Result<(i32, i32)> {
+    let v = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    Ok((v, SCHEMA_VERSION))
 }
 
 /// Refuse files that are not SQLite, SQLite files of other programs, and newer schemas.

@@ -35,6 +35,8 @@ pub(crate) const COLS: &str =
     "s_addr1, s_port1, w_addr1, w_port1, w_addr0, w_port0, proto, af, direction,
     ifname, nat, start_us, end_us, end_reason, last_us, state_id, creator_id,
     packets0, packets1, bytes0, bytes1";
+/// How many columns [`COLS`] names.
+const COLS_N: usize = 21;
 
 pub(crate) fn lifetime(r: &Row) -> rusqlite::Result<Option<Lifetime>> {
     let addr = |i: usize| -> rusqlite::Result<Option<IpAddr>> {
@@ -68,10 +70,30 @@ pub(crate) fn lifetime(r: &Row) -> rusqlite::Result<Option<Lifetime>> {
     }))
 }
 
-/// Lifetimes up to this long are found through `states_who` by a bounded start range; the
-/// longer ones (and open ones) through the partial index `states_who_long` (same constant in
-/// migrations/0001_init.sql).
-const SHORT_US: i64 = 3_600_000_000;
+/// The longest lifetime of each duration class `dcls` (migrations/0002_duration_class.sql):
+/// 2^(20+2c) µs for classes 0..=12; class 13 (longer) and 14 (open) have no bound.
+pub const CLASS_MAX_US: [i64; 15] = {
+    let mut m = [UNBOUNDED; 15];
+    let mut c = 0;
+    while c < 13 {
+        m[c] = 1 << (20 + 2 * c);
+        c += 1;
+    }
+    m
+};
+/// Far enough back for any start, small enough that `t0 - UNBOUNDED` cannot overflow.
+const UNBOUNDED: i64 = 1 << 62;
+
+/// The class a lifetime falls in, as the generated column computes it.
+pub fn duration_class(start: Micros, end: Option<Micros>) -> u8 {
+    match end {
+        None => 14,
+        Some(e) => {
+            let d = e.saturating_sub(start);
+            (0..13).find(|&c| d <= CLASS_MAX_US[c]).unwrap_or(13) as u8
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct WhoFilter {
@@ -92,12 +114,14 @@ pub fn who(
     f: &WhoFilter,
 ) -> rusqlite::Result<Vec<Lifetime>> {
     let mut extra = String::new();
+    // ?5 = class, ?6 = its longest duration.
     let mut args: Vec<rusqlite::types::Value> = vec![
         addr_blob(ip).into(),
         (port as i64).into(),
         t0.into(),
         t1.into(),
-        SHORT_US.into(),
+        0i64.into(),
+        0i64.into(),
     ];
     if let Some(p) = f.proto {
         args.push((p as i64).into());
@@ -111,22 +135,24 @@ pub fn who(
         args.push((p as i64).into());
         extra.push_str(&format!(" AND w_port0 = ?{}", args.len()));
     }
+    // One bounded index range per duration class: a pair reused 100,000 times costs about
+    // the states alive near t0, not its whole history.
     let sql = format!(
         "SELECT {COLS} FROM states INDEXED BY states_who
-           WHERE w_addr1 = ?1 AND w_port1 = ?2 AND start_us >= ?3 - ?5 AND start_us <= ?4
-             AND (end_us IS NULL OR end_us >= ?3){extra}
-         UNION ALL
-         SELECT {COLS} FROM states INDEXED BY states_who_long
-           WHERE w_addr1 = ?1 AND w_port1 = ?2 AND start_us < ?3 - ?5
-             AND (end_us IS NULL OR end_us - start_us > 3600000000)
+           WHERE w_addr1 = ?1 AND w_port1 = ?2 AND dcls = ?5
+             AND start_us >= ?3 - ?6 AND start_us <= ?4
              AND (end_us IS NULL OR end_us >= ?3){extra}"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params_from_iter(args.iter()))?;
     let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        if let Some(l) = lifetime(r)? {
-            out.push(l);
+    for (c, max) in CLASS_MAX_US.iter().enumerate() {
+        args[4] = (c as i64).into();
+        args[5] = (*max).into();
+        let mut rows = stmt.query(params_from_iter(args.iter()))?;
+        while let Some(r) = rows.next()? {
+            if let Some(l) = lifetime(r)? {
+                out.push(l);
+            }
         }
     }
     out.sort_by_key(|l| (distance(l, at), l.start, l.state_id));
@@ -155,34 +181,59 @@ pub fn history(
     to: Micros,
     port: Option<u16>,
 ) -> rusqlite::Result<Vec<Lifetime>> {
-    let mut sql = format!(
-        "SELECT {COLS} FROM states WHERE s_addr1 >= ?1 AND s_addr1 <= ?2 AND length(s_addr1) = ?5
-           AND start_us <= ?4 AND (end_us IS NULL OR end_us >= ?3)"
-    );
-    if port.is_some() {
-        sql.push_str(" AND s_port1 = ?6");
-    }
-    sql.push_str(" ORDER BY start_us, id");
-    let width: i64 = if lo.is_ipv4() { 4 } else { 16 };
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut args: Vec<rusqlite::types::Value> = vec![
+    use rusqlite::types::Value;
+    let port_test = if port.is_some() {
+        " AND s_port1 = ?6"
+    } else {
+        ""
+    };
+    // ?1 host (or lowest address), ?2 from, ?3 to, ?4/?5 class and its longest duration
+    // (one host) or highest address and address length (a prefix), ?6 port if asked.
+    let mut args: Vec<Value> = vec![
         addr_blob(lo).into(),
-        addr_blob(hi).into(),
         from.into(),
         to.into(),
-        width.into(),
+        0i64.into(),
+        0i64.into(),
     ];
     if let Some(p) = port {
-        args.push((p as i64).into());
+        args.push(i64::from(p).into());
     }
-    let mut rows = stmt.query(params_from_iter(args.iter()))?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        if let Some(l) = lifetime(r)? {
-            out.push(l);
+    let mut out: Vec<(i64, Lifetime)> = Vec::new();
+    let mut push = |rows: &mut rusqlite::Rows| -> rusqlite::Result<()> {
+        while let Some(r) = rows.next()? {
+            if let Some(l) = lifetime(r)? {
+                out.push((r.get(COLS_N)?, l));
+            }
         }
+        Ok(())
+    };
+    if lo == hi {
+        // One host: a bounded start range per duration class, as `who` does.
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLS}, id FROM states INDEXED BY states_private
+               WHERE s_addr1 = ?1 AND dcls = ?4 AND start_us >= ?2 - ?5 AND start_us <= ?3
+                 AND (end_us IS NULL OR end_us >= ?2){port_test}"
+        ))?;
+        for (c, max) in CLASS_MAX_US.iter().enumerate() {
+            args[3] = (c as i64).into();
+            args[4] = (*max).into();
+            push(&mut stmt.query(params_from_iter(args.iter()))?)?;
+        }
+    } else {
+        // A prefix: its address range (both ends of the same length, so one family); the
+        // time test filters.
+        args[3] = addr_blob(hi).into();
+        args[4] = (addr_blob(lo).len() as i64).into();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLS}, id FROM states INDEXED BY states_private
+               WHERE s_addr1 >= ?1 AND s_addr1 <= ?4 AND length(s_addr1) = ?5
+                 AND start_us <= ?3 AND (end_us IS NULL OR end_us >= ?2){port_test}"
+        ))?;
+        push(&mut stmt.query(params_from_iter(args.iter()))?)?;
     }
-    Ok(out)
+    out.sort_by_key(|(id, l)| (l.start, *id));
+    Ok(out.into_iter().map(|(_, l)| l).collect())
 }
 
 /// What the recorder saw of a time range.
