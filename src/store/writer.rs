@@ -41,13 +41,97 @@ pub struct Writer {
     conn: Connection,
     path: String,
     run_id: i64,
-    pending: Vec<Event>,
+    /// Events to apply by the next flush, each marked when it opens a lifetime known new.
+    pending: Vec<(Event, bool)>,
     gaps: Vec<(Micros, Micros, &'static str, u64, String)>,
     /// Row of every open state this writer knows: proportional to open states only.
     rows: HashMap<StateRef, i64>,
     /// Creators named by full states since the last flush: flavour, record version, first
     /// and last time.
     creators: HashMap<u32, (Flavor, u16, Micros, Micros)>,
+    /// Highest state id that is in the store or on its way there, per creator and top byte
+    /// of the id (FreeBSD puts the CPU there). pf counts ids upwards, so a state above it is
+    /// new: no lookup, no merge, a plain INSERT.
+    known_max: HashMap<(u32, u8), Option<i64>>,
+    /// Latest stored CLR per creator: a state opened after it cannot be ended by one.
+    last_clear: HashMap<u32, Option<Micros>>,
+    /// Import only: new lifetimes kept in memory until they end, then written once, whole
+    /// (an INSERT and an UPDATE of every index per lifetime cost several times more).
+    /// Proportional to open states; written out at the end of the import.
+    hold_open: bool,
+    held: HashMap<StateRef, Row>,
+    /// Held lifetimes that ended, written first by the next flush.
+    ready: Vec<Row>,
+}
+
+/// A lifetime kept in memory: the row the merges in [`apply`] would leave in the store.
+#[derive(Debug, Clone)]
+struct Row {
+    state: FullState,
+    flavor: Flavor,
+    start: Micros,
+    first: Micros,
+    updated: Micros,
+    last: Micros,
+    end: Option<(Micros, EndReason)>,
+}
+
+impl Row {
+    fn new(state: FullState, start: Micros, seen: Micros, flavor: Flavor) -> Row {
+        Row {
+            state,
+            flavor,
+            start,
+            first: seen,
+            updated: seen,
+            last: seen,
+            end: None,
+        }
+    }
+
+    /// The UPDATE of an Open in [`apply`]: keys and start from the earliest full message,
+    /// counters from the newest.
+    fn merge_full(&mut self, s: &FullState, start: Micros, seen: Micros, flavor: Flavor) {
+        if seen < self.first {
+            let keep = (self.state.expire, self.state.packets, self.state.bytes);
+            let rule = self.state.rule;
+            self.state = s.clone();
+            (self.state.expire, self.state.packets, self.state.bytes) = keep;
+            self.state.rule = rule;
+            self.start = start;
+            self.flavor = flavor;
+        }
+        if seen >= self.updated {
+            self.state.expire = s.expire;
+            self.state.packets = s.packets;
+            self.state.bytes = s.bytes;
+            self.state.rule = s.rule;
+        }
+        self.updated = self.updated.max(seen);
+        self.first = self.first.min(seen);
+        self.last = self.last.max(seen);
+    }
+
+    /// The UPDATE of a Refresh (the rule is not refreshed).
+    fn refresh(&mut self, s: &FullState, seen: Micros) {
+        if seen >= self.updated {
+            self.state.expire = s.expire;
+            self.state.packets = s.packets;
+            self.state.bytes = s.bytes;
+        }
+        self.updated = self.updated.max(seen);
+        self.last = self.last.max(seen);
+    }
+
+    /// [`end_row`]: the earliest end wins; a CLR is not a sighting.
+    fn end(&mut self, end: Micros, reason: EndReason) {
+        if self.end.is_none_or(|(e, _)| end < e) {
+            if reason != EndReason::Clear {
+                self.last = self.last.max(end);
+            }
+            self.end = Some((end.max(self.start), reason));
+        }
+    }
 }
 
 fn u64_to_i64(v: u64) -> i64 {
@@ -94,6 +178,11 @@ impl Writer {
             gaps: Vec::new(),
             rows: HashMap::new(),
             creators: HashMap::new(),
+            known_max: HashMap::new(),
+            last_clear: HashMap::new(),
+            hold_open: run.kind == "import",
+            held: HashMap::new(),
+            ready: Vec::new(),
         })
     }
 
@@ -201,11 +290,115 @@ impl Writer {
             c.2 = c.2.min(*seen);
             c.3 = c.3.max(*seen);
         }
-        self.pending.push(e);
+        // Lifetimes held in memory take every event about them here.
+        if let Some(k) = event_key(&e) {
+            if let Some(row) = self.held.get_mut(&k) {
+                match &e {
+                    Event::Open {
+                        state,
+                        start,
+                        seen,
+                        flavor,
+                        ..
+                    } => row.merge_full(state, *start, *seen, *flavor),
+                    Event::Refresh { state, seen } => row.refresh(state, *seen),
+                    Event::Touch { seen, .. } => row.last = row.last.max(*seen),
+                    Event::End { end, reason, .. } => row.end(*end, *reason),
+                    Event::Orphan { seen, kind, .. } => {
+                        row.last = row.last.max(*seen);
+                        if *kind == OrphanKind::DelC {
+                            row.end(*seen, EndReason::Delete);
+                        }
+                    }
+                    Event::Clear { .. } | Event::Bus { .. } => {}
+                }
+                if row.end.is_some() {
+                    if let Some(row) = self.held.remove(&k) {
+                        self.ready.push(row);
+                    }
+                }
+                return;
+            }
+        }
+        let fresh = self.is_new(&e);
+        match e {
+            Event::Open {
+                state,
+                start,
+                seen,
+                flavor,
+                ..
+            } if fresh && self.hold_open => {
+                let k = StateRef {
+                    id: state.id,
+                    creator_id: state.creator_id,
+                };
+                self.held.insert(k, Row::new(state, start, seen, flavor));
+            }
+            e => self.pending.push((e, fresh)),
+        }
     }
 
+    /// Whether `e` opens a lifetime the store cannot hold yet: an id above every id stored
+    /// or on its way, for a creator with no CLR stored at or after it. Counts the id in.
+    fn is_new(&mut self, e: &Event) -> bool {
+        if let Event::Clear { creator_id, at, .. } = e {
+            let c = self.last_clear(*creator_id);
+            self.last_clear
+                .insert(*creator_id, Some(c.map_or(*at, |m| m.max(*at))));
+        }
+        let Some(k) = event_key(e) else {
+            return false;
+        };
+        let id = u64_to_i64(k.id);
+        let group = (k.creator_id, (k.id >> 56) as u8);
+        let max = match self.known_max.get(&group) {
+            Some(m) => *m,
+            None => {
+                let lo = u64_to_i64(u64::from(group.1) << 56);
+                let hi = lo | 0x00ff_ffff_ffff_ffff;
+                // Unknown on error: then nothing is new, and the merge path decides.
+                self.conn
+                    .query_row(
+                        "SELECT max(state_id) FROM states WHERE creator_id = ?1 AND state_id BETWEEN ?2 AND ?3",
+                        params![k.creator_id, lo, hi],
+                        |r| r.get::<_, Option<i64>>(0),
+                    )
+                    .unwrap_or(Some(i64::MAX))
+            }
+        };
+        self.known_max
+            .insert(group, Some(max.map_or(id, |m| m.max(id))));
+        let Event::Open { seen, .. } = e else {
+            return false;
+        };
+        if max.is_some_and(|m| id <= m) {
+            return false;
+        }
+        self.last_clear(k.creator_id).is_none_or(|c| c < *seen)
+    }
+
+    /// The latest CLR of a creator stored or on its way (unknown on error: then every
+    /// state might be cleared, and the merge path decides).
+    fn last_clear(&mut self, creator_id: u32) -> Option<Micros> {
+        if let Some(c) = self.last_clear.get(&creator_id) {
+            return *c;
+        }
+        let c = self
+            .conn
+            .query_row(
+                "SELECT max(ts_us) FROM clears WHERE creator_id = ?1",
+                [creator_id],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .unwrap_or(Some(Micros::MAX));
+        self.last_clear.insert(creator_id, c);
+        c
+    }
+
+    /// Events and held lifetimes waiting for the next flush.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.ready.len()
     }
 
     /// Record a moment of partial blindness (written with the next flush).
@@ -228,6 +421,7 @@ impl Writer {
         match self.write_pending(counters) {
             Ok(()) => {
                 self.pending.clear();
+                self.ready.clear();
                 self.creators.clear();
                 self.gaps.clear();
                 Ok(())
@@ -243,8 +437,12 @@ impl Writer {
 
     fn write_pending(&mut self, counters: &RunCounters) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
-        for e in &self.pending {
-            apply(&tx, &mut self.rows, e)?;
+        // Held lifetimes first: every pending event about their key came after their end.
+        for r in &self.ready {
+            insert_row(&tx, r)?;
+        }
+        for (e, fresh) in &self.pending {
+            apply(&tx, &mut self.rows, e, *fresh)?;
         }
         for (c, (flavor, rv, first, last)) in &self.creators {
             tx.prepare_cached(
@@ -294,6 +492,10 @@ impl Writer {
 
     /// Close the run: flush, mark it stopped (or failed), checkpoint the WAL.
     pub fn finish(mut self, counters: &RunCounters, status: &str, wall: Micros) -> Result<()> {
+        // Lifetimes still open at the end of an import are stored open, as `record` would.
+        let mut held: Vec<Row> = self.held.drain().map(|(_, r)| r).collect();
+        held.sort_by_key(|r| (r.first, r.state.creator_id, r.state.id));
+        self.ready.extend(held);
         self.flush(counters)?;
         self.conn
             .execute(
@@ -345,7 +547,79 @@ fn key_cols(k: &Key) -> (Vec<u8>, i64, Vec<u8>, i64, i64) {
     )
 }
 
-fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusqlite::Result<()> {
+/// The key an event is about, if it names one state.
+fn event_key(e: &Event) -> Option<StateRef> {
+    match e {
+        Event::Open { state, .. } | Event::Refresh { state, .. } | Event::End { state, .. } => {
+            Some(StateRef {
+                id: state.id,
+                creator_id: state.creator_id,
+            })
+        }
+        Event::Touch { key, .. } | Event::Orphan { key, .. } => Some(*key),
+        Event::Clear { .. } | Event::Bus { .. } => None,
+    }
+}
+
+/// A held lifetime, whole, in one INSERT.
+fn insert_row(tx: &Connection, r: &Row) -> rusqlite::Result<()> {
+    let s = &r.state;
+    let (w0, wp0, w1, wp1, wrd) = key_cols(&s.key[0]);
+    let (s0, sp0, s1, sp1, srd) = key_cols(&s.key[1]);
+    let flavor_v = if r.flavor == Flavor::OpenBsd { 6 } else { 5 };
+    tx.prepare_cached(
+        "INSERT INTO states (creator_id, state_id, ifname, af, proto, direction,
+            w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
+            s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af, nat,
+            start_us, first_us, last_us, updated_us, end_us, end_reason, expire,
+            packets0, packets1, bytes0, bytes1, rule, flavor)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
+    )?
+    .execute(params![
+        s.creator_id,
+        u64_to_i64(s.id),
+        s.ifname,
+        s.af.to_openbsd(),
+        s.proto,
+        s.direction.to_u8(),
+        w0,
+        wp0,
+        w1,
+        wp1,
+        wrd,
+        s0,
+        sp0,
+        s1,
+        sp1,
+        srd,
+        s.key[1].af.to_openbsd(),
+        s.is_nat(),
+        r.start,
+        r.first,
+        r.last,
+        r.updated,
+        r.end.map(|(e, _)| e),
+        r.end.map(|(_, why)| why.name()),
+        s.expire,
+        u64_to_i64(s.packets[0]),
+        u64_to_i64(s.packets[1]),
+        u64_to_i64(s.bytes[0]),
+        u64_to_i64(s.bytes[1]),
+        s.rule,
+        flavor_v
+    ])?;
+    Ok(())
+}
+
+/// One event into the store. `fresh`: an Open known to be a new lifetime (see
+/// [`Writer::is_new`]), so no existing row and no stored CLR can concern it.
+fn apply(
+    tx: &Connection,
+    rows: &mut HashMap<StateRef, i64>,
+    e: &Event,
+    fresh: bool,
+) -> rusqlite::Result<()> {
     match e {
         Event::Open {
             state: s,
@@ -363,6 +637,7 @@ fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusql
             let flavor_v = if *flavor == Flavor::OpenBsd { 6 } else { 5 };
             let existing = match rows.get(&k) {
                 Some(id) => Some(*id),
+                None if fresh => None,
                 None => find_alive(tx, &k, *seen)?,
             };
             // One value list serves both statements: ?2.. of the UPDATE, ?1.. of the INSERT.
@@ -450,7 +725,11 @@ fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusql
             rows.insert(k, id);
             // A CLR already stored (from a capture imported earlier but recorded later)
             // ends this lifetime as it would have if the state had been known then.
-            let clear = first_clear(tx, s, *seen)?;
+            let clear = if fresh {
+                None
+            } else {
+                first_clear(tx, s, *seen)?
+            };
             if let Some(at) = clear {
                 end_row(tx, id, at, EndReason::Clear)?;
             }
