@@ -29,6 +29,8 @@ pub struct Ingest<'l> {
     /// After a failed write (disk full), the next attempt waits until then: events stay
     /// pending, nothing is dropped, and capture goes on.
     retry_after: Option<Instant>,
+    /// Events the last successful flush wrote.
+    flushed: usize,
     _lock: store::WriterLock,
 }
 
@@ -53,6 +55,7 @@ impl<'l> Ingest<'l> {
             oldest_pending: None,
             live_since: None,
             retry_after: None,
+            flushed: 0,
             _lock: lock,
         })
     }
@@ -151,10 +154,12 @@ impl<'l> Ingest<'l> {
         if self.live_since.is_some() {
             self.counters.last_us = Some(crate::cmd::wall_us());
         }
+        let pending = self.writer.pending();
         match self.writer.flush(&self.counters) {
             Ok(()) => {
                 self.oldest_pending = None;
                 self.retry_after = None;
+                self.flushed = pending;
                 Ok(())
             }
             Err(e) => {
@@ -167,6 +172,17 @@ impl<'l> Ingest<'l> {
     /// Events waiting to be written (grows while the database cannot be written).
     pub fn pending(&self) -> usize {
         self.writer.pending()
+    }
+
+    /// Whether the last write attempt failed: until one succeeds, `Ok` from [`Ingest::frame`]
+    /// or [`Ingest::tick`] only means that the retry is not due yet, not that data was written.
+    pub fn write_failing(&self) -> bool {
+        self.retry_after.is_some()
+    }
+
+    /// Events the last successful flush wrote.
+    pub fn flushed(&self) -> usize {
+        self.flushed
     }
 
     /// Try the write now, whatever the backoff (at shutdown).

@@ -70,22 +70,26 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
     let mut last_write_warning: Option<Instant> = None;
     // A write that fails (disk full, I/O error) is retried; capture goes on and nothing
     // already decoded is dropped. Warn at once, then at most once a minute.
-    let mut write_result = |r: Result<(), crate::store::StoreError>,
-                            pending: usize,
-                            log: &Logger| match r {
-        Ok(()) => {
-            if write_failing {
-                log.warn(&format!(
-                    "database writable again; {pending} pending events written"
-                ));
+    let mut write_result = |r: Result<(), crate::store::StoreError>, ing: &Ingest, log: &Logger| {
+        match r {
+            // The failed write's retry is not due yet: nothing was written.
+            Ok(()) if ing.write_failing() => {}
+            Ok(()) => {
+                if write_failing {
+                    log.warn(&format!(
+                        "database writable again; {} pending events written",
+                        ing.flushed()
+                    ));
+                }
+                write_failing = false;
             }
-            write_failing = false;
-        }
-        Err(e) => {
-            write_failing = true;
-            if last_write_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                last_write_warning = Some(Instant::now());
-                log.error(&format!("cannot write the database: {e}; still capturing, {pending} events held in memory, retrying"));
+            Err(e) => {
+                write_failing = true;
+                if last_write_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    last_write_warning = Some(Instant::now());
+                    let pending = ing.pending();
+                    log.error(&format!("cannot write the database: {e}; still capturing, {pending} events held in memory, retrying"));
+                }
             }
         }
     };
@@ -97,7 +101,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
         match live.next_frame() {
             Ok(Next::Frame(f)) => {
                 let r = ing.frame(&f);
-                write_result(r, ing.pending(), &log);
+                write_result(r, &ing, &log);
             }
             Ok(Next::Timeout) => {}
             Err(e) => {
@@ -130,7 +134,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
             }
         }
         let r = ing.tick();
-        write_result(r, ing.pending(), &log);
+        write_result(r, &ing, &log);
     }
     let opened = ing.tracker.stats.opened;
     let closed = ing.tracker.stats.closed;
