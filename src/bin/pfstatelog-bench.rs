@@ -209,17 +209,6 @@ enum Cmd {
         #[arg(long)]
         db: String,
     },
-    /// Count statement re-preparations (SQLITE_STMTSTATUS_REPREPARE) of the writer's and
-    /// who's statements, with the schema as is and with the partial index changed (on a copy).
-    Reprepare {
-        #[arg(long)]
-        db: String,
-        /// Scratch copy of --db.
-        #[arg(long)]
-        work: String,
-        #[arg(long, default_value_t = 2000)]
-        queries: usize,
-    },
     /// Prototype store: build a database of generated states through the v2 writer.
     V2Build {
         #[command(flatten)]
@@ -341,7 +330,6 @@ fn main() -> anyhow::Result<()> {
         } => batch_bench(&db, lines, seed, &sibling(pfstatelog), cold, any),
         Cmd::Size { db } => size(&db),
         Cmd::Explain { db, queries, seed } => explain(&db, queries, seed),
-        Cmd::Reprepare { db, work, queries } => reprepare(&db, &work, queries),
         Cmd::V2Build {
             g,
             db,
@@ -1531,25 +1519,25 @@ fn size(db: &str) -> anyhow::Result<()> {
 
 fn explain(db: &str, queries: usize, seed: u64) -> anyhow::Result<()> {
     let c = open_ro(db)?;
+    // The statements of store::query::who and ::history (one host), without filters.
     let q = "SELECT 1 FROM states INDEXED BY states_who
-           WHERE w_addr1 = ?1 AND w_port1 = ?2 AND start_us >= ?3 - ?5 AND start_us <= ?4
-             AND (end_us IS NULL OR end_us >= ?3)
-         UNION ALL
-         SELECT 1 FROM states INDEXED BY states_who_long
-           WHERE w_addr1 = ?1 AND w_port1 = ?2 AND start_us < ?3 - ?5
-             AND (end_us IS NULL OR end_us - start_us > 3600000000)
+           WHERE dcls = ?5 AND tb = ?7 AND w_addr1 = ?1 AND w_port1 = ?2
+             AND start_us >= ?3 - ?6 AND start_us <= ?4
              AND (end_us IS NULL OR end_us >= ?3)";
     let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {q}"))?;
-    println!("who (as in store::query::who):");
-    let rows = st.query_map(params![vec![0u8; 4], 0, 0, 0, 0], |r| r.get::<_, String>(3))?;
+    println!("who, per duration class and bucket (as in store::query::who):");
+    let rows = st.query_map(params![vec![0u8; 4], 0, 0, 0, 0, 0, 0], |r| {
+        r.get::<_, String>(3)
+    })?;
     for r in rows {
         println!("  {}", r?);
     }
-    let h = "SELECT 1 FROM states WHERE s_addr1 >= ?1 AND s_addr1 <= ?2 AND length(s_addr1) = ?5
-           AND start_us <= ?4 AND (end_us IS NULL OR end_us >= ?3) ORDER BY start_us, id";
+    let h = "SELECT 1 FROM states INDEXED BY states_private
+               WHERE dcls = ?4 AND tb = ?6 AND s_addr1 = ?1
+                 AND start_us >= ?2 - ?5 AND start_us <= ?3 AND (end_us IS NULL OR end_us >= ?2)";
     let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {h}"))?;
-    println!("history:");
-    let rows = st.query_map(params![vec![0u8; 4], vec![0u8; 4], 0, 0, 4], |r| {
+    println!("history of one host, per duration class and bucket:");
+    let rows = st.query_map(params![vec![0u8; 4], 0, 0, 0, 0, 0], |r| {
         r.get::<_, String>(3)
     })?;
     for r in rows {
@@ -1568,7 +1556,8 @@ fn explain(db: &str, queries: usize, seed: u64) -> anyhow::Result<()> {
     let rdr_probes = sample_pair(&c, &rdrp, queries / 10, &mut rng)?;
     let mut scan = c.prepare(
         "SELECT count(*) FROM states INDEXED BY states_who
-         WHERE w_addr1 = ?1 AND w_port1 = ?2 AND start_us >= ?3 - 3600000000 AND start_us <= ?3",
+         WHERE dcls = ?4 AND tb = ?6 AND w_addr1 = ?1 AND w_port1 = ?2
+           AND start_us >= ?3 - ?5 AND start_us <= ?3",
     )?;
     for (label, ps) in [
         ("random", &rand),
@@ -1577,261 +1566,24 @@ fn explain(db: &str, queries: usize, seed: u64) -> anyhow::Result<()> {
     ] {
         let mut visited = Vec::new();
         for p in ps.iter() {
-            let v: i64 = scan
-                .query_row(params![store::addr_blob(&p.ip), p.port as i64, p.at], |r| {
-                    r.get(0)
-                })?;
+            let mut v = 0i64;
+            query::each_range(&c, "states_who", p.at, p.at, |cls, b, max| {
+                v += scan.query_row(
+                    params![store::addr_blob(&p.ip), p.port as i64, p.at, cls, max, b],
+                    |r| r.get::<_, i64>(0),
+                )?;
+                Ok(())
+            })?;
             visited.push(v as usize);
         }
         println!(
             "{}",
             found_line(
-                &format!("who {label}: index entries in start range"),
+                &format!("who {label}: index entries read (all classes)"),
                 &visited
             )
         );
     }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------
-// Statement re-preparation.
-
-/// The who statement exactly as store::query::who builds it without filters.
-const WHO_SQL: &str =
-    "SELECT s_addr1, s_port1, w_addr1, w_port1, w_addr0, w_port0, proto, af, direction,
-    ifname, nat, start_us, end_us, end_reason, last_us, state_id, creator_id,
-    packets0, packets1, bytes0, bytes1 FROM states INDEXED BY states_who
-           WHERE w_addr1 = ?1 AND w_port1 = ?2 AND start_us >= ?3 - ?5 AND start_us <= ?4
-             AND (end_us IS NULL OR end_us >= ?3)
-         UNION ALL
-         SELECT s_addr1, s_port1, w_addr1, w_port1, w_addr0, w_port0, proto, af, direction,
-    ifname, nat, start_us, end_us, end_reason, last_us, state_id, creator_id,
-    packets0, packets1, bytes0, bytes1 FROM states INDEXED BY states_who_long
-           WHERE w_addr1 = ?1 AND w_port1 = ?2 AND start_us < ?3 - ?5
-             AND (end_us IS NULL OR end_us - start_us > 3600000000)
-             AND (end_us IS NULL OR end_us >= ?3)";
-
-/// store::writer's find_alive.
-const FIND_ALIVE_SQL: &str = "SELECT id FROM states WHERE creator_id = ?1 AND state_id = ?2
-           AND (end_us IS NULL OR end_us >= ?3 - ?4)
-           AND (start_us IS NULL OR start_us <= ?3 + ?4)
-         ORDER BY id DESC LIMIT 1";
-
-/// store::writer's lookup of a stored CLR, run for every Open event.
-const CLEARS_SQL: &str = "SELECT min(ts_us) FROM clears WHERE creator_id = ?1 AND ts_us >= ?2
-                       AND (ifname = '' OR flavor = 5 OR ifname = ?3)";
-
-/// The same lookup written so that the planner does not look at the bound values.
-const CLEARS_SQL_FIXED: &str = "SELECT min(ts_us) FROM clears WHERE creator_id = ?1 AND ts_us >= ?2
-                       AND (ifname IN ('', ?3) OR flavor = 5)";
-
-/// store::writer's Touch update.
-const TOUCH_SQL: &str = "UPDATE states SET last_us = max(last_us, ?2) WHERE id = ?1";
-
-fn reprepare(db: &str, work: &str, queries: usize) -> anyhow::Result<()> {
-    use rusqlite::StatementStatus::{RePrepare, Run};
-    remove_db(work);
-    std::fs::copy(db, work)?;
-    let c = Connection::open(work)?;
-    let mut rng = gen::Rng::new(11);
-    let sample = sample_rows(&c, queries, &mut rng, false)?;
-    let ids: Vec<(i64, i64, i64)> = {
-        let mut st =
-            c.prepare("SELECT creator_id, state_id, start_us FROM states WHERE id = ?1")?;
-        (0..queries)
-            .filter_map(|_| {
-                let id = 1 + rng.below(900_000) as i64;
-                st.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .ok()
-            })
-            .collect()
-    };
-    let variants: [(&str, &str); 3] = [
-        ("schema as is (states_open WHERE end_us IS NULL AND start_us IS NOT NULL)", ""),
-        (
-            "states_open WHERE end_us IS NULL",
-            "DROP INDEX states_open; CREATE INDEX states_open ON states (creator_id) WHERE end_us IS NULL;",
-        ),
-        ("no states_open index", "DROP INDEX IF EXISTS states_open;"),
-    ];
-    // The writer's situation: a connection from store::open_rw, find_alive between inserts
-    // inside one transaction.
-    {
-        let scratch = format!("{work}.fresh");
-        remove_db(&scratch);
-        let w = store::open_rw(&scratch)?;
-        w.execute_batch("BEGIN")?;
-        let mut ins = w.prepare(
-            "INSERT INTO states (creator_id, state_id, start_us, last_us, w_addr1, w_port1) VALUES (?1, ?2, ?3, ?3, x'cb007101', ?4)",
-        )?;
-        let mut fa = w.prepare(FIND_ALIVE_SQL)?;
-        let t = Instant::now();
-        for i in 0..queries as i64 {
-            ins.execute(params![7, i, 1_000_000 * i, i % 60000])?;
-            let _: Option<i64> = fa
-                .query_row(params![7, i + 1, 1_000_000 * i, 2_000_000i64], |r| r.get(0))
-                .optional()?;
-        }
-        println!(
-            "fresh store::open_rw database, find_alive after each INSERT in one transaction: runs {} re-prepares {} ({:.1} us per insert+find)",
-            fa.get_status(Run),
-            fa.get_status(RePrepare),
-            t.elapsed().as_secs_f64() * 1e6 / queries as f64
-        );
-        let mut cl = w.prepare(CLEARS_SQL)?;
-        let t = Instant::now();
-        for i in 0..queries as i64 {
-            let _: Option<i64> = cl.query_row(params![7, 1_000_000 * i, "em0"], |r| r.get(0))?;
-        }
-        println!(
-            "clears lookup (writer, every Open): runs {} re-prepares {} ({:.1} us each)",
-            cl.get_status(Run),
-            cl.get_status(RePrepare),
-            t.elapsed().as_secs_f64() * 1e6 / queries as f64
-        );
-        let mut cl2 = w.prepare(CLEARS_SQL_FIXED)?;
-        let t = Instant::now();
-        for i in 0..queries as i64 {
-            let _: Option<i64> = cl2.query_row(params![7, 1_000_000 * i, "em0"], |r| r.get(0))?;
-        }
-        println!(
-            "clears lookup rewritten (ifname IN ('', ?3) OR flavor = 5): runs {} re-prepares {} ({:.1} us each)",
-            cl2.get_status(Run),
-            cl2.get_status(RePrepare),
-            t.elapsed().as_secs_f64() * 1e6 / queries as f64
-        );
-        drop(cl);
-        drop(cl2);
-        drop(ins);
-        drop(fa);
-        // As the writer runs them: prepare_cached, whose return to the cache calls
-        // sqlite3_clear_bindings, which expires any statement with an expmask bit.
-        for qpsg in [false, true] {
-            w.set_db_config(
-                rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-                qpsg,
-            )?;
-            w.flush_prepared_statement_cache();
-            let t = Instant::now();
-            let mut rep = 0;
-            for i in 0..queries as i64 {
-                let st = w.prepare_cached(FIND_ALIVE_SQL)?;
-                let _ = (i, &st);
-                let mut st = st;
-                let _: Option<i64> = st
-                    .query_row(params![7, i + 1, 1_000_000 * i, 2_000_000i64], |r| r.get(0))
-                    .optional()?;
-                rep = st.get_status(RePrepare);
-            }
-            let fa_us = t.elapsed().as_secs_f64() * 1e6 / queries as f64;
-            let t = Instant::now();
-            let mut rep2 = 0;
-            for i in 0..queries as i64 {
-                let mut st = w.prepare_cached(CLEARS_SQL)?;
-                let _: Option<i64> =
-                    st.query_row(params![7, 1_000_000 * i, "em0"], |r| r.get(0))?;
-                rep2 = st.get_status(RePrepare);
-            }
-            let cl_us = t.elapsed().as_secs_f64() * 1e6 / queries as f64;
-            println!(
-                "prepare_cached as the writer does, QPSG {}: find_alive re-prepares {rep} ({fa_us:.1} us each), clears lookup re-prepares {rep2} ({cl_us:.1} us each)",
-                if qpsg { "on " } else { "off" }
-            );
-        }
-        w.execute_batch("ROLLBACK")?;
-        drop(w);
-        remove_db(&scratch);
-    }
-    // who as store::query::who runs it (prepare_cached), with and without QPSG.
-    for qpsg in [false, true] {
-        c.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-            qpsg,
-        )?;
-        c.flush_prepared_statement_cache();
-        let t = Instant::now();
-        let mut rep = 0;
-        for (p, ..) in &sample {
-            let mut st = c.prepare_cached(WHO_SQL)?;
-            {
-                let mut rows = st.query(params![
-                    store::addr_blob(&p.ip),
-                    p.port as i64,
-                    p.at,
-                    p.at,
-                    3_600_000_000i64
-                ])?;
-                while rows.next()?.is_some() {}
-            }
-            rep = st.get_status(RePrepare);
-        }
-        println!(
-            "who via prepare_cached, QPSG {}: re-prepares {rep} of {} runs ({:.1} us per who)",
-            if qpsg { "on " } else { "off" },
-            sample.len(),
-            t.elapsed().as_secs_f64() * 1e6 / sample.len() as f64
-        );
-    }
-    c.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-        false,
-    )?;
-    for (label, sql) in variants {
-        c.execute_batch(sql)?;
-        println!("{label}:");
-        let report = |name: &str, st: &rusqlite::Statement, us: f64, n: usize| {
-            println!(
-                "  {name:<12} runs {:>6}  re-prepares {:>6}  {:.1} us/run",
-                st.get_status(Run),
-                st.get_status(RePrepare),
-                us / n.max(1) as f64
-            );
-        };
-        {
-            let mut st = c.prepare(WHO_SQL)?;
-            let t = Instant::now();
-            for (p, ..) in &sample {
-                let mut rows = st.query(params![
-                    store::addr_blob(&p.ip),
-                    p.port as i64,
-                    p.at,
-                    p.at,
-                    3_600_000_000i64
-                ])?;
-                while rows.next()?.is_some() {}
-            }
-            report("who", &st, t.elapsed().as_secs_f64() * 1e6, sample.len());
-        }
-        {
-            let mut st = c.prepare(FIND_ALIVE_SQL)?;
-            let t = Instant::now();
-            for (cr, sid, start) in &ids {
-                let _: Option<i64> = st
-                    .query_row(params![cr, sid, start, 2_000_000i64], |r| r.get(0))
-                    .optional()?;
-            }
-            report(
-                "find_alive",
-                &st,
-                t.elapsed().as_secs_f64() * 1e6,
-                ids.len(),
-            );
-        }
-        {
-            c.execute_batch("BEGIN")?;
-            let mut st = c.prepare(TOUCH_SQL)?;
-            let t = Instant::now();
-            for i in 0..queries {
-                st.execute(params![1 + rng.below(900_000) as i64, i as i64])?;
-            }
-            report("touch", &st, t.elapsed().as_secs_f64() * 1e6, queries);
-            drop(st);
-            c.execute_batch("ROLLBACK")?;
-        }
-    }
-    drop(c);
-    remove_db(work);
     Ok(())
 }
 

@@ -18,8 +18,8 @@ pub const APPLICATION_ID: i32 = 0x7066_7374;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("../../migrations/0001_init.sql")),
     (
-        "0002_duration_class",
-        include_str!("../../migrations/0002_duration_class.sql"),
+        "0002_duration_buckets",
+        include_str!("../../migrations/0002_duration_buckets.sql"),
     ),
 ];
 

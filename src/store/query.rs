@@ -2,7 +2,7 @@
 
 use super::{addr_blob, blob_addr, sq, Result};
 use crate::track::Micros;
-use rusqlite::{params, params_from_iter, Connection, Row};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::net::IpAddr;
 
 /// One state lifetime as the query commands print it.
@@ -70,7 +70,7 @@ pub(crate) fn lifetime(r: &Row) -> rusqlite::Result<Option<Lifetime>> {
     }))
 }
 
-/// The longest lifetime of each duration class `dcls` (migrations/0002_duration_class.sql):
+/// The longest lifetime of each duration class `dcls` (migrations/0002_duration_buckets.sql):
 /// 2^(20+2c) µs for classes 0..=12; class 13 (longer) and 14 (open) have no bound.
 pub const CLASS_MAX_US: [i64; 15] = {
     let mut m = [UNBOUNDED; 15];
@@ -83,6 +83,58 @@ pub const CLASS_MAX_US: [i64; 15] = {
 };
 /// Far enough back for any start, small enough that `t0 - UNBOUNDED` cannot overflow.
 const UNBOUNDED: i64 = 1 << 62;
+
+/// The width of a class's time buckets (generated column `tb`) as a shift of the start;
+/// `None`: one bucket (0) for the whole class.
+fn bucket_shift(class: usize) -> Option<u32> {
+    match class {
+        0..=5 => Some(32),
+        6..=12 => Some(22 + 2 * class as u32),
+        _ => None,
+    }
+}
+
+/// Calls `f(class, bucket, longest duration)` for every range of `index` that may hold
+/// lifetimes overlapping [t0, t1]: the ranges `who` and `history` read. Where a class's
+/// start range spans more than a few buckets, the buckets are found in the index itself, so
+/// an open-ended range costs what the database holds, not what the calendar spans.
+pub fn each_range(
+    conn: &Connection,
+    index: &str,
+    t0: Micros,
+    t1: Micros,
+    mut f: impl FnMut(i64, i64, i64) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let mut next = conn.prepare_cached(&format!(
+        "SELECT tb FROM states INDEXED BY {index}
+          WHERE dcls = ?1 AND tb >= ?2 AND tb <= ?3 ORDER BY dcls, tb LIMIT 1"
+    ))?;
+    for (c, max) in CLASS_MAX_US.iter().enumerate() {
+        let class = c as i64;
+        let Some(shift) = bucket_shift(c) else {
+            f(class, 0, *max)?;
+            continue;
+        };
+        let first = t0.saturating_sub(*max) >> shift;
+        let last = (t1 >> shift).max(first);
+        if last - first < 4 {
+            for b in first..=last {
+                f(class, b, *max)?;
+            }
+            continue;
+        }
+        let mut b = first;
+        while b <= last {
+            let found: Option<i64> = next
+                .query_row(params![class, b, last], |r| r.get(0))
+                .optional()?;
+            let Some(found) = found else { break };
+            f(class, found, *max)?;
+            b = found + 1;
+        }
+    }
+    Ok(())
+}
 
 /// The class a lifetime falls in, as the generated column computes it.
 pub fn duration_class(start: Micros, end: Option<Micros>) -> u8 {
@@ -114,12 +166,13 @@ pub fn who(
     f: &WhoFilter,
 ) -> rusqlite::Result<Vec<Lifetime>> {
     let mut extra = String::new();
-    // ?5 = class, ?6 = its longest duration.
+    // ?5 = class, ?6 = its longest duration, ?7 = time bucket.
     let mut args: Vec<rusqlite::types::Value> = vec![
         addr_blob(ip).into(),
         (port as i64).into(),
         t0.into(),
         t1.into(),
+        0i64.into(),
         0i64.into(),
         0i64.into(),
     ];
@@ -135,26 +188,28 @@ pub fn who(
         args.push((p as i64).into());
         extra.push_str(&format!(" AND w_port0 = ?{}", args.len()));
     }
-    // One bounded index range per duration class: a pair reused 100,000 times costs about
-    // the states alive near t0, not its whole history.
+    // One bounded index range per duration class and time bucket: a pair reused 100,000
+    // times costs about the states alive near t0, not its whole history.
     let sql = format!(
         "SELECT {COLS} FROM states INDEXED BY states_who
-           WHERE w_addr1 = ?1 AND w_port1 = ?2 AND dcls = ?5
+           WHERE dcls = ?5 AND tb = ?7 AND w_addr1 = ?1 AND w_port1 = ?2
              AND start_us >= ?3 - ?6 AND start_us <= ?4
              AND (end_us IS NULL OR end_us >= ?3){extra}"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut out = Vec::new();
-    for (c, max) in CLASS_MAX_US.iter().enumerate() {
-        args[4] = (c as i64).into();
-        args[5] = (*max).into();
+    each_range(conn, "states_who", t0, t1, |c, b, max| {
+        args[4] = c.into();
+        args[5] = max.into();
+        args[6] = b.into();
         let mut rows = stmt.query(params_from_iter(args.iter()))?;
         while let Some(r) = rows.next()? {
             if let Some(l) = lifetime(r)? {
                 out.push(l);
             }
         }
-    }
+        Ok(())
+    })?;
     out.sort_by_key(|l| (distance(l, at), l.start, l.state_id));
     Ok(out)
 }
@@ -183,18 +238,20 @@ pub fn history(
 ) -> rusqlite::Result<Vec<Lifetime>> {
     use rusqlite::types::Value;
     let port_test = if port.is_some() {
-        " AND s_port1 = ?6"
+        " AND s_port1 = ?8"
     } else {
         ""
     };
-    // ?1 host (or lowest address), ?2 from, ?3 to, ?4/?5 class and its longest duration
-    // (one host) or highest address and address length (a prefix), ?6 port if asked.
+    // ?1 lowest address, ?2 from, ?3 to, ?4 class, ?5 its longest duration, ?6 time bucket,
+    // ?7 highest address, ?8 port if asked.
     let mut args: Vec<Value> = vec![
         addr_blob(lo).into(),
         from.into(),
         to.into(),
         0i64.into(),
         0i64.into(),
+        0i64.into(),
+        addr_blob(hi).into(),
     ];
     if let Some(p) = port {
         args.push(i64::from(p).into());
@@ -208,30 +265,25 @@ pub fn history(
         }
         Ok(())
     };
-    if lo == hi {
-        // One host: a bounded start range per duration class, as `who` does.
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLS}, id FROM states INDEXED BY states_private
-               WHERE s_addr1 = ?1 AND dcls = ?4 AND start_us >= ?2 - ?5 AND start_us <= ?3
-                 AND (end_us IS NULL OR end_us >= ?2){port_test}"
-        ))?;
-        for (c, max) in CLASS_MAX_US.iter().enumerate() {
-            args[3] = (c as i64).into();
-            args[4] = (*max).into();
-            push(&mut stmt.query(params_from_iter(args.iter()))?)?;
-        }
+    // One host is an equality, a prefix a range of addresses (both ends the same length,
+    // so one family); either way, per duration class and time bucket as `who` reads.
+    let addr_test = if lo == hi {
+        "s_addr1 = ?1 AND ?7 = ?1" // (?7 is the same address; named so it binds)
     } else {
-        // A prefix: its address range (both ends of the same length, so one family); the
-        // time test filters.
-        args[3] = addr_blob(hi).into();
-        args[4] = (addr_blob(lo).len() as i64).into();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLS}, id FROM states INDEXED BY states_private
-               WHERE s_addr1 >= ?1 AND s_addr1 <= ?4 AND length(s_addr1) = ?5
-                 AND start_us <= ?3 AND (end_us IS NULL OR end_us >= ?2){port_test}"
-        ))?;
-        push(&mut stmt.query(params_from_iter(args.iter()))?)?;
-    }
+        "s_addr1 >= ?1 AND s_addr1 <= ?7 AND length(s_addr1) = length(?1)"
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLS}, id FROM states INDEXED BY states_private
+           WHERE dcls = ?4 AND tb = ?6 AND {addr_test}
+             AND start_us >= ?2 - ?5 AND start_us <= ?3
+             AND (end_us IS NULL OR end_us >= ?2){port_test}"
+    ))?;
+    each_range(conn, "states_private", from, to, |c, b, max| {
+        args[3] = c.into();
+        args[4] = max.into();
+        args[5] = b.into();
+        push(&mut stmt.query(params_from_iter(args.iter()))?)
+    })?;
     out.sort_by_key(|(id, l)| (l.start, *id));
     Ok(out.into_iter().map(|(_, l)| l).collect())
 }

@@ -1,4 +1,5 @@
--- pfstatelog schema 2: who and history read a bounded range of start times.
+-- pfstatelog schema 2: who and history read a bounded range of start times, and new
+-- lifetimes land in a small, recent part of each index.
 --
 -- A lifetime overlaps [t0, t1] when start <= t1 and end >= t0. An index on (pair, start)
 -- alone must read every earlier start of the pair, because any of them might still be
@@ -29,10 +30,24 @@ ALTER TABLE states ADD COLUMN dcls INTEGER GENERATED ALWAYS AS (
         ELSE 13
     END) VIRTUAL;
 
+-- Time bucket of the start, a width per class: 2^32 µs (72 min) up to class 5, then four
+-- times the class's longest duration; one bucket for classes 13 and 14. Leading the indexes
+-- with (class, bucket) keeps every insert of a recorder or an import in the recent buckets,
+-- which stay in the page cache, however large the database grows: with the address first,
+-- each new lifetime dirtied a random leaf of a multi-gigabyte index (BENCHMARKS.md).
+-- A query reads, per class, the one to three buckets its start range covers.
+ALTER TABLE states ADD COLUMN tb INTEGER GENERATED ALWAYS AS (
+    CASE
+        WHEN dcls IS NULL THEN NULL
+        WHEN dcls >= 13 THEN 0
+        WHEN dcls <= 5 THEN start_us >> 32
+        ELSE start_us >> (22 + 2 * dcls)
+    END) VIRTUAL;
+
 DROP INDEX states_who;
 DROP INDEX states_who_long;
 DROP INDEX states_private;
--- who: public ip:port, duration class, start, end (overlap decided inside the index).
-CREATE INDEX states_who ON states (w_addr1, w_port1, dcls, start_us, end_us);
--- history: the private host, same bounded read for one host; a prefix reads its range.
-CREATE INDEX states_private ON states (s_addr1, dcls, start_us);
+-- who: class, bucket, public ip:port, start, end (overlap decided inside the index).
+CREATE INDEX states_who ON states (dcls, tb, w_addr1, w_port1, start_us, end_us);
+-- history: class, bucket, the private host (or a prefix's range), start.
+CREATE INDEX states_private ON states (dcls, tb, s_addr1, start_us);
