@@ -3,7 +3,7 @@
 
 use crate::cli::RecordArgs;
 use crate::ingest::Ingest;
-use crate::source::live::{Live, Next};
+use crate::source::live::{Captured, Live};
 use crate::store::writer::RunInfo;
 use crate::syslog::{Facility, Logger};
 use anyhow::Context;
@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 
 /// How often libpcap's drop counters are read.
 const STATS_EVERY: Duration = Duration::from_secs(5);
+/// Frames captured but not yet decoded (≈ 3 s at 20,000 states/s, ≈ 60 MiB at most): room
+/// for a slow commit, on top of the kernel's ring.
+const QUEUE_FRAMES: usize = 16_384;
+/// Longest wait for a frame before flushing and checking signals.
+const TICK: Duration = Duration::from_millis(250);
 
 pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
     let facility: Facility = a
@@ -30,7 +35,8 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
         .context("installing signal handlers")?;
 
     let target = a.user.as_deref().map(crate::privdrop::lookup).transpose()?;
-    let mut live = Live::open(&a.iface, a.filter.as_deref())?;
+    let live = Live::open(&a.iface, a.filter.as_deref())?;
+    let linktype = live.linktype;
     // --snapshot: pfctl needs root (/dev/pf), so it runs now; its states are stored after the drop.
     let snapshot = a
         .snapshot
@@ -60,10 +66,14 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
     log.info(&format!(
         "recording pfsync on {} (link type {}) into {db}; {} open states carried over",
         a.iface,
-        live.linktype,
+        linktype,
         ing.tracker.open_count()
     ));
-    let mut last_stats = Instant::now();
+    // The capture thread starts after the privilege drop and the sandbox, like all else.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (frames, capture) = live
+        .spawn(stop.clone(), QUEUE_FRAMES, STATS_EVERY)
+        .context("starting the capture thread")?;
     let mut dropped_seen: u64 = 0;
     let mut status = "stopped";
     let mut write_failing = false;
@@ -93,26 +103,23 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
             }
         }
     };
-    while !term.load(Ordering::Relaxed) {
+    let mut stopping = false;
+    loop {
+        if !stopping && term.load(Ordering::Relaxed) {
+            // Stop capturing, then decode and store what was already captured.
+            stopping = true;
+            stop.store(true, Ordering::Relaxed);
+        }
         if hup.swap(false, Ordering::Relaxed) {
             log.reopen();
             log.info("SIGHUP: log reopened");
         }
-        match live.next_frame() {
-            Ok(Next::Frame(f)) => {
+        match frames.recv_timeout(TICK) {
+            Ok(Captured::Frame(f)) => {
                 let r = ing.frame(&f);
                 write_result(r, &ing, &log);
             }
-            Ok(Next::Timeout) => {}
-            Err(e) => {
-                log.error(&format!("capture failed: {e}"));
-                status = "failed";
-                break;
-            }
-        }
-        if last_stats.elapsed() >= STATS_EVERY {
-            last_stats = Instant::now();
-            if let Some(s) = live.stats() {
+            Ok(Captured::Stats(s)) => {
                 let dropped = s.dropped as u64 + s.if_dropped as u64;
                 if dropped > dropped_seen {
                     let now = super::wall_us();
@@ -132,9 +139,22 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
                     ing.counters.drops = dropped;
                 }
             }
+            Ok(Captured::Failed(e)) => {
+                log.error(&format!("capture failed: {e}"));
+                status = "failed";
+                stop.store(true, Ordering::Relaxed);
+                stopping = true;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            // The capture thread ended and everything it sent is handled.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
         let r = ing.tick();
         write_result(r, &ing, &log);
+    }
+    if capture.join().is_err() {
+        log.error("the capture thread panicked");
+        status = "failed";
     }
     let opened = ing.tracker.stats.opened;
     let closed = ing.tracker.stats.closed;
