@@ -182,9 +182,9 @@ fn overlapping_pieces_in_any_order_equal_the_whole() {
     }
 }
 
-/// Every frame of `capture` through the recorder's pipeline as a run of `kind`, with
-/// batches of the given size in events (small batches split lifetimes across flushes).
-fn ingest_as(db: &Path, capture: &Path, kind: &'static str) {
+/// Every frame of `capture` through the recorder's pipeline as a run of `kind`, flushed
+/// after every `flush_every` frames (small batches split lifetimes across flushes).
+fn ingest_as(db: &Path, capture: &Path, kind: &'static str, flush_every: usize) {
     use pfstatelog::ingest::Ingest;
     use pfstatelog::store::writer::RunInfo;
     let log = pfstatelog::syslog::Logger::console_only(false);
@@ -198,7 +198,7 @@ fn ingest_as(db: &Path, capture: &Path, kind: &'static str) {
     let mut ing = Ingest::open(&db_s, &run, &log).expect("open");
     for (i, f) in frames(capture).iter().enumerate() {
         ing.frame(f).expect("frame");
-        if i % 7 == 0 {
+        if i % flush_every == 0 {
             ing.flush_now().expect("flush");
         }
     }
@@ -207,9 +207,11 @@ fn ingest_as(db: &Path, capture: &Path, kind: &'static str) {
 
 #[test]
 fn lifetimes_held_until_their_end_equal_the_merged_rows() {
-    // An import keeps new lifetimes in memory and writes each once, whole; the recorder
-    // writes at open and merges every later message. Both must leave the same rows, for
-    // every capture: CLRs, duplicates, orphans, HA pairs, FreeBSD, hostile input.
+    // An import keeps new lifetimes in memory until they end and writes each once, whole;
+    // the recorder writes them at the next flush and merges every later message into the
+    // row (flushed after every frame, almost every message takes that path). All must leave
+    // the same rows, for every capture: CLRs, duplicates, orphans, HA pairs, FreeBSD,
+    // hostile input.
     for entry in std::fs::read_dir(fixture("")).expect("fixtures") {
         let p = entry.expect("entry").path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
@@ -218,11 +220,14 @@ fn lifetimes_held_until_their_end_equal_the_merged_rows() {
         }
         let tmp = tempfile::tempdir().expect("tmp");
         let held = tmp.path().join("held.db");
+        let batched = tmp.path().join("batched.db");
         let merged = tmp.path().join("merged.db");
-        ingest_as(&held, &p, "import");
-        ingest_as(&merged, &p, "record");
+        ingest_as(&held, &p, "import", 7);
+        ingest_as(&batched, &p, "record", 7);
+        ingest_as(&merged, &p, "record", 1);
         let h = dump(&held);
         assert!(!h.is_empty(), "{name}: no rows");
+        same(&h, &dump(&batched), &format!("{name}: held vs batched"));
         same(&h, &dump(&merged), &format!("{name}: held vs merged"));
     }
 }

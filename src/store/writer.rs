@@ -55,9 +55,11 @@ pub struct Writer {
     known_max: HashMap<(u32, u8), Option<i64>>,
     /// Latest stored CLR per creator: a state opened after it cannot be ended by one.
     last_clear: HashMap<u32, Option<Micros>>,
-    /// Import only: new lifetimes kept in memory until they end, then written once, whole
-    /// (an INSERT and an UPDATE of every index per lifetime cost several times more).
-    /// Proportional to open states; written out at the end of the import.
+    /// New lifetimes are kept in memory and written once, whole, when they end: an INSERT
+    /// and then UPDATEs that move every index entry cost several times more. An import
+    /// holds them until they end (memory proportional to open states; the rest is written
+    /// at its end); the recorder only until the next flush (at most 1 s of data unflushed),
+    /// which still folds the INS, the first UPD_C and short lifetimes into one INSERT.
     hold_open: bool,
     held: HashMap<StateRef, Row>,
     /// Held lifetimes that ended, written first by the next flush.
@@ -328,7 +330,7 @@ impl Writer {
                 seen,
                 flavor,
                 ..
-            } if fresh && self.hold_open => {
+            } if fresh => {
                 let k = StateRef {
                     id: state.id,
                     creator_id: state.creator_id,
@@ -398,7 +400,7 @@ impl Writer {
 
     /// Events and held lifetimes waiting for the next flush.
     pub fn pending(&self) -> usize {
-        self.pending.len() + self.ready.len()
+        self.pending.len() + self.ready.len() + if self.hold_open { 0 } else { self.held.len() }
     }
 
     /// Record a moment of partial blindness (written with the next flush).
@@ -422,6 +424,9 @@ impl Writer {
             Ok(()) => {
                 self.pending.clear();
                 self.ready.clear();
+                if !self.hold_open {
+                    self.held.clear();
+                }
                 self.creators.clear();
                 self.gaps.clear();
                 Ok(())
@@ -440,6 +445,16 @@ impl Writer {
         // Held lifetimes first: every pending event about their key came after their end.
         for r in &self.ready {
             insert_row(&tx, r)?;
+        }
+        if !self.hold_open {
+            // The recorder: open lifetimes are in the store at every commit; later events
+            // about them update their rows.
+            let mut open: Vec<(&StateRef, &Row)> = self.held.iter().collect();
+            open.sort_by_key(|(k, r)| (r.first, k.creator_id, k.id));
+            for (k, r) in open {
+                insert_row(&tx, r)?;
+                self.rows.insert(*k, tx.last_insert_rowid());
+            }
         }
         for (e, fresh) in &self.pending {
             apply(&tx, &mut self.rows, e, *fresh)?;
