@@ -1,21 +1,14 @@
 //! Faults the recorder must survive without losing what it recorded: a second writer, a
 //! kill -9 in the middle of an import, a full disk.
 
+mod common;
+
+use common::{bin, fixture, integrity, row_strings};
 use rusqlite::Connection;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_pfstatelog")
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -37,25 +30,7 @@ fn states(db: &Path) -> Vec<String> {
              FROM states ORDER BY creator_id, state_id, start_us, end_us",
         )
         .expect("prepare");
-    let n = st.column_count();
-    st.query_map([], |r| {
-        let mut s = String::new();
-        for i in 0..n {
-            s.push_str(&format!("{:?}|", r.get::<_, rusqlite::types::Value>(i)?));
-        }
-        Ok(s)
-    })
-    .expect("query")
-    .map(|r| r.expect("row"))
-    .collect()
-}
-
-fn integrity_ok(db: &Path) {
-    let c = Connection::open(db).expect("open");
-    let ok: String = c
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .expect("check");
-    assert_eq!(ok, "ok");
+    row_strings(&mut st)
 }
 
 fn count(db: &Path) -> i64 {
@@ -152,7 +127,7 @@ fn kill_9_mid_import_then_import_again_equals_a_clean_import() {
     child.kill().expect("kill -9");
     let _ = child.wait();
     drop(fifo_w);
-    integrity_ok(&db);
+    assert_eq!(integrity(&db), "ok");
     assert!(count(&db) > 0, "what was committed before the kill stays");
     let again = Command::new(bin())
         .arg("import")
@@ -175,7 +150,7 @@ fn kill_9_mid_import_then_import_again_equals_a_clean_import() {
         .output()
         .expect("import");
     assert!(out.status.success());
-    integrity_ok(&db);
+    assert_eq!(integrity(&db), "ok");
     assert_eq!(
         states(&db),
         states(&clean),
@@ -234,7 +209,7 @@ fn a_full_disk_gives_a_clear_error_and_keeps_what_was_committed() {
     let err = failed.expect("600 KiB must fill up before every fixture is imported");
     assert_eq!(err.lines().count(), 1, "one clear line: {err}");
     assert!(err.contains("full"), "says the disk is full: {err}");
-    integrity_ok(&db);
+    assert_eq!(integrity(&db), "ok");
     assert!(count(&db) >= committed, "nothing already committed is lost");
     assert!(committed > 0);
 }

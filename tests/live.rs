@@ -11,17 +11,16 @@
 
 mod common;
 
+use common::live::{in_private_dev, setup, skip, Sender, Veth};
 use common::{
     bin, fixture, imported_events, read_frames, run, run_ok, untimed_event, write_pcap, Proc,
 };
 use pfstatelog::source::Frame;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const CAPTURE: &str = "ha-pair-clr-l5-ether";
@@ -30,201 +29,6 @@ const CREATORS: [&str; 2] = ["5a3c1e07", "8d2b6f10"];
 const WAIT: Duration = Duration::from_secs(20);
 /// SIGTERM to exit: the capture loop wakes up every 250 ms, then flushes.
 const STOP: Duration = Duration::from_secs(8);
-
-// ---------------------------------------------------------------------------------------
-// Setup: skip rules, the veth pair, the sender inside the namespace.
-
-/// Why live tests cannot run on this machine, if they cannot.
-fn unavailable() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root (network namespaces, veth, live capture)".into());
-    }
-    match Command::new("ip").arg("-V").output() {
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!("`ip -V` failed: {}", o.status)),
-        Err(e) => Some(format!("iproute2 `ip` not available: {e}")),
-    }
-}
-
-fn skip(test: &str, why: &str) {
-    if std::env::var_os("PFSTATELOG_REQUIRE_LIVE").is_some_and(|v| v == "1") {
-        panic!("{test}: cannot run ({why}) and PFSTATELOG_REQUIRE_LIVE=1");
-    }
-    println!("{test}: skipped: {why}");
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let o = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}: {}",
-            args.join(" "),
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
-    }
-}
-
-/// A veth pair: `host` in the root namespace, `peer` in the network namespace `ns`. Both
-/// are deleted on drop, also when the test panics.
-struct Veth {
-    ns: String,
-    host: String,
-    peer: String,
-}
-
-impl Veth {
-    /// Names carry the pid and a per-test tag (interface names stay under 16 bytes).
-    /// Err: the namespace cannot be created here (the test is skipped).
-    fn create(tag: char) -> Result<Veth, String> {
-        let pid = std::process::id();
-        let v = Veth {
-            ns: format!("pfsl-{pid}-{tag}"),
-            host: format!("pfsl{pid}{tag}a"),
-            peer: format!("pfsl{pid}{tag}b"),
-        };
-        ip(&["netns", "add", &v.ns])?;
-        // From here on, failing is a failure, not a skip.
-        let fail = |e: String| panic!("setting up {}: {e}", v.host);
-        ip(&[
-            "link", "add", &v.host, "type", "veth", "peer", "name", &v.peer, "netns", &v.ns,
-        ])
-        .unwrap_or_else(fail);
-        ip(&["link", "set", &v.host, "up"]).unwrap_or_else(fail);
-        ip(&["-n", &v.ns, "link", "set", &v.peer, "up"]).unwrap_or_else(fail);
-        Ok(v)
-    }
-
-    /// A raw packet socket on the peer, opened inside the namespace. The calling thread,
-    /// which then sends, is pinned to its CPU: the kernel queues a frame received on a veth
-    /// on the sender's CPU, so frames sent from two CPUs could be captured out of order.
-    fn sender(&self) -> Sender {
-        // SAFETY: cpu_set_t is plain old data; the calls only read and write it.
-        unsafe {
-            let cpu = libc::sched_getcpu();
-            if cpu >= 0 {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(cpu as usize, &mut set);
-                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-            }
-        }
-        Sender::open(&self.ns, &self.peer)
-    }
-}
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        for args in [
-            &["link", "del", self.host.as_str()][..],
-            &["netns", "del", self.ns.as_str()][..],
-        ] {
-            let _ = Command::new("ip")
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-fn setup(test: &str, tag: char) -> Option<Veth> {
-    if let Some(why) = unavailable() {
-        skip(test, &why);
-        return None;
-    }
-    match Veth::create(tag) {
-        Ok(v) => Some(v),
-        Err(why) => {
-            skip(test, &format!("no network namespace: {why}"));
-            None
-        }
-    }
-}
-
-/// AF_PACKET/SOCK_RAW socket created inside a network namespace: a socket stays in the
-/// namespace it was created in, so the test's threads can send on it from anywhere.
-struct Sender {
-    fd: OwnedFd,
-    ifindex: libc::c_int,
-}
-
-impl Sender {
-    fn open(ns: &str, ifname: &str) -> Sender {
-        let path = format!("/var/run/netns/{ns}");
-        let name = CString::new(ifname).expect("ifname");
-        // setns(CLONE_NEWNET) changes the calling thread only: use a throwaway thread.
-        std::thread::spawn(move || {
-            let nsf = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            // SAFETY: plain syscalls on valid descriptors and a NUL-terminated name.
-            unsafe {
-                if libc::setns(nsf.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                    panic!("setns {path}: {}", std::io::Error::last_os_error());
-                }
-                // Protocol 0: this socket only sends, it receives nothing.
-                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
-                if fd < 0 {
-                    panic!("AF_PACKET socket: {}", std::io::Error::last_os_error());
-                }
-                let fd = OwnedFd::from_raw_fd(fd);
-                let ifindex = libc::if_nametoindex(name.as_ptr()) as libc::c_int;
-                assert!(ifindex > 0, "no interface {name:?} in the namespace");
-                Sender { fd, ifindex }
-            }
-        })
-        .join()
-        .expect("opening the sender in the namespace")
-    }
-
-    /// Send one Ethernet frame as it is (retrying briefly while the queue is full).
-    fn send(&self, frame: &[u8]) {
-        assert!(frame.len() >= 14, "frame shorter than an Ethernet header");
-        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
-        let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sa.sll_family = libc::AF_PACKET as u16;
-        sa.sll_protocol = u16::from_be_bytes([frame[12], frame[13]]).to_be();
-        sa.sll_ifindex = self.ifindex;
-        sa.sll_halen = 6;
-        sa.sll_addr[..6].copy_from_slice(&frame[..6]);
-        for attempt in 0.. {
-            // SAFETY: buffer and address are valid for the lengths given.
-            let n = unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&sa as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                )
-            };
-            if n == frame.len() as isize {
-                return;
-            }
-            let e = std::io::Error::last_os_error();
-            let busy = matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN));
-            assert!(busy && attempt < 500, "sendto: {e} (sent {n})");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// Send frames back to back, pausing a little every few so that no queue overflows.
-    fn send_all<'a>(&self, frames: impl IntoIterator<Item = &'a Frame>) {
-        for (i, f) in frames.into_iter().enumerate() {
-            self.send(&f.data);
-            if i % 16 == 15 {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Helpers on frames, decode output, the database.
@@ -409,23 +213,6 @@ fn wait_events(p: &mut Proc, n: usize) {
     );
 }
 
-/// SIGTERM to `record` or `decode -i`: it must exit 0 promptly. Returns how long it took.
-fn stop(p: &mut Proc) -> Duration {
-    let t = Instant::now();
-    p.signal(libc::SIGTERM);
-    let status = p.wait_timeout(STOP);
-    let took = t.elapsed();
-    let status = status
-        .unwrap_or_else(|| panic!("still running {STOP:?} after SIGTERM:\n{}", p.transcript()));
-    p.err.drain(Duration::from_secs(5));
-    assert!(
-        status.success(),
-        "exited with {status} after SIGTERM:\n{}",
-        p.transcript()
-    );
-    took
-}
-
 // ---------------------------------------------------------------------------------------
 // Tests.
 
@@ -526,7 +313,7 @@ fn decode_interface_prints_the_sent_messages() {
             .expect("spawn decode");
     probe(&mut p, &tx, &frames[0]);
     std::thread::sleep(Duration::from_millis(500));
-    let took = stop(&mut p);
+    let took = p.stop(STOP);
     assert!(
         p.err.seen.iter().any(|l| l.contains(" frames, ")),
         "no summary after SIGTERM:\n{}",
@@ -541,26 +328,13 @@ fn decode_interface_prints_the_sent_messages() {
 
 /// `decode -i` says nothing until a frame arrives: send `frame` until it prints something.
 fn probe(p: &mut Proc, tx: &Sender, frame: &Frame) {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let what = "decode -i printing what it captured";
+    let sent = |p: &mut Proc| {
         tx.send(&frame.data);
-        if p.out
+        p.out
             .wait_for(Duration::from_millis(200), |s| !s.is_empty())
-        {
-            return;
-        }
-        if let Some(s) = p.exited() {
-            panic!(
-                "decode -i exited ({s}) before capturing:\n{}",
-                p.transcript()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "decode -i printed nothing for {WAIT:?}:\n{}",
-            p.transcript()
-        );
-    }
+    };
+    p.poll_until(WAIT, what, sent, |_| {});
 }
 
 /// `record` on the interface while the whole capture is replayed: it logs and stores the
@@ -590,7 +364,7 @@ fn record_interface_stores_what_import_stores() {
     tx.send_all(&frames);
     wait_events(&mut p, want_events.len());
     let processed = sent.elapsed();
-    let took = stop(&mut p);
+    let took = p.stop(STOP);
     let t1 = now_us();
 
     let got: Vec<String> = p.err.seen.iter().filter_map(|l| untimed_event(l)).collect();
@@ -750,7 +524,7 @@ fn record_interface_ignores_ttl_64() {
     let mut p = start_recorder(&link.host, &db, &["--no-syslog"]);
     link.sender().send_all(&send);
     wait_events(&mut p, want_events.len());
-    stop(&mut p);
+    p.stop(STOP);
 
     let got: Vec<String> = p.err.seen.iter().filter_map(|l| untimed_event(l)).collect();
     assert_eq!(got, want_events);
@@ -883,7 +657,6 @@ fn syslog_run(
     send: &[Frame],
     pri: u32,
 ) -> Option<Vec<String>> {
-    use std::os::unix::process::CommandExt;
     let work = tmp.join(facility);
     let devdir = work.join("dev");
     std::fs::create_dir_all(&devdir).expect("mkdir");
@@ -894,7 +667,6 @@ fn syslog_run(
     assert!(!want_events.is_empty());
     let db = work.join("live.db").display().to_string();
 
-    let src = CString::new(devdir.as_os_str().as_encoded_bytes()).expect("path");
     let mut cmd = Command::new(bin());
     cmd.args([
         "record",
@@ -904,32 +676,7 @@ fn syslog_run(
         facility,
         &link.host,
     ]);
-    // SAFETY: between fork and exec only async-signal-safe syscalls run, on memory prepared
-    // before the fork. Private first, so the bind mount cannot propagate to the host.
-    unsafe {
-        cmd.pre_exec(move || {
-            let fail = || Err(std::io::Error::last_os_error());
-            if libc::unshare(libc::CLONE_NEWNS) != 0 {
-                return fail();
-            }
-            let private = libc::MS_REC | libc::MS_PRIVATE;
-            let null = std::ptr::null();
-            if libc::mount(null, c"/".as_ptr(), null, private, null.cast()) != 0 {
-                return fail();
-            }
-            if libc::mount(
-                src.as_ptr(),
-                c"/dev".as_ptr(),
-                null,
-                libc::MS_BIND,
-                null.cast(),
-            ) != 0
-            {
-                return fail();
-            }
-            Ok(())
-        })
-    };
+    in_private_dev(&mut cmd, &devdir);
     let mut p = match Proc::spawn(&mut cmd) {
         Ok(p) => p,
         Err(e) => {
@@ -958,21 +705,15 @@ fn syslog_run(
     };
     let deadline = Instant::now() + WAIT;
     // The first line comes once capture is set up.
-    loop {
-        if let Some(m) = recv(&mut p, Duration::from_millis(200)) {
+    let first = |p: &mut Proc| match recv(p, Duration::from_millis(200)) {
+        Some(m) => {
             assert!(m.starts_with("recording pfsync on "), "{m}");
             got.push(m);
-            break;
+            true
         }
-        if let Some(s) = p.exited() {
-            panic!("record exited ({s}) before logging:\n{}", p.transcript());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no syslog line:\n{}",
-            p.transcript()
-        );
-    }
+        None => false,
+    };
+    p.poll_until(WAIT, "record's first syslog line", first, |_| {});
     link.sender().send_all(send);
     while got.iter().filter_map(|l| untimed_event(l)).count() < want_events.len() {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -985,7 +726,7 @@ fn syslog_run(
             got.push(m);
         }
     }
-    stop(&mut p);
+    p.stop(STOP);
     while let Some(m) = recv(&mut p, Duration::from_millis(500)) {
         let last = m.starts_with("stopped: ");
         got.push(m);

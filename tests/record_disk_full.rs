@@ -1,14 +1,16 @@
 //! `record` on a full disk: the database lives on a small tmpfs that the test fills while
 //! the recorder captures live pfsync traffic (a veth pair, one end in a network namespace,
-//! as in tests/live.rs). The recorder must not exit, must say once, clearly, on stderr and
-//! in syslog, that it cannot write, must keep capturing (states pending in memory), and once
-//! space returns must write everything it captured before, during and after the full
-//! period, lose nothing committed earlier, and stop with exit 0 on SIGTERM.
+//! set up by tests/common/live.rs as for tests/live.rs). The recorder must not exit, must
+//! say once, clearly, on stderr and in syslog, that it cannot write, must keep capturing
+//! (states pending in memory), and once space returns must write everything it captured
+//! before, during and after the full period, lose nothing committed earlier, and stop with
+//! exit 0 on SIGTERM.
 //!
 //! The tmpfs is mounted in a private mount namespace of the test's worker thread (the
 //! programs it starts inherit it; the rest of the machine never sees the mount, and it
 //! vanishes with the thread). Syslog is read from a datagram socket bound over /dev/log in
-//! the recorder's own, further private, mount namespace (the technique of tests/live.rs).
+//! the recorder's own, further private, mount namespace (tests/common/live.rs,
+//! `in_private_dev`, as in tests/live.rs).
 //!
 //! The oracle for what must be stored is `import` of the same frames (of the prefix sent so
 //! far): live capture restamps packets, so only times are left out of the comparison.
@@ -18,15 +20,17 @@
 
 mod common;
 
-use common::{bin, fixture, imported_events, read_frames, untimed_event, write_pcap, Proc};
+use common::live::{in_private_dev, setup, skip, Veth};
+use common::{
+    bin, fixture, imported_events, integrity, read_frames, row_strings, untimed_event, write_pcap,
+    Proc,
+};
 use rusqlite::{Connection, OpenFlags};
 use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,162 +49,6 @@ const TMPFS_SIZE: &str = "16m";
 const DAEMON_ERR: &str = "<27>";
 const DAEMON_WARNING: &str = "<28>";
 const DAEMON_INFO: &str = "<30>";
-
-// ---------------------------------------------------------------------------------------
-// Skipping, the veth pair and the raw sender (as in tests/live.rs).
-
-fn skip(why: &str) {
-    if std::env::var_os("PFSTATELOG_REQUIRE_LIVE").is_some_and(|v| v == "1") {
-        panic!("{TEST}: cannot run ({why}) and PFSTATELOG_REQUIRE_LIVE=1");
-    }
-    println!("{TEST}: skipped: {why}");
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let o = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}: {}",
-            args.join(" "),
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
-    }
-}
-
-/// `host` in the root network namespace, `peer` in the namespace `ns`; deleted on drop.
-struct Veth {
-    ns: String,
-    host: String,
-    peer: String,
-}
-
-impl Veth {
-    fn create() -> Result<Veth, String> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err("needs root (namespaces, mounts, veth, live capture)".into());
-        }
-        let pid = std::process::id();
-        let v = Veth {
-            ns: format!("pfsl-{pid}-f"),
-            host: format!("pfsl{pid}fa"),
-            peer: format!("pfsl{pid}fb"),
-        };
-        ip(&["netns", "add", &v.ns]).map_err(|e| format!("no network namespace: {e}"))?;
-        let fail = |e: String| panic!("setting up {}: {e}", v.host);
-        ip(&[
-            "link", "add", &v.host, "type", "veth", "peer", "name", &v.peer, "netns", &v.ns,
-        ])
-        .unwrap_or_else(fail);
-        ip(&["link", "set", &v.host, "up"]).unwrap_or_else(fail);
-        ip(&["-n", &v.ns, "link", "set", &v.peer, "up"]).unwrap_or_else(fail);
-        Ok(v)
-    }
-}
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        for args in [
-            &["link", "del", self.host.as_str()][..],
-            &["netns", "del", self.ns.as_str()][..],
-        ] {
-            let _ = Command::new("ip")
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-/// An AF_PACKET socket on the peer, created inside its network namespace.
-struct Sender {
-    fd: OwnedFd,
-    ifindex: libc::c_int,
-}
-
-impl Sender {
-    /// Also pins the calling (sending) thread to its CPU, so frames are captured in order.
-    fn open(v: &Veth) -> Sender {
-        // SAFETY: cpu_set_t is plain old data; the calls only read and write it.
-        unsafe {
-            let cpu = libc::sched_getcpu();
-            if cpu >= 0 {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(cpu as usize, &mut set);
-                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-            }
-        }
-        let path = format!("/var/run/netns/{}", v.ns);
-        let name = CString::new(v.peer.as_str()).expect("ifname");
-        // setns(CLONE_NEWNET) changes the calling thread only: use a throwaway thread.
-        std::thread::spawn(move || {
-            let nsf = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            // SAFETY: plain syscalls on valid descriptors and a NUL-terminated name.
-            unsafe {
-                if libc::setns(nsf.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                    panic!("setns {path}: {}", std::io::Error::last_os_error());
-                }
-                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
-                assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
-                let fd = OwnedFd::from_raw_fd(fd);
-                let ifindex = libc::if_nametoindex(name.as_ptr()) as libc::c_int;
-                assert!(ifindex > 0, "no interface {name:?} in the namespace");
-                Sender { fd, ifindex }
-            }
-        })
-        .join()
-        .expect("opening the sender in the namespace")
-    }
-
-    fn send(&self, frame: &[u8]) {
-        assert!(frame.len() >= 14, "frame shorter than an Ethernet header");
-        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
-        let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sa.sll_family = libc::AF_PACKET as u16;
-        sa.sll_protocol = u16::from_be_bytes([frame[12], frame[13]]).to_be();
-        sa.sll_ifindex = self.ifindex;
-        sa.sll_halen = 6;
-        sa.sll_addr[..6].copy_from_slice(&frame[..6]);
-        for attempt in 0.. {
-            // SAFETY: buffer and address are valid for the lengths given.
-            let n = unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&sa as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                )
-            };
-            if n == frame.len() as isize {
-                return;
-            }
-            let e = std::io::Error::last_os_error();
-            let busy = matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN));
-            assert!(busy && attempt < 500, "sendto: {e} (sent {n})");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    fn send_all(&self, frames: &[pfstatelog::source::Frame]) {
-        for (i, f) in frames.iter().enumerate() {
-            self.send(&f.data);
-            if i % 16 == 15 {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // The small filesystem.
@@ -303,26 +151,9 @@ fn rows(db: &Path) -> Vec<String> {
              FROM states",
         )
         .expect("prepare");
-    let n = st.column_count();
-    let mut v: Vec<String> = st
-        .query_map([], |r| {
-            let mut s = String::new();
-            for i in 0..n {
-                s.push_str(&format!("{:?}|", r.get::<_, rusqlite::types::Value>(i)?));
-            }
-            Ok(s)
-        })
-        .expect("query")
-        .map(|r| r.expect("row"))
-        .collect();
+    let mut v = row_strings(&mut st);
     v.sort();
     v
-}
-
-fn integrity(db: &Path) -> String {
-    Connection::open(db)
-        .and_then(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
-        .unwrap_or_else(|e| panic!("integrity_check {}: {e}", db.display()))
 }
 
 /// (status, packets) of the database's runs.
@@ -397,29 +228,9 @@ impl Drop for SyslogSink {
 /// `record -v --db DB IFACE` in a private mount namespace (a copy of the caller's, so it
 /// sees the tmpfs) where /dev is `devdir`, holding the log socket.
 fn start_recorder(iface: &str, db: &Path, devdir: &Path) -> Result<Proc, String> {
-    let src = c_path(devdir);
     let mut cmd = Command::new(bin());
     cmd.arg("record").arg("-v").arg("--db").arg(db).arg(iface);
-    // SAFETY: between fork and exec only async-signal-safe syscalls run, on memory prepared
-    // before the fork. Private first, so the bind mount cannot propagate anywhere.
-    unsafe {
-        cmd.pre_exec(move || {
-            let fail = || Err(std::io::Error::last_os_error());
-            if libc::unshare(libc::CLONE_NEWNS) != 0 {
-                return fail();
-            }
-            let null = std::ptr::null();
-            let private = libc::MS_REC | libc::MS_PRIVATE;
-            if libc::mount(null, c"/".as_ptr(), null, private, null.cast()) != 0 {
-                return fail();
-            }
-            let bind = libc::MS_BIND;
-            if libc::mount(src.as_ptr(), c"/dev".as_ptr(), null, bind, null.cast()) != 0 {
-                return fail();
-            }
-            Ok(())
-        })
-    };
+    in_private_dev(&mut cmd, devdir);
     let mut p = Proc::spawn(&mut cmd).map_err(|e| format!("record in a mount namespace: {e}"))?;
     let ready = p.err.wait_for(WAIT, |s| {
         s.iter().any(|l| l.starts_with("recording pfsync on "))
@@ -430,24 +241,15 @@ fn start_recorder(iface: &str, db: &Path, devdir: &Path) -> Result<Proc, String>
 
 /// Poll `cond` (up to WAIT) while collecting the recorder's stderr; the recorder must stay up.
 fn wait_until(p: &mut Proc, what: &str, mut cond: impl FnMut(&Proc) -> bool) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if cond(p) {
-            return;
-        }
-        if let Some(s) = p.exited() {
-            panic!(
-                "record exited ({s}) waiting for {what}:\n{}",
-                p.transcript()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not within {WAIT:?}: {what}:\n{}",
-            p.transcript()
-        );
-        p.err.wait_for(Duration::from_millis(100), |_| false);
-    }
+    let what = format!("record: {what}");
+    p.poll_until(
+        WAIT,
+        &what,
+        |p| cond(p),
+        |p| {
+            p.err.wait_for(Duration::from_millis(100), |_| false);
+        },
+    );
 }
 
 /// Let `d` pass while collecting stderr; the recorder must stay up all along.
@@ -478,9 +280,8 @@ fn lines_with(p: &Proc, needle: &str) -> Vec<String> {
 
 #[test]
 fn record_survives_a_full_disk_and_writes_everything_once_space_returns() {
-    let link = match Veth::create() {
-        Ok(v) => v,
-        Err(why) => return skip(&why),
+    let Some(link) = setup(TEST, 'f') else {
+        return;
     };
     let iface = link.host.clone();
     // The mount namespace belongs to this worker thread alone.
@@ -498,7 +299,7 @@ fn body(iface: &str, link: &Veth) {
     // Dropped before `tmp`, so the directory can be removed.
     let _unmount = match private_tmpfs(&small, TMPFS_SIZE) {
         Ok(u) => u,
-        Err(why) => return skip(&format!("no private tmpfs: {why}")),
+        Err(why) => return skip(TEST, &format!("no private tmpfs: {why}")),
     };
 
     // Three phases of the capture: before, during and after the full period; each opens
@@ -539,10 +340,10 @@ fn body(iface: &str, link: &Veth) {
     let db = small.join("live.db");
     let mut p = match start_recorder(iface, &db, &devdir) {
         Ok(p) => p,
-        Err(why) => return skip(&why),
+        Err(why) => return skip(TEST, &why),
     };
     let pid = p.pid();
-    let tx = Sender::open(link);
+    let tx = link.sender();
 
     // 1. Before: sent, captured and committed.
     tx.send_all(&frames[..a]);
@@ -636,16 +437,7 @@ fn body(iface: &str, link: &Veth) {
     });
 
     // 5. SIGTERM: exit 0, and every state of the capture is stored, once.
-    p.signal(libc::SIGTERM);
-    let status = p
-        .wait_timeout(STOP)
-        .unwrap_or_else(|| panic!("still running {STOP:?} after SIGTERM:\n{}", p.transcript()));
-    p.err.drain(Duration::from_secs(5));
-    assert!(
-        status.success(),
-        "exit {status} after SIGTERM:\n{}",
-        p.transcript()
-    );
+    p.stop(STOP);
     assert_eq!(events(&p), want, "the state lines of import, in order");
     let opened = want.iter().filter(|l| l.starts_with("start ")).count();
     let stopped = format!(

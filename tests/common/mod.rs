@@ -1,9 +1,13 @@
-//! Helpers shared by the integration tests: the built binary, fixtures, pcap files, and
-//! child processes whose output is read line by line with timeouts (never an unbounded wait).
+//! Helpers shared by the integration tests: the built binary, fixtures, pcap files, child
+//! processes whose output is read line by line with timeouts (never an unbounded wait), and
+//! database checks; `live` holds the setup of the live-capture tests.
 #![allow(dead_code)] // each test crate uses its own subset
+
+pub mod live;
 
 use pfstatelog::source::file::CaptureFile;
 use pfstatelog::source::Frame;
+use rusqlite::Connection;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -168,6 +172,55 @@ impl Proc {
         }
     }
 
+    /// SIGTERM: the child must exit 0 within `timeout`; its stderr is then read to the end.
+    /// Returns how long it took to exit.
+    pub fn stop(&mut self, timeout: Duration) -> Duration {
+        let t = Instant::now();
+        self.signal(libc::SIGTERM);
+        let status = self.wait_timeout(timeout);
+        let took = t.elapsed();
+        let status = status.unwrap_or_else(|| {
+            panic!(
+                "still running {timeout:?} after SIGTERM:\n{}",
+                self.transcript()
+            )
+        });
+        self.err.drain(Duration::from_secs(5));
+        assert!(
+            status.success(),
+            "exited with {status} after SIGTERM:\n{}",
+            self.transcript()
+        );
+        took
+    }
+
+    /// Call `done` until it holds, for at most `timeout`. After each `false` the child must
+    /// still be running and time be left (else a panic naming `what`, with the transcript);
+    /// then `pause` (e.g. collect output for a while) before the next call.
+    pub fn poll_until(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut done: impl FnMut(&mut Proc) -> bool,
+        mut pause: impl FnMut(&mut Proc),
+    ) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(self) {
+                return;
+            }
+            if let Some(s) = self.exited() {
+                panic!("exited ({s}) waiting for {what}:\n{}", self.transcript());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not within {timeout:?}: {what}:\n{}",
+                self.transcript()
+            );
+            pause(self);
+        }
+    }
+
     /// What the child printed so far, for assertion messages.
     pub fn transcript(&self) -> String {
         let tail = |v: &[String]| v[v.len().saturating_sub(30)..].join("\n");
@@ -216,4 +269,27 @@ pub fn imported_events(capture: &Path, db: &Path) -> Vec<String> {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "import {}: {err}", capture.display());
     err.lines().filter_map(untimed_event).collect()
+}
+
+/// `PRAGMA integrity_check` of the database `db`: "ok" when it is sound.
+pub fn integrity(db: &Path) -> String {
+    Connection::open(db)
+        .and_then(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
+        .unwrap_or_else(|e| panic!("integrity_check {}: {e}", db.display()))
+}
+
+/// Every row of `st`, in the order the query returns them, as one string: each column's
+/// value in `Debug` form followed by `|`.
+pub fn row_strings(st: &mut rusqlite::Statement) -> Vec<String> {
+    let n = st.column_count();
+    st.query_map([], |r| {
+        let mut s = String::new();
+        for i in 0..n {
+            s.push_str(&format!("{:?}|", r.get::<_, rusqlite::types::Value>(i)?));
+        }
+        Ok(s)
+    })
+    .expect("query")
+    .map(|r| r.expect("row"))
+    .collect()
 }
