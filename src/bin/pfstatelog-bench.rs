@@ -1082,21 +1082,20 @@ fn sample_pair(
         "SELECT min(first_us), max(last_us) FROM runs"
     };
     let (t0, t1): (i64, i64) = c.query_row(span_sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let mut st = c.prepare(
-        "SELECT start_us, coalesce(end_us, last_us) FROM states
-         WHERE w_addr1 = ?1 AND w_port1 = ?2 AND start_us >= ?3 AND start_us <= ?4 ORDER BY start_us LIMIT 1",
-    )?;
     let mut out = Vec::new();
     let mut tries = 0;
+    let f = query::WhoFilter::default();
     while out.len() < n && !pairs.is_empty() && tries < n * 10 {
         tries += 1;
         let (ip, port) = pairs[rng.below(pairs.len() as u64) as usize];
         let t = t0 + rng.below((t1 - t0).max(1) as u64) as i64;
-        let row: Option<(i64, i64)> = st
-            .query_row(params![store::addr_blob(&ip), port as i64, t, t1], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
+        // The first lifetime of the pair starting in the hour after t (through the who
+        // index: the database has no (pair, start) index).
+        let row = query::who(c, &ip, port, t, t + 3_600_000_000, t, &f)?
+            .into_iter()
+            .filter(|l| l.start >= t)
+            .min_by_key(|l| (l.start, l.state_id))
+            .map(|l| (l.start, l.end.unwrap_or(l.last_seen)));
         if let Some((s, e)) = row {
             out.push(Probe {
                 ip,
@@ -1108,34 +1107,37 @@ fn sample_pair(
     Ok(out)
 }
 
+/// Lifetimes of a public pair, counted through the who index (class by class, bucket by
+/// bucket over all time).
+fn pair_count(c: &Connection, ip: &IpAddr, port: u16) -> anyhow::Result<i64> {
+    let mut st = c.prepare_cached(
+        "SELECT count(*) FROM states INDEXED BY states_who
+          WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
+    )?;
+    let mut n = 0i64;
+    query::each_range(c, "states_who", i64::MIN / 4, i64::MAX / 4, |cls, b, _| {
+        n += st.query_row(params![cls, b, store::addr_blob(ip), port as i64], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        Ok(())
+    })?;
+    Ok(n)
+}
+
 /// Public pairs used most, among the known hot ranges (static-port pairs and rdr ports).
 fn find_pairs(c: &Connection) -> anyhow::Result<(Vec<PairCount>, Vec<PairCount>)> {
     let mut hot = Vec::new();
-    let mut st = c.prepare(
-        "SELECT w_port1, count(*) FROM states WHERE w_addr1 = ?1 AND w_port1 >= ?2 AND w_port1 < ?3
-         GROUP BY w_port1 HAVING count(*) >= 100",
-    )?;
     let pool0 = IpAddr::V4(gen::NAT_POOL_V4[0]);
-    let rows = st.query_map(
-        params![
-            store::addr_blob(&pool0),
-            gen::HOT_PORT_BASE as i64,
-            gen::HOT_PORT_BASE as i64 + 1000
-        ],
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-    )?;
-    for r in rows {
-        let (p, n) = r?;
-        hot.push((pool0, p as u16, n));
+    for p in gen::HOT_PORT_BASE..gen::HOT_PORT_BASE + 10 {
+        let n = pair_count(c, &pool0, p)?;
+        if n >= 100 {
+            hot.push((pool0, p, n));
+        }
     }
     let mut rdr = Vec::new();
     let rdr_ip = IpAddr::V4(gen::RDR_PUBLIC);
     for p in gen::RDR_PORTS {
-        let n: i64 = c.query_row(
-            "SELECT count(*) FROM states WHERE w_addr1 = ?1 AND w_port1 = ?2",
-            params![store::addr_blob(&rdr_ip), p as i64],
-            |r| r.get(0),
-        )?;
+        let n = pair_count(c, &rdr_ip, p)?;
         if n > 0 {
             rdr.push((rdr_ip, p, n));
         }
