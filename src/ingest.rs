@@ -10,10 +10,16 @@ use crate::syslog::Logger;
 use crate::track::{Event, Tracker};
 use std::time::{Duration, Instant};
 
-/// Flush when this many events are pending...
-const BATCH_EVENTS: usize = 20_000;
-/// ...or when the oldest unflushed data is this old (at most 1 s of data unflushed).
+/// Flush when this many events are pending (≈ 60 MiB; at 20,000 states/s about a
+/// second's worth, so the time limit below decides)...
+const BATCH_EVENTS: usize = 200_000;
+/// ...or when the oldest unflushed data is this old (at most 1 s of data unflushed)...
 const BATCH_AGE: Duration = Duration::from_secs(1);
+/// ...unless commits cannot keep up: then the recorder commits less often, up to this, and
+/// says so. Each commit rewrites the index pages of the open states whatever the batch
+/// size, so a longer batch costs less per state; the alternative is libpcap dropping
+/// packets, which loses them for good.
+const BATCH_AGE_MAX: Duration = Duration::from_secs(8);
 
 pub struct Ingest<'l> {
     pub tracker: Tracker,
@@ -31,6 +37,8 @@ pub struct Ingest<'l> {
     retry_after: Option<Instant>,
     /// Events the last successful flush wrote.
     flushed: usize,
+    /// Current limit on the age of unflushed data: BATCH_AGE, longer while commits are slow.
+    batch_age: Duration,
     _lock: store::WriterLock,
 }
 
@@ -56,6 +64,7 @@ impl<'l> Ingest<'l> {
             live_since: None,
             retry_after: None,
             flushed: 0,
+            batch_age: BATCH_AGE,
             _lock: lock,
         })
     }
@@ -131,7 +140,7 @@ impl<'l> Ingest<'l> {
     /// Flush if the oldest unflushed data has waited long enough.
     pub fn tick(&mut self) -> Result<(), StoreError> {
         match self.oldest_pending {
-            Some(t) if t.elapsed() >= BATCH_AGE => self.flush(),
+            Some(t) if t.elapsed() >= self.batch_age => self.flush(),
             None if self.live_since.is_some() => {
                 // Heartbeat: coverage must grow while the link is quiet.
                 self.oldest_pending = Some(Instant::now());
@@ -155,17 +164,46 @@ impl<'l> Ingest<'l> {
             self.counters.last_us = Some(crate::cmd::wall_us());
         }
         let pending = self.writer.pending();
+        let started = Instant::now();
         match self.writer.flush(&self.counters) {
             Ok(()) => {
                 self.oldest_pending = None;
                 self.retry_after = None;
                 self.flushed = pending;
+                self.pace(started.elapsed());
                 Ok(())
             }
             Err(e) => {
                 self.retry_after = Some(Instant::now() + RETRY_EVERY);
                 Err(e)
             }
+        }
+    }
+
+    /// Keep commits under half the recorder's time: a commit that took `took` sets the next
+    /// batch to at least twice that (at most BATCH_AGE_MAX); fast commits bring it back.
+    fn pace(&mut self, took: Duration) {
+        let before = self.batch_age;
+        self.batch_age = if took * 2 > self.batch_age {
+            (took * 2).min(BATCH_AGE_MAX)
+        } else if took * 4 < self.batch_age {
+            (self.batch_age / 2).max(BATCH_AGE)
+        } else {
+            self.batch_age
+        };
+        if self.live_since.is_none() || before == self.batch_age {
+            return;
+        }
+        if before == BATCH_AGE {
+            self.log.warn(&format!(
+                "database commits are slow ({:.1} s for {} events): committing every {:.1} s instead of every second; a crash can lose that much",
+                took.as_secs_f64(),
+                self.flushed,
+                self.batch_age.as_secs_f64()
+            ));
+        } else if self.batch_age == BATCH_AGE {
+            self.log
+                .info("database commits keep up again: committing every second");
         }
     }
 
