@@ -39,6 +39,8 @@ pub struct Ingest<'l> {
     flushed: usize,
     /// Current limit on the age of unflushed data: BATCH_AGE, longer while commits are slow.
     batch_age: Duration,
+    /// The log has been told that commits are slow.
+    slow_said: bool,
     _lock: store::WriterLock,
 }
 
@@ -65,6 +67,7 @@ impl<'l> Ingest<'l> {
             retry_after: None,
             flushed: 0,
             batch_age: BATCH_AGE,
+            slow_said: false,
             _lock: lock,
         })
     }
@@ -194,14 +197,18 @@ impl<'l> Ingest<'l> {
         if self.live_since.is_none() || before == self.batch_age {
             return;
         }
-        if before == BATCH_AGE {
+        // Said once per slow spell: when batches pass 2 s, and when they are back to 1 s.
+        if !self.slow_said && self.batch_age >= 2 * BATCH_AGE {
+            self.slow_said = true;
             self.log.warn(&format!(
-                "database commits are slow ({:.1} s for {} events): committing every {:.1} s instead of every second; a crash can lose that much",
+                "database commits are slow ({:.1} s for {} events): committing every {:.1} s instead of every second (up to {} s); a crash can lose that much",
                 took.as_secs_f64(),
                 self.flushed,
-                self.batch_age.as_secs_f64()
+                self.batch_age.as_secs_f64(),
+                BATCH_AGE_MAX.as_secs()
             ));
-        } else if self.batch_age == BATCH_AGE {
+        } else if self.slow_said && self.batch_age == BATCH_AGE {
+            self.slow_said = false;
             self.log
                 .info("database commits keep up again: committing every second");
         }
