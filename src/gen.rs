@@ -1178,7 +1178,7 @@ impl DbBuilder {
                 params![
                     c,
                     cfg.flavor.name(),
-                    if cfg.flavor == Flavor::OpenBsd { 6 } else { 5 },
+                    cfg.flavor.header_version(),
                     if cfg.flavor == Flavor::FreeBsd { Some(1400) } else { None },
                     first_us,
                     last_us - i as i64
@@ -1331,7 +1331,7 @@ fn produce(cfg: GenConfig, out: std::sync::mpsc::SyncSender<Produced>) -> anyhow
                             s.bytes[1] as i64,
                         ],
                         rule: s.rule,
-                        flavor: if flavor == Flavor::OpenBsd { 6 } else { 5 },
+                        flavor: i64::from(flavor.header_version()),
                     };
                     next_id += 1;
                     open.insert(k, row);

@@ -136,17 +136,6 @@ pub fn each_range(
     Ok(())
 }
 
-/// The class a lifetime falls in, as the generated column computes it.
-pub fn duration_class(start: Micros, end: Option<Micros>) -> u8 {
-    match end {
-        None => 14,
-        Some(e) => {
-            let d = e.saturating_sub(start);
-            (0..13).find(|&c| d <= CLASS_MAX_US[c]).unwrap_or(13) as u8
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct WhoFilter {
     pub proto: Option<u8>,

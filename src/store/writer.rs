@@ -41,8 +41,8 @@ pub struct Writer {
     conn: Connection,
     path: String,
     run_id: i64,
-    /// Events to apply by the next flush, each marked when it opens a lifetime known new.
-    pending: Vec<(Event, bool)>,
+    /// Events to apply by the next flush (new lifetimes are in `held` instead).
+    pending: Vec<Event>,
     gaps: Vec<(Micros, Micros, &'static str, u64, String)>,
     /// Row of every open state this writer knows: proportional to open states only.
     rows: HashMap<StateRef, i64>,
@@ -322,6 +322,7 @@ impl Writer {
                 return;
             }
         }
+        // Counts every id in, so a later INS of the same id takes the merge path.
         let fresh = self.is_new(&e);
         match e {
             Event::Open {
@@ -337,7 +338,7 @@ impl Writer {
                 };
                 self.held.insert(k, Row::new(state, start, seen, flavor));
             }
-            e => self.pending.push((e, fresh)),
+            e => self.pending.push(e),
         }
     }
 
@@ -456,8 +457,8 @@ impl Writer {
                 self.rows.insert(*k, tx.last_insert_rowid());
             }
         }
-        for (e, fresh) in &self.pending {
-            apply(&tx, &mut self.rows, e, *fresh)?;
+        for e in &self.pending {
+            apply(&tx, &mut self.rows, e)?;
         }
         for (c, (flavor, rv, first, last)) in &self.creators {
             tx.prepare_cached(
@@ -472,7 +473,7 @@ impl Writer {
             .execute(params![
                 c,
                 flavor.name(),
-                if *flavor == Flavor::OpenBsd { 6 } else { 5 },
+                flavor.header_version(),
                 if *rv == 0 { None } else { Some(*rv) },
                 first,
                 last
@@ -507,10 +508,9 @@ impl Writer {
 
     /// Close the run: flush, mark it stopped (or failed), checkpoint the WAL.
     pub fn finish(mut self, counters: &RunCounters, status: &str, wall: Micros) -> Result<()> {
-        // Lifetimes still open at the end of an import are stored open, as `record` would.
-        let mut held: Vec<Row> = self.held.drain().map(|(_, r)| r).collect();
-        held.sort_by_key(|r| (r.first, r.state.creator_id, r.state.id));
-        self.ready.extend(held);
+        // Lifetimes still open at the end of an import are stored open, as the recorder
+        // stores them at every flush.
+        self.hold_open = false;
         self.flush(counters)?;
         self.conn
             .execute(
@@ -581,7 +581,7 @@ fn insert_row(tx: &Connection, r: &Row) -> rusqlite::Result<()> {
     let s = &r.state;
     let (w0, wp0, w1, wp1, wrd) = key_cols(&s.key[0]);
     let (s0, sp0, s1, sp1, srd) = key_cols(&s.key[1]);
-    let flavor_v = if r.flavor == Flavor::OpenBsd { 6 } else { 5 };
+    let flavor_v = r.flavor.header_version();
     tx.prepare_cached(
         "INSERT INTO states (creator_id, state_id, ifname, af, proto, direction,
             w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
@@ -627,14 +627,8 @@ fn insert_row(tx: &Connection, r: &Row) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// One event into the store. `fresh`: an Open known to be a new lifetime (see
-/// [`Writer::is_new`]), so no existing row and no stored CLR can concern it.
-fn apply(
-    tx: &Connection,
-    rows: &mut HashMap<StateRef, i64>,
-    e: &Event,
-    fresh: bool,
-) -> rusqlite::Result<()> {
+/// One event into the store, merged into the row of its lifetime if there is one.
+fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusqlite::Result<()> {
     match e {
         Event::Open {
             state: s,
@@ -649,10 +643,9 @@ fn apply(
             };
             let (w0, wp0, w1, wp1, wrd) = key_cols(&s.key[0]);
             let (s0, sp0, s1, sp1, srd) = key_cols(&s.key[1]);
-            let flavor_v = if *flavor == Flavor::OpenBsd { 6 } else { 5 };
+            let flavor_v = flavor.header_version();
             let existing = match rows.get(&k) {
                 Some(id) => Some(*id),
-                None if fresh => None,
                 None => find_alive(tx, &k, *seen)?,
             };
             // One value list serves both statements: ?2.. of the UPDATE, ?1.. of the INSERT.
@@ -740,11 +733,7 @@ fn apply(
             rows.insert(k, id);
             // A CLR already stored (from a capture imported earlier but recorded later)
             // ends this lifetime as it would have if the state had been known then.
-            let clear = if fresh {
-                None
-            } else {
-                first_clear(tx, s, *seen)?
-            };
+            let clear = first_clear(tx, s, *seen)?;
             if let Some(at) = clear {
                 end_row(tx, id, at, EndReason::Clear)?;
             }

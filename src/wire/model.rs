@@ -19,6 +19,13 @@ impl Flavor {
             Flavor::FreeBsd => "freebsd",
         }
     }
+    /// The pfsync header version it speaks, as the store records it.
+    pub fn header_version(self) -> u8 {
+        match self {
+            Flavor::OpenBsd => 6,
+            Flavor::FreeBsd => 5,
+        }
+    }
 }
 
 /// Address family, normalised across flavours (OpenBSD AF_INET6 = 24, FreeBSD = 28).
