@@ -94,6 +94,19 @@ impl GenArgs {
             ..GenConfig::default()
         })
     }
+
+    /// The generator's share when `copies` shifted copies make up the whole (`--copies`):
+    /// N/K states, drained so that every copy is closed. Returns the config and K (≥ 1).
+    fn config_for_copies(&self, copies: u32) -> anyhow::Result<(GenConfig, u32)> {
+        let mut cfg = self.config()?;
+        let copies = copies.max(1);
+        if copies > 1 {
+            cfg.states /= copies as u64;
+            cfg.reuse /= copies as u64;
+            cfg.drain = true;
+        }
+        Ok((cfg, copies))
+    }
 }
 
 #[derive(Subcommand)]
@@ -579,13 +592,7 @@ fn gen_capture(g: &GenArgs, out: &str, linktype: u32) -> anyhow::Result<()> {
 }
 
 fn gen_db(g: &GenArgs, db: &str, copies: u32) -> anyhow::Result<()> {
-    let mut cfg = g.config()?;
-    let copies = copies.max(1);
-    if copies > 1 {
-        cfg.states /= copies as u64;
-        cfg.reuse /= copies as u64;
-        cfg.drain = true;
-    }
+    let (cfg, copies) = g.config_for_copies(copies)?;
     if Path::new(db).exists() {
         bail!("{db} exists: gen-db builds a fresh database (delete it first)");
     }
@@ -2188,13 +2195,7 @@ fn v2_build(
     seal_rows: u64,
     clustered: bool,
 ) -> anyhow::Result<()> {
-    let mut cfg = g.config()?;
-    let copies = copies.max(1);
-    if copies > 1 {
-        cfg.states /= copies as u64;
-        cfg.reuse /= copies as u64;
-        cfg.drain = true;
-    }
+    let (cfg, copies) = g.config_for_copies(copies)?;
     if Path::new(db).exists() {
         bail!("{db} exists");
     }
