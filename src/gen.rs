@@ -1022,9 +1022,11 @@ fn action_of(m: &Message) -> u8 {
 }
 
 /// Column values of one `states` row, exactly as `store::writer` writes them for a lifetime
-/// first seen in this database (INSERT at Open, `last_us` raised by Touch, end_row at End).
+/// first seen in this database (held from Open, `last_us` raised by Touch, ended at End,
+/// then one INSERT).
 #[derive(Debug, Clone)]
 struct Row {
+    /// Row id, given in the order an import inserts (see [`produce`]); 0 until then.
     id: i64,
     creator_id: u32,
     state_id: i64,
@@ -1098,7 +1100,9 @@ impl DbBuilder {
     /// state id by the row count, as if the counters ran on): the traffic pattern repeats
     /// back to back, so `copies` x `cfg.states` states are built for the generator cost of
     /// one. Every row is still exactly what the recorder writes for its messages (the
-    /// tracker treats states independently). Use a drained config (`drain`), or the open
+    /// tracker treats states independently), but row ids are in end order within each copy,
+    /// copy after copy: an import of the whole traffic would interleave the last ends of
+    /// one copy with the first of the next. Use a drained config (`drain`), or the open
     /// states of every copy but the last would stay open forever.
     pub fn build_replicated(
         cfg: &GenConfig,
@@ -1161,12 +1165,11 @@ impl DbBuilder {
         };
         let _ = producer.join();
         let Finished {
-            mut rest,
+            rest,
             gen: gstats,
             first_us,
             mut last_us,
         } = fin;
-        rest.sort_by_key(|r| r.id);
         insert_rows(&tx, &rest)?;
         st.open_rows = rest.len() as u64;
         st.rows += rest.len() as u64;
@@ -1268,6 +1271,13 @@ struct Finished {
 
 /// Run the generator through the real tracker; send finished rows in batches, then the
 /// still-open ones.
+///
+/// Row ids follow the order in which `pfstatelog import` inserts (store::writer, `hold_open`):
+/// every lifetime is new to the import (ids count upwards, no CLR), so it is held in memory
+/// and inserted whole once it ends, each flush writing the lifetimes that ended since the
+/// last one in the order they ended; nothing else inserts rows here (no orphans). Flush
+/// boundaries therefore do not matter: ended lifetimes get ids in end order. The import's
+/// `finish` then writes the still-open ones sorted by (first sighting, creator, state id).
 fn produce(cfg: GenConfig, out: std::sync::mpsc::SyncSender<Produced>) -> anyhow::Result<()> {
     let mut g = Generator::new(cfg.clone());
     let mut tracker = Tracker::new();
@@ -1307,7 +1317,7 @@ fn produce(cfg: GenConfig, out: std::sync::mpsc::SyncSender<Produced>) -> anyhow
                         creator_id: s.creator_id,
                     };
                     let row = Row {
-                        id: next_id,
+                        id: 0,
                         creator_id: s.creator_id,
                         state_id: s.id as i64,
                         af: s.af.to_openbsd(),
@@ -1333,7 +1343,6 @@ fn produce(cfg: GenConfig, out: std::sync::mpsc::SyncSender<Produced>) -> anyhow
                         rule: s.rule,
                         flavor: i64::from(flavor.header_version()),
                     };
-                    next_id += 1;
                     open.insert(k, row);
                 }
                 Event::Touch { key, seen } => {
@@ -1352,6 +1361,8 @@ fn produce(cfg: GenConfig, out: std::sync::mpsc::SyncSender<Produced>) -> anyhow
                         creator_id: s.creator_id,
                     };
                     if let Some(mut r) = open.remove(&k) {
+                        r.id = next_id;
+                        next_id += 1;
                         r.end_reason = Some(reason.name());
                         r.end_us = Some(end.max(r.start_us));
                         r.last_us = r.last_us.max(end);
@@ -1372,8 +1383,14 @@ fn produce(cfg: GenConfig, out: std::sync::mpsc::SyncSender<Produced>) -> anyhow
     if !done.is_empty() {
         let _ = out.send(Produced::Rows(done, g.stats.states));
     }
+    let mut rest: Vec<Row> = open.into_values().collect();
+    rest.sort_unstable_by_key(|r| (r.first_us, r.creator_id, r.state_id as u64));
+    for r in &mut rest {
+        r.id = next_id;
+        next_id += 1;
+    }
     let _ = out.send(Produced::Done(Finished {
-        rest: open.into_values().collect(),
+        rest,
         gen: g.stats.clone(),
         first_us,
         last_us,
