@@ -21,6 +21,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_duration_buckets",
         include_str!("../../migrations/0002_duration_buckets.sql"),
     ),
+    (
+        "0003_drop_states_open",
+        include_str!("../../migrations/0003_drop_states_open.sql"),
+    ),
 ];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

@@ -376,11 +376,9 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
         [],
         |r| r.get(0),
     )?;
-    s.open = conn.query_row(
-        "SELECT count(*) FROM states WHERE end_us IS NULL AND start_us IS NOT NULL",
-        [],
-        |r| r.get(0),
-    )?;
+    s.open = conn.query_row("SELECT count(*) FROM states WHERE dcls = 14", [], |r| {
+        r.get(0)
+    })?;
     s.evidence_only = conn.query_row(
         "SELECT count(*) FROM states WHERE start_us IS NULL",
         [],
