@@ -16,6 +16,13 @@ use std::net::{IpAddr, Ipv4Addr};
 /// at both; this slack absorbs `creation`'s whole-second rounding and transmit latency.
 const SLACK_US: Micros = 2_000_000;
 
+/// "Last seen" of a stored open lifetime is rewritten at most this often: each UPD_C
+/// rewrote its row, the recorder's costliest write after the lifetime itself (at 20,000
+/// states/s, 18,000 a second). Its end writes the latest value, as does the recorder's
+/// stop; a crash can lose at most this much of an open state's "last seen", never a start
+/// or an end.
+const TOUCH_EVERY_US: Micros = 60_000_000;
+
 /// What a run is, for the coverage table.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
@@ -64,6 +71,15 @@ pub struct Writer {
     held: HashMap<StateRef, Row>,
     /// Held lifetimes that ended, written first by the next flush.
     ready: Vec<Row>,
+    /// Stored open lifetimes whose "last seen" is written lazily ([`TOUCH_EVERY_US`]).
+    lazy_last: HashMap<StateRef, LastSeen>,
+}
+
+/// "Last seen" of a stored open lifetime: as written, and as known.
+#[derive(Debug, Clone, Copy)]
+struct LastSeen {
+    written: Micros,
+    known: Micros,
 }
 
 /// A lifetime kept in memory: the row the merges in [`apply`] would leave in the store.
@@ -185,6 +201,7 @@ impl Writer {
             hold_open: run.kind == "import",
             held: HashMap::new(),
             ready: Vec::new(),
+            lazy_last: HashMap::new(),
         })
     }
 
@@ -201,7 +218,7 @@ impl Writer {
                         w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
                         s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af,
                         start_us, last_us, expire, packets0, packets1, bytes0, bytes1, rule, flavor, first_us
-                 FROM states WHERE end_us IS NULL AND start_us IS NOT NULL",
+                 FROM states WHERE dcls = 14",
             )
             .map_err(sq(&self.path))?;
         let mut out = Vec::new();
@@ -322,6 +339,36 @@ impl Writer {
                 return;
             }
         }
+        if let Some(k) = event_key(&e) {
+            if let Some(l) = self.lazy_last.get_mut(&k) {
+                match &e {
+                    Event::Touch { seen, .. } if *seen <= l.written + TOUCH_EVERY_US => {
+                        l.known = l.known.max(*seen);
+                        return;
+                    }
+                    Event::Touch { seen, .. } => {
+                        l.written = l.written.max(*seen);
+                        l.known = l.known.max(*seen);
+                    }
+                    // Anything else about the lifetime is applied after its latest "last seen".
+                    _ => {
+                        let l = *l;
+                        if matches!(e, Event::End { .. }) {
+                            self.lazy_last.remove(&k);
+                        }
+                        if l.known > l.written {
+                            self.pending.push(Event::Touch {
+                                key: k,
+                                seen: l.known,
+                            });
+                            if let Some(l) = self.lazy_last.get_mut(&k) {
+                                l.written = l.known;
+                            }
+                        }
+                    }
+                }
+            }
+        }
         // Counts every id in, so a later INS of the same id takes the merge path.
         let fresh = self.is_new(&e);
         match e {
@@ -399,9 +446,10 @@ impl Writer {
         c
     }
 
-    /// Events and held lifetimes waiting for the next flush.
+    /// Events waiting for the next flush: a held lifetime that ended counts its start and
+    /// its end, one still open (recorder) its start.
     pub fn pending(&self) -> usize {
-        self.pending.len() + self.ready.len() + if self.hold_open { 0 } else { self.held.len() }
+        self.pending.len() + 2 * self.ready.len() + if self.hold_open { 0 } else { self.held.len() }
     }
 
     /// Record a moment of partial blindness (written with the next flush).
@@ -426,7 +474,14 @@ impl Writer {
                 self.pending.clear();
                 self.ready.clear();
                 if !self.hold_open {
-                    self.held.clear();
+                    // Stored open now: later UPD_C rewrite "last seen" lazily.
+                    for (k, r) in self.held.drain() {
+                        let l = LastSeen {
+                            written: r.last,
+                            known: r.last,
+                        };
+                        self.lazy_last.insert(k, l);
+                    }
                 }
                 self.creators.clear();
                 self.gaps.clear();
@@ -511,6 +566,13 @@ impl Writer {
         // Lifetimes still open at the end of an import are stored open, as the recorder
         // stores them at every flush.
         self.hold_open = false;
+        let late: Vec<Event> = self
+            .lazy_last
+            .drain()
+            .filter(|(_, l)| l.known > l.written)
+            .map(|(key, l)| Event::Touch { key, seen: l.known })
+            .collect();
+        self.pending.extend(late);
         self.flush(counters)?;
         self.conn
             .execute(
@@ -883,4 +945,125 @@ fn end_row(tx: &Connection, id: i64, end: Micros, reason: EndReason) -> rusqlite
     )?
     .execute(params![id, end, reason.name()])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Af, Direction, Flavor, FullState, Key};
+    use std::net::IpAddr;
+
+    const S: Micros = 1_000_000;
+
+    fn state(id: u64) -> FullState {
+        let a = |s: &str| s.parse::<IpAddr>().expect("addr");
+        let key = |inside: &str| Key {
+            addr: [a("93.184.216.34"), a(inside)],
+            port: [443, 61234],
+            rdomain: 0,
+            af: Af::Inet,
+        };
+        FullState {
+            id,
+            creator_id: 7,
+            ifname: "em0".into(),
+            key: [key("203.0.113.5"), key("192.168.1.10")],
+            af: Af::Inet,
+            proto: 6,
+            direction: Direction::Out,
+            creation: 0,
+            expire: 60,
+            packets: [1, 1],
+            bytes: [60, 60],
+            rule: 0,
+            timeout: 0,
+            peer_state: [0, 0],
+        }
+    }
+
+    fn last_us(w: &Writer, id: u64) -> Micros {
+        w.conn()
+            .query_row(
+                "SELECT last_us FROM states WHERE state_id = ?1",
+                [id as i64],
+                |r| r.get(0),
+            )
+            .expect("row")
+    }
+
+    fn recorder(dir: &tempfile::TempDir) -> Writer {
+        let db = dir.path().join("t.db").display().to_string();
+        let conn = crate::store::open_rw(&db).expect("open");
+        let run = RunInfo {
+            kind: "record",
+            source: "pfsync0".into(),
+            fingerprint: None,
+            started_wall: 0,
+        };
+        Writer::new(conn, &db, &run).expect("writer")
+    }
+
+    fn open(w: &mut Writer, id: u64, at: Micros) {
+        w.push(Event::Open {
+            state: state(id),
+            start: at,
+            seen: at,
+            flavor: Flavor::OpenBsd,
+            record_version: 0,
+        });
+    }
+
+    fn touch(w: &mut Writer, id: u64, at: Micros) {
+        w.push(Event::Touch {
+            key: StateRef { id, creator_id: 7 },
+            seen: at,
+        });
+    }
+
+    #[test]
+    fn last_seen_of_open_states_is_written_lazily_but_never_lost() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut w = recorder(&dir);
+        let c = RunCounters::default();
+        let t0 = 1_700_000_000 * S;
+        open(&mut w, 1, t0);
+        open(&mut w, 2, t0);
+        w.flush(&c).expect("flush");
+        assert_eq!(last_us(&w, 1), t0);
+
+        // Within TOUCH_EVERY_US of what is stored: kept in memory, no write.
+        touch(&mut w, 1, t0 + 10 * S);
+        touch(&mut w, 2, t0 + 20 * S);
+        assert_eq!(w.pending(), 0);
+        w.flush(&c).expect("flush");
+        assert_eq!(last_us(&w, 1), t0);
+
+        // Past it: written.
+        touch(&mut w, 1, t0 + 70 * S);
+        w.flush(&c).expect("flush");
+        assert_eq!(last_us(&w, 1), t0 + 70 * S);
+
+        // An end writes the latest "last seen" known, even a CLR's (which is no sighting).
+        touch(&mut w, 2, t0 + 30 * S);
+        w.push(Event::End {
+            state: state(2),
+            start: t0,
+            end: t0 + 40 * S,
+            reason: EndReason::Clear,
+        });
+        w.flush(&c).expect("flush");
+        assert_eq!(last_us(&w, 2), t0 + 30 * S);
+
+        // The recorder's stop writes what is still held back.
+        touch(&mut w, 1, t0 + 80 * S);
+        w.finish(&c, "stopped", 0).expect("finish");
+        let db = dir.path().join("t.db");
+        let conn = Connection::open(db).expect("reopen");
+        let last: Micros = conn
+            .query_row("SELECT last_us FROM states WHERE state_id = 1", [], |r| {
+                r.get(0)
+            })
+            .expect("row");
+        assert_eq!(last, t0 + 80 * S);
+    }
 }
