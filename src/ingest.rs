@@ -41,6 +41,8 @@ pub struct Ingest<'l> {
     batch_age: Duration,
     /// The log has been told that commits are slow.
     slow_said: bool,
+    /// Stopped (joined) before the lock is released: fields drop in declaration order.
+    checkpointer: Option<store::Checkpointer>,
     _lock: store::WriterLock,
 }
 
@@ -52,6 +54,7 @@ impl<'l> Ingest<'l> {
     pub fn open(db: &str, run: &RunInfo, log: &'l Logger) -> Result<Ingest<'l>, StoreError> {
         let lock = store::WriterLock::acquire(db)?;
         let conn = store::open_rw(db)?;
+        let checkpointer = store::Checkpointer::start(db, &conn)?;
         let mut writer = Writer::new(conn, db, run)?;
         let mut tracker = Tracker::new();
         tracker.preload(writer.load_open()?);
@@ -68,6 +71,7 @@ impl<'l> Ingest<'l> {
             flushed: 0,
             batch_age: BATCH_AGE,
             slow_said: false,
+            checkpointer: Some(checkpointer),
             _lock: lock,
         })
     }
@@ -242,6 +246,8 @@ impl<'l> Ingest<'l> {
 
     pub fn finish(mut self, status: &str) -> Result<(), StoreError> {
         self.retry_after = None;
+        // The writer's last checkpoint (TRUNCATE) must not meet the checkpointer's.
+        self.checkpointer = None;
         self.writer
             .finish(&self.counters, status, crate::cmd::wall_us())
     }

@@ -297,3 +297,64 @@ impl WriterLock {
         Ok(WriterLock { _file: f })
     }
 }
+
+/// Copies the WAL into the database on a thread of its own. A writer's commits are then
+/// only sequential appends to the WAL (synchronous=NORMAL: no fsync), and never wait for a
+/// checkpoint's scattered page writes and its fsyncs, which otherwise stall the recorder
+/// once a second under load (BENCHMARKS.md "Soak").
+pub struct Checkpointer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How often the checkpointer copies what the WAL holds.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// The writer checkpoints by itself only when the WAL passes this (1 GiB of 4 KiB pages):
+/// a safety valve if the checkpointer falls behind, never the normal path.
+const WRITER_CHECKPOINT_PAGES: i64 = 262_144;
+
+impl Checkpointer {
+    /// Start checkpointing `path`, whose writer is `writer`.
+    pub fn start(path: &str, writer: &Connection) -> Result<Checkpointer> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sq(path))?;
+        // A checkpoint never waits: what a reader still uses is copied next time.
+        conn.busy_timeout(Duration::ZERO).map_err(sq(path))?;
+        writer
+            .pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+            .map_err(sq(path))?;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    // Errors (disk full, a busy lock) are the writer's to report: its own
+                    // writes meet the same condition. Retried on the next round.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            })
+            .map_err(|e| StoreError::Io {
+                path: path.into(),
+                why: format!("cannot start the checkpoint thread: {e}"),
+            })?;
+        Ok(Checkpointer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
