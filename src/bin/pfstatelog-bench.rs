@@ -168,6 +168,12 @@ enum Cmd {
         /// inproc only: events per transaction (default 20,000 as the recorder).
         #[arg(long, default_value_t = 0)]
         batch_events: usize,
+        /// inproc only: write as `record` does (new lifetimes held only until the next
+        /// commit) and commit every this many ms of capture time, as a live recorder
+        /// commits every second of wall time; the recorder's write cost without the
+        /// network and its timing.
+        #[arg(long, default_value_t = 0)]
+        record_every_ms: u64,
     },
     /// Latency of store::query::who on known public ip:port at times inside lifetimes.
     WhoBench {
@@ -305,6 +311,7 @@ fn main() -> anyhow::Result<()> {
             qpsg,
             cache_mib,
             batch_events,
+            record_every_ms,
         } => import_bench(
             &db,
             &capture,
@@ -316,6 +323,7 @@ fn main() -> anyhow::Result<()> {
                 qpsg,
                 cache_mib,
                 batch_events,
+                record_every_ms,
             },
         ),
         Cmd::WhoBench {
@@ -714,6 +722,8 @@ struct ConnTweaks {
     cache_mib: i64,
     /// Events per transaction (the recorder: 20,000).
     batch_events: usize,
+    /// Write as the recorder and commit every this many ms of capture time (0: import).
+    record_every_ms: u64,
 }
 
 impl ConnTweaks {
@@ -745,8 +755,13 @@ fn run_import_inproc(
     let mut r = ImportResult::default();
     let t0 = Instant::now();
     let conn = store::open_rw(db)?;
+    let record_every_us = tw.record_every_ms as i64 * 1000;
     let run = RunInfo {
-        kind: "import",
+        kind: if record_every_us > 0 {
+            "record"
+        } else {
+            "import"
+        },
         source: cap.to_string(),
         fingerprint: Some(format!("import:{cap}:{}", file_size(cap))),
         started_wall: pfstatelog::cmd::wall_us(),
@@ -762,6 +777,7 @@ fn run_import_inproc(
     let mut events: Vec<Event> = Vec::new();
     let mut cf = CaptureFile::open(cap)?;
     let mut oldest: Option<Instant> = None;
+    let mut oldest_ts: Option<i64> = None;
     let mut sink = 0usize;
     loop {
         let a = tcpu();
@@ -798,14 +814,19 @@ fn run_import_inproc(
         counters.last_us = stats.last_us;
         r.frames += 1;
         oldest.get_or_insert_with(Instant::now);
-        let age =
-            oldest.is_some_and(|t| r.frames % 4096 == 0 && t.elapsed() >= Duration::from_secs(1));
+        let first_ts = *oldest_ts.get_or_insert(f.ts_us);
+        let age = if record_every_us > 0 {
+            f.ts_us - first_ts >= record_every_us
+        } else {
+            oldest.is_some_and(|t| r.frames % 4096 == 0 && t.elapsed() >= Duration::from_secs(1))
+        };
         if writer.pending() >= batch_events || age {
             let s = tcpu();
             writer.flush(&counters)?;
             r.t_flush += tcpu() - s;
             r.flushes += 1;
             oldest = None;
+            oldest_ts = None;
         }
         if !quiet && r.frames % 100_000 == 0 {
             progress_line(&format!(
@@ -836,11 +857,9 @@ fn count_states(db: &str) -> anyhow::Result<(i64, i64)> {
     let n: i64 = c.query_row("SELECT max(id) FROM states", [], |r| {
         Ok(r.get::<_, Option<i64>>(0)?.unwrap_or(0))
     })?;
-    let open: i64 = c.query_row(
-        "SELECT count(*) FROM states WHERE end_us IS NULL AND start_us IS NOT NULL",
-        [],
-        |r| r.get(0),
-    )?;
+    let open: i64 = c.query_row("SELECT count(*) FROM states WHERE dcls = 14", [], |r| {
+        r.get(0)
+    })?;
     Ok((n, open))
 }
 
