@@ -768,6 +768,8 @@ fn run_import_inproc(
     };
     let mut writer = Writer::new(conn, db, &run)?;
     tw.apply(writer.conn())?;
+    // As `Ingest` does: the WAL is checkpointed on a thread of its own.
+    let checkpointer = store::Checkpointer::start(db, writer.conn())?;
     let mut tracker = Tracker::new();
     tracker.preload(writer.load_open()?);
     r.preloaded = tracker.open_count();
@@ -839,6 +841,7 @@ fn run_import_inproc(
     }
     let s = tcpu();
     r.open_at_end = tracker.open_count();
+    drop(checkpointer);
     writer.finish(&counters, "stopped", pfstatelog::cmd::wall_us())?;
     r.t_flush += tcpu() - s;
     r.secs = t0.elapsed().as_secs_f64();
