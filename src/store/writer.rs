@@ -350,13 +350,31 @@ impl Writer {
                         l.written = l.written.max(*seen);
                         l.known = l.known.max(*seen);
                     }
-                    // Anything else about the lifetime is applied after its latest "last seen".
+                    // Anything else about the lifetime is applied after its latest "last
+                    // seen", written first unless the event itself raises "last seen" as
+                    // far (an end does, unless it is a CLR's).
                     _ => {
                         let l = *l;
-                        if matches!(e, Event::End { .. }) {
-                            self.lazy_last.remove(&k);
+                        let covered = match &e {
+                            Event::End { end, reason, .. } => {
+                                *reason != EndReason::Clear && *end >= l.known
+                            }
+                            Event::Refresh { seen, .. } => *seen >= l.known,
+                            _ => false,
+                        };
+                        match &e {
+                            Event::End { .. } => {
+                                self.lazy_last.remove(&k);
+                            }
+                            Event::Refresh { seen, .. } => {
+                                if let Some(l) = self.lazy_last.get_mut(&k) {
+                                    l.written = l.written.max(*seen);
+                                    l.known = l.known.max(*seen);
+                                }
+                            }
+                            _ => {}
                         }
-                        if l.known > l.written {
+                        if l.known > l.written && !covered {
                             self.pending.push(Event::Touch {
                                 key: k,
                                 seen: l.known,
