@@ -138,7 +138,7 @@ impl<'l> Ingest<'l> {
         if self.oldest_pending.is_none() {
             self.oldest_pending = Some(Instant::now());
         }
-        if self.writer.pending() >= BATCH_EVENTS {
+        if self.writer.batch_len() >= BATCH_EVENTS {
             self.flush()?;
         }
         Ok(())

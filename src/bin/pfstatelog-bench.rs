@@ -822,7 +822,7 @@ fn run_import_inproc(
         } else {
             oldest.is_some_and(|t| r.frames % 4096 == 0 && t.elapsed() >= Duration::from_secs(1))
         };
-        if writer.pending() >= batch_events || age {
+        if writer.batch_len() >= batch_events || age {
             let s = tcpu();
             writer.flush(&counters)?;
             r.t_flush += tcpu() - s;

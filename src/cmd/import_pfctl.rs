@@ -110,7 +110,7 @@ pub fn load(
             }
             writer.push(e);
         }
-        if writer.pending() >= BATCH {
+        if writer.batch_len() >= BATCH {
             counters.messages = sum.states;
             writer.flush(&counters)?;
         }

@@ -467,7 +467,13 @@ impl Writer {
     /// Events waiting for the next flush: a held lifetime that ended counts its start and
     /// its end, one still open (recorder) its start.
     pub fn pending(&self) -> usize {
-        self.pending.len() + 2 * self.ready.len() + if self.hold_open { 0 } else { self.held.len() }
+        self.batch_len() + self.ready.len()
+    }
+
+    /// Statements the next flush will run, about: one per pending event and per held row
+    /// (what sizes a batch).
+    pub fn batch_len(&self) -> usize {
+        self.pending.len() + self.ready.len() + if self.hold_open { 0 } else { self.held.len() }
     }
 
     /// Record a moment of partial blindness (written with the next flush).
