@@ -5,7 +5,7 @@
 # database in --workdir for inspection. See scripts/README.md.
 #
 #   scripts/soak.sh [--rate STATES_PER_S] [--minutes M] [--workdir DIR] [--seed N] [--no-updates]
-#                   [--prepare]
+#                   [--cache-mib MIB (record's, default 256)] [--prepare]
 #
 # Defaults: --rate 20000 --minutes 10 --workdir /work/bench-data/soak --seed 1.
 # --prepare only generates the capture (kept in WORKDIR/captures for later runs).
@@ -21,6 +21,7 @@ WORKDIR=/work/bench-data/soak
 SEED=1
 UPDATES=1
 PREPARE=0
+CACHE_MIB=256
 
 usage() {
     sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
@@ -34,6 +35,7 @@ while [ $# -gt 0 ]; do
     --workdir) WORKDIR=$2; shift 2 ;;
     --seed) SEED=$2; shift 2 ;;
     --no-updates) UPDATES=0; shift ;;
+    --cache-mib) CACHE_MIB=$2; shift 2 ;;
     --prepare) PREPARE=1; shift ;;
     -h | --help) usage ;;
     *) echo "soak: unknown argument $1" >&2; usage ;;
@@ -173,7 +175,7 @@ rm -rf "$RUN"
 mkdir -p "$RUN"
 SAMPLES=$RUN/samples.csv
 # `ip netns exec` execs the command, so $! is the recorder itself.
-ip netns exec "$NS_RX" "$PFSL" record "$IF_RX" --db "$DB" --no-syslog 2>"$RUN/record.log" &
+ip netns exec "$NS_RX" "$PFSL" record "$IF_RX" --db "$DB" --no-syslog --cache-mib "$CACHE_MIB" 2>"$RUN/record.log" &
 REC_PID=$!
 
 # Ready once its run row says "running" (the capture is opened before the database).

@@ -98,6 +98,12 @@ pub struct RecordArgs {
     /// only; elsewhere a warning, and recording goes on.
     #[arg(long)]
     pub snapshot: bool,
+    /// The writer's SQLite page cache, MiB (16-65536): the recently written parts of the
+    /// indexes it keeps in memory. At 10,000 new states/s and more, 1024 halves the work per
+    /// state once the database has grown (BENCHMARKS.md "Soak").
+    #[arg(long, value_name = "MIB", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(16..=65536))]
+    pub cache_mib: u32,
     /// Parse and resolve the arguments, print them, and exit 0 without capturing (used by
     /// the examples' test).
     #[arg(long, hide = true)]
@@ -114,6 +120,12 @@ pub struct ImportArgs {
     /// Log every state start and end to stderr.
     #[arg(short, long)]
     pub verbose: bool,
+    /// The writer's SQLite page cache, MiB (16-65536): the recently written parts of the
+    /// indexes it keeps in memory. At 10,000 new states/s and more, 1024 halves the work per
+    /// state once the database has grown (BENCHMARKS.md "Soak").
+    #[arg(long, value_name = "MIB", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(16..=65536))]
+    pub cache_mib: u32,
     /// Capture files (classic pcap in either byte order, micro or nano; pcapng).
     #[arg(value_name = "CAPTURE", required = true)]
     pub captures: Vec<PathBuf>,

@@ -76,6 +76,11 @@ impl<'l> Ingest<'l> {
         })
     }
 
+    /// Size the writer's page cache (`--cache-mib`); the default is store::open_rw's.
+    pub fn set_cache_mib(&self, mib: u32) -> Result<(), StoreError> {
+        self.writer.set_cache_mib(mib)
+    }
+
     /// One captured frame through every stage.
     pub fn frame(&mut self, f: &Frame) -> Result<(), StoreError> {
         let o = decode_frame(f);

@@ -236,6 +236,14 @@ fn check_args_is_not_vacuous() {
             "--filter",
         ),
         (
+            vec!["record", "--cache-mib", "8", "eth0", "--check-args"],
+            "--cache-mib",
+        ),
+        (
+            vec!["import", "--cache-mib", "lots", "x.pcap"],
+            "--cache-mib",
+        ),
+        (
             vec![
                 "record",
                 "--user",
@@ -382,4 +390,16 @@ fn completions_for_bash_zsh_fish() {
     }
     let o = run(&["completions", "tcsh"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn cache_size_reaches_the_recorder() {
+    let o = run(&["record", "eth0", "--check-args"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("cache: 256 MiB"));
+    let o = run(&["record", "--cache-mib", "1024", "eth0", "--check-args"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("cache: 1024 MiB"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }

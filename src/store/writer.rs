@@ -610,6 +610,13 @@ impl Writer {
         Ok(())
     }
 
+    /// The page cache of the writer's connection, MiB.
+    pub fn set_cache_mib(&self, mib: u32) -> Result<()> {
+        self.conn
+            .pragma_update(None, "cache_size", -1024 * i64::from(mib))
+            .map_err(sq(&self.path))
+    }
+
     /// The connection, for tests and maintenance.
     pub fn conn(&self) -> &Connection {
         &self.conn
@@ -1042,6 +1049,20 @@ mod tests {
             key: StateRef { id, creator_id: 7 },
             seen: at,
         });
+    }
+
+    #[test]
+    fn cache_size_is_the_one_asked_for() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let w = recorder(&dir);
+        let size = |w: &Writer| -> i64 {
+            w.conn()
+                .pragma_query_value(None, "cache_size", |r| r.get(0))
+                .expect("pragma")
+        };
+        assert_eq!(size(&w), -256 * 1024, "open_rw's default");
+        w.set_cache_mib(1024).expect("set");
+        assert_eq!(size(&w), -1024 * 1024);
     }
 
     #[test]
