@@ -300,7 +300,7 @@ impl Tracker {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::wire::{Af, Clr, Direction, Key, UpdC};
     use std::net::IpAddr;
@@ -313,7 +313,9 @@ mod tests {
         s.parse().expect("test address")
     }
 
-    fn state(creator: u32, id: u64, ifname: &str, creation: u32) -> FullState {
+    /// A NAT state 192.168.1.10:51234 -> 203.0.113.1:61234 -> 93.184.216.34:443 (also the
+    /// store's tests' state).
+    pub(crate) fn state(creator: u32, id: u64, ifname: &str, creation: u32) -> FullState {
         let wire = Key {
             addr: [ip("93.184.216.34"), ip("203.0.113.1")],
             port: [443, 61234],

@@ -981,35 +981,12 @@ fn end_row(tx: &Connection, id: i64, end: Micros, reason: EndReason) -> rusqlite
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Af, Direction, Flavor, FullState, Key};
-    use std::net::IpAddr;
+    use crate::wire::{Flavor, FullState};
 
     const S: Micros = 1_000_000;
 
     fn state(id: u64) -> FullState {
-        let a = |s: &str| s.parse::<IpAddr>().expect("addr");
-        let key = |inside: &str| Key {
-            addr: [a("93.184.216.34"), a(inside)],
-            port: [443, 61234],
-            rdomain: 0,
-            af: Af::Inet,
-        };
-        FullState {
-            id,
-            creator_id: 7,
-            ifname: "em0".into(),
-            key: [key("203.0.113.5"), key("192.168.1.10")],
-            af: Af::Inet,
-            proto: 6,
-            direction: Direction::Out,
-            creation: 0,
-            expire: 60,
-            packets: [1, 1],
-            bytes: [60, 60],
-            rule: 0,
-            timeout: 0,
-            peer_state: [0, 0],
-        }
+        crate::track::tests::state(7, id, "em0", 0)
     }
 
     fn last_us(w: &Writer, id: u64) -> Micros {
