@@ -53,6 +53,17 @@ pub struct DbArg {
     pub db: Option<PathBuf>,
 }
 
+/// The writer's page cache, for `record` and `import`.
+#[derive(Debug, Args, Clone)]
+pub struct CacheArg {
+    /// The writer's SQLite page cache, MiB (16-65536): the recently written parts of the
+    /// indexes it keeps in memory. At 10,000 new states/s for 10 minutes, 1024 cut libpcap
+    /// drops from 7 % to 1 % (BENCHMARKS.md "Soak").
+    #[arg(long = "cache-mib", value_name = "MIB", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(16..=65536))]
+    pub mib: u32,
+}
+
 impl DbArg {
     pub fn path(&self) -> String {
         match &self.db {
@@ -98,12 +109,8 @@ pub struct RecordArgs {
     /// only; elsewhere a warning, and recording goes on.
     #[arg(long)]
     pub snapshot: bool,
-    /// The writer's SQLite page cache, MiB (16-65536): the recently written parts of the
-    /// indexes it keeps in memory. At 10,000 new states/s and more, 1024 halves the work per
-    /// state once the database has grown (BENCHMARKS.md "Soak").
-    #[arg(long, value_name = "MIB", default_value_t = 256,
-          value_parser = clap::value_parser!(u32).range(16..=65536))]
-    pub cache_mib: u32,
+    #[command(flatten)]
+    pub cache: CacheArg,
     /// Parse and resolve the arguments, print them, and exit 0 without capturing (used by
     /// the examples' test).
     #[arg(long, hide = true)]
@@ -120,12 +127,8 @@ pub struct ImportArgs {
     /// Log every state start and end to stderr.
     #[arg(short, long)]
     pub verbose: bool,
-    /// The writer's SQLite page cache, MiB (16-65536): the recently written parts of the
-    /// indexes it keeps in memory. At 10,000 new states/s and more, 1024 halves the work per
-    /// state once the database has grown (BENCHMARKS.md "Soak").
-    #[arg(long, value_name = "MIB", default_value_t = 256,
-          value_parser = clap::value_parser!(u32).range(16..=65536))]
-    pub cache_mib: u32,
+    #[command(flatten)]
+    pub cache: CacheArg,
     /// Capture files (classic pcap in either byte order, micro or nano; pcapng).
     #[arg(value_name = "CAPTURE", required = true)]
     pub captures: Vec<PathBuf>,

@@ -31,7 +31,7 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
         };
         let mut ing =
             Ingest::open(&db, &run, &log).with_context(|| format!("importing {path_s}"))?;
-        ing.set_cache_mib(a.cache_mib)?;
+        ing.set_cache_mib(a.cache.mib)?;
         let bar = progress(&path_s);
         // Frames are read on their own thread so that a slow source (a pipe from tcpdump)
         // still gets its data flushed within a second.

@@ -362,7 +362,7 @@ pub fn check_record_args(a: RecordArgs) -> anyhow::Result<u8> {
         }
     )?;
     writeln!(out, "snapshot: {}", if a.snapshot { "yes" } else { "no" })?;
-    writeln!(out, "cache: {} MiB", a.cache_mib)?;
+    writeln!(out, "cache: {} MiB", a.cache.mib)?;
     writeln!(out, "verbose: {}", if a.verbose { "yes" } else { "no" })?;
     Ok(0)
 }

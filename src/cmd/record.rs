@@ -61,7 +61,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
         started_wall: started,
     };
     let mut ing = Ingest::open(&db, &run, &log)?;
-    ing.set_cache_mib(a.cache_mib)?;
+    ing.set_cache_mib(a.cache.mib)?;
     crate::privdrop::restrict(&db)?;
     ing.live_since(started);
     log.info(&format!(
