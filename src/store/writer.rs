@@ -341,49 +341,31 @@ impl Writer {
         }
         if let Some(k) = event_key(&e) {
             if let Some(l) = self.lazy_last.get_mut(&k) {
-                match &e {
+                // The "last seen" the event itself stores: an end's (unless a CLR's, which
+                // is no sighting), a full update's, a touch's once it is due.
+                let raises = match &e {
                     Event::Touch { seen, .. } if *seen <= l.written + TOUCH_EVERY_US => {
                         l.known = l.known.max(*seen);
                         return;
                     }
-                    Event::Touch { seen, .. } => {
-                        l.written = l.written.max(*seen);
-                        l.known = l.known.max(*seen);
-                    }
-                    // Anything else about the lifetime is applied after its latest "last
-                    // seen", written first unless the event itself raises "last seen" as
-                    // far (an end does, unless it is a CLR's).
-                    _ => {
-                        let l = *l;
-                        let covered = match &e {
-                            Event::End { end, reason, .. } => {
-                                *reason != EndReason::Clear && *end >= l.known
-                            }
-                            Event::Refresh { seen, .. } => *seen >= l.known,
-                            _ => false,
-                        };
-                        match &e {
-                            Event::End { .. } => {
-                                self.lazy_last.remove(&k);
-                            }
-                            Event::Refresh { seen, .. } => {
-                                if let Some(l) = self.lazy_last.get_mut(&k) {
-                                    l.written = l.written.max(*seen);
-                                    l.known = l.known.max(*seen);
-                                }
-                            }
-                            _ => {}
-                        }
-                        if l.known > l.written && !covered {
-                            self.pending.push(Event::Touch {
-                                key: k,
-                                seen: l.known,
-                            });
-                            if let Some(l) = self.lazy_last.get_mut(&k) {
-                                l.written = l.known;
-                            }
-                        }
-                    }
+                    Event::Touch { seen, .. } | Event::Refresh { seen, .. } => Some(*seen),
+                    Event::End { end, reason, .. } if *reason != EndReason::Clear => Some(*end),
+                    _ => None,
+                };
+                // Anything else about the lifetime comes after its latest "last seen".
+                if l.known > l.written && raises.is_none_or(|t| t < l.known) {
+                    self.pending.push(Event::Touch {
+                        key: k,
+                        seen: l.known,
+                    });
+                    l.written = l.known;
+                }
+                if let Some(t) = raises {
+                    l.written = l.written.max(t);
+                    l.known = l.known.max(t);
+                }
+                if matches!(e, Event::End { .. }) {
+                    self.lazy_last.remove(&k);
                 }
             }
         }
