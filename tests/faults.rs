@@ -23,6 +23,7 @@ fn mkfifo(p: &Path) {
 
 fn states(db: &Path) -> Vec<String> {
     let c = Connection::open(db).expect("open");
+    pfstatelog::store::unseal_all(&c).expect("unseal");
     let mut st = c
         .prepare(
             "SELECT creator_id, state_id, hex(w_addr1), w_port1, hex(s_addr1), s_port1, start_us, first_us,
@@ -35,7 +36,13 @@ fn states(db: &Path) -> Vec<String> {
 
 fn count(db: &Path) -> i64 {
     Connection::open(db)
-        .and_then(|c| c.query_row("SELECT count(*) FROM states", [], |r| r.get(0)))
+        .and_then(|c| {
+            c.query_row(
+                "SELECT (SELECT count(*) FROM states) + (SELECT coalesce(sum(n), 0) FROM sealed_buckets)",
+                [],
+                |r| r.get(0),
+            )
+        })
         .unwrap_or(0)
 }
 

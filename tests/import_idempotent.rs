@@ -64,6 +64,7 @@ fn import(db: &Path, caps: &[&Path]) {
 /// Every lifetime, in a canonical order, without row ids.
 fn dump(db: &Path) -> Vec<String> {
     let c = Connection::open(db).expect("open db");
+    pfstatelog::store::unseal_all(&c).expect("unseal");
     let mut st = c
         .prepare(
             "SELECT creator_id, state_id, ifname, af, proto, direction,

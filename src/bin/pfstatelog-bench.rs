@@ -863,7 +863,13 @@ fn count_states(db: &str) -> anyhow::Result<(i64, i64)> {
     let open: i64 = c.query_row("SELECT count(*) FROM states WHERE dcls = 14", [], |r| {
         r.get(0)
     })?;
-    Ok((n, open))
+    // Sealed lifetimes (schema 4; an older database has none).
+    let sealed: i64 = c
+        .query_row("SELECT coalesce(sum(n), 0) FROM sealed_buckets", [], |r| {
+            r.get(0)
+        })
+        .unwrap_or(0);
+    Ok((n + sealed, open))
 }
 
 fn import_bench(
@@ -1144,12 +1150,18 @@ fn pair_count(c: &Connection, ip: &IpAddr, port: u16) -> anyhow::Result<i64> {
           WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
     )?;
     let mut n = 0i64;
-    query::each_range(c, "states_who", i64::MIN / 4, i64::MAX / 4, |cls, b, _| {
-        n += st.query_row(params![cls, b, store::addr_blob(ip), port as i64], |r| {
-            r.get::<_, i64>(0)
-        })?;
-        Ok(())
-    })?;
+    query::each_range(
+        c,
+        query::Ranges::Who,
+        i64::MIN / 4,
+        i64::MAX / 4,
+        |cls, b, _| {
+            n += st.query_row(params![cls, b, store::addr_blob(ip), port as i64], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            Ok(())
+        },
+    )?;
     Ok(n)
 }
 
@@ -1598,7 +1610,7 @@ fn explain(db: &str, queries: usize, seed: u64) -> anyhow::Result<()> {
         let mut visited = Vec::new();
         for p in ps.iter() {
             let mut v = 0i64;
-            query::each_range(&c, "states_who", p.at, p.at, |cls, b, max| {
+            query::each_range(&c, query::Ranges::Who, p.at, p.at, |cls, b, max| {
                 v += scan.query_row(
                     params![store::addr_blob(&p.ip), p.port as i64, p.at, cls, max, b],
                     |r| r.get::<_, i64>(0),

@@ -1,7 +1,8 @@
 //! Bulk reads: every lifetime overlapping a range, one row at a time (`export`), and the
 //! few facts the export header and the snapshot import need from the store.
 
-use super::query::{lifetime, Lifetime, COLS};
+use super::query::{each_range, lifetime, Lifetime, Ranges, COLS};
+use super::sealed::{self, Names};
 use crate::track::Micros;
 use crate::wire::Flavor;
 use rusqlite::{params, Connection};
@@ -18,7 +19,8 @@ pub struct Walked {
 
 /// Hand every lifetime whose `[start, end]` overlaps `[from, to]` (an open one has no end)
 /// to `f`, one at a time, straight off the SQLite cursor: memory does not grow with the
-/// range. Rows come in the order they were first written (rowid), which needs no sort;
+/// range. Rows of `states` come in the order they were first written (rowid), which needs
+/// no sort, then sealed lifetimes by duration class and time bucket;
 /// evidence-only rows (no keys, no start) are not lifetimes and are left out.
 pub fn each_lifetime<E>(
     conn: &Connection,
@@ -45,6 +47,27 @@ where
             None => w.damaged += 1,
         }
     }
+    drop(rows);
+    // Then the sealed lifetimes, bucket by bucket (class, then time).
+    let names = Names::load(conn)?;
+    let mut failed: Option<E> = None;
+    let walked = each_range(conn, Ranges::Sealed, from, to, |c, b, _| {
+        w.damaged += sealed::each_in_bucket(conn, &names, c, b, |s| {
+            if s.start <= to && s.end >= from {
+                if let Err(e) = f(&Lifetime::from(&s)) {
+                    failed = Some(e);
+                    return Err(rusqlite::Error::InvalidQuery);
+                }
+                w.rows += 1;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    walked?;
     Ok(w)
 }
 

@@ -2,7 +2,9 @@
 //! All SQL of pfstatelog lives under this module.
 
 pub mod export;
+pub mod pack;
 pub mod query;
+pub mod sealed;
 pub mod writer;
 
 use rusqlite::{Connection, OpenFlags};
@@ -24,6 +26,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_drop_states_open",
         include_str!("../../migrations/0003_drop_states_open.sql"),
+    ),
+    (
+        "0004_sealed",
+        include_str!("../../migrations/0004_sealed.sql"),
     ),
 ];
 
@@ -226,6 +232,16 @@ fn migrate(conn: &Connection, path: &str) -> Result<()> {
         tx.commit().map_err(sq(path))?;
     }
     Ok(())
+}
+
+/// Move every sealed lifetime back into `states`, one row each (tests compare whole
+/// databases this way, whichever path each lifetime took); how many moved.
+pub fn unseal_all(conn: &Connection) -> rusqlite::Result<u64> {
+    let tx = conn.unchecked_transaction()?;
+    let names = sealed::Names::load(&tx)?;
+    let n = sealed::unseal_all(&tx, &names, |tx, s| writer::insert_stored(tx, s, true))?;
+    tx.commit()?;
+    Ok(n)
 }
 
 /// An address as stored: 4 bytes for IPv4, 16 for IPv6.

@@ -1,5 +1,7 @@
 //! Read side: who, history, coverage, stats, prune.
 
+use super::pack::{Stored, REASONS};
+use super::sealed::{self, Names};
 use super::{addr_blob, blob_addr, sq, Result};
 use crate::track::Micros;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
@@ -28,6 +30,32 @@ pub struct Lifetime {
     pub creator_id: u32,
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
+}
+
+impl From<&Stored> for Lifetime {
+    fn from(s: &Stored) -> Lifetime {
+        Lifetime {
+            private_ip: s.s_addr[1],
+            private_port: s.s_port[1],
+            public_ip: s.w_addr[1],
+            public_port: s.w_port[1],
+            remote_ip: s.w_addr[0],
+            remote_port: s.w_port[0],
+            proto: s.proto,
+            af: s.af,
+            direction: s.direction,
+            ifname: s.ifname.clone(),
+            nat: s.nat,
+            start: s.start,
+            end: Some(s.end),
+            end_reason: REASONS.get(usize::from(s.reason)).map(|r| r.to_string()),
+            last_seen: s.last,
+            state_id: s.state_id,
+            creator_id: s.creator_id,
+            packets: s.packets,
+            bytes: s.bytes,
+        }
+    }
 }
 
 /// The columns [`lifetime`] reads, in its order.
@@ -86,11 +114,47 @@ const UNBOUNDED: i64 = 1 << 62;
 
 /// The width of a class's time buckets (generated column `tb`) as a shift of the start;
 /// `None`: one bucket (0) for the whole class.
-fn bucket_shift(class: usize) -> Option<u32> {
+pub(crate) fn bucket_shift(class: usize) -> Option<u32> {
     match class {
         0..=5 => Some(32),
         6..=12 => Some(22 + 2 * class as u32),
         _ => None,
+    }
+}
+
+/// The duration class of a closed lifetime (the SQL of `dcls`, for sealed lifetimes).
+pub(crate) fn class_of(dur: Micros) -> i64 {
+    (0..13)
+        .find(|c| dur <= CLASS_MAX_US[*c])
+        .map_or(13, |c| c as i64)
+}
+
+/// The time bucket of a start in class `c` (the SQL of `tb`).
+pub(crate) fn bucket_of(start: Micros, c: i64) -> i64 {
+    match usize::try_from(c).ok().and_then(bucket_shift) {
+        Some(shift) => start >> shift,
+        None => 0,
+    }
+}
+
+/// Where `each_range` finds the buckets that exist: hot rows through either index, or the
+/// sealed groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranges {
+    Who,
+    Private,
+    Sealed,
+    SealedPrivate,
+}
+
+impl Ranges {
+    fn from(self) -> &'static str {
+        match self {
+            Ranges::Who => "states INDEXED BY states_who",
+            Ranges::Private => "states INDEXED BY states_private",
+            Ranges::Sealed => "sealed",
+            Ranges::SealedPrivate => "sealed_private",
+        }
     }
 }
 
@@ -100,14 +164,15 @@ fn bucket_shift(class: usize) -> Option<u32> {
 /// an open-ended range costs what the database holds, not what the calendar spans.
 pub fn each_range(
     conn: &Connection,
-    index: &str,
+    index: Ranges,
     t0: Micros,
     t1: Micros,
     mut f: impl FnMut(i64, i64, i64) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<()> {
     let mut next = conn.prepare_cached(&format!(
-        "SELECT tb FROM states INDEXED BY {index}
-          WHERE dcls = ?1 AND tb >= ?2 AND tb <= ?3 ORDER BY dcls, tb LIMIT 1"
+        "SELECT tb FROM {}
+          WHERE dcls = ?1 AND tb >= ?2 AND tb <= ?3 ORDER BY dcls, tb LIMIT 1",
+        index.from()
     ))?;
     for (c, max) in CLASS_MAX_US.iter().enumerate() {
         let class = c as i64;
@@ -187,7 +252,7 @@ pub fn who(
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut out = Vec::new();
-    each_range(conn, "states_who", t0, t1, |c, b, max| {
+    each_range(conn, Ranges::Who, t0, t1, |c, b, max| {
         args[4] = c.into();
         args[5] = max.into();
         args[6] = b.into();
@@ -195,6 +260,22 @@ pub fn who(
         while let Some(r) = rows.next()? {
             if let Some(l) = lifetime(r)? {
                 out.push(l);
+            }
+        }
+        Ok(())
+    })?;
+    // Sealed lifetimes: one group per class and bucket, filtered as the SQL above filters.
+    let names = Names::load(conn)?;
+    each_range(conn, Ranges::Sealed, t0, t1, |c, b, max| {
+        for s in sealed::group(conn, &names, c, b, ip, port)? {
+            if s.start >= t0.saturating_sub(max)
+                && s.start <= t1
+                && s.end >= t0
+                && f.proto.is_none_or(|p| p == s.proto)
+                && f.remote_ip.is_none_or(|r| r == s.w_addr[0])
+                && f.remote_port.is_none_or(|p| p == s.w_port[0])
+            {
+                out.push(Lifetime::from(&s));
             }
         }
         Ok(())
@@ -267,14 +348,49 @@ pub fn history(
              AND start_us >= ?2 - ?5 AND start_us <= ?3
              AND (end_us IS NULL OR end_us >= ?2){port_test}"
     ))?;
-    each_range(conn, "states_private", from, to, |c, b, max| {
+    each_range(conn, Ranges::Private, from, to, |c, b, max| {
         args[3] = c.into();
         args[4] = max.into();
         args[5] = b.into();
         push(&mut stmt.query(params_from_iter(args.iter()))?)
     })?;
-    out.sort_by_key(|(id, l)| (l.start, *id));
-    Ok(out.into_iter().map(|(_, l)| l).collect())
+    // Sealed lifetimes: the host's public pairs per class and bucket, then those groups.
+    let names = Names::load(conn)?;
+    let (lo_b, hi_b) = (addr_blob(lo), addr_blob(hi));
+    let mut sealed_out = Vec::new();
+    each_range(conn, Ranges::SealedPrivate, from, to, |c, b, max| {
+        let mut pairs = sealed::private_pairs(conn, c, b, &lo_b, &hi_b)?;
+        pairs.sort();
+        pairs.dedup();
+        for (a, p) in pairs {
+            for s in sealed::group(conn, &names, c, b, &a, p)? {
+                let host = addr_blob(&s.s_addr[1]);
+                if host.len() == lo_b.len()
+                    && host >= lo_b
+                    && host <= hi_b
+                    && s.start >= from.saturating_sub(max)
+                    && s.start <= to
+                    && s.end >= from
+                    && port.is_none_or(|p| p == s.s_port[1])
+                {
+                    sealed_out.push(Lifetime::from(&s));
+                }
+            }
+        }
+        Ok(())
+    })?;
+    // Rows in the order they were written, sealed ones after the stored rows of the same start.
+    let mut all: Vec<(Micros, i64, u64, Lifetime)> = out
+        .into_iter()
+        .map(|(id, l)| (l.start, id, 0, l))
+        .chain(
+            sealed_out
+                .into_iter()
+                .map(|l| (l.start, i64::MAX, l.state_id, l)),
+        )
+        .collect();
+    all.sort_by_key(|a| (a.0, a.1, a.2));
+    Ok(all.into_iter().map(|(_, _, _, l)| l).collect())
 }
 
 /// What the recorder saw of a time range.
@@ -384,14 +500,23 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
         [],
         |r| r.get(0),
     )?;
+    let (sealed_n, sealed_first, sealed_last): (i64, Option<i64>, Option<i64>) = conn.query_row(
+        "SELECT coalesce(sum(n), 0), min(first_us), max(last_us) FROM sealed_buckets WHERE n > 0",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    s.states += sealed_n;
     let first: Option<i64> =
         conn.query_row("SELECT min(start_us) FROM states", [], |r| r.get(0))?;
     let last: Option<i64> = conn.query_row("SELECT max(last_us) FROM states", [], |r| r.get(0))?;
+    let first = first.into_iter().chain(sealed_first).min();
+    let last = last.into_iter().chain(sealed_last).max();
     s.first_start = first.map(format_rfc3339);
     s.last_seen = last.map(format_rfc3339);
     let mut st = conn.prepare(
         "SELECT c.creator_id, c.flavor, c.version, c.record_version, c.first_us, c.last_us,
                 (SELECT count(*) FROM states s WHERE s.creator_id = c.creator_id AND s.start_us IS NOT NULL)
+                + coalesce((SELECT n FROM sealed_creators z WHERE z.creator_id = c.creator_id), 0)
          FROM creators c ORDER BY c.creator_id",
     )?;
     let rows = st.query_map([], |r| {
@@ -499,6 +624,9 @@ pub fn prune(conn: &Connection, before: Micros) -> rusqlite::Result<u64> {
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    let tx = conn.unchecked_transaction()?;
+    total += sealed::prune(&tx, &Names::load(&tx)?, before)?;
+    tx.commit()?;
     conn.execute("DELETE FROM gaps WHERE end_us < ?1", [before])?;
     conn.execute("DELETE FROM bus WHERE ts_us < ?1", [before])?;
     conn.execute("DELETE FROM runs WHERE last_us < ?1 AND status != 'running' AND id NOT IN (SELECT run_id FROM gaps)", [before])?;

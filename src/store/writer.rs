@@ -4,12 +4,14 @@
 //! start comes from the earliest full message, counters from the newest, the end is the
 //! earliest end event, "last seen" the latest message.
 
+use super::pack::{Stored, REASONS};
+use super::sealed::{self, Names, SealIndex};
 use super::{addr_blob, blob_addr, sq, Result};
 use crate::track::{EndReason, Event, Micros, OpenState, OrphanKind};
 use crate::wire::{Af, Direction, Flavor, FullState, Key, StateRef};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Two sightings of one (creator, id) belong to the same lifetime when the state was alive
@@ -73,6 +75,16 @@ pub struct Writer {
     ready: Vec<Row>,
     /// Stored open lifetimes whose "last seen" is written lazily ([`TOUCH_EVERY_US`]).
     lazy_last: HashMap<StateRef, LastSeen>,
+    /// An import seals the new lifetimes that ended (sealed.rs) instead of inserting them.
+    seal: bool,
+    next_seal: Option<i64>,
+    names: Names,
+    seal_index: SealIndex,
+    /// Whether any seal exists, so messages about known states look there first.
+    any_sealed: Option<bool>,
+    /// Keys whose sealed lifetimes were already looked for (a key that was not new never
+    /// becomes new, so it can never be sealed later by this writer).
+    looked: HashSet<StateRef>,
 }
 
 /// "Last seen" of a stored open lifetime: as written, and as known.
@@ -141,6 +153,50 @@ impl Row {
         self.last = self.last.max(seen);
     }
 
+    fn key(&self) -> StateRef {
+        StateRef {
+            id: self.state.id,
+            creator_id: self.state.creator_id,
+        }
+    }
+
+    /// Every column the row of this lifetime has (end 0 while open).
+    fn stored(&self) -> Stored {
+        let s = &self.state;
+        let (end, reason) = self.end.unwrap_or((0, EndReason::Delete));
+        Stored {
+            creator_id: s.creator_id,
+            state_id: s.id,
+            ifname: s.ifname.clone(),
+            af: s.af.to_openbsd(),
+            proto: s.proto,
+            direction: s.direction.to_u8(),
+            w_addr: s.key[0].addr,
+            w_port: s.key[0].port,
+            w_rdomain: s.key[0].rdomain,
+            s_addr: s.key[1].addr,
+            s_port: s.key[1].port,
+            s_rdomain: s.key[1].rdomain,
+            s_af: s.key[1].af.to_openbsd(),
+            nat: s.is_nat(),
+            start: self.start,
+            first: self.first,
+            updated: self.updated,
+            last: self.last,
+            end,
+            reason: match reason {
+                EndReason::Delete => 0,
+                EndReason::DeleteFull => 1,
+                EndReason::Clear => 2,
+            },
+            expire: s.expire,
+            packets: s.packets,
+            bytes: s.bytes,
+            rule: s.rule,
+            flavor: self.flavor.header_version(),
+        }
+    }
+
     /// [`end_row`]: the earliest end wins; a CLR is not a sighting.
     fn end(&mut self, end: Micros, reason: EndReason) {
         if self.end.is_none_or(|(e, _)| end < e) {
@@ -188,6 +244,7 @@ impl Writer {
                 }
             }
         };
+        let names = Names::load(&conn).map_err(sq(path))?;
         Ok(Writer {
             conn,
             path: path.into(),
@@ -202,6 +259,12 @@ impl Writer {
             held: HashMap::new(),
             ready: Vec::new(),
             lazy_last: HashMap::new(),
+            seal: run.kind == "import",
+            next_seal: None,
+            names,
+            seal_index: SealIndex::default(),
+            any_sealed: None,
+            looked: HashSet::new(),
         })
     }
 
@@ -408,13 +471,17 @@ impl Writer {
                 let lo = u64_to_i64(u64::from(group.1) << 56);
                 let hi = lo | 0x00ff_ffff_ffff_ffff;
                 // Unknown on error: then nothing is new, and the merge path decides.
-                self.conn
+                let stored = self
+                    .conn
                     .query_row(
                         "SELECT max(state_id) FROM states WHERE creator_id = ?1 AND state_id BETWEEN ?2 AND ?3",
                         params![k.creator_id, lo, hi],
                         |r| r.get::<_, Option<i64>>(0),
                     )
-                    .unwrap_or(Some(i64::MAX))
+                    .unwrap_or(Some(i64::MAX));
+                let sealed =
+                    sealed::max_id(&self.conn, k.creator_id, group.1).unwrap_or(Some(i64::MAX));
+                stored.max(sealed)
             }
         };
         self.known_max
@@ -495,8 +562,14 @@ impl Writer {
             }
             Err(e) => {
                 // Row ids learnt inside the rolled-back transaction may not exist: forget
-                // them all; lookups fall back to the (creator, id) index.
+                // them all; lookups fall back to the (creator, id) index. The same for
+                // names, seal numbers and what was taken out of seals.
                 self.rows.clear();
+                self.next_seal = None;
+                self.seal_index.reset();
+                self.looked.clear();
+                self.any_sealed = None;
+                let _ = self.names.reload(&self.conn);
                 Err(sq(&path)(e))
             }
         }
@@ -505,8 +578,35 @@ impl Writer {
     fn write_pending(&mut self, counters: &RunCounters) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         // Held lifetimes first: every pending event about their key came after their end.
+        // An import seals them, except those a pending event names: that event merges into
+        // their row in states.
+        let named: HashSet<StateRef> = if self.seal {
+            self.pending.iter().filter_map(event_key).collect()
+        } else {
+            HashSet::new()
+        };
+        let mut to_seal = Vec::new();
         for r in &self.ready {
-            insert_row(&tx, r)?;
+            match r.end {
+                Some(_) if self.seal && !named.contains(&r.key()) => to_seal.push(r.stored()),
+                _ => insert_row(&tx, r)?,
+            }
+        }
+        if !to_seal.is_empty() {
+            let no = match self.next_seal {
+                Some(n) => n,
+                None => sealed::next_seal(&tx)?,
+            };
+            sealed::write_seal(&tx, &to_seal, no, &mut self.names)?;
+            self.next_seal = Some(no + 1);
+            self.seal_index.reset();
+            self.any_sealed = Some(true);
+            // Buckets no later packet can add to become one row per pair now.
+            if let Some(w) = counters.last_us {
+                for (c, b) in sealed::buckets_to_merge(&tx, Some(w))? {
+                    sealed::merge_bucket(&tx, &self.names, c, b)?;
+                }
+            }
         }
         if !self.hold_open {
             // The recorder: open lifetimes are in the store at every commit; later events
@@ -518,7 +618,23 @@ impl Writer {
                 self.rows.insert(*k, tx.last_insert_rowid());
             }
         }
+        if self.any_sealed.is_none() {
+            let any: bool =
+                tx.query_row("SELECT EXISTS (SELECT 1 FROM seals)", [], |r| r.get(0))?;
+            self.any_sealed = Some(any);
+        }
         for e in &self.pending {
+            // A message about a lifetime that may be sealed: it goes back into states first,
+            // where the merges below apply to it as to any stored row.
+            if self.any_sealed == Some(true) {
+                if let Some(k) = event_key(e) {
+                    if !self.rows.contains_key(&k) && self.looked.insert(k) {
+                        for s in sealed::take(&tx, &mut self.seal_index, &self.names, &k)? {
+                            insert_stored(&tx, &s, true)?;
+                        }
+                    }
+                }
+            }
             apply(&tx, &mut self.rows, e)?;
         }
         for (c, (flavor, rv, first, last)) in &self.creators {
@@ -580,6 +696,14 @@ impl Writer {
             .collect();
         self.pending.extend(late);
         self.flush(counters)?;
+        // Every bucket this import wrote into several times becomes one row per pair.
+        if self.seal && self.next_seal.is_some() {
+            let tx = self.conn.transaction().map_err(sq(&self.path))?;
+            for (c, b) in sealed::buckets_to_merge(&tx, None).map_err(sq(&self.path))? {
+                sealed::merge_bucket(&tx, &self.names, c, b).map_err(sq(&self.path))?;
+            }
+            tx.commit().map_err(sq(&self.path))?;
+        }
         self.conn
             .execute(
                 "UPDATE runs SET status = ?2, stopped_wall = ?3 WHERE id = ?1",
@@ -653,10 +777,12 @@ fn event_key(e: &Event) -> Option<StateRef> {
 
 /// A held lifetime, whole, in one INSERT.
 fn insert_row(tx: &Connection, r: &Row) -> rusqlite::Result<()> {
-    let s = &r.state;
-    let (w0, wp0, w1, wp1, wrd) = key_cols(&s.key[0]);
-    let (s0, sp0, s1, sp1, srd) = key_cols(&s.key[1]);
-    let flavor_v = r.flavor.header_version();
+    insert_stored(tx, &r.stored(), r.end.is_some())
+}
+
+/// One lifetime as a row of states; `closed`: with its end (else the end is NULL, open).
+pub(crate) fn insert_stored(tx: &Connection, s: &Stored, closed: bool) -> rusqlite::Result<()> {
+    let ab = addr_blob;
     tx.prepare_cached(
         "INSERT INTO states (creator_id, state_id, ifname, af, proto, direction,
             w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
@@ -668,36 +794,36 @@ fn insert_row(tx: &Connection, r: &Row) -> rusqlite::Result<()> {
     )?
     .execute(params![
         s.creator_id,
-        u64_to_i64(s.id),
+        u64_to_i64(s.state_id),
         s.ifname,
-        s.af.to_openbsd(),
+        s.af,
         s.proto,
-        s.direction.to_u8(),
-        w0,
-        wp0,
-        w1,
-        wp1,
-        wrd,
-        s0,
-        sp0,
-        s1,
-        sp1,
-        srd,
-        s.key[1].af.to_openbsd(),
-        s.is_nat(),
-        r.start,
-        r.first,
-        r.last,
-        r.updated,
-        r.end.map(|(e, _)| e),
-        r.end.map(|(_, why)| why.name()),
+        s.direction,
+        ab(&s.w_addr[0]),
+        s.w_port[0],
+        ab(&s.w_addr[1]),
+        s.w_port[1],
+        s.w_rdomain,
+        ab(&s.s_addr[0]),
+        s.s_port[0],
+        ab(&s.s_addr[1]),
+        s.s_port[1],
+        s.s_rdomain,
+        s.s_af,
+        s.nat,
+        s.start,
+        s.first,
+        s.last,
+        s.updated,
+        closed.then_some(s.end),
+        closed.then(|| REASONS[usize::from(s.reason).min(REASONS.len() - 1)]),
         s.expire,
         u64_to_i64(s.packets[0]),
         u64_to_i64(s.packets[1]),
         u64_to_i64(s.bytes[0]),
         u64_to_i64(s.bytes[1]),
         s.rule,
-        flavor_v
+        s.flavor
     ])?;
     Ok(())
 }

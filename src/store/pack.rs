@@ -1,0 +1,572 @@
+//! The packed forms of sealed lifetimes (migrations/0004_sealed.sql): a group of lifetimes in
+//! one blob, the public pairs of a private host, and the state ids of a seal.
+//!
+//! Varints (LEB128, signed ones zigzag) from `integer-encoding`; times as deltas from the
+//! previous lifetime of the group (sorted by start), so a lifetime of a NAT pair costs about
+//! 40 bytes instead of a 31-column record and three index entries. Decoding never trusts the
+//! blob: a short, overlong or inconsistent one is an error, never a panic.
+
+use integer_encoding::VarInt;
+use std::net::IpAddr;
+
+use crate::track::Micros;
+
+/// One lifetime with every column `states` holds for it (a sealed lifetime has a start and an
+/// end; evidence rows never get sealed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub creator_id: u32,
+    pub state_id: u64,
+    pub ifname: String,
+    /// `af` column: 2 inet, 24 inet6, else as received.
+    pub af: u8,
+    pub proto: u8,
+    /// 1 in, 2 out, else as received.
+    pub direction: u8,
+    /// WIRE key: [remote, public] address and port.
+    pub w_addr: [IpAddr; 2],
+    pub w_port: [u16; 2],
+    pub w_rdomain: u16,
+    /// STACK key: [remote, private].
+    pub s_addr: [IpAddr; 2],
+    pub s_port: [u16; 2],
+    pub s_rdomain: u16,
+    pub s_af: u8,
+    pub nat: bool,
+    pub start: Micros,
+    pub first: Micros,
+    pub updated: Micros,
+    pub last: Micros,
+    pub end: Micros,
+    /// 0 delete, 1 delete-full, 2 clear (as [`REASONS`]).
+    pub reason: u8,
+    pub expire: u32,
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    pub rule: u32,
+    /// Header version it came in: 6 OpenBSD, 5 FreeBSD.
+    pub flavor: u8,
+}
+
+/// `end_reason` names by code.
+pub const REASONS: [&str; 3] = ["delete", "delete-full", "clear"];
+
+/// A blob that does not decode: damage, reported and skipped by the readers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("damaged packed data ({0})")]
+pub struct Damaged(pub &'static str);
+
+type Res<T> = std::result::Result<T, Damaged>;
+
+fn put<V: VarInt>(out: &mut Vec<u8>, v: V) {
+    let mut b = [0u8; 10];
+    let n = v.encode_var(&mut b);
+    out.extend_from_slice(&b[..n]);
+}
+
+/// A time delta that is often whole seconds: as seconds then (low bit 1), else as µs.
+/// (Deltas here are below 2^60 µs: pcap times and pf ages are 32-bit seconds.)
+fn put_secs(out: &mut Vec<u8>, d: i64) {
+    if d % 1_000_000 == 0 {
+        put(out, ((d / 1_000_000) << 1) | 1);
+    } else {
+        put(out, d << 1);
+    }
+}
+
+fn put_addr(out: &mut Vec<u8>, a: &IpAddr) {
+    match a {
+        IpAddr::V4(v) => out.extend_from_slice(&v.octets()),
+        IpAddr::V6(v) => out.extend_from_slice(&v.octets()),
+    }
+}
+
+/// A bounds-checked reader over a blob.
+struct Cur<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Cur<'a> {
+    fn var<V: VarInt>(&mut self, what: &'static str) -> Res<V> {
+        let (v, n) = V::decode_var(self.b).ok_or(Damaged(what))?;
+        self.b = &self.b[n..];
+        Ok(v)
+    }
+    fn secs(&mut self, what: &'static str) -> Res<i64> {
+        let v: i64 = self.var(what)?;
+        Ok(if v & 1 == 1 {
+            (v >> 1).wrapping_mul(1_000_000)
+        } else {
+            v >> 1
+        })
+    }
+    fn take(&mut self, n: usize, what: &'static str) -> Res<&'a [u8]> {
+        if self.b.len() < n {
+            return Err(Damaged(what));
+        }
+        let (h, t) = self.b.split_at(n);
+        self.b = t;
+        Ok(h)
+    }
+    fn byte(&mut self, what: &'static str) -> Res<u8> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn port(&mut self) -> Res<u16> {
+        let p = self.take(2, "port")?;
+        Ok(u16::from_be_bytes([p[0], p[1]]))
+    }
+    fn addr(&mut self, v6: bool) -> Res<IpAddr> {
+        Ok(if v6 {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(self.take(16, "address")?);
+            IpAddr::from(a)
+        } else {
+            let a = self.take(4, "address")?;
+            IpAddr::from([a[0], a[1], a[2], a[3]])
+        })
+    }
+    fn done(&self) -> bool {
+        self.b.is_empty()
+    }
+}
+
+// Flag bits of a packed lifetime.
+const F_FREEBSD: u32 = 1 << 0;
+const F_NAT: u32 = 1 << 1;
+const F_S0_DIFFERS: u32 = 1 << 2;
+const F_RDOMAINS: u32 = 1 << 3;
+const F_S_AF_DIFFERS: u32 = 1 << 4;
+const F_W0_V6: u32 = 1 << 5;
+const F_S1_V6: u32 = 1 << 6;
+const F_S0_V6: u32 = 1 << 7;
+/// Bits 8..: end reason (2 bits), then af code, direction code (2 bits each: 0, 1, 2 the
+/// usual values, 3 = the raw byte follows).
+const REASON_SHIFT: u32 = 8;
+const AF_SHIFT: u32 = 10;
+const DIR_SHIFT: u32 = 12;
+
+fn code(v: u8, usual: [u8; 3]) -> u32 {
+    usual.iter().position(|u| *u == v).map_or(3, |p| p as u32)
+}
+
+const AFS: [u8; 3] = [2, 24, 0];
+const DIRS: [u8; 3] = [1, 2, 0];
+
+/// The group's context: the public pair is in the row key, not in the blob.
+#[derive(Debug, Clone, Copy)]
+pub struct Public<'a> {
+    pub addr: &'a IpAddr,
+    pub port: u16,
+}
+
+/// Pack `rows` (one group, any order: sorted here by start) into a blob.
+/// `name` maps an ifname to its id in `names`.
+pub fn pack_rows(rows: &mut [&Stored], mut name: impl FnMut(&str) -> u64) -> Vec<u8> {
+    rows.sort_by_key(|r| (r.start, r.creator_id, r.state_id));
+    let mut out = Vec::with_capacity(rows.len() * 48);
+    let (mut start, mut creator, mut id) = (0i64, 0i64, 0i64);
+    for r in rows.iter() {
+        let s0_differs = r.s_addr[0] != r.w_addr[0] || r.s_port[0] != r.w_port[0];
+        let mut f = (u32::from(r.reason.min(3)) << REASON_SHIFT)
+            | (code(r.af, AFS) << AF_SHIFT)
+            | (code(r.direction, DIRS) << DIR_SHIFT);
+        for (on, bit) in [
+            (r.flavor == 5, F_FREEBSD),
+            (r.nat, F_NAT),
+            (s0_differs, F_S0_DIFFERS),
+            (r.w_rdomain != 0 || r.s_rdomain != 0, F_RDOMAINS),
+            (r.s_af != r.af, F_S_AF_DIFFERS),
+            (r.w_addr[0].is_ipv6(), F_W0_V6),
+            (r.s_addr[1].is_ipv6(), F_S1_V6),
+            (s0_differs && r.s_addr[0].is_ipv6(), F_S0_V6),
+        ] {
+            if on {
+                f |= bit;
+            }
+        }
+        put(&mut out, f);
+        if code(r.af, AFS) == 3 {
+            out.push(r.af);
+        }
+        if code(r.direction, DIRS) == 3 {
+            out.push(r.direction);
+        }
+        out.push(r.proto);
+        put(&mut out, r.start.wrapping_sub(start));
+        put(&mut out, r.end.wrapping_sub(r.start));
+        // start = first full message - its creation age in whole seconds.
+        put_secs(&mut out, r.first.wrapping_sub(r.start));
+        put(&mut out, r.updated.wrapping_sub(r.first));
+        put(&mut out, r.last.wrapping_sub(r.end));
+        put(&mut out, i64::from(r.creator_id).wrapping_sub(creator));
+        put(&mut out, (r.state_id as i64).wrapping_sub(id));
+        put(&mut out, name(&r.ifname));
+        put_addr(&mut out, &r.w_addr[0]);
+        out.extend_from_slice(&r.w_port[0].to_be_bytes());
+        put_addr(&mut out, &r.s_addr[1]);
+        out.extend_from_slice(&r.s_port[1].to_be_bytes());
+        if s0_differs {
+            put_addr(&mut out, &r.s_addr[0]);
+            out.extend_from_slice(&r.s_port[0].to_be_bytes());
+        }
+        if f & F_RDOMAINS != 0 {
+            put(&mut out, r.w_rdomain);
+            put(&mut out, r.s_rdomain);
+        }
+        if f & F_S_AF_DIFFERS != 0 {
+            out.push(r.s_af);
+        }
+        put(&mut out, r.expire);
+        for v in [r.packets[0], r.packets[1], r.bytes[0], r.bytes[1]] {
+            put(&mut out, v);
+        }
+        put(&mut out, r.rule);
+        (start, creator, id) = (r.start, i64::from(r.creator_id), r.state_id as i64);
+    }
+    out
+}
+
+/// Unpack a group's blob; `name` resolves an ifname id (None: damage).
+pub fn unpack_rows(
+    blob: &[u8],
+    public: Public,
+    mut name: impl FnMut(u64) -> Option<String>,
+) -> Res<Vec<Stored>> {
+    let mut c = Cur { b: blob };
+    let mut out = Vec::new();
+    let (mut start, mut creator, mut id) = (0i64, 0i64, 0i64);
+    while !c.done() {
+        let f: u32 = c.var("flags")?;
+        let raw = |c: &mut Cur, code: u32, usual: [u8; 3]| -> Res<u8> {
+            if code == 3 {
+                c.byte("code")
+            } else {
+                Ok(usual[code as usize])
+            }
+        };
+        let af = raw(&mut c, (f >> AF_SHIFT) & 3, AFS)?;
+        let direction = raw(&mut c, (f >> DIR_SHIFT) & 3, DIRS)?;
+        let reason = ((f >> REASON_SHIFT) & 3) as u8;
+        if usize::from(reason) >= REASONS.len() {
+            return Err(Damaged("end reason"));
+        }
+        let proto = c.byte("proto")?;
+        start = start.wrapping_add(c.var::<i64>("start")?);
+        let end = start.wrapping_add(c.var::<i64>("end")?);
+        let first = start.wrapping_add(c.secs("first")?);
+        let updated = first.wrapping_add(c.var::<i64>("updated")?);
+        let last = end.wrapping_add(c.var::<i64>("last")?);
+        creator = creator.wrapping_add(c.var::<i64>("creator")?);
+        id = id.wrapping_add(c.var::<i64>("state id")?);
+        let ifname = name(c.var("ifname")?).ok_or(Damaged("ifname"))?;
+        let w0 = c.addr(f & F_W0_V6 != 0)?;
+        let wp0 = c.port()?;
+        let s1 = c.addr(f & F_S1_V6 != 0)?;
+        let sp1 = c.port()?;
+        let (s0, sp0) = if f & F_S0_DIFFERS != 0 {
+            (c.addr(f & F_S0_V6 != 0)?, c.port()?)
+        } else {
+            (w0, wp0)
+        };
+        let (w_rdomain, s_rdomain) = if f & F_RDOMAINS != 0 {
+            (c.var("rdomain")?, c.var("rdomain")?)
+        } else {
+            (0, 0)
+        };
+        let s_af = if f & F_S_AF_DIFFERS != 0 {
+            c.byte("s_af")?
+        } else {
+            af
+        };
+        let expire = c.var("expire")?;
+        let packets = [c.var("packets")?, c.var("packets")?];
+        let bytes = [c.var("bytes")?, c.var("bytes")?];
+        let rule = c.var("rule")?;
+        out.push(Stored {
+            creator_id: u32::try_from(creator).map_err(|_| Damaged("creator"))?,
+            state_id: id as u64,
+            ifname,
+            af,
+            proto,
+            direction,
+            w_addr: [w0, *public.addr],
+            w_port: [wp0, public.port],
+            w_rdomain,
+            s_addr: [s0, s1],
+            s_port: [sp0, sp1],
+            s_rdomain,
+            s_af,
+            nat: f & F_NAT != 0,
+            start,
+            first,
+            updated,
+            last,
+            end,
+            reason,
+            expire,
+            packets,
+            bytes,
+            rule,
+            flavor: if f & F_FREEBSD != 0 { 5 } else { 6 },
+        });
+    }
+    Ok(out)
+}
+
+/// Where a sealed lifetime is filed: class, bucket and public pair.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Filed {
+    pub dcls: i64,
+    pub tb: i64,
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+/// A table of distinct addresses at the head of a blob, so entries name one by index.
+fn put_addrs(out: &mut Vec<u8>, addrs: &[IpAddr]) {
+    put(out, addrs.len() as u64);
+    for a in addrs {
+        out.push(if a.is_ipv6() { 16 } else { 4 });
+        put_addr(out, a);
+    }
+}
+
+fn get_addrs(c: &mut Cur) -> Res<Vec<IpAddr>> {
+    let n: u64 = c.var("address count")?;
+    // Each address takes at least 5 bytes: a count beyond the blob is damage.
+    if n > c.b.len() as u64 / 5 {
+        return Err(Damaged("address count"));
+    }
+    (0..n)
+        .map(|_| match c.byte("address length")? {
+            4 => c.addr(false),
+            16 => c.addr(true),
+            _ => Err(Damaged("address length")),
+        })
+        .collect()
+}
+
+fn index_of(
+    addrs: &mut Vec<IpAddr>,
+    idx: &mut std::collections::HashMap<IpAddr, u64>,
+    a: IpAddr,
+) -> u64 {
+    *idx.entry(a).or_insert_with(|| {
+        addrs.push(a);
+        addrs.len() as u64 - 1
+    })
+}
+
+/// The ids of one seal (one creator, one id group), each with where it is filed; `ids`
+/// sorted by id.
+pub fn pack_ids(ids: &[(u64, Filed)]) -> Vec<u8> {
+    let mut addrs = Vec::new();
+    let mut idx = std::collections::HashMap::new();
+    let mut body = Vec::with_capacity(ids.len() * 7);
+    let (mut prev_id, mut prev_tb) = (ids.first().map_or(0, |i| i.0), 0i64);
+    for (id, f) in ids {
+        put(&mut body, id.wrapping_sub(prev_id));
+        put(&mut body, f.dcls);
+        put(&mut body, f.tb.wrapping_sub(prev_tb));
+        put(&mut body, index_of(&mut addrs, &mut idx, f.addr));
+        body.extend_from_slice(&f.port.to_be_bytes());
+        (prev_id, prev_tb) = (*id, f.tb);
+    }
+    let mut out = Vec::with_capacity(body.len() + addrs.len() * 5 + 4);
+    put_addrs(&mut out, &addrs);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The inverse of [`pack_ids`], given the seal's lowest id.
+pub fn unpack_ids(blob: &[u8], min_id: u64) -> Res<Vec<(u64, Filed)>> {
+    let mut c = Cur { b: blob };
+    let addrs = get_addrs(&mut c)?;
+    let mut out = Vec::new();
+    let (mut id, mut tb) = (min_id, 0i64);
+    while !c.done() {
+        id = id.wrapping_add(c.var::<u64>("id")?);
+        let dcls = c.var("class")?;
+        tb = tb.wrapping_add(c.var::<i64>("bucket")?);
+        let a: u64 = c.var("address")?;
+        let addr = *addrs.get(a as usize).ok_or(Damaged("address index"))?;
+        let port = c.port()?;
+        out.push((
+            id,
+            Filed {
+                dcls,
+                tb,
+                addr,
+                port,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// The public pairs of a private host in one class and bucket.
+pub fn pack_pairs(pairs: &[(IpAddr, u16)]) -> Vec<u8> {
+    let mut addrs = Vec::new();
+    let mut idx = std::collections::HashMap::new();
+    let mut body = Vec::with_capacity(pairs.len() * 3);
+    for (a, p) in pairs {
+        put(&mut body, index_of(&mut addrs, &mut idx, *a));
+        body.extend_from_slice(&p.to_be_bytes());
+    }
+    let mut out = Vec::with_capacity(body.len() + addrs.len() * 5 + 2);
+    put_addrs(&mut out, &addrs);
+    out.extend_from_slice(&body);
+    out
+}
+
+pub fn unpack_pairs(blob: &[u8]) -> Res<Vec<(IpAddr, u16)>> {
+    let mut c = Cur { b: blob };
+    let addrs = get_addrs(&mut c)?;
+    let mut out = Vec::new();
+    while !c.done() {
+        let a: u64 = c.var("address")?;
+        let addr = *addrs.get(a as usize).ok_or(Damaged("address index"))?;
+        out.push((addr, c.port()?));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(i: u64) -> Stored {
+        let v4 = |x: u8| IpAddr::from([192, 0, 2, x]);
+        Stored {
+            creator_id: 0xdead_beef,
+            state_id: 0x6500_0000_0000_0000 + i,
+            ifname: if i % 2 == 0 { "em0" } else { "vlan12" }.into(),
+            af: 2,
+            proto: 6,
+            direction: 2,
+            w_addr: [v4(1), v4(2)],
+            w_port: [443, 61234],
+            w_rdomain: 0,
+            s_addr: [v4(1), IpAddr::from([10, 0, 0, i as u8])],
+            s_port: [443, 50000 + i as u16],
+            s_rdomain: 0,
+            s_af: 2,
+            nat: true,
+            start: 1_767_571_200_000_000 + i as i64 * 977,
+            first: 1_767_571_200_000_000 + i as i64 * 977 + 5_000_000,
+            updated: 1_767_571_200_000_000 + i as i64 * 977 + 9_000_000,
+            last: 1_767_571_200_000_000 + i as i64 * 977 + 12_000_000,
+            end: 1_767_571_200_000_000 + i as i64 * 977 + 12_000_000,
+            reason: 0,
+            expire: 86400,
+            packets: [10 * i, 12],
+            bytes: [1000 * i, 5000],
+            rule: 3,
+            flavor: 6,
+        }
+    }
+
+    fn names() -> (impl FnMut(&str) -> u64, Vec<String>) {
+        (
+            |n: &str| if n == "em0" { 0 } else { 1 },
+            vec!["em0".into(), "vlan12".into()],
+        )
+    }
+
+    #[test]
+    fn a_group_round_trips_every_column() {
+        let mut rows: Vec<Stored> = (0..40).rev().map(stored).collect();
+        // The unusual: IPv6 remote and stack key, rdomains, af-to, raw codes, a clear.
+        rows[3].w_addr[0] = "2001:db8::1".parse().expect("v6");
+        rows[3].s_addr[0] = "2001:db8::2".parse().expect("v6");
+        rows[3].s_af = 24;
+        rows[4].w_rdomain = 7;
+        rows[5].af = 99;
+        rows[5].direction = 0;
+        rows[6].direction = 200;
+        rows[7].reason = 2;
+        rows[7].last = rows[7].end - 5_000_000;
+        rows[8].flavor = 5;
+        rows[9].nat = false;
+        rows[10].bytes[1] = u64::MAX;
+        rows[10].rule = u32::MAX;
+        rows[11].first = rows[11].start - 3;
+        let (name, table) = names();
+        let mut refs: Vec<&Stored> = rows.iter().collect();
+        let blob = pack_rows(&mut refs, name);
+        let public = IpAddr::from([192, 0, 2, 2]);
+        let back = unpack_rows(
+            &blob,
+            Public {
+                addr: &public,
+                port: 61234,
+            },
+            |i| table.get(i as usize).cloned(),
+        )
+        .expect("decodes");
+        let mut want = rows.clone();
+        want.sort_by_key(|r| r.start);
+        assert_eq!(back, want);
+        assert!(
+            blob.len() < rows.len() * 50,
+            "{} bytes for {} lifetimes",
+            blob.len(),
+            rows.len()
+        );
+    }
+
+    #[test]
+    fn every_truncation_and_byte_flip_is_an_error_or_a_value_never_a_panic() {
+        let rows: Vec<Stored> = (0..5).map(stored).collect();
+        let (name, table) = names();
+        let mut refs: Vec<&Stored> = rows.iter().collect();
+        let blob = pack_rows(&mut refs, name);
+        let public = IpAddr::from([192, 0, 2, 2]);
+        let p = Public {
+            addr: &public,
+            port: 1,
+        };
+        for cut in 0..blob.len() {
+            let r = unpack_rows(&blob[..cut], p, |i| table.get(i as usize).cloned());
+            if cut > 0 {
+                assert!(r.is_err() || r.is_ok_and(|v| v.len() < 5), "cut at {cut}");
+            }
+        }
+        for i in 0..blob.len() {
+            let mut b = blob.clone();
+            b[i] ^= 0xff;
+            let _ = unpack_rows(&b, p, |i| table.get(i as usize).cloned());
+            let _ = unpack_ids(&b, 0);
+            let _ = unpack_pairs(&b);
+        }
+    }
+
+    #[test]
+    fn ids_and_pairs_round_trip() {
+        let v6: IpAddr = "2001:db8::7".parse().expect("v6");
+        let ids: Vec<(u64, Filed)> = (0..100u64)
+            .map(|i| {
+                (
+                    1000 + i * 3,
+                    Filed {
+                        dcls: (i % 7) as i64,
+                        tb: 411_000 + (i % 3) as i64,
+                        addr: if i % 5 == 0 {
+                            v6
+                        } else {
+                            IpAddr::from([203, 0, 113, 5])
+                        },
+                        port: 50000 + i as u16,
+                    },
+                )
+            })
+            .collect();
+        let blob = pack_ids(&ids);
+        assert_eq!(unpack_ids(&blob, 1000).expect("ids"), ids);
+        assert!(blob.len() < 100 * 7, "{} bytes", blob.len());
+        let pairs: Vec<(IpAddr, u16)> = ids.iter().map(|(_, f)| (f.addr, f.port)).collect();
+        assert_eq!(unpack_pairs(&pack_pairs(&pairs)).expect("pairs"), pairs);
+        assert_eq!(unpack_ids(&pack_ids(&[]), 5).expect("empty"), vec![]);
+        assert!(unpack_ids(&[200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200], 0).is_err());
+    }
+}

@@ -1,0 +1,668 @@
+//! Sealed lifetimes (migrations/0004_sealed.sql): writing a seal, merging a bucket's seals,
+//! taking a lifetime back out ("unseal"), and reading them for the queries.
+
+use super::addr_blob;
+use super::pack::{self, Damaged, Filed, Public, Stored};
+use super::query::{bucket_of, class_of, CLASS_MAX_US};
+use crate::track::Micros;
+use crate::wire::StateRef;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+
+/// A bucket can get no more lifetimes once packets this much past its last possible end
+/// have been read (captures are not perfectly ordered).
+const COMPLETE_SLACK_US: Micros = 600_000_000;
+
+/// Blobs of one key from several seals: (seal, blob).
+type Blobs = Vec<(i64, Vec<u8>)>;
+/// A private host's public pairs.
+type PairSet = HashSet<(IpAddr, u16)>;
+/// (seal, lowest id, highest id).
+type SealRange = (i64, i64, i64);
+
+/// Interface names by id (table `names`).
+#[derive(Debug, Default)]
+pub struct Names {
+    by_name: HashMap<String, u64>,
+    by_id: HashMap<u64, String>,
+}
+
+impl Names {
+    pub fn load(conn: &Connection) -> rusqlite::Result<Names> {
+        let mut n = Names::default();
+        let mut st = conn.prepare("SELECT id, name FROM names")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let (id, name): (i64, String) = (r.get(0)?, r.get(1)?);
+            n.by_name.insert(name.clone(), id as u64);
+            n.by_id.insert(id as u64, name);
+        }
+        Ok(n)
+    }
+
+    fn ensure(&mut self, tx: &Connection, name: &str) -> rusqlite::Result<()> {
+        if !self.by_name.contains_key(name) {
+            tx.prepare_cached("INSERT INTO names (name) VALUES (?1)")?
+                .execute([name])?;
+            let id = tx.last_insert_rowid() as u64;
+            self.by_name.insert(name.to_string(), id);
+            self.by_id.insert(id, name.to_string());
+        }
+        Ok(())
+    }
+
+    fn id(&self, name: &str) -> u64 {
+        self.by_name.get(name).copied().unwrap_or(u64::MAX)
+    }
+
+    pub fn name(&self, id: u64) -> Option<String> {
+        self.by_id.get(&id).cloned()
+    }
+
+    /// Forget ids learnt in a transaction that rolled back.
+    pub fn reload(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        *self = Names::load(conn)?;
+        Ok(())
+    }
+}
+
+/// The class and bucket a closed lifetime is filed under (as `dcls`, `tb` of states).
+pub fn filed(r: &Stored) -> (i64, i64) {
+    let c = class_of(r.end - r.start);
+    (c, bucket_of(r.start, c))
+}
+
+fn unpack(blob: &[u8], addr: &IpAddr, port: u16, names: &Names) -> Result<Vec<Stored>, Damaged> {
+    pack::unpack_rows(blob, Public { addr, port }, |i| names.name(i))
+}
+
+fn to_i64(v: u64) -> i64 {
+    v as i64
+}
+
+/// Write `rows` (closed lifetimes new to the store) as seal number `seal`.
+pub fn write_seal(
+    tx: &Connection,
+    rows: &[Stored],
+    seal: i64,
+    names: &mut Names,
+) -> rusqlite::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    for r in rows {
+        names.ensure(tx, &r.ifname)?;
+    }
+    let names: &Names = names;
+    // Groups by who key; BTreeMap keeps the inserts in key order.
+    let mut groups: BTreeMap<(i64, i64, Vec<u8>, u16), Vec<&Stored>> = BTreeMap::new();
+    let mut private: BTreeMap<(i64, i64, Vec<u8>), PairSet> = BTreeMap::new();
+    let mut ids: HashMap<(u32, u8), Vec<(u64, Filed)>> = HashMap::new();
+    let mut ends: HashMap<(u32, u8), Micros> = HashMap::new();
+    let mut buckets: HashMap<(i64, i64), (i64, Micros, Micros, Micros)> = HashMap::new();
+    let mut creators: HashMap<u32, i64> = HashMap::new();
+    for r in rows {
+        let (c, b) = filed(r);
+        groups
+            .entry((c, b, addr_blob(&r.w_addr[1]), r.w_port[1]))
+            .or_default()
+            .push(r);
+        private
+            .entry((c, b, addr_blob(&r.s_addr[1])))
+            .or_default()
+            .insert((r.w_addr[1], r.w_port[1]));
+        let g = (r.creator_id, (r.state_id >> 56) as u8);
+        ids.entry(g).or_default().push((
+            r.state_id,
+            Filed {
+                dcls: c,
+                tb: b,
+                addr: r.w_addr[1],
+                port: r.w_port[1],
+            },
+        ));
+        let e = ends.entry(g).or_insert(r.end);
+        *e = (*e).max(r.end);
+        let k = buckets.entry((c, b)).or_insert((0, r.start, r.last, r.end));
+        k.0 += 1;
+        k.1 = k.1.min(r.start);
+        k.2 = k.2.max(r.last);
+        k.3 = k.3.max(r.end);
+        *creators.entry(r.creator_id).or_default() += 1;
+    }
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO sealed (dcls, tb, w_addr1, w_port1, seal, n, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for ((c, b, addr, port), mut g) in groups {
+        let blob = pack::pack_rows(&mut g, |n| names.id(n));
+        ins.execute(params![c, b, addr, port, seal, g.len() as i64, blob])?;
+    }
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO sealed_private (dcls, tb, s_addr1, seal, pairs) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for ((c, b, addr), pairs) in private {
+        let mut pairs: Vec<(IpAddr, u16)> = pairs.into_iter().collect();
+        pairs.sort();
+        ins.execute(params![c, b, addr, seal, pack::pack_pairs(&pairs)])?;
+    }
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO seals (seal, creator_id, grp, min_id, max_id, end_us, ids) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for (g, mut list) in ids {
+        list.sort_by_key(|(id, _)| *id);
+        let (lo, hi) = (list[0].0, list[list.len() - 1].0);
+        ins.execute(params![
+            seal,
+            g.0,
+            g.1,
+            to_i64(lo),
+            to_i64(hi),
+            ends[&g],
+            pack::pack_ids(&list)
+        ])?;
+    }
+    let mut up = tx.prepare_cached(
+        "INSERT INTO sealed_buckets (dcls, tb, seals, n, first_us, last_us, end_us) VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)
+         ON CONFLICT (dcls, tb) DO UPDATE SET seals = seals + 1, n = n + excluded.n,
+            first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us),
+            end_us = max(end_us, excluded.end_us)",
+    )?;
+    for ((c, b), (n, first, last, end)) in buckets {
+        up.execute(params![c, b, n, first, last, end])?;
+    }
+    count_creators(tx, &creators)
+}
+
+fn count_creators(tx: &Connection, by: &HashMap<u32, i64>) -> rusqlite::Result<()> {
+    let mut up = tx.prepare_cached(
+        "INSERT INTO sealed_creators (creator_id, n) VALUES (?1, ?2)
+         ON CONFLICT (creator_id) DO UPDATE SET n = n + excluded.n",
+    )?;
+    for (c, n) in by {
+        up.execute(params![c, n])?;
+    }
+    Ok(())
+}
+
+/// The next seal number.
+pub fn next_seal(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT coalesce(max(seal), 0) + 1 FROM seals", [], |r| {
+        r.get(0)
+    })
+}
+
+/// Highest sealed state id of a creator's id group.
+pub fn max_id(conn: &Connection, creator_id: u32, grp: u8) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT max(max_id) FROM seals WHERE creator_id = ?1 AND grp = ?2")?
+        .query_row(params![creator_id, grp], |r| r.get(0))
+}
+
+/// Buckets that more than one seal wrote into, and that can get no more lifetimes from
+/// packets up to `watermark` (None: every such bucket).
+pub fn buckets_to_merge(
+    conn: &Connection,
+    watermark: Option<Micros>,
+) -> rusqlite::Result<Vec<(i64, i64)>> {
+    let mut st = conn.prepare_cached("SELECT dcls, tb FROM sealed_buckets WHERE seals > 1")?;
+    let all: Vec<(i64, i64)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(all
+        .into_iter()
+        .filter(|(c, b)| match watermark {
+            None => true,
+            Some(w) => bucket_end(*c, *b)
+                .and_then(|e| e.checked_add(COMPLETE_SLACK_US))
+                .is_some_and(|e| e <= w),
+        })
+        .collect())
+}
+
+/// The latest end a lifetime of class `c` filed in bucket `b` can have (None: unbounded).
+fn bucket_end(c: i64, b: i64) -> Option<Micros> {
+    let shift = super::query::bucket_shift(usize::try_from(c).ok()?)?;
+    let max = CLASS_MAX_US.get(usize::try_from(c).ok()?)?;
+    b.checked_add(1)?
+        .checked_mul(1i64.checked_shl(shift)?)?
+        .checked_add(*max)
+}
+
+/// Merge every group of bucket (c, b) written by several seals into one row, and the same
+/// for the private hosts' pairs; `who` then reads one row per public pair.
+pub fn merge_bucket(tx: &Connection, names: &Names, c: i64, b: i64) -> rusqlite::Result<u64> {
+    const CHUNK: usize = 20_000;
+    let mut merged = 0u64;
+    let mut after: (Vec<u8>, i64) = (Vec::new(), -1);
+    loop {
+        // A chunk of the bucket in key order; the last pair of a full chunk may continue in
+        // the next one, so it is left for that one.
+        let rows: Vec<(Vec<u8>, i64, i64, Vec<u8>)> = tx
+            .prepare_cached(
+                "SELECT w_addr1, w_port1, seal, rows FROM sealed
+                  WHERE dcls = ?1 AND tb = ?2 AND (w_addr1, w_port1) > (?3, ?4)
+                  ORDER BY w_addr1, w_port1, seal LIMIT ?5",
+            )?
+            .query_map(params![c, b, after.0, after.1, CHUNK as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let full = rows.len() == CHUNK;
+        let mut pairs: Vec<((Vec<u8>, i64), Blobs)> = Vec::new();
+        for (a, p, s, blob) in rows {
+            match pairs.last_mut() {
+                Some((k, v)) if k.0 == a && k.1 == p => v.push((s, blob)),
+                _ => pairs.push(((a, p), vec![(s, blob)])),
+            }
+        }
+        if full && pairs.len() > 1 {
+            pairs.pop();
+        }
+        let Some(last) = pairs.last().map(|(k, _)| k.clone()) else {
+            break;
+        };
+        for ((a, p), blobs) in pairs {
+            if blobs.len() < 2 {
+                continue;
+            }
+            let addr = super::blob_addr(&a);
+            let mut all = Vec::new();
+            for (_, blob) in &blobs {
+                // A damaged blob is kept as it is rather than merged (and lost).
+                match addr.map(|ad| unpack(blob, &ad, p as u16, names)) {
+                    Some(Ok(v)) => all.push(v),
+                    _ => {
+                        all.clear();
+                        break;
+                    }
+                }
+            }
+            if all.is_empty() {
+                continue;
+            }
+            let rows: Vec<Stored> = all.into_iter().flatten().collect();
+            let mut refs: Vec<&Stored> = rows.iter().collect();
+            let blob = pack::pack_rows(&mut refs, |n| names.id(n));
+            let seal = blobs.iter().map(|(s, _)| *s).min().unwrap_or(0);
+            tx.prepare_cached(
+                "DELETE FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
+            )?
+            .execute(params![c, b, a, p])?;
+            tx.prepare_cached(
+                "INSERT INTO sealed (dcls, tb, w_addr1, w_port1, seal, n, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![c, b, a, p, seal, rows.len() as i64, blob])?;
+            merged += rows.len() as u64;
+        }
+        if !full {
+            break;
+        }
+        after = last;
+    }
+    merge_private(tx, c, b)?;
+    tx.prepare_cached("UPDATE sealed_buckets SET seals = 1 WHERE dcls = ?1 AND tb = ?2")?
+        .execute(params![c, b])?;
+    Ok(merged)
+}
+
+fn merge_private(tx: &Connection, c: i64, b: i64) -> rusqlite::Result<()> {
+    const CHUNK: usize = 20_000;
+    let mut after: Vec<u8> = Vec::new();
+    loop {
+        let rows: Vec<(Vec<u8>, i64, Vec<u8>)> = tx
+            .prepare_cached(
+                "SELECT s_addr1, seal, pairs FROM sealed_private
+                  WHERE dcls = ?1 AND tb = ?2 AND s_addr1 > ?3 ORDER BY s_addr1, seal LIMIT ?4",
+            )?
+            .query_map(params![c, b, after, CHUNK as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let full = rows.len() == CHUNK;
+        let mut hosts: Vec<(Vec<u8>, Blobs)> = Vec::new();
+        for (a, s, blob) in rows {
+            match hosts.last_mut() {
+                Some((k, v)) if *k == a => v.push((s, blob)),
+                _ => hosts.push((a, vec![(s, blob)])),
+            }
+        }
+        if full && hosts.len() > 1 {
+            hosts.pop();
+        }
+        let Some(last) = hosts.last().map(|(k, _)| k.clone()) else {
+            break;
+        };
+        for (a, blobs) in hosts {
+            if blobs.len() < 2 {
+                continue;
+            }
+            let mut set = HashSet::new();
+            let mut damaged = false;
+            for (_, blob) in &blobs {
+                match pack::unpack_pairs(blob) {
+                    Ok(v) => set.extend(v),
+                    Err(_) => damaged = true,
+                }
+            }
+            if damaged {
+                continue;
+            }
+            let mut pairs: Vec<(IpAddr, u16)> = set.into_iter().collect();
+            pairs.sort();
+            let seal = blobs.iter().map(|(s, _)| *s).min().unwrap_or(0);
+            tx.prepare_cached(
+                "DELETE FROM sealed_private WHERE dcls = ?1 AND tb = ?2 AND s_addr1 = ?3",
+            )?
+            .execute(params![c, b, a])?;
+            tx.prepare_cached(
+                "INSERT INTO sealed_private (dcls, tb, s_addr1, seal, pairs) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![c, b, a, seal, pack::pack_pairs(&pairs)])?;
+        }
+        if !full {
+            break;
+        }
+        after = last;
+    }
+    Ok(())
+}
+
+/// The id ranges of every seal, and the parsed id lists of the ones looked into: how the
+/// writer finds out whether a state it did not take as new is sealed.
+#[derive(Debug, Default)]
+pub struct SealIndex {
+    loaded: bool,
+    /// (creator, group) -> (seal, min id, max id).
+    ranges: HashMap<(u32, u8), Vec<SealRange>>,
+    parsed: HashMap<(i64, u32, u8), HashMap<u64, Vec<Filed>>>,
+}
+
+impl SealIndex {
+    /// Forget everything (after a rollback, or when seals were added).
+    pub fn reset(&mut self) {
+        *self = SealIndex::default();
+    }
+
+    /// Count a seal just written in (its id lists are read when needed).
+    fn load(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        if self.loaded {
+            return Ok(());
+        }
+        let mut st = conn.prepare("SELECT seal, creator_id, grp, min_id, max_id FROM seals")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let (seal, creator, grp, lo, hi): (i64, i64, i64, i64, i64) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+            self.ranges
+                .entry((creator as u32, grp as u8))
+                .or_default()
+                .push((seal, lo, hi));
+        }
+        self.loaded = true;
+        Ok(())
+    }
+
+    /// Where the sealed lifetimes of `k` may be filed.
+    fn places(&mut self, conn: &Connection, k: &StateRef) -> rusqlite::Result<Vec<Filed>> {
+        self.load(conn)?;
+        let g = (k.creator_id, (k.id >> 56) as u8);
+        let id = to_i64(k.id);
+        let seals: Vec<i64> = match self.ranges.get(&g) {
+            Some(v) => v
+                .iter()
+                .filter(|(_, lo, hi)| *lo <= id && id <= *hi)
+                .map(|(s, _, _)| *s)
+                .collect(),
+            None => return Ok(Vec::new()),
+        };
+        let mut out = Vec::new();
+        for seal in seals {
+            if !self.parsed.contains_key(&(seal, g.0, g.1)) {
+                if self.parsed.len() >= 64 {
+                    self.parsed.clear();
+                }
+                let row: Option<(i64, Vec<u8>)> = conn
+                    .prepare_cached(
+                        "SELECT min_id, ids FROM seals WHERE seal = ?1 AND creator_id = ?2 AND grp = ?3",
+                    )?
+                    .query_row(params![seal, g.0, g.1], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let mut map: HashMap<u64, Vec<Filed>> = HashMap::new();
+                if let Some((lo, blob)) = row {
+                    // A damaged id list hides its lifetimes from the writer's merges only;
+                    // they stay readable.
+                    for (i, f) in pack::unpack_ids(&blob, lo as u64).unwrap_or_default() {
+                        map.entry(i).or_default().push(f);
+                    }
+                }
+                self.parsed.insert((seal, g.0, g.1), map);
+            }
+            if let Some(v) = self
+                .parsed
+                .get(&(seal, g.0, g.1))
+                .and_then(|m| m.get(&k.id))
+            {
+                out.extend(v.iter().cloned());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Take every sealed lifetime of `k` out of the sealed tables (the writer then writes them
+/// into `states`, where its merges apply).
+pub fn take(
+    tx: &Connection,
+    index: &mut SealIndex,
+    names: &Names,
+    k: &StateRef,
+) -> rusqlite::Result<Vec<Stored>> {
+    let mut places = index.places(tx, k)?;
+    places.sort_by_key(|f| (f.dcls, f.tb, f.addr, f.port));
+    places.dedup();
+    let mut taken = Vec::new();
+    for f in places {
+        let a = addr_blob(&f.addr);
+        let groups: Vec<(i64, Vec<u8>)> = tx
+            .prepare_cached(
+                "SELECT seal, rows FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
+            )?
+            .query_map(params![f.dcls, f.tb, a, f.port], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (seal, blob) in groups {
+            let Ok(rows) = unpack(&blob, &f.addr, f.port, names) else {
+                continue;
+            };
+            let (mine, rest): (Vec<Stored>, Vec<Stored>) = rows
+                .into_iter()
+                .partition(|r| r.creator_id == k.creator_id && r.state_id == k.id);
+            if mine.is_empty() {
+                continue;
+            }
+            if rest.is_empty() {
+                tx.prepare_cached(
+                    "DELETE FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND seal = ?5",
+                )?
+                .execute(params![f.dcls, f.tb, a, f.port, seal])?;
+            } else {
+                let mut refs: Vec<&Stored> = rest.iter().collect();
+                let blob = pack::pack_rows(&mut refs, |n| names.id(n));
+                tx.prepare_cached(
+                    "UPDATE sealed SET n = ?6, rows = ?7
+                      WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND seal = ?5",
+                )?
+                .execute(params![
+                    f.dcls,
+                    f.tb,
+                    a,
+                    f.port,
+                    seal,
+                    rest.len() as i64,
+                    blob
+                ])?;
+            }
+            tx.prepare_cached("UPDATE sealed_buckets SET n = n - ?3 WHERE dcls = ?1 AND tb = ?2")?
+                .execute(params![f.dcls, f.tb, mine.len() as i64])?;
+            count_creators(tx, &HashMap::from([(k.creator_id, -(mine.len() as i64))]))?;
+            taken.extend(mine);
+        }
+    }
+    Ok(taken)
+}
+
+/// Every sealed lifetime of bucket (c, b), group by group, to `f` (damaged groups counted).
+pub fn each_in_bucket(
+    conn: &Connection,
+    names: &Names,
+    c: i64,
+    b: i64,
+    mut f: impl FnMut(Stored) -> rusqlite::Result<()>,
+) -> rusqlite::Result<u64> {
+    let mut st = conn
+        .prepare_cached("SELECT w_addr1, w_port1, rows FROM sealed WHERE dcls = ?1 AND tb = ?2")?;
+    let mut rows = st.query(params![c, b])?;
+    let mut damaged = 0;
+    while let Some(r) = rows.next()? {
+        let (a, p, blob): (Vec<u8>, i64, Vec<u8>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        match super::blob_addr(&a).map(|ad| unpack(&blob, &ad, p as u16, names)) {
+            Some(Ok(v)) => {
+                for s in v {
+                    f(s)?;
+                }
+            }
+            _ => damaged += 1,
+        }
+    }
+    Ok(damaged)
+}
+
+/// The sealed lifetimes of one public pair in bucket (c, b).
+pub fn group(
+    conn: &Connection,
+    names: &Names,
+    c: i64,
+    b: i64,
+    addr: &IpAddr,
+    port: u16,
+) -> rusqlite::Result<Vec<Stored>> {
+    let mut st = conn.prepare_cached(
+        "SELECT rows FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
+    )?;
+    let mut rows = st.query(params![c, b, addr_blob(addr), port])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let blob: Vec<u8> = r.get(0)?;
+        // Damage in one group is skipped, as a damaged row of states is.
+        if let Ok(v) = unpack(&blob, addr, port, names) {
+            out.extend(v);
+        }
+    }
+    Ok(out)
+}
+
+/// The public pairs of private hosts in [lo, hi] (same length) in bucket (c, b).
+pub fn private_pairs(
+    conn: &Connection,
+    c: i64,
+    b: i64,
+    lo: &[u8],
+    hi: &[u8],
+) -> rusqlite::Result<Vec<(IpAddr, u16)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT pairs FROM sealed_private
+          WHERE dcls = ?1 AND tb = ?2 AND s_addr1 >= ?3 AND s_addr1 <= ?4 AND length(s_addr1) = length(?3)",
+    )?;
+    let mut rows = st.query(params![c, b, lo, hi])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let blob: Vec<u8> = r.get(0)?;
+        if let Ok(v) = pack::unpack_pairs(&blob) {
+            out.extend(v);
+        }
+    }
+    Ok(out)
+}
+
+/// Delete sealed lifetimes that ended before `before`; how many.
+pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result<u64> {
+    let buckets: Vec<(i64, i64, Micros)> = tx
+        .prepare("SELECT dcls, tb, end_us FROM sealed_buckets WHERE first_us < ?1")?
+        .query_map([before], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut gone = 0u64;
+    for (c, b, end) in buckets {
+        let mut keep: HashMap<(Vec<u8>, u16), Vec<Stored>> = HashMap::new();
+        let mut removed: HashMap<u32, i64> = HashMap::new();
+        let mut kept = 0i64;
+        each_in_bucket(tx, names, c, b, |s| {
+            if s.end < before {
+                *removed.entry(s.creator_id).or_default() -= 1;
+            } else {
+                kept += 1;
+                keep.entry((addr_blob(&s.w_addr[1]), s.w_port[1]))
+                    .or_default()
+                    .push(s);
+            }
+            Ok(())
+        })?;
+        if removed.is_empty() {
+            continue;
+        }
+        gone += removed.values().map(|n| -n).sum::<i64>() as u64;
+        tx.prepare_cached("DELETE FROM sealed WHERE dcls = ?1 AND tb = ?2")?
+            .execute(params![c, b])?;
+        if end < before || kept == 0 {
+            tx.prepare_cached("DELETE FROM sealed_private WHERE dcls = ?1 AND tb = ?2")?
+                .execute(params![c, b])?;
+            tx.prepare_cached("DELETE FROM sealed_buckets WHERE dcls = ?1 AND tb = ?2")?
+                .execute(params![c, b])?;
+        } else {
+            for ((a, p), rows) in &keep {
+                let mut refs: Vec<&Stored> = rows.iter().collect();
+                let blob = pack::pack_rows(&mut refs, |n| names.id(n));
+                tx.prepare_cached(
+                    "INSERT INTO sealed (dcls, tb, w_addr1, w_port1, seal, n, rows) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
+                )?
+                .execute(params![c, b, a, p, rows.len() as i64, blob])?;
+            }
+            let first = keep.values().flatten().map(|s| s.start).min().unwrap_or(0);
+            tx.prepare_cached(
+                "UPDATE sealed_buckets SET n = ?3, first_us = ?4, seals = 1 WHERE dcls = ?1 AND tb = ?2",
+            )?
+            .execute(params![c, b, kept, first])?;
+        }
+        count_creators(tx, &removed)?;
+    }
+    tx.execute("DELETE FROM seals WHERE end_us < ?1", [before])?;
+    Ok(gone)
+}
+
+/// Move every sealed lifetime back into `states` (tests compare whole databases this way;
+/// also a way back for anyone who wants one row per lifetime).
+pub fn unseal_all(
+    tx: &Connection,
+    names: &Names,
+    mut insert: impl FnMut(&Connection, &Stored) -> rusqlite::Result<()>,
+) -> rusqlite::Result<u64> {
+    let buckets: Vec<(i64, i64)> = tx
+        .prepare("SELECT dcls, tb FROM sealed_buckets")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut n = 0;
+    for (c, b) in buckets {
+        let mut rows = Vec::new();
+        each_in_bucket(tx, names, c, b, |s| {
+            rows.push(s);
+            Ok(())
+        })?;
+        for s in &rows {
+            insert(tx, s)?;
+        }
+        n += rows.len() as u64;
+    }
+    tx.execute_batch(
+        "DELETE FROM sealed; DELETE FROM sealed_private; DELETE FROM sealed_buckets;
+         DELETE FROM sealed_creators; DELETE FROM seals;",
+    )?;
+    Ok(n)
+}
