@@ -432,10 +432,11 @@ pub fn unpack_pairs(blob: &[u8]) -> Res<Vec<(IpAddr, u16)>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn stored(i: u64) -> Stored {
+    /// Lifetime `i` of a test group: NAT 10.0.0.i:5000i -> 192.0.2.2:61234 -> 192.0.2.1:443.
+    pub(crate) fn stored(i: u64) -> Stored {
         let v4 = |x: u8| IpAddr::from([192, 0, 2, x]);
         Stored {
             creator_id: 0xdead_beef,
