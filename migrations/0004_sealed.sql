@@ -3,7 +3,8 @@
 -- A B-tree row per lifetime with three indexes costs ~25-35 µs and ~245 bytes per state
 -- (BENCHMARKS.md). An import knows a lifetime whole once it has ended, so it writes each
 -- flush's closed new lifetimes ("a seal") grouped by what `who` asks for: one row per duration
--- class, time bucket (the same dcls and tb as states, migrations/0002) and public ip:port,
+-- class (dcls of states, migrations/0002), time bucket (of the start, four times the class's
+-- longest duration wide: src/store/query.rs, sealed_shift) and public ip:port,
 -- holding every lifetime of that group packed (src/store/pack.rs). Groups of the same key
 -- from several seals are merged once their bucket can get no more lifetimes (and at the end
 -- of every import), so `who` reads one row per class and bucket, as it reads states_who.

@@ -3,11 +3,11 @@
 use crate::cli::ImportArgs;
 use crate::ingest::Ingest;
 use crate::source::file::CaptureFile;
+use crate::source::Handover;
 use crate::store::writer::RunInfo;
 use crate::syslog::Logger;
 use anyhow::Context;
 use std::io::IsTerminal;
-use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
@@ -35,41 +35,44 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
         let bar = progress(&path_s);
         // Frames are read on their own thread so that a slow source (a pipe from tcpdump)
         // still gets its data flushed within a second.
-        let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+        let queue = std::sync::Arc::new(Handover::new(1024));
+        let q = queue.clone();
         let reader = std::thread::spawn(move || {
             let mut cap = cap;
             while let Some(r) = cap.next_frame() {
                 let end = r.is_err();
-                if tx.send(r).is_err() || end {
+                if !q.push(r) || end {
                     break;
                 }
             }
+            q.close();
         });
         let mut read_error = None;
         let mut n: u64 = 0;
-        loop {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(Ok(f)) => {
-                    ing.frame(&f)
-                        .with_context(|| format!("importing {path_s}: writing {db}"))?;
-                    n += 1;
-                    if n % 1024 == 0 {
-                        if let Some(b) = &bar {
-                            b.set_position(n);
-                            b.set_message(format!("{} states", ing.tracker.stats.opened));
-                        }
+        'frames: while let Some(batch) = queue.take_all(Duration::from_millis(200)) {
+            for r in batch {
+                let f = match r {
+                    Ok(f) => f,
+                    Err(e) => {
+                        read_error = Some(e);
+                        break 'frames;
+                    }
+                };
+                ing.frame(&f)
+                    .with_context(|| format!("importing {path_s}: writing {db}"))?;
+                n += 1;
+                if n % 1024 == 0 {
+                    if let Some(b) = &bar {
+                        b.set_position(n);
+                        b.set_message(format!("{} states", ing.tracker.stats.opened));
                     }
                 }
-                Ok(Err(e)) => {
-                    read_error = Some(e);
-                    break;
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
             }
             ing.tick()
                 .with_context(|| format!("importing {path_s}: writing {db}"))?;
         }
+        // A reader still waiting to hand over (an error ended the import) is let go.
+        queue.close();
         let _ = reader.join();
         if let Some(b) = &bar {
             b.finish_and_clear();

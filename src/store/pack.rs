@@ -404,14 +404,20 @@ pub fn unpack_ids(blob: &[u8], min_id: u64) -> Res<Vec<(u64, Filed)>> {
     Ok(out)
 }
 
-/// The public pairs of a private host in one class and bucket.
-pub fn pack_pairs(pairs: &[(IpAddr, u16)]) -> Vec<u8> {
+/// Where a private host's sealed lifetimes of one class and 72-minute bucket are filed: the
+/// (sealed bucket, public address, port) of each group, sorted.
+pub type Pair = (i64, IpAddr, u16);
+
+pub fn pack_pairs(pairs: &[Pair]) -> Vec<u8> {
     let mut addrs = Vec::new();
     let mut idx = std::collections::HashMap::new();
-    let mut body = Vec::with_capacity(pairs.len() * 3);
-    for (a, p) in pairs {
+    let mut body = Vec::with_capacity(pairs.len() * 4);
+    let mut prev_tb = 0i64;
+    for (tb, a, p) in pairs {
+        put(&mut body, tb.wrapping_sub(prev_tb));
         put(&mut body, index_of(&mut addrs, &mut idx, *a));
         body.extend_from_slice(&p.to_be_bytes());
+        prev_tb = *tb;
     }
     let mut out = Vec::with_capacity(body.len() + addrs.len() * 5 + 2);
     put_addrs(&mut out, &addrs);
@@ -419,14 +425,16 @@ pub fn pack_pairs(pairs: &[(IpAddr, u16)]) -> Vec<u8> {
     out
 }
 
-pub fn unpack_pairs(blob: &[u8]) -> Res<Vec<(IpAddr, u16)>> {
+pub fn unpack_pairs(blob: &[u8]) -> Res<Vec<Pair>> {
     let mut c = Cur { b: blob };
     let addrs = get_addrs(&mut c)?;
     let mut out = Vec::new();
+    let mut tb = 0i64;
     while !c.done() {
+        tb = tb.wrapping_add(c.var::<i64>("bucket")?);
         let a: u64 = c.var("address")?;
         let addr = *addrs.get(a as usize).ok_or(Damaged("address index"))?;
-        out.push((addr, c.port()?));
+        out.push((tb, addr, c.port()?));
     }
     Ok(out)
 }
@@ -565,7 +573,7 @@ pub(crate) mod tests {
         let blob = pack_ids(&ids);
         assert_eq!(unpack_ids(&blob, 1000).expect("ids"), ids);
         assert!(blob.len() < 100 * 7, "{} bytes", blob.len());
-        let pairs: Vec<(IpAddr, u16)> = ids.iter().map(|(_, f)| (f.addr, f.port)).collect();
+        let pairs: Vec<Pair> = ids.iter().map(|(_, f)| (f.tb, f.addr, f.port)).collect();
         assert_eq!(unpack_pairs(&pack_pairs(&pairs)).expect("pairs"), pairs);
         assert_eq!(unpack_ids(&pack_ids(&[]), 5).expect("empty"), vec![]);
         assert!(unpack_ids(&[200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200], 0).is_err());

@@ -129,9 +129,21 @@ pub(crate) fn class_of(dur: Micros) -> i64 {
         .map_or(13, |c| c as i64)
 }
 
-/// The time bucket of a start in class `c` (the SQL of `tb`).
-pub(crate) fn bucket_of(start: Micros, c: i64) -> i64 {
-    match usize::try_from(c).ok().and_then(bucket_shift) {
+/// Sealed groups are filed in buckets four times their class's longest duration (4 s for
+/// class 0 up to 72 min for class 5; from class 6 as `tb` of states). A bucket then gets a
+/// few seals before no later packet can add to it and it is merged; with 72-minute buckets
+/// for every short class, each seal rewrote most of the leaves of one large bucket (22 GB
+/// of WAL for a 10 M-state import, BENCHMARKS.md).
+pub(crate) fn sealed_shift(class: usize) -> Option<u32> {
+    match class {
+        0..=12 => Some(22 + 2 * class as u32),
+        _ => None,
+    }
+}
+
+/// The sealed bucket of a start in class `c`.
+pub(crate) fn sealed_bucket_of(start: Micros, c: i64) -> i64 {
+    match usize::try_from(c).ok().and_then(sealed_shift) {
         Some(shift) => start >> shift,
         None => 0,
     }
@@ -148,6 +160,13 @@ pub enum Ranges {
 }
 
 impl Ranges {
+    fn shift(self, class: usize) -> Option<u32> {
+        match self {
+            Ranges::Who | Ranges::Private | Ranges::SealedPrivate => bucket_shift(class),
+            Ranges::Sealed => sealed_shift(class),
+        }
+    }
+
     fn from(self) -> &'static str {
         match self {
             Ranges::Who => "states INDEXED BY states_who",
@@ -176,7 +195,7 @@ pub fn each_range(
     ))?;
     for (c, max) in CLASS_MAX_US.iter().enumerate() {
         let class = c as i64;
-        let Some(shift) = bucket_shift(c) else {
+        let Some(shift) = index.shift(c) else {
             f(class, 0, *max)?;
             continue;
         };
@@ -362,8 +381,8 @@ pub fn history(
         let mut pairs = sealed::private_pairs(conn, c, b, &lo_b, &hi_b)?;
         pairs.sort();
         pairs.dedup();
-        for (a, p) in pairs {
-            for s in sealed::group(conn, &names, c, b, &a, p)? {
+        for (tb, a, p) in pairs {
+            for s in sealed::group(conn, &names, c, tb, &a, p)? {
                 let host = addr_blob(&s.s_addr[1]);
                 if host.len() == lo_b.len()
                     && host >= lo_b

@@ -2,8 +2,8 @@
 //! taking a lifetime back out ("unseal"), and reading them for the queries.
 
 use super::addr_blob;
-use super::pack::{self, Damaged, Filed, Public, Stored};
-use super::query::{bucket_of, class_of, CLASS_MAX_US};
+use super::pack::{self, Damaged, Filed, Pair, Public, Stored};
+use super::query::{class_of, sealed_bucket_of, sealed_shift, CLASS_MAX_US};
 use crate::track::Micros;
 use crate::wire::StateRef;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -65,10 +65,18 @@ impl Names {
     }
 }
 
-/// The class and bucket a closed lifetime is filed under (as `dcls`, `tb` of states).
+/// The 72-minute (class 6 on: wider) bucket of states_private, for sealed_private.
+pub fn history_bucket(start: Micros, c: i64) -> i64 {
+    match usize::try_from(c).ok().and_then(super::query::bucket_shift) {
+        Some(shift) => start >> shift,
+        None => 0,
+    }
+}
+
+/// The class and sealed bucket a closed lifetime is filed under.
 pub fn filed(r: &Stored) -> (i64, i64) {
     let c = class_of(r.end - r.start);
-    (c, bucket_of(r.start, c))
+    (c, sealed_bucket_of(r.start, c))
 }
 
 fn unpack(blob: &[u8], addr: &IpAddr, port: u16, names: &Names) -> Result<Vec<Stored>, Damaged> {
@@ -101,13 +109,22 @@ pub fn write_seal(
     let filed: Vec<(i64, i64)> = rows.iter().map(filed).collect();
     let mut order: Vec<usize> = (0..rows.len()).collect();
     order.sort_unstable_by_key(|i| (filed[*i], rows[*i].w_addr[1], rows[*i].w_port[1]));
-    let mut private: Vec<(i64, i64, IpAddr, IpAddr, u16)> = Vec::with_capacity(rows.len());
+    // History finds a host's groups through 72-minute buckets (as states_private), each
+    // pair with the sealed bucket its group is in.
+    let mut private: Vec<(i64, i64, IpAddr, i64, IpAddr, u16)> = Vec::with_capacity(rows.len());
     let mut ids: HashMap<(u32, u8), Vec<(u64, Filed)>> = HashMap::new();
     let mut ends: HashMap<(u32, u8), Micros> = HashMap::new();
     let mut buckets: HashMap<(i64, i64), (i64, Micros, Micros, Micros)> = HashMap::new();
     let mut creators: HashMap<u32, i64> = HashMap::new();
     for (r, &(c, b)) in rows.iter().zip(&filed) {
-        private.push((c, b, r.s_addr[1], r.w_addr[1], r.w_port[1]));
+        private.push((
+            c,
+            history_bucket(r.start, c),
+            r.s_addr[1],
+            b,
+            r.w_addr[1],
+            r.w_port[1],
+        ));
         let g = (r.creator_id, (r.state_id >> 56) as u8);
         ids.entry(g).or_default().push((
             r.state_id,
@@ -155,9 +172,9 @@ pub fn write_seal(
     )?;
     private.sort_unstable();
     private.dedup();
-    let mut pairs: Vec<(IpAddr, u16)> = Vec::new();
-    for (n, &(c, b, host, addr, port)) in private.iter().enumerate() {
-        pairs.push((addr, port));
+    let mut pairs: Vec<Pair> = Vec::new();
+    for (n, &(c, b, host, tb, addr, port)) in private.iter().enumerate() {
+        pairs.push((tb, addr, port));
         if private
             .get(n + 1)
             .is_some_and(|x| (x.0, x.1, x.2) == (c, b, host))
@@ -248,7 +265,7 @@ pub fn buckets_to_merge(
 
 /// The latest end a lifetime of class `c` filed in bucket `b` can have (None: unbounded).
 fn bucket_end(c: i64, b: i64) -> Option<Micros> {
-    let shift = super::query::bucket_shift(usize::try_from(c).ok()?)?;
+    let shift = sealed_shift(usize::try_from(c).ok()?)?;
     let max = CLASS_MAX_US.get(usize::try_from(c).ok()?)?;
     b.checked_add(1)?
         .checked_mul(1i64.checked_shl(shift)?)?
@@ -374,7 +391,7 @@ fn merge_private(tx: &Connection, c: i64, b: i64) -> rusqlite::Result<()> {
             if damaged {
                 continue;
             }
-            let mut pairs: Vec<(IpAddr, u16)> = set.into_iter().collect();
+            let mut pairs: Vec<Pair> = set.into_iter().collect();
             pairs.sort();
             let seal = blobs.iter().map(|(s, _)| *s).min().unwrap_or(0);
             tx.prepare_cached(
@@ -445,7 +462,7 @@ impl SealIndex {
         let mut out = Vec::new();
         for seal in seals {
             if !self.parsed.contains_key(&(seal, g.0, g.1)) {
-                if self.parsed.len() >= 64 {
+                if self.parsed.len() >= 8 {
                     self.parsed.clear();
                 }
                 let row: Option<(i64, Vec<u8>)> = conn
@@ -587,14 +604,15 @@ pub fn group(
     Ok(out)
 }
 
-/// The public pairs of private hosts in [lo, hi] (same length) in bucket (c, b).
+/// Where the groups of private hosts in [lo, hi] (same length) of class `c` and history
+/// bucket `b` are: (sealed bucket, public address, port).
 pub fn private_pairs(
     conn: &Connection,
     c: i64,
     b: i64,
     lo: &[u8],
     hi: &[u8],
-) -> rusqlite::Result<Vec<(IpAddr, u16)>> {
+) -> rusqlite::Result<Vec<Pair>> {
     let mut st = conn.prepare_cached(
         "SELECT pairs FROM sealed_private
           WHERE dcls = ?1 AND tb = ?2 AND s_addr1 >= ?3 AND s_addr1 <= ?4 AND length(s_addr1) = length(?3)",
@@ -639,8 +657,6 @@ pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result
         tx.prepare_cached("DELETE FROM sealed WHERE dcls = ?1 AND tb = ?2")?
             .execute(params![c, b])?;
         if end < before || kept == 0 {
-            tx.prepare_cached("DELETE FROM sealed_private WHERE dcls = ?1 AND tb = ?2")?
-                .execute(params![c, b])?;
             tx.prepare_cached("DELETE FROM sealed_buckets WHERE dcls = ?1 AND tb = ?2")?
                 .execute(params![c, b])?;
         } else {
@@ -661,6 +677,15 @@ pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result
         count_creators(tx, &removed)?;
     }
     tx.execute("DELETE FROM seals WHERE end_us < ?1", [before])?;
+    // History entries of 72-minute buckets whose every lifetime ended before; those of a
+    // bucket pruned in part only point at fewer lifetimes now, which history skips.
+    for (c, max) in CLASS_MAX_US.iter().enumerate() {
+        if let Some(shift) = super::query::bucket_shift(c) {
+            let dead_below = (before.saturating_sub(*max) >> shift) - 1;
+            tx.prepare_cached("DELETE FROM sealed_private WHERE dcls = ?1 AND tb < ?2")?
+                .execute(params![c as i64, dead_below])?;
+        }
+    }
     Ok(gone)
 }
 
@@ -729,12 +754,14 @@ mod tests {
             .expect("count")
     }
 
-    /// Lifetimes 0..n of one public pair, one every 10 s, 12 s long (class 2).
+    /// Lifetimes 0..n of one public pair, one every second from the start of a class-2 sealed
+    /// bucket (67 s), each 12 s long (class 2).
     fn lifetimes(from: u64, n: u64) -> Vec<Stored> {
+        let base = ((1_767_571_200 * S) >> 26) << 26;
         (from..from + n)
             .map(|i| {
                 let mut s = stored(i);
-                s.start = 1_767_571_200 * S + i as i64 * 10 * S;
+                s.start = base + i as i64 * S;
                 s.first = s.start + 5 * S;
                 s.updated = s.first;
                 s.end = s.start + 12 * S;
@@ -756,11 +783,10 @@ mod tests {
         let before: Vec<_> = probes.iter().map(|t| who(&conn, *t)).collect();
         let overlaps: Vec<usize> = before.iter().map(Vec::len).collect();
         assert_eq!(
-            overlaps[..29],
-            [2; 29],
-            "each probe meets its lifetime and the next"
+            overlaps[..3],
+            [12, 13, 13],
+            "each probe meets every lifetime alive"
         );
-        assert_eq!(overlaps[29], 1);
         let names = Names::load(&conn).expect("names");
         let todo = buckets_to_merge(&conn, None).expect("buckets");
         assert_eq!(todo.len(), 1);
@@ -826,7 +852,11 @@ mod tests {
         let st = query::stats(&conn, "x").expect("stats");
         assert_eq!(st.states, 5);
         assert!(who(&conn, all[3].start + S).is_empty());
-        assert_eq!(who(&conn, all[7].start + 11 * S).len(), 2);
+        assert_eq!(
+            who(&conn, all[7].start + 11 * S).len(),
+            4,
+            "lifetimes 6 to 9"
+        );
     }
 
     #[test]
