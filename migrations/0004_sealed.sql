@@ -46,6 +46,9 @@ CREATE TABLE sealed_buckets (
     PRIMARY KEY (dcls, tb)
 ) WITHOUT ROWID;
 
+-- The buckets waiting for a merge, found without reading every bucket of every class.
+CREATE INDEX sealed_buckets_pending ON sealed_buckets (dcls, tb) WHERE seals > 1;
+
 -- Sealed lifetimes per creator (stats).
 CREATE TABLE sealed_creators (
     creator_id INTEGER PRIMARY KEY,

@@ -863,13 +863,15 @@ fn count_states(db: &str) -> anyhow::Result<(i64, i64)> {
     let open: i64 = c.query_row("SELECT count(*) FROM states WHERE dcls = 14", [], |r| {
         r.get(0)
     })?;
-    // Sealed lifetimes (schema 4; an older database has none).
-    let sealed: i64 = c
-        .query_row("SELECT coalesce(sum(n), 0) FROM sealed_buckets", [], |r| {
-            r.get(0)
-        })
-        .unwrap_or(0);
-    Ok((n + sealed, open))
+    Ok((n + sealed_count(&c), open))
+}
+
+/// Sealed lifetimes (schema 4; an older database has none).
+fn sealed_count(c: &Connection) -> i64 {
+    c.query_row("SELECT coalesce(sum(n), 0) FROM sealed_buckets", [], |r| {
+        r.get(0)
+    })
+    .unwrap_or(0)
 }
 
 fn import_bench(
@@ -1047,7 +1049,12 @@ fn sample_rows(
     rng: &mut gen::Rng,
     nat_only: bool,
 ) -> anyhow::Result<Vec<Sampled>> {
-    let mut max: i64 = c.query_row("SELECT max(id) FROM states", [], |r| r.get(0))?;
+    let mut max: i64 = c.query_row("SELECT coalesce(max(id), 0) FROM states", [], |r| r.get(0))?;
+    // A database built by imports holds most lifetimes sealed (schema 4): sample those.
+    let sealed = sealed_count(c);
+    if sealed > max {
+        return sample_sealed(c, n, rng, nat_only, sealed);
+    }
     // Rows a later import added are not in a twin built from the same generator run.
     if let Some(cap) = std::env::var("BENCH_MAX_ID")
         .ok()
@@ -1100,6 +1107,46 @@ fn sample_rows(
             end,
         ));
     }
+    Ok(out)
+}
+
+/// `sample_rows` over sealed lifetimes: every k-th lifetime of a walk over all of them
+/// (export order), k chosen for about `n` samples.
+fn sample_sealed(
+    c: &Connection,
+    n: usize,
+    rng: &mut gen::Rng,
+    nat_only: bool,
+    total: i64,
+) -> anyhow::Result<Vec<Sampled>> {
+    let every = (total as u64 / (n as u64 * 4).max(1)).max(1);
+    let mut seen = 0u64;
+    let mut out: Vec<Sampled> = Vec::new();
+    pfstatelog::store::export::each_lifetime(c, i64::MIN / 4, i64::MAX / 4, |l| {
+        seen += 1;
+        if seen % every != 0 || (nat_only && !(l.nat && l.direction == 2)) {
+            return Ok::<(), rusqlite::Error>(());
+        }
+        let stop = l.end.unwrap_or(l.last_seen).max(l.start);
+        let at = l.start + rng.below((stop - l.start) as u64 + 1) as i64;
+        out.push((
+            Probe {
+                ip: l.public_ip,
+                port: l.public_port,
+                at,
+            },
+            l.private_ip,
+            l.start,
+            l.end,
+        ));
+        Ok(())
+    })?;
+    // A random n of them.
+    for i in (1..out.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        out.swap(i, j);
+    }
+    out.truncate(n);
     Ok(out)
 }
 

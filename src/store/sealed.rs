@@ -29,7 +29,7 @@ pub struct Names {
 impl Names {
     pub fn load(conn: &Connection) -> rusqlite::Result<Names> {
         let mut n = Names::default();
-        let mut st = conn.prepare("SELECT id, name FROM names")?;
+        let mut st = conn.prepare_cached("SELECT id, name FROM names")?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             let (id, name): (i64, String) = (r.get(0)?, r.get(1)?);

@@ -25,6 +25,9 @@ const SLACK_US: Micros = 2_000_000;
 /// or an end.
 const TOUCH_EVERY_US: Micros = 60_000_000;
 
+/// Keys remembered as already looked for in the seals (~40 bytes each).
+const LOOKED_MAX: usize = 1 << 20;
+
 /// What a run is, for the coverage table.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
@@ -628,6 +631,10 @@ impl Writer {
             // where the merges below apply to it as to any stored row.
             if self.any_sealed == Some(true) {
                 if let Some(k) = event_key(e) {
+                    if self.looked.len() >= LOOKED_MAX {
+                        // Forgetting only costs a second look: memory stays bounded.
+                        self.looked.clear();
+                    }
                     if !self.rows.contains_key(&k) && self.looked.insert(k) {
                         for s in sealed::take(&tx, &mut self.seal_index, &self.names, &k)? {
                             insert_stored(&tx, &s, true)?;
