@@ -1404,18 +1404,19 @@ fn history_bench(
         mib(db_bytes(db))
     );
     let c = open_ro(db)?;
-    let (t0, t1): (i64, i64) =
-        c.query_row("SELECT min(first_us), max(last_us) FROM runs", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+    // Days that hold traffic: a random moment of a random run, inside a random day window
+    // (imports of captures weeks apart leave empty days between them).
+    let runs: Vec<(i64, i64)> = c
+        .prepare("SELECT first_us, last_us FROM runs WHERE first_us IS NOT NULL AND last_us > first_us")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    anyhow::ensure!(!runs.is_empty(), "{db}: no runs");
     let day = 86_400_000_000i64;
     let mut rng = gen::Rng::new(seed);
     let pick_range = |rng: &mut gen::Rng| {
-        let from = if t1 - t0 > day {
-            t0 + rng.below((t1 - t0 - day) as u64) as i64
-        } else {
-            t0
-        };
+        let (t0, t1) = runs[rng.below(runs.len() as u64) as usize];
+        let at = t0 + rng.below((t1 - t0) as u64) as i64;
+        let from = at - rng.below(day as u64) as i64;
         (from, from + day)
     };
     // Typical hosts: uniform over the private hosts; the busiest host; a /24; an IPv6 /64.
