@@ -1407,7 +1407,9 @@ fn history_bench(
     // Days that hold traffic: a random moment of a random run, inside a random day window
     // (imports of captures weeks apart leave empty days between them).
     let runs: Vec<(i64, i64)> = c
-        .prepare("SELECT first_us, last_us FROM runs WHERE first_us IS NOT NULL AND last_us > first_us")?
+        .prepare(
+            "SELECT first_us, last_us FROM runs WHERE first_us IS NOT NULL AND last_us > first_us",
+        )?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     anyhow::ensure!(!runs.is_empty(), "{db}: no runs");
