@@ -55,9 +55,10 @@ CREATE TABLE sealed_creators (
     n          INTEGER NOT NULL
 );
 
--- Per seal, creator and top byte of the state id (FreeBSD puts the CPU there): the ids it
--- holds and where each one is filed (pack.rs, ids), so a later message about one of them
--- finds it without an index entry per lifetime; end_us is its latest end (prune).
+-- Per seal, creator and top byte of the state id (FreeBSD puts the CPU there), in chunks of
+-- 4,096 consecutive ids: the ids it holds and where each one is filed (pack.rs, ids), so a
+-- later message about one of them finds it without an index entry per lifetime; end_us is
+-- the latest end of the seal's lifetimes of that creator (prune).
 CREATE TABLE seals (
     seal       INTEGER NOT NULL,
     creator_id INTEGER NOT NULL,
@@ -66,7 +67,7 @@ CREATE TABLE seals (
     max_id     INTEGER NOT NULL,
     end_us     INTEGER NOT NULL,
     ids        BLOB NOT NULL,
-    PRIMARY KEY (seal, creator_id, grp)
+    PRIMARY KEY (seal, creator_id, grp, min_id)
 ) WITHOUT ROWID;
 
 -- Names that would repeat in every packed row: creators' ifnames.

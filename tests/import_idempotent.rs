@@ -89,6 +89,17 @@ fn dump(db: &Path) -> Vec<String> {
     rows.map(|r| r.expect("row")).collect()
 }
 
+/// Lifetimes held sealed (packed) rather than one row each.
+fn sealed(db: &Path) -> i64 {
+    Connection::open(db)
+        .and_then(|c| {
+            c.query_row("SELECT coalesce(sum(n), 0) FROM sealed_buckets", [], |r| {
+                r.get(0)
+            })
+        })
+        .expect("sealed count")
+}
+
 /// Rows present on one side only, for a readable failure.
 fn same(a: &[String], b: &[String], what: &str) {
     let only_a: Vec<_> = a.iter().filter(|r| !b.contains(r)).take(4).collect();
@@ -132,6 +143,13 @@ fn importing_twice_equals_importing_once() {
         import(&once, &[&fixture(name)]);
         import(&twice, &[&fixture(name)]);
         import(&twice, &[&fixture(name)]);
+        // The second import changes nothing, so what the first sealed stays sealed.
+        let (sealed_once, sealed_twice) = (sealed(&once), sealed(&twice));
+        assert!(sealed_once > 100, "{name}: {sealed_once} sealed");
+        assert_eq!(
+            sealed_once, sealed_twice,
+            "{name}: a re-import unsealed lifetimes"
+        );
         let (a, b) = (dump(&once), dump(&twice));
         assert!(a.len() > 100, "{name}: too few rows ({})", a.len());
         same(

@@ -16,8 +16,14 @@ const COMPLETE_SLACK_US: Micros = 600_000_000;
 
 /// Blobs of one key from several seals: (seal, blob).
 type Blobs = Vec<(i64, Vec<u8>)>;
-/// (seal, lowest id, highest id).
+/// (seal, lowest id, highest id) of a chunk of a seal's ids.
 type SealRange = (i64, i64, i64);
+/// A row of `seals`: (seal, creator, id group, lowest id).
+type ChunkKey = (i64, u32, u8, i64);
+/// State ids per row of `seals`.
+const IDS_PER_CHUNK: usize = 4096;
+/// Parsed id chunks the writer keeps (~60 bytes per id).
+const CHUNKS_CACHED: usize = 256;
 
 /// Interface names by id (table `names`).
 #[derive(Debug, Default)]
@@ -195,16 +201,21 @@ pub fn write_seal(
     )?;
     for (g, mut list) in ids {
         list.sort_by_key(|(id, _)| *id);
-        let (lo, hi) = (list[0].0, list[list.len() - 1].0);
-        ins.execute(params![
-            seal,
-            g.0,
-            g.1,
-            to_i64(lo),
-            to_i64(hi),
-            ends[&g],
-            pack::pack_ids(&list)
-        ])?;
+        // Chunks of consecutive ids: a seal's ids span back to its longest lifetime's, so
+        // one range per seal would contain almost every id; a chunk's range is tight, and a
+        // lookup reads a few small chunks.
+        for chunk in list.chunks(IDS_PER_CHUNK) {
+            let (lo, hi) = (chunk[0].0, chunk[chunk.len() - 1].0);
+            ins.execute(params![
+                seal,
+                g.0,
+                g.1,
+                to_i64(lo),
+                to_i64(hi),
+                ends[&g],
+                pack::pack_ids(chunk)
+            ])?;
+        }
     }
     let mut up = tx.prepare_cached(
         "INSERT INTO sealed_buckets (dcls, tb, seals, n, first_us, last_us, end_us) VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)
@@ -418,7 +429,7 @@ pub struct SealIndex {
     loaded: bool,
     /// (creator, group) -> (seal, min id, max id).
     ranges: HashMap<(u32, u8), Vec<SealRange>>,
-    parsed: HashMap<(i64, u32, u8), HashMap<u64, Vec<Filed>>>,
+    parsed: HashMap<ChunkKey, HashMap<u64, Vec<Filed>>>,
 }
 
 impl SealIndex {
@@ -451,46 +462,64 @@ impl SealIndex {
         self.load(conn)?;
         let g = (k.creator_id, (k.id >> 56) as u8);
         let id = to_i64(k.id);
-        let seals: Vec<i64> = match self.ranges.get(&g) {
+        let chunks: Vec<(i64, i64)> = match self.ranges.get(&g) {
             Some(v) => v
                 .iter()
                 .filter(|(_, lo, hi)| *lo <= id && id <= *hi)
-                .map(|(s, _, _)| *s)
+                .map(|(s, lo, _)| (*s, *lo))
                 .collect(),
             None => return Ok(Vec::new()),
         };
         let mut out = Vec::new();
-        for seal in seals {
-            if !self.parsed.contains_key(&(seal, g.0, g.1)) {
-                if self.parsed.len() >= 8 {
+        for (seal, lo) in chunks {
+            let key = (seal, g.0, g.1, lo);
+            if !self.parsed.contains_key(&key) {
+                if self.parsed.len() >= CHUNKS_CACHED {
                     self.parsed.clear();
                 }
-                let row: Option<(i64, Vec<u8>)> = conn
+                let blob: Option<Vec<u8>> = conn
                     .prepare_cached(
-                        "SELECT min_id, ids FROM seals WHERE seal = ?1 AND creator_id = ?2 AND grp = ?3",
+                        "SELECT ids FROM seals WHERE seal = ?1 AND creator_id = ?2 AND grp = ?3 AND min_id = ?4",
                     )?
-                    .query_row(params![seal, g.0, g.1], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .query_row(params![seal, g.0, g.1, lo], |r| r.get(0))
                     .optional()?;
                 let mut map: HashMap<u64, Vec<Filed>> = HashMap::new();
-                if let Some((lo, blob)) = row {
+                if let Some(blob) = blob {
                     // A damaged id list hides its lifetimes from the writer's merges only;
                     // they stay readable.
                     for (i, f) in pack::unpack_ids(&blob, lo as u64).unwrap_or_default() {
                         map.entry(i).or_default().push(f);
                     }
                 }
-                self.parsed.insert((seal, g.0, g.1), map);
+                self.parsed.insert(key, map);
             }
-            if let Some(v) = self
-                .parsed
-                .get(&(seal, g.0, g.1))
-                .and_then(|m| m.get(&k.id))
-            {
+            if let Some(v) = self.parsed.get(&key).and_then(|m| m.get(&k.id)) {
                 out.extend(v.iter().cloned());
             }
         }
         Ok(out)
     }
+}
+
+/// Every sealed lifetime of `k`, left where it is.
+pub fn find(
+    conn: &Connection,
+    index: &mut SealIndex,
+    names: &Names,
+    k: &StateRef,
+) -> rusqlite::Result<Vec<Stored>> {
+    let mut places = index.places(conn, k)?;
+    places.sort_by_key(|f| (f.dcls, f.tb, f.addr, f.port));
+    places.dedup();
+    let mut found = Vec::new();
+    for f in places {
+        for s in group(conn, names, f.dcls, f.tb, &f.addr, f.port)? {
+            if s.creator_id == k.creator_id && s.state_id == k.id {
+                found.push(s);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Take every sealed lifetime of `k` out of the sealed tables (the writer then writes them

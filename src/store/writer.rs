@@ -626,18 +626,35 @@ impl Writer {
                 tx.query_row("SELECT EXISTS (SELECT 1 FROM seals)", [], |r| r.get(0))?;
             self.any_sealed = Some(any);
         }
+        // Sealed lifetimes of the keys met in this batch, read once.
+        let mut sealed_of: HashMap<StateRef, Vec<Stored>> = HashMap::new();
         for e in &self.pending {
-            // A message about a lifetime that may be sealed: it goes back into states first,
-            // where the merges below apply to it as to any stored row.
+            // A message about a lifetime that may be sealed: if it would change nothing (a
+            // re-import, an overlapping capture) it is done; else the lifetime goes back into
+            // states first, where the merges below apply to it as to any stored row.
             if self.any_sealed == Some(true) {
                 if let Some(k) = event_key(e) {
                     if self.looked.len() >= LOOKED_MAX {
                         // Forgetting only costs a second look: memory stays bounded.
                         self.looked.clear();
                     }
-                    if !self.rows.contains_key(&k) && self.looked.insert(k) {
-                        for s in sealed::take(&tx, &mut self.seal_index, &self.names, &k)? {
-                            insert_stored(&tx, &s, true)?;
+                    if !self.rows.contains_key(&k) && !self.looked.contains(&k) {
+                        let mine = match sealed_of.entry(k) {
+                            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                            std::collections::hash_map::Entry::Vacant(v) => {
+                                v.insert(sealed::find(&tx, &mut self.seal_index, &self.names, &k)?)
+                            }
+                        };
+                        if mine.is_empty() {
+                            self.looked.insert(k);
+                        } else if changes_nothing(&tx, &k, mine, e)? {
+                            continue;
+                        } else {
+                            for s in sealed::take(&tx, &mut self.seal_index, &self.names, &k)? {
+                                insert_stored(&tx, &s, true)?;
+                            }
+                            sealed_of.remove(&k);
+                            self.looked.insert(k);
                         }
                     }
                 }
@@ -734,6 +751,61 @@ impl Writer {
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// Whether [`apply`] of `e` would leave the one sealed lifetime of `k` alive at the event's
+/// time as it is (then it stays sealed). Anything less certain (several alive, a stored row
+/// alive too) answers no, and the lifetime is unsealed and merged as any row.
+fn changes_nothing(
+    tx: &Connection,
+    k: &StateRef,
+    sealed: &[Stored],
+    e: &Event,
+) -> rusqlite::Result<bool> {
+    let ts = match e {
+        Event::Open { seen, .. }
+        | Event::Refresh { seen, .. }
+        | Event::Touch { seen, .. }
+        | Event::Orphan { seen, .. } => *seen,
+        Event::End { end, .. } => *end,
+        Event::Clear { .. } | Event::Bus { .. } => return Ok(false),
+    };
+    // find_alive's rule, over the sealed lifetimes.
+    let mut alive = sealed
+        .iter()
+        .filter(|l| l.end >= ts - SLACK_US && l.start <= ts + SLACK_US);
+    let (Some(l), None) = (alive.next(), alive.next()) else {
+        return Ok(false);
+    };
+    if find_alive(tx, k, ts)?.is_some() {
+        return Ok(false);
+    }
+    let counters_same = |s: &FullState, rule: bool| {
+        s.expire == l.expire
+            && s.packets == l.packets
+            && s.bytes == l.bytes
+            && (!rule || s.rule == l.rule)
+    };
+    // The counters are rewritten by a message at or after the one they came from.
+    let counters_kept = |s: &FullState, at: Micros, rule: bool| {
+        at < l.updated || (at == l.updated && counters_same(s, rule))
+    };
+    Ok(match e {
+        Event::Open { state, seen, .. } => {
+            *seen >= l.first
+                && *seen <= l.last
+                && counters_kept(state, *seen, true)
+                && first_clear(tx, state, *seen)?.is_none_or(|c| c >= l.end)
+        }
+        Event::Refresh { state, seen } => *seen <= l.last && counters_kept(state, *seen, false),
+        Event::Touch { seen, .. } => *seen <= l.last,
+        // end_row: only an earlier end changes anything.
+        Event::End { end, .. } => *end >= l.end,
+        Event::Orphan { seen, kind, .. } => {
+            *seen <= l.last && (*kind != OrphanKind::DelC || *seen >= l.end)
+        }
+        Event::Clear { .. } | Event::Bus { .. } => false,
+    })
 }
 
 /// Find the row of the lifetime of `k` that was alive at `ts` (the newest such row).
