@@ -457,7 +457,7 @@ impl SealIndex {
         Ok(())
     }
 
-    /// Where the sealed lifetimes of `k` may be filed.
+    /// Where the sealed lifetimes of `k` may be filed: each group once, in key order.
     fn places(&mut self, conn: &Connection, k: &StateRef) -> rusqlite::Result<Vec<Filed>> {
         self.load(conn)?;
         let g = (k.creator_id, (k.id >> 56) as u8);
@@ -497,6 +497,9 @@ impl SealIndex {
                 out.extend(v.iter().cloned());
             }
         }
+        // Each group once, in key order.
+        out.sort_by_key(|f| (f.dcls, f.tb, f.addr, f.port));
+        out.dedup();
         Ok(out)
     }
 }
@@ -508,9 +511,7 @@ pub fn find(
     names: &Names,
     k: &StateRef,
 ) -> rusqlite::Result<Vec<Stored>> {
-    let mut places = index.places(conn, k)?;
-    places.sort_by_key(|f| (f.dcls, f.tb, f.addr, f.port));
-    places.dedup();
+    let places = index.places(conn, k)?;
     let mut found = Vec::new();
     for f in places {
         for s in group(conn, names, f.dcls, f.tb, &f.addr, f.port)? {
@@ -530,9 +531,7 @@ pub fn take(
     names: &Names,
     k: &StateRef,
 ) -> rusqlite::Result<Vec<Stored>> {
-    let mut places = index.places(tx, k)?;
-    places.sort_by_key(|f| (f.dcls, f.tb, f.addr, f.port));
-    places.dedup();
+    let places = index.places(tx, k)?;
     let mut taken = Vec::new();
     for f in places {
         let a = addr_blob(&f.addr);
