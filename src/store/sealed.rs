@@ -150,9 +150,6 @@ pub fn write_seal(
         k.3 = k.3.max(r.end);
         *creators.entry(r.creator_id).or_default() += 1;
     }
-    let mut ins = tx.prepare_cached(
-        "INSERT INTO sealed (dcls, tb, w_addr1, w_port1, seal, n, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
     let key = |i: usize| (filed[i], rows[i].w_addr[1], rows[i].w_port[1]);
     let mut group: Vec<&Stored> = Vec::new();
     for (n, &i) in order.iter().enumerate() {
@@ -161,21 +158,15 @@ pub fn write_seal(
             continue;
         }
         let ((c, b), addr, port) = key(i);
-        let blob = pack::pack_rows(&mut group, |n| names.id(n));
-        ins.execute(params![
-            c,
-            b,
-            addr_blob(&addr),
-            port,
+        put_group(
+            tx,
+            names,
+            (c, b, &addr_blob(&addr), i64::from(port)),
             seal,
-            group.len() as i64,
-            blob
-        ])?;
+            &mut group,
+        )?;
         group.clear();
     }
-    let mut ins = tx.prepare_cached(
-        "INSERT INTO sealed_private (dcls, tb, s_addr1, seal, pairs) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
     private.sort_unstable();
     private.dedup();
     let mut pairs: Vec<Pair> = Vec::new();
@@ -187,13 +178,7 @@ pub fn write_seal(
         {
             continue;
         }
-        ins.execute(params![
-            c,
-            b,
-            addr_blob(&host),
-            seal,
-            pack::pack_pairs(&pairs)
-        ])?;
+        put_pairs(tx, (c, b, &addr_blob(&host)), seal, &pairs)?;
         pairs.clear();
     }
     let mut ins = tx.prepare_cached(
@@ -227,6 +212,36 @@ pub fn write_seal(
         up.execute(params![c, b, n, first, last, end])?;
     }
     count_creators(tx, &creators)
+}
+
+/// One group row: the lifetimes of a public pair (addr as stored) in bucket (c, b), packed.
+fn put_group(
+    tx: &Connection,
+    names: &Names,
+    (c, b, addr, port): (i64, i64, &[u8], i64),
+    seal: i64,
+    rows: &mut [&Stored],
+) -> rusqlite::Result<()> {
+    let blob = pack::pack_rows(rows, |n| names.id(n));
+    tx.prepare_cached(
+        "INSERT INTO sealed (dcls, tb, w_addr1, w_port1, seal, n, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![c, b, addr, port, seal, rows.len() as i64, blob])?;
+    Ok(())
+}
+
+/// One history row: where a private host's groups of class c and 72-minute bucket b are.
+fn put_pairs(
+    tx: &Connection,
+    (c, b, host): (i64, i64, &[u8]),
+    seal: i64,
+    pairs: &[Pair],
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO sealed_private (dcls, tb, s_addr1, seal, pairs) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![c, b, host, seal, pack::pack_pairs(pairs)])?;
+    Ok(())
 }
 
 fn count_creators(tx: &Connection, by: &HashMap<u32, i64>) -> rusqlite::Result<()> {
@@ -337,16 +352,12 @@ pub fn merge_bucket(tx: &Connection, names: &Names, c: i64, b: i64) -> rusqlite:
             }
             let rows: Vec<Stored> = all.into_iter().flatten().collect();
             let mut refs: Vec<&Stored> = rows.iter().collect();
-            let blob = pack::pack_rows(&mut refs, |n| names.id(n));
             let seal = blobs.iter().map(|(s, _)| *s).min().unwrap_or(0);
             tx.prepare_cached(
                 "DELETE FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
             )?
             .execute(params![c, b, a, p])?;
-            tx.prepare_cached(
-                "INSERT INTO sealed (dcls, tb, w_addr1, w_port1, seal, n, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![c, b, a, p, seal, rows.len() as i64, blob])?;
+            put_group(tx, names, (c, b, &a, p), seal, &mut refs)?;
             merged += rows.len() as u64;
         }
         if !full {
@@ -409,10 +420,7 @@ fn merge_private(tx: &Connection, c: i64, b: i64) -> rusqlite::Result<()> {
                 "DELETE FROM sealed_private WHERE dcls = ?1 AND tb = ?2 AND s_addr1 = ?3",
             )?
             .execute(params![c, b, a])?;
-            tx.prepare_cached(
-                "INSERT INTO sealed_private (dcls, tb, s_addr1, seal, pairs) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![c, b, a, seal, pack::pack_pairs(&pairs)])?;
+            put_pairs(tx, (c, b, &a), seal, &pairs)?;
         }
         if !full {
             break;
@@ -690,11 +698,7 @@ pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result
         } else {
             for ((a, p), rows) in &keep {
                 let mut refs: Vec<&Stored> = rows.iter().collect();
-                let blob = pack::pack_rows(&mut refs, |n| names.id(n));
-                tx.prepare_cached(
-                    "INSERT INTO sealed (dcls, tb, w_addr1, w_port1, seal, n, rows) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
-                )?
-                .execute(params![c, b, a, p, rows.len() as i64, blob])?;
+                put_group(tx, names, (c, b, a, i64::from(*p)), 0, &mut refs)?;
             }
             let first = keep.values().flatten().map(|s| s.start).min().unwrap_or(0);
             tx.prepare_cached(
