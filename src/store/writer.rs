@@ -78,8 +78,10 @@ pub struct Writer {
     ready: Vec<Row>,
     /// Stored open lifetimes whose "last seen" is written lazily ([`TOUCH_EVERY_US`]).
     lazy_last: HashMap<StateRef, LastSeen>,
-    /// An import seals the new lifetimes that ended (sealed.rs) instead of inserting them.
-    seal: bool,
+    /// Lifetimes that end are sealed (sealed.rs): held ones instead of being inserted, stored
+    /// open ones taken out of `states`, which so holds little more than the open states and
+    /// stays small and hot in the cache however large the database grows. The next seal's
+    /// number, once known.
     next_seal: Option<i64>,
     names: Names,
     seal_index: SealIndex,
@@ -187,11 +189,7 @@ impl Row {
             updated: self.updated,
             last: self.last,
             end,
-            reason: match reason {
-                EndReason::Delete => 0,
-                EndReason::DeleteFull => 1,
-                EndReason::Clear => 2,
-            },
+            reason: reason_code(reason),
             expire: s.expire,
             packets: s.packets,
             bytes: s.bytes,
@@ -209,6 +207,11 @@ impl Row {
             self.end = Some((end.max(self.start), reason));
         }
     }
+}
+
+/// The code of an end reason in packed data: its place in [`REASONS`].
+fn reason_code(r: EndReason) -> u8 {
+    REASONS.iter().position(|n| *n == r.name()).unwrap_or(0) as u8
 }
 
 fn u64_to_i64(v: u64) -> i64 {
@@ -262,7 +265,6 @@ impl Writer {
             held: HashMap::new(),
             ready: Vec::new(),
             lazy_last: HashMap::new(),
-            seal: run.kind == "import",
             next_seal: None,
             names,
             seal_index: SealIndex::default(),
@@ -581,34 +583,14 @@ impl Writer {
     fn write_pending(&mut self, counters: &RunCounters) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         // Held lifetimes first: every pending event about their key came after their end.
-        // An import seals them, except those a pending event names: that event merges into
+        // They are sealed, except those a pending event names: that event merges into
         // their row in states.
-        let named: HashSet<StateRef> = if self.seal {
-            self.pending.iter().filter_map(event_key).collect()
-        } else {
-            HashSet::new()
-        };
+        let named: HashSet<StateRef> = self.pending.iter().filter_map(event_key).collect();
         let mut to_seal = Vec::new();
         for r in &self.ready {
             match r.end {
-                Some(_) if self.seal && !named.contains(&r.key()) => to_seal.push(r.stored()),
+                Some(_) if !named.contains(&r.key()) => to_seal.push(r.stored()),
                 _ => insert_row(&tx, r)?,
-            }
-        }
-        if !to_seal.is_empty() {
-            let no = match self.next_seal {
-                Some(n) => n,
-                None => sealed::next_seal(&tx)?,
-            };
-            sealed::write_seal(&tx, &to_seal, no, &mut self.names)?;
-            self.next_seal = Some(no + 1);
-            self.seal_index.reset();
-            self.any_sealed = Some(true);
-            // Buckets no later packet can add to become one row per pair now.
-            if let Some(w) = counters.last_us {
-                for (c, b) in sealed::buckets_to_merge(&tx, Some(w))? {
-                    sealed::merge_bucket(&tx, &self.names, c, b)?;
-                }
             }
         }
         if !self.hold_open {
@@ -628,7 +610,16 @@ impl Writer {
         }
         // Sealed lifetimes of the keys met in this batch, read once.
         let mut sealed_of: HashMap<StateRef, Vec<Stored>> = HashMap::new();
+        // Stored open lifetimes that ended in this batch, taken out of states to be sealed.
+        let mut closing: HashMap<StateRef, Stored> = HashMap::new();
         for e in &self.pending {
+            if let Some(k) = event_key(e) {
+                // Another message about a lifetime that just ended (a repeated DEL_C): back
+                // into states, where the merges below apply to it; it stays there.
+                if let Some(s) = closing.remove(&k) {
+                    insert_stored(&tx, &s, true)?;
+                }
+            }
             // A message about a lifetime that may be sealed: if it would change nothing (a
             // re-import, an overlapping capture) it is done; else the lifetime goes back into
             // states first, where the merges below apply to it as to any stored row.
@@ -659,7 +650,46 @@ impl Writer {
                     }
                 }
             }
-            apply(&tx, &mut self.rows, e)?;
+            match e {
+                // A stored open lifetime that ends leaves states to be sealed with the rest.
+                Event::End {
+                    state, end, reason, ..
+                } => {
+                    let k = StateRef {
+                        id: state.id,
+                        creator_id: state.creator_id,
+                    };
+                    if let Some(id) = row_of(&tx, &mut self.rows, &k, *end)? {
+                        match take_open(&tx, id, *end, *reason)? {
+                            Some(s) => {
+                                closing.insert(k, s);
+                            }
+                            None => end_row(&tx, id, *end, *reason)?,
+                        }
+                    }
+                }
+                e => apply(&tx, &mut self.rows, e)?,
+            }
+        }
+        for (k, s) in closing {
+            self.looked.remove(&k);
+            to_seal.push(s);
+        }
+        if !to_seal.is_empty() {
+            let no = match self.next_seal {
+                Some(n) => n,
+                None => sealed::next_seal(&tx)?,
+            };
+            sealed::write_seal(&tx, &to_seal, no, &mut self.names)?;
+            self.next_seal = Some(no + 1);
+            self.seal_index.reset();
+            self.any_sealed = Some(true);
+            // Buckets no later packet can add to become one row per pair now.
+            if let Some(w) = counters.last_us {
+                for (c, b) in sealed::buckets_to_merge(&tx, Some(w))? {
+                    sealed::merge_bucket(&tx, &self.names, c, b)?;
+                }
+            }
         }
         for (c, (flavor, rv, first, last)) in &self.creators {
             tx.prepare_cached(
@@ -721,7 +751,7 @@ impl Writer {
         self.pending.extend(late);
         self.flush(counters)?;
         // Every bucket this import wrote into several times becomes one row per pair.
-        if self.seal && self.next_seal.is_some() {
+        if self.next_seal.is_some() {
             let tx = self.conn.transaction().map_err(sq(&self.path))?;
             for (c, b) in sealed::buckets_to_merge(&tx, None).map_err(sq(&self.path))? {
                 sealed::merge_bucket(&tx, &self.names, c, b).map_err(sq(&self.path))?;
@@ -907,6 +937,95 @@ pub(crate) fn insert_stored(tx: &Connection, s: &Stored, closed: bool) -> rusqli
     Ok(())
 }
 
+/// The row of the lifetime of `k` alive at `ts` that an end applies to (forgotten as open).
+fn row_of(
+    tx: &Connection,
+    rows: &mut HashMap<StateRef, i64>,
+    k: &StateRef,
+    ts: Micros,
+) -> rusqlite::Result<Option<i64>> {
+    match rows.remove(k) {
+        Some(id) => Ok(Some(id)),
+        None => find_alive(tx, k, ts),
+    }
+}
+
+/// Take the open lifetime stored as row `id` out of states, ended at `end` (as
+/// [`end_row`] would end it), to be sealed. None, and the row untouched, if it is closed
+/// already or lacks a column a sealed lifetime has (then the SQL merges keep it).
+fn take_open(
+    tx: &Connection,
+    id: i64,
+    end: Micros,
+    reason: EndReason,
+) -> rusqlite::Result<Option<Stored>> {
+    let mut st = tx.prepare_cached(
+        "SELECT creator_id, state_id, ifname, af, proto, direction,
+                w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
+                s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af, nat,
+                start_us, first_us, last_us, updated_us, expire,
+                packets0, packets1, bytes0, bytes1, rule, flavor
+         FROM states WHERE id = ?1 AND end_us IS NULL",
+    )?;
+    let Some(mut s) = st
+        .query_row([id], |r| Ok(stored_of(r)))
+        .optional()?
+        .flatten()
+    else {
+        return Ok(None);
+    };
+    if reason != EndReason::Clear {
+        s.last = s.last.max(end);
+    }
+    s.end = end.max(s.start);
+    s.reason = reason_code(reason);
+    tx.prepare_cached("DELETE FROM states WHERE id = ?1")?
+        .execute([id])?;
+    Ok(Some(s))
+}
+
+/// A row of [`take_open`]'s query as a sealed lifetime (end not set), if every column has a
+/// value of its type: database content is not trusted.
+fn stored_of(r: &rusqlite::Row) -> Option<Stored> {
+    let int = |i: usize| r.get::<_, Option<i64>>(i).ok().flatten();
+    let num = |i: usize| int(i).and_then(|v| u32::try_from(v).ok());
+    let small = |i: usize| int(i).and_then(|v| u8::try_from(v).ok());
+    let port = |i: usize| int(i).and_then(|v| u16::try_from(v).ok());
+    let addr = |i: usize| {
+        r.get::<_, Option<Vec<u8>>>(i)
+            .ok()
+            .flatten()
+            .and_then(|b| blob_addr(&b))
+    };
+    Some(Stored {
+        creator_id: num(0)?,
+        state_id: int(1)? as u64,
+        ifname: r.get::<_, Option<String>>(2).ok().flatten()?,
+        af: small(3)?,
+        proto: small(4)?,
+        direction: small(5)?,
+        w_addr: [addr(6)?, addr(8)?],
+        w_port: [port(7)?, port(9)?],
+        w_rdomain: port(10)?,
+        s_addr: [addr(11)?, addr(13)?],
+        s_port: [port(12)?, port(14)?],
+        s_rdomain: port(15)?,
+        s_af: small(16)?,
+        nat: int(17)? != 0,
+        start: int(18)?,
+        first: int(19)?,
+        last: int(20)?,
+        updated: int(21)?,
+        end: 0,
+        reason: 0,
+        expire: num(22)?,
+        packets: [int(23)? as u64, int(24)? as u64],
+        bytes: [int(25)? as u64, int(26)? as u64],
+        rule: num(27)?,
+        flavor: small(28)?,
+    })
+}
+
 /// One event into the store, merged into the row of its lifetime if there is one.
 fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusqlite::Result<()> {
     match e {
@@ -1081,11 +1200,7 @@ fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusql
                 id: s.id,
                 creator_id: s.creator_id,
             };
-            let id = match rows.remove(&k) {
-                Some(id) => Some(id),
-                None => find_alive(tx, &k, *end)?,
-            };
-            if let Some(id) = id {
+            if let Some(id) = row_of(tx, rows, &k, *end)? {
                 end_row(tx, id, *end, *reason)?;
             }
         }
@@ -1168,6 +1283,7 @@ fn end_row(tx: &Connection, id: i64, end: Micros, reason: EndReason) -> rusqlite
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::query::Lifetime;
     use crate::wire::{Flavor, FullState};
 
     const S: Micros = 1_000_000;
@@ -1177,13 +1293,34 @@ mod tests {
     }
 
     fn last_us(w: &Writer, id: u64) -> Micros {
-        w.conn()
-            .query_row(
-                "SELECT last_us FROM states WHERE state_id = ?1",
-                [id as i64],
-                |r| r.get(0),
-            )
-            .expect("row")
+        let l = lifetimes(w.conn());
+        let mine: Vec<&Lifetime> = l.iter().filter(|l| l.state_id == id).collect();
+        assert_eq!(mine.len(), 1, "one lifetime of state {id}: {l:?}");
+        mine[0].last_seen
+    }
+
+    /// Every lifetime stored, from states and from seals (as `export` reads them).
+    fn lifetimes(conn: &Connection) -> Vec<Lifetime> {
+        let mut out = Vec::new();
+        crate::store::export::each_lifetime(conn, 0, Micros::MAX, |l| {
+            out.push(l.clone());
+            Ok::<(), rusqlite::Error>(())
+        })
+        .expect("walk");
+        out
+    }
+
+    fn count(conn: &Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).expect("count")
+    }
+
+    fn end(w: &mut Writer, id: u64, start: Micros, at: Micros) {
+        w.push(Event::End {
+            state: state(id),
+            start,
+            end: at,
+            reason: EndReason::Delete,
+        });
     }
 
     fn recorder(dir: &tempfile::TempDir) -> Writer {
@@ -1274,5 +1411,105 @@ mod tests {
             })
             .expect("row");
         assert_eq!(last, t0 + 80 * S);
+    }
+
+    #[test]
+    fn a_recorded_state_that_ends_leaves_states_for_a_seal() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut w = recorder(&dir);
+        let c = RunCounters::default();
+        let t0 = 1_700_000_000 * S;
+        open(&mut w, 1, t0);
+        open(&mut w, 2, t0);
+        w.flush(&c).expect("flush");
+        let open_rows = "SELECT count(*) FROM states WHERE end_us IS NULL";
+        assert_eq!(count(w.conn(), open_rows), 2);
+
+        end(&mut w, 1, t0, t0 + 5 * S);
+        w.flush(&c).expect("flush");
+        assert_eq!(
+            count(w.conn(), "SELECT count(*) FROM states"),
+            1,
+            "only 2 is left"
+        );
+        assert_eq!(count(w.conn(), "SELECT sum(n) FROM sealed"), 1);
+        let l = lifetimes(w.conn());
+        let one = l.iter().find(|l| l.state_id == 1).expect("sealed 1");
+        assert_eq!(
+            (one.start, one.end, one.last_seen),
+            (t0, Some(t0 + 5 * S), t0 + 5 * S)
+        );
+        assert_eq!(one.end_reason.as_deref(), Some("delete"));
+
+        // A repeated DEL_C, later: changes nothing, adds no evidence row.
+        end(&mut w, 1, t0, t0 + 6 * S);
+        w.flush(&c).expect("flush");
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 1);
+        assert_eq!(lifetimes(w.conn()).len(), 2);
+
+        // An earlier end than the one sealed (an overlapping capture): the earliest wins.
+        end(&mut w, 1, t0, t0 + 4 * S);
+        w.flush(&c).expect("flush");
+        let l = lifetimes(w.conn());
+        let ones: Vec<_> = l.iter().filter(|l| l.state_id == 1).collect();
+        assert_eq!(ones.len(), 1, "{ones:?}");
+        assert_eq!(ones[0].end, Some(t0 + 4 * S));
+    }
+
+    #[test]
+    fn two_ends_in_one_batch_keep_the_earliest() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut w = recorder(&dir);
+        let c = RunCounters::default();
+        let t0 = 1_700_000_000 * S;
+        open(&mut w, 1, t0);
+        w.flush(&c).expect("flush");
+        end(&mut w, 1, t0, t0 + 9 * S);
+        end(&mut w, 1, t0, t0 + 7 * S);
+        w.flush(&c).expect("flush");
+        let l = lifetimes(w.conn());
+        assert_eq!(l.len(), 1, "{l:?}");
+        assert_eq!(l[0].end, Some(t0 + 7 * S));
+        assert_eq!(l[0].last_seen, t0 + 9 * S);
+    }
+
+    #[test]
+    fn a_restarted_recorder_seals_what_the_last_one_left_open() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let c = RunCounters::default();
+        let t0 = 1_700_000_000 * S;
+        {
+            let mut w = recorder(&dir);
+            open(&mut w, 1, t0);
+            w.finish(&c, "stopped", 0).expect("finish");
+        }
+        let mut w = recorder(&dir);
+        let open_now = w.load_open().expect("load");
+        assert_eq!(open_now.len(), 1);
+        end(&mut w, 1, t0, t0 + 3 * S);
+        w.flush(&c).expect("flush");
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
+        let l = lifetimes(w.conn());
+        assert_eq!(l.len(), 1);
+        assert_eq!((l[0].start, l[0].end), (t0, Some(t0 + 3 * S)));
+    }
+
+    #[test]
+    fn a_stored_row_missing_a_column_is_ended_in_place() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut w = recorder(&dir);
+        let c = RunCounters::default();
+        let t0 = 1_700_000_000 * S;
+        open(&mut w, 1, t0);
+        w.flush(&c).expect("flush");
+        // Damage (or a row from an older version): a NULL where a sealed lifetime has a value.
+        w.conn()
+            .execute("UPDATE states SET rule = NULL", [])
+            .expect("damage");
+        end(&mut w, 1, t0, t0 + 3 * S);
+        w.flush(&c).expect("flush");
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM seals"), 0);
+        let ended = "SELECT count(*) FROM states WHERE end_us IS NOT NULL";
+        assert_eq!(count(w.conn(), ended), 1);
     }
 }
