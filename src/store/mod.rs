@@ -1,6 +1,7 @@
 //! The SQLite store: schema and migrations, the batched writer, and the queries.
 //! All SQL of pfstatelog lives under this module.
 
+pub mod compact;
 pub mod export;
 pub mod pack;
 pub mod query;

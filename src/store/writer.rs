@@ -959,16 +959,11 @@ fn take_open(
     end: Micros,
     reason: EndReason,
 ) -> rusqlite::Result<Option<Stored>> {
-    let mut st = tx.prepare_cached(
-        "SELECT creator_id, state_id, ifname, af, proto, direction,
-                w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
-                s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af, nat,
-                start_us, first_us, last_us, updated_us, expire,
-                packets0, packets1, bytes0, bytes1, rule, flavor
-         FROM states WHERE id = ?1 AND end_us IS NULL",
-    )?;
+    let mut st = tx.prepare_cached(&format!(
+        "SELECT {STORED_COLS} FROM states WHERE id = ?1 AND end_us IS NULL"
+    ))?;
     let Some(mut s) = st
-        .query_row([id], |r| Ok(stored_of(r)))
+        .query_row([id], |r| Ok(stored_of(r, 0)))
         .optional()?
         .flatten()
     else {
@@ -984,23 +979,38 @@ fn take_open(
     Ok(Some(s))
 }
 
-/// A row of [`take_open`]'s query as a sealed lifetime (end not set), if every column has a
-/// value of its type: database content is not trusted.
-fn stored_of(r: &rusqlite::Row) -> Option<Stored> {
-    let int = |i: usize| r.get::<_, Option<i64>>(i).ok().flatten();
+/// The columns of `states` that [`stored_of`] reads, in its order.
+pub(crate) const STORED_COLS: &str = "creator_id, state_id, ifname, af, proto, direction,
+    w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
+    s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af, nat,
+    start_us, first_us, last_us, updated_us, expire,
+    packets0, packets1, bytes0, bytes1, rule, flavor, end_us, end_reason";
+
+/// A row of [`STORED_COLS`] (from column `at` on) as a sealed lifetime (end 0 while open), if every column has a
+/// value of its type and a closed one a known end reason: database content is not trusted.
+pub(crate) fn stored_of(r: &rusqlite::Row, at: usize) -> Option<Stored> {
+    let int = |i: usize| r.get::<_, Option<i64>>(at + i).ok().flatten();
     let num = |i: usize| int(i).and_then(|v| u32::try_from(v).ok());
     let small = |i: usize| int(i).and_then(|v| u8::try_from(v).ok());
     let port = |i: usize| int(i).and_then(|v| u16::try_from(v).ok());
+    let text = |i: usize| r.get::<_, Option<String>>(at + i).ok().flatten();
     let addr = |i: usize| {
-        r.get::<_, Option<Vec<u8>>>(i)
+        r.get::<_, Option<Vec<u8>>>(at + i)
             .ok()
             .flatten()
             .and_then(|b| blob_addr(&b))
     };
+    let (end, reason) = match int(29) {
+        None => (0, 0),
+        Some(end) => {
+            let name = text(30)?;
+            (end, REASONS.iter().position(|n| *n == name)? as u8)
+        }
+    };
     Some(Stored {
         creator_id: num(0)?,
         state_id: int(1)? as u64,
-        ifname: r.get::<_, Option<String>>(2).ok().flatten()?,
+        ifname: text(2)?,
         af: small(3)?,
         proto: small(4)?,
         direction: small(5)?,
@@ -1016,8 +1026,8 @@ fn stored_of(r: &rusqlite::Row) -> Option<Stored> {
         first: int(19)?,
         last: int(20)?,
         updated: int(21)?,
-        end: 0,
-        reason: 0,
+        end,
+        reason,
         expire: num(22)?,
         packets: [int(23)? as u64, int(24)? as u64],
         bytes: [int(25)? as u64, int(26)? as u64],
