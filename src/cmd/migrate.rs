@@ -51,4 +51,4 @@ pub fn run(a: MigrateArgs) -> anyhow::Result<u8> {
 }
 
 /// Rows per transaction of `migrate --seal`.
-const SEAL_BATCH: usize = 50_000;
+const SEAL_BATCH: usize = 250_000;
