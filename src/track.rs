@@ -10,8 +10,7 @@
 //! - CLR ends every open state of its creator (only those on the named interface if one is
 //!   given, as OpenBSD receivers do; FreeBSD receivers ignore the name) that existed then.
 
-use crate::wire::{Bus, Decoded, Flavor, FullState, Message, StateRef};
-use std::collections::HashMap;
+use crate::wire::{Bus, Decoded, Flavor, FullState, Message, StateMap, StateRef};
 
 /// Microseconds since the Unix epoch, UTC.
 pub type Micros = i64;
@@ -118,7 +117,7 @@ pub struct TrackStats {
 
 #[derive(Debug, Default)]
 pub struct Tracker {
-    open: HashMap<StateRef, OpenState>,
+    open: StateMap<OpenState>,
     pub stats: TrackStats,
 }
 

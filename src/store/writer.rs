@@ -8,10 +8,10 @@ use super::pack::{Stored, REASONS};
 use super::sealed::{self, Names, SealIndex};
 use super::{addr_blob, blob_addr, sq, Result};
 use crate::track::{EndReason, Event, Micros, OpenState, OrphanKind};
-use crate::wire::{Af, Direction, Flavor, FullState, Key, StateRef};
+use crate::wire::{Af, Direction, Flavor, FullState, Key, StateMap, StateRef, StateSet};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Two sightings of one (creator, id) belong to the same lifetime when the state was alive
@@ -57,7 +57,7 @@ pub struct Writer {
     pending: Vec<Event>,
     gaps: Vec<(Micros, Micros, &'static str, u64, String)>,
     /// Row of every open state this writer knows: proportional to open states only.
-    rows: HashMap<StateRef, i64>,
+    rows: StateMap<i64>,
     /// Creators named by full states since the last flush: flavour, record version, first
     /// and last time.
     creators: HashMap<u32, (Flavor, u16, Micros, Micros)>,
@@ -73,11 +73,11 @@ pub struct Writer {
     /// at its end); the recorder only until the next flush (at most 1 s of data unflushed),
     /// which still folds the INS, the first UPD_C and short lifetimes into one INSERT.
     hold_open: bool,
-    held: HashMap<StateRef, Row>,
+    held: StateMap<Row>,
     /// Held lifetimes that ended, written first by the next flush.
     ready: Vec<Row>,
     /// Stored open lifetimes whose "last seen" is written lazily ([`TOUCH_EVERY_US`]).
-    lazy_last: HashMap<StateRef, LastSeen>,
+    lazy_last: StateMap<LastSeen>,
     /// Lifetimes that end are sealed (sealed.rs): held ones instead of being inserted, stored
     /// open ones taken out of `states`, which so holds little more than the open states and
     /// stays small and hot in the cache however large the database grows. The next seal's
@@ -89,7 +89,7 @@ pub struct Writer {
     any_sealed: Option<bool>,
     /// Keys whose sealed lifetimes were already looked for (a key that was not new never
     /// becomes new, so it can never be sealed later by this writer).
-    looked: HashSet<StateRef>,
+    looked: StateSet,
 }
 
 /// "Last seen" of a stored open lifetime: as written, and as known.
@@ -257,19 +257,19 @@ impl Writer {
             run_id,
             pending: Vec::new(),
             gaps: Vec::new(),
-            rows: HashMap::new(),
+            rows: StateMap::default(),
             creators: HashMap::new(),
             known_max: HashMap::new(),
             last_clear: HashMap::new(),
             hold_open: run.kind == "import",
-            held: HashMap::new(),
+            held: StateMap::default(),
             ready: Vec::new(),
-            lazy_last: HashMap::new(),
+            lazy_last: StateMap::default(),
             next_seal: None,
             names,
             seal_index: SealIndex::default(),
             any_sealed: None,
-            looked: HashSet::new(),
+            looked: StateSet::default(),
         })
     }
 
@@ -585,7 +585,7 @@ impl Writer {
         // Held lifetimes first: every pending event about their key came after their end.
         // They are sealed, except those a pending event names: that event merges into
         // their row in states.
-        let named: HashSet<StateRef> = self.pending.iter().filter_map(event_key).collect();
+        let named: StateSet = self.pending.iter().filter_map(event_key).collect();
         let mut to_seal = Vec::new();
         for r in &self.ready {
             match r.end {
@@ -609,9 +609,9 @@ impl Writer {
             self.any_sealed = Some(any);
         }
         // Sealed lifetimes of the keys met in this batch, read once.
-        let mut sealed_of: HashMap<StateRef, Vec<Stored>> = HashMap::new();
+        let mut sealed_of: StateMap<Vec<Stored>> = StateMap::default();
         // Stored open lifetimes that ended in this batch, taken out of states to be sealed.
-        let mut closing: HashMap<StateRef, Stored> = HashMap::new();
+        let mut closing: StateMap<Stored> = StateMap::default();
         for e in &self.pending {
             if let Some(k) = event_key(e) {
                 // Another message about a lifetime that just ended (a repeated DEL_C): back
@@ -940,7 +940,7 @@ pub(crate) fn insert_stored(tx: &Connection, s: &Stored, closed: bool) -> rusqli
 /// The row of the lifetime of `k` alive at `ts` that an end applies to (forgotten as open).
 fn row_of(
     tx: &Connection,
-    rows: &mut HashMap<StateRef, i64>,
+    rows: &mut StateMap<i64>,
     k: &StateRef,
     ts: Micros,
 ) -> rusqlite::Result<Option<i64>> {
@@ -1037,7 +1037,7 @@ pub(crate) fn stored_of(r: &rusqlite::Row, at: usize) -> Option<Stored> {
 }
 
 /// One event into the store, merged into the row of its lifetime if there is one.
-fn apply(tx: &Connection, rows: &mut HashMap<StateRef, i64>, e: &Event) -> rusqlite::Result<()> {
+fn apply(tx: &Connection, rows: &mut StateMap<i64>, e: &Event) -> rusqlite::Result<()> {
     match e {
         Event::Open {
             state: s,
