@@ -386,6 +386,10 @@ fn record_interface_stores_what_import_stores() {
     assert!(s["states"].as_i64().unwrap_or(0) > 0);
     assert_eq!(s["states"], r["states"]);
     assert_eq!(s["open"], r["open"]);
+    // What ended is packed, live as by an import: states keeps the open ones.
+    let closed_n = s["states"].as_i64().unwrap_or(0) - s["open"].as_i64().unwrap_or(0);
+    assert!(s["sealed"].as_i64().unwrap_or(0) > 0, "{s}");
+    assert!(s["sealed"].as_i64().unwrap_or(0) <= closed_n, "{s}");
     let creators = |v: &Value| -> BTreeMap<String, Value> {
         v["creators"]
             .as_array()

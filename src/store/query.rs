@@ -485,6 +485,8 @@ pub struct Stats {
     pub size_bytes: u64,
     pub states: i64,
     pub open: i64,
+    /// Closed lifetimes held packed (seals), of `states`.
+    pub sealed: i64,
     pub evidence_only: i64,
     pub first_start: Option<String>,
     pub last_seen: Option<String>,
@@ -525,6 +527,7 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     s.states += sealed_n;
+    s.sealed = sealed_n;
     let first: Option<i64> =
         conn.query_row("SELECT min(start_us) FROM states", [], |r| r.get(0))?;
     let last: Option<i64> = conn.query_row("SELECT max(last_us) FROM states", [], |r| r.get(0))?;
@@ -585,11 +588,12 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
 
 pub fn stats_text(s: &Stats) -> String {
     let mut t = format!(
-        "database      {} ({:.1} MiB)\nstates        {} ({} open), {} evidence-only rows\ntime span     {} .. {}\n",
+        "database      {} ({:.1} MiB)\nstates        {} ({} open, {} sealed), {} evidence-only rows\ntime span     {} .. {}\n",
         s.path,
         s.size_bytes as f64 / 1048576.0,
         s.states,
         s.open,
+        s.sealed,
         s.evidence_only,
         s.first_start.as_deref().unwrap_or("-"),
         s.last_seen.as_deref().unwrap_or("-"),
