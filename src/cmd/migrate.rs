@@ -31,9 +31,12 @@ pub fn run(a: MigrateArgs) -> anyhow::Result<u8> {
     }
     if a.seal {
         let started = std::time::Instant::now();
+        // A line per million or so: kept rows make the counts uneven.
+        let mut report_at = REPORT_EVERY;
         let done = store::compact::seal_closed_rows(&conn, SEAL_BATCH, |d| {
-            if d.lifetimes > 0 && d.lifetimes % (20 * SEAL_BATCH as u64) == 0 {
+            if d.lifetimes >= report_at {
                 eprintln!("pfstatelog: {db}: {} lifetimes sealed", d.lifetimes);
+                report_at = d.lifetimes + REPORT_EVERY;
             }
         })
         .map_err(|source| store::StoreError::Sqlite {
@@ -52,3 +55,5 @@ pub fn run(a: MigrateArgs) -> anyhow::Result<u8> {
 
 /// Rows per transaction of `migrate --seal`.
 const SEAL_BATCH: usize = 250_000;
+/// Sealed lifetimes between two progress lines of `migrate --seal`.
+const REPORT_EVERY: u64 = 1_000_000;
