@@ -198,15 +198,21 @@ impl Row {
         }
     }
 
-    /// [`end_row`]: the earliest end wins; a CLR is not a sighting.
+    /// [`end_row`]: the earliest end wins.
     fn end(&mut self, end: Micros, reason: EndReason) {
         if self.end.is_none_or(|(e, _)| end < e) {
-            if reason != EndReason::Clear {
-                self.last = self.last.max(end);
-            }
-            self.end = Some((end.max(self.start), reason));
+            self.end = Some((ended(self.start, &mut self.last, end, reason), reason));
         }
     }
+}
+
+/// [`end_row`] on a lifetime not ended yet: the end it gets (never before its start), and
+/// its last sighting raised to it unless a CLR ended it (a CLR names no state).
+fn ended(start: Micros, last: &mut Micros, end: Micros, reason: EndReason) -> Micros {
+    if reason != EndReason::Clear {
+        *last = (*last).max(end);
+    }
+    end.max(start)
 }
 
 /// The code of an end reason in packed data: its place in [`REASONS`].
@@ -650,26 +656,7 @@ impl Writer {
                     }
                 }
             }
-            match e {
-                // A stored open lifetime that ends leaves states to be sealed with the rest.
-                Event::End {
-                    state, end, reason, ..
-                } => {
-                    let k = StateRef {
-                        id: state.id,
-                        creator_id: state.creator_id,
-                    };
-                    if let Some(id) = row_of(&tx, &mut self.rows, &k, *end)? {
-                        match take_open(&tx, id, *end, *reason)? {
-                            Some(s) => {
-                                closing.insert(k, s);
-                            }
-                            None => end_row(&tx, id, *end, *reason)?,
-                        }
-                    }
-                }
-                e => apply(&tx, &mut self.rows, e)?,
-            }
+            apply(&tx, &mut self.rows, &mut closing, e)?;
         }
         for (k, s) in closing {
             self.looked.remove(&k);
@@ -969,10 +956,7 @@ fn take_open(
     else {
         return Ok(None);
     };
-    if reason != EndReason::Clear {
-        s.last = s.last.max(end);
-    }
-    s.end = end.max(s.start);
+    s.end = ended(s.start, &mut s.last, end, reason);
     s.reason = reason_code(reason);
     tx.prepare_cached("DELETE FROM states WHERE id = ?1")?
         .execute([id])?;
@@ -1036,8 +1020,14 @@ pub(crate) fn stored_of(r: &rusqlite::Row, at: usize) -> Option<Stored> {
     })
 }
 
-/// One event into the store, merged into the row of its lifetime if there is one.
-fn apply(tx: &Connection, rows: &mut StateMap<i64>, e: &Event) -> rusqlite::Result<()> {
+/// One event into the store, merged into the row of its lifetime if there is one. A stored
+/// open lifetime that ends is taken out of states into `closing`, to be sealed.
+fn apply(
+    tx: &Connection,
+    rows: &mut StateMap<i64>,
+    closing: &mut StateMap<Stored>,
+    e: &Event,
+) -> rusqlite::Result<()> {
     match e {
         Event::Open {
             state: s,
@@ -1211,7 +1201,12 @@ fn apply(tx: &Connection, rows: &mut StateMap<i64>, e: &Event) -> rusqlite::Resu
                 creator_id: s.creator_id,
             };
             if let Some(id) = row_of(tx, rows, &k, *end)? {
-                end_row(tx, id, *end, *reason)?;
+                match take_open(tx, id, *end, *reason)? {
+                    Some(s) => {
+                        closing.insert(k, s);
+                    }
+                    None => end_row(tx, id, *end, *reason)?,
+                }
             }
         }
         Event::Orphan { key, seen, kind } => {
