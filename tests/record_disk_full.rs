@@ -150,14 +150,19 @@ fn rows(db: &Path) -> Vec<String> {
     .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
     c.busy_timeout(Duration::from_secs(5))
         .expect("busy timeout");
-    let mut st = c
-        .prepare(
-            "SELECT creator_id, state_id, ifname, af, proto, direction,
+    // A running recorder's young open lifetimes are in its journal (those not ended since).
+    const COLS: &str = "creator_id, state_id, ifname, af, proto, direction,
                     hex(w_addr0), w_port0, hex(w_addr1), w_port1, hex(s_addr0), s_port0,
                     hex(s_addr1), s_port1, nat, start_us IS NULL, end_us IS NULL, end_reason,
-                    packets0, packets1, bytes0, bytes1
-             FROM states",
-        )
+                    packets0, packets1, bytes0, bytes1";
+    let mut st = c
+        .prepare(&format!(
+            "SELECT {COLS} FROM states
+             UNION ALL
+             SELECT {COLS} FROM young y
+              WHERE NOT EXISTS (SELECT 1 FROM young_ends e WHERE e.creator_id = y.creator_id
+                                   AND e.state_id = y.state_id AND e.seq > y.seq)"
+        ))
         .expect("prepare");
     let mut v = row_strings(&mut st);
     v.sort();

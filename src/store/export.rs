@@ -31,6 +31,7 @@ pub fn each_lifetime<E>(
 where
     E: From<rusqlite::Error>,
 {
+    let _read = super::query::snapshot(conn)?;
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLS} FROM states
           WHERE start_us IS NOT NULL AND start_us <= ?2 AND (end_us IS NULL OR end_us >= ?1)
@@ -38,6 +39,7 @@ where
     ))?;
     let mut rows = stmt.query(params![from, to])?;
     let mut w = Walked::default();
+    let mut failed: Option<E> = None;
     while let Some(r) = rows.next()? {
         match lifetime(r)? {
             Some(l) => {
@@ -48,9 +50,26 @@ where
         }
     }
     drop(rows);
-    // Then the sealed lifetimes, bucket by bucket (class, then time).
+    // Then the recorder's young open lifetimes (journal)...
+    let young = super::young::Journal::open(conn)?.each(conn, to, |l| {
+        match l {
+            Some(l) => {
+                if let Err(e) = f(&l) {
+                    failed = Some(e);
+                    return Err(rusqlite::Error::InvalidQuery);
+                }
+                w.rows += 1;
+            }
+            None => w.damaged += 1,
+        }
+        Ok(())
+    });
+    if let Some(e) = failed.take() {
+        return Err(e);
+    }
+    young?;
+    // ...then the sealed lifetimes, bucket by bucket (class, then time).
     let names = Names::load(conn)?;
-    let mut failed: Option<E> = None;
     let walked = each_range(conn, Ranges::Sealed, from, to, |c, b, _| {
         w.damaged += sealed::each_in_bucket(conn, &names, c, b, |s| {
             if s.start <= to && s.end >= from {

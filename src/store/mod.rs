@@ -7,6 +7,7 @@ pub mod pack;
 pub mod query;
 pub mod sealed;
 pub mod writer;
+pub mod young;
 
 use rusqlite::{Connection, OpenFlags};
 use std::net::IpAddr;
@@ -31,6 +32,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0004_sealed",
         include_str!("../../migrations/0004_sealed.sql"),
+    ),
+    (
+        "0005_young",
+        include_str!("../../migrations/0005_young.sql"),
     ),
 ];
 

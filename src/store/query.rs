@@ -64,7 +64,7 @@ pub(crate) const COLS: &str =
     ifname, nat, start_us, end_us, end_reason, last_us, state_id, creator_id,
     packets0, packets1, bytes0, bytes1";
 /// How many columns [`COLS`] names.
-const COLS_N: usize = 21;
+pub(crate) const COLS_N: usize = 21;
 
 pub(crate) fn lifetime(r: &Row) -> rusqlite::Result<Option<Lifetime>> {
     let addr = |i: usize| -> rusqlite::Result<Option<IpAddr>> {
@@ -96,6 +96,17 @@ pub(crate) fn lifetime(r: &Row) -> rusqlite::Result<Option<Lifetime>> {
         packets: [int(17)? as u64, int(18)? as u64],
         bytes: [int(19)? as u64, int(20)? as u64],
     }))
+}
+
+/// A read transaction unless one is open, so that every statement of one answer sees the
+/// same commit: the recorder moves lifetimes between tables (journal, states, seals) as it
+/// commits. Dropped (rolled back) when the answer is read.
+pub(crate) fn snapshot(conn: &Connection) -> rusqlite::Result<Option<rusqlite::Transaction<'_>>> {
+    if conn.is_autocommit() {
+        Ok(Some(conn.unchecked_transaction()?))
+    } else {
+        Ok(None)
+    }
 }
 
 /// The longest lifetime of each duration class `dcls` (migrations/0002_duration_buckets.sql):
@@ -238,6 +249,7 @@ pub fn who(
     at: Micros,
     f: &WhoFilter,
 ) -> rusqlite::Result<Vec<Lifetime>> {
+    let _read = snapshot(conn)?;
     let mut extra = String::new();
     // ?5 = class, ?6 = its longest duration, ?7 = time bucket.
     let mut args: Vec<rusqlite::types::Value> = vec![
@@ -299,6 +311,17 @@ pub fn who(
         }
         Ok(())
     })?;
+    // The recorder's young open lifetimes (journal).
+    out.extend(
+        super::young::Journal::open(conn)?
+            .who(conn, ip, port, t1)?
+            .into_iter()
+            .filter(|l| {
+                f.proto.is_none_or(|p| p == l.proto)
+                    && f.remote_ip.is_none_or(|r| r == l.remote_ip)
+                    && f.remote_port.is_none_or(|p| p == l.remote_port)
+            }),
+    );
     out.sort_by_key(|l| (distance(l, at), l.start, l.state_id));
     Ok(out)
 }
@@ -326,6 +349,7 @@ pub fn history(
     port: Option<u16>,
 ) -> rusqlite::Result<Vec<Lifetime>> {
     use rusqlite::types::Value;
+    let _read = snapshot(conn)?;
     let port_test = if port.is_some() {
         " AND s_port1 = ?8"
     } else {
@@ -398,6 +422,8 @@ pub fn history(
         }
         Ok(())
     })?;
+    // The recorder's young open lifetimes (journal), newest of all.
+    sealed_out.extend(super::young::Journal::open(conn)?.history(conn, lo, hi, to, port)?);
     // Rows in the order they were written, sealed ones after the stored rows of the same start.
     let mut all: Vec<(Micros, i64, u64, Lifetime)> = out
         .into_iter()
@@ -528,11 +554,19 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
     )?;
     s.states += sealed_n;
     s.sealed = sealed_n;
+    // A running recorder's young open lifetimes (journal).
+    let (young_n, young_first, young_last) = super::young::Journal::open(conn)?.summary(conn)?;
+    s.states += young_n;
+    s.open += young_n;
     let first: Option<i64> =
         conn.query_row("SELECT min(start_us) FROM states", [], |r| r.get(0))?;
     let last: Option<i64> = conn.query_row("SELECT max(last_us) FROM states", [], |r| r.get(0))?;
-    let first = first.into_iter().chain(sealed_first).min();
-    let last = last.into_iter().chain(sealed_last).max();
+    let first = first
+        .into_iter()
+        .chain(sealed_first)
+        .chain(young_first)
+        .min();
+    let last = last.into_iter().chain(sealed_last).chain(young_last).max();
     s.first_start = first.map(format_rfc3339);
     s.last_seen = last.map(format_rfc3339);
     let mut st = conn.prepare(

@@ -11,7 +11,7 @@ use crate::track::{EndReason, Event, Micros, OpenState, OrphanKind};
 use crate::wire::{Af, Direction, Flavor, FullState, Key, StateMap, StateRef, StateSet};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Two sightings of one (creator, id) belong to the same lifetime when the state was alive
@@ -27,6 +27,14 @@ const TOUCH_EVERY_US: Micros = 60_000_000;
 
 /// Keys remembered as already looked for in the seals (~40 bytes each).
 const LOOKED_MAX: usize = 1 << 20;
+
+/// How long the recorder keeps a new open lifetime in memory, journaled in `young`
+/// (migrations/0005_young.sql), before it moves into `states`. Most states end within
+/// it and are sealed without ever costing `states` an insert and a delete: at 20,000
+/// states/s that halves the writer's time (BENCHMARKS.md, session 6). The same as
+/// [`TOUCH_EVERY_US`], so a crash loses no more of a young state's "last seen" than of a
+/// stored one's (its counters too: the journal keeps them as first written).
+pub const YOUNG_FOR_US: Micros = 60_000_000;
 
 /// What a run is, for the coverage table.
 #[derive(Debug, Clone)]
@@ -90,6 +98,185 @@ pub struct Writer {
     /// Keys whose sealed lifetimes were already looked for (a key that was not new never
     /// becomes new, so it can never be sealed later by this writer).
     looked: StateSet,
+    young: Young,
+}
+
+/// The recorder's young lifetimes ([`YOUNG_FOR_US`]): held rows, journaled in `young`.
+#[derive(Debug)]
+struct Young {
+    /// How long they stay young (0: into `states` at the first commit).
+    young_for: Micros,
+    /// Held rows not journaled yet...
+    fresh: StateSet,
+    /// ...held rows journaled, with the seq of their run...
+    journaled: StateMap<i64>,
+    /// ...and the runs of the journal, oldest first.
+    runs: VecDeque<YoungRun>,
+    next_seq: Option<i64>,
+    /// Latest time any event named: young lifetimes move when a minute older than this.
+    clock: Micros,
+}
+
+impl Young {
+    /// Memory after a commit's journal work is durable: lifetimes now in `states` are
+    /// stored open (later UPD_C rewrite "last seen" lazily), journaled ones are young.
+    fn commit(&mut self, j: Journal, held: &mut StateMap<Row>, lazy_last: &mut StateMap<LastSeen>) {
+        let mut stored = j.stored;
+        for run in self.runs.drain(..j.moved_runs) {
+            stored.extend(
+                run.keys
+                    .into_iter()
+                    .filter(|k| self.journaled.get(k) == Some(&run.seq)),
+            );
+        }
+        for k in stored {
+            self.journaled.remove(&k);
+            if let Some(r) = held.remove(&k) {
+                let l = LastSeen {
+                    written: r.last,
+                    known: r.last,
+                };
+                lazy_last.insert(k, l);
+            }
+        }
+        if let Some(run) = j.run {
+            for k in &run.keys {
+                self.journaled.insert(*k, run.seq);
+            }
+            self.runs.push_back(run);
+        }
+        if let Some(seq) = j.seq {
+            self.next_seq = Some(seq + 1);
+        }
+        self.fresh.clear();
+    }
+
+    /// The recorder's part of a commit: young lifetimes that ended leave the journal's
+    /// "open"; runs a minute old move into `states`; fresh lifetimes are journaled.
+    fn write(
+        &self,
+        tx: &Connection,
+        ready: &[Row],
+        held: &StateMap<Row>,
+        rows: &mut StateMap<i64>,
+    ) -> rusqlite::Result<Journal> {
+        let mut j = Journal::default();
+        let seq = match self.next_seq {
+            Some(n) => n,
+            None => tx.query_row(
+                "SELECT max(coalesce((SELECT max(seq) FROM young), 0),
+                            coalesce((SELECT max(seq) FROM young_ends), 0)) + 1",
+                [],
+                |r| r.get(0),
+            )?,
+        };
+        for r in ready {
+            let k = r.key();
+            if self.journaled.contains_key(&k) {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO young_ends (seq, creator_id, state_id) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![seq, k.creator_id, u64_to_i64(k.id)])?;
+                j.seq = Some(seq);
+            }
+        }
+        let due = self.clock.saturating_sub(self.young_for);
+        let mut to_store: Vec<(&StateRef, &Row)> = Vec::new();
+        for run in &self.runs {
+            if self.young_for > 0 && run.newest > due {
+                break;
+            }
+            to_store.extend(
+                run.keys
+                    .iter()
+                    .filter(|k| self.journaled.get(*k) == Some(&run.seq))
+                    .filter_map(|k| held.get_key_value(k)),
+            );
+            tx.prepare_cached("DELETE FROM young WHERE seq = ?1")?
+                .execute([run.seq])?;
+            j.moved_runs += 1;
+        }
+        let mut young: Vec<(&StateRef, &Row)> = Vec::new();
+        for (k, r) in self.fresh.iter().filter_map(|k| held.get_key_value(k)) {
+            if self.young_for == 0 || r.first <= due {
+                to_store.push((k, r));
+                j.stored.push(*k);
+            } else {
+                young.push((k, r));
+            }
+        }
+        // Into states in the order they were first seen, as an import writes them.
+        to_store.sort_by_key(|(k, r)| (r.first, k.creator_id, k.id));
+        for (k, r) in to_store {
+            insert_row(tx, r)?;
+            rows.insert(*k, tx.last_insert_rowid());
+        }
+        // An end at seq e closes journal rows of seqs before e: once the oldest run left is
+        // at or after e, it closes none.
+        let oldest = match self.runs.get(j.moved_runs) {
+            Some(run) => run.seq,
+            None if young.is_empty() => i64::MAX,
+            None => seq,
+        };
+        tx.prepare_cached("DELETE FROM young_ends WHERE seq <= ?1")?
+            .execute([oldest])?;
+        if !young.is_empty() {
+            let stored: Vec<(StateRef, Stored)> =
+                young.iter().map(|(k, r)| (**k, r.stored())).collect();
+            let mut order: Vec<&(StateRef, Stored)> = stored.iter().collect();
+            // In key order, so the run is appended page by page.
+            order.sort_by(|a, b| {
+                (
+                    addr_blob(&a.1.w_addr[1]),
+                    a.1.w_port[1],
+                    a.0.creator_id,
+                    a.0.id,
+                )
+                    .cmp(&(
+                        addr_blob(&b.1.w_addr[1]),
+                        b.1.w_port[1],
+                        b.0.creator_id,
+                        b.0.id,
+                    ))
+            });
+            for (_, s) in &order {
+                journal_stored(tx, seq, s)?;
+            }
+            j.run = Some(YoungRun {
+                seq,
+                newest: young
+                    .iter()
+                    .map(|(_, r)| r.first)
+                    .max()
+                    .unwrap_or(Micros::MIN),
+                keys: young.iter().map(|(k, _)| **k).collect(),
+            });
+            j.seq = Some(seq);
+        }
+        Ok(j)
+    }
+}
+
+/// One commit's run of the young journal.
+#[derive(Debug)]
+struct YoungRun {
+    seq: i64,
+    /// Latest first sighting in the run: it moves into `states` when this is old enough.
+    newest: Micros,
+    keys: Vec<StateRef>,
+}
+
+/// What a commit did to the young journal, applied to memory once it is durable.
+#[derive(Debug, Default)]
+struct Journal {
+    /// The run written, if any.
+    run: Option<YoungRun>,
+    /// Runs moved into `states` (from the front of `runs`).
+    moved_runs: usize,
+    /// Fresh lifetimes that went straight into `states`.
+    stored: Vec<StateRef>,
+    /// The seq this commit used, if it wrote anything under one.
+    seq: Option<i64>,
 }
 
 /// "Last seen" of a stored open lifetime: as written, and as known.
@@ -256,6 +443,8 @@ impl Writer {
                 }
             }
         };
+        // A recorder stopped by a crash left its young lifetimes in the journal.
+        promote_journal(&conn).map_err(sq(path))?;
         let names = Names::load(&conn).map_err(sq(path))?;
         Ok(Writer {
             conn,
@@ -276,7 +465,24 @@ impl Writer {
             seal_index: SealIndex::default(),
             any_sealed: None,
             looked: StateSet::default(),
+            young: Young {
+                young_for: if run.kind == "import" {
+                    0
+                } else {
+                    YOUNG_FOR_US
+                },
+                fresh: StateSet::default(),
+                journaled: StateMap::default(),
+                runs: VecDeque::new(),
+                next_seq: None,
+                clock: Micros::MIN,
+            },
         })
+    }
+
+    /// How long new open lifetimes stay young (tests; 0: none do).
+    pub fn set_young_for(&mut self, us: Micros) {
+        self.young.young_for = us.max(0);
     }
 
     pub fn run_id(&self) -> i64 {
@@ -366,6 +572,9 @@ impl Writer {
     }
 
     pub fn push(&mut self, e: Event) {
+        if let Some(t) = event_time(&e) {
+            self.young.clock = self.young.clock.max(t);
+        }
         if let Event::Open {
             state,
             seen,
@@ -458,6 +667,9 @@ impl Writer {
                     creator_id: state.creator_id,
                 };
                 self.held.insert(k, Row::new(state, start, seen, flavor));
+                if !self.hold_open {
+                    self.young.fresh.insert(k);
+                }
             }
             e => self.pending.push(e),
         }
@@ -533,7 +745,7 @@ impl Writer {
     /// Statements the next flush will run, about: one per pending event and per held row
     /// (what sizes a batch).
     pub fn batch_len(&self) -> usize {
-        self.pending.len() + self.ready.len() + if self.hold_open { 0 } else { self.held.len() }
+        self.pending.len() + self.ready.len() + self.young.fresh.len()
     }
 
     /// Record a moment of partial blindness (written with the next flush).
@@ -554,19 +766,12 @@ impl Writer {
     pub fn flush(&mut self, counters: &RunCounters) -> Result<()> {
         let path = self.path.clone();
         match self.write_pending(counters) {
-            Ok(()) => {
+            Ok(j) => {
                 self.pending.clear();
-                self.ready.clear();
-                if !self.hold_open {
-                    // Stored open now: later UPD_C rewrite "last seen" lazily.
-                    for (k, r) in self.held.drain() {
-                        let l = LastSeen {
-                            written: r.last,
-                            known: r.last,
-                        };
-                        self.lazy_last.insert(k, l);
-                    }
+                for r in self.ready.drain(..) {
+                    self.young.journaled.remove(&r.key());
                 }
+                self.young.commit(j, &mut self.held, &mut self.lazy_last);
                 self.creators.clear();
                 self.gaps.clear();
                 Ok(())
@@ -586,7 +791,7 @@ impl Writer {
         }
     }
 
-    fn write_pending(&mut self, counters: &RunCounters) -> rusqlite::Result<()> {
+    fn write_pending(&mut self, counters: &RunCounters) -> rusqlite::Result<Journal> {
         let tx = self.conn.transaction()?;
         // Held lifetimes first: every pending event about their key came after their end.
         // They are sealed, except those a pending event names: that event merges into
@@ -599,16 +804,14 @@ impl Writer {
                 _ => insert_row(&tx, r)?,
             }
         }
-        if !self.hold_open {
-            // The recorder: open lifetimes are in the store at every commit; later events
-            // about them update their rows.
-            let mut open: Vec<(&StateRef, &Row)> = self.held.iter().collect();
-            open.sort_by_key(|(k, r)| (r.first, k.creator_id, k.id));
-            for (k, r) in open {
-                insert_row(&tx, r)?;
-                self.rows.insert(*k, tx.last_insert_rowid());
-            }
-        }
+        // The recorder: open lifetimes are in the store at every commit, young ones in the
+        // journal; later events about stored ones update their rows.
+        let journal = if self.hold_open {
+            Journal::default()
+        } else {
+            self.young
+                .write(&tx, &self.ready, &self.held, &mut self.rows)?
+        };
         if self.any_sealed.is_none() {
             let any: bool =
                 tx.query_row("SELECT EXISTS (SELECT 1 FROM seals)", [], |r| r.get(0))?;
@@ -721,14 +924,19 @@ impl Writer {
             counters.decode_errors as i64,
             counters.skipped as i64
         ])?;
-        tx.commit()
+        tx.commit()?;
+        Ok(journal)
     }
 
     /// Close the run: flush, mark it stopped (or failed), checkpoint the WAL.
     pub fn finish(mut self, counters: &RunCounters, status: &str, wall: Micros) -> Result<()> {
         // Lifetimes still open at the end of an import are stored open, as the recorder
-        // stores them at every flush.
+        // stores them at every flush; the recorder's young ones move into states.
+        if self.hold_open {
+            self.young.fresh.extend(self.held.keys().copied());
+        }
         self.hold_open = false;
+        self.young.young_for = 0;
         let late: Vec<Event> = self
             .lazy_last
             .drain()
@@ -869,6 +1077,100 @@ fn event_key(e: &Event) -> Option<StateRef> {
         Event::Touch { key, .. } | Event::Orphan { key, .. } => Some(*key),
         Event::Clear { .. } | Event::Bus { .. } => None,
     }
+}
+
+/// The time an event happened at (a CLR's or BUS's none: they name no state).
+fn event_time(e: &Event) -> Option<Micros> {
+    match e {
+        Event::Open { seen, .. }
+        | Event::Refresh { seen, .. }
+        | Event::Touch { seen, .. }
+        | Event::Orphan { seen, .. } => Some(*seen),
+        Event::End { end, .. } => Some(*end),
+        Event::Clear { .. } | Event::Bus { .. } => None,
+    }
+}
+
+/// A young open lifetime into the journal, under the commit's `seq`.
+fn journal_stored(tx: &Connection, seq: i64, s: &Stored) -> rusqlite::Result<()> {
+    let ab = addr_blob;
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO young (seq, creator_id, state_id, ifname, af, proto, direction,
+            w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
+            s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af, nat,
+            start_us, first_us, last_us, updated_us, expire,
+            packets0, packets1, bytes0, bytes1, rule, flavor)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
+    )?
+    .execute(params![
+        seq,
+        s.creator_id,
+        u64_to_i64(s.state_id),
+        s.ifname,
+        s.af,
+        s.proto,
+        s.direction,
+        ab(&s.w_addr[0]),
+        s.w_port[0],
+        ab(&s.w_addr[1]),
+        s.w_port[1],
+        s.w_rdomain,
+        ab(&s.s_addr[0]),
+        s.s_port[0],
+        ab(&s.s_addr[1]),
+        s.s_port[1],
+        s.s_rdomain,
+        s.s_af,
+        s.nat,
+        s.start,
+        s.first,
+        s.last,
+        s.updated,
+        s.expire,
+        u64_to_i64(s.packets[0]),
+        u64_to_i64(s.packets[1]),
+        u64_to_i64(s.bytes[0]),
+        u64_to_i64(s.bytes[1]),
+        s.rule,
+        s.flavor
+    ])?;
+    Ok(())
+}
+
+/// The young lifetimes a crashed recorder left open in the journal, into `states` (open),
+/// and the journal emptied, in one transaction. A row that does not read back whole is
+/// damage: dropped with the journal (its state's later messages are kept as evidence).
+/// How many moved.
+pub(crate) fn promote_journal(conn: &Connection) -> rusqlite::Result<u64> {
+    let any: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM young) OR EXISTS (SELECT 1 FROM young_ends)",
+        [],
+        |r| r.get(0),
+    )?;
+    if !any {
+        return Ok(0);
+    }
+    let tx = conn.unchecked_transaction()?;
+    let mut n = 0;
+    {
+        let mut st = tx.prepare(&format!(
+            "SELECT {STORED_COLS} FROM young y
+              WHERE NOT EXISTS (SELECT 1 FROM young_ends e WHERE e.creator_id = y.creator_id
+                                   AND e.state_id = y.state_id AND e.seq > y.seq)
+              ORDER BY first_us, creator_id, state_id"
+        ))?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            if let Some(s) = stored_of(r, 0) {
+                insert_stored(&tx, &s, false)?;
+                n += 1;
+            }
+        }
+    }
+    tx.execute_batch("DELETE FROM young; DELETE FROM young_ends;")?;
+    tx.commit()?;
+    Ok(n)
 }
 
 /// A held lifetime, whole, in one INSERT.
@@ -1328,7 +1630,16 @@ mod tests {
         });
     }
 
+    /// A recorder that stores open lifetimes at the first commit (no young journal): the
+    /// paths of stored open rows.
     fn recorder(dir: &tempfile::TempDir) -> Writer {
+        let mut w = young_recorder(dir);
+        w.set_young_for(0);
+        w
+    }
+
+    /// A recorder as `record` runs it, new lifetimes young for [`YOUNG_FOR_US`].
+    fn young_recorder(dir: &tempfile::TempDir) -> Writer {
         let db = dir.path().join("t.db").display().to_string();
         let conn = crate::store::open_rw(&db).expect("open");
         let run = RunInfo {
@@ -1355,6 +1666,141 @@ mod tests {
             key: StateRef { id, creator_id: 7 },
             seen: at,
         });
+    }
+
+    /// `who` for the pair every test state holds, as the CLI asks it.
+    fn who_at(conn: &Connection, at: Micros) -> Vec<(u64, Option<Micros>)> {
+        let ip: IpAddr = "203.0.113.1".parse().expect("ip");
+        let f = crate::store::query::WhoFilter::default();
+        crate::store::query::who(conn, &ip, 61234, at, at, at, &f)
+            .expect("who")
+            .iter()
+            .map(|l| (l.state_id, l.end))
+            .collect()
+    }
+
+    /// `history` of the private host every test state has.
+    fn history_at(conn: &Connection, at: Micros) -> Vec<u64> {
+        let ip: IpAddr = "192.168.1.10".parse().expect("ip");
+        crate::store::query::history(conn, &ip, &ip, at, at, None)
+            .expect("history")
+            .iter()
+            .map(|l| l.state_id)
+            .collect()
+    }
+
+    #[test]
+    fn young_lifetimes_are_journaled_then_stored_a_minute_later() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut w = young_recorder(&dir);
+        let c = RunCounters::default();
+        let t0 = 1_700_000_000 * S;
+        open(&mut w, 1, t0);
+        open(&mut w, 2, t0);
+        w.flush(&c).expect("flush");
+        // Durable in the journal, not in states; every reader sees both as open.
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM young"), 2);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
+        assert_eq!(who_at(w.conn(), t0 + 5 * S), vec![(1, None), (2, None)]);
+        assert_eq!(history_at(w.conn(), t0 + 5 * S), vec![1, 2]);
+        assert_eq!(lifetimes(w.conn()).len(), 2);
+        let st = crate::store::query::stats(w.conn(), "t.db").expect("stats");
+        assert_eq!((st.states, st.open), (2, 2));
+
+        // A young state that ends is sealed, and the journal stops calling it open.
+        end(&mut w, 1, t0, t0 + 10 * S);
+        w.flush(&c).expect("flush");
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM young_ends"), 1);
+        assert_eq!(
+            who_at(w.conn(), t0 + 5 * S),
+            vec![(1, Some(t0 + 10 * S)), (2, None)]
+        );
+        assert_eq!(who_at(w.conn(), t0 + 30 * S), vec![(2, None)]);
+        assert_eq!(history_at(w.conn(), t0 + 30 * S), vec![2]);
+        let st = crate::store::query::stats(w.conn(), "t.db").expect("stats");
+        assert_eq!((st.states, st.open, st.sealed), (2, 1, 1));
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
+
+        // Still young 59 s after it was first seen...
+        touch(&mut w, 2, t0 + 59 * S);
+        w.flush(&c).expect("flush");
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
+        // ...a minute after, it moves into states with what it learnt since, and the journal
+        // empties.
+        touch(&mut w, 2, t0 + 61 * S);
+        w.flush(&c).expect("flush");
+        assert_eq!(
+            count(w.conn(), "SELECT count(*) FROM states WHERE dcls = 14"),
+            1
+        );
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM young"), 0);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM young_ends"), 0);
+        assert_eq!(last_us(&w, 2), t0 + 61 * S);
+        assert_eq!(who_at(w.conn(), t0 + 70 * S), vec![(2, None)]);
+        // From there on it is a stored open state: its end takes it out to be sealed.
+        end(&mut w, 2, t0, t0 + 90 * S);
+        w.flush(&c).expect("flush");
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
+        assert_eq!(who_at(w.conn(), t0 + 70 * S), vec![(2, Some(t0 + 90 * S))]);
+    }
+
+    #[test]
+    fn a_restart_after_a_crash_stores_what_the_journal_holds() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let c = RunCounters::default();
+        let t0 = 1_700_000_000 * S;
+        {
+            let mut w = young_recorder(&dir);
+            open(&mut w, 1, t0);
+            open(&mut w, 2, t0);
+            open(&mut w, 3, t0 + S);
+            w.flush(&c).expect("flush");
+            end(&mut w, 1, t0, t0 + 10 * S);
+            w.flush(&c).expect("flush");
+            // Killed: no finish, state 3's end never committed.
+            end(&mut w, 3, t0, t0 + 11 * S);
+        }
+        let mut w = young_recorder(&dir);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM young"), 0);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM young_ends"), 0);
+        let open: Vec<u64> = w
+            .load_open()
+            .expect("load")
+            .iter()
+            .map(|o| o.state.id)
+            .collect();
+        assert_eq!(open, vec![2, 3], "carried on with the open ones only");
+        assert_eq!(
+            who_at(w.conn(), t0 + 5 * S),
+            vec![(1, Some(t0 + 10 * S)), (2, None), (3, None)]
+        );
+        // The restarted recorder ends a carried-over state as any stored one.
+        end(&mut w, 3, t0 + S, t0 + 20 * S);
+        w.flush(&c).expect("flush");
+        assert_eq!(
+            who_at(w.conn(), t0 + 15 * S),
+            vec![(2, None), (3, Some(t0 + 20 * S))]
+        );
+    }
+
+    #[test]
+    fn a_clean_stop_stores_every_young_lifetime() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let c = RunCounters::default();
+        let t0 = 1_700_000_000 * S;
+        let mut w = young_recorder(&dir);
+        open(&mut w, 1, t0);
+        w.flush(&c).expect("flush");
+        open(&mut w, 2, t0 + S);
+        let db = dir.path().join("t.db").display().to_string();
+        w.finish(&c, "stopped", 0).expect("finish");
+        let conn = crate::store::open_ro(&db).expect("ro");
+        assert_eq!(
+            count(&conn, "SELECT count(*) FROM states WHERE dcls = 14"),
+            2
+        );
+        assert_eq!(count(&conn, "SELECT count(*) FROM young"), 0);
+        assert_eq!(count(&conn, "SELECT count(*) FROM young_ends"), 0);
     }
 
     #[test]

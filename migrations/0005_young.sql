@@ -1,0 +1,51 @@
+-- pfstatelog schema 5: the recorder's young open states, in a journal written in order.
+--
+-- Every open lifetime in `states` costs an insert into four B-trees and, when it ends, a
+-- delete from the same four, at places spread over all open states: at 20,000 states/s a
+-- commit rewrote most pages of those B-trees (BENCHMARKS.md, session 6). Most states end
+-- within a minute, so the recorder keeps a new state in memory for its first minute
+-- (src/store/writer.rs, YOUNG_FOR_US) and journals it here at the commit that first sees
+-- it open, keyed by that commit's number `seq`: each commit appends one run of rows at the
+-- end of the table and of its index. A young state that ends is sealed like any other and
+-- its key appended to young_ends; one still open after its minute moves into `states`
+-- and its whole run of the journal is deleted in the same commit. The journal holds the
+-- open states of the last minute or so: readers (who, history, export, stats) read it per
+-- seq, leaving out keys young_ends names at a later seq. A clean stop moves everything
+-- still young into `states`; a recorder started after a crash does so first.
+-- Columns as in `states` (end_us and end_reason are always NULL here), so readers share
+-- one column list.
+CREATE TABLE young (
+    seq         INTEGER NOT NULL,
+    creator_id  INTEGER NOT NULL,
+    state_id    INTEGER NOT NULL,
+    ifname      TEXT,
+    af          INTEGER,
+    proto       INTEGER,
+    direction   INTEGER,
+    w_addr0     BLOB, w_port0 INTEGER, w_addr1 BLOB NOT NULL, w_port1 INTEGER NOT NULL, w_rdomain INTEGER,
+    s_addr0     BLOB, s_port0 INTEGER, s_addr1 BLOB, s_port1 INTEGER, s_rdomain INTEGER,
+    s_af        INTEGER,
+    nat         INTEGER NOT NULL DEFAULT 0,
+    start_us    INTEGER NOT NULL,
+    first_us    INTEGER,
+    end_us      INTEGER,
+    end_reason  TEXT,
+    last_us     INTEGER NOT NULL,
+    updated_us  INTEGER,
+    expire      INTEGER,
+    packets0    INTEGER, packets1 INTEGER, bytes0 INTEGER, bytes1 INTEGER,
+    rule        INTEGER,
+    flavor      INTEGER,
+    PRIMARY KEY (seq, w_addr1, w_port1, creator_id, state_id)
+) WITHOUT ROWID;
+-- history: per seq, the private host.
+CREATE INDEX young_private ON young (seq, s_addr1, start_us);
+
+-- Young states that ended (sealed, or moved into states closed) at commit `seq`: their
+-- journal rows of earlier seqs no longer say "open".
+CREATE TABLE young_ends (
+    seq         INTEGER NOT NULL,
+    creator_id  INTEGER NOT NULL,
+    state_id    INTEGER NOT NULL,
+    PRIMARY KEY (seq, creator_id, state_id)
+) WITHOUT ROWID;

@@ -1,0 +1,199 @@
+//! Reading the recorder's journal of young open lifetimes (migrations/0005_young.sql).
+//!
+//! The journal is a run of rows per commit (`seq`); a young lifetime that ended is named in
+//! `young_ends` at a later seq. It holds about a minute of new states, so readers probe it
+//! run by run: a few dozen index lookups, and none when it is empty (the recorder is
+//! stopped, or stopped cleanly).
+
+use super::addr_blob;
+use super::query::{lifetime, Lifetime, COLS};
+use crate::track::Micros;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// The seqs present in `table` (young or young_ends), ascending.
+fn seqs(conn: &Connection, table: &str) -> rusqlite::Result<Vec<i64>> {
+    let mut next = conn.prepare_cached(&format!(
+        "SELECT seq FROM {table} WHERE seq > ?1 ORDER BY seq LIMIT 1"
+    ))?;
+    let mut out = Vec::new();
+    let mut after = i64::MIN;
+    while let Some(s) = next.query_row([after], |r| r.get::<_, i64>(0)).optional()? {
+        out.push(s);
+        after = s;
+    }
+    Ok(out)
+}
+
+/// The journal as a reader sees it: its runs, and the seqs at which young lifetimes ended.
+pub struct Journal {
+    runs: Vec<i64>,
+    ends: Vec<i64>,
+}
+
+impl Journal {
+    pub fn open(conn: &Connection) -> rusqlite::Result<Journal> {
+        let runs = seqs(conn, "young")?;
+        let ends = if runs.is_empty() {
+            Vec::new()
+        } else {
+            seqs(conn, "young_ends")?
+        };
+        Ok(Journal { runs, ends })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// Whether the lifetime journaled at `seq` ended at a later commit.
+    fn ended(&self, conn: &Connection, seq: i64, creator: u32, id: u64) -> rusqlite::Result<bool> {
+        let mut probe = conn.prepare_cached(
+            "SELECT 1 FROM young_ends WHERE seq = ?1 AND creator_id = ?2 AND state_id = ?3",
+        )?;
+        for e in self.ends.iter().filter(|e| **e > seq) {
+            if probe.exists(params![e, creator, id as i64])? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Open young lifetimes from one statement per run (`sql` takes the seq as ?1 and
+    /// selects [`COLS`] then seq), those ended later left out.
+    fn collect(
+        &self,
+        conn: &Connection,
+        sql: &str,
+        args: &[rusqlite::types::Value],
+    ) -> rusqlite::Result<Vec<Lifetime>> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let mut out = Vec::new();
+        for seq in &self.runs {
+            let mut all = vec![rusqlite::types::Value::from(*seq)];
+            all.extend_from_slice(args);
+            let mut rows = stmt.query(rusqlite::params_from_iter(all.iter()))?;
+            while let Some(r) = rows.next()? {
+                if let Some(l) = lifetime(r)? {
+                    if !self.ended(conn, *seq, l.creator_id, l.state_id)? {
+                        out.push(l);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Open young lifetimes of a public ip:port that started by `t1` (open, so they overlap
+    /// anything after their start).
+    pub fn who(
+        &self,
+        conn: &Connection,
+        ip: &IpAddr,
+        port: u16,
+        t1: Micros,
+    ) -> rusqlite::Result<Vec<Lifetime>> {
+        if self.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.collect(
+            conn,
+            &format!(
+                "SELECT {COLS} FROM young
+                  WHERE seq = ?1 AND w_addr1 = ?2 AND w_port1 = ?3 AND start_us <= ?4"
+            ),
+            &[addr_blob(ip).into(), i64::from(port).into(), t1.into()],
+        )
+    }
+
+    /// Open young lifetimes of private hosts in [lo, hi] (one family) that started by `to`.
+    pub fn history(
+        &self,
+        conn: &Connection,
+        lo: &IpAddr,
+        hi: &IpAddr,
+        to: Micros,
+        port: Option<u16>,
+    ) -> rusqlite::Result<Vec<Lifetime>> {
+        if self.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (lo_b, hi_b) = (addr_blob(lo), addr_blob(hi));
+        let found = self.collect(
+            conn,
+            &format!(
+                "SELECT {COLS} FROM young INDEXED BY young_private
+                  WHERE seq = ?1 AND s_addr1 >= ?2 AND s_addr1 <= ?3 AND length(s_addr1) = ?4
+                    AND start_us <= ?5"
+            ),
+            &[
+                lo_b.clone().into(),
+                hi_b.into(),
+                (lo_b.len() as i64).into(),
+                to.into(),
+            ],
+        )?;
+        Ok(found
+            .into_iter()
+            .filter(|l| port.is_none_or(|p| p == l.private_port))
+            .collect())
+    }
+
+    /// Every open young lifetime that started by `to`, in journal order (export).
+    pub fn each(
+        &self,
+        conn: &Connection,
+        to: Micros,
+        mut f: impl FnMut(Option<Lifetime>) -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let ended = ended_at(conn)?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLS}, seq FROM young WHERE start_us <= ?1 ORDER BY seq, first_us"
+        ))?;
+        let mut rows = stmt.query([to])?;
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(super::query::COLS_N)?;
+            let l = lifetime(r)?;
+            let gone = l.as_ref().is_some_and(|l| {
+                ended
+                    .get(&(l.creator_id, l.state_id))
+                    .is_some_and(|e| *e > seq)
+            });
+            if !gone {
+                f(l)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// How many young lifetimes are open, the earliest start and the latest sighting.
+    pub fn summary(&self, conn: &Connection) -> rusqlite::Result<(i64, Option<i64>, Option<i64>)> {
+        let (mut n, mut first, mut last) = (0i64, None::<i64>, None::<i64>);
+        self.each(conn, Micros::MAX, |l| {
+            if let Some(l) = l {
+                n += 1;
+                first = Some(first.map_or(l.start, |f| f.min(l.start)));
+                last = Some(last.map_or(l.last_seen, |x| x.max(l.last_seen)));
+            }
+            Ok(())
+        })?;
+        Ok((n, first, last))
+    }
+}
+
+/// The latest seq at which each young lifetime ended.
+fn ended_at(conn: &Connection) -> rusqlite::Result<HashMap<(u32, u64), i64>> {
+    let mut stmt = conn.prepare("SELECT creator_id, state_id, seq FROM young_ends")?;
+    let mut rows = stmt.query([])?;
+    let mut out = HashMap::new();
+    while let Some(r) = rows.next()? {
+        let (c, id, seq): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let e = out.entry((c as u32, id as u64)).or_insert(seq);
+        *e = (*e).max(seq);
+    }
+    Ok(out)
+}
