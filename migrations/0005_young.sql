@@ -3,15 +3,17 @@
 -- Every open lifetime in `states` costs an insert into four B-trees and, when it ends, a
 -- delete from the same four, at places spread over all open states: at 20,000 states/s a
 -- commit rewrote most pages of those B-trees (BENCHMARKS.md, session 6). Most states end
--- within a minute, so the recorder keeps a new state in memory for its first minute
+-- within minutes, so the recorder keeps a new state in memory for its first ten minutes
 -- (src/store/writer.rs, YOUNG_FOR_US) and journals it here at the commit that first sees
 -- it open, keyed by that commit's number `seq`: each commit appends one run of rows at the
 -- end of the table and of its index. A young state that ends is sealed like any other and
--- its key appended to young_ends; one still open after its minute moves into `states`
--- and its whole run of the journal is deleted in the same commit. The journal holds the
--- open states of the last minute or so: readers (who, history, export, stats) read it per
--- seq, leaving out keys young_ends names at a later seq. A clean stop moves everything
--- still young into `states`; a recorder started after a crash does so first.
+-- its key appended to young_ends. A minute after a run was written it is rewritten: its
+-- states still young are journaled again, as they are now, in the current run (so a crash
+-- loses at most a minute of their "last seen" and counters), older ones move into
+-- `states`, and the old run is deleted, all in the same commit. The journal so holds
+-- about a minute of runs: readers (who, history, export, stats) read it run by run,
+-- leaving out keys young_ends names at a later seq. A clean stop moves everything still
+-- young into `states`; a recorder started after a crash does so first.
 -- Columns as in `states` (end_us and end_reason are always NULL here), so readers share
 -- one column list.
 CREATE TABLE young (

@@ -175,6 +175,14 @@ fn stats(db: &str) -> Value {
     serde_json::from_str(&run_ok(&["stats", "--db", db, "--json"])).expect("stats JSON")
 }
 
+/// Rows in the recorder's journal of young states.
+fn young_rows(db: &str) -> i64 {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open");
+    c.query_row("SELECT count(*) FROM young", [], |r| r.get(0))
+        .expect("count")
+}
+
 fn state_ids(rows: &[Value]) -> BTreeSet<String> {
     rows.iter()
         .map(|r| r["state_id"].as_str().expect("state_id").to_string())
@@ -364,6 +372,70 @@ fn record_interface_stores_what_import_stores() {
     tx.send_all(&frames);
     wait_events(&mut p, want_events.len());
     let processed = sent.elapsed();
+    // Questions from the fixture's expected answers that do not depend on its times: who
+    // held these public ip:port over the whole run, and a private host's history.
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture(&format!("{CAPTURE}.expected.json"))).expect("read"),
+    )
+    .expect("expected JSON");
+    let mut per_public: BTreeMap<(String, u64), BTreeSet<String>> = BTreeMap::new();
+    let mut per_private: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for q in expected["queries"].as_array().expect("queries") {
+        for m in q["expected"].as_array().expect("expected") {
+            let id = m["state_id"].as_str().expect("state_id").to_string();
+            let key = (
+                q["ip"].as_str().expect("ip").to_string(),
+                q["port"].as_u64().expect("port"),
+            );
+            per_public.entry(key).or_default().insert(id.clone());
+            let private = m["private_ip"].as_str().expect("private_ip").to_string();
+            per_private.entry(private).or_default().insert(id);
+        }
+    }
+    assert!(per_public.len() >= 4);
+    let first = expected["first_packet"].as_str().expect("first_packet");
+    let ask = |when: &str| {
+        let now = format!("@{}", now_us() / 1_000_000);
+        for ((ip, port), ids) in per_public.iter().take(8) {
+            let port = port.to_string();
+            let who = |db: &str, at: &str| {
+                state_ids(&json_rows(&[
+                    "who", "--db", db, "--ip", ip, "--port", &port, "--at", at, "--window", "1d",
+                    "--format", "json",
+                ]))
+            };
+            let live = who(&db, &now);
+            assert!(
+                live.is_superset(ids),
+                "{when}: who {ip}:{port}: {live:?} lacks {ids:?}"
+            );
+            assert_eq!(live, who(&ref_db, first), "{when}: who {ip}:{port}");
+        }
+        for (host, ids) in per_private.iter().take(3) {
+            let hist = |db: &str| {
+                state_ids(&json_rows(&[
+                    "history", "--db", db, "--host", host, "--format", "json",
+                ]))
+            };
+            let live = hist(&db);
+            assert!(
+                live.is_superset(ids),
+                "{when}: history {host}: {live:?} lacks {ids:?}"
+            );
+            assert_eq!(live, hist(&ref_db), "{when}: history {host}");
+        }
+    };
+    // While it runs, within a minute of the states' start: the open ones are in the
+    // recorder's journal, and every question gets the answer it gets from the import.
+    let want_states = stats(&ref_db)["states"].clone();
+    p.poll_until(
+        Duration::from_secs(20),
+        "the recorder's last commit",
+        |_| stats(&db)["states"] == want_states,
+        |p| p.err.drain(Duration::from_millis(200)),
+    );
+    assert!(young_rows(&db) > 0, "the open states are young");
+    ask("running");
     let took = p.stop(STOP);
     let t1 = now_us();
 
@@ -430,57 +502,9 @@ fn record_interface_stores_what_import_stores() {
         }
     }
 
-    // Questions from the fixture's expected answers that do not depend on its times: who
-    // held these public ip:port over the whole run, and a private host's history.
-    let expected: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture(&format!("{CAPTURE}.expected.json"))).expect("read"),
-    )
-    .expect("expected JSON");
-    let mut per_public: BTreeMap<(String, u64), BTreeSet<String>> = BTreeMap::new();
-    let mut per_private: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for q in expected["queries"].as_array().expect("queries") {
-        for m in q["expected"].as_array().expect("expected") {
-            let id = m["state_id"].as_str().expect("state_id").to_string();
-            let key = (
-                q["ip"].as_str().expect("ip").to_string(),
-                q["port"].as_u64().expect("port"),
-            );
-            per_public.entry(key).or_default().insert(id.clone());
-            let private = m["private_ip"].as_str().expect("private_ip").to_string();
-            per_private.entry(private).or_default().insert(id);
-        }
-    }
-    assert!(per_public.len() >= 4);
-    let now = format!("@{}", now_us() / 1_000_000);
-    let first = expected["first_packet"].as_str().expect("first_packet");
-    for ((ip, port), ids) in per_public.iter().take(8) {
-        let port = port.to_string();
-        let who = |db: &str, at: &str| {
-            state_ids(&json_rows(&[
-                "who", "--db", db, "--ip", ip, "--port", &port, "--at", at, "--window", "1d",
-                "--format", "json",
-            ]))
-        };
-        let live = who(&db, &now);
-        assert!(
-            live.is_superset(ids),
-            "who {ip}:{port}: {live:?} lacks {ids:?}"
-        );
-        assert_eq!(live, who(&ref_db, first), "who {ip}:{port}");
-    }
-    for (host, ids) in per_private.iter().take(3) {
-        let hist = |db: &str| {
-            state_ids(&json_rows(&[
-                "history", "--db", db, "--host", host, "--format", "json",
-            ]))
-        };
-        let live = hist(&db);
-        assert!(
-            live.is_superset(ids),
-            "history {host}: {live:?} lacks {ids:?}"
-        );
-        assert_eq!(live, hist(&ref_db), "history {host}");
-    }
+    // The same answers once stopped, with the journal moved into states.
+    ask("stopped");
+    assert_eq!(young_rows(&db), 0, "a clean stop empties the journal");
     println!(
         "record: {} frames, {} state lines, processed {processed:?} after sending began, \
          exited {took:?} after SIGTERM",

@@ -174,6 +174,10 @@ enum Cmd {
         /// network and its timing.
         #[arg(long, default_value_t = 0)]
         record_every_ms: u64,
+        /// inproc with --record-every-ms: how long new lifetimes stay young (journaled)
+        /// before they move into states, seconds (default: the recorder's).
+        #[arg(long)]
+        young_secs: Option<u64>,
     },
     /// Latency of store::query::who on known public ip:port at times inside lifetimes.
     WhoBench {
@@ -312,6 +316,7 @@ fn main() -> anyhow::Result<()> {
             cache_mib,
             batch_events,
             record_every_ms,
+            young_secs,
         } => import_bench(
             &db,
             &capture,
@@ -324,6 +329,7 @@ fn main() -> anyhow::Result<()> {
                 cache_mib,
                 batch_events,
                 record_every_ms,
+                young_secs,
             },
         ),
         Cmd::WhoBench {
@@ -724,6 +730,8 @@ struct ConnTweaks {
     batch_events: usize,
     /// Write as the recorder and commit every this many ms of capture time (0: import).
     record_every_ms: u64,
+    /// The recorder's young time, seconds (None: its default).
+    young_secs: Option<u64>,
 }
 
 impl ConnTweaks {
@@ -768,6 +776,9 @@ fn run_import_inproc(
     };
     let mut writer = Writer::new(conn, db, &run)?;
     tw.apply(writer.conn())?;
+    if let Some(s) = tw.young_secs {
+        writer.set_young_for(s as i64 * 1_000_000);
+    }
     // As `Ingest` does: the WAL is checkpointed on a thread of its own.
     let checkpointer = store::Checkpointer::start(db, writer.conn())?;
     let mut tracker = Tracker::new();

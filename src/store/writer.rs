@@ -30,11 +30,16 @@ const LOOKED_MAX: usize = 1 << 20;
 
 /// How long the recorder keeps a new open lifetime in memory, journaled in `young`
 /// (migrations/0005_young.sql), before it moves into `states`. Most states end within
-/// it and are sealed without ever costing `states` an insert and a delete: at 20,000
-/// states/s that halves the writer's time (BENCHMARKS.md, session 6). The same as
-/// [`TOUCH_EVERY_US`], so a crash loses no more of a young state's "last seen" than of a
-/// stored one's (its counters too: the journal keeps them as first written).
-pub const YOUNG_FOR_US: Micros = 60_000_000;
+/// it and are sealed without ever costing `states` an insert and a delete, each of which
+/// touches four B-trees at places spread over all open states (BENCHMARKS.md, session 6).
+pub const YOUNG_FOR_US: Micros = 600_000_000;
+
+/// A run of the journal is rewritten this long after it was written: its lifetimes still
+/// young are journaled again, as they are now, in the current run, and the old run is
+/// deleted. So the journal never holds more than this much of the past, and a crash loses no
+/// more of a young state's "last seen" and counters than [`TOUCH_EVERY_US`] loses of a
+/// stored one's.
+const REJOURNAL_US: Micros = TOUCH_EVERY_US;
 
 /// What a run is, for the coverage table.
 #[derive(Debug, Clone)]
@@ -121,15 +126,8 @@ impl Young {
     /// Memory after a commit's journal work is durable: lifetimes now in `states` are
     /// stored open (later UPD_C rewrite "last seen" lazily), journaled ones are young.
     fn commit(&mut self, j: Journal, held: &mut StateMap<Row>, lazy_last: &mut StateMap<LastSeen>) {
-        let mut stored = j.stored;
-        for run in self.runs.drain(..j.moved_runs) {
-            stored.extend(
-                run.keys
-                    .into_iter()
-                    .filter(|k| self.journaled.get(k) == Some(&run.seq)),
-            );
-        }
-        for k in stored {
+        self.runs.drain(..j.moved_runs);
+        for k in j.stored {
             self.journaled.remove(&k);
             if let Some(r) = held.remove(&k) {
                 let l = LastSeen {
@@ -152,7 +150,8 @@ impl Young {
     }
 
     /// The recorder's part of a commit: young lifetimes that ended leave the journal's
-    /// "open"; runs a minute old move into `states`; fresh lifetimes are journaled.
+    /// "open"; runs a minute old are rewritten (their lifetimes journaled again as they
+    /// are now, or moved into `states` once no longer young); fresh lifetimes are journaled.
     fn write(
         &self,
         tx: &Connection,
@@ -181,22 +180,30 @@ impl Young {
             }
         }
         let due = self.clock.saturating_sub(self.young_for);
+        let rewrite = self.clock.saturating_sub(REJOURNAL_US);
         let mut to_store: Vec<(&StateRef, &Row)> = Vec::new();
+        let mut young: Vec<(&StateRef, &Row)> = Vec::new();
         for run in &self.runs {
-            if self.young_for > 0 && run.newest > due {
+            if self.young_for > 0 && run.written > rewrite {
                 break;
             }
-            to_store.extend(
-                run.keys
-                    .iter()
-                    .filter(|k| self.journaled.get(*k) == Some(&run.seq))
-                    .filter_map(|k| held.get_key_value(k)),
-            );
+            for (k, r) in run
+                .keys
+                .iter()
+                .filter(|k| self.journaled.get(*k) == Some(&run.seq))
+                .filter_map(|k| held.get_key_value(k))
+            {
+                if self.young_for == 0 || r.first <= due {
+                    to_store.push((k, r));
+                    j.stored.push(*k);
+                } else {
+                    young.push((k, r));
+                }
+            }
             tx.prepare_cached("DELETE FROM young WHERE seq = ?1")?
                 .execute([run.seq])?;
             j.moved_runs += 1;
         }
-        let mut young: Vec<(&StateRef, &Row)> = Vec::new();
         for (k, r) in self.fresh.iter().filter_map(|k| held.get_key_value(k)) {
             if self.young_for == 0 || r.first <= due {
                 to_store.push((k, r));
@@ -244,11 +251,7 @@ impl Young {
             }
             j.run = Some(YoungRun {
                 seq,
-                newest: young
-                    .iter()
-                    .map(|(_, r)| r.first)
-                    .max()
-                    .unwrap_or(Micros::MIN),
+                written: self.clock,
                 keys: young.iter().map(|(k, _)| **k).collect(),
             });
             j.seq = Some(seq);
@@ -261,8 +264,8 @@ impl Young {
 #[derive(Debug)]
 struct YoungRun {
     seq: i64,
-    /// Latest first sighting in the run: it moves into `states` when this is old enough.
-    newest: Micros,
+    /// The writer's clock when it was written: rewritten [`REJOURNAL_US`] later.
+    written: Micros,
     keys: Vec<StateRef>,
 }
 
@@ -271,9 +274,9 @@ struct YoungRun {
 struct Journal {
     /// The run written, if any.
     run: Option<YoungRun>,
-    /// Runs moved into `states` (from the front of `runs`).
+    /// Runs rewritten (from the front of `runs`).
     moved_runs: usize,
-    /// Fresh lifetimes that went straight into `states`.
+    /// Lifetimes that went into `states`.
     stored: Vec<StateRef>,
     /// The seq this commit used, if it wrote anything under one.
     seq: Option<i64>,
@@ -1690,7 +1693,7 @@ mod tests {
     }
 
     #[test]
-    fn young_lifetimes_are_journaled_then_stored_a_minute_later() {
+    fn young_lifetimes_are_journaled_rewritten_each_minute_then_stored() {
         let dir = tempfile::tempdir().expect("tmp");
         let mut w = young_recorder(&dir);
         let c = RunCounters::default();
@@ -1721,13 +1724,25 @@ mod tests {
         assert_eq!((st.states, st.open, st.sealed), (2, 1, 1));
         assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
 
-        // Still young 59 s after it was first seen...
+        // Its run is rewritten a minute after it was written: state 2 journaled again, as it
+        // is now (a crash loses at most a minute of its "last seen").
         touch(&mut w, 2, t0 + 59 * S);
         w.flush(&c).expect("flush");
-        assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
-        // ...a minute after, it moves into states with what it learnt since, and the journal
-        // empties.
+        assert_eq!(count(w.conn(), "SELECT max(last_us) FROM young"), t0);
         touch(&mut w, 2, t0 + 61 * S);
+        w.flush(&c).expect("flush");
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM young"), 1);
+        assert_eq!(
+            count(w.conn(), "SELECT max(last_us) FROM young"),
+            t0 + 61 * S
+        );
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM young_ends"), 0);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
+        assert_eq!(who_at(w.conn(), t0 + 70 * S), vec![(2, None)]);
+        // Once no longer young, it moves into states with what it learnt since, and the
+        // journal empties.
+        let old = t0 + YOUNG_FOR_US + S;
+        touch(&mut w, 2, old);
         w.flush(&c).expect("flush");
         assert_eq!(
             count(w.conn(), "SELECT count(*) FROM states WHERE dcls = 14"),
@@ -1735,13 +1750,13 @@ mod tests {
         );
         assert_eq!(count(w.conn(), "SELECT count(*) FROM young"), 0);
         assert_eq!(count(w.conn(), "SELECT count(*) FROM young_ends"), 0);
-        assert_eq!(last_us(&w, 2), t0 + 61 * S);
+        assert_eq!(last_us(&w, 2), old);
         assert_eq!(who_at(w.conn(), t0 + 70 * S), vec![(2, None)]);
         // From there on it is a stored open state: its end takes it out to be sealed.
-        end(&mut w, 2, t0, t0 + 90 * S);
+        end(&mut w, 2, t0, old + 30 * S);
         w.flush(&c).expect("flush");
         assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
-        assert_eq!(who_at(w.conn(), t0 + 70 * S), vec![(2, Some(t0 + 90 * S))]);
+        assert_eq!(who_at(w.conn(), t0 + 70 * S), vec![(2, Some(old + 30 * S))]);
     }
 
     #[test]
