@@ -41,6 +41,26 @@ pub const YOUNG_FOR_US: Micros = 600_000_000;
 /// stored one's.
 const REJOURNAL_US: Micros = TOUCH_EVERY_US;
 
+/// The columns [`write_stored`] binds, in its order, and their placeholders (a macro, so
+/// the statements below are constants).
+macro_rules! stored_insert {
+    ($into:literal, $extra_col:literal, $extra_val:literal) => {
+        concat!(
+            $into,
+            " (creator_id, state_id, ifname, af, proto, direction,
+               w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
+               s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af, nat,
+               start_us, first_us, last_us, updated_us, end_us, end_reason, expire,
+               packets0, packets1, bytes0, bytes1, rule, flavor",
+            $extra_col,
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+               ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31",
+            $extra_val,
+            ")"
+        )
+    };
+}
+
 /// What a run is, for the coverage table.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
@@ -1094,51 +1114,15 @@ fn event_time(e: &Event) -> Option<Micros> {
     }
 }
 
-/// A young open lifetime into the journal, under the commit's `seq`.
+/// A young open lifetime into the journal, under the commit's `seq` (columns as in states).
 fn journal_stored(tx: &Connection, seq: i64, s: &Stored) -> rusqlite::Result<()> {
-    let ab = addr_blob;
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO young (seq, creator_id, state_id, ifname, af, proto, direction,
-            w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
-            s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af, nat,
-            start_us, first_us, last_us, updated_us, expire,
-            packets0, packets1, bytes0, bytes1, rule, flavor)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
-    )?
-    .execute(params![
-        seq,
-        s.creator_id,
-        u64_to_i64(s.state_id),
-        s.ifname,
-        s.af,
-        s.proto,
-        s.direction,
-        ab(&s.w_addr[0]),
-        s.w_port[0],
-        ab(&s.w_addr[1]),
-        s.w_port[1],
-        s.w_rdomain,
-        ab(&s.s_addr[0]),
-        s.s_port[0],
-        ab(&s.s_addr[1]),
-        s.s_port[1],
-        s.s_rdomain,
-        s.s_af,
-        s.nat,
-        s.start,
-        s.first,
-        s.last,
-        s.updated,
-        s.expire,
-        u64_to_i64(s.packets[0]),
-        u64_to_i64(s.packets[1]),
-        u64_to_i64(s.bytes[0]),
-        u64_to_i64(s.bytes[1]),
-        s.rule,
-        s.flavor
-    ])?;
-    Ok(())
+    write_stored(
+        tx,
+        stored_insert!("INSERT OR REPLACE INTO young", ", seq", ", ?32"),
+        s,
+        false,
+        Some(seq),
+    )
 }
 
 /// The young lifetimes a crashed recorder left open in the journal, into `states` (open),
@@ -1183,49 +1167,72 @@ fn insert_row(tx: &Connection, r: &Row) -> rusqlite::Result<()> {
 
 /// One lifetime as a row of states; `closed`: with its end (else the end is NULL, open).
 pub(crate) fn insert_stored(tx: &Connection, s: &Stored, closed: bool) -> rusqlite::Result<()> {
+    write_stored(
+        tx,
+        stored_insert!("INSERT INTO states", "", ""),
+        s,
+        closed,
+        None,
+    )
+}
+
+/// Run `sql` (a `stored_insert!`, then `extra` as ?32 if given) for one lifetime.
+fn write_stored(
+    tx: &Connection,
+    sql: &str,
+    s: &Stored,
+    closed: bool,
+    extra: Option<i64>,
+) -> rusqlite::Result<()> {
+    use rusqlite::ToSql;
     let ab = addr_blob;
-    tx.prepare_cached(
-        "INSERT INTO states (creator_id, state_id, ifname, af, proto, direction,
-            w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
-            s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af, nat,
-            start_us, first_us, last_us, updated_us, end_us, end_reason, expire,
-            packets0, packets1, bytes0, bytes1, rule, flavor)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
-    )?
-    .execute(params![
-        s.creator_id,
-        u64_to_i64(s.state_id),
-        s.ifname,
-        s.af,
-        s.proto,
-        s.direction,
+    let (w0, w1, s0, s1) = (
         ab(&s.w_addr[0]),
-        s.w_port[0],
         ab(&s.w_addr[1]),
-        s.w_port[1],
-        s.w_rdomain,
         ab(&s.s_addr[0]),
-        s.s_port[0],
         ab(&s.s_addr[1]),
-        s.s_port[1],
-        s.s_rdomain,
-        s.s_af,
-        s.nat,
-        s.start,
-        s.first,
-        s.last,
-        s.updated,
-        closed.then_some(s.end),
-        closed.then(|| REASONS[usize::from(s.reason).min(REASONS.len() - 1)]),
-        s.expire,
-        u64_to_i64(s.packets[0]),
-        u64_to_i64(s.packets[1]),
-        u64_to_i64(s.bytes[0]),
-        u64_to_i64(s.bytes[1]),
-        s.rule,
-        s.flavor
-    ])?;
+    );
+    let id = u64_to_i64(s.state_id);
+    let end = closed.then_some(s.end);
+    let reason = closed.then(|| REASONS[usize::from(s.reason).min(REASONS.len() - 1)]);
+    let counts = [s.packets[0], s.packets[1], s.bytes[0], s.bytes[1]].map(u64_to_i64);
+    let mut values: Vec<&dyn ToSql> = vec![
+        &s.creator_id,
+        &id,
+        &s.ifname,
+        &s.af,
+        &s.proto,
+        &s.direction,
+        &w0,
+        &s.w_port[0],
+        &w1,
+        &s.w_port[1],
+        &s.w_rdomain,
+        &s0,
+        &s.s_port[0],
+        &s1,
+        &s.s_port[1],
+        &s.s_rdomain,
+        &s.s_af,
+        &s.nat,
+        &s.start,
+        &s.first,
+        &s.last,
+        &s.updated,
+        &end,
+        &reason,
+        &s.expire,
+        &counts[0],
+        &counts[1],
+        &counts[2],
+        &counts[3],
+        &s.rule,
+        &s.flavor,
+    ];
+    if let Some(x) = &extra {
+        values.push(x);
+    }
+    tx.prepare_cached(sql)?.execute(&values[..])?;
     Ok(())
 }
 
