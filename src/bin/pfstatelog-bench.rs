@@ -178,6 +178,10 @@ enum Cmd {
         /// before they move into states, seconds (default: the recorder's).
         #[arg(long)]
         young_secs: Option<u64>,
+        /// inproc with --record-every-ms: rewrite a journal run this many seconds after it
+        /// was written (default: the recorder's).
+        #[arg(long)]
+        rewrite_secs: Option<u64>,
     },
     /// Latency of store::query::who on known public ip:port at times inside lifetimes.
     WhoBench {
@@ -317,6 +321,7 @@ fn main() -> anyhow::Result<()> {
             batch_events,
             record_every_ms,
             young_secs,
+            rewrite_secs,
         } => import_bench(
             &db,
             &capture,
@@ -330,6 +335,7 @@ fn main() -> anyhow::Result<()> {
                 batch_events,
                 record_every_ms,
                 young_secs,
+                rewrite_secs,
             },
         ),
         Cmd::WhoBench {
@@ -732,6 +738,8 @@ struct ConnTweaks {
     record_every_ms: u64,
     /// The recorder's young time, seconds (None: its default).
     young_secs: Option<u64>,
+    /// When a journal run is rewritten, seconds (None: the recorder's).
+    rewrite_secs: Option<u64>,
 }
 
 impl ConnTweaks {
@@ -778,6 +786,9 @@ fn run_import_inproc(
     tw.apply(writer.conn())?;
     if let Some(s) = tw.young_secs {
         writer.set_young_for(s as i64 * 1_000_000);
+    }
+    if let Some(s) = tw.rewrite_secs {
+        writer.set_rewrite_after(s as i64 * 1_000_000);
     }
     // As `Ingest` does: the WAL is checkpointed on a thread of its own.
     let checkpointer = store::Checkpointer::start(db, writer.conn())?;

@@ -131,6 +131,8 @@ pub struct Writer {
 struct Young {
     /// How long they stay young (0: into `states` at the first commit).
     young_for: Micros,
+    /// How long after it was written a run is rewritten ([`REJOURNAL_US`]).
+    rewrite_after: Micros,
     /// Held rows not journaled yet...
     fresh: StateSet,
     /// ...held rows journaled, with the seq of their run...
@@ -200,7 +202,7 @@ impl Young {
             }
         }
         let due = self.clock.saturating_sub(self.young_for);
-        let rewrite = self.clock.saturating_sub(REJOURNAL_US);
+        let rewrite = self.clock.saturating_sub(self.rewrite_after);
         let mut to_store: Vec<(&StateRef, &Row)> = Vec::new();
         let mut young: Vec<(&StateRef, &Row)> = Vec::new();
         for run in &self.runs {
@@ -494,6 +496,7 @@ impl Writer {
                 } else {
                     YOUNG_FOR_US
                 },
+                rewrite_after: REJOURNAL_US,
                 fresh: StateSet::default(),
                 journaled: StateMap::default(),
                 runs: VecDeque::new(),
@@ -506,6 +509,11 @@ impl Writer {
     /// How long new open lifetimes stay young (tests; 0: none do).
     pub fn set_young_for(&mut self, us: Micros) {
         self.young.young_for = us.max(0);
+    }
+
+    /// How long after it was written a run of the journal is rewritten (benchmarks).
+    pub fn set_rewrite_after(&mut self, us: Micros) {
+        self.young.rewrite_after = us.max(0);
     }
 
     pub fn run_id(&self) -> i64 {
