@@ -1,9 +1,10 @@
 //! Reading the recorder's journal of young open lifetimes (migrations/0005_young.sql).
 //!
 //! The journal is a run of rows per commit (`seq`); a young lifetime that ended is named in
-//! `young_ends` at a later seq. It holds about a minute of new states, so readers probe it
-//! run by run: a few dozen index lookups, and none when it is empty (the recorder is
-//! stopped, or stopped cleanly).
+//! `young_ends` at a later seq. Runs are rewritten a minute after they were written, so it
+//! holds about a minute of runs (of states up to ten minutes old), and readers probe it run
+//! by run: a few dozen index lookups, and none when it is empty (no recorder running, or
+//! stopped cleanly).
 
 use super::addr_blob;
 use super::query::{lifetime, Lifetime, COLS};
