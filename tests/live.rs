@@ -513,6 +513,63 @@ fn record_interface_stores_what_import_stores() {
     );
 }
 
+/// The recorder killed with -9 while its states are young (in the journal): readers still
+/// answer from the journal; a recorder started again carries on from it, and once the rest
+/// of the capture is sent the database holds the lifetimes an import of the whole capture
+/// holds. Lost states: none.
+#[test]
+fn record_killed_with_young_states_then_restarted_loses_none() {
+    const TEST: &str = "record_killed_with_young_states_then_restarted_loses_none";
+    let Some(link) = setup(TEST, 'k') else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = fixture(&format!("{CAPTURE}.pcap"));
+    let frames = read_frames(&path);
+    let ref_db = dir.path().join("import.db").display().to_string();
+    imported_events(&path, Path::new(&ref_db));
+    let db = dir.path().join("live.db").display().to_string();
+    let half = frames.len() / 2;
+    let tx = link.sender();
+    // Frames the newest run has committed (its counters are written with every commit).
+    let committed = |db: &str| stats(db)["runs"][0]["packets"].as_u64().unwrap_or(0);
+
+    let mut p = start_recorder(&link.host, &db, &["--no-syslog"]);
+    tx.send_all(&frames[..half]);
+    p.poll_until(
+        WAIT,
+        "the first half committed",
+        |_| committed(&db) == half as u64,
+        |p| p.err.drain(Duration::from_millis(200)),
+    );
+    p.signal(libc::SIGKILL);
+    assert!(p.wait_timeout(STOP).is_some(), "kill -9");
+    let journaled = young_rows(&db);
+    assert!(
+        journaled > 0,
+        "the killed recorder left its young states in the journal"
+    );
+    let s = stats(&db);
+    assert!(s["open"].as_i64().unwrap_or(0) >= journaled, "{s}");
+
+    let mut p = start_recorder(&link.host, &db, &["--no-syslog"]);
+    assert_eq!(young_rows(&db), 0, "the journal moved into states at start");
+    tx.send_all(&frames[half..]);
+    p.poll_until(
+        WAIT,
+        "the second half committed",
+        |_| committed(&db) == (frames.len() - half) as u64,
+        |p| p.err.drain(Duration::from_millis(200)),
+    );
+    p.stop(STOP);
+    let untimed = |rows: &[Value]| rows.iter().map(untimed_row).collect::<BTreeSet<_>>();
+    assert_eq!(
+        untimed(&all_rows(&db)),
+        untimed(&all_rows(&ref_db)),
+        "after kill -9 and a restart, the lifetimes an import of the whole capture stores"
+    );
+}
+
 /// A frame that did not come from the sync link (TTL 64, not 255) is not applied: its
 /// states are not recorded, the packet counts as skipped and leaves a gap.
 #[test]
