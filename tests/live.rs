@@ -154,6 +154,11 @@ fn untimed_row(r: &Value) -> String {
     Value::Object(o).to_string()
 }
 
+/// Rows as [`untimed_row`] gives them, as a set.
+fn untimed(rows: &[Value]) -> BTreeSet<String> {
+    rows.iter().map(untimed_row).collect()
+}
+
 /// Every lifetime in the database (IPv4 and IPv6), as full rows.
 fn all_rows(db: &str) -> Vec<Value> {
     let mut v = json_rows(&[
@@ -492,7 +497,6 @@ fn record_interface_stores_what_import_stores() {
 
     // Every lifetime, apart from its times, as import stored it; ends are live times.
     let live_rows = all_rows(&db);
-    let untimed = |rows: &[Value]| rows.iter().map(untimed_row).collect::<BTreeSet<_>>();
     assert_eq!(untimed(&live_rows), untimed(&all_rows(&ref_db)));
     for row in &live_rows {
         let start = rfc3339_us(row["start"].as_str().expect("start"));
@@ -562,7 +566,6 @@ fn record_killed_with_young_states_then_restarted_loses_none() {
         |p| p.err.drain(Duration::from_millis(200)),
     );
     p.stop(STOP);
-    let untimed = |rows: &[Value]| rows.iter().map(untimed_row).collect::<BTreeSet<_>>();
     assert_eq!(
         untimed(&all_rows(&db)),
         untimed(&all_rows(&ref_db)),

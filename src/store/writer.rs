@@ -250,14 +250,14 @@ impl Young {
         tx.prepare_cached("DELETE FROM young_ends WHERE seq <= ?1")?
             .execute([oldest])?;
         if !young.is_empty() {
-            let stored: Vec<(StateRef, Stored)> =
-                young.iter().map(|(k, r)| (**k, r.stored())).collect();
-            let mut order: Vec<&(StateRef, Stored)> = stored.iter().collect();
             // In about key order, so the run is appended page by page (IpAddr's order is
             // the blobs' within a family; without allocating a blob per comparison).
-            order.sort_unstable_by_key(|(k, s)| (s.w_addr[1], s.w_port[1], k.creator_id, k.id));
-            for (_, s) in &order {
-                journal_stored(tx, seq, s)?;
+            young.sort_unstable_by_key(|(k, r)| {
+                let public = &r.state.key[0];
+                (public.addr[1], public.port[1], k.creator_id, k.id)
+            });
+            for (_, r) in &young {
+                journal_stored(tx, seq, &r.stored())?;
             }
             j.run = Some(YoungRun {
                 seq,
