@@ -1,6 +1,9 @@
 //! The recorder's pipeline, shared by `import` and `record`:
 //! frame -> decode -> track -> store, with the log fed from the tracker's events.
+//! The store end ([`Committer`]) runs in line (`import`) or on a thread of its own
+//! (`record`, [`Ingest::commit_on`]).
 
+use crate::commit::{self, Committer, ToCommit, HANDOFF_AGE, HANDOFF_EVENTS};
 use crate::pipeline::{decode_frame, DecodeStats, Outcome};
 use crate::report::line::event_line;
 use crate::source::Frame;
@@ -8,46 +11,32 @@ use crate::store::writer::{RunCounters, RunInfo, Writer};
 use crate::store::{self, StoreError};
 use crate::syslog::Logger;
 use crate::track::{Event, Tracker};
-use std::time::{Duration, Instant};
-
-/// Flush when this many events are pending (≈ 60 MiB; at 20,000 states/s about a
-/// second's worth, so the time limit below decides)...
-const BATCH_EVENTS: usize = 200_000;
-/// ...or when the oldest unflushed data is this old (at most 1 s of data unflushed)...
-const BATCH_AGE: Duration = Duration::from_secs(1);
-/// ...unless commits cannot keep up: then the recorder commits less often, up to this, and
-/// says so. Each commit rewrites the index pages of the open states whatever the batch
-/// size, so a longer batch costs less per state; the alternative is libpcap dropping
-/// packets, which loses them for good.
-const BATCH_AGE_MAX: Duration = Duration::from_secs(8);
+use std::sync::mpsc::SyncSender;
+use std::thread::{Scope, ScopedJoinHandle};
+use std::time::Instant;
 
 pub struct Ingest<'l> {
     pub tracker: Tracker,
-    writer: Writer,
     pub stats: DecodeStats,
     pub counters: RunCounters,
     log: &'l Logger,
     events: Vec<Event>,
-    oldest_pending: Option<Instant>,
-    /// Live recorder: coverage runs from its start to its last heartbeat (wall clock), not
-    /// just between packets (a quiet sync link is still watched).
-    live_since: Option<i64>,
-    /// After a failed write (disk full), the next attempt waits until then: events stay
-    /// pending, nothing is dropped, and capture goes on.
-    retry_after: Option<Instant>,
-    /// Events the last successful flush wrote.
-    flushed: usize,
-    /// Current limit on the age of unflushed data: BATCH_AGE, longer while commits are slow.
-    batch_age: Duration,
-    /// The log has been told that commits are slow.
-    slow_said: bool,
-    /// Stopped (joined) before the lock is released: fields drop in declaration order.
-    checkpointer: Option<store::Checkpointer>,
-    _lock: store::WriterLock,
+    sink: Sink<'l>,
 }
 
-/// Pause between write attempts while the database cannot be written.
-const RETRY_EVERY: Duration = Duration::from_secs(2);
+/// Where tracked events go.
+enum Sink<'l> {
+    Inline(Box<Committer<'l>>),
+    Thread {
+        tx: SyncSender<ToCommit>,
+        /// Events not handed over yet, since when, and when the last handover was.
+        outbox: Vec<Event>,
+        since: Option<Instant>,
+        sent: Instant,
+    },
+    /// The commit thread has gone (it ended after a panic): nothing more can be stored.
+    Gone,
+}
 
 impl<'l> Ingest<'l> {
     /// Open the database for writing, register the run and carry on from its open states.
@@ -60,25 +49,44 @@ impl<'l> Ingest<'l> {
         tracker.preload(writer.load_open()?);
         Ok(Ingest {
             tracker,
-            writer,
             stats: DecodeStats::default(),
             counters: RunCounters::default(),
             log,
             events: Vec::new(),
-            oldest_pending: None,
-            live_since: None,
-            retry_after: None,
-            flushed: 0,
-            batch_age: BATCH_AGE,
-            slow_said: false,
-            checkpointer: Some(checkpointer),
-            _lock: lock,
+            sink: Sink::Inline(Box::new(Committer::new(writer, log, checkpointer, lock))),
         })
     }
 
-    /// Size the writer's page cache (`--cache-mib`); the default is store::open_rw's.
+    /// Size the writer's page cache (`--cache-mib`); before [`Ingest::commit_on`].
     pub fn set_cache_mib(&self, mib: u32) -> Result<(), StoreError> {
-        self.writer.set_cache_mib(mib)
+        match &self.sink {
+            Sink::Inline(c) => c.set_cache_mib(mib),
+            _ => Ok(()),
+        }
+    }
+
+    /// From now on commit on a thread of `scope`. Write errors are then the commit thread's
+    /// to log and retry; its handle returns whether the final write went well.
+    pub fn commit_on<'scope>(
+        &mut self,
+        scope: &'scope Scope<'scope, '_>,
+    ) -> std::io::Result<ScopedJoinHandle<'scope, bool>>
+    where
+        'l: 'scope,
+    {
+        let Sink::Inline(c) = std::mem::replace(&mut self.sink, Sink::Gone) else {
+            return Err(std::io::Error::other("the commit thread runs already"));
+        };
+        let mut c = *c;
+        c.counters = self.counters.clone();
+        let (tx, handle) = commit::spawn(scope, c)?;
+        self.sink = Sink::Thread {
+            tx,
+            outbox: Vec::new(),
+            since: None,
+            sent: Instant::now(),
+        };
+        Ok(handle)
     }
 
     /// One captured frame through every stage.
@@ -98,8 +106,7 @@ impl<'l> Ingest<'l> {
                     .join("; "),
                 Outcome::NotPfsync(_) => String::new(),
             };
-            self.writer
-                .gap(f.ts_us, f.ts_us, "decode-error", new_errors, detail);
+            self.gap(f.ts_us, f.ts_us, "decode-error", new_errors, detail);
         }
         if let Outcome::Packet {
             pkt,
@@ -108,13 +115,9 @@ impl<'l> Ingest<'l> {
         } = &o
         {
             let ttl = ip.map(|i| i.ttl).unwrap_or(0);
-            self.writer.gap(
-                f.ts_us,
-                f.ts_us,
-                "bad-ttl",
-                pkt.messages().count() as u64,
-                format!("ttl {ttl}: not from the sync link, not applied"),
-            );
+            let n = pkt.messages().count() as u64;
+            let detail = format!("ttl {ttl}: not from the sync link, not applied");
+            self.gap(f.ts_us, f.ts_us, "bad-ttl", n, detail);
         }
         if apply {
             if let Outcome::Packet { pkt, .. } = &o {
@@ -123,137 +126,130 @@ impl<'l> Ingest<'l> {
                 }
             }
         }
-        let logging = self.log.wants_info();
-        for e in self.events.drain(..) {
-            if logging {
-                if let Some(line) = event_line(&e) {
+        if self.log.wants_info() {
+            for e in &self.events {
+                if let Some(line) = event_line(e) {
                     self.log.info(&line);
                 }
             }
-            self.writer.push(e);
         }
         self.counters.packets = self.stats.frames;
         self.counters.messages = self.stats.message_total();
         self.counters.decode_errors = self.stats.error_total();
         self.counters.skipped = self.stats.not_pfsync + self.stats.untrusted_packets;
-        if self.live_since.is_none() {
+        if !self.is_live() {
             self.counters.first_us = self.stats.first_us;
             self.counters.last_us = self.stats.last_us;
         }
-        if self.oldest_pending.is_none() {
-            self.oldest_pending = Some(Instant::now());
-        }
-        if self.writer.batch_len() >= BATCH_EVENTS {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    /// Flush if the oldest unflushed data has waited long enough.
-    pub fn tick(&mut self) -> Result<(), StoreError> {
-        match self.oldest_pending {
-            Some(t) if t.elapsed() >= self.batch_age => self.flush(),
-            None if self.live_since.is_some() => {
-                // Heartbeat: coverage must grow while the link is quiet.
-                self.oldest_pending = Some(Instant::now());
+        match &mut self.sink {
+            Sink::Inline(c) => {
+                c.counters = self.counters.clone();
+                c.push(self.events.drain(..), Instant::now())
+            }
+            Sink::Thread { outbox, since, .. } => {
+                since.get_or_insert_with(Instant::now);
+                outbox.append(&mut self.events);
+                if outbox.len() >= HANDOFF_EVENTS {
+                    self.hand_over();
+                }
                 Ok(())
             }
-            _ => Ok(()),
+            Sink::Gone => {
+                self.events.clear();
+                Ok(())
+            }
         }
     }
 
+    /// Hand the outbox to the commit thread (waits while its queue is full: the capture
+    /// queue then fills, and libpcap counts what the kernel drops).
+    fn hand_over(&mut self) {
+        let Sink::Thread {
+            tx,
+            outbox,
+            since,
+            sent,
+        } = &mut self.sink
+        else {
+            return;
+        };
+        let events = std::mem::take(outbox);
+        let since = since.take().unwrap_or_else(Instant::now);
+        *sent = Instant::now();
+        if tx
+            .send(ToCommit::Events(events, self.counters.clone(), since))
+            .is_err()
+        {
+            self.log
+                .error("the commit thread has stopped: nothing more can be stored");
+            self.sink = Sink::Gone;
+        }
+    }
+
+    /// Flush if the oldest unflushed data has waited long enough (in line), or hand
+    /// events over to the commit thread if they have waited [`HANDOFF_AGE`].
+    pub fn tick(&mut self) -> Result<(), StoreError> {
+        match &mut self.sink {
+            Sink::Inline(c) => c.tick(),
+            Sink::Thread { sent, .. } => {
+                if sent.elapsed() >= HANDOFF_AGE {
+                    self.hand_over();
+                }
+                Ok(())
+            }
+            Sink::Gone => Ok(()),
+        }
+    }
+
+    /// Write what is pending now (in line), or hand it to the commit thread.
+    pub fn flush_now(&mut self) -> Result<(), StoreError> {
+        match &mut self.sink {
+            Sink::Inline(c) => c.flush_now(),
+            Sink::Thread { .. } => {
+                self.hand_over();
+                Ok(())
+            }
+            Sink::Gone => Ok(()),
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        matches!(self.sink, Sink::Thread { .. } | Sink::Gone)
+            || matches!(&self.sink, Sink::Inline(c) if c.is_live())
+    }
+
+    /// A live recorder: coverage runs from `wall` to its last heartbeat.
     pub fn live_since(&mut self, wall: i64) {
-        self.live_since = Some(wall);
+        if let Sink::Inline(c) = &mut self.sink {
+            c.set_live();
+        }
         self.counters.first_us = Some(wall);
         self.counters.last_us = Some(wall);
     }
 
-    pub fn flush(&mut self) -> Result<(), StoreError> {
-        if matches!(self.retry_after, Some(t) if Instant::now() < t) {
-            return Ok(());
+    pub fn gap(&mut self, from: i64, to: i64, kind: &'static str, count: u64, detail: String) {
+        match &mut self.sink {
+            Sink::Inline(c) => c.gap(from, to, kind, count, detail),
+            Sink::Thread { tx, .. } => {
+                let _ = tx.send(ToCommit::Gap(from, to, kind, count, detail));
+            }
+            Sink::Gone => {}
         }
-        if self.live_since.is_some() {
-            self.counters.last_us = Some(crate::cmd::wall_us());
+    }
+
+    /// Store what is pending and close the run. With a commit thread, hand it everything
+    /// and the status; the thread's handle then says whether that went well.
+    pub fn finish(mut self, status: &'static str) -> Result<(), StoreError> {
+        if let Sink::Thread { .. } = self.sink {
+            self.hand_over();
         }
-        let pending = self.writer.pending();
-        let started = Instant::now();
-        match self.writer.flush(&self.counters) {
-            Ok(()) => {
-                self.oldest_pending = None;
-                self.retry_after = None;
-                self.flushed = pending;
-                self.pace(started.elapsed());
+        match self.sink {
+            Sink::Inline(c) => c.finish(status),
+            Sink::Thread { tx, .. } => {
+                let _ = tx.send(ToCommit::Finish(status));
                 Ok(())
             }
-            Err(e) => {
-                self.retry_after = Some(Instant::now() + RETRY_EVERY);
-                Err(e)
-            }
+            Sink::Gone => Ok(()),
         }
-    }
-
-    /// Keep commits under half the recorder's time: a commit that took `took` sets the next
-    /// batch to at least twice that (at most BATCH_AGE_MAX); fast commits bring it back.
-    fn pace(&mut self, took: Duration) {
-        let before = self.batch_age;
-        self.batch_age = if took * 2 > self.batch_age {
-            (took * 2).min(BATCH_AGE_MAX)
-        } else if took * 4 < self.batch_age {
-            (self.batch_age / 2).max(BATCH_AGE)
-        } else {
-            self.batch_age
-        };
-        if self.live_since.is_none() || before == self.batch_age {
-            return;
-        }
-        // Said once per slow spell: when batches pass 2 s, and when they are back to 1 s.
-        if !self.slow_said && self.batch_age >= 2 * BATCH_AGE {
-            self.slow_said = true;
-            self.log.warn(&format!(
-                "database commits are slow ({:.1} s for {} events): committing every {:.1} s instead of every second (up to {} s); a crash can lose that much",
-                took.as_secs_f64(),
-                self.flushed,
-                self.batch_age.as_secs_f64(),
-                BATCH_AGE_MAX.as_secs()
-            ));
-        } else if self.slow_said && self.batch_age == BATCH_AGE {
-            self.slow_said = false;
-            self.log
-                .info("database commits keep up again: committing every second");
-        }
-    }
-
-    /// Events waiting to be written (grows while the database cannot be written).
-    pub fn pending(&self) -> usize {
-        self.writer.pending()
-    }
-
-    /// Whether the last write attempt failed: until one succeeds, `Ok` from [`Ingest::frame`]
-    /// or [`Ingest::tick`] only means that the retry is not due yet, not that data was written.
-    pub fn write_failing(&self) -> bool {
-        self.retry_after.is_some()
-    }
-
-    /// Events the last successful flush wrote.
-    pub fn flushed(&self) -> usize {
-        self.flushed
-    }
-
-    /// Try the write now, whatever the backoff (at shutdown).
-    pub fn flush_now(&mut self) -> Result<(), StoreError> {
-        self.retry_after = None;
-        self.flush()
-    }
-
-    pub fn gap(&mut self, from: i64, to: i64, kind: &'static str, count: u64, detail: String) {
-        self.writer.gap(from, to, kind, count, detail);
-    }
-
-    pub fn finish(mut self, status: &str) -> Result<(), StoreError> {
-        self.retry_after = None;
-        // The writer's last checkpoint (TRUNCATE) must not meet the checkpointer's.
-        self.checkpointer = None;
-        self.writer
-            .finish(&self.counters, status, crate::cmd::wall_us())
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod commit;
 pub mod gen;
 pub mod ingest;
 pub mod pfctl;

@@ -9,7 +9,7 @@ use crate::syslog::{Facility, Logger};
 use anyhow::Context;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How often libpcap's drop counters are read.
 const STATS_EVERY: Duration = Duration::from_secs(5);
@@ -75,100 +75,77 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
     let (frames, capture) = live
         .spawn(stop.clone(), QUEUE_FRAMES, STATS_EVERY)
         .context("starting the capture thread")?;
-    let mut dropped_seen: u64 = 0;
     let mut status = "stopped";
-    let mut write_failing = false;
-    let mut last_write_warning: Option<Instant> = None;
-    // A write that fails (disk full, I/O error) is retried; capture goes on and nothing
-    // already decoded is dropped. Warn at once, then at most once a minute.
-    let mut write_result = |r: Result<(), crate::store::StoreError>, ing: &Ingest, log: &Logger| {
-        match r {
-            // The failed write's retry is not due yet: nothing was written.
-            Ok(()) if ing.write_failing() => {}
-            Ok(()) => {
-                if write_failing {
-                    log.warn(&format!(
-                        "database writable again; {} pending events written",
-                        ing.flushed()
-                    ));
-                }
-                write_failing = false;
-            }
-            Err(e) => {
-                write_failing = true;
-                if last_write_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                    last_write_warning = Some(Instant::now());
-                    let pending = ing.pending();
-                    log.error(&format!("cannot write the database: {e}; still capturing, {pending} events held in memory, retrying"));
-                }
-            }
-        }
-    };
-    let mut stopping = false;
-    loop {
-        if !stopping && term.load(Ordering::Relaxed) {
-            // Stop capturing, then decode and store what was already captured.
-            stopping = true;
-            stop.store(true, Ordering::Relaxed);
-        }
-        if hup.swap(false, Ordering::Relaxed) {
-            log.reopen();
-            log.info("SIGHUP: log reopened");
-        }
-        match frames.recv_timeout(TICK) {
-            Ok(Captured::Frame(f)) => {
-                let r = ing.frame(&f);
-                write_result(r, &ing, &log);
-            }
-            Ok(Captured::Stats(s)) => {
-                let dropped = s.dropped as u64 + s.if_dropped as u64;
-                if dropped > dropped_seen {
-                    let now = super::wall_us();
-                    let n = dropped - dropped_seen;
-                    log.warn(&format!(
-                        "libpcap dropped {n} packets on {}: states may be missing",
-                        a.iface
-                    ));
-                    ing.gap(
-                        now - STATS_EVERY.as_micros() as i64,
-                        now,
-                        "pcap-drop",
-                        n,
-                        format!("{n} packets dropped by libpcap"),
-                    );
-                    dropped_seen = dropped;
-                    ing.counters.drops = dropped;
-                }
-            }
-            Ok(Captured::Failed(e)) => {
-                log.error(&format!("capture failed: {e}"));
-                status = "failed";
-                stop.store(true, Ordering::Relaxed);
+    // Decoding and tracking here, SQLite on the commit thread: each has a core.
+    let stored = std::thread::scope(|scope| -> anyhow::Result<bool> {
+        let committing = ing.commit_on(scope).context("starting the commit thread")?;
+        let mut dropped_seen: u64 = 0;
+        let mut stopping = false;
+        loop {
+            if !stopping && term.load(Ordering::Relaxed) {
+                // Stop capturing, then decode and store what was already captured.
                 stopping = true;
+                stop.store(true, Ordering::Relaxed);
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            // The capture thread ended and everything it sent is handled.
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            if hup.swap(false, Ordering::Relaxed) {
+                log.reopen();
+                log.info("SIGHUP: log reopened");
+            }
+            match frames.recv_timeout(TICK) {
+                // Write errors are the commit thread's to log and retry.
+                Ok(Captured::Frame(f)) => ing.frame(&f)?,
+                Ok(Captured::Stats(s)) => {
+                    let dropped = s.dropped as u64 + s.if_dropped as u64;
+                    if dropped > dropped_seen {
+                        let now = super::wall_us();
+                        let n = dropped - dropped_seen;
+                        log.warn(&format!(
+                            "libpcap dropped {n} packets on {}: states may be missing",
+                            a.iface
+                        ));
+                        ing.gap(
+                            now - STATS_EVERY.as_micros() as i64,
+                            now,
+                            "pcap-drop",
+                            n,
+                            format!("{n} packets dropped by libpcap"),
+                        );
+                        dropped_seen = dropped;
+                        ing.counters.drops = dropped;
+                    }
+                }
+                Ok(Captured::Failed(e)) => {
+                    log.error(&format!("capture failed: {e}"));
+                    status = "failed";
+                    stop.store(true, Ordering::Relaxed);
+                    stopping = true;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                // The capture thread ended and everything it sent is handled.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            ing.tick()?;
         }
-        let r = ing.tick();
-        write_result(r, &ing, &log);
-    }
-    if capture.join().is_err() {
-        log.error("the capture thread panicked");
-        status = "failed";
-    }
-    let opened = ing.tracker.stats.opened;
-    let closed = ing.tracker.stats.closed;
-    if let Err(e) = ing.flush_now() {
-        log.error(&format!(
-            "at shutdown, cannot write: {e}; {} events lost",
-            ing.pending()
-        ));
+        if capture.join().is_err() {
+            log.error("the capture thread panicked");
+            status = "failed";
+        }
+        let opened = ing.tracker.stats.opened;
+        let closed = ing.tracker.stats.closed;
+        ing.finish(status)?;
+        let stored = committing.join().unwrap_or_else(|_| {
+            log.error("the commit thread panicked");
+            false
+        });
+        if stored {
+            log.info(&format!(
+                "stopped: {opened} states opened, {closed} closed this run"
+            ));
+        }
+        Ok(stored)
+    })?;
+    if !stored {
         return Ok(2);
     }
-    ing.finish(status)?;
-    log.info(&format!(
-        "stopped: {opened} states opened, {closed} closed this run"
-    ));
     Ok(if status == "failed" { 2 } else { 0 })
 }

@@ -1,0 +1,297 @@
+//! The store end of the pipeline: batches the tracker's events into transactions (by size
+//! and by age, at most 1 s of data unflushed), retries a write that fails, and paces commits
+//! that cannot keep up. `import` drives it in line; `record` runs it on a thread of its own
+//! ([`spawn`]), so decoding and tracking on one core never wait for SQLite on the other.
+
+use crate::store::writer::{RunCounters, Writer};
+use crate::store::{self, StoreError};
+use crate::syslog::Logger;
+use crate::track::{Event, Micros};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+
+/// Flush when this many events are pending (≈ 60 MiB; at 20,000 states/s about a
+/// second's worth, so the time limit below decides)...
+const BATCH_EVENTS: usize = 200_000;
+/// ...or when the oldest unflushed data is this old (at most 1 s of data unflushed)...
+const BATCH_AGE: Duration = Duration::from_secs(1);
+/// ...unless commits cannot keep up: then the recorder commits less often, up to this, and
+/// says so. Each commit rewrites the index pages of the open states whatever the batch
+/// size, so a longer batch costs less per state; the alternative is libpcap dropping
+/// packets, which loses them for good.
+const BATCH_AGE_MAX: Duration = Duration::from_secs(8);
+/// Pause between write attempts while the database cannot be written.
+const RETRY_EVERY: Duration = Duration::from_secs(2);
+/// Longest wait of the commit thread for events before it checks the batch's age.
+const TICK: Duration = Duration::from_millis(250);
+/// Batches of events in flight to the commit thread (each up to [`HANDOFF_EVENTS`]): room
+/// for ~5 s of 20,000 states/s while a commit runs, on top of the capture queue.
+const QUEUE_BATCHES: usize = 128;
+/// Events the decoding side gathers before handing them over...
+pub const HANDOFF_EVENTS: usize = 2_048;
+/// ...or after this long, so the commit thread's clock never lags the traffic much.
+pub const HANDOFF_AGE: Duration = Duration::from_millis(100);
+
+pub struct Committer<'l> {
+    writer: Writer,
+    log: &'l Logger,
+    /// The run's counters as of the latest events (the decoding side keeps them).
+    pub counters: RunCounters,
+    oldest_pending: Option<Instant>,
+    /// Live recorder: coverage runs from its start to its last heartbeat (wall clock), not
+    /// just between packets (a quiet sync link is still watched).
+    live: bool,
+    /// After a failed write (disk full), the next attempt waits until then: events stay
+    /// pending, nothing is dropped, and capture goes on.
+    retry_after: Option<Instant>,
+    /// Events the last successful flush wrote.
+    flushed: usize,
+    /// Current limit on the age of unflushed data: BATCH_AGE, longer while commits are slow.
+    batch_age: Duration,
+    /// The log has been told that commits are slow.
+    slow_said: bool,
+    /// A write is failing (the recorder's log says so once a minute).
+    failing_since: Option<Instant>,
+    last_write_warning: Option<Instant>,
+    /// Stopped (joined) before the lock is released: fields drop in declaration order.
+    checkpointer: Option<store::Checkpointer>,
+    _lock: store::WriterLock,
+}
+
+impl<'l> Committer<'l> {
+    pub fn new(
+        writer: Writer,
+        log: &'l Logger,
+        checkpointer: store::Checkpointer,
+        lock: store::WriterLock,
+    ) -> Committer<'l> {
+        Committer {
+            writer,
+            log,
+            counters: RunCounters::default(),
+            oldest_pending: None,
+            live: false,
+            retry_after: None,
+            flushed: 0,
+            batch_age: BATCH_AGE,
+            slow_said: false,
+            failing_since: None,
+            last_write_warning: None,
+            checkpointer: Some(checkpointer),
+            _lock: lock,
+        }
+    }
+
+    /// Size the writer's page cache (`--cache-mib`); the default is store::open_rw's.
+    pub fn set_cache_mib(&self, mib: u32) -> Result<(), StoreError> {
+        self.writer.set_cache_mib(mib)
+    }
+
+    pub fn set_live(&mut self) {
+        self.live = true;
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// Events from the decoding side that waited since `since`; flushes a full batch.
+    pub fn push(
+        &mut self,
+        events: impl IntoIterator<Item = Event>,
+        since: Instant,
+    ) -> Result<(), StoreError> {
+        for e in events {
+            self.writer.push(e);
+        }
+        if self.oldest_pending.is_none_or(|t| since < t) {
+            self.oldest_pending = Some(since);
+        }
+        if self.writer.batch_len() >= BATCH_EVENTS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn gap(&mut self, from: Micros, to: Micros, kind: &'static str, n: u64, detail: String) {
+        self.writer.gap(from, to, kind, n, detail);
+    }
+
+    /// Flush if the oldest unflushed data has waited long enough.
+    pub fn tick(&mut self) -> Result<(), StoreError> {
+        match self.oldest_pending {
+            Some(t) if t.elapsed() >= self.batch_age => self.flush(),
+            None if self.live => {
+                // Heartbeat: coverage must grow while the link is quiet.
+                self.oldest_pending = Some(Instant::now());
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        if matches!(self.retry_after, Some(t) if Instant::now() < t) {
+            return Ok(());
+        }
+        if self.live {
+            self.counters.last_us = Some(crate::cmd::wall_us());
+        }
+        let pending = self.writer.pending();
+        let started = Instant::now();
+        match self.writer.flush(&self.counters) {
+            Ok(()) => {
+                self.oldest_pending = None;
+                self.retry_after = None;
+                self.flushed = pending;
+                self.pace(started.elapsed());
+                Ok(())
+            }
+            Err(e) => {
+                self.retry_after = Some(Instant::now() + RETRY_EVERY);
+                Err(e)
+            }
+        }
+    }
+
+    /// Keep commits under half the recorder's time: a commit that took `took` sets the next
+    /// batch to at least twice that (at most BATCH_AGE_MAX); fast commits bring it back.
+    fn pace(&mut self, took: Duration) {
+        let before = self.batch_age;
+        self.batch_age = if took * 2 > self.batch_age {
+            (took * 2).min(BATCH_AGE_MAX)
+        } else if took * 4 < self.batch_age {
+            (self.batch_age / 2).max(BATCH_AGE)
+        } else {
+            self.batch_age
+        };
+        if !self.live || before == self.batch_age {
+            return;
+        }
+        // Said once per slow spell: when batches pass 2 s, and when they are back to 1 s.
+        if !self.slow_said && self.batch_age >= 2 * BATCH_AGE {
+            self.slow_said = true;
+            self.log.warn(&format!(
+                "database commits are slow ({:.1} s for {} events): committing every {:.1} s instead of every second (up to {} s); a crash can lose that much",
+                took.as_secs_f64(),
+                self.flushed,
+                self.batch_age.as_secs_f64(),
+                BATCH_AGE_MAX.as_secs()
+            ));
+        } else if self.slow_said && self.batch_age == BATCH_AGE {
+            self.slow_said = false;
+            self.log
+                .info("database commits keep up again: committing every second");
+        }
+    }
+
+    /// The recorder's way with a write result: a write that fails (disk full, I/O error) is
+    /// retried while capture goes on and nothing already decoded is dropped. Warn at once,
+    /// then at most once a minute; say when it works again.
+    fn report(&mut self, r: Result<(), StoreError>) {
+        match r {
+            // The failed write's retry is not due yet: nothing was written.
+            Ok(()) if self.write_failing() => {}
+            Ok(()) => {
+                if self.failing_since.take().is_some() {
+                    self.log.warn(&format!(
+                        "database writable again; {} pending events written",
+                        self.flushed
+                    ));
+                }
+            }
+            Err(e) => {
+                self.failing_since.get_or_insert_with(Instant::now);
+                if self
+                    .last_write_warning
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+                {
+                    self.last_write_warning = Some(Instant::now());
+                    let pending = self.pending();
+                    self.log.error(&format!("cannot write the database: {e}; still capturing, {pending} events held in memory, retrying"));
+                }
+            }
+        }
+    }
+
+    /// Events waiting to be written (grows while the database cannot be written).
+    pub fn pending(&self) -> usize {
+        self.writer.pending()
+    }
+
+    /// Whether the last write attempt failed: until one succeeds, `Ok` from a flush only
+    /// means that the retry is not due yet, not that data was written.
+    pub fn write_failing(&self) -> bool {
+        self.retry_after.is_some()
+    }
+
+    /// Write what is pending now, whatever the backoff.
+    pub fn flush_now(&mut self) -> Result<(), StoreError> {
+        self.retry_after = None;
+        self.flush()
+    }
+
+    /// Write what is pending now, whatever the backoff, and close the run.
+    pub fn finish(mut self, status: &str) -> Result<(), StoreError> {
+        self.flush_now()?;
+        // The writer's last checkpoint (TRUNCATE) must not meet the checkpointer's.
+        self.checkpointer = None;
+        self.writer
+            .finish(&self.counters, status, crate::cmd::wall_us())
+    }
+}
+
+/// What the decoding side sends the commit thread.
+pub enum ToCommit {
+    /// Events in order, the counters after them, and when the first of them was decoded.
+    Events(Vec<Event>, RunCounters, Instant),
+    Gap(Micros, Micros, &'static str, u64, String),
+    /// Write what is pending and close the run with this status.
+    Finish(&'static str),
+}
+
+/// Run `c` on a thread of `scope` until it is sent [`ToCommit::Finish`] (or the sending
+/// end is dropped without it: status "failed"); the thread then writes what is pending and
+/// closes the run. It returns whether the end went well; its log says why not.
+pub fn spawn<'scope, 'l: 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    c: Committer<'l>,
+) -> std::io::Result<(
+    SyncSender<ToCommit>,
+    std::thread::ScopedJoinHandle<'scope, bool>,
+)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_BATCHES);
+    let handle = std::thread::Builder::new()
+        .name("commit".into())
+        .spawn_scoped(scope, move || run(c, rx))?;
+    Ok((tx, handle))
+}
+
+fn run(mut c: Committer, rx: Receiver<ToCommit>) -> bool {
+    let status = loop {
+        match rx.recv_timeout(TICK) {
+            Ok(ToCommit::Events(events, counters, since)) => {
+                c.counters = counters;
+                let r = c.push(events, since);
+                c.report(r);
+            }
+            Ok(ToCommit::Gap(from, to, kind, n, detail)) => c.gap(from, to, kind, n, detail),
+            Ok(ToCommit::Finish(status)) => break status,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break "failed",
+        }
+        let r = c.tick();
+        c.report(r);
+    };
+    let pending = c.pending();
+    let log = c.log;
+    match c.finish(status) {
+        Ok(()) => true,
+        Err(e) => {
+            log.error(&format!(
+                "at shutdown, cannot write: {e}; {pending} events lost"
+            ));
+            false
+        }
+    }
+}
