@@ -7,13 +7,15 @@
 -- (src/store/writer.rs, YOUNG_FOR_US) and journals it here at the commit that first sees
 -- it open, keyed by that commit's number `seq`: each commit appends one run of rows at the
 -- end of the table and of its index. A young state that ends is sealed like any other and
--- its key appended to young_ends. A minute after a run was written it is rewritten: its
--- states still young are journaled again, as they are now, in the current run (so a crash
--- loses at most a minute of their "last seen" and counters), older ones move into
--- `states`, and the old run is deleted, all in the same commit. The journal so holds
--- about a minute of runs: readers (who, history, export, stats) read it run by run,
--- leaving out keys young_ends names at a later seq. A clean stop moves everything still
--- young into `states`; a recorder started after a crash does so first.
+-- its key appended to young_ends. A young state seen more than a minute past what its row
+-- says is journaled again, as it is now, in the current run, and its key appended to
+-- young_ends, which so closes the older row (a crash loses at most a minute of its "last
+-- seen" and counters); rows nothing new happened to are not rewritten. Runs leave from the
+-- front: deleted once none of their rows is live, or after ten minutes, when their live
+-- states move into `states` in the same commit. Readers (who, history, export, stats) read
+-- the journal run by run, leaving out rows young_ends closes at a later seq. A clean stop
+-- moves everything still young into `states`; a recorder started after a crash does so
+-- first.
 -- Columns as in `states` (end_us and end_reason are always NULL here), so readers share
 -- one column list.
 CREATE TABLE young (
@@ -43,8 +45,9 @@ CREATE TABLE young (
 -- history: per seq, the private host.
 CREATE INDEX young_private ON young (seq, s_addr1, start_us);
 
--- Young states that ended (sealed, or moved into states closed) at commit `seq`: their
--- journal rows of earlier seqs no longer say "open".
+-- Keys whose journal rows of earlier seqs no longer say "open" as of commit `seq`: the state
+-- ended (and was sealed, or closed in states), was journaled again at `seq`, or moved into
+-- states.
 CREATE TABLE young_ends (
     seq         INTEGER NOT NULL,
     creator_id  INTEGER NOT NULL,

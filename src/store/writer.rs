@@ -34,11 +34,11 @@ const LOOKED_MAX: usize = 1 << 20;
 /// touches four B-trees at places spread over all open states (BENCHMARKS.md, session 6).
 pub const YOUNG_FOR_US: Micros = 600_000_000;
 
-/// A run of the journal is rewritten this long after it was written: its lifetimes still
-/// young are journaled again, as they are now, in the current run, and the old run is
-/// deleted. So the journal never holds more than this much of the past, and a crash loses no
-/// more of a young state's "last seen" and counters than [`TOUCH_EVERY_US`] loses of a
-/// stored one's.
+/// A young lifetime seen this long after the "last seen" its journal row has is journaled
+/// again, as it is now, in the current run (the rule of [`TOUCH_EVERY_US`] for stored
+/// ones): a crash loses no more of its "last seen" and counters than that. Rows nothing
+/// new happened to are never rewritten (rewriting every run each minute was the journal's
+/// largest cost, BENCHMARKS.md session 7).
 const REJOURNAL_US: Micros = TOUCH_EVERY_US;
 
 /// The columns [`write_stored`] binds, in its order, and their placeholders (a macro, so
@@ -127,30 +127,76 @@ pub struct Writer {
 }
 
 /// The recorder's young lifetimes ([`YOUNG_FOR_US`]): held rows, journaled in `young`.
+///
+/// A row is journaled once, at the first commit that sees it open, and written again only
+/// when it has been seen [`REJOURNAL_US`] past what its journal row says (the newer row
+/// supersedes the older through `young_ends`). Runs leave the journal from the front: when
+/// none of their rows is live any more, or when they are [`YOUNG_FOR_US`] old (their live
+/// rows then move into `states`).
 #[derive(Debug)]
 struct Young {
     /// How long they stay young (0: into `states` at the first commit).
     young_for: Micros,
-    /// How long after it was written a run is rewritten ([`REJOURNAL_US`]).
+    /// How far past its journal row a young lifetime may be seen before the row is
+    /// rewritten ([`REJOURNAL_US`]).
     rewrite_after: Micros,
     /// Held rows not journaled yet...
     fresh: StateSet,
-    /// ...held rows journaled, with the seq of their run...
+    /// ...journaled rows seen [`REJOURNAL_US`] past their journal row...
+    stale: StateSet,
+    /// ...held rows journaled, with the seq of their live journal row...
     journaled: StateMap<i64>,
     /// ...and the runs of the journal, oldest first.
     runs: VecDeque<YoungRun>,
     next_seq: Option<i64>,
-    /// Latest time any event named: young lifetimes move when a minute older than this.
+    /// Latest time any event named: young lifetimes move when this much older than it.
     clock: Micros,
 }
 
 impl Young {
+    /// An event about held row `k`: whether its journal row now lags too far behind.
+    fn seen(&mut self, k: StateRef, row: &Row) {
+        if row.end.is_none()
+            && row.last > row.journaled_last.saturating_add(self.rewrite_after)
+            && self.journaled.contains_key(&k)
+        {
+            self.stale.insert(k);
+        }
+    }
+
+    /// One row of run `seq` is no longer live there.
+    fn left(&mut self, seq: i64) {
+        if let Ok(i) = self.runs.binary_search_by_key(&seq, |r| r.seq) {
+            self.runs[i].live = self.runs[i].live.saturating_sub(1);
+        }
+    }
+
     /// Memory after a commit's journal work is durable: lifetimes now in `states` are
-    /// stored open (later UPD_C rewrite "last seen" lazily), journaled ones are young.
-    fn commit(&mut self, j: Journal, held: &mut StateMap<Row>, lazy_last: &mut StateMap<LastSeen>) {
-        self.runs.drain(..j.moved_runs);
+    /// stored open (later UPD_C rewrite "last seen" lazily), journaled ones are young, ended
+    /// ones are gone.
+    fn commit(
+        &mut self,
+        j: Journal,
+        ended: impl Iterator<Item = StateRef>,
+        held: &mut StateMap<Row>,
+        lazy_last: &mut StateMap<LastSeen>,
+    ) {
+        for run in self.runs.drain(..j.moved_runs) {
+            for k in run.keys {
+                if self.journaled.get(&k) == Some(&run.seq) {
+                    self.journaled.remove(&k);
+                }
+            }
+        }
+        for k in ended {
+            if let Some(seq) = self.journaled.remove(&k) {
+                self.left(seq);
+            }
+        }
         for k in j.stored {
-            self.journaled.remove(&k);
+            if let Some(seq) = self.journaled.remove(&k) {
+                self.left(seq);
+            }
             if let Some(r) = held.remove(&k) {
                 let l = LastSeen {
                     written: r.last,
@@ -161,7 +207,12 @@ impl Young {
         }
         if let Some(run) = j.run {
             for k in &run.keys {
-                self.journaled.insert(*k, run.seq);
+                if let Some(old) = self.journaled.insert(*k, run.seq) {
+                    self.left(old);
+                }
+                if let Some(r) = held.get_mut(k) {
+                    r.journaled_last = r.last;
+                }
             }
             self.runs.push_back(run);
         }
@@ -169,11 +220,12 @@ impl Young {
             self.next_seq = Some(seq + 1);
         }
         self.fresh.clear();
+        self.stale.clear();
     }
 
     /// The recorder's part of a commit: young lifetimes that ended leave the journal's
-    /// "open"; runs a minute old are rewritten (their lifetimes journaled again as they
-    /// are now, or moved into `states` once no longer young); fresh lifetimes are journaled.
+    /// "open"; runs at the front that are dead or old leave the journal (their live rows
+    /// into `states`); rows that lag are journaled again, fresh ones for the first time.
     fn write(
         &self,
         tx: &Connection,
@@ -191,40 +243,58 @@ impl Young {
                 |r| r.get(0),
             )?,
         };
+        // A key in young_ends at seq closes its journal rows of earlier seqs: ended, or
+        // superseded by a newer row, or moved into states.
+        let close = |k: &StateRef| -> rusqlite::Result<()> {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO young_ends (seq, creator_id, state_id) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![seq, k.creator_id, u64_to_i64(k.id)])?;
+            Ok(())
+        };
         for r in ready {
             let k = r.key();
             if self.journaled.contains_key(&k) {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO young_ends (seq, creator_id, state_id) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![seq, k.creator_id, u64_to_i64(k.id)])?;
+                close(&k)?;
                 j.seq = Some(seq);
             }
         }
         let due = self.clock.saturating_sub(self.young_for);
-        let rewrite = self.clock.saturating_sub(self.rewrite_after);
         let mut to_store: Vec<(&StateRef, &Row)> = Vec::new();
         let mut young: Vec<(&StateRef, &Row)> = Vec::new();
+        let mut gone_upto = i64::MIN;
         for run in &self.runs {
-            if self.young_for > 0 && run.written > rewrite {
+            let old = self.young_for == 0 || run.written <= due;
+            if !old && run.live > 0 {
                 break;
             }
+            // (A dead run has no live row; were one left, it would be kept, in states.)
             for (k, r) in run
                 .keys
                 .iter()
                 .filter(|k| self.journaled.get(*k) == Some(&run.seq))
                 .filter_map(|k| held.get_key_value(k))
             {
-                if self.young_for == 0 || r.first <= due {
-                    to_store.push((k, r));
-                    j.stored.push(*k);
-                } else {
-                    young.push((k, r));
-                }
+                to_store.push((k, r));
+                j.stored.push(*k);
             }
             tx.prepare_cached("DELETE FROM young WHERE seq = ?1")?
                 .execute([run.seq])?;
             j.moved_runs += 1;
+            gone_upto = run.seq;
+        }
+        for (k, r) in self.stale.iter().filter_map(|k| held.get_key_value(k)) {
+            if self.journaled.get(k).is_none_or(|s| *s <= gone_upto) {
+                continue;
+            }
+            close(k)?;
+            j.seq = Some(seq);
+            if self.young_for == 0 || r.first <= due {
+                to_store.push((k, r));
+                j.stored.push(*k);
+            } else {
+                young.push((k, r));
+            }
         }
         for (k, r) in self.fresh.iter().filter_map(|k| held.get_key_value(k)) {
             if self.young_for == 0 || r.first <= due {
@@ -262,6 +332,7 @@ impl Young {
             j.run = Some(YoungRun {
                 seq,
                 written: self.clock,
+                live: young.len(),
                 keys: young.iter().map(|(k, _)| **k).collect(),
             });
             j.seq = Some(seq);
@@ -274,9 +345,12 @@ impl Young {
 #[derive(Debug)]
 struct YoungRun {
     seq: i64,
-    /// The writer's clock when it was written: rewritten [`REJOURNAL_US`] later.
+    /// The writer's clock when it was written: its live rows move into `states`
+    /// [`YOUNG_FOR_US`] later.
     written: Micros,
     keys: Vec<StateRef>,
+    /// Its rows still live: not ended, not superseded, not moved.
+    live: usize,
 }
 
 /// What a commit did to the young journal, applied to memory once it is durable.
@@ -284,7 +358,7 @@ struct YoungRun {
 struct Journal {
     /// The run written, if any.
     run: Option<YoungRun>,
-    /// Runs rewritten (from the front of `runs`).
+    /// Runs deleted (from the front of `runs`).
     moved_runs: usize,
     /// Lifetimes that went into `states`.
     stored: Vec<StateRef>,
@@ -309,6 +383,8 @@ struct Row {
     updated: Micros,
     last: Micros,
     end: Option<(Micros, EndReason)>,
+    /// "Last seen" as its journal row has it (young lifetimes).
+    journaled_last: Micros,
 }
 
 impl Row {
@@ -321,6 +397,7 @@ impl Row {
             updated: seen,
             last: seen,
             end: None,
+            journaled_last: Micros::MIN,
         }
     }
 
@@ -486,6 +563,7 @@ impl Writer {
                 },
                 rewrite_after: REJOURNAL_US,
                 fresh: StateSet::default(),
+                stale: StateSet::default(),
                 journaled: StateMap::default(),
                 runs: VecDeque::new(),
                 next_seq: None,
@@ -637,6 +715,8 @@ impl Writer {
                     if let Some(row) = self.held.remove(&k) {
                         self.ready.push(row);
                     }
+                } else {
+                    self.young.seen(k, row);
                 }
                 return;
             }
@@ -787,10 +867,9 @@ impl Writer {
         match self.write_pending(counters) {
             Ok(j) => {
                 self.pending.clear();
-                for r in self.ready.drain(..) {
-                    self.young.journaled.remove(&r.key());
-                }
-                self.young.commit(j, &mut self.held, &mut self.lazy_last);
+                let ended = self.ready.drain(..).map(|r| r.key());
+                self.young
+                    .commit(j, ended, &mut self.held, &mut self.lazy_last);
                 self.creators.clear();
                 self.gaps.clear();
                 Ok(())
@@ -1696,7 +1775,7 @@ mod tests {
     }
 
     #[test]
-    fn young_lifetimes_are_journaled_rewritten_each_minute_then_stored() {
+    fn young_lifetimes_are_journaled_rewritten_when_seen_then_stored() {
         let dir = tempfile::tempdir().expect("tmp");
         let mut w = young_recorder(&dir);
         let c = RunCounters::default();
@@ -1727,18 +1806,24 @@ mod tests {
         assert_eq!((st.states, st.open, st.sealed), (2, 1, 1));
         assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
 
-        // Its run is rewritten a minute after it was written: state 2 journaled again, as it
-        // is now (a crash loses at most a minute of its "last seen").
+        // Seen less than a minute past its journal row, state 2 is not rewritten...
         touch(&mut w, 2, t0 + 59 * S);
         w.flush(&c).expect("flush");
         assert_eq!(count(w.conn(), "SELECT max(last_us) FROM young"), t0);
+        // ...seen more, it is journaled again, as it is now (a crash loses at most a minute
+        // of its "last seen"), and the newer row closes the older.
         touch(&mut w, 2, t0 + 61 * S);
         w.flush(&c).expect("flush");
-        assert_eq!(count(w.conn(), "SELECT count(*) FROM young"), 1);
         assert_eq!(
             count(w.conn(), "SELECT max(last_us) FROM young"),
             t0 + 61 * S
         );
+        assert_eq!(who_at(w.conn(), t0 + 70 * S), vec![(2, None)]);
+        assert_eq!(history_at(w.conn(), t0 + 70 * S), vec![2]);
+        // The first run, now without a live row, leaves the journal with the next commit,
+        // and so do the keys that closed its rows.
+        w.flush(&c).expect("flush");
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM young"), 1);
         assert_eq!(count(w.conn(), "SELECT count(*) FROM young_ends"), 0);
         assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
         assert_eq!(who_at(w.conn(), t0 + 70 * S), vec![(2, None)]);
@@ -1751,6 +1836,8 @@ mod tests {
             count(w.conn(), "SELECT count(*) FROM states WHERE dcls = 14"),
             1
         );
+        assert_eq!(who_at(w.conn(), t0 + 70 * S), vec![(2, None)]);
+        w.flush(&c).expect("flush");
         assert_eq!(count(w.conn(), "SELECT count(*) FROM young"), 0);
         assert_eq!(count(w.conn(), "SELECT count(*) FROM young_ends"), 0);
         assert_eq!(last_us(&w, 2), old);
@@ -1760,6 +1847,44 @@ mod tests {
         w.flush(&c).expect("flush");
         assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
         assert_eq!(who_at(w.conn(), t0 + 70 * S), vec![(2, Some(old + 30 * S))]);
+    }
+
+    #[test]
+    fn a_young_lifetime_nothing_happens_to_is_journaled_once_and_moved_at_ten_minutes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut w = young_recorder(&dir);
+        let c = RunCounters::default();
+        let t0 = 1_700_000_000 * S;
+        open(&mut w, 1, t0);
+        w.flush(&c).expect("flush");
+        // Other states keep the clock going, a minute apart; state 1 hears nothing.
+        for m in 1..10i64 {
+            open(&mut w, 100 + m as u64, t0 + m * 60 * S);
+            w.flush(&c).expect("flush");
+        }
+        assert_eq!(
+            count(w.conn(), "SELECT count(*) FROM young WHERE state_id = 1"),
+            1,
+            "written once, never rewritten"
+        );
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM young"), 10);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
+        // Ten minutes after its run was written, it moves into states, run and all.
+        open(&mut w, 200, t0 + YOUNG_FOR_US + S);
+        w.flush(&c).expect("flush");
+        assert_eq!(
+            count(w.conn(), "SELECT count(*) FROM young WHERE state_id = 1"),
+            0
+        );
+        assert_eq!(
+            count(
+                w.conn(),
+                "SELECT count(*) FROM states WHERE state_id = 1 AND end_us IS NULL"
+            ),
+            1
+        );
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM young"), 10);
+        assert_eq!(who_at(w.conn(), t0 + 5 * S), vec![(1, None)]);
     }
 
     #[test]

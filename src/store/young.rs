@@ -1,10 +1,10 @@
 //! Reading the recorder's journal of young open lifetimes (migrations/0005_young.sql).
 //!
-//! The journal is a run of rows per commit (`seq`); a young lifetime that ended is named in
-//! `young_ends` at a later seq. Runs are rewritten a minute after they were written, so it
-//! holds about a minute of runs (of states up to ten minutes old), and readers probe it run
-//! by run: a few dozen index lookups, and none when it is empty (no recorder running, or
-//! stopped cleanly).
+//! The journal is a run of rows per commit (`seq`); a journal row is closed by its key in
+//! `young_ends` at a later seq (the lifetime ended, was journaled again, or moved into
+//! `states`). Runs leave from the front, when dead or ten minutes old, so it holds up to ten
+//! minutes of runs, and readers probe it run by run: an index lookup per run, and none when
+//! it is empty (no recorder running, or stopped cleanly).
 
 use super::addr_blob;
 use super::query::{lifetime, Lifetime, COLS};
@@ -48,7 +48,7 @@ impl Journal {
         self.runs.is_empty()
     }
 
-    /// Whether the lifetime journaled at `seq` ended at a later commit.
+    /// Whether the row journaled at `seq` was closed at a later commit.
     fn ended(&self, conn: &Connection, seq: i64, creator: u32, id: u64) -> rusqlite::Result<bool> {
         let mut probe = conn.prepare_cached(
             "SELECT 1 FROM young_ends WHERE seq = ?1 AND creator_id = ?2 AND state_id = ?3",
