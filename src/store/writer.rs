@@ -9,6 +9,7 @@ use super::sealed::{self, Names, SealIndex};
 use super::{addr_blob, blob_addr, sq, Result};
 use crate::track::{EndReason, Event, Micros, OpenState, OrphanKind};
 use crate::wire::{Af, Direction, Flavor, FullState, Key, StateMap, StateRef, StateSet};
+use roaring::RoaringTreemap;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use std::collections::{HashMap, VecDeque};
@@ -27,6 +28,9 @@ const TOUCH_EVERY_US: Micros = 60_000_000;
 
 /// Keys remembered as already looked for in the seals (~40 bytes each).
 const LOOKED_MAX: usize = 1 << 20;
+
+/// Ids a writer remembers having seen open, per group (dense ids: about a bit each).
+const OPENED_MAX: u64 = 1 << 26;
 
 /// How long the recorder keeps a new open lifetime in memory, journaled in `young`
 /// (migrations/0005_young.sql), before it moves into `states`. Most states end within
@@ -98,6 +102,12 @@ pub struct Writer {
     /// of the id (FreeBSD puts the CPU there). pf counts ids upwards, so a state above it is
     /// new: no lookup, no merge, a plain INSERT.
     known_max: HashMap<(u32, u8), Option<i64>>,
+    /// Per creator and top byte: the highest id stored when this writer first met the
+    /// group, and the ids above it this writer has seen open. A message about an id above
+    /// that which this writer never saw open (its INS was dropped, or it is made up) can
+    /// have no sealed lifetime, so it costs no look in the seals: after packet drops those
+    /// messages came by the thousand a second, each reading hundreds of id lists.
+    opened: Opened,
     /// Latest stored CLR per creator: a state opened after it cannot be ended by one.
     last_clear: HashMap<u32, Option<Micros>>,
     /// New lifetimes are kept in memory and written once, whole, when they end: an INSERT
@@ -497,6 +507,18 @@ fn reason_code(r: EndReason) -> u8 {
     REASONS.iter().position(|n| *n == r.name()).unwrap_or(0) as u8
 }
 
+/// Ids a writer has seen open above what the store held, per group (`Writer::opened`).
+type Opened = HashMap<(u32, u8), (Option<i64>, RoaringTreemap)>;
+
+/// Whether `k` can have no sealed lifetime: an id above what the store held when the writer
+/// met its group, never seen open by that writer.
+fn never_sealed(opened: &Opened, k: &StateRef) -> bool {
+    let group = (k.creator_id, (k.id >> 56) as u8);
+    opened
+        .get(&group)
+        .is_some_and(|(base, ids)| base.is_none_or(|b| u64_to_i64(k.id) > b) && !ids.contains(k.id))
+}
+
 fn u64_to_i64(v: u64) -> i64 {
     v as i64
 }
@@ -545,6 +567,7 @@ impl Writer {
             rows: StateMap::default(),
             creators: HashMap::new(),
             known_max: HashMap::new(),
+            opened: HashMap::new(),
             last_clear: HashMap::new(),
             hold_open: run.kind == "import",
             held: StateMap::default(),
@@ -803,11 +826,24 @@ impl Writer {
                     .unwrap_or(Some(i64::MAX));
                 let sealed =
                     sealed::max_id(&self.conn, k.creator_id, group.1).unwrap_or(Some(i64::MAX));
-                stored.max(sealed)
+                let base = stored.max(sealed);
+                self.opened.insert(group, (base, RoaringTreemap::new()));
+                base
             }
         };
         self.known_max
             .insert(group, Some(max.map_or(id, |m| m.max(id))));
+        if let (Event::Open { .. }, Some((base, ids))) = (e, self.opened.get_mut(&group)) {
+            if base.is_none_or(|b| id > b) {
+                if ids.len() >= OPENED_MAX {
+                    // Bounded: older ids take the look in the seals again.
+                    *base = ids.max().map(u64_to_i64).max(*base);
+                    ids.clear();
+                } else {
+                    ids.insert(k.id);
+                }
+            }
+        }
         let Event::Open { seen, .. } = e else {
             return false;
         };
@@ -936,7 +972,10 @@ impl Writer {
                         // Forgetting only costs a second look: memory stays bounded.
                         self.looked.clear();
                     }
-                    if !self.rows.contains_key(&k) && !self.looked.contains(&k) {
+                    if !self.rows.contains_key(&k)
+                        && !self.looked.contains(&k)
+                        && !never_sealed(&self.opened, &k)
+                    {
                         let mine = match sealed_of.entry(k) {
                             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                             std::collections::hash_map::Entry::Vacant(v) => {
@@ -2048,6 +2087,63 @@ mod tests {
         let ones: Vec<_> = l.iter().filter(|l| l.state_id == 1).collect();
         assert_eq!(ones.len(), 1, "{ones:?}");
         assert_eq!(ones[0].end, Some(t0 + 4 * S));
+    }
+
+    #[test]
+    fn an_orphan_is_looked_for_in_the_seals_only_if_this_writer_saw_its_id_open() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut w = young_recorder(&dir);
+        let c = RunCounters::default();
+        let t0 = 1_700_000_000 * S;
+        let del_c = |w: &mut Writer, id: u64, at: Micros| {
+            w.push(Event::Orphan {
+                key: StateRef { id, creator_id: 7 },
+                seen: at,
+                kind: OrphanKind::DelC,
+            })
+        };
+        // 1 and 3 were seen open and sealed; 2 (its INS dropped) and 9 never were.
+        for id in [1, 3] {
+            open(&mut w, id, t0);
+            end(&mut w, id, t0, t0 + 5 * S);
+        }
+        w.flush(&c).expect("flush");
+        assert_eq!(count(w.conn(), "SELECT sum(n) FROM sealed"), 2);
+        // A late DEL_C of a sealed lifetime is found there (and merged into it)...
+        del_c(&mut w, 3, t0 + 6 * S);
+        // ...one for an id never seen open is kept as evidence, below or above the others.
+        del_c(&mut w, 2, t0 + 6 * S);
+        del_c(&mut w, 9, t0 + 6 * S);
+        w.flush(&c).expect("flush");
+        let evidence: Vec<i64> = w
+            .conn()
+            .prepare("SELECT state_id FROM states WHERE start_us IS NULL ORDER BY state_id")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(evidence, vec![2, 9]);
+        let l = lifetimes(w.conn());
+        let three: Vec<_> = l.iter().filter(|l| l.state_id == 3).collect();
+        assert_eq!(three.len(), 1, "{three:?}");
+        assert_eq!((three[0].start, three[0].end), (t0, Some(t0 + 5 * S)));
+        // A writer started later knows 1..9 from the store: it looks in the seals again.
+        drop(w);
+        let mut w = young_recorder(&dir);
+        del_c(&mut w, 1, t0 + 7 * S);
+        w.flush(&c).expect("flush");
+        assert_eq!(
+            count(
+                w.conn(),
+                "SELECT count(*) FROM states WHERE start_us IS NULL"
+            ),
+            2
+        );
+        let l = lifetimes(w.conn());
+        let one: Vec<_> = l.iter().filter(|l| l.state_id == 1).collect();
+        assert_eq!(one.len(), 1, "{one:?}");
+        assert_eq!((one[0].start, one[0].end), (t0, Some(t0 + 5 * S)));
     }
 
     #[test]
