@@ -7,7 +7,7 @@ use crate::store::writer::{RunCounters, Writer};
 use crate::store::{self, StoreError};
 use crate::syslog::Logger;
 use crate::track::{Event, Micros};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
 /// Flush when this many events are pending (≈ 60 MiB; at 20,000 states/s about a
@@ -268,17 +268,28 @@ pub fn spawn<'scope, 'l: 'scope>(
 }
 
 fn run(mut c: Committer, rx: Receiver<ToCommit>) -> bool {
-    let status = loop {
-        match rx.recv_timeout(TICK) {
-            Ok(ToCommit::Events(events, counters, since)) => {
-                c.counters = counters;
-                let r = c.push(events, since);
-                c.report(r);
+    let status = 'run: loop {
+        let mut next = rx.recv_timeout(TICK);
+        // What arrived during the last commit goes into the next one (up to a queue's
+        // worth): deciding after each handover made the commit after a slow one a tiny one,
+        // with a commit's whole fixed cost, and the thread fell further behind.
+        for _ in 0..QUEUE_BATCHES {
+            match next {
+                Ok(ToCommit::Events(events, counters, since)) => {
+                    c.counters = counters;
+                    let r = c.push(events, since);
+                    c.report(r);
+                }
+                Ok(ToCommit::Gap(from, to, kind, n, detail)) => c.gap(from, to, kind, n, detail),
+                Ok(ToCommit::Finish(status)) => break 'run status,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => break 'run "failed",
             }
-            Ok(ToCommit::Gap(from, to, kind, n, detail)) => c.gap(from, to, kind, n, detail),
-            Ok(ToCommit::Finish(status)) => break status,
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break "failed",
+            next = match rx.try_recv() {
+                Ok(m) => Ok(m),
+                Err(TryRecvError::Empty) => Err(RecvTimeoutError::Timeout),
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            };
         }
         let r = c.tick();
         c.report(r);
