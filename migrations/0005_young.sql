@@ -16,7 +16,8 @@
 -- the journal run by run, leaving out rows young_ends closes at a later seq. A clean stop
 -- moves everything still young into `states`; a recorder started after a crash does so
 -- first.
--- Columns as in `states` (end_us and end_reason are always NULL here), so readers share
+-- Columns as in `states` (end_us and end_reason are set on the rows of young states that
+-- ended, journaled so until the next seal, at most 30 s later), so readers share
 -- one column list.
 CREATE TABLE young (
     seq         INTEGER NOT NULL,

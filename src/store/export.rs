@@ -51,7 +51,7 @@ where
     }
     drop(rows);
     // Then the recorder's young open lifetimes (journal)...
-    let young = super::young::Journal::open(conn)?.each(conn, to, |l| {
+    let young = super::young::Journal::open(conn)?.each(conn, from, to, |l| {
         match l {
             Some(l) => {
                 if let Err(e) = f(&l) {

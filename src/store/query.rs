@@ -311,10 +311,10 @@ pub fn who(
         }
         Ok(())
     })?;
-    // The recorder's young open lifetimes (journal).
+    // The recorder's young lifetimes (journal).
     out.extend(
         super::young::Journal::open(conn)?
-            .who(conn, ip, port, t1)?
+            .who(conn, ip, port, t0, t1)?
             .into_iter()
             .filter(|l| {
                 f.proto.is_none_or(|p| p == l.proto)
@@ -423,7 +423,7 @@ pub fn history(
         Ok(())
     })?;
     // The recorder's young open lifetimes (journal), newest of all.
-    sealed_out.extend(super::young::Journal::open(conn)?.history(conn, lo, hi, to, port)?);
+    sealed_out.extend(super::young::Journal::open(conn)?.history(conn, lo, hi, from, to, port)?);
     // Rows in the order they were written, sealed ones after the stored rows of the same start.
     let mut all: Vec<(Micros, i64, u64, Lifetime)> = out
         .into_iter()
@@ -555,18 +555,18 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
     s.states += sealed_n;
     s.sealed = sealed_n;
     // A running recorder's young open lifetimes (journal).
-    let (young_n, young_first, young_last) = super::young::Journal::open(conn)?.summary(conn)?;
-    s.states += young_n;
-    s.open += young_n;
+    let young = super::young::Journal::open(conn)?.summary(conn)?;
+    s.states += young.n;
+    s.open += young.open;
     let first: Option<i64> =
         conn.query_row("SELECT min(start_us) FROM states", [], |r| r.get(0))?;
     let last: Option<i64> = conn.query_row("SELECT max(last_us) FROM states", [], |r| r.get(0))?;
     let first = first
         .into_iter()
         .chain(sealed_first)
-        .chain(young_first)
+        .chain(young.first)
         .min();
-    let last = last.into_iter().chain(sealed_last).chain(young_last).max();
+    let last = last.into_iter().chain(sealed_last).chain(young.last).max();
     s.first_start = first.map(format_rfc3339);
     s.last_seen = last.map(format_rfc3339);
     let mut st = conn.prepare(

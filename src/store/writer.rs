@@ -29,6 +29,15 @@ const TOUCH_EVERY_US: Micros = 60_000_000;
 /// Keys remembered as already looked for in the seals (~40 bytes each).
 const LOOKED_MAX: usize = 1 << 20;
 
+/// The recorder seals the young lifetimes that ended at most this often (event time):
+/// meanwhile each is journaled, ended, in `young`. A seal files its lifetimes among those of
+/// earlier seals of the same buckets, so each seal rewrites most leaves of the buckets it
+/// touches whatever its size: sealed every second, that was ~100 MB/s of page writes at
+/// 20,000 states/s (BENCHMARKS.md, session 7).
+const SEAL_EVERY_US: Micros = 30_000_000;
+/// ...or when this many wait (memory: about 350 bytes each).
+const UNSEALED_MAX: usize = 1_000_000;
+
 /// Ids a writer remembers having seen open, per group (dense ids: about a bit each).
 const OPENED_MAX: u64 = 1 << 26;
 
@@ -158,6 +167,10 @@ struct Young {
     journaled: StateMap<i64>,
     /// ...and the runs of the journal, oldest first.
     runs: VecDeque<YoungRun>,
+    /// Young lifetimes that ended, journaled ended at a seq, waiting for the next seal.
+    unsealed: StateMap<(Row, i64)>,
+    /// The clock at the last seal of `unsealed`.
+    sealed_at: Micros,
     next_seq: Option<i64>,
     /// Latest time any event named: young lifetimes move when this much older than it.
     clock: Micros,
@@ -187,7 +200,7 @@ impl Young {
     fn commit(
         &mut self,
         j: Journal,
-        ended: impl Iterator<Item = StateRef>,
+        ended: Vec<Row>,
         held: &mut StateMap<Row>,
         lazy_last: &mut StateMap<LastSeen>,
     ) {
@@ -198,9 +211,23 @@ impl Young {
                 }
             }
         }
-        for k in ended {
+        for k in &j.unjournaled {
+            if let Some((_, seq)) = self.unsealed.remove(k) {
+                self.left(seq);
+            }
+        }
+        if j.sealed_young {
+            self.sealed_at = self.clock;
+        }
+        let deferred: StateSet = j.deferred.iter().copied().collect();
+        let run_seq = j.run.as_ref().map(|r| r.seq);
+        for r in ended {
+            let k = r.key();
             if let Some(seq) = self.journaled.remove(&k) {
                 self.left(seq);
+            }
+            if let (true, Some(seq)) = (deferred.contains(&k), run_seq) {
+                self.unsealed.insert(k, (r, seq));
             }
         }
         for k in j.stored {
@@ -236,10 +263,14 @@ impl Young {
     /// The recorder's part of a commit: young lifetimes that ended leave the journal's
     /// "open"; runs at the front that are dead or old leave the journal (their live rows
     /// into `states`); rows that lag are journaled again, fresh ones for the first time.
+    /// `defer`: young lifetimes that ended, journaled ended until the next seal; `unjournal`:
+    /// keys of unsealed lifetimes leaving the journal (sealed now, or into states).
     fn write(
         &self,
         tx: &Connection,
         ready: &[Row],
+        defer: &[&Row],
+        unjournal: &[StateRef],
         held: &StateMap<Row>,
         rows: &mut StateMap<i64>,
     ) -> rusqlite::Result<Journal> {
@@ -268,6 +299,10 @@ impl Young {
                 close(&k)?;
                 j.seq = Some(seq);
             }
+        }
+        for k in unjournal {
+            close(k)?;
+            j.seq = Some(seq);
         }
         let due = self.clock.saturating_sub(self.young_for);
         let mut to_store: Vec<(&StateRef, &Row)> = Vec::new();
@@ -324,27 +359,35 @@ impl Young {
         // at or after e, it closes none.
         let oldest = match self.runs.get(j.moved_runs) {
             Some(run) => run.seq,
-            None if young.is_empty() => i64::MAX,
+            None if young.is_empty() && defer.is_empty() => i64::MAX,
             None => seq,
         };
         tx.prepare_cached("DELETE FROM young_ends WHERE seq <= ?1")?
             .execute([oldest])?;
-        if !young.is_empty() {
+        if !young.is_empty() || !defer.is_empty() {
             // In about key order, so the run is appended page by page (IpAddr's order is
             // the blobs' within a family; without allocating a blob per comparison).
-            young.sort_unstable_by_key(|(k, r)| {
+            let mut all: Vec<&Row> = young.iter().map(|(_, r)| *r).collect();
+            all.extend_from_slice(defer);
+            all.sort_unstable_by_key(|r| {
                 let public = &r.state.key[0];
-                (public.addr[1], public.port[1], k.creator_id, k.id)
+                (
+                    public.addr[1],
+                    public.port[1],
+                    r.state.creator_id,
+                    r.state.id,
+                )
             });
-            for (_, r) in &young {
-                journal_stored(tx, seq, &r.stored())?;
+            for r in all {
+                journal_stored(tx, seq, &r.stored(), r.end.is_some())?;
             }
             j.run = Some(YoungRun {
                 seq,
                 written: self.clock,
-                live: young.len(),
+                live: young.len() + defer.len(),
                 keys: young.iter().map(|(k, _)| **k).collect(),
             });
+            j.deferred = defer.iter().map(|r| r.key()).collect();
             j.seq = Some(seq);
         }
         Ok(j)
@@ -359,7 +402,8 @@ struct YoungRun {
     /// [`YOUNG_FOR_US`] later.
     written: Micros,
     keys: Vec<StateRef>,
-    /// Its rows still live: not ended, not superseded, not moved.
+    /// Its rows still live: open ones not ended, superseded or moved, and ended ones not
+    /// sealed yet (a run leaves the journal only once none is left).
     live: usize,
 }
 
@@ -374,6 +418,12 @@ struct Journal {
     stored: Vec<StateRef>,
     /// The seq this commit used, if it wrote anything under one.
     seq: Option<i64>,
+    /// Young lifetimes that ended, journaled ended in the run written.
+    deferred: Vec<StateRef>,
+    /// Unsealed lifetimes that left the journal.
+    unjournaled: Vec<StateRef>,
+    /// Whether the unsealed lifetimes were sealed.
+    sealed_young: bool,
 }
 
 /// "Last seen" of a stored open lifetime: as written, and as known.
@@ -589,6 +639,8 @@ impl Writer {
                 stale: StateSet::default(),
                 journaled: StateMap::default(),
                 runs: VecDeque::new(),
+                unsealed: StateMap::default(),
+                sealed_at: Micros::MIN,
                 next_seq: None,
                 clock: Micros::MIN,
             },
@@ -903,7 +955,7 @@ impl Writer {
         match self.write_pending(counters) {
             Ok(j) => {
                 self.pending.clear();
-                let ended = self.ready.drain(..).map(|r| r.key());
+                let ended = std::mem::take(&mut self.ready);
                 self.young
                     .commit(j, ended, &mut self.held, &mut self.lazy_last);
                 self.creators.clear();
@@ -932,20 +984,62 @@ impl Writer {
         // their row in states.
         let named: StateSet = self.pending.iter().filter_map(event_key).collect();
         let mut to_seal = Vec::new();
+        // The recorder seals its young lifetimes that ended every SEAL_EVERY_US; until then
+        // they are journaled, ended.
+        let deferring = !self.hold_open && self.young.young_for > 0;
+        let seal_young = !deferring
+            || self.young.unsealed.len() >= UNSEALED_MAX
+            || self.young.clock >= self.young.sealed_at.saturating_add(SEAL_EVERY_US);
+        let mut unjournal = Vec::new();
+        // An unsealed lifetime a pending event names goes into states, where it merges.
+        let mut named_unsealed: Vec<&StateRef> = named
+            .iter()
+            .filter(|k| self.young.unsealed.contains_key(*k))
+            .collect();
+        named_unsealed.sort_by_key(|k| (k.creator_id, k.id));
+        for k in named_unsealed {
+            if let Some((r, _)) = self.young.unsealed.get(k) {
+                insert_row(&tx, r)?;
+                unjournal.push(*k);
+            }
+        }
+        if seal_young {
+            for (k, (r, _)) in &self.young.unsealed {
+                if !named.contains(k) {
+                    to_seal.push(r.stored());
+                    unjournal.push(*k);
+                }
+            }
+        }
+        let mut defer = Vec::new();
         for r in &self.ready {
             match r.end {
-                Some(_) if !named.contains(&r.key()) => to_seal.push(r.stored()),
+                Some(_) if !named.contains(&r.key()) => {
+                    if seal_young {
+                        to_seal.push(r.stored());
+                    } else {
+                        defer.push(r);
+                    }
+                }
                 _ => insert_row(&tx, r)?,
             }
         }
         // The recorder: open lifetimes are in the store at every commit, young ones in the
         // journal; later events about stored ones update their rows.
-        let journal = if self.hold_open {
+        let mut journal = if self.hold_open {
             Journal::default()
         } else {
-            self.young
-                .write(&tx, &self.ready, &self.held, &mut self.rows)?
+            self.young.write(
+                &tx,
+                &self.ready,
+                &defer,
+                &unjournal,
+                &self.held,
+                &mut self.rows,
+            )?
         };
+        journal.unjournaled = unjournal;
+        journal.sealed_young = seal_young;
         if self.any_sealed.is_none() {
             let any: bool =
                 tx.query_row("SELECT EXISTS (SELECT 1 FROM seals)", [], |r| r.get(0))?;
@@ -1228,18 +1322,20 @@ fn event_time(e: &Event) -> Option<Micros> {
     }
 }
 
-/// A young open lifetime into the journal, under the commit's `seq` (columns as in states).
-fn journal_stored(tx: &Connection, seq: i64, s: &Stored) -> rusqlite::Result<()> {
+/// A young lifetime into the journal, under the commit's `seq` (columns as in states; with
+/// its end if `closed`).
+fn journal_stored(tx: &Connection, seq: i64, s: &Stored, closed: bool) -> rusqlite::Result<()> {
     write_stored(
         tx,
         stored_insert!("INSERT OR REPLACE INTO young", ", seq", ", ?32"),
         s,
-        false,
+        closed,
         Some(seq),
     )
 }
 
-/// The young lifetimes a crashed recorder left open in the journal, into `states` (open),
+/// The young lifetimes a crashed recorder left in the journal, into `states` (open, or
+/// closed if they had ended and were waiting for a seal),
 /// and the journal emptied, in one transaction. A row that does not read back whole is
 /// damage: dropped with the journal (its state's later messages are kept as evidence).
 /// How many moved.
@@ -1264,7 +1360,9 @@ pub(crate) fn promote_journal(conn: &Connection) -> rusqlite::Result<u64> {
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             if let Some(s) = stored_of(r, 0) {
-                insert_stored(&tx, &s, false)?;
+                // Young lifetimes that ended are journaled with their end until sealed.
+                let closed = r.get::<_, Option<i64>>(29).ok().flatten().is_some();
+                insert_stored(&tx, &s, closed)?;
                 n += 1;
             }
         }
@@ -1831,30 +1929,58 @@ mod tests {
         let st = crate::store::query::stats(w.conn(), "t.db").expect("stats");
         assert_eq!((st.states, st.open), (2, 2));
 
-        // A young state that ends is sealed, and the journal stops calling it open.
+        // A young state that ends is journaled again, ended, until the next seal (at most
+        // SEAL_EVERY_US later); the journal stops calling it open.
         end(&mut w, 1, t0, t0 + 10 * S);
         w.flush(&c).expect("flush");
         assert_eq!(count(w.conn(), "SELECT count(*) FROM young_ends"), 1);
         assert_eq!(
-            who_at(w.conn(), t0 + 5 * S),
-            vec![(1, Some(t0 + 10 * S)), (2, None)]
+            count(
+                w.conn(),
+                "SELECT count(*) FROM young WHERE end_us IS NOT NULL"
+            ),
+            1
         );
-        assert_eq!(who_at(w.conn(), t0 + 30 * S), vec![(2, None)]);
-        assert_eq!(history_at(w.conn(), t0 + 30 * S), vec![2]);
-        let st = crate::store::query::stats(w.conn(), "t.db").expect("stats");
-        assert_eq!((st.states, st.open, st.sealed), (2, 1, 1));
+        let ended_answers = |w: &Writer| {
+            assert_eq!(
+                who_at(w.conn(), t0 + 5 * S),
+                vec![(1, Some(t0 + 10 * S)), (2, None)]
+            );
+            assert_eq!(who_at(w.conn(), t0 + 30 * S), vec![(2, None)]);
+            assert_eq!(history_at(w.conn(), t0 + 5 * S), vec![1, 2]);
+            assert_eq!(history_at(w.conn(), t0 + 30 * S), vec![2]);
+            let st = crate::store::query::stats(w.conn(), "t.db").expect("stats");
+            assert_eq!((st.states, st.open), (2, 1));
+            assert_eq!(lifetimes(w.conn()).len(), 2);
+        };
+        ended_answers(&w);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM seals"), 0);
         assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
 
-        // Seen less than a minute past its journal row, state 2 is not rewritten...
+        // Seen less than a minute past its journal row, state 2 is not rewritten; state 1 is
+        // sealed now (half a minute has passed) and leaves the journal: the same answers.
         touch(&mut w, 2, t0 + 59 * S);
         w.flush(&c).expect("flush");
-        assert_eq!(count(w.conn(), "SELECT max(last_us) FROM young"), t0);
+        assert_eq!(
+            count(
+                w.conn(),
+                "SELECT max(last_us) FROM young WHERE state_id = 2"
+            ),
+            t0
+        );
+        assert_eq!(count(w.conn(), "SELECT sum(n) FROM sealed"), 1);
+        let st = crate::store::query::stats(w.conn(), "t.db").expect("stats");
+        assert_eq!(st.sealed, 1);
+        ended_answers(&w);
         // ...seen more, it is journaled again, as it is now (a crash loses at most a minute
         // of its "last seen"), and the newer row closes the older.
         touch(&mut w, 2, t0 + 61 * S);
         w.flush(&c).expect("flush");
         assert_eq!(
-            count(w.conn(), "SELECT max(last_us) FROM young"),
+            count(
+                w.conn(),
+                "SELECT max(last_us) FROM young WHERE state_id = 2"
+            ),
             t0 + 61 * S
         );
         assert_eq!(who_at(w.conn(), t0 + 70 * S), vec![(2, None)]);
@@ -1939,6 +2065,14 @@ mod tests {
             w.flush(&c).expect("flush");
             end(&mut w, 1, t0, t0 + 10 * S);
             w.flush(&c).expect("flush");
+            // State 1 waits, ended, in the journal for its seal.
+            assert_eq!(
+                count(
+                    w.conn(),
+                    "SELECT count(*) FROM young WHERE end_us IS NOT NULL"
+                ),
+                1
+            );
             // Killed: no finish, state 3's end never committed.
             end(&mut w, 3, t0, t0 + 11 * S);
         }

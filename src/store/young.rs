@@ -61,13 +61,14 @@ impl Journal {
         Ok(false)
     }
 
-    /// Open young lifetimes from one statement per run (`sql` takes the seq as ?1 and
-    /// selects [`COLS`] then seq), those ended later left out.
+    /// Young lifetimes from one statement per run (`sql` takes the seq as ?1 and selects
+    /// [`COLS`] then seq), rows closed later left out, and those that ended before `from`.
     fn collect(
         &self,
         conn: &Connection,
         sql: &str,
         args: &[rusqlite::types::Value],
+        from: Micros,
     ) -> rusqlite::Result<Vec<Lifetime>> {
         let mut stmt = conn.prepare_cached(sql)?;
         let mut out = Vec::new();
@@ -77,7 +78,9 @@ impl Journal {
             let mut rows = stmt.query(rusqlite::params_from_iter(all.iter()))?;
             while let Some(r) = rows.next()? {
                 if let Some(l) = lifetime(r)? {
-                    if !self.ended(conn, *seq, l.creator_id, l.state_id)? {
+                    if l.end.is_none_or(|e| e >= from)
+                        && !self.ended(conn, *seq, l.creator_id, l.state_id)?
+                    {
                         out.push(l);
                     }
                 }
@@ -86,13 +89,14 @@ impl Journal {
         Ok(out)
     }
 
-    /// Open young lifetimes of a public ip:port that started by `t1` (open, so they overlap
-    /// anything after their start).
+    /// Young lifetimes of a public ip:port that overlap [t0, t1] (open ones overlap anything
+    /// after their start; ended ones wait here for their seal).
     pub fn who(
         &self,
         conn: &Connection,
         ip: &IpAddr,
         port: u16,
+        t0: Micros,
         t1: Micros,
     ) -> rusqlite::Result<Vec<Lifetime>> {
         if self.is_empty() {
@@ -105,15 +109,17 @@ impl Journal {
                   WHERE seq = ?1 AND w_addr1 = ?2 AND w_port1 = ?3 AND start_us <= ?4"
             ),
             &[addr_blob(ip).into(), i64::from(port).into(), t1.into()],
+            t0,
         )
     }
 
-    /// Open young lifetimes of private hosts in [lo, hi] (one family) that started by `to`.
+    /// Young lifetimes of private hosts in [lo, hi] (one family) that overlap [from, to].
     pub fn history(
         &self,
         conn: &Connection,
         lo: &IpAddr,
         hi: &IpAddr,
+        from: Micros,
         to: Micros,
         port: Option<u16>,
     ) -> rusqlite::Result<Vec<Lifetime>> {
@@ -134,6 +140,7 @@ impl Journal {
                 (lo_b.len() as i64).into(),
                 to.into(),
             ],
+            from,
         )?;
         Ok(found
             .into_iter()
@@ -141,10 +148,11 @@ impl Journal {
             .collect())
     }
 
-    /// Every open young lifetime that started by `to`, in journal order (export).
+    /// Every young lifetime that overlaps [from, to], in journal order (export).
     pub fn each(
         &self,
         conn: &Connection,
+        from: Micros,
         to: Micros,
         mut f: impl FnMut(Option<Lifetime>) -> rusqlite::Result<()>,
     ) -> rusqlite::Result<()> {
@@ -160,9 +168,10 @@ impl Journal {
             let seq: i64 = r.get(super::query::COLS_N)?;
             let l = lifetime(r)?;
             let gone = l.as_ref().is_some_and(|l| {
-                ended
-                    .get(&(l.creator_id, l.state_id))
-                    .is_some_and(|e| *e > seq)
+                l.end.is_some_and(|e| e < from)
+                    || ended
+                        .get(&(l.creator_id, l.state_id))
+                        .is_some_and(|e| *e > seq)
             });
             if !gone {
                 f(l)?;
@@ -171,19 +180,30 @@ impl Journal {
         Ok(())
     }
 
-    /// How many young lifetimes are open, the earliest start and the latest sighting.
-    pub fn summary(&self, conn: &Connection) -> rusqlite::Result<(i64, Option<i64>, Option<i64>)> {
-        let (mut n, mut first, mut last) = (0i64, None::<i64>, None::<i64>);
-        self.each(conn, Micros::MAX, |l| {
+    /// How many young lifetimes there are and how many of them are open, the earliest
+    /// start and the latest sighting.
+    pub fn summary(&self, conn: &Connection) -> rusqlite::Result<Summary> {
+        let mut s = Summary::default();
+        self.each(conn, Micros::MIN, Micros::MAX, |l| {
             if let Some(l) = l {
-                n += 1;
-                first = Some(first.map_or(l.start, |f| f.min(l.start)));
-                last = Some(last.map_or(l.last_seen, |x| x.max(l.last_seen)));
+                s.n += 1;
+                s.open += i64::from(l.end.is_none());
+                s.first = Some(s.first.map_or(l.start, |f| f.min(l.start)));
+                s.last = Some(s.last.map_or(l.last_seen, |x| x.max(l.last_seen)));
             }
             Ok(())
         })?;
-        Ok((n, first, last))
+        Ok(s)
     }
+}
+
+/// What [`Journal::summary`] counts.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub n: i64,
+    pub open: i64,
+    pub first: Option<Micros>,
+    pub last: Option<Micros>,
 }
 
 /// The latest seq at which each young lifetime ended.
