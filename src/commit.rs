@@ -273,7 +273,8 @@ fn run(mut c: Committer, rx: Receiver<ToCommit>) -> bool {
         // What arrived during the last commit goes into the next one (up to a queue's
         // worth): deciding after each handover made the commit after a slow one a tiny one,
         // with a commit's whole fixed cost, and the thread fell further behind.
-        for _ in 0..QUEUE_BATCHES {
+        let mut taken = 0;
+        loop {
             match next {
                 Ok(ToCommit::Events(events, counters, since)) => {
                     c.counters = counters;
@@ -284,6 +285,10 @@ fn run(mut c: Committer, rx: Receiver<ToCommit>) -> bool {
                 Ok(ToCommit::Finish(status)) => break 'run status,
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => break 'run "failed",
+            }
+            taken += 1;
+            if taken == QUEUE_BATCHES {
+                break;
             }
             next = match rx.try_recv() {
                 Ok(m) => Ok(m),
@@ -304,5 +309,56 @@ fn run(mut c: Committer, rx: Receiver<ToCommit>) -> bool {
             ));
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::writer::RunInfo;
+    use crate::wire::Flavor;
+
+    #[test]
+    fn a_backlog_longer_than_the_queue_is_stored_whole() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = dir.path().join("t.db").display().to_string();
+        let log = Logger::console_only(false);
+        let lock = store::WriterLock::acquire(&db).expect("lock");
+        let conn = store::open_rw(&db).expect("open");
+        let checkpointer = store::Checkpointer::start(&db, &conn).expect("checkpointer");
+        let info = RunInfo {
+            kind: "record",
+            source: "pfsync0".into(),
+            fingerprint: None,
+            started_wall: 0,
+        };
+        let writer = Writer::new(conn, &db, &info).expect("writer");
+        let c = Committer::new(writer, &log, checkpointer, lock);
+        // Everything is queued before the thread starts: several queues' worth at once.
+        let batches = 3 * QUEUE_BATCHES as u64 + 7;
+        let (tx, rx) = std::sync::mpsc::sync_channel(batches as usize + 1);
+        let t0 = 1_700_000_000_000_000;
+        for id in 1..=batches {
+            let open = Event::Open {
+                state: crate::track::tests::state(7, id, "em0", 0),
+                start: t0,
+                seen: t0,
+                flavor: Flavor::OpenBsd,
+                record_version: 0,
+            };
+            let sent = tx.send(ToCommit::Events(
+                vec![open],
+                RunCounters::default(),
+                Instant::now(),
+            ));
+            assert!(sent.is_ok());
+        }
+        assert!(tx.send(ToCommit::Finish("stopped")).is_ok());
+        assert!(run(c, rx), "the final write went well");
+        let conn = store::open_ro(&db).expect("ro");
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM states", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(n, batches as i64, "every state of every batch");
     }
 }
