@@ -50,8 +50,9 @@ pub struct Committer<'l> {
     batch_age: Duration,
     /// The log has been told that commits are slow.
     slow_said: bool,
-    /// A write is failing (the recorder's log says so once a minute).
-    failing_since: Option<Instant>,
+    /// A write has failed since the last one that went through (the log says when one
+    /// goes through again).
+    failing: bool,
     last_write_warning: Option<Instant>,
     /// Stopped (joined) before the lock is released: fields drop in declaration order.
     checkpointer: Option<store::Checkpointer>,
@@ -75,7 +76,7 @@ impl<'l> Committer<'l> {
             flushed: 0,
             batch_age: BATCH_AGE,
             slow_said: false,
-            failing_since: None,
+            failing: false,
             last_write_warning: None,
             checkpointer: Some(checkpointer),
             _lock: lock,
@@ -89,10 +90,6 @@ impl<'l> Committer<'l> {
 
     pub fn set_live(&mut self) {
         self.live = true;
-    }
-
-    pub fn is_live(&self) -> bool {
-        self.live
     }
 
     /// Events from the decoding side that waited since `since`; flushes a full batch.
@@ -193,7 +190,7 @@ impl<'l> Committer<'l> {
             // The failed write's retry is not due yet: nothing was written.
             Ok(()) if self.write_failing() => {}
             Ok(()) => {
-                if self.failing_since.take().is_some() {
+                if std::mem::take(&mut self.failing) {
                     self.log.warn(&format!(
                         "database writable again; {} pending events written",
                         self.flushed
@@ -201,7 +198,7 @@ impl<'l> Committer<'l> {
                 }
             }
             Err(e) => {
-                self.failing_since.get_or_insert_with(Instant::now);
+                self.failing = true;
                 if self
                     .last_write_warning
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))

@@ -22,6 +22,8 @@ pub struct Ingest<'l> {
     log: &'l Logger,
     events: Vec<Event>,
     sink: Sink<'l>,
+    /// A live recorder ([`Ingest::live_since`]): coverage comes from the wall clock.
+    live: bool,
 }
 
 /// Where tracked events go.
@@ -54,6 +56,7 @@ impl<'l> Ingest<'l> {
             log,
             events: Vec::new(),
             sink: Sink::Inline(Box::new(Committer::new(writer, log, checkpointer, lock))),
+            live: false,
         })
     }
 
@@ -137,7 +140,7 @@ impl<'l> Ingest<'l> {
         self.counters.messages = self.stats.message_total();
         self.counters.decode_errors = self.stats.error_total();
         self.counters.skipped = self.stats.not_pfsync + self.stats.untrusted_packets;
-        if !self.is_live() {
+        if !self.live {
             self.counters.first_us = self.stats.first_us;
             self.counters.last_us = self.stats.last_us;
         }
@@ -213,13 +216,9 @@ impl<'l> Ingest<'l> {
         }
     }
 
-    fn is_live(&self) -> bool {
-        matches!(self.sink, Sink::Thread { .. } | Sink::Gone)
-            || matches!(&self.sink, Sink::Inline(c) if c.is_live())
-    }
-
     /// A live recorder: coverage runs from `wall` to its last heartbeat.
     pub fn live_since(&mut self, wall: i64) {
+        self.live = true;
         if let Sink::Inline(c) = &mut self.sink {
             c.set_live();
         }
