@@ -122,8 +122,8 @@ pub struct Writer {
     /// New lifetimes are kept in memory and written once, whole, when they end: an INSERT
     /// and then UPDATEs that move every index entry cost several times more. An import
     /// holds them until they end (memory proportional to open states; the rest is written
-    /// at its end); the recorder only until the next flush (at most 1 s of data unflushed),
-    /// which still folds the INS, the first UPD_C and short lifetimes into one INSERT.
+    /// at its end); the recorder for their first ten minutes, journaled from the next flush
+    /// on (at most 1 s of data unflushed; [`Young`]).
     hold_open: bool,
     held: StateMap<Row>,
     /// Held lifetimes that ended, written first by the next flush.
