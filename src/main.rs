@@ -3,6 +3,11 @@
 use clap::Parser;
 use std::process::ExitCode;
 
+// mimalloc rather than glibc's malloc: an import allocates and frees a few small buffers
+// per message, and glibc's free lists were ~17 % of its CPU (BENCHMARKS.md, session 8).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match pfstatelog::cli::Cli::try_parse() {
         Ok(c) => c,
