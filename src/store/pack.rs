@@ -348,7 +348,7 @@ fn get_addrs(c: &mut Cur) -> Res<Vec<IpAddr>> {
 
 fn index_of(
     addrs: &mut Vec<IpAddr>,
-    idx: &mut std::collections::HashMap<IpAddr, u64>,
+    idx: &mut ahash::AHashMap<IpAddr, u64>,
     a: IpAddr,
 ) -> u64 {
     *idx.entry(a).or_insert_with(|| {
@@ -361,7 +361,7 @@ fn index_of(
 /// sorted by id.
 pub fn pack_ids(ids: &[(u64, Filed)]) -> Vec<u8> {
     let mut addrs = Vec::new();
-    let mut idx = std::collections::HashMap::new();
+    let mut idx = ahash::AHashMap::new();
     let mut body = Vec::with_capacity(ids.len() * 7);
     let (mut prev_id, mut prev_tb) = (ids.first().map_or(0, |i| i.0), 0i64);
     for (id, f) in ids {
@@ -410,7 +410,7 @@ pub type Pair = (i64, IpAddr, u16);
 
 pub fn pack_pairs(pairs: &[Pair]) -> Vec<u8> {
     let mut addrs = Vec::new();
-    let mut idx = std::collections::HashMap::new();
+    let mut idx = ahash::AHashMap::new();
     let mut body = Vec::with_capacity(pairs.len() * 4);
     let mut prev_tb = 0i64;
     for (tb, a, p) in pairs {
