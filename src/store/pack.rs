@@ -346,11 +346,7 @@ fn get_addrs(c: &mut Cur) -> Res<Vec<IpAddr>> {
         .collect()
 }
 
-fn index_of(
-    addrs: &mut Vec<IpAddr>,
-    idx: &mut ahash::AHashMap<IpAddr, u64>,
-    a: IpAddr,
-) -> u64 {
+fn index_of(addrs: &mut Vec<IpAddr>, idx: &mut ahash::AHashMap<IpAddr, u64>, a: IpAddr) -> u64 {
     *idx.entry(a).or_insert_with(|| {
         addrs.push(a);
         addrs.len() as u64 - 1

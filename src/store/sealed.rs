@@ -95,9 +95,14 @@ fn to_i64(v: u64) -> i64 {
     v as i64
 }
 
+/// (class, sealed bucket).
+type Bucket = (i64, i64);
+/// An address as a sort key (`addr_key`).
+type AddrKey = (bool, u128);
+
 /// An address as a sort key: groups equal addresses (IPv4 before IPv6), cheaper to compare
 /// than `IpAddr`.
-fn addr_key(a: &IpAddr) -> (bool, u128) {
+fn addr_key(a: &IpAddr) -> AddrKey {
     match a {
         IpAddr::V4(v) => (false, u128::from(u32::from(*v))),
         IpAddr::V6(v) => (true, u128::from(*v)),
@@ -124,7 +129,7 @@ pub fn write_seal(
     let names: &Names = names;
     // Sorted vectors of plain keys rather than maps: one sort each, the inserts in key
     // order, and no walk through the rows (~200 bytes each) while sorting.
-    let mut order: Vec<((i64, i64), (bool, u128), u16, u32)> = Vec::with_capacity(rows.len());
+    let mut order: Vec<(Bucket, AddrKey, u16, u32)> = Vec::with_capacity(rows.len());
     // History finds a host's groups through 72-minute buckets (as states_private), each
     // pair with the sealed bucket its group is in.
     let mut private = Vec::with_capacity(rows.len());
@@ -198,10 +203,7 @@ pub fn write_seal(
     for (n, &(cb, host, tb, _, port, i)) in private.iter().enumerate() {
         let r = &rows[i as usize];
         pairs.push((tb, r.w_addr[1], port));
-        if private
-            .get(n + 1)
-            .is_some_and(|x| (x.0, x.1) == (cb, host))
-        {
+        if private.get(n + 1).is_some_and(|x| (x.0, x.1) == (cb, host)) {
             continue;
         }
         put.execute(params![
@@ -616,7 +618,10 @@ pub fn take(
             }
             tx.prepare_cached("UPDATE sealed_buckets SET n = n - ?3 WHERE dcls = ?1 AND tb = ?2")?
                 .execute(params![f.dcls, f.tb, mine.len() as i64])?;
-            count_creators(tx, &[(k.creator_id, -(mine.len() as i64))].into_iter().collect())?;
+            count_creators(
+                tx,
+                &[(k.creator_id, -(mine.len() as i64))].into_iter().collect(),
+            )?;
             taken.extend(mine);
         }
     }
