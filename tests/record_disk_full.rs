@@ -135,14 +135,24 @@ fn fill(path: &Path) -> u64 {
 
 /// Every stored lifetime without its times (live capture restamps packets), sorted.
 fn rows(db: &Path) -> Vec<String> {
-    // The reference imports sealed their closed lifetimes: one row each again, first.
+    // Sealed lifetimes become one row each again, in a copy: the database may be a running
+    // recorder's, on a full disk, and the test must not write it.
     let sealed: i64 = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .and_then(|c| c.query_row("SELECT count(*) FROM seals", [], |r| r.get(0)))
         .unwrap_or(0);
-    if sealed > 0 {
-        let c = Connection::open(db).expect("open");
+    let copy = tempfile::tempdir().expect("tmp");
+    let db = if sealed > 0 {
+        let to = copy.path().join("copy.db");
+        Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| c.execute("VACUUM INTO ?1", [to.display().to_string()]))
+            .expect("copy the database");
+        let c = Connection::open(&to).expect("open the copy");
         pfstatelog::store::unseal_all(&c).expect("unseal");
-    }
+        to
+    } else {
+        db.to_path_buf()
+    };
+    let db = db.as_path();
     let c = Connection::open_with_flags(
         db,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -167,6 +177,27 @@ fn rows(db: &Path) -> Vec<String> {
     let mut v = row_strings(&mut st);
     v.sort();
     v
+}
+
+/// `rows` as a running recorder promises them: the counters of a young open lifetime may
+/// be up to a minute behind (its journal row is rewritten only then; a clean stop writes
+/// them all), so they are left out of open rows. Whether a commit during the full period
+/// fitted in WAL space decides which counters the journal got.
+fn open_rows_without_counters(v: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = v
+        .iter()
+        .map(|r| {
+            let mut f: Vec<&str> = r.split('|').collect();
+            if f.get(16) == Some(&"Integer(1)") {
+                for x in f.iter_mut().skip(18).take(4) {
+                    *x = "-";
+                }
+            }
+            f.join("|")
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// (status, packets) of the database's runs.
@@ -360,7 +391,9 @@ fn body(iface: &str, link: &Veth) {
 
     // 1. Before: sent, captured and committed.
     tx.send_all(&frames[..a]);
-    wait_until(&mut p, "the first third committed", |_| rows(&db) == rows_a);
+    wait_until(&mut p, "the first third committed", |_| {
+        open_rows_without_counters(&rows(&db)) == open_rows_without_counters(&rows_a)
+    });
     assert_eq!(events(&p), want[..n_a]);
 
     // 2. Full: the recorder says so once, keeps capturing, commits nothing, loses nothing.
@@ -432,7 +465,7 @@ fn body(iface: &str, link: &Veth) {
     std::fs::remove_file(&filler).expect("remove the filler");
     let freed = Instant::now();
     wait_until(&mut p, "the first two thirds committed", |_| {
-        rows(&db) == rows_b
+        open_rows_without_counters(&rows(&db)) == open_rows_without_counters(&rows_b)
     });
     let recovered = freed.elapsed();
     wait_until(
@@ -459,7 +492,7 @@ fn body(iface: &str, link: &Veth) {
     // 4. After: captured and committed as usual.
     tx.send_all(&frames[b..]);
     wait_until(&mut p, "all of the capture committed", |_| {
-        rows(&db) == rows_all
+        open_rows_without_counters(&rows(&db)) == open_rows_without_counters(&rows_all)
     });
 
     // 5. SIGTERM: exit 0, and every state of the capture is stored, once.
