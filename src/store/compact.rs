@@ -59,7 +59,7 @@ pub fn seal_closed_rows(
         drop(del);
         if !seal.is_empty() {
             let no = sealed::next_seal(&tx)?;
-            sealed::write_seal(&tx, &seal, no, &mut names)?;
+            sealed::write_seal(&tx, &seal, no, &mut names, &|_, n| n)?;
             done.lifetimes += seal.len() as u64;
         }
         tx.commit()?;

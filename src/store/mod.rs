@@ -37,6 +37,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_young",
         include_str!("../../migrations/0005_young.sql"),
     ),
+    (
+        "0006_hashed_groups",
+        include_str!("../../migrations/0006_hashed_groups.sql"),
+    ),
 ];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

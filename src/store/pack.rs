@@ -161,10 +161,27 @@ pub struct Public<'a> {
 
 /// Pack `rows` (one group, any order: sorted here by start) into a blob.
 /// `name` maps an ifname to its id in `names`.
-pub fn pack_rows(rows: &mut [&Stored], mut name: impl FnMut(&str) -> u64) -> Vec<u8> {
-    rows.sort_by_key(|r| (r.start, r.creator_id, r.state_id));
+pub fn pack_rows(rows: &mut [&Stored], name: impl FnMut(&str) -> u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(rows.len() * 48);
-    let (mut start, mut creator, mut id) = (0i64, 0i64, 0i64);
+    pack_rows_from(&mut out, rows, name, Base::default());
+    out
+}
+
+/// What the first lifetime of a packed run is a delta from: (start, creator, state id).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Base(i64, i64, i64);
+
+/// [`pack_rows`] into `out`, the first lifetime's start, creator and id as deltas from
+/// `base` (the row's first lifetime, in a hashed group: most runs there hold one or two
+/// lifetimes, and absolute values cost ~22 bytes each).
+fn pack_rows_from(
+    out: &mut Vec<u8>,
+    rows: &mut [&Stored],
+    mut name: impl FnMut(&str) -> u64,
+    base: Base,
+) {
+    rows.sort_by_key(|r| (r.start, r.creator_id, r.state_id));
+    let Base(mut start, mut creator, mut id) = base;
     for r in rows.iter() {
         let s0_differs = r.s_addr[0] != r.w_addr[0] || r.s_port[0] != r.w_port[0];
         let mut f = (u32::from(r.reason.min(3)) << REASON_SHIFT)
@@ -184,7 +201,7 @@ pub fn pack_rows(rows: &mut [&Stored], mut name: impl FnMut(&str) -> u64) -> Vec
                 f |= bit;
             }
         }
-        put(&mut out, f);
+        put(out, f);
         if code(r.af, AFS) == 3 {
             out.push(r.af);
         }
@@ -192,49 +209,60 @@ pub fn pack_rows(rows: &mut [&Stored], mut name: impl FnMut(&str) -> u64) -> Vec
             out.push(r.direction);
         }
         out.push(r.proto);
-        put(&mut out, r.start.wrapping_sub(start));
-        put(&mut out, r.end.wrapping_sub(r.start));
+        put(out, r.start.wrapping_sub(start));
+        put(out, r.end.wrapping_sub(r.start));
         // start = first full message - its creation age in whole seconds.
-        put_secs(&mut out, r.first.wrapping_sub(r.start));
-        put(&mut out, r.updated.wrapping_sub(r.first));
-        put(&mut out, r.last.wrapping_sub(r.end));
-        put(&mut out, i64::from(r.creator_id).wrapping_sub(creator));
-        put(&mut out, (r.state_id as i64).wrapping_sub(id));
-        put(&mut out, name(&r.ifname));
-        put_addr(&mut out, &r.w_addr[0]);
+        put_secs(out, r.first.wrapping_sub(r.start));
+        put(out, r.updated.wrapping_sub(r.first));
+        put(out, r.last.wrapping_sub(r.end));
+        put(out, i64::from(r.creator_id).wrapping_sub(creator));
+        put(out, (r.state_id as i64).wrapping_sub(id));
+        put(out, name(&r.ifname));
+        put_addr(out, &r.w_addr[0]);
         out.extend_from_slice(&r.w_port[0].to_be_bytes());
-        put_addr(&mut out, &r.s_addr[1]);
+        put_addr(out, &r.s_addr[1]);
         out.extend_from_slice(&r.s_port[1].to_be_bytes());
         if s0_differs {
-            put_addr(&mut out, &r.s_addr[0]);
+            put_addr(out, &r.s_addr[0]);
             out.extend_from_slice(&r.s_port[0].to_be_bytes());
         }
         if f & F_RDOMAINS != 0 {
-            put(&mut out, r.w_rdomain);
-            put(&mut out, r.s_rdomain);
+            put(out, r.w_rdomain);
+            put(out, r.s_rdomain);
         }
         if f & F_S_AF_DIFFERS != 0 {
             out.push(r.s_af);
         }
-        put(&mut out, r.expire);
+        put(out, r.expire);
         for v in [r.packets[0], r.packets[1], r.bytes[0], r.bytes[1]] {
-            put(&mut out, v);
+            put(out, v);
         }
-        put(&mut out, r.rule);
+        put(out, r.rule);
         (start, creator, id) = (r.start, i64::from(r.creator_id), r.state_id as i64);
     }
-    out
 }
 
 /// Unpack a group's blob; `name` resolves an ifname id (None: damage).
 pub fn unpack_rows(
     blob: &[u8],
     public: Public,
-    mut name: impl FnMut(u64) -> Option<String>,
+    name: impl FnMut(u64) -> Option<String>,
 ) -> Res<Vec<Stored>> {
-    let mut c = Cur { b: blob };
     let mut out = Vec::new();
-    let (mut start, mut creator, mut id) = (0i64, 0i64, 0i64);
+    unpack_rows_from(&mut out, blob, public, name, Base::default())?;
+    Ok(out)
+}
+
+/// The inverse of [`pack_rows_from`], appending to `out`.
+fn unpack_rows_from(
+    out: &mut Vec<Stored>,
+    blob: &[u8],
+    public: Public,
+    mut name: impl FnMut(u64) -> Option<String>,
+    base: Base,
+) -> Res<()> {
+    let mut c = Cur { b: blob };
+    let Base(mut start, mut creator, mut id) = base;
     while !c.done() {
         let f: u32 = c.var("flags")?;
         let raw = |c: &mut Cur, code: u32, usual: [u8; 3]| -> Res<u8> {
@@ -309,6 +337,108 @@ pub fn unpack_rows(
             rule,
             flavor: if f & F_FREEBSD != 0 { 5 } else { 6 },
         });
+    }
+    Ok(())
+}
+
+/// The row a public pair's lifetimes go to in a bucket of `2^bits` hashed groups.
+///
+/// Stored on disk (the row key), so this function must never change: FNV-1a over the
+/// address bytes and the port, high bits first. (Not ahash or std's hasher: their output
+/// may change between versions or runs.)
+pub fn hashed_group(addr: &IpAddr, port: u16, bits: u32) -> i64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(PRIME);
+    };
+    match addr {
+        IpAddr::V4(v) => v.octets().into_iter().for_each(&mut eat),
+        IpAddr::V6(v) => v.octets().into_iter().for_each(&mut eat),
+    }
+    port.to_be_bytes().into_iter().for_each(&mut eat);
+    // A final mix: FNV's high bits depend weakly on the last bytes.
+    h ^= h >> 29;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 32;
+    match bits {
+        0 => 0,
+        b => (h >> (64 - b.min(62))) as i64,
+    }
+}
+
+/// Pack the lifetimes of a hashed group (several public pairs): per pair, its address
+/// (length byte, bytes), port and the length of its lifetimes packed as [`pack_rows`]
+/// packs them, then those. A reader after one pair skips the others unread.
+pub fn pack_sections(rows: &mut [&Stored], mut name: impl FnMut(&str) -> u64) -> Vec<u8> {
+    rows.sort_by(|a, b| {
+        (a.w_addr[1], a.w_port[1], a.start, a.creator_id, a.state_id).cmp(&(
+            b.w_addr[1],
+            b.w_port[1],
+            b.start,
+            b.creator_id,
+            b.state_id,
+        ))
+    });
+    let mut out = Vec::with_capacity(rows.len() * 48);
+    let base = rows.first().map_or(Base::default(), |r| {
+        Base(r.start, i64::from(r.creator_id), r.state_id as i64)
+    });
+    for v in [base.0, base.1, base.2] {
+        put(&mut out, v);
+    }
+    let mut body = Vec::with_capacity(256);
+    let mut at = 0;
+    while at < rows.len() {
+        let (addr, port) = (rows[at].w_addr[1], rows[at].w_port[1]);
+        let n = rows[at..]
+            .iter()
+            .take_while(|r| r.w_addr[1] == addr && r.w_port[1] == port)
+            .count();
+        body.clear();
+        pack_rows_from(&mut body, &mut rows[at..at + n], &mut name, base);
+        out.push(if addr.is_ipv6() { 16 } else { 4 });
+        put_addr(&mut out, &addr);
+        out.extend_from_slice(&port.to_be_bytes());
+        put(&mut out, body.len() as u64);
+        out.extend_from_slice(&body);
+        at += n;
+    }
+    out
+}
+
+/// Unpack a hashed group's blob: every pair's lifetimes, or those of `only`.
+pub fn unpack_sections(
+    blob: &[u8],
+    only: Option<(&IpAddr, u16)>,
+    mut name: impl FnMut(u64) -> Option<String>,
+) -> Res<Vec<Stored>> {
+    let mut c = Cur { b: blob };
+    let mut out = Vec::new();
+    if c.done() {
+        return Ok(out);
+    }
+    let base = Base(
+        c.var("base start")?,
+        c.var("base creator")?,
+        c.var("base id")?,
+    );
+    while !c.done() {
+        let addr = match c.byte("address length")? {
+            4 => c.addr(false)?,
+            16 => c.addr(true)?,
+            _ => return Err(Damaged("address length")),
+        };
+        let port = c.port()?;
+        let len: u64 = c.var("section length")?;
+        let len = usize::try_from(len).map_err(|_| Damaged("section length"))?;
+        let body = c.take(len, "section")?;
+        if only.is_some_and(|(a, p)| *a != addr || p != port) {
+            continue;
+        }
+        let public = Public { addr: &addr, port };
+        unpack_rows_from(&mut out, body, public, &mut name, base)?;
     }
     Ok(out)
 }
@@ -544,6 +674,101 @@ pub(crate) mod tests {
             let _ = unpack_ids(&b, 0);
             let _ = unpack_pairs(&b);
         }
+    }
+
+    /// 30 lifetimes over 7 public pairs, IPv4 and IPv6, two creators.
+    fn several_pairs() -> Vec<Stored> {
+        let v6: IpAddr = "2001:db8:ffff::1".parse().expect("v6");
+        (0..30u64)
+            .map(|i| {
+                let mut s = stored(i);
+                s.w_addr[1] = if i % 7 == 3 {
+                    v6
+                } else {
+                    IpAddr::from([203, 0, 113, (i % 3) as u8])
+                };
+                s.w_port[1] = 50000 + (i % 7) as u16;
+                s.creator_id = if i % 4 == 0 { 0x5e6f_7a8b } else { 0x1a2b_3c4d };
+                s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_hashed_group_round_trips_every_pair_and_reads_one_pair_alone() {
+        let rows = several_pairs();
+        let (name, table) = names();
+        let mut refs: Vec<&Stored> = rows.iter().collect();
+        let blob = pack_sections(&mut refs, name);
+        let get = |i: u64| table.get(i as usize).cloned();
+        let key = |r: &Stored| (r.w_addr[1], r.w_port[1], r.start, r.creator_id, r.state_id);
+        let mut back = unpack_sections(&blob, None, get).expect("decodes");
+        back.sort_by_key(key);
+        let mut want = rows.clone();
+        want.sort_by_key(key);
+        assert_eq!(back, want);
+        let one = (rows[3].w_addr[1], rows[3].w_port[1]);
+        let alone = unpack_sections(&blob, Some((&one.0, one.1)), get).expect("one pair");
+        assert!(!alone.is_empty());
+        assert!(alone.iter().all(|r| (r.w_addr[1], r.w_port[1]) == one));
+        assert_eq!(
+            alone.len(),
+            rows.iter()
+                .filter(|r| (r.w_addr[1], r.w_port[1]) == one)
+                .count()
+        );
+        let absent = IpAddr::from([198, 51, 100, 1]);
+        assert!(unpack_sections(&blob, Some((&absent, 1)), get)
+            .expect("no such pair")
+            .is_empty());
+        // Deltas from the row's first lifetime: each pair's run costs less than packed
+        // alone (its first start, creator and id absolute, ~22 bytes).
+        let alone_total: usize = want
+            .chunk_by(|a, b| (a.w_addr[1], a.w_port[1]) == (b.w_addr[1], b.w_port[1]))
+            .map(|run| pack_rows(&mut run.iter().collect::<Vec<_>>(), names().0).len())
+            .sum();
+        assert!(
+            blob.len() + 7 * 10 < alone_total,
+            "{} bytes, {alone_total} as separate groups",
+            blob.len()
+        );
+        for cut in 0..blob.len() {
+            let _ = unpack_sections(&blob[..cut], None, get);
+        }
+        for i in 0..blob.len() {
+            let mut b = blob.clone();
+            b[i] ^= 0xff;
+            let _ = unpack_sections(&b, None, get);
+            let _ = unpack_sections(&b, Some((&one.0, one.1)), get);
+        }
+    }
+
+    const HASHED_GOLDEN: [i64; 3] = [785, 824, 31180];
+
+    #[test]
+    fn the_hashed_group_of_a_pair_never_changes() {
+        // Row keys on disk: these values are fixed forever (migrations/0006).
+        let a = IpAddr::from([203, 0, 113, 5]);
+        let v6: IpAddr = "2001:db8::1".parse().expect("v6");
+        assert_eq!(hashed_group(&a, 61234, 0), 0);
+        let g = [
+            hashed_group(&a, 61234, 10),
+            hashed_group(&a, 61235, 10),
+            hashed_group(&v6, 443, 16),
+        ];
+        assert_eq!(g, [HASHED_GOLDEN[0], HASHED_GOLDEN[1], HASHED_GOLDEN[2]]);
+        // Spread: 4 addresses x 15,535 ports over 1,024 groups, none far from the mean.
+        let mut n = vec![0u32; 1024];
+        for x in 0..4u8 {
+            for p in 50001..=65535u16 {
+                n[hashed_group(&IpAddr::from([203, 0, 113, x]), p, 10) as usize] += 1;
+            }
+        }
+        let (lo, hi) = (n.iter().min().copied(), n.iter().max().copied());
+        assert!(
+            lo > Some(30) && hi < Some(100),
+            "{lo:?}..{hi:?} per group, mean 60"
+        );
     }
 
     #[test]

@@ -87,8 +87,95 @@ pub fn filed(r: &Stored) -> (i64, i64) {
     (c, sealed_bucket_of(r.start, c))
 }
 
-fn unpack(blob: &[u8], addr: &IpAddr, port: u16, names: &Names) -> Result<Vec<Stored>, Damaged> {
-    pack::unpack_rows(blob, Public { addr, port }, |i| names.name(i))
+/// Lifetimes a hashed group is sized for: rows of ~0.5 KB stay within their B-tree page
+/// (a row that spills into an overflow page wastes most of that page).
+const PER_GROUP: u64 = 8;
+/// At most 2^24 groups per bucket.
+const MAX_BITS: u32 = 24;
+
+/// How a bucket's rows are keyed (migrations/0006_hashed_groups.sql).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One row per public pair (buckets written before schema 6).
+    Pairs,
+    /// 2^bits rows, by hash of the public pair.
+    Hashed(u32),
+}
+
+impl Layout {
+    /// The layout of a new bucket expected to hold `n` lifetimes.
+    pub fn for_expected(n: u64) -> Layout {
+        let groups = n.div_ceil(PER_GROUP).max(1);
+        Layout::Hashed((64 - (groups - 1).leading_zeros()).min(MAX_BITS))
+    }
+
+    /// The row key (w_addr1, w_port1) of a public pair's lifetimes.
+    fn key(self, addr: &IpAddr, port: u16) -> (Vec<u8>, i64) {
+        match self {
+            Layout::Pairs => (addr_blob(addr), i64::from(port)),
+            Layout::Hashed(bits) => (Vec::new(), pack::hashed_group(addr, port, bits)),
+        }
+    }
+
+    fn bits(self) -> Option<u32> {
+        match self {
+            Layout::Pairs => None,
+            Layout::Hashed(b) => Some(b),
+        }
+    }
+}
+
+/// The layout of bucket (c, b); None: no such bucket.
+fn layout_of(conn: &Connection, c: i64, b: i64) -> rusqlite::Result<Option<Layout>> {
+    let bits: Option<Option<i64>> = conn
+        .prepare_cached("SELECT bits FROM sealed_buckets WHERE dcls = ?1 AND tb = ?2")?
+        .query_row(params![c, b], |r| r.get(0))
+        .optional()?;
+    Ok(bits.map(|b| match b {
+        None => Layout::Pairs,
+        Some(b) => Layout::Hashed(u32::try_from(b).unwrap_or(0).min(MAX_BITS)),
+    }))
+}
+
+/// Pack a row of lifetimes by its key: an empty address is a hashed group.
+fn pack_row(key_addr: &[u8], rows: &mut [&Stored], names: &Names) -> Vec<u8> {
+    if key_addr.is_empty() {
+        pack::pack_sections(rows, |n| names.id(n))
+    } else {
+        pack::pack_rows(rows, |n| names.id(n))
+    }
+}
+
+/// Unpack a row by its key: every lifetime, or those of the public pair `only`.
+fn unpack_row(
+    (key_addr, key_port): (&[u8], i64),
+    blob: &[u8],
+    names: &Names,
+    only: Option<(&IpAddr, u16)>,
+) -> Result<Vec<Stored>, Damaged> {
+    if key_addr.is_empty() {
+        return pack::unpack_sections(blob, only, |i| names.name(i));
+    }
+    let addr = super::blob_addr(key_addr).ok_or(Damaged("row address"))?;
+    let port = u16::try_from(key_port).map_err(|_| Damaged("row port"))?;
+    if only.is_some_and(|(a, p)| *a != addr || p != port) {
+        return Ok(Vec::new());
+    }
+    pack::unpack_rows(blob, Public { addr: &addr, port }, |i| names.name(i))
+}
+
+/// How many lifetimes a bucket of class `c` may get, from the `n` of this seal and the rate
+/// the writer has sealed that class at so far (`total` lifetimes over `span_us` of traffic).
+pub fn expected_in_bucket(c: i64, n: u64, total: u64, span_us: Micros) -> u64 {
+    let width = usize::try_from(c)
+        .ok()
+        .and_then(sealed_shift)
+        .map_or(span_us, |s| 1i64 << s);
+    if span_us < 1_000_000 {
+        return n;
+    }
+    let by_rate = (total as f64) * (width as f64) / (span_us as f64);
+    n.max(by_rate.min(1e12) as u64)
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -110,11 +197,15 @@ fn addr_key(a: &IpAddr) -> AddrKey {
 }
 
 /// Write `rows` (closed lifetimes new to the store) as seal number `seal`.
+///
+/// A bucket this seal creates gets the layout for the lifetimes `expect(class, n)` says it
+/// will hold, `n` being those of this seal.
 pub fn write_seal(
     tx: &Connection,
     rows: &[Stored],
     seal: i64,
     names: &mut Names,
+    expect: &dyn Fn(i64, u64) -> u64,
 ) -> rusqlite::Result<()> {
     if rows.is_empty() {
         return Ok(());
@@ -129,7 +220,7 @@ pub fn write_seal(
     let names: &Names = names;
     // Sorted vectors of plain keys rather than maps: one sort each, the inserts in key
     // order, and no walk through the rows (~200 bytes each) while sorting.
-    let mut order: Vec<(Bucket, AddrKey, u16, u32)> = Vec::with_capacity(rows.len());
+    let mut order: Vec<(Bucket, AddrKey, i64, u32)> = Vec::with_capacity(rows.len());
     // History finds a host's groups through 72-minute buckets (as states_private), each
     // pair with the sealed bucket its group is in.
     let mut private = Vec::with_capacity(rows.len());
@@ -137,10 +228,34 @@ pub fn write_seal(
     let mut ends: HashMap<(u32, u8), Micros> = HashMap::default();
     let mut buckets: HashMap<(i64, i64), (i64, Micros, Micros, Micros)> = HashMap::default();
     let mut creators: HashMap<u32, i64> = HashMap::default();
-    for (i, r) in rows.iter().enumerate() {
-        let (c, b) = filed(r);
+    let filed: Vec<Bucket> = rows.iter().map(filed).collect();
+    for (r, &(c, b)) in rows.iter().zip(&filed) {
+        let k = buckets.entry((c, b)).or_insert((0, r.start, r.last, r.end));
+        k.0 += 1;
+        k.1 = k.1.min(r.start);
+        k.2 = k.2.max(r.last);
+        k.3 = k.3.max(r.end);
+    }
+    // Each bucket keeps the layout it was created with.
+    let mut layouts: HashMap<Bucket, Layout> = HashMap::default();
+    for (&(c, b), &(n, ..)) in &buckets {
+        let l = match layout_of(tx, c, b)? {
+            Some(l) => l,
+            None => Layout::for_expected(expect(c, n as u64)),
+        };
+        layouts.insert((c, b), l);
+    }
+    for (i, (r, &(c, b))) in rows.iter().zip(&filed).enumerate() {
         let public = addr_key(&r.w_addr[1]);
-        order.push(((c, b), public, r.w_port[1], i as u32));
+        order.push(match layouts[&(c, b)] {
+            Layout::Pairs => ((c, b), public, i64::from(r.w_port[1]), i as u32),
+            Layout::Hashed(bits) => (
+                (c, b),
+                (false, 0),
+                pack::hashed_group(&r.w_addr[1], r.w_port[1], bits),
+                i as u32,
+            ),
+        });
         private.push((
             (c, history_bucket(r.start, c)),
             addr_key(&r.s_addr[1]),
@@ -161,11 +276,6 @@ pub fn write_seal(
         ));
         let e = ends.entry(g).or_insert(r.end);
         *e = (*e).max(r.end);
-        let k = buckets.entry((c, b)).or_insert((0, r.start, r.last, r.end));
-        k.0 += 1;
-        k.1 = k.1.min(r.start);
-        k.2 = k.2.max(r.last);
-        k.3 = k.3.max(r.end);
         *creators.entry(r.creator_id).or_default() += 1;
     }
     order.sort_unstable();
@@ -181,11 +291,15 @@ pub fn write_seal(
         {
             continue;
         }
-        let blob = pack::pack_rows(&mut group, |n| names.id(n));
+        let key = match layouts[&cb] {
+            Layout::Pairs => addr_blob(&rows[i as usize].w_addr[1]),
+            Layout::Hashed(_) => Vec::new(),
+        };
+        let blob = pack_row(&key, &mut group, names);
         put.execute(params![
             cb.0,
             cb.1,
-            addr_blob(&rows[i as usize].w_addr[1]),
+            key,
             port,
             seal,
             group.len() as i64,
@@ -238,18 +352,19 @@ pub fn write_seal(
         }
     }
     let mut up = tx.prepare_cached(
-        "INSERT INTO sealed_buckets (dcls, tb, seals, n, first_us, last_us, end_us) VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)
+        "INSERT INTO sealed_buckets (dcls, tb, seals, n, first_us, last_us, end_us, bits) VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (dcls, tb) DO UPDATE SET seals = seals + 1, n = n + excluded.n,
             first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us),
             end_us = max(end_us, excluded.end_us)",
     )?;
     for ((c, b), (n, first, last, end)) in buckets {
-        up.execute(params![c, b, n, first, last, end])?;
+        let bits = layouts[&(c, b)].bits();
+        up.execute(params![c, b, n, first, last, end, bits])?;
     }
     count_creators(tx, &creators)
 }
 
-/// One group row: the lifetimes of a public pair (addr as stored) in bucket (c, b), packed.
+/// One group row in bucket (c, b), keyed (addr, port) as `Layout::key` keys it, packed.
 fn put_group(
     tx: &Connection,
     names: &Names,
@@ -257,7 +372,7 @@ fn put_group(
     seal: i64,
     rows: &mut [&Stored],
 ) -> rusqlite::Result<()> {
-    let blob = pack::pack_rows(rows, |n| names.id(n));
+    let blob = pack_row(addr, rows, names);
     tx.prepare_cached(
         "INSERT INTO sealed (dcls, tb, w_addr1, w_port1, seal, n, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
@@ -324,6 +439,13 @@ pub fn buckets_to_merge(
         .collect())
 }
 
+/// When the bucket a lifetime [start, end] is filed in can get no more lifetimes: the
+/// latest end any lifetime of its class and bucket can have (None: unbounded).
+pub fn complete_at(start: Micros, end: Micros) -> Option<Micros> {
+    let c = class_of(end - start);
+    bucket_end(c, sealed_bucket_of(start, c))
+}
+
 /// The latest end a lifetime of class `c` filed in bucket `b` can have (None: unbounded).
 fn bucket_end(c: i64, b: i64) -> Option<Micros> {
     let shift = sealed_shift(usize::try_from(c).ok()?)?;
@@ -370,13 +492,12 @@ pub fn merge_bucket(tx: &Connection, names: &Names, c: i64, b: i64) -> rusqlite:
             if blobs.len() < 2 {
                 continue;
             }
-            let addr = super::blob_addr(&a);
             let mut all = Vec::new();
             for (_, blob) in &blobs {
                 // A damaged blob is kept as it is rather than merged (and lost).
-                match addr.map(|ad| unpack(blob, &ad, p as u16, names)) {
-                    Some(Ok(v)) => all.push(v),
-                    _ => {
+                match unpack_row((&a, p), blob, names, None) {
+                    Ok(v) => all.push(v),
+                    Err(_) => {
                         all.clear();
                         break;
                     }
@@ -577,15 +698,18 @@ pub fn take(
     let places = index.places(tx, k)?;
     let mut taken = Vec::new();
     for f in places {
-        let a = addr_blob(&f.addr);
+        let Some(layout) = layout_of(tx, f.dcls, f.tb)? else {
+            continue;
+        };
+        let (a, port) = layout.key(&f.addr, f.port);
         let groups: Vec<(i64, Vec<u8>)> = tx
             .prepare_cached(
                 "SELECT seal, rows FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
             )?
-            .query_map(params![f.dcls, f.tb, a, f.port], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(params![f.dcls, f.tb, a, port], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         for (seal, blob) in groups {
-            let Ok(rows) = unpack(&blob, &f.addr, f.port, names) else {
+            let Ok(rows) = unpack_row((&a, port), &blob, names, None) else {
                 continue;
             };
             let (mine, rest): (Vec<Stored>, Vec<Stored>) = rows
@@ -598,10 +722,10 @@ pub fn take(
                 tx.prepare_cached(
                     "DELETE FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND seal = ?5",
                 )?
-                .execute(params![f.dcls, f.tb, a, f.port, seal])?;
+                .execute(params![f.dcls, f.tb, a, port, seal])?;
             } else {
                 let mut refs: Vec<&Stored> = rest.iter().collect();
-                let blob = pack::pack_rows(&mut refs, |n| names.id(n));
+                let blob = pack_row(&a, &mut refs, names);
                 tx.prepare_cached(
                     "UPDATE sealed SET n = ?6, rows = ?7
                       WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND seal = ?5",
@@ -610,7 +734,7 @@ pub fn take(
                     f.dcls,
                     f.tb,
                     a,
-                    f.port,
+                    port,
                     seal,
                     rest.len() as i64,
                     blob
@@ -642,13 +766,13 @@ pub fn each_in_bucket(
     let mut damaged = 0;
     while let Some(r) = rows.next()? {
         let (a, p, blob): (Vec<u8>, i64, Vec<u8>) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        match super::blob_addr(&a).map(|ad| unpack(&blob, &ad, p as u16, names)) {
-            Some(Ok(v)) => {
+        match unpack_row((&a, p), &blob, names, None) {
+            Ok(v) => {
                 for s in v {
                     f(s)?;
                 }
             }
-            _ => damaged += 1,
+            Err(_) => damaged += 1,
         }
     }
     Ok(damaged)
@@ -663,15 +787,19 @@ pub fn group(
     addr: &IpAddr,
     port: u16,
 ) -> rusqlite::Result<Vec<Stored>> {
+    let Some(layout) = layout_of(conn, c, b)? else {
+        return Ok(Vec::new());
+    };
+    let (a, p) = layout.key(addr, port);
     let mut st = conn.prepare_cached(
         "SELECT rows FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
     )?;
-    let mut rows = st.query(params![c, b, addr_blob(addr), port])?;
+    let mut rows = st.query(params![c, b, a, p])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let blob: Vec<u8> = r.get(0)?;
         // Damage in one group is skipped, as a damaged row of states is.
-        if let Ok(v) = unpack(&blob, addr, port, names) {
+        if let Ok(v) = unpack_row((&a, p), &blob, names, Some((addr, port))) {
             out.extend(v);
         }
     }
@@ -710,7 +838,8 @@ pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result
         .collect::<rusqlite::Result<_>>()?;
     let mut gone = 0u64;
     for (c, b, end) in buckets {
-        let mut keep: HashMap<(Vec<u8>, u16), Vec<Stored>> = HashMap::default();
+        let layout = layout_of(tx, c, b)?.unwrap_or(Layout::Pairs);
+        let mut keep: HashMap<(Vec<u8>, i64), Vec<Stored>> = HashMap::default();
         let mut removed: HashMap<u32, i64> = HashMap::default();
         let mut kept = 0i64;
         each_in_bucket(tx, names, c, b, |s| {
@@ -718,7 +847,7 @@ pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result
                 *removed.entry(s.creator_id).or_default() -= 1;
             } else {
                 kept += 1;
-                keep.entry((addr_blob(&s.w_addr[1]), s.w_port[1]))
+                keep.entry(layout.key(&s.w_addr[1], s.w_port[1]))
                     .or_default()
                     .push(s);
             }
@@ -736,7 +865,7 @@ pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result
         } else {
             for ((a, p), rows) in &keep {
                 let mut refs: Vec<&Stored> = rows.iter().collect();
-                put_group(tx, names, (c, b, a, i64::from(*p)), 0, &mut refs)?;
+                put_group(tx, names, (c, b, a, *p), 0, &mut refs)?;
             }
             let first = keep.values().flatten().map(|s| s.start).min().unwrap_or(0);
             tx.prepare_cached(
@@ -807,7 +936,7 @@ mod tests {
     fn seal(conn: &Connection, rows: &[Stored], no: i64) {
         let mut names = Names::load(conn).expect("names");
         let tx = conn.unchecked_transaction().expect("tx");
-        write_seal(&tx, rows, no, &mut names).expect("seal");
+        write_seal(&tx, rows, no, &mut names, &|_, n| n).expect("seal");
         tx.commit().expect("commit");
     }
 
@@ -869,6 +998,87 @@ mod tests {
         let after: Vec<_> = probes.iter().map(|t| who(&conn, *t)).collect();
         assert_eq!(before, after);
         assert!(buckets_to_merge(&conn, None).expect("buckets").is_empty());
+    }
+
+    #[test]
+    fn a_hashed_bucket_keeps_several_pairs_per_row_and_answers_for_each() {
+        let (_d, conn) = db();
+        // 64 lifetimes over 16 public pairs; eight per row: 8 rows.
+        let mut all = lifetimes(0, 64);
+        for (i, s) in all.iter_mut().enumerate() {
+            s.w_port[1] = 61234 + (i % 16) as u16;
+        }
+        seal(&conn, &all, 1);
+        let hashed: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sealed WHERE length(w_addr1) = 0",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(hashed, groups(&conn), "a new bucket is hashed");
+        assert!(groups(&conn) <= 8, "{} rows for 16 pairs", groups(&conn));
+        let bits: i64 = conn
+            .query_row("SELECT bits FROM sealed_buckets", [], |r| r.get(0))
+            .expect("bits");
+        assert_eq!(bits, 3);
+        // who for 192.0.2.2:61234 meets the lifetimes of that pair only.
+        let t = all[20].start + 11 * S;
+        let want: Vec<u64> = all
+            .iter()
+            .filter(|s| s.w_port[1] == 61234 && s.start <= t && s.end >= t)
+            .map(|s| s.state_id)
+            .collect();
+        let got: Vec<u64> = who(&conn, t).iter().map(|w| w.0).collect();
+        assert_eq!(got, want);
+        // Take one out of its row: the others of that row stay.
+        let names = Names::load(&conn).expect("names");
+        let k = StateRef {
+            id: all[16].state_id,
+            creator_id: all[16].creator_id,
+        };
+        let tx = conn.unchecked_transaction().expect("tx");
+        let taken = take(&tx, &mut SealIndex::default(), &names, &k).expect("take");
+        tx.commit().expect("commit");
+        assert_eq!(taken, vec![all[16].clone()]);
+        let left = crate::store::export::each_lifetime(&conn, 0, i64::MAX, |_| {
+            Ok::<(), rusqlite::Error>(())
+        })
+        .expect("walk");
+        assert_eq!((left.rows, left.damaged), (63, 0));
+    }
+
+    #[test]
+    fn a_bucket_written_before_schema_6_keeps_one_row_per_pair() {
+        let (_d, conn) = db();
+        let all = lifetimes(0, 6);
+        let (c, b) = filed(&all[0]);
+        // As schema 5 left it: the bucket exists, without bits.
+        conn.execute(
+            "INSERT INTO sealed_buckets (dcls, tb, seals, n, first_us, last_us, end_us)
+             VALUES (?1, ?2, 0, 0, ?3, ?3, ?3)",
+            params![c, b, all[0].start],
+        )
+        .expect("old bucket");
+        seal(&conn, &all[..3], 1);
+        seal(&conn, &all[3..], 2);
+        let by_pair: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sealed WHERE w_addr1 = x'c0000202' AND w_port1 = 61234",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!((by_pair, groups(&conn)), (2, 2));
+        let t = all[2].start + 11 * S;
+        let alive = all.iter().filter(|s| s.start <= t && s.end >= t).count();
+        assert_eq!((who(&conn, t).len(), alive), (5, 5));
+        let names = Names::load(&conn).expect("names");
+        let tx = conn.unchecked_transaction().expect("tx");
+        assert_eq!(merge_bucket(&tx, &names, c, b).expect("merge"), 6);
+        tx.commit().expect("commit");
+        assert_eq!(groups(&conn), 1);
+        assert_eq!(who(&conn, t).len(), 5);
     }
 
     #[test]

@@ -139,6 +139,13 @@ pub struct Writer {
     seal_index: SealIndex,
     /// Whether any seal exists, so messages about known states look there first.
     any_sealed: Option<bool>,
+    /// Lifetimes this writer sealed per duration class: the rate a new bucket's layout is
+    /// sized by (sealed::expected_in_bucket).
+    sealed_by_class: [u64; 16],
+    /// An import's ended lifetimes, waiting until no later packet can add to their sealed
+    /// bucket: each bucket is then written once, whole, in key order, and no merge reads
+    /// and rewrites it ([`Waiting`]).
+    waiting: Waiting,
     /// Keys whose sealed lifetimes were already looked for (a key that was not new never
     /// becomes new, so it can never be sealed later by this writer).
     looked: StateSet,
@@ -424,7 +431,50 @@ struct Journal {
     unjournaled: Vec<StateRef>,
     /// Whether the unsealed lifetimes were sealed.
     sealed_young: bool,
+    /// Waiting lifetimes this commit sealed or stored.
+    unwaited: Vec<StateRef>,
+    /// Indices into `ready` of the lifetimes that wait from this commit on.
+    wait: Vec<usize>,
 }
+
+/// Lifetimes an import waits to seal, by when their bucket is complete.
+#[derive(Debug, Default)]
+struct Waiting {
+    by_time: std::collections::BTreeMap<(Micros, StateRef), Row>,
+    when: StateMap<Micros>,
+}
+
+impl Waiting {
+    fn len(&self) -> usize {
+        self.when.len()
+    }
+
+    fn get(&self, k: &StateRef) -> Option<&Row> {
+        let t = self.when.get(k)?;
+        self.by_time.get(&(*t, *k))
+    }
+
+    fn insert(&mut self, r: Row, complete: Micros) {
+        let k = r.key();
+        if let Some(old) = self.when.insert(k, complete) {
+            self.by_time.remove(&(old, k));
+        }
+        self.by_time.insert((complete, k), r);
+    }
+
+    fn remove(&mut self, k: &StateRef) {
+        if let Some(t) = self.when.remove(k) {
+            self.by_time.remove(&(t, *k));
+        }
+    }
+}
+
+/// Lifetimes an import keeps waiting for their bucket, at most (~250 bytes each); beyond,
+/// those whose bucket completes first are sealed early (and merged later).
+const WAITING_MAX: usize = 1_000_000;
+/// An import seals a bucket once packets this much past its last possible end were read
+/// (later lifetimes of the bucket, from a disordered capture, go into a second seal).
+const WAIT_SLACK_US: Micros = 60_000_000;
 
 /// "Last seen" of a stored open lifetime: as written, and as known.
 #[derive(Debug, Clone, Copy)]
@@ -627,6 +677,8 @@ impl Writer {
             names,
             seal_index: SealIndex::default(),
             any_sealed: None,
+            sealed_by_class: [0; 16],
+            waiting: Waiting::default(),
             looked: StateSet::default(),
             young: Young {
                 young_for: if run.kind == "import" {
@@ -953,8 +1005,19 @@ impl Writer {
     pub fn flush(&mut self, counters: &RunCounters) -> Result<()> {
         let path = self.path.clone();
         match self.write_pending(counters) {
-            Ok(j) => {
+            Ok(mut j) => {
                 self.pending.clear();
+                for k in std::mem::take(&mut j.unwaited) {
+                    self.waiting.remove(&k);
+                }
+                for i in std::mem::take(&mut j.wait) {
+                    if let Some(r) = self.ready.get(i) {
+                        if let Some(t) = r.end.and_then(|e| sealed::complete_at(r.start, e.0)) {
+                            self.waiting
+                                .insert(r.clone(), t.saturating_add(WAIT_SLACK_US));
+                        }
+                    }
+                }
                 let ended = std::mem::take(&mut self.ready);
                 self.young
                     .commit(j, ended, &mut self.held, &mut self.lazy_last);
@@ -1011,11 +1074,51 @@ impl Writer {
                 }
             }
         }
+        // An import's waiting lifetimes: into states if a pending event names them (it
+        // merges there), sealed once their bucket is complete (or memory is short, or the
+        // import ends).
+        let mut unwaited = Vec::new();
+        let mut named_waiting: Vec<&StateRef> = named
+            .iter()
+            .filter(|k| self.waiting.when.contains_key(*k))
+            .collect();
+        named_waiting.sort_by_key(|k| (k.creator_id, k.id));
+        for k in named_waiting {
+            if let Some(r) = self.waiting.get(k) {
+                insert_row(&tx, r)?;
+                unwaited.push(*k);
+            }
+        }
+        let watermark = if self.hold_open {
+            counters.last_us.unwrap_or(Micros::MIN)
+        } else {
+            Micros::MAX
+        };
+        let over = (self.waiting.len() + self.ready.len()).saturating_sub(WAITING_MAX / 2);
+        let over = if self.waiting.len() + self.ready.len() > WAITING_MAX {
+            over
+        } else {
+            0
+        };
+        for (n, ((t, k), r)) in self.waiting.by_time.iter().enumerate() {
+            if *t > watermark && n >= over {
+                break;
+            }
+            if !named.contains(k) {
+                to_seal.push(r.stored());
+                unwaited.push(*k);
+            }
+        }
         let mut defer = Vec::new();
-        for r in &self.ready {
+        let mut wait = Vec::new();
+        for (i, r) in self.ready.iter().enumerate() {
             match r.end {
-                Some(_) if !named.contains(&r.key()) => {
-                    if seal_young {
+                Some(e) if !named.contains(&r.key()) => {
+                    let complete = sealed::complete_at(r.start, e.0)
+                        .map_or(Micros::MAX, |t| t.saturating_add(WAIT_SLACK_US));
+                    if self.hold_open && complete > watermark && over == 0 {
+                        wait.push(i);
+                    } else if seal_young {
                         to_seal.push(r.stored());
                     } else {
                         defer.push(r);
@@ -1040,6 +1143,8 @@ impl Writer {
         };
         journal.unjournaled = unjournal;
         journal.sealed_young = seal_young;
+        journal.unwaited = unwaited;
+        journal.wait = wait;
         if self.any_sealed.is_none() {
             let any: bool =
                 tx.query_row("SELECT EXISTS (SELECT 1 FROM seals)", [], |r| r.get(0))?;
@@ -1101,7 +1206,19 @@ impl Writer {
                 Some(n) => n,
                 None => sealed::next_seal(&tx)?,
             };
-            sealed::write_seal(&tx, &to_seal, no, &mut self.names)?;
+            for r in &to_seal {
+                let c = sealed::filed(r).0;
+                self.sealed_by_class[c.clamp(0, 15) as usize] += 1;
+            }
+            let by_class = self.sealed_by_class;
+            let span = match (counters.first_us, counters.last_us) {
+                (Some(a), Some(b)) => b.saturating_sub(a),
+                _ => 0,
+            };
+            let expect = |c: i64, n: u64| {
+                sealed::expected_in_bucket(c, n, by_class[c.clamp(0, 15) as usize], span)
+            };
+            sealed::write_seal(&tx, &to_seal, no, &mut self.names, &expect)?;
             self.next_seal = Some(no + 1);
             self.seal_index.reset();
             self.any_sealed = Some(true);
@@ -2178,6 +2295,69 @@ mod tests {
             })
             .expect("row");
         assert_eq!(last, t0 + 80 * S);
+    }
+
+    #[test]
+    fn an_import_writes_each_bucket_once_when_no_later_packet_can_add_to_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = dir.path().join("t.db").display().to_string();
+        let conn = crate::store::open_rw(&db).expect("open");
+        let run = RunInfo {
+            kind: "import",
+            source: "x.pcap".into(),
+            fingerprint: None,
+            started_wall: 0,
+        };
+        let mut w = Writer::new(conn, &db, &run).expect("writer");
+        let t0 = 1_700_000_000 * S;
+        let at = |t: Micros| RunCounters {
+            first_us: Some(t0),
+            last_us: Some(t),
+            ..RunCounters::default()
+        };
+        for id in 1..=3 {
+            open(&mut w, id, t0);
+            end(&mut w, id, t0, t0 + 5 * S);
+        }
+        w.flush(&at(t0 + 6 * S)).expect("flush");
+        let sealed = "SELECT count(*) FROM sealed";
+        assert_eq!(
+            count(w.conn(), sealed),
+            0,
+            "the bucket may still get lifetimes"
+        );
+
+        // A later message about a waiting lifetime (an earlier end, as from an overlapping
+        // capture) merges into it in states: the earliest end wins, nothing is duplicated.
+        end(&mut w, 1, t0, t0 + 4 * S);
+        w.flush(&at(t0 + 7 * S)).expect("flush");
+        assert_eq!(count(w.conn(), sealed), 0);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 1);
+
+        // Packets well past the bucket's last possible end: 2 and 3 sealed, in one seal.
+        w.flush(&at(t0 + 600 * S)).expect("flush");
+        assert_eq!(count(w.conn(), "SELECT sum(n) FROM sealed"), 2);
+        assert_eq!(
+            count(w.conn(), "SELECT max(seals) FROM sealed_buckets"),
+            1,
+            "written once: nothing to merge"
+        );
+        w.finish(&at(t0 + 600 * S), "done", 0).expect("finish");
+        let conn = Connection::open(&db).expect("open");
+        let mut l: Vec<(u64, Option<Micros>)> = lifetimes(&conn)
+            .iter()
+            .map(|l| (l.state_id, l.end))
+            .collect();
+        l.sort();
+        assert_eq!(
+            l,
+            vec![
+                (1, Some(t0 + 4 * S)),
+                (2, Some(t0 + 5 * S)),
+                (3, Some(t0 + 5 * S))
+            ]
+        );
+        assert_eq!(who_at(&conn, t0 + 2 * S).len(), 3);
     }
 
     #[test]

@@ -183,7 +183,7 @@ impl FullState {
 }
 
 /// (state id, creator id): what every compressed message names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StateRef {
     pub id: u64,
     pub creator_id: u32,

@@ -1,0 +1,14 @@
+-- pfstatelog schema 6: sealed groups of several public pairs, by hash.
+--
+-- Schema 4 filed each sealed lifetime in a row of its own public pair. Most pairs have one
+-- or two lifetimes per class and bucket (pf picks NAT ports at random; a LAN host's own
+-- address is its "public" side), so a row held 1.6 lifetimes on average: ~25 bytes of key
+-- and cell per lifetime, and an insert per lifetime and a half (BENCHMARKS.md, session 8).
+-- A bucket created now holds 2^bits rows: `w_addr1` empty and `w_port1` the group number
+-- (src/store/pack.rs, hashed_group: FNV-1a of the pair, fixed forever). Each row's blob
+-- holds its pairs one after the other (pack_sections), so `who` skips the other pairs of a
+-- row unread. `bits` is chosen when the bucket is first written, from the lifetimes the
+-- writer expects in it, for about eight per row. Buckets written before (bits NULL) keep
+-- one row per pair, and so do later seals into them; readers tell the two forms apart by
+-- the empty address.
+ALTER TABLE sealed_buckets ADD COLUMN bits INTEGER;
