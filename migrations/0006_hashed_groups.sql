@@ -12,3 +12,8 @@
 -- one row per pair, and so do later seals into them; readers tell the two forms apart by
 -- the empty address.
 ALTER TABLE sealed_buckets ADD COLUMN bits INTEGER;
+
+-- Id lists written now take each bucket as a delta from the previous of the same class
+-- (pack.rs, IdsForm::PerClass: form 1); those of schema 4 and 5 (form NULL) from the
+-- previous id's whatever its class, ~4 bytes more per lifetime.
+ALTER TABLE seals ADD COLUMN form INTEGER;

@@ -167,9 +167,38 @@ pub fn pack_rows(rows: &mut [&Stored], name: impl FnMut(&str) -> u64) -> Vec<u8>
     out
 }
 
-/// What the first lifetime of a packed run is a delta from: (start, creator, state id).
+/// What the first lifetime of a packed run is a delta from: (start, creator, state id);
+/// and whether its flags are in the order of hashed groups ([`SECTION_FLAGS`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Base(i64, i64, i64);
+struct Base(i64, i64, i64, bool);
+
+/// Flag bits of a lifetime in a hashed group: (bit as in a per-pair group, bit here). The
+/// common ones (NAT, direction, end reason) fit the varint's first byte, so most lifetimes
+/// spend one byte on flags instead of two.
+const SECTION_FLAGS: [(u32, u32); 14] = [
+    (1, 0),
+    (12, 1),
+    (13, 2),
+    (8, 3),
+    (9, 4),
+    (2, 5),
+    (5, 6),
+    (6, 7),
+    (7, 8),
+    (10, 9),
+    (11, 10),
+    (0, 11),
+    (3, 12),
+    (4, 13),
+];
+
+/// Move flag bits from one order to the other (`to_section`: group order -> section order).
+fn reorder_flags(f: u32, to_section: bool) -> u32 {
+    SECTION_FLAGS.iter().fold(0, |acc, &(g, sec)| {
+        let (from, to) = if to_section { (g, sec) } else { (sec, g) };
+        acc | (((f >> from) & 1) << to)
+    })
+}
 
 /// [`pack_rows`] into `out`, the first lifetime's start, creator and id as deltas from
 /// `base` (the row's first lifetime, in a hashed group: most runs there hold one or two
@@ -181,7 +210,7 @@ fn pack_rows_from(
     base: Base,
 ) {
     rows.sort_by_key(|r| (r.start, r.creator_id, r.state_id));
-    let Base(mut start, mut creator, mut id) = base;
+    let Base(mut start, mut creator, mut id, _) = base;
     for r in rows.iter() {
         let s0_differs = r.s_addr[0] != r.w_addr[0] || r.s_port[0] != r.w_port[0];
         let mut f = (u32::from(r.reason.min(3)) << REASON_SHIFT)
@@ -201,7 +230,7 @@ fn pack_rows_from(
                 f |= bit;
             }
         }
-        put(out, f);
+        put(out, if base.3 { reorder_flags(f, true) } else { f });
         if code(r.af, AFS) == 3 {
             out.push(r.af);
         }
@@ -262,9 +291,10 @@ fn unpack_rows_from(
     base: Base,
 ) -> Res<()> {
     let mut c = Cur { b: blob };
-    let Base(mut start, mut creator, mut id) = base;
+    let Base(mut start, mut creator, mut id, _) = base;
     while !c.done() {
         let f: u32 = c.var("flags")?;
+        let f = if base.3 { reorder_flags(f, false) } else { f };
         let raw = |c: &mut Cur, code: u32, usual: [u8; 3]| -> Res<u8> {
             if code == 3 {
                 c.byte("code")
@@ -368,9 +398,10 @@ pub fn hashed_group(addr: &IpAddr, port: u16, bits: u32) -> i64 {
     }
 }
 
-/// Pack the lifetimes of a hashed group (several public pairs): per pair, its address
-/// (length byte, bytes), port and the length of its lifetimes packed as [`pack_rows`]
-/// packs them, then those. A reader after one pair skips the others unread.
+/// Pack the lifetimes of a hashed group (several public pairs): the start, creator and id
+/// every run is a delta from, a table of the public addresses, then per pair its address
+/// (index), port and the length of its lifetimes packed as [`pack_rows`] packs them, then
+/// those. A reader after one pair skips the others unread.
 pub fn pack_sections(rows: &mut [&Stored], mut name: impl FnMut(&str) -> u64) -> Vec<u8> {
     rows.sort_by(|a, b| {
         (a.w_addr[1], a.w_port[1], a.start, a.creator_id, a.state_id).cmp(&(
@@ -382,14 +413,17 @@ pub fn pack_sections(rows: &mut [&Stored], mut name: impl FnMut(&str) -> u64) ->
         ))
     });
     let mut out = Vec::with_capacity(rows.len() * 48);
-    let base = rows.first().map_or(Base::default(), |r| {
-        Base(r.start, i64::from(r.creator_id), r.state_id as i64)
+    let base = rows.first().map_or(Base(0, 0, 0, true), |r| {
+        Base(r.start, i64::from(r.creator_id), r.state_id as i64, true)
     });
     for v in [base.0, base.1, base.2] {
         put(&mut out, v);
     }
+    let mut addrs: Vec<IpAddr> = rows.iter().map(|r| r.w_addr[1]).collect();
+    addrs.dedup();
+    put_addrs(&mut out, &addrs);
     let mut body = Vec::with_capacity(256);
-    let mut at = 0;
+    let (mut at, mut a) = (0, 0u64);
     while at < rows.len() {
         let (addr, port) = (rows[at].w_addr[1], rows[at].w_port[1]);
         let n = rows[at..]
@@ -398,8 +432,11 @@ pub fn pack_sections(rows: &mut [&Stored], mut name: impl FnMut(&str) -> u64) ->
             .count();
         body.clear();
         pack_rows_from(&mut body, &mut rows[at..at + n], &mut name, base);
-        out.push(if addr.is_ipv6() { 16 } else { 4 });
-        put_addr(&mut out, &addr);
+        // Sorted by address: the index only ever stays or moves on.
+        while addrs.get(a as usize).is_some_and(|x| *x != addr) {
+            a += 1;
+        }
+        put(&mut out, a);
         out.extend_from_slice(&port.to_be_bytes());
         put(&mut out, body.len() as u64);
         out.extend_from_slice(&body);
@@ -423,13 +460,12 @@ pub fn unpack_sections(
         c.var("base start")?,
         c.var("base creator")?,
         c.var("base id")?,
+        true,
     );
+    let addrs = get_addrs(&mut c)?;
     while !c.done() {
-        let addr = match c.byte("address length")? {
-            4 => c.addr(false)?,
-            16 => c.addr(true)?,
-            _ => return Err(Damaged("address length")),
-        };
+        let a: u64 = c.var("address")?;
+        let addr = *addrs.get(a as usize).ok_or(Damaged("address index"))?;
         let port = c.port()?;
         let len: u64 = c.var("section length")?;
         let len = usize::try_from(len).map_err(|_| Damaged("section length"))?;
@@ -483,20 +519,39 @@ fn index_of(addrs: &mut Vec<IpAddr>, idx: &mut ahash::AHashMap<IpAddr, u64>, a: 
     })
 }
 
+/// How a seal's id list is packed (column `form` of `seals`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdsForm {
+    /// Schema 4: each bucket a delta from the previous id's, whatever its class.
+    Schema4,
+    /// Schema 6: each bucket a delta from the previous of the same class (ids of several
+    /// classes interleave; their buckets differ by orders of magnitude, ~4 bytes a delta).
+    PerClass,
+}
+
+/// The previous bucket a delta is taken from: one for all (schema 4) or one per class.
+fn prev_slot(form: IdsForm, dcls: i64) -> usize {
+    match form {
+        IdsForm::Schema4 => 0,
+        IdsForm::PerClass => dcls.clamp(0, 15) as usize,
+    }
+}
+
 /// The ids of one seal (one creator, one id group), each with where it is filed; `ids`
 /// sorted by id.
-pub fn pack_ids(ids: &[(u64, Filed)]) -> Vec<u8> {
+pub fn pack_ids(ids: &[(u64, Filed)], form: IdsForm) -> Vec<u8> {
     let mut addrs = Vec::new();
     let mut idx = ahash::AHashMap::new();
     let mut body = Vec::with_capacity(ids.len() * 7);
-    let (mut prev_id, mut prev_tb) = (ids.first().map_or(0, |i| i.0), 0i64);
+    let (mut prev_id, mut prev_tb) = (ids.first().map_or(0, |i| i.0), [0i64; 16]);
     for (id, f) in ids {
         put(&mut body, id.wrapping_sub(prev_id));
         put(&mut body, f.dcls);
-        put(&mut body, f.tb.wrapping_sub(prev_tb));
+        let slot = prev_slot(form, f.dcls);
+        put(&mut body, f.tb.wrapping_sub(prev_tb[slot]));
         put(&mut body, index_of(&mut addrs, &mut idx, f.addr));
         body.extend_from_slice(&f.port.to_be_bytes());
-        (prev_id, prev_tb) = (*id, f.tb);
+        (prev_id, prev_tb[slot]) = (*id, f.tb);
     }
     let mut out = Vec::with_capacity(body.len() + addrs.len() * 5 + 4);
     put_addrs(&mut out, &addrs);
@@ -505,15 +560,17 @@ pub fn pack_ids(ids: &[(u64, Filed)]) -> Vec<u8> {
 }
 
 /// The inverse of [`pack_ids`], given the seal's lowest id.
-pub fn unpack_ids(blob: &[u8], min_id: u64) -> Res<Vec<(u64, Filed)>> {
+pub fn unpack_ids(blob: &[u8], min_id: u64, form: IdsForm) -> Res<Vec<(u64, Filed)>> {
     let mut c = Cur { b: blob };
     let addrs = get_addrs(&mut c)?;
     let mut out = Vec::new();
-    let (mut id, mut tb) = (min_id, 0i64);
+    let (mut id, mut prev_tb) = (min_id, [0i64; 16]);
     while !c.done() {
         id = id.wrapping_add(c.var::<u64>("id")?);
         let dcls = c.var("class")?;
-        tb = tb.wrapping_add(c.var::<i64>("bucket")?);
+        let slot = prev_slot(form, dcls);
+        let tb = prev_tb[slot].wrapping_add(c.var::<i64>("bucket")?);
+        prev_tb[slot] = tb;
         let a: u64 = c.var("address")?;
         let addr = *addrs.get(a as usize).ok_or(Damaged("address index"))?;
         let port = c.port()?;
@@ -671,7 +728,7 @@ pub(crate) mod tests {
             let mut b = blob.clone();
             b[i] ^= 0xff;
             let _ = unpack_rows(&b, p, |i| table.get(i as usize).cloned());
-            let _ = unpack_ids(&b, 0);
+            let _ = unpack_ids(&b, 0, IdsForm::PerClass);
             let _ = unpack_pairs(&b);
         }
     }
@@ -780,7 +837,7 @@ pub(crate) mod tests {
                     1000 + i * 3,
                     Filed {
                         dcls: (i % 7) as i64,
-                        tb: 411_000 + (i % 3) as i64,
+                        tb: (1_767_571_200_000_000 + i as i64 * 1_000_000) >> (22 + 2 * (i % 7)),
                         addr: if i % 5 == 0 {
                             v6
                         } else {
@@ -791,12 +848,24 @@ pub(crate) mod tests {
                 )
             })
             .collect();
-        let blob = pack_ids(&ids);
-        assert_eq!(unpack_ids(&blob, 1000).expect("ids"), ids);
+        for form in [IdsForm::Schema4, IdsForm::PerClass] {
+            let blob = pack_ids(&ids, form);
+            assert_eq!(unpack_ids(&blob, 1000, form).expect("ids"), ids);
+        }
+        let blob = pack_ids(&ids, IdsForm::PerClass);
+        assert!(
+            blob.len() < pack_ids(&ids, IdsForm::Schema4).len(),
+            "buckets per class cost less"
+        );
         assert!(blob.len() < 100 * 7, "{} bytes", blob.len());
         let pairs: Vec<Pair> = ids.iter().map(|(_, f)| (f.tb, f.addr, f.port)).collect();
         assert_eq!(unpack_pairs(&pack_pairs(&pairs)).expect("pairs"), pairs);
-        assert_eq!(unpack_ids(&pack_ids(&[]), 5).expect("empty"), vec![]);
-        assert!(unpack_ids(&[200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200], 0).is_err());
+        let empty = pack_ids(&[], IdsForm::PerClass);
+        assert_eq!(
+            unpack_ids(&empty, 5, IdsForm::PerClass).expect("empty"),
+            vec![]
+        );
+        let bad = [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200];
+        assert!(unpack_ids(&bad, 0, IdsForm::Schema4).is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! taking a lifetime back out ("unseal"), and reading them for the queries.
 
 use super::addr_blob;
-use super::pack::{self, Damaged, Filed, Pair, Public, Stored};
+use super::pack::{self, Damaged, Filed, IdsForm, Pair, Public, Stored};
 use super::query::{class_of, sealed_bucket_of, sealed_shift, CLASS_MAX_US};
 use crate::track::Micros;
 use crate::wire::StateRef;
@@ -331,7 +331,7 @@ pub fn write_seal(
     }
     drop(put);
     let mut ins = tx.prepare_cached(
-        "INSERT INTO seals (seal, creator_id, grp, min_id, max_id, end_us, ids) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO seals (seal, creator_id, grp, min_id, max_id, end_us, ids, form) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)",
     )?;
     for (g, mut list) in ids {
         list.sort_unstable_by_key(|(id, _)| *id);
@@ -347,7 +347,7 @@ pub fn write_seal(
                 to_i64(lo),
                 to_i64(hi),
                 ends[&g],
-                pack::pack_ids(chunk)
+                pack::pack_ids(chunk, IdsForm::PerClass)
             ])?;
         }
     }
@@ -641,17 +641,21 @@ impl SealIndex {
                 if self.parsed.len() >= CHUNKS_CACHED {
                     self.parsed.clear();
                 }
-                let blob: Option<Vec<u8>> = conn
+                let blob: Option<(Vec<u8>, Option<i64>)> = conn
                     .prepare_cached(
-                        "SELECT ids FROM seals WHERE seal = ?1 AND creator_id = ?2 AND grp = ?3 AND min_id = ?4",
+                        "SELECT ids, form FROM seals WHERE seal = ?1 AND creator_id = ?2 AND grp = ?3 AND min_id = ?4",
                     )?
-                    .query_row(params![seal, g.0, g.1, lo], |r| r.get(0))
+                    .query_row(params![seal, g.0, g.1, lo], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
                 let mut map: HashMap<u64, Vec<Filed>> = HashMap::default();
-                if let Some(blob) = blob {
+                if let Some((blob, form)) = blob {
+                    let form = match form {
+                        None => IdsForm::Schema4,
+                        Some(_) => IdsForm::PerClass,
+                    };
                     // A damaged id list hides its lifetimes from the writer's merges only;
                     // they stay readable.
-                    for (i, f) in pack::unpack_ids(&blob, lo as u64).unwrap_or_default() {
+                    for (i, f) in pack::unpack_ids(&blob, lo as u64, form).unwrap_or_default() {
                         map.entry(i).or_default().push(f);
                     }
                 }
