@@ -440,31 +440,62 @@ struct Journal {
 /// Lifetimes an import waits to seal, by when their bucket is complete.
 #[derive(Debug, Default)]
 struct Waiting {
-    by_time: std::collections::BTreeMap<(Micros, StateRef), Row>,
-    when: StateMap<Micros>,
+    /// Each lifetime with the time its bucket is complete.
+    rows: StateMap<(Micros, Row)>,
+    /// Keys by that time; an entry whose key left (or waits under another time) is stale
+    /// and skipped.
+    by_time: std::collections::BTreeMap<Micros, Vec<StateRef>>,
 }
 
 impl Waiting {
     fn len(&self) -> usize {
-        self.when.len()
+        self.rows.len()
     }
 
     fn get(&self, k: &StateRef) -> Option<&Row> {
-        let t = self.when.get(k)?;
-        self.by_time.get(&(*t, *k))
+        self.rows.get(k).map(|(_, r)| r)
     }
 
     fn insert(&mut self, r: Row, complete: Micros) {
         let k = r.key();
-        if let Some(old) = self.when.insert(k, complete) {
-            self.by_time.remove(&(old, k));
-        }
-        self.by_time.insert((complete, k), r);
+        self.by_time.entry(complete).or_default().push(k);
+        self.rows.insert(k, (complete, r));
     }
 
     fn remove(&mut self, k: &StateRef) {
-        if let Some(t) = self.when.remove(k) {
-            self.by_time.remove(&(t, *k));
+        self.rows.remove(k);
+    }
+
+    /// The lifetimes whose bucket is complete at `watermark`, and beyond it the `over`
+    /// that complete first, in that order.
+    fn due(&self, watermark: Micros, over: usize) -> Vec<(&StateRef, &Row)> {
+        let mut out = Vec::new();
+        for (t, keys) in &self.by_time {
+            if *t > watermark && out.len() >= over {
+                break;
+            }
+            for k in keys {
+                if let Some((when, r)) = self.rows.get(k) {
+                    if when == t {
+                        out.push((k, r));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Drop the times at the front whose keys have all left.
+    fn prune(&mut self) {
+        while let Some(e) = self.by_time.first_entry() {
+            let t = *e.key();
+            if e.get()
+                .iter()
+                .any(|k| self.rows.get(k).is_some_and(|(when, _)| *when == t))
+            {
+                break;
+            }
+            e.remove();
         }
     }
 }
@@ -1010,15 +1041,25 @@ impl Writer {
                 for k in std::mem::take(&mut j.unwaited) {
                     self.waiting.remove(&k);
                 }
-                for i in std::mem::take(&mut j.wait) {
-                    if let Some(r) = self.ready.get(i) {
-                        if let Some(t) = r.end.and_then(|e| sealed::complete_at(r.start, e.0)) {
-                            self.waiting
-                                .insert(r.clone(), t.saturating_add(WAIT_SLACK_US));
+                self.waiting.prune();
+                let mut ended = std::mem::take(&mut self.ready);
+                if !j.wait.is_empty() {
+                    // Indices ascending: the rows that wait move out, the others stay.
+                    let wait = std::mem::take(&mut j.wait);
+                    let mut next = wait.iter().peekable();
+                    let mut stay = Vec::with_capacity(ended.len().saturating_sub(wait.len()));
+                    for (i, r) in ended.into_iter().enumerate() {
+                        if next.next_if(|w| **w == i).is_none() {
+                            stay.push(r);
+                            continue;
+                        }
+                        match r.end.and_then(|e| sealed::complete_at(r.start, e.0)) {
+                            Some(t) => self.waiting.insert(r, t.saturating_add(WAIT_SLACK_US)),
+                            None => stay.push(r),
                         }
                     }
+                    ended = stay;
                 }
-                let ended = std::mem::take(&mut self.ready);
                 self.young
                     .commit(j, ended, &mut self.held, &mut self.lazy_last);
                 self.creators.clear();
@@ -1080,7 +1121,7 @@ impl Writer {
         let mut unwaited = Vec::new();
         let mut named_waiting: Vec<&StateRef> = named
             .iter()
-            .filter(|k| self.waiting.when.contains_key(*k))
+            .filter(|k| self.waiting.rows.contains_key(*k))
             .collect();
         named_waiting.sort_by_key(|k| (k.creator_id, k.id));
         for k in named_waiting {
@@ -1100,10 +1141,7 @@ impl Writer {
         } else {
             0
         };
-        for (n, ((t, k), r)) in self.waiting.by_time.iter().enumerate() {
-            if *t > watermark && n >= over {
-                break;
-            }
+        for (k, r) in self.waiting.due(watermark, over) {
             if !named.contains(k) {
                 to_seal.push(r.stored());
                 unwaited.push(*k);
