@@ -12,7 +12,11 @@ use crate::wire::{Af, Direction, Flavor, FullState, Key, StateMap, StateRef, Sta
 use roaring::RoaringTreemap;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+/// Maps looked up per event, keyed by small integers: ahash (SipHash costs more than the
+/// lookup).
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Two sightings of one (creator, id) belong to the same lifetime when the state was alive
@@ -696,10 +700,10 @@ impl Writer {
             pending: Vec::new(),
             gaps: Vec::new(),
             rows: StateMap::default(),
-            creators: HashMap::new(),
-            known_max: HashMap::new(),
-            opened: HashMap::new(),
-            last_clear: HashMap::new(),
+            creators: HashMap::default(),
+            known_max: HashMap::default(),
+            opened: HashMap::default(),
+            last_clear: HashMap::default(),
             hold_open: run.kind == "import",
             held: StateMap::default(),
             ready: Vec::new(),
