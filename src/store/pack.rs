@@ -403,15 +403,7 @@ pub fn hashed_group(addr: &IpAddr, port: u16, bits: u32) -> i64 {
 /// (index), port and the length of its lifetimes packed as [`pack_rows`] packs them, then
 /// those. A reader after one pair skips the others unread.
 pub fn pack_sections(rows: &mut [&Stored], mut name: impl FnMut(&str) -> u64) -> Vec<u8> {
-    rows.sort_by(|a, b| {
-        (a.w_addr[1], a.w_port[1], a.start, a.creator_id, a.state_id).cmp(&(
-            b.w_addr[1],
-            b.w_port[1],
-            b.start,
-            b.creator_id,
-            b.state_id,
-        ))
-    });
+    sort_for_sections(rows);
     let mut out = Vec::with_capacity(rows.len() * 48);
     let base = rows.first().map_or(Base(0, 0, 0, true), |r| {
         Base(r.start, i64::from(r.creator_id), r.state_id as i64, true)
@@ -443,6 +435,19 @@ pub fn pack_sections(rows: &mut [&Stored], mut name: impl FnMut(&str) -> u64) ->
         at += n;
     }
     out
+}
+
+/// The order of a hashed group's lifetimes: by public pair, then start, creator and id.
+pub fn sort_for_sections(rows: &mut [&Stored]) {
+    rows.sort_by(|a, b| {
+        (a.w_addr[1], a.w_port[1], a.start, a.creator_id, a.state_id).cmp(&(
+            b.w_addr[1],
+            b.w_port[1],
+            b.start,
+            b.creator_id,
+            b.state_id,
+        ))
+    });
 }
 
 /// Unpack a hashed group's blob: every pair's lifetimes, or those of `only`.

@@ -397,15 +397,7 @@ fn put_rows(
         return Ok(());
     }
     // Parts in the sections' order (pair, start), each under ROW_BYTES where one can be.
-    rows.sort_by(|x, y| {
-        (x.w_addr[1], x.w_port[1], x.start, x.creator_id, x.state_id).cmp(&(
-            y.w_addr[1],
-            y.w_port[1],
-            y.start,
-            y.creator_id,
-            y.state_id,
-        ))
-    });
+    pack::sort_for_sections(rows);
     let mut parts = blob.len().div_ceil(ROW_BYTES);
     loop {
         let per = rows.len().div_ceil(parts);

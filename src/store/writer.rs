@@ -1098,19 +1098,9 @@ impl Writer {
         let seal_young = !deferring
             || self.young.unsealed.len() >= UNSEALED_MAX
             || self.young.clock >= self.young.sealed_at.saturating_add(SEAL_EVERY_US);
-        let mut unjournal = Vec::new();
         // An unsealed lifetime a pending event names goes into states, where it merges.
-        let mut named_unsealed: Vec<&StateRef> = named
-            .iter()
-            .filter(|k| self.young.unsealed.contains_key(*k))
-            .collect();
-        named_unsealed.sort_by_key(|k| (k.creator_id, k.id));
-        for k in named_unsealed {
-            if let Some((r, _)) = self.young.unsealed.get(k) {
-                insert_row(&tx, r)?;
-                unjournal.push(*k);
-            }
-        }
+        let mut unjournal =
+            store_named(&tx, &named, |k| self.young.unsealed.get(k).map(|(r, _)| r))?;
         if seal_young {
             for (k, (r, _)) in &self.young.unsealed {
                 if !named.contains(k) {
@@ -1122,18 +1112,7 @@ impl Writer {
         // An import's waiting lifetimes: into states if a pending event names them (it
         // merges there), sealed once their bucket is complete (or memory is short, or the
         // import ends).
-        let mut unwaited = Vec::new();
-        let mut named_waiting: Vec<&StateRef> = named
-            .iter()
-            .filter(|k| self.waiting.rows.contains_key(*k))
-            .collect();
-        named_waiting.sort_by_key(|k| (k.creator_id, k.id));
-        for k in named_waiting {
-            if let Some(r) = self.waiting.get(k) {
-                insert_row(&tx, r)?;
-                unwaited.push(*k);
-            }
-        }
+        let mut unwaited = store_named(&tx, &named, |k| self.waiting.get(k))?;
         let watermark = if self.hold_open {
             counters.last_us.unwrap_or(Micros::MIN)
         } else {
@@ -1532,6 +1511,27 @@ pub(crate) fn promote_journal(conn: &Connection) -> rusqlite::Result<u64> {
 }
 
 /// A held lifetime, whole, in one INSERT.
+/// Insert into `states`, in key order, the lifetimes held back from sealing (`held` finds
+/// them) that a pending event in `named` is about: the event merges with them there. Their
+/// keys.
+fn store_named<'a>(
+    tx: &Connection,
+    named: &StateSet,
+    held: impl Fn(&StateRef) -> Option<&'a Row>,
+) -> rusqlite::Result<Vec<StateRef>> {
+    let mut found: Vec<(&StateRef, &Row)> = named
+        .iter()
+        .filter_map(|k| held(k).map(|r| (k, r)))
+        .collect();
+    found.sort_by_key(|(k, _)| (k.creator_id, k.id));
+    let mut keys = Vec::with_capacity(found.len());
+    for (k, r) in found {
+        insert_row(tx, r)?;
+        keys.push(*k);
+    }
+    Ok(keys)
+}
+
 fn insert_row(tx: &Connection, r: &Row) -> rusqlite::Result<()> {
     insert_stored(tx, &r.stored(), r.end.is_some())
 }
