@@ -26,6 +26,8 @@ pub fn seal_closed_rows(
     let mut names = Names::load(conn)?;
     let mut done = Sealed::default();
     let mut after = 0i64;
+    // The history buckets written, merged at the end (several passes write into each).
+    let mut history = Vec::new();
     loop {
         let tx = conn.unchecked_transaction()?;
         let mut rows: Vec<(i64, Option<Stored>)> = Vec::with_capacity(batch);
@@ -59,7 +61,7 @@ pub fn seal_closed_rows(
         drop(del);
         if !seal.is_empty() {
             let no = sealed::next_seal(&tx)?;
-            sealed::write_seal(&tx, &seal, no, &mut names, &|_, n| n)?;
+            history.extend(sealed::write_seal(&tx, &seal, no, &mut names, &|_, n| n)?);
             done.lifetimes += seal.len() as u64;
         }
         tx.commit()?;
@@ -69,6 +71,11 @@ pub fn seal_closed_rows(
     let tx = conn.unchecked_transaction()?;
     for (c, b) in sealed::buckets_to_merge(&tx, None)? {
         sealed::merge_bucket(&tx, &names, c, b)?;
+    }
+    history.sort_unstable();
+    history.dedup();
+    for (c, hb) in history {
+        sealed::merge_private(&tx, c, hb)?;
     }
     tx.commit()?;
     Ok(done)

@@ -211,9 +211,9 @@ pub fn write_seal(
     seal: i64,
     names: &mut Names,
     expect: &dyn Fn(i64, u64) -> u64,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<Vec<Bucket>> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut last_name = "";
     for r in rows {
@@ -357,7 +357,10 @@ pub fn write_seal(
         let bits = layouts[&(c, b)].bits();
         up.execute(params![c, b, n, first, last, end, bits])?;
     }
-    count_creators(tx, &creators)
+    count_creators(tx, &creators)?;
+    let mut history: Vec<Bucket> = private.iter().map(|p| p.0).collect();
+    history.dedup();
+    Ok(history)
 }
 
 /// One group row in bucket (c, b), keyed (addr, port) as `Layout::key` keys it, packed.
@@ -606,7 +609,6 @@ pub fn merge_bucket(tx: &Connection, names: &Names, c: i64, b: i64) -> rusqlite:
         }
         after = last;
     }
-    merge_private(tx, c, b)?;
     tx.prepare_cached("UPDATE sealed_buckets SET seals = 1 WHERE dcls = ?1 AND tb = ?2")?
         .execute(params![c, b])?;
     if let Some((_, new)) = regroup {
@@ -616,7 +618,28 @@ pub fn merge_bucket(tx: &Connection, names: &Names, c: i64, b: i64) -> rusqlite:
     Ok(merged)
 }
 
-fn merge_private(tx: &Connection, c: i64, b: i64) -> rusqlite::Result<()> {
+/// Whether no later packet can add to history bucket `hb` of class `c` (72 minutes for the
+/// short classes, as `sealed_private` files them) once packets up to `watermark` were read.
+pub fn history_complete(c: i64, hb: i64, watermark: Micros) -> bool {
+    let Some(shift) = usize::try_from(c).ok().and_then(super::query::bucket_shift) else {
+        return false;
+    };
+    let max = usize::try_from(c)
+        .ok()
+        .and_then(|c| CLASS_MAX_US.get(c))
+        .copied()
+        .unwrap_or(Micros::MAX);
+    hb.checked_add(1)
+        .and_then(|x| x.checked_mul(1i64.checked_shl(shift)?))
+        .and_then(|e| e.checked_add(max))
+        .and_then(|e| e.checked_add(COMPLETE_SLACK_US))
+        .is_some_and(|e| e <= watermark)
+}
+
+/// Merge the rows several seals wrote for each private host of class `c` and history bucket
+/// `hb` into one (the writers call it once the bucket is complete: a seal every 30 s had
+/// left a row per seal and host).
+pub fn merge_private(tx: &Connection, c: i64, b: i64) -> rusqlite::Result<()> {
     const CHUNK: usize = 20_000;
     let mut after: Vec<u8> = Vec::new();
     loop {
@@ -640,31 +663,40 @@ fn merge_private(tx: &Connection, c: i64, b: i64) -> rusqlite::Result<()> {
         if full && hosts.len() > 1 {
             hosts.pop();
         }
-        let Some(last) = hosts.last().map(|(k, _)| k.clone()) else {
+        let (Some(first), Some(last)) = (
+            hosts.first().map(|(k, _)| k.clone()),
+            hosts.last().map(|(k, _)| k.clone()),
+        ) else {
             break;
         };
+        // As in merge_bucket: the chunk's range goes and comes back in key order, so the
+        // merged rows fill their pages.
+        tx.prepare_cached(
+            "DELETE FROM sealed_private WHERE dcls = ?1 AND tb = ?2 AND s_addr1 >= ?3 AND s_addr1 <= ?4",
+        )?
+        .execute(params![c, b, first, last])?;
         for (a, blobs) in hosts {
-            if blobs.len() < 2 {
-                continue;
-            }
             let mut set = HashSet::default();
-            let mut damaged = false;
+            let mut as_is = blobs.len() < 2;
             for (_, blob) in &blobs {
                 match pack::unpack_pairs(blob) {
-                    Ok(v) => set.extend(v),
-                    Err(_) => damaged = true,
+                    Ok(v) if !as_is => set.extend(v),
+                    _ => as_is = true,
                 }
             }
-            if damaged {
+            if as_is {
+                // One row, or a damaged one: back as it was.
+                for (seal, blob) in &blobs {
+                    tx.prepare_cached(
+                        "INSERT INTO sealed_private (dcls, tb, s_addr1, seal, pairs) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![c, b, a, seal, blob])?;
+                }
                 continue;
             }
             let mut pairs: Vec<Pair> = set.into_iter().collect();
             pairs.sort();
             let seal = blobs.iter().map(|(s, _)| *s).min().unwrap_or(0);
-            tx.prepare_cached(
-                "DELETE FROM sealed_private WHERE dcls = ?1 AND tb = ?2 AND s_addr1 = ?3",
-            )?
-            .execute(params![c, b, a])?;
             put_pairs(tx, (c, b, &a), seal, &pairs)?;
         }
         if !full {
@@ -1029,7 +1061,8 @@ mod tests {
     fn seal(conn: &Connection, rows: &[Stored], no: i64) {
         let mut names = Names::load(conn).expect("names");
         let tx = conn.unchecked_transaction().expect("tx");
-        write_seal(&tx, rows, no, &mut names, &|_, n| n).expect("seal");
+        let written = write_seal(&tx, rows, no, &mut names, &|_, n| n).expect("seal");
+        assert!(!written.is_empty());
         tx.commit().expect("commit");
     }
 

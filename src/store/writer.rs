@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 /// Maps looked up per event, keyed by small integers: ahash (SipHash costs more than the
 /// lookup).
 type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, ahash::RandomState>;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Two sightings of one (creator, id) belong to the same lifetime when the state was alive
@@ -146,6 +147,9 @@ pub struct Writer {
     /// Lifetimes this writer sealed per duration class: the rate a new bucket's layout is
     /// sized by (sealed::expected_in_bucket).
     sealed_by_class: [u64; 16],
+    /// History buckets (class, 72-minute bucket) this writer sealed into, whose rows per
+    /// private host are merged once complete ([`sealed::merge_private`]).
+    private_pending: HashSet<(i64, i64)>,
     /// An import's ended lifetimes, waiting until no later packet can add to their sealed
     /// bucket: each bucket is then written once, whole, in key order, and no merge reads
     /// and rewrites it ([`Waiting`]).
@@ -439,6 +443,9 @@ struct Journal {
     unwaited: Vec<StateRef>,
     /// Indices into `ready` of the lifetimes that wait from this commit on.
     wait: Vec<usize>,
+    /// History buckets this commit sealed into, and those whose private rows it merged.
+    history: Vec<(i64, i64)>,
+    history_merged: Vec<(i64, i64)>,
 }
 
 /// Lifetimes an import waits to seal, by when their bucket is complete.
@@ -714,6 +721,7 @@ impl Writer {
             any_sealed: None,
             sealed_by_class: [0; 16],
             waiting: Waiting::default(),
+            private_pending: HashSet::default(),
             looked: StateSet::default(),
             young: Young {
                 young_for: if run.kind == "import" {
@@ -1046,6 +1054,10 @@ impl Writer {
                     self.waiting.remove(&k);
                 }
                 self.waiting.prune();
+                self.private_pending.extend(std::mem::take(&mut j.history));
+                for h in std::mem::take(&mut j.history_merged) {
+                    self.private_pending.remove(&h);
+                }
                 let mut ended = std::mem::take(&mut self.ready);
                 if !j.wait.is_empty() {
                     // Indices ascending: the rows that wait move out, the others stay.
@@ -1239,7 +1251,7 @@ impl Writer {
             let expect = |c: i64, n: u64| {
                 sealed::expected_in_bucket(c, n, by_class[c.clamp(0, 15) as usize], span)
             };
-            sealed::write_seal(&tx, &to_seal, no, &mut self.names, &expect)?;
+            journal.history = sealed::write_seal(&tx, &to_seal, no, &mut self.names, &expect)?;
             self.next_seal = Some(no + 1);
             self.seal_index.reset();
             self.any_sealed = Some(true);
@@ -1250,6 +1262,21 @@ impl Writer {
                 }
             }
         }
+        // History buckets no later packet can add to: one row per private host.
+        let watermark = counters.last_us;
+        let mut complete: Vec<(i64, i64)> = self
+            .private_pending
+            .iter()
+            .chain(journal.history.iter())
+            .filter(|(c, hb)| watermark.is_some_and(|w| sealed::history_complete(*c, *hb, w)))
+            .copied()
+            .collect();
+        complete.sort_unstable();
+        complete.dedup();
+        for &(c, hb) in &complete {
+            sealed::merge_private(&tx, c, hb)?;
+        }
+        journal.history_merged = complete;
         for (c, (flavor, rv, first, last)) in &self.creators {
             tx.prepare_cached(
                 "INSERT INTO creators (creator_id, flavor, version, record_version, first_us, last_us)
@@ -1319,6 +1346,11 @@ impl Writer {
             let tx = self.conn.transaction().map_err(sq(&self.path))?;
             for (c, b) in sealed::buckets_to_merge(&tx, None).map_err(sq(&self.path))? {
                 sealed::merge_bucket(&tx, &self.names, c, b).map_err(sq(&self.path))?;
+            }
+            let mut history: Vec<(i64, i64)> = self.private_pending.iter().copied().collect();
+            history.sort_unstable();
+            for (c, hb) in history {
+                sealed::merge_private(&tx, c, hb).map_err(sq(&self.path))?;
             }
             tx.commit().map_err(sq(&self.path))?;
         }
@@ -2400,6 +2432,48 @@ mod tests {
             ]
         );
         assert_eq!(who_at(&conn, t0 + 2 * S).len(), 3);
+    }
+
+    #[test]
+    fn a_hosts_history_rows_from_several_seals_become_one() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = dir.path().join("t.db").display().to_string();
+        let conn = crate::store::open_rw(&db).expect("open");
+        let run = RunInfo {
+            kind: "import",
+            source: "x.pcap".into(),
+            fingerprint: None,
+            started_wall: 0,
+        };
+        let mut w = Writer::new(conn, &db, &run).expect("writer");
+        // The start of a 72-minute history bucket; three 5-s lifetimes of one private host,
+        // 200 s apart: three sealed buckets, each sealed by its own commit.
+        let t0 = ((1_700_000_000 * S) >> 32) << 32;
+        for i in 0..3u64 {
+            let at = t0 + i as Micros * 200 * S;
+            open(&mut w, i + 1, at);
+            end(&mut w, i + 1, at, at + 5 * S);
+            let c = RunCounters {
+                first_us: Some(t0),
+                last_us: Some(at + 190 * S),
+                ..RunCounters::default()
+            };
+            w.flush(&c).expect("flush");
+        }
+        let rows = "SELECT count(*) FROM sealed_private";
+        let seals = "SELECT count(DISTINCT seal) FROM sealed";
+        assert_eq!((count(w.conn(), seals), count(w.conn(), rows)), (3, 3));
+        let c = RunCounters {
+            first_us: Some(t0),
+            last_us: Some(t0 + 700 * S),
+            ..RunCounters::default()
+        };
+        w.finish(&c, "done", 0).expect("finish");
+        let conn = Connection::open(&db).expect("open");
+        assert_eq!(count(&conn, rows), 1, "one row for the host and its bucket");
+        let mut h = history_at(&conn, t0 + 2 * S);
+        h.extend(history_at(&conn, t0 + 402 * S));
+        assert_eq!(h, vec![1, 3]);
     }
 
     #[test]
