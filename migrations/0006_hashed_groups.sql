@@ -12,7 +12,9 @@
 -- one row per pair, and so do later seals into them; readers tell the two forms apart by
 -- the address's length. A merge that finds a bucket holding far more than its first seal
 -- foresaw regroups it under more bits (a row over ~1 KB spills into an overflow page,
--- mostly empty); a group's lifetimes then go to a contiguous range of the new groups.
+-- mostly empty); a group's lifetimes then go to a contiguous range of the new groups. A
+-- group still over 960 bytes (one pair reused hundreds of times in a bucket) is written as
+-- several rows, told apart by `seal` (seal + k << 40 for the k-th; sealed.rs, put_rows).
 ALTER TABLE sealed_buckets ADD COLUMN bits INTEGER;
 
 -- Id lists written now take each bucket as a delta from the previous of the same class
