@@ -2051,6 +2051,19 @@ mod tests {
         w
     }
 
+    /// A writer as `import` runs it (new lifetimes held until they end); its database path.
+    fn importer(dir: &tempfile::TempDir) -> (Writer, String) {
+        let db = dir.path().join("t.db").display().to_string();
+        let conn = crate::store::open_rw(&db).expect("open");
+        let run = RunInfo {
+            kind: "import",
+            source: "x.pcap".into(),
+            fingerprint: None,
+            started_wall: 0,
+        };
+        (Writer::new(conn, &db, &run).expect("writer"), db)
+    }
+
     /// A recorder as `record` runs it, new lifetimes young for [`YOUNG_FOR_US`].
     fn young_recorder(dir: &tempfile::TempDir) -> Writer {
         let db = dir.path().join("t.db").display().to_string();
@@ -2374,15 +2387,7 @@ mod tests {
     #[test]
     fn an_import_writes_each_bucket_once_when_no_later_packet_can_add_to_it() {
         let dir = tempfile::tempdir().expect("tmp");
-        let db = dir.path().join("t.db").display().to_string();
-        let conn = crate::store::open_rw(&db).expect("open");
-        let run = RunInfo {
-            kind: "import",
-            source: "x.pcap".into(),
-            fingerprint: None,
-            started_wall: 0,
-        };
-        let mut w = Writer::new(conn, &db, &run).expect("writer");
+        let (mut w, db) = importer(&dir);
         let t0 = 1_700_000_000 * S;
         let at = |t: Micros| RunCounters {
             first_us: Some(t0),
@@ -2437,15 +2442,7 @@ mod tests {
     #[test]
     fn a_hosts_history_rows_from_several_seals_become_one() {
         let dir = tempfile::tempdir().expect("tmp");
-        let db = dir.path().join("t.db").display().to_string();
-        let conn = crate::store::open_rw(&db).expect("open");
-        let run = RunInfo {
-            kind: "import",
-            source: "x.pcap".into(),
-            fingerprint: None,
-            started_wall: 0,
-        };
-        let mut w = Writer::new(conn, &db, &run).expect("writer");
+        let (mut w, db) = importer(&dir);
         // The start of a 72-minute history bucket; three 5-s lifetimes of one private host,
         // 200 s apart: three sealed buckets, each sealed by its own commit.
         let t0 = ((1_700_000_000 * S) >> 32) << 32;
