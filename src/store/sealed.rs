@@ -296,19 +296,14 @@ pub fn write_seal(
         {
             continue;
         }
-        let key = match layouts[&cb] {
-            Layout::Pairs => addr_blob(&rows[i as usize].w_addr[1]),
-            Layout::Hashed(bits) => vec![bits as u8],
-        };
+        let r = &rows[i as usize];
+        let (key, port) = layouts[&cb].key(&r.w_addr[1], r.w_port[1]);
         put_rows(&mut put, names, (cb.0, cb.1, &key, port), seal, &mut group)?;
         group.clear();
     }
     drop(put);
     private.sort_unstable();
     private.dedup_by_key(|x| (x.0, x.1, x.2, x.3, x.4));
-    let mut put = tx.prepare_cached(
-        "INSERT INTO sealed_private (dcls, tb, s_addr1, seal, pairs) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
     let mut pairs: Vec<Pair> = Vec::new();
     for (n, &(cb, host, tb, _, port, i)) in private.iter().enumerate() {
         let r = &rows[i as usize];
@@ -316,16 +311,9 @@ pub fn write_seal(
         if private.get(n + 1).is_some_and(|x| (x.0, x.1) == (cb, host)) {
             continue;
         }
-        put.execute(params![
-            cb.0,
-            cb.1,
-            addr_blob(&r.s_addr[1]),
-            seal,
-            pack::pack_pairs(&pairs)
-        ])?;
+        put_pairs(tx, (cb.0, cb.1, &addr_blob(&r.s_addr[1])), seal, &pairs)?;
         pairs.clear();
     }
-    drop(put);
     let mut ins = tx.prepare_cached(
         "INSERT INTO seals (seal, creator_id, grp, min_id, max_id, end_us, ids, form) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)",
     )?;
@@ -423,14 +411,24 @@ fn put_rows(
 /// One history row: where a private host's groups of class c and 72-minute bucket b are.
 fn put_pairs(
     tx: &Connection,
-    (c, b, host): (i64, i64, &[u8]),
+    key: (i64, i64, &[u8]),
     seal: i64,
     pairs: &[Pair],
+) -> rusqlite::Result<()> {
+    put_pairs_blob(tx, key, seal, &pack::pack_pairs(pairs))
+}
+
+/// A history row whose pairs are packed already.
+fn put_pairs_blob(
+    tx: &Connection,
+    (c, b, host): (i64, i64, &[u8]),
+    seal: i64,
+    blob: &[u8],
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO sealed_private (dcls, tb, s_addr1, seal, pairs) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![c, b, host, seal, pack::pack_pairs(pairs)])?;
+    .execute(params![c, b, host, seal, blob])?;
     Ok(())
 }
 
@@ -687,10 +685,7 @@ pub fn merge_private(tx: &Connection, c: i64, b: i64) -> rusqlite::Result<()> {
             if as_is {
                 // One row, or a damaged one: back as it was.
                 for (seal, blob) in &blobs {
-                    tx.prepare_cached(
-                        "INSERT INTO sealed_private (dcls, tb, s_addr1, seal, pairs) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?
-                    .execute(params![c, b, a, seal, blob])?;
+                    put_pairs_blob(tx, (c, b, &a), *seal, blob)?;
                 }
                 continue;
             }

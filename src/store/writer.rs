@@ -2051,30 +2051,27 @@ mod tests {
         w
     }
 
-    /// A writer as `import` runs it (new lifetimes held until they end); its database path.
-    fn importer(dir: &tempfile::TempDir) -> (Writer, String) {
+    /// A writer of a run of `kind` on a new database in `dir`; its database path.
+    fn writer(dir: &tempfile::TempDir, kind: &'static str, source: &str) -> (Writer, String) {
         let db = dir.path().join("t.db").display().to_string();
         let conn = crate::store::open_rw(&db).expect("open");
         let run = RunInfo {
-            kind: "import",
-            source: "x.pcap".into(),
+            kind,
+            source: source.into(),
             fingerprint: None,
             started_wall: 0,
         };
         (Writer::new(conn, &db, &run).expect("writer"), db)
     }
 
+    /// A writer as `import` runs it (new lifetimes held until they end); its database path.
+    fn importer(dir: &tempfile::TempDir) -> (Writer, String) {
+        writer(dir, "import", "x.pcap")
+    }
+
     /// A recorder as `record` runs it, new lifetimes young for [`YOUNG_FOR_US`].
     fn young_recorder(dir: &tempfile::TempDir) -> Writer {
-        let db = dir.path().join("t.db").display().to_string();
-        let conn = crate::store::open_rw(&db).expect("open");
-        let run = RunInfo {
-            kind: "record",
-            source: "pfsync0".into(),
-            fingerprint: None,
-            started_wall: 0,
-        };
-        Writer::new(conn, &db, &run).expect("writer")
+        writer(dir, "record", "pfsync0").0
     }
 
     fn open(w: &mut Writer, id: u64, at: Micros) {
