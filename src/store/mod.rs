@@ -41,6 +41,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_hashed_groups",
         include_str!("../../migrations/0006_hashed_groups.sql"),
     ),
+    (
+        "0007_spots",
+        include_str!("../../migrations/0007_spots.sql"),
+    ),
 ];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

@@ -484,13 +484,39 @@ pub fn unpack_sections(
     Ok(out)
 }
 
-/// Where a sealed lifetime is filed: class, bucket and public pair.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Bits of a pair's hash a [`Spot::Hash`] keeps: as many as a bucket's groups can use.
+pub const SPOT_BITS: u32 = 24;
+
+/// Where in its bucket a sealed lifetime's row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Spot {
+    /// Its public pair: found in a bucket of either layout.
+    Pair(IpAddr, u16),
+    /// The top [`SPOT_BITS`] of its pair's hash ([`hashed_group`]): in a bucket of 2^bits
+    /// hashed groups its group is the top `bits` of them, whatever bits a later merge
+    /// chooses. Three bytes instead of an address and a port; the reader then finds the
+    /// lifetime among its group's by id or private address.
+    Hash(u32),
+}
+
+impl Spot {
+    /// The spot of pair (addr, port) in a hashed bucket.
+    pub fn hashed(addr: &IpAddr, port: u16) -> Spot {
+        Spot::Hash(hashed_group(addr, port, SPOT_BITS) as u32)
+    }
+}
+
+/// The group of a hash spot in a bucket of `2^bits` hashed groups.
+pub fn spot_group(hash: u32, bits: u32) -> i64 {
+    i64::from(hash >> (SPOT_BITS - bits.min(SPOT_BITS)))
+}
+
+/// Where a sealed lifetime is filed: class, bucket and spot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Filed {
     pub dcls: i64,
     pub tb: i64,
-    pub addr: IpAddr,
-    pub port: u16,
+    pub spot: Spot,
 }
 
 /// A table of distinct addresses at the head of a blob, so entries name one by index.
@@ -527,44 +553,112 @@ fn index_of(addrs: &mut Vec<IpAddr>, idx: &mut ahash::AHashMap<IpAddr, u64>, a: 
 /// How a seal's id list is packed (column `form` of `seals`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdsForm {
-    /// Schema 4: each bucket a delta from the previous id's, whatever its class.
+    /// Schema 4 (NULL): each bucket a delta from the previous id's, whatever its class.
     Schema4,
-    /// Schema 6: each bucket a delta from the previous of the same class (ids of several
+    /// Schema 6 (1): each bucket a delta from the previous of the same class (ids of several
     /// classes interleave; their buckets differ by orders of magnitude, ~4 bytes a delta).
     PerClass,
+    /// Schema 7 (2): as `PerClass`, class and bucket in one varint, and a hashed bucket's
+    /// lifetimes by [`Spot::Hash`] (what is written now).
+    Spots,
+}
+
+impl IdsForm {
+    /// The form of column value `v`; None: damage.
+    pub fn from_column(v: Option<i64>) -> Option<IdsForm> {
+        match v {
+            None => Some(IdsForm::Schema4),
+            Some(1) => Some(IdsForm::PerClass),
+            Some(2) => Some(IdsForm::Spots),
+            Some(_) => None,
+        }
+    }
 }
 
 /// The previous bucket a delta is taken from: one for all (schema 4) or one per class.
 fn prev_slot(form: IdsForm, dcls: i64) -> usize {
     match form {
         IdsForm::Schema4 => 0,
-        IdsForm::PerClass => dcls.clamp(0, 15) as usize,
+        IdsForm::PerClass | IdsForm::Spots => dcls.clamp(0, 15) as usize,
     }
+}
+
+fn zigzag(d: i64) -> u64 {
+    ((d << 1) ^ (d >> 63)) as u64
+}
+
+fn unzigzag(z: u64) -> i64 {
+    (z >> 1) as i64 ^ -((z & 1) as i64)
+}
+
+/// A spot's hash, 3 bytes big-endian.
+fn put_hash(out: &mut Vec<u8>, h: u32) {
+    out.extend_from_slice(&h.to_be_bytes()[1..]);
+}
+
+fn get_hash(c: &mut Cur) -> Res<u32> {
+    let b = c.take(3, "hash")?;
+    Ok(u32::from_be_bytes([0, b[0], b[1], b[2]]))
+}
+
+/// The addresses of a list's pair spots, as a table for [`put_addrs`].
+fn pair_table(spots: impl Iterator<Item = Spot>) -> (Vec<IpAddr>, ahash::AHashMap<IpAddr, u64>) {
+    let (mut addrs, mut idx) = (Vec::new(), ahash::AHashMap::new());
+    for s in spots {
+        if let Spot::Pair(a, _) = s {
+            index_of(&mut addrs, &mut idx, a);
+        }
+    }
+    (addrs, idx)
 }
 
 /// The ids of one seal (one creator, one id group), each with where it is filed; `ids`
-/// sorted by id.
-pub fn pack_ids(ids: &[(u64, Filed)], form: IdsForm) -> Vec<u8> {
-    let mut addrs = Vec::new();
-    let mut idx = ahash::AHashMap::new();
-    let mut body = Vec::with_capacity(ids.len() * 7);
+/// sorted by id. Packed in [`IdsForm::Spots`]: per id its delta, then class (< 16, as
+/// `class_of` gives), bucket delta and spot kind in one varint, then the spot.
+pub fn pack_ids(ids: &[(u64, Filed)]) -> Vec<u8> {
+    let (addrs, idx) = pair_table(ids.iter().map(|(_, f)| f.spot));
+    let mut out = Vec::with_capacity(ids.len() * 5 + addrs.len() * 5 + 2);
+    put_addrs(&mut out, &addrs);
     let (mut prev_id, mut prev_tb) = (ids.first().map_or(0, |i| i.0), [0i64; 16]);
     for (id, f) in ids {
-        put(&mut body, id.wrapping_sub(prev_id));
-        put(&mut body, f.dcls);
-        let slot = prev_slot(form, f.dcls);
-        put(&mut body, f.tb.wrapping_sub(prev_tb[slot]));
-        put(&mut body, index_of(&mut addrs, &mut idx, f.addr));
-        body.extend_from_slice(&f.port.to_be_bytes());
+        put(&mut out, id.wrapping_sub(prev_id));
+        let slot = prev_slot(IdsForm::Spots, f.dcls);
+        let kind = u64::from(matches!(f.spot, Spot::Hash(_)));
+        let d = zigzag(f.tb.wrapping_sub(prev_tb[slot]));
+        put(&mut out, d << 5 | kind << 4 | (f.dcls as u64 & 15));
+        put_spot(&mut out, &f.spot, &idx, addrs.len());
         (prev_id, prev_tb[slot]) = (*id, f.tb);
     }
-    let mut out = Vec::with_capacity(body.len() + addrs.len() * 5 + 4);
-    put_addrs(&mut out, &addrs);
-    out.extend_from_slice(&body);
     out
 }
 
-/// The inverse of [`pack_ids`], given the seal's lowest id.
+/// A spot: a hash, or a pair (its address by index unless the table has one address).
+fn put_spot(out: &mut Vec<u8>, s: &Spot, idx: &ahash::AHashMap<IpAddr, u64>, n: usize) {
+    match s {
+        Spot::Hash(h) => put_hash(out, *h),
+        Spot::Pair(a, p) => {
+            if n != 1 {
+                put(out, idx.get(a).copied().unwrap_or(0));
+            }
+            out.extend_from_slice(&p.to_be_bytes());
+        }
+    }
+}
+
+fn get_spot(c: &mut Cur, hash: bool, addrs: &[IpAddr]) -> Res<Spot> {
+    if hash {
+        return Ok(Spot::Hash(get_hash(c)?));
+    }
+    let a: u64 = if addrs.len() == 1 {
+        0
+    } else {
+        c.var("address")?
+    };
+    let addr = *addrs.get(a as usize).ok_or(Damaged("address index"))?;
+    Ok(Spot::Pair(addr, c.port()?))
+}
+
+/// The inverse of [`pack_ids`] (and of the earlier forms), given the seal's lowest id.
 pub fn unpack_ids(blob: &[u8], min_id: u64, form: IdsForm) -> Res<Vec<(u64, Filed)>> {
     let mut c = Cur { b: blob };
     let addrs = get_addrs(&mut c)?;
@@ -572,57 +666,84 @@ pub fn unpack_ids(blob: &[u8], min_id: u64, form: IdsForm) -> Res<Vec<(u64, File
     let (mut id, mut prev_tb) = (min_id, [0i64; 16]);
     while !c.done() {
         id = id.wrapping_add(c.var::<u64>("id")?);
-        let dcls = c.var("class")?;
+        let (dcls, delta, hash) = if form == IdsForm::Spots {
+            let x: u64 = c.var("class and bucket")?;
+            ((x & 15) as i64, unzigzag(x >> 5), x & 16 != 0)
+        } else {
+            (c.var("class")?, c.var::<i64>("bucket")?, false)
+        };
         let slot = prev_slot(form, dcls);
-        let tb = prev_tb[slot].wrapping_add(c.var::<i64>("bucket")?);
+        let tb = prev_tb[slot].wrapping_add(delta);
         prev_tb[slot] = tb;
-        let a: u64 = c.var("address")?;
-        let addr = *addrs.get(a as usize).ok_or(Damaged("address index"))?;
-        let port = c.port()?;
-        out.push((
-            id,
-            Filed {
-                dcls,
-                tb,
-                addr,
-                port,
-            },
-        ));
+        let spot = if form == IdsForm::Spots {
+            get_spot(&mut c, hash, &addrs)?
+        } else {
+            let a: u64 = c.var("address")?;
+            let addr = *addrs.get(a as usize).ok_or(Damaged("address index"))?;
+            Spot::Pair(addr, c.port()?)
+        };
+        out.push((id, Filed { dcls, tb, spot }));
     }
     Ok(out)
 }
 
 /// Where a private host's sealed lifetimes of one class and 72-minute bucket are filed: the
-/// (sealed bucket, public address, port) of each group, sorted.
-pub type Pair = (i64, IpAddr, u16);
+/// (sealed bucket, spot) of each group, sorted.
+pub type Pair = (i64, Spot);
 
-pub fn pack_pairs(pairs: &[Pair]) -> Vec<u8> {
-    let mut addrs = Vec::new();
-    let mut idx = ahash::AHashMap::new();
-    let mut body = Vec::with_capacity(pairs.len() * 4);
-    let mut prev_tb = 0i64;
-    for (tb, a, p) in pairs {
-        put(&mut body, tb.wrapping_sub(prev_tb));
-        put(&mut body, index_of(&mut addrs, &mut idx, *a));
-        body.extend_from_slice(&p.to_be_bytes());
+/// How a history row's list is packed (column `form` of `sealed_private`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairsForm {
+    /// Schema 4 (NULL): buckets as deltas from 0, pairs by address index and port.
+    Schema4,
+    /// Schema 7 (1): buckets as deltas from the row's own (`base`), spots as in id lists.
+    Spots,
+}
+
+impl PairsForm {
+    /// The form of column value `v`; None: damage.
+    pub fn from_column(v: Option<i64>) -> Option<PairsForm> {
+        match v {
+            None => Some(PairsForm::Schema4),
+            Some(1) => Some(PairsForm::Spots),
+            Some(_) => None,
+        }
+    }
+}
+
+/// A history row's list in [`PairsForm::Spots`]; `base` is the sealed bucket its history
+/// bucket starts in (most entries are a delta of 0 or 1 from it).
+pub fn pack_pairs(pairs: &[Pair], base: i64) -> Vec<u8> {
+    let (addrs, idx) = pair_table(pairs.iter().map(|p| p.1));
+    let mut out = Vec::with_capacity(pairs.len() * 4 + addrs.len() * 5 + 2);
+    put_addrs(&mut out, &addrs);
+    let mut prev_tb = base;
+    for (tb, spot) in pairs {
+        let kind = u64::from(matches!(spot, Spot::Hash(_)));
+        put(&mut out, zigzag(tb.wrapping_sub(prev_tb)) << 1 | kind);
+        put_spot(&mut out, spot, &idx, addrs.len());
         prev_tb = *tb;
     }
-    let mut out = Vec::with_capacity(body.len() + addrs.len() * 5 + 2);
-    put_addrs(&mut out, &addrs);
-    out.extend_from_slice(&body);
     out
 }
 
-pub fn unpack_pairs(blob: &[u8]) -> Res<Vec<Pair>> {
+/// The inverse of [`pack_pairs`] (and of schema 4's form, which ignores `base`).
+pub fn unpack_pairs(blob: &[u8], form: PairsForm, base: i64) -> Res<Vec<Pair>> {
     let mut c = Cur { b: blob };
     let addrs = get_addrs(&mut c)?;
     let mut out = Vec::new();
-    let mut tb = 0i64;
+    let mut tb = if form == PairsForm::Spots { base } else { 0 };
     while !c.done() {
-        tb = tb.wrapping_add(c.var::<i64>("bucket")?);
-        let a: u64 = c.var("address")?;
-        let addr = *addrs.get(a as usize).ok_or(Damaged("address index"))?;
-        out.push((tb, addr, c.port()?));
+        if form == PairsForm::Spots {
+            let x: u64 = c.var("bucket")?;
+            tb = tb.wrapping_add(unzigzag(x >> 1));
+            out.push((tb, get_spot(&mut c, x & 1 != 0, &addrs)?));
+        } else {
+            tb = tb.wrapping_add(c.var::<i64>("bucket")?);
+            let a: u64 = c.var("address")?;
+            let addr = *addrs.get(a as usize).ok_or(Damaged("address index"))?;
+            out.push((tb, Spot::Pair(addr, c.port()?)));
+        }
     }
     Ok(out)
 }
@@ -733,8 +854,11 @@ pub(crate) mod tests {
             let mut b = blob.clone();
             b[i] ^= 0xff;
             let _ = unpack_rows(&b, p, |i| table.get(i as usize).cloned());
-            let _ = unpack_ids(&b, 0, IdsForm::PerClass);
-            let _ = unpack_pairs(&b);
+            for form in [IdsForm::Schema4, IdsForm::PerClass, IdsForm::Spots] {
+                let _ = unpack_ids(&b, 0, form);
+            }
+            let _ = unpack_pairs(&b, PairsForm::Schema4, 0);
+            let _ = unpack_pairs(&b, PairsForm::Spots, 7);
         }
     }
 
@@ -833,44 +957,127 @@ pub(crate) mod tests {
         );
     }
 
-    #[test]
-    fn ids_and_pairs_round_trip() {
-        let v6: IpAddr = "2001:db8::7".parse().expect("v6");
-        let ids: Vec<(u64, Filed)> = (0..100u64)
-            .map(|i| {
-                (
-                    1000 + i * 3,
-                    Filed {
-                        dcls: (i % 7) as i64,
-                        tb: (1_767_571_200_000_000 + i as i64 * 1_000_000) >> (22 + 2 * (i % 7)),
-                        addr: if i % 5 == 0 {
-                            v6
-                        } else {
-                            IpAddr::from([203, 0, 113, 5])
-                        },
-                        port: 50000 + i as u16,
-                    },
-                )
-            })
-            .collect();
-        for form in [IdsForm::Schema4, IdsForm::PerClass] {
-            let blob = pack_ids(&ids, form);
-            assert_eq!(unpack_ids(&blob, 1000, form).expect("ids"), ids);
+    /// Id lists as schemas 4 to 6 wrote them (pairs only), to test the reader.
+    fn pack_ids_before_7(ids: &[(u64, Filed)], form: IdsForm) -> Vec<u8> {
+        let (addrs, idx) = pair_table(ids.iter().map(|(_, f)| f.spot));
+        let mut out = Vec::new();
+        put_addrs(&mut out, &addrs);
+        let (mut prev_id, mut prev_tb) = (ids.first().map_or(0, |i| i.0), [0i64; 16]);
+        for (id, f) in ids {
+            let Spot::Pair(a, p) = f.spot else {
+                panic!("no hashes before schema 7")
+            };
+            put(&mut out, id - prev_id);
+            put(&mut out, f.dcls);
+            let slot = prev_slot(form, f.dcls);
+            put(&mut out, f.tb - prev_tb[slot]);
+            put(&mut out, idx[&a]);
+            out.extend_from_slice(&p.to_be_bytes());
+            (prev_id, prev_tb[slot]) = (*id, f.tb);
         }
-        let blob = pack_ids(&ids, IdsForm::PerClass);
-        assert!(
-            blob.len() < pack_ids(&ids, IdsForm::Schema4).len(),
-            "buckets per class cost less"
+        out
+    }
+
+    fn ids(hashes: bool) -> Vec<(u64, Filed)> {
+        let v6: IpAddr = "2001:db8::7".parse().expect("v6");
+        (0..100u64)
+            .map(|i| {
+                let addr = if i % 5 == 0 {
+                    v6
+                } else {
+                    IpAddr::from([203, 0, 113, 5])
+                };
+                let port = 50000 + i as u16;
+                let spot = if hashes && i % 3 > 0 {
+                    Spot::hashed(&addr, port)
+                } else {
+                    Spot::Pair(addr, port)
+                };
+                let dcls = (i % 7) as i64;
+                let tb = (1_767_571_200_000_000 + i as i64 * 1_000_000) >> (22 + 2 * (i % 7));
+                (1000 + i * 3, Filed { dcls, tb, spot })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn id_lists_of_every_form_round_trip() {
+        let pairs_only = ids(false);
+        for form in [IdsForm::Schema4, IdsForm::PerClass] {
+            let blob = pack_ids_before_7(&pairs_only, form);
+            assert_eq!(unpack_ids(&blob, 1000, form).expect("ids"), pairs_only);
+        }
+        let (old, new) = (
+            pack_ids_before_7(&pairs_only, IdsForm::PerClass),
+            pack_ids(&pairs_only),
         );
-        assert!(blob.len() < 100 * 7, "{} bytes", blob.len());
-        let pairs: Vec<Pair> = ids.iter().map(|(_, f)| (f.tb, f.addr, f.port)).collect();
-        assert_eq!(unpack_pairs(&pack_pairs(&pairs)).expect("pairs"), pairs);
-        let empty = pack_ids(&[], IdsForm::PerClass);
+        assert!(new.len() < old.len(), "{} < {}", new.len(), old.len());
+        let mixed = ids(true);
+        let blob = pack_ids(&mixed);
+        assert_eq!(unpack_ids(&blob, 1000, IdsForm::Spots).expect("ids"), mixed);
+        // An id in a hashed bucket: its id delta, one byte of class and bucket, 3 of hash.
+        let hashed: Vec<_> = mixed
+            .iter()
+            .filter(|(_, f)| matches!(f.spot, Spot::Hash(_)))
+            .cloned()
+            .collect();
+        assert!(pack_ids(&hashed).len() <= 1 + hashed.len() * 6);
+        let empty = pack_ids(&[]);
         assert_eq!(
-            unpack_ids(&empty, 5, IdsForm::PerClass).expect("empty"),
+            unpack_ids(&empty, 5, IdsForm::Spots).expect("empty"),
             vec![]
         );
         let bad = [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200];
         assert!(unpack_ids(&bad, 0, IdsForm::Schema4).is_err());
+        assert_eq!(IdsForm::from_column(Some(3)), None);
+    }
+
+    #[test]
+    fn history_lists_of_both_forms_round_trip() {
+        let mixed: Vec<Pair> = ids(true).iter().map(|(_, f)| (f.tb, f.spot)).collect();
+        let base = mixed[0].0 - 1;
+        let blob = pack_pairs(&mixed, base);
+        assert_eq!(
+            unpack_pairs(&blob, PairsForm::Spots, base).expect("pairs"),
+            mixed
+        );
+        // Schema 4's form: buckets from 0, address index and port.
+        let old: Vec<Pair> = ids(false).iter().map(|(_, f)| (f.tb, f.spot)).collect();
+        let (addrs, idx) = pair_table(old.iter().map(|p| p.1));
+        let mut blob = Vec::new();
+        put_addrs(&mut blob, &addrs);
+        let mut prev = 0i64;
+        for (tb, s) in &old {
+            let Spot::Pair(a, p) = s else { panic!("pairs") };
+            put(&mut blob, tb - prev);
+            put(&mut blob, idx[a]);
+            blob.extend_from_slice(&p.to_be_bytes());
+            prev = *tb;
+        }
+        assert_eq!(
+            unpack_pairs(&blob, PairsForm::Schema4, 12345).expect("old"),
+            old
+        );
+        // One NAT address: entries carry no index; near the base, one byte of bucket.
+        let nat = IpAddr::from([203, 0, 113, 5]);
+        let one: Vec<Pair> = (0..50).map(|i| (base, Spot::Pair(nat, 1000 + i))).collect();
+        assert_eq!(pack_pairs(&one, base).len(), 1 + 5 + 50 * 3);
+        assert_eq!(
+            unpack_pairs(&pack_pairs(&one, base), PairsForm::Spots, base).expect("one"),
+            one
+        );
+    }
+
+    #[test]
+    fn a_hash_spot_names_the_group_of_every_bucket_size() {
+        let a = IpAddr::from([198, 51, 100, 9]);
+        for port in [1, 443, 61234] {
+            let Spot::Hash(h) = Spot::hashed(&a, port) else {
+                panic!("hash")
+            };
+            for bits in 0..=SPOT_BITS {
+                assert_eq!(spot_group(h, bits), hashed_group(&a, port, bits), "{bits}");
+            }
+        }
     }
 }

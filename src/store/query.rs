@@ -405,8 +405,9 @@ pub fn history(
         let mut pairs = sealed::private_pairs(conn, c, b, &lo_b, &hi_b)?;
         pairs.sort();
         pairs.dedup();
-        for (tb, a, p) in pairs {
-            for s in sealed::group(conn, &names, c, tb, &a, p)? {
+        for bucket in pairs.chunk_by(|x, y| x.0 == y.0) {
+            let spots: Vec<_> = bucket.iter().map(|p| p.1).collect();
+            for s in sealed::at_spots(conn, &names, c, bucket[0].0, &spots)? {
                 let host = addr_blob(&s.s_addr[1]);
                 if host.len() == lo_b.len()
                     && host >= lo_b

@@ -2,7 +2,7 @@
 //! taking a lifetime back out ("unseal"), and reading them for the queries.
 
 use super::addr_blob;
-use super::pack::{self, Damaged, Filed, IdsForm, Pair, Public, Stored};
+use super::pack::{self, Damaged, Filed, IdsForm, Pair, PairsForm, Public, Spot, Stored};
 use super::query::{class_of, sealed_bucket_of, sealed_shift, CLASS_MAX_US};
 use crate::track::Micros;
 use crate::wire::StateRef;
@@ -16,8 +16,12 @@ use std::net::IpAddr;
 /// have been read (captures are not perfectly ordered).
 const COMPLETE_SLACK_US: Micros = 600_000_000;
 
-/// Blobs of one key from several seals: (seal, blob).
-type Blobs = Vec<(i64, Vec<u8>)>;
+/// History rows of one host from several seals: (seal, blob, form).
+type Blobs = Vec<(i64, Vec<u8>, Option<i64>)>;
+/// A row of `sealed_private` as a merge reads it: (s_addr1, seal, pairs, form).
+type HistoryRow = (Vec<u8>, i64, Vec<u8>, Option<i64>);
+/// The key of a group's rows in `sealed`: (dcls, tb, w_addr1, w_port1).
+type RowKey = (i64, i64, Vec<u8>, i64);
 /// A row of `sealed` as a merge reads it: (w_addr1, w_port1, seal, n, rows).
 type SealedRow = (Vec<u8>, i64, i64, i64, Vec<u8>);
 /// The rows of one key: ((w_addr1, w_port1), [(seal, n, rows)]).
@@ -118,6 +122,26 @@ impl Layout {
         match self {
             Layout::Pairs => (addr_blob(addr), i64::from(port)),
             Layout::Hashed(bits) => (vec![bits as u8], pack::hashed_group(addr, port, bits)),
+        }
+    }
+
+    /// The spot of a public pair's lifetimes, for id lists and history rows.
+    fn spot(self, addr: &IpAddr, port: u16) -> Spot {
+        match self {
+            Layout::Pairs => Spot::Pair(*addr, port),
+            Layout::Hashed(_) => Spot::hashed(addr, port),
+        }
+    }
+
+    /// The row key of a spot; None: a hash in a pair-keyed bucket, which no writer files
+    /// (a bucket keeps its layout, and one created again after a prune is hashed).
+    fn spot_key(self, spot: &Spot) -> Option<(Vec<u8>, i64)> {
+        match (self, spot) {
+            (_, Spot::Pair(a, p)) => Some(self.key(a, *p)),
+            (Layout::Hashed(bits), Spot::Hash(h)) => {
+                Some((vec![bits as u8], pack::spot_group(*h, bits)))
+            }
+            (Layout::Pairs, Spot::Hash(_)) => None,
         }
     }
 
@@ -252,21 +276,22 @@ pub fn write_seal(
     }
     for (i, (r, &(c, b))) in rows.iter().zip(&filed).enumerate() {
         let public = addr_key(&r.w_addr[1]);
-        order.push(match layouts[&(c, b)] {
-            Layout::Pairs => ((c, b), public, i64::from(r.w_port[1]), i as u32),
-            Layout::Hashed(bits) => (
-                (c, b),
-                (false, 0),
-                pack::hashed_group(&r.w_addr[1], r.w_port[1], bits),
-                i as u32,
-            ),
+        let spot = layouts[&(c, b)].spot(&r.w_addr[1], r.w_port[1]);
+        let spot_key = match spot {
+            Spot::Pair(..) => (public, i64::from(r.w_port[1])),
+            Spot::Hash(h) => ((false, u128::from(h)), -1),
+        };
+        order.push(match (layouts[&(c, b)], spot) {
+            (Layout::Hashed(bits), Spot::Hash(h)) => {
+                ((c, b), (false, 0), pack::spot_group(h, bits), i as u32)
+            }
+            _ => ((c, b), public, i64::from(r.w_port[1]), i as u32),
         });
         private.push((
             (c, history_bucket(r.start, c)),
             addr_key(&r.s_addr[1]),
             b,
-            public,
-            r.w_port[1],
+            spot_key,
             i as u32,
         ));
         let g = (r.creator_id, (r.state_id >> 56) as u8);
@@ -275,8 +300,7 @@ pub fn write_seal(
             Filed {
                 dcls: c,
                 tb: b,
-                addr: r.w_addr[1],
-                port: r.w_port[1],
+                spot,
             },
         ));
         let e = ends.entry(g).or_insert(r.end);
@@ -303,11 +327,14 @@ pub fn write_seal(
     }
     drop(put);
     private.sort_unstable();
-    private.dedup_by_key(|x| (x.0, x.1, x.2, x.3, x.4));
+    private.dedup_by_key(|x| (x.0, x.1, x.2, x.3));
     let mut pairs: Vec<Pair> = Vec::new();
-    for (n, &(cb, host, tb, _, port, i)) in private.iter().enumerate() {
+    for (n, &(cb, host, tb, (k, port), i)) in private.iter().enumerate() {
         let r = &rows[i as usize];
-        pairs.push((tb, r.w_addr[1], port));
+        pairs.push(match port {
+            -1 => (tb, Spot::Hash(k.1 as u32)),
+            _ => (tb, Spot::Pair(r.w_addr[1], r.w_port[1])),
+        });
         if private.get(n + 1).is_some_and(|x| (x.0, x.1) == (cb, host)) {
             continue;
         }
@@ -315,7 +342,7 @@ pub fn write_seal(
         pairs.clear();
     }
     let mut ins = tx.prepare_cached(
-        "INSERT INTO seals (seal, creator_id, grp, min_id, max_id, end_us, ids, form) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)",
+        "INSERT INTO seals (seal, creator_id, grp, min_id, max_id, end_us, ids, form) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 2)",
     )?;
     for (g, mut list) in ids {
         list.sort_unstable_by_key(|(id, _)| *id);
@@ -331,7 +358,7 @@ pub fn write_seal(
                 to_i64(lo),
                 to_i64(hi),
                 ends[&g],
-                pack::pack_ids(chunk, IdsForm::PerClass)
+                pack::pack_ids(chunk)
             ])?;
         }
     }
@@ -408,6 +435,16 @@ fn put_rows(
     }
 }
 
+/// The sealed bucket history bucket `hb` of class `c` starts in: what a history row's
+/// buckets are deltas from.
+fn pairs_base(c: i64, hb: i64) -> i64 {
+    usize::try_from(c)
+        .ok()
+        .and_then(super::query::bucket_shift)
+        .and_then(|shift| hb.checked_mul(1i64.checked_shl(shift)?))
+        .map_or(0, |start| sealed_bucket_of(start, c))
+}
+
 /// One history row: where a private host's groups of class c and 72-minute bucket b are.
 fn put_pairs(
     tx: &Connection,
@@ -415,21 +452,29 @@ fn put_pairs(
     seal: i64,
     pairs: &[Pair],
 ) -> rusqlite::Result<()> {
-    put_pairs_blob(tx, key, seal, &pack::pack_pairs(pairs))
+    let blob = pack::pack_pairs(pairs, pairs_base(key.0, key.1));
+    put_pairs_blob(tx, key, seal, &blob, Some(1))
 }
 
-/// A history row whose pairs are packed already.
+/// A history row whose pairs are packed already, in `form` (column value).
 fn put_pairs_blob(
     tx: &Connection,
     (c, b, host): (i64, i64, &[u8]),
     seal: i64,
     blob: &[u8],
+    form: Option<i64>,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO sealed_private (dcls, tb, s_addr1, seal, pairs) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO sealed_private (dcls, tb, s_addr1, seal, pairs, form) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![c, b, host, seal, blob])?;
+    .execute(params![c, b, host, seal, blob, form])?;
     Ok(())
+}
+
+/// A history row's list; damage is an error.
+fn read_pairs(c: i64, hb: i64, blob: &[u8], form: Option<i64>) -> Result<Vec<Pair>, Damaged> {
+    let form = PairsForm::from_column(form).ok_or(Damaged("history form"))?;
+    pack::unpack_pairs(blob, form, pairs_base(c, hb))
 }
 
 fn count_creators(tx: &Connection, by: &HashMap<u32, i64>) -> rusqlite::Result<()> {
@@ -641,21 +686,21 @@ pub fn merge_private(tx: &Connection, c: i64, b: i64) -> rusqlite::Result<()> {
     const CHUNK: usize = 20_000;
     let mut after: Vec<u8> = Vec::new();
     loop {
-        let rows: Vec<(Vec<u8>, i64, Vec<u8>)> = tx
+        let rows: Vec<HistoryRow> = tx
             .prepare_cached(
-                "SELECT s_addr1, seal, pairs FROM sealed_private
+                "SELECT s_addr1, seal, pairs, form FROM sealed_private
                   WHERE dcls = ?1 AND tb = ?2 AND s_addr1 > ?3 ORDER BY s_addr1, seal LIMIT ?4",
             )?
             .query_map(params![c, b, after, CHUNK as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })?
             .collect::<rusqlite::Result<_>>()?;
         let full = rows.len() == CHUNK;
         let mut hosts: Vec<(Vec<u8>, Blobs)> = Vec::new();
-        for (a, s, blob) in rows {
+        for (a, s, blob, form) in rows {
             match hosts.last_mut() {
-                Some((k, v)) if *k == a => v.push((s, blob)),
-                _ => hosts.push((a, vec![(s, blob)])),
+                Some((k, v)) if *k == a => v.push((s, blob, form)),
+                _ => hosts.push((a, vec![(s, blob, form)])),
             }
         }
         if full && hosts.len() > 1 {
@@ -676,22 +721,22 @@ pub fn merge_private(tx: &Connection, c: i64, b: i64) -> rusqlite::Result<()> {
         for (a, blobs) in hosts {
             let mut set = HashSet::default();
             let mut as_is = blobs.len() < 2;
-            for (_, blob) in &blobs {
-                match pack::unpack_pairs(blob) {
+            for (_, blob, form) in &blobs {
+                match read_pairs(c, b, blob, *form) {
                     Ok(v) if !as_is => set.extend(v),
                     _ => as_is = true,
                 }
             }
             if as_is {
                 // One row, or a damaged one: back as it was.
-                for (seal, blob) in &blobs {
-                    put_pairs_blob(tx, (c, b, &a), *seal, blob)?;
+                for (seal, blob, form) in &blobs {
+                    put_pairs_blob(tx, (c, b, &a), *seal, blob, *form)?;
                 }
                 continue;
             }
             let mut pairs: Vec<Pair> = set.into_iter().collect();
             pairs.sort();
-            let seal = blobs.iter().map(|(s, _)| *s).min().unwrap_or(0);
+            let seal = blobs.iter().map(|(s, ..)| *s).min().unwrap_or(0);
             put_pairs(tx, (c, b, &a), seal, &pairs)?;
         }
         if !full {
@@ -764,11 +809,7 @@ impl SealIndex {
                     .query_row(params![seal, g.0, g.1, lo], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
                 let mut map: HashMap<u64, Vec<Filed>> = HashMap::default();
-                if let Some((blob, form)) = blob {
-                    let form = match form {
-                        None => IdsForm::Schema4,
-                        Some(_) => IdsForm::PerClass,
-                    };
+                if let Some((blob, Some(form))) = blob.map(|(b, f)| (b, IdsForm::from_column(f))) {
                     // A damaged id list hides its lifetimes from the writer's merges only;
                     // they stay readable.
                     for (i, f) in pack::unpack_ids(&blob, lo as u64, form).unwrap_or_default() {
@@ -782,7 +823,7 @@ impl SealIndex {
             }
         }
         // Each group once, in key order.
-        out.sort_by_key(|f| (f.dcls, f.tb, f.addr, f.port));
+        out.sort_by_key(|f| (f.dcls, f.tb, f.spot));
         out.dedup();
         Ok(out)
     }
@@ -795,16 +836,41 @@ pub fn find(
     names: &Names,
     k: &StateRef,
 ) -> rusqlite::Result<Vec<Stored>> {
-    let places = index.places(conn, k)?;
     let mut found = Vec::new();
-    for f in places {
-        for s in group(conn, names, f.dcls, f.tb, &f.addr, f.port)? {
-            if s.creator_id == k.creator_id && s.state_id == k.id {
-                found.push(s);
+    for (c, b, a, p) in rows_of(conn, index, k)? {
+        let mut st = conn.prepare_cached(
+            "SELECT rows FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
+        )?;
+        let mut rows = st.query(params![c, b, a, p])?;
+        while let Some(r) = rows.next()? {
+            let blob: Vec<u8> = r.get(0)?;
+            if let Ok(v) = unpack_row((&a, p), &blob, names, None) {
+                found.extend(
+                    v.into_iter()
+                        .filter(|s| s.creator_id == k.creator_id && s.state_id == k.id),
+                );
             }
         }
     }
     Ok(found)
+}
+
+/// The rows of `sealed` (dcls, tb, w_addr1, w_port1) the sealed lifetimes of `k` may be
+/// in, each once (two spots can name one row).
+fn rows_of(
+    conn: &Connection,
+    index: &mut SealIndex,
+    k: &StateRef,
+) -> rusqlite::Result<Vec<RowKey>> {
+    let mut keys = Vec::new();
+    for f in index.places(conn, k)? {
+        if let Some((a, p)) = layout_of(conn, f.dcls, f.tb)?.and_then(|l| l.spot_key(&f.spot)) {
+            keys.push((f.dcls, f.tb, a, p));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
 }
 
 /// Take every sealed lifetime of `k` out of the sealed tables (the writer then writes them
@@ -815,18 +881,13 @@ pub fn take(
     names: &Names,
     k: &StateRef,
 ) -> rusqlite::Result<Vec<Stored>> {
-    let places = index.places(tx, k)?;
     let mut taken = Vec::new();
-    for f in places {
-        let Some(layout) = layout_of(tx, f.dcls, f.tb)? else {
-            continue;
-        };
-        let (a, port) = layout.key(&f.addr, f.port);
+    for (dcls, tb, a, port) in rows_of(tx, index, k)? {
         let groups: Vec<(i64, Vec<u8>)> = tx
             .prepare_cached(
                 "SELECT seal, rows FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
             )?
-            .query_map(params![f.dcls, f.tb, a, port], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(params![dcls, tb, a, port], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         for (seal, blob) in groups {
             let Ok(rows) = unpack_row((&a, port), &blob, names, None) else {
@@ -842,7 +903,7 @@ pub fn take(
                 tx.prepare_cached(
                     "DELETE FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND seal = ?5",
                 )?
-                .execute(params![f.dcls, f.tb, a, port, seal])?;
+                .execute(params![dcls, tb, a, port, seal])?;
             } else {
                 let mut refs: Vec<&Stored> = rest.iter().collect();
                 let blob = pack_row(&a, &mut refs, names);
@@ -851,8 +912,8 @@ pub fn take(
                       WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND seal = ?5",
                 )?
                 .execute(params![
-                    f.dcls,
-                    f.tb,
+                    dcls,
+                    tb,
                     a,
                     port,
                     seal,
@@ -861,7 +922,7 @@ pub fn take(
                 ])?;
             }
             tx.prepare_cached("UPDATE sealed_buckets SET n = n - ?3 WHERE dcls = ?1 AND tb = ?2")?
-                .execute(params![f.dcls, f.tb, mine.len() as i64])?;
+                .execute(params![dcls, tb, mine.len() as i64])?;
             count_creators(
                 tx,
                 &[(k.creator_id, -(mine.len() as i64))].into_iter().collect(),
@@ -907,10 +968,9 @@ pub fn group(
     addr: &IpAddr,
     port: u16,
 ) -> rusqlite::Result<Vec<Stored>> {
-    let Some(layout) = layout_of(conn, c, b)? else {
+    let Some((a, p)) = layout_of(conn, c, b)?.map(|l| l.key(addr, port)) else {
         return Ok(Vec::new());
     };
-    let (a, p) = layout.key(addr, port);
     let mut st = conn.prepare_cached(
         "SELECT rows FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
     )?;
@@ -926,8 +986,48 @@ pub fn group(
     Ok(out)
 }
 
+/// The sealed lifetimes at `spots` in bucket (c, b), each once: those of a pair spot's
+/// pair, and of the pairs whose hash a hash spot holds (the caller picks by private address).
+pub fn at_spots(
+    conn: &Connection,
+    names: &Names,
+    c: i64,
+    b: i64,
+    spots: &[Spot],
+) -> rusqlite::Result<Vec<Stored>> {
+    let Some(layout) = layout_of(conn, c, b)? else {
+        return Ok(Vec::new());
+    };
+    // Several spots can name one row (one group, several hashes): each row is read once.
+    let mut keys: Vec<(Vec<u8>, i64)> = spots.iter().filter_map(|s| layout.spot_key(s)).collect();
+    keys.sort();
+    keys.dedup();
+    let wanted: HashSet<Spot> = spots.iter().copied().collect();
+    let hashes = spots.iter().any(|s| matches!(s, Spot::Hash(_)));
+    let mut st = conn.prepare_cached(
+        "SELECT rows FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
+    )?;
+    let mut out = Vec::new();
+    for (a, p) in keys {
+        let mut rows = st.query(params![c, b, a, p])?;
+        while let Some(r) = rows.next()? {
+            let blob: Vec<u8> = r.get(0)?;
+            // Damage in one group is skipped, as a damaged row of states is.
+            let Ok(v) = unpack_row((&a, p), &blob, names, None) else {
+                continue;
+            };
+            out.extend(v.into_iter().filter(|s| {
+                let (addr, port) = (&s.w_addr[1], s.w_port[1]);
+                wanted.contains(&Spot::Pair(*addr, port))
+                    || (hashes && wanted.contains(&Spot::hashed(addr, port)))
+            }));
+        }
+    }
+    Ok(out)
+}
+
 /// Where the groups of private hosts in [lo, hi] (same length) of class `c` and history
-/// bucket `b` are: (sealed bucket, public address, port).
+/// bucket `b` are: (sealed bucket, spot).
 pub fn private_pairs(
     conn: &Connection,
     c: i64,
@@ -936,14 +1036,14 @@ pub fn private_pairs(
     hi: &[u8],
 ) -> rusqlite::Result<Vec<Pair>> {
     let mut st = conn.prepare_cached(
-        "SELECT pairs FROM sealed_private
+        "SELECT pairs, form FROM sealed_private
           WHERE dcls = ?1 AND tb = ?2 AND s_addr1 >= ?3 AND s_addr1 <= ?4 AND length(s_addr1) = length(?3)",
     )?;
     let mut rows = st.query(params![c, b, lo, hi])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let blob: Vec<u8> = r.get(0)?;
-        if let Ok(v) = pack::unpack_pairs(&blob) {
+        let (blob, form): (Vec<u8>, Option<i64>) = (r.get(0)?, r.get(1)?);
+        if let Ok(v) = read_pairs(c, b, &blob, form) {
             out.extend(v);
         }
     }
@@ -1176,6 +1276,45 @@ mod tests {
         })
         .expect("walk");
         assert_eq!((left.rows, left.damaged), (63, 0));
+    }
+
+    #[test]
+    fn a_hosts_history_meets_each_lifetime_once_when_its_pairs_share_a_group() {
+        let (_d, conn) = db();
+        // One inside host, 64 public pairs in 8 hashed groups: its history row names the
+        // groups by hash, several pairs per group.
+        let host = IpAddr::from([10, 0, 0, 7]);
+        let mut all = lifetimes(0, 64);
+        for (i, s) in all.iter_mut().enumerate() {
+            s.s_addr[1] = host;
+            s.w_port[1] = 61234 + i as u16;
+        }
+        seal(&conn, &all, 1);
+        let forms: (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT min(form) FROM seals), (SELECT min(form) FROM sealed_private)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("forms");
+        assert_eq!(forms, (2, 1), "id list and history row name hashes");
+        let got = query::history(&conn, &host, &host, 0, i64::MAX / 4, None).expect("history");
+        let mut ids: Vec<u64> = got.iter().map(|l| l.state_id).collect();
+        ids.sort();
+        let want: Vec<u64> = all.iter().map(|s| s.state_id).collect();
+        assert_eq!(ids, want, "every lifetime once");
+        // Another host's history meets none of them, though they share the groups.
+        let other = IpAddr::from([10, 0, 0, 8]);
+        let none = query::history(&conn, &other, &other, 0, i64::MAX / 4, None).expect("h");
+        assert!(none.is_empty());
+        // find by id through the hash spot meets the lifetime once.
+        let names = Names::load(&conn).expect("names");
+        let k = StateRef {
+            id: all[9].state_id,
+            creator_id: all[9].creator_id,
+        };
+        let found = find(&conn, &mut SealIndex::default(), &names, &k).expect("find");
+        assert_eq!(found, vec![all[9].clone()]);
     }
 
     #[test]

@@ -1,0 +1,15 @@
+-- pfstatelog schema 7: where a sealed lifetime is, in three bytes.
+--
+-- Id lists (`seals`) and history rows (`sealed_private`) name the row of each lifetime. Up
+-- to schema 6 they named its public pair: an index into a table of addresses (a chunk of
+-- 4,096 ids listed ~1,600 LAN hosts, 5 bytes each) and a port, ~5 bytes per lifetime in
+-- each list. A lifetime in a hashed bucket (schema 6) is now named by the top 24 bits of
+-- its pair's hash (src/store/pack.rs, Spot::Hash): its group for any bits a merge may
+-- choose; the reader picks it out of its group by id or private address. Pair-keyed
+-- buckets (before schema 6) are still named by pair.
+--
+-- seals.form 2: class, bucket delta and spot kind share one varint (pack.rs, IdsForm::Spots).
+-- sealed_private.form 1: buckets as deltas from the row's own history bucket, spots as in
+-- id lists (pack.rs, PairsForm::Spots); NULL: schema 4's form. A row merged from rows of
+-- both forms is written in form 1.
+ALTER TABLE sealed_private ADD COLUMN form INTEGER;
