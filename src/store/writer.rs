@@ -449,61 +449,99 @@ struct Journal {
 }
 
 /// Lifetimes an import waits to seal, by when their bucket is complete.
+///
+/// Kept as the rows they will be sealed as, in lists by that time, and moved (not copied)
+/// into the seal: held in a map of whole rows, up to a million of them cost ~550 MB (a
+/// table twice their number) and a copy of each at the seal (perf: page faults, copies).
 #[derive(Debug, Default)]
 struct Waiting {
-    /// Each lifetime with the time its bucket is complete.
-    rows: StateMap<(Micros, Row)>,
-    /// Keys by that time; an entry whose key left (or waits under another time) is stale
-    /// and skipped.
-    by_time: std::collections::BTreeMap<Micros, Vec<StateRef>>,
+    /// Where each waiting lifetime is: its time and its place in that time's list.
+    at: StateMap<(Micros, u32)>,
+    /// Lifetimes by that time, in the order they came; `None` where one left (or is being
+    /// sealed: [`Waiting::take_due`]).
+    by_time: std::collections::BTreeMap<Micros, Vec<Option<Stored>>>,
 }
 
 impl Waiting {
     fn len(&self) -> usize {
-        self.rows.len()
+        self.at.len()
     }
 
-    fn get(&self, k: &StateRef) -> Option<&Row> {
-        self.rows.get(k).map(|(_, r)| r)
+    fn get(&self, k: &StateRef) -> Option<&Stored> {
+        let (t, i) = self.at.get(k)?;
+        self.by_time.get(t)?.get(*i as usize)?.as_ref()
     }
 
-    fn insert(&mut self, r: Row, complete: Micros) {
-        let k = r.key();
-        self.by_time.entry(complete).or_default().push(k);
-        self.rows.insert(k, (complete, r));
+    fn insert(&mut self, r: Stored, complete: Micros) {
+        let k = StateRef {
+            id: r.state_id,
+            creator_id: r.creator_id,
+        };
+        self.remove(&k);
+        let list = self.by_time.entry(complete).or_default();
+        self.at.insert(k, (complete, list.len() as u32));
+        list.push(Some(r));
     }
 
     fn remove(&mut self, k: &StateRef) {
-        self.rows.remove(k);
+        if let Some((t, i)) = self.at.remove(k) {
+            if let Some(slot) = self.by_time.get_mut(&t).and_then(|l| l.get_mut(i as usize)) {
+                *slot = None;
+            }
+        }
     }
 
-    /// The lifetimes whose bucket is complete at `watermark`, and beyond it the `over`
-    /// that complete first, in that order.
-    fn due(&self, watermark: Micros, over: usize) -> Vec<(&StateRef, &Row)> {
-        let mut out = Vec::new();
-        for (t, keys) in &self.by_time {
-            if *t > watermark && out.len() >= over {
+    /// Move into `to` the lifetimes whose bucket is complete at `watermark`, and beyond it
+    /// the `over` that complete first (counting those `named`, which stay), in that order.
+    /// Their places go to `taken`, their keys to `keys`; they stay counted (and looked up
+    /// as absent) until [`Waiting::remove`]d, or [`Waiting::restore`]d if the write fails.
+    fn take_due(
+        &mut self,
+        watermark: Micros,
+        over: usize,
+        named: &StateSet,
+        to: &mut Vec<Stored>,
+        taken: &mut Vec<(Micros, u32)>,
+        keys: &mut Vec<StateRef>,
+    ) {
+        let mut seen = 0;
+        for (t, list) in self.by_time.iter_mut() {
+            if *t > watermark && seen >= over {
                 break;
             }
-            for k in keys {
-                if let Some((when, r)) = self.rows.get(k) {
-                    if when == t {
-                        out.push((k, r));
-                    }
+            seen += list.iter().filter(|r| r.is_some()).count();
+            to.reserve(list.len());
+            for (i, slot) in list.iter_mut().enumerate() {
+                let Some(r) = slot else { continue };
+                let k = StateRef {
+                    id: r.state_id,
+                    creator_id: r.creator_id,
+                };
+                if named.contains(&k) {
+                    continue;
+                }
+                if let Some(r) = slot.take() {
+                    to.push(r);
+                    taken.push((*t, i as u32));
+                    keys.push(k);
                 }
             }
         }
-        out
     }
 
-    /// Drop the times at the front whose keys have all left.
+    /// Put back what [`Waiting::take_due`] took (`rows` in `taken`'s order).
+    fn restore(&mut self, taken: &[(Micros, u32)], rows: impl IntoIterator<Item = Stored>) {
+        for (&(t, i), r) in taken.iter().zip(rows) {
+            if let Some(slot) = self.by_time.get_mut(&t).and_then(|l| l.get_mut(i as usize)) {
+                *slot = Some(r);
+            }
+        }
+    }
+
+    /// Drop the times at the front whose lifetimes have all left.
     fn prune(&mut self) {
         while let Some(e) = self.by_time.first_entry() {
-            let t = *e.key();
-            if e.get()
-                .iter()
-                .any(|k| self.rows.get(k).is_some_and(|(when, _)| *when == t))
-            {
+            if e.get().iter().any(|r| r.is_some()) {
                 break;
             }
             e.remove();
@@ -596,12 +634,22 @@ impl Row {
 
     /// Every column the row of this lifetime has (end 0 while open).
     fn stored(&self) -> Stored {
+        self.stored_named(self.state.ifname.clone())
+    }
+
+    /// [`Row::stored`] without copying the interface name.
+    fn into_stored(mut self) -> Stored {
+        let name = std::mem::take(&mut self.state.ifname);
+        self.stored_named(name)
+    }
+
+    fn stored_named(&self, ifname: String) -> Stored {
         let s = &self.state;
         let (end, reason) = self.end.unwrap_or((0, EndReason::Delete));
         Stored {
             creator_id: s.creator_id,
             state_id: s.id,
-            ifname: s.ifname.clone(),
+            ifname,
             af: s.af.to_openbsd(),
             proto: s.proto,
             direction: s.direction.to_u8(),
@@ -1047,8 +1095,13 @@ impl Writer {
     /// the next flush.
     pub fn flush(&mut self, counters: &RunCounters) -> Result<()> {
         let path = self.path.clone();
-        match self.write_pending(counters) {
+        // Waiting lifetimes this flush seals are moved out of `waiting`: back if it fails.
+        let mut to_seal = Vec::new();
+        let mut due = 0..0;
+        let mut taken = Vec::new();
+        match self.write_pending(counters, &mut to_seal, &mut due, &mut taken) {
             Ok(mut j) => {
+                drop(to_seal);
                 self.pending.clear();
                 for k in std::mem::take(&mut j.unwaited) {
                     self.waiting.remove(&k);
@@ -1070,7 +1123,9 @@ impl Writer {
                             continue;
                         }
                         match r.end.and_then(|e| sealed::complete_at(r.start, e.0)) {
-                            Some(t) => self.waiting.insert(r, t.saturating_add(WAIT_SLACK_US)),
+                            Some(t) => self
+                                .waiting
+                                .insert(r.into_stored(), t.saturating_add(WAIT_SLACK_US)),
                             None => stay.push(r),
                         }
                     }
@@ -1083,6 +1138,7 @@ impl Writer {
                 Ok(())
             }
             Err(e) => {
+                self.waiting.restore(&taken, to_seal.drain(due));
                 // Row ids learnt inside the rolled-back transaction may not exist: forget
                 // them all; lookups fall back to the (creator, id) index. The same for
                 // names, seal numbers and what was taken out of seals.
@@ -1097,13 +1153,20 @@ impl Writer {
         }
     }
 
-    fn write_pending(&mut self, counters: &RunCounters) -> rusqlite::Result<Journal> {
+    /// `to_seal`: the lifetimes sealed, of which `due` were moved out of `waiting` from the
+    /// places in `taken` (the caller puts them back if this fails).
+    fn write_pending(
+        &mut self,
+        counters: &RunCounters,
+        to_seal: &mut Vec<Stored>,
+        due: &mut std::ops::Range<usize>,
+        taken: &mut Vec<(Micros, u32)>,
+    ) -> rusqlite::Result<Journal> {
         let tx = self.conn.transaction()?;
         // Held lifetimes first: every pending event about their key came after their end.
         // They are sealed, except those a pending event names: that event merges into
         // their row in states.
         let named: StateSet = self.pending.iter().filter_map(event_key).collect();
-        let mut to_seal = Vec::new();
         // The recorder seals its young lifetimes that ended every SEAL_EVERY_US; until then
         // they are journaled, ended.
         let deferring = !self.hold_open && self.young.young_for > 0;
@@ -1124,7 +1187,7 @@ impl Writer {
         // An import's waiting lifetimes: into states if a pending event names them (it
         // merges there), sealed once their bucket is complete (or memory is short, or the
         // import ends).
-        let mut unwaited = store_named(&tx, &named, |k| self.waiting.get(k))?;
+        let mut unwaited = store_named_sealed(&tx, &named, |k| self.waiting.get(k))?;
         let watermark = if self.hold_open {
             counters.last_us.unwrap_or(Micros::MIN)
         } else {
@@ -1136,12 +1199,10 @@ impl Writer {
         } else {
             0
         };
-        for (k, r) in self.waiting.due(watermark, over) {
-            if !named.contains(k) {
-                to_seal.push(r.stored());
-                unwaited.push(*k);
-            }
-        }
+        due.start = to_seal.len();
+        self.waiting
+            .take_due(watermark, over, &named, to_seal, taken, &mut unwaited);
+        due.end = to_seal.len();
         let mut defer = Vec::new();
         let mut wait = Vec::new();
         for (i, r) in self.ready.iter().enumerate() {
@@ -1239,7 +1300,7 @@ impl Writer {
                 Some(n) => n,
                 None => sealed::next_seal(&tx)?,
             };
-            for r in &to_seal {
+            for r in to_seal.iter() {
                 let c = sealed::filed(r).0;
                 self.sealed_by_class[c.clamp(0, 15) as usize] += 1;
             }
@@ -1251,7 +1312,7 @@ impl Writer {
             let expect = |c: i64, n: u64| {
                 sealed::expected_in_bucket(c, n, by_class[c.clamp(0, 15) as usize], span)
             };
-            journal.history = sealed::write_seal(&tx, &to_seal, no, &mut self.names, &expect)?;
+            journal.history = sealed::write_seal(&tx, &to_seal[..], no, &mut self.names, &expect)?;
             self.next_seal = Some(no + 1);
             self.seal_index.reset();
             self.any_sealed = Some(true);
@@ -1559,6 +1620,25 @@ fn store_named<'a>(
     let mut keys = Vec::with_capacity(found.len());
     for (k, r) in found {
         insert_row(tx, r)?;
+        keys.push(*k);
+    }
+    Ok(keys)
+}
+
+/// [`store_named`] for lifetimes kept as the rows they will be sealed as (all ended).
+fn store_named_sealed<'a>(
+    tx: &Connection,
+    named: &StateSet,
+    held: impl Fn(&StateRef) -> Option<&'a Stored>,
+) -> rusqlite::Result<Vec<StateRef>> {
+    let mut found: Vec<(&StateRef, &Stored)> = named
+        .iter()
+        .filter_map(|k| held(k).map(|r| (k, r)))
+        .collect();
+    found.sort_by_key(|(k, _)| (k.creator_id, k.id));
+    let mut keys = Vec::with_capacity(found.len());
+    for (k, r) in found {
+        insert_stored(tx, r, true)?;
         keys.push(*k);
     }
     Ok(keys)
