@@ -135,13 +135,157 @@ impl Direction {
     }
 }
 
+/// Bytes of an interface name kept inline: pf's IFNAMSIZ is 16, so every name on the wire
+/// fits unless its invalid UTF-8 was made lossy (3 bytes per bad byte).
+const IFNAME_INLINE: usize = 22;
+
+/// An interface name, kept inline: a state's name is copied with it through the tracker and
+/// the writer, and as a `String` that was an allocation at every copy (perf: ~5 % of an
+/// import). Compares, hashes and prints as the string it is.
+#[derive(Clone)]
+pub struct IfName(IfRepr);
+
+#[derive(Clone)]
+enum IfRepr {
+    Inline {
+        len: u8,
+        buf: [u8; IFNAME_INLINE],
+    },
+    /// Longer than any name pf sends (from other sources only).
+    Heap(Box<str>),
+}
+
+impl IfName {
+    pub fn new(s: &str) -> IfName {
+        if s.len() <= IFNAME_INLINE {
+            let mut buf = [0u8; IFNAME_INLINE];
+            buf[..s.len()].copy_from_slice(s.as_bytes());
+            IfName(IfRepr::Inline {
+                len: s.len() as u8,
+                buf,
+            })
+        } else {
+            IfName(IfRepr::Heap(s.into()))
+        }
+    }
+
+    /// A NUL-padded name as pf stores it; invalid UTF-8 is replaced, as `ifname_from` does.
+    pub fn from_wire(b: &[u8]) -> IfName {
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        IfName::new(&String::from_utf8_lossy(&b[..end]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Always whole UTF-8 (made from a &str), so this never falls back.
+            IfRepr::Inline { len, buf } => {
+                std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or_default()
+            }
+            IfRepr::Heap(s) => s,
+        }
+    }
+}
+
+impl Default for IfName {
+    fn default() -> IfName {
+        IfName::new("")
+    }
+}
+
+impl std::ops::Deref for IfName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for IfName {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for IfName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for IfName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl PartialEq for IfName {
+    fn eq(&self, o: &IfName) -> bool {
+        self.as_str() == o.as_str()
+    }
+}
+
+impl Eq for IfName {}
+
+impl std::hash::Hash for IfName {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
+impl PartialEq<str> for IfName {
+    fn eq(&self, o: &str) -> bool {
+        self.as_str() == o
+    }
+}
+
+impl PartialEq<&str> for IfName {
+    fn eq(&self, o: &&str) -> bool {
+        self.as_str() == *o
+    }
+}
+
+impl PartialEq<String> for IfName {
+    fn eq(&self, o: &String) -> bool {
+        self.as_str() == o.as_str()
+    }
+}
+
+impl PartialEq<IfName> for String {
+    fn eq(&self, o: &IfName) -> bool {
+        self.as_str() == o.as_str()
+    }
+}
+
+impl From<&str> for IfName {
+    fn from(s: &str) -> IfName {
+        IfName::new(s)
+    }
+}
+
+impl From<&String> for IfName {
+    fn from(s: &String) -> IfName {
+        IfName::new(s)
+    }
+}
+
+impl From<String> for IfName {
+    fn from(s: String) -> IfName {
+        IfName::new(&s)
+    }
+}
+
+impl From<IfName> for String {
+    fn from(n: IfName) -> String {
+        n.as_str().to_string()
+    }
+}
+
 /// A full state (OpenBSD INS/UPD/DEL, FreeBSD INS/UPD 1301/1400/1500) in neutral form.
 /// key[0] is the WIRE key, key[1] the STACK key (pfsync-v6.md §4.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FullState {
     pub id: u64,
     pub creator_id: u32,
-    pub ifname: String,
+    pub ifname: IfName,
     pub key: [Key; 2],
     pub af: Af,
     pub proto: u8,

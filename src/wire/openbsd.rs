@@ -190,7 +190,7 @@ impl PeerRepr {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StateRepr {
     pub id: u64,
-    pub ifname: String,
+    pub ifname: IfName,
     pub key: [KeyRepr; 2],
     pub src: PeerRepr,
     pub dst: PeerRepr,
@@ -248,7 +248,7 @@ impl StateRepr {
         rt_addr.copy_from_slice(&b[RT_ADDR]);
         Ok(StateRepr {
             id: be64(b, ID.start),
-            ifname: ifname_from(&b[IFNAME]),
+            ifname: IfName::from_wire(&b[IFNAME]),
             key: [
                 KeyRepr::parse(&b[KEY0..KEY0 + KEY_LEN]),
                 KeyRepr::parse(&b[KEY1..KEY1 + KEY_LEN]),
