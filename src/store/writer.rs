@@ -927,7 +927,9 @@ impl Writer {
         }
         // Lifetimes held in memory take every event about them here.
         if let Some(k) = event_key(&e) {
-            if let Some(row) = self.held.get_mut(&k) {
+            // One lookup, and the removal of an ended row without a second.
+            if let std::collections::hash_map::Entry::Occupied(mut slot) = self.held.entry(k) {
+                let row = slot.get_mut();
                 match &e {
                     Event::Open {
                         state,
@@ -948,9 +950,7 @@ impl Writer {
                     Event::Clear { .. } | Event::Bus { .. } => {}
                 }
                 if row.end.is_some() {
-                    if let Some(row) = self.held.remove(&k) {
-                        self.ready.push(row);
-                    }
+                    self.ready.push(slot.remove());
                 } else {
                     self.young.seen(k, row);
                 }
