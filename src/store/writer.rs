@@ -493,7 +493,8 @@ impl Waiting {
         }
     }
 
-    /// Move into `to` the lifetimes whose bucket is complete at `watermark`, and beyond it
+    /// Move into `to` (with room for `extra` more) the lifetimes whose bucket is complete at
+    /// `watermark`, and beyond it
     /// the `over` that complete first (counting those `named`, which stay), in that order.
     /// Their places go to `taken`, their keys to `keys`; they stay counted (and looked up
     /// as absent) until [`Waiting::remove`]d, or [`Waiting::restore`]d if the write fails.
@@ -502,6 +503,7 @@ impl Waiting {
         watermark: Micros,
         over: usize,
         named: &StateSet,
+        extra: usize,
         to: &mut Vec<Stored>,
         taken: &mut Vec<(Micros, u32)>,
         keys: &mut Vec<StateRef>,
@@ -521,7 +523,7 @@ impl Waiting {
         let Some(upto) = upto else {
             return;
         };
-        to.reserve(rows);
+        to.reserve(rows + extra);
         // Lists left empty are dropped now, before the seal needs memory of its own.
         let mut emptied = Vec::new();
         for (t, list) in self.by_time.range_mut(..=upto) {
@@ -1221,8 +1223,15 @@ impl Writer {
             0
         };
         due.start = to_seal.len();
-        self.waiting
-            .take_due(watermark, over, &named, to_seal, taken, &mut unwaited);
+        self.waiting.take_due(
+            watermark,
+            over,
+            &named,
+            self.ready.len(),
+            to_seal,
+            taken,
+            &mut unwaited,
+        );
         due.end = to_seal.len();
         let mut defer = Vec::new();
         let mut wait = Vec::new();
