@@ -387,7 +387,7 @@ pub fn parse_state_line(text: &str, line: usize) -> Result<FullState, ParseError
     Ok(FullState {
         id: 0,
         creator_id: 0,
-        ifname: ifname.into(),
+        ifname: ifname.to_string(),
         af: key[0].af,
         key,
         proto,

@@ -371,7 +371,7 @@ fn state() -> impl Strategy<Value = FullState> {
                     FullState {
                         id,
                         creator_id: creator,
-                        ifname: ifname.into(),
+                        ifname: ifname.to_string(),
                         af: key[0].af,
                         key,
                         proto,

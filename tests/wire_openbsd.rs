@@ -1376,7 +1376,7 @@ fn arb_state_repr() -> impl Strategy<Value = StateRepr> {
             (log, extra254, timeout, sync_flags, updates, min_ttl, set_tos, extra260, extra262),
         )| StateRepr {
             id,
-            ifname: ifname.into(),
+            ifname,
             key: [k0, k1],
             src,
             dst,
@@ -1484,7 +1484,7 @@ fn arb_full_state() -> impl Strategy<Value = FullState> {
             )| FullState {
                 id,
                 creator_id,
-                ifname: ifname.into(),
+                ifname,
                 key: [k0, k1],
                 af,
                 proto,

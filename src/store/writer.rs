@@ -662,12 +662,22 @@ impl Row {
 
     /// Every column the row of this lifetime has (end 0 while open).
     fn stored(&self) -> Stored {
+        self.stored_named(self.state.ifname.clone())
+    }
+
+    /// [`Row::stored`] without copying the interface name.
+    fn into_stored(mut self) -> Stored {
+        let name = std::mem::take(&mut self.state.ifname);
+        self.stored_named(name)
+    }
+
+    fn stored_named(&self, ifname: String) -> Stored {
         let s = &self.state;
         let (end, reason) = self.end.unwrap_or((0, EndReason::Delete));
         Stored {
             creator_id: s.creator_id,
             state_id: s.id,
-            ifname: s.ifname.as_str().to_owned(),
+            ifname,
             af: s.af.to_openbsd(),
             proto: s.proto,
             direction: s.direction.to_u8(),
@@ -856,8 +866,7 @@ impl Writer {
                     .get::<_, Option<String>>(3)
                     .ok()
                     .flatten()
-                    .unwrap_or_default()
-                    .into(),
+                    .unwrap_or_default(),
                 key: [
                     Key {
                         addr: [get_b(7), get_b(9)],
@@ -1147,7 +1156,7 @@ impl Writer {
                         match r.end.and_then(|e| sealed::complete_at(r.start, e.0)) {
                             Some(t) => self
                                 .waiting
-                                .insert(r.stored(), t.saturating_add(WAIT_SLACK_US)),
+                                .insert(r.into_stored(), t.saturating_add(WAIT_SLACK_US)),
                             None => stay.push(r),
                         }
                     }
@@ -1891,7 +1900,7 @@ fn apply(
             // One value list serves both statements: ?2.. of the UPDATE, ?1.. of the INSERT.
             let vals: [Value; 25] = [
                 Value::from(*seen),
-                Value::from(s.ifname.as_str().to_owned()),
+                Value::from(s.ifname.clone()),
                 Value::from(s.af.to_openbsd()),
                 Value::from(s.proto),
                 Value::from(s.direction.to_u8()),

@@ -386,7 +386,7 @@ impl PeerRepr {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CommonRepr {
     pub id: u64,
-    pub ifname: IfName,
+    pub ifname: String,
     /// [0] wire key, [1] stack key.
     pub key: [KeyRepr; 2],
     pub src: PeerRepr,
@@ -408,7 +408,7 @@ impl CommonRepr {
         need(b, PREFIX_END, "pfsync_state prefix")?;
         Ok(CommonRepr {
             id: be64(b, ID),
-            ifname: IfName::from_wire(&b[IFNAME]),
+            ifname: ifname_from(&b[IFNAME]),
             key: [
                 KeyRepr::parse(&b[KEY0..KEY0 + size::KEY])?,
                 KeyRepr::parse(&b[KEY1..KEY1 + size::KEY])?,
@@ -772,7 +772,7 @@ impl State1500 {
         let stack_af = s.key[1].af;
         State1500 {
             common: CommonRepr::from_full(s),
-            orig_ifname: s.ifname.as_str().to_owned(),
+            orig_ifname: s.ifname.clone(),
             rtableid: -1,
             wire_af: wire_af.to_freebsd(),
             stack_af: stack_af.to_freebsd(),
@@ -1864,7 +1864,7 @@ mod tests {
                     (packets, bytes, creator_id),
                 )| CommonRepr {
                     id,
-                    ifname: ifname.into(),
+                    ifname,
                     key: [k0, k1],
                     src,
                     dst,
@@ -2026,7 +2026,7 @@ mod tests {
                         FullState {
                             id,
                             creator_id,
-                            ifname: ifname.into(),
+                            ifname,
                             key: [k0, k1],
                             af: a0,
                             proto,

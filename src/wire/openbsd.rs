@@ -190,7 +190,7 @@ impl PeerRepr {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StateRepr {
     pub id: u64,
-    pub ifname: IfName,
+    pub ifname: String,
     pub key: [KeyRepr; 2],
     pub src: PeerRepr,
     pub dst: PeerRepr,
@@ -248,7 +248,7 @@ impl StateRepr {
         rt_addr.copy_from_slice(&b[RT_ADDR]);
         Ok(StateRepr {
             id: be64(b, ID.start),
-            ifname: IfName::from_wire(&b[IFNAME]),
+            ifname: ifname_from(&b[IFNAME]),
             key: [
                 KeyRepr::parse(&b[KEY0..KEY0 + KEY_LEN]),
                 KeyRepr::parse(&b[KEY1..KEY1 + KEY_LEN]),
@@ -298,7 +298,7 @@ impl StateRepr {
         Ok(FullState {
             id: be64(b, ID.start),
             creator_id: be32(b, CREATORID),
-            ifname: IfName::from_wire(&b[IFNAME]),
+            ifname: ifname_from(&b[IFNAME]),
             key: [
                 KeyRepr::parse(&b[KEY0..KEY0 + KEY_LEN]).to_key(af),
                 KeyRepr::parse(&b[KEY1..KEY1 + KEY_LEN]).to_key(af),
