@@ -493,18 +493,16 @@ impl Waiting {
         }
     }
 
-    /// Move into `to` (with room for `extra` more) the lifetimes whose bucket is complete at
-    /// `watermark`, and beyond it
-    /// the `over` that complete first (counting those `named`, which stay), in that order.
-    /// Their places go to `taken`, their keys to `keys`; they stay counted (and looked up
-    /// as absent) until [`Waiting::remove`]d, or [`Waiting::restore`]d if the write fails.
+    /// Move into `to.0` (with room for `to.1` more) the lifetimes whose bucket is complete
+    /// at `watermark`, and beyond it the `over` that complete first (counting those `named`,
+    /// which stay), in that order. Their places go to `taken`, their keys to `keys`; they
+    /// stay counted (and looked up as absent) until [`Waiting::remove`]d, or
+    /// [`Waiting::restore`]d if the write fails.
     fn take_due(
         &mut self,
-        watermark: Micros,
-        over: usize,
+        (watermark, over): (Micros, usize),
         named: &StateSet,
-        extra: usize,
-        to: &mut Vec<Stored>,
+        (to, extra): (&mut Vec<Stored>, usize),
         taken: &mut Vec<(Micros, u32)>,
         keys: &mut Vec<StateRef>,
     ) {
@@ -1233,11 +1231,9 @@ impl Writer {
         };
         due.start = to_seal.len();
         self.waiting.take_due(
-            watermark,
-            over,
+            (watermark, over),
             &named,
-            self.ready.len(),
-            to_seal,
+            (to_seal, self.ready.len()),
             taken,
             &mut unwaited,
         );
