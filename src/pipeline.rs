@@ -85,7 +85,15 @@ impl DecodeStats {
                     return false;
                 }
                 for m in pkt.messages() {
-                    *self.messages.entry(m.name()).or_default() += 1;
+                    match m.static_name() {
+                        Some(n) => match self.messages.get_mut(n) {
+                            Some(c) => *c += 1,
+                            None => {
+                                self.messages.insert(n.to_string(), 1);
+                            }
+                        },
+                        None => *self.messages.entry(m.name()).or_default() += 1,
+                    }
                 }
                 true
             }

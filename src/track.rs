@@ -11,6 +11,7 @@
 //!   given, as OpenBSD receivers do; FreeBSD receivers ignore the name) that existed then.
 
 use crate::wire::{Bus, Decoded, Flavor, FullState, Message, StateMap, StateRef};
+use std::collections::hash_map::Entry;
 
 /// Microseconds since the Unix epoch, UTC.
 pub type Micros = i64;
@@ -207,13 +208,18 @@ impl Tracker {
     fn full(&mut self, s: &FullState, d: &Decoded, ts: Micros, out: &mut Vec<Event>) {
         let k = key_of(s);
         let start = ts - s.creation as Micros * 1_000_000;
-        if let Some(o) = self.open.get_mut(&k) {
-            if ts < o.first_full {
-                // An earlier full message (an older capture imported after a newer one, or
-                // timestamps out of order): the lifetime began earlier than we thought. The
-                // store keeps keys and start from the earliest full message.
-                o.first_full = ts;
-                o.start = start;
+        // One lookup for both cases (the table is large and seldom in cache).
+        let o = match self.open.entry(k) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                v.insert(OpenState {
+                    state: s.clone(),
+                    start,
+                    first_full: ts,
+                    last_seen: ts,
+                    flavor: d.flavor,
+                });
+                self.stats.opened += 1;
                 out.push(Event::Open {
                     state: s.clone(),
                     start,
@@ -223,37 +229,33 @@ impl Tracker {
                 });
                 return;
             }
-            o.last_seen = o.last_seen.max(ts);
-            // Keys and start stay as first seen; counters and expiry follow the newest.
-            o.state.packets = s.packets;
-            o.state.bytes = s.bytes;
-            o.state.expire = s.expire;
-            o.state.timeout = s.timeout;
-            o.state.peer_state = s.peer_state;
-            self.stats.refreshed += 1;
-            out.push(Event::Refresh {
+        };
+        if ts < o.first_full {
+            // An earlier full message (an older capture imported after a newer one, or
+            // timestamps out of order): the lifetime began earlier than we thought. The
+            // store keeps keys and start from the earliest full message.
+            o.first_full = ts;
+            o.start = start;
+            out.push(Event::Open {
                 state: s.clone(),
+                start,
                 seen: ts,
+                flavor: d.flavor,
+                record_version: d.record_version,
             });
             return;
         }
-        self.open.insert(
-            k,
-            OpenState {
-                state: s.clone(),
-                start,
-                first_full: ts,
-                last_seen: ts,
-                flavor: d.flavor,
-            },
-        );
-        self.stats.opened += 1;
-        out.push(Event::Open {
+        o.last_seen = o.last_seen.max(ts);
+        // Keys and start stay as first seen; counters and expiry follow the newest.
+        o.state.packets = s.packets;
+        o.state.bytes = s.bytes;
+        o.state.expire = s.expire;
+        o.state.timeout = s.timeout;
+        o.state.peer_state = s.peer_state;
+        self.stats.refreshed += 1;
+        out.push(Event::Refresh {
             state: s.clone(),
-            start,
             seen: ts,
-            flavor: d.flavor,
-            record_version: d.record_version,
         });
     }
 
@@ -278,14 +280,11 @@ impl Tracker {
 
     /// End an open state; false when the key is not open (or only opened after `ts`).
     fn end(&mut self, k: StateRef, ts: Micros, reason: EndReason, out: &mut Vec<Event>) -> bool {
-        match self.open.get(&k) {
+        let o = match self.open.entry(k) {
             // A delete stamped before the state began (a capture from another time, merged
             // out of order) cannot end it.
-            Some(o) if o.start <= ts => {}
+            Entry::Occupied(o) if o.get().start <= ts => o.remove(),
             _ => return false,
-        }
-        let Some(o) = self.open.remove(&k) else {
-            return false;
         };
         self.stats.closed += 1;
         out.push(Event::End {

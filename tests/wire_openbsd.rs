@@ -1619,6 +1619,23 @@ proptest! {
     }
 
     #[test]
+    fn parse_full_is_parse_then_to_full(
+        r in arb_state_repr(),
+        raw in proptest::collection::vec(any::<u8>(), 250..300),
+    ) {
+        // From a valid state, and from any bytes (a name of invalid UTF-8, odd families).
+        let mut b = vec![0u8; 264];
+        r.emit(&mut b);
+        for b in [&b[..], &raw[..]] {
+            match (StateRepr::parse(b), StateRepr::parse_full(b)) {
+                (Ok(repr), Ok(full)) => prop_assert_eq!(repr.to_full(), full),
+                (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                (a, b) => prop_assert!(false, "parse {:?}, parse_full {:?}", a, b),
+            }
+        }
+    }
+
+    #[test]
     fn message_round_trips(m in arb_message()) {
         let (act, body) = openbsd::emit_message(&m);
         prop_assert_eq!(openbsd::message_size(act), Some(body.len()));

@@ -133,6 +133,8 @@ pub struct Writer {
     held: StateMap<Row>,
     /// Held lifetimes that ended, written first by the next flush.
     ready: Vec<Row>,
+    /// An empty list kept for its capacity (the next flush's rows that do not wait).
+    ready_spare: Vec<Row>,
     /// Stored open lifetimes whose "last seen" is written lazily ([`TOUCH_EVERY_US`]).
     lazy_last: StateMap<LastSeen>,
     /// Lifetimes that end are sealed (sealed.rs): held ones instead of being inserted, stored
@@ -215,7 +217,7 @@ impl Young {
     fn commit(
         &mut self,
         j: Journal,
-        ended: Vec<Row>,
+        ended: &mut Vec<Row>,
         held: &mut StateMap<Row>,
         lazy_last: &mut StateMap<LastSeen>,
     ) {
@@ -236,7 +238,7 @@ impl Young {
         }
         let deferred: StateSet = j.deferred.iter().copied().collect();
         let run_seq = j.run.as_ref().map(|r| r.seq);
-        for r in ended {
+        for r in ended.drain(..) {
             let k = r.key();
             if let Some(seq) = self.journaled.remove(&k) {
                 self.left(seq);
@@ -449,61 +451,123 @@ struct Journal {
 }
 
 /// Lifetimes an import waits to seal, by when their bucket is complete.
+///
+/// Kept as the rows they will be sealed as, in lists by that time, and moved (not copied)
+/// into the seal: held in a map of whole rows, up to a million of them cost ~550 MB (a
+/// table twice their number) and a copy of each at the seal (perf: page faults, copies).
 #[derive(Debug, Default)]
 struct Waiting {
-    /// Each lifetime with the time its bucket is complete.
-    rows: StateMap<(Micros, Row)>,
-    /// Keys by that time; an entry whose key left (or waits under another time) is stale
-    /// and skipped.
-    by_time: std::collections::BTreeMap<Micros, Vec<StateRef>>,
+    /// Where each waiting lifetime is: its time and its place in that time's list.
+    at: StateMap<(Micros, u32)>,
+    /// Lifetimes by that time, in the order they came; `None` where one left (or is being
+    /// sealed: [`Waiting::take_due`]).
+    by_time: std::collections::BTreeMap<Micros, Vec<Option<Stored>>>,
 }
 
 impl Waiting {
     fn len(&self) -> usize {
-        self.rows.len()
+        self.at.len()
     }
 
-    fn get(&self, k: &StateRef) -> Option<&Row> {
-        self.rows.get(k).map(|(_, r)| r)
+    fn get(&self, k: &StateRef) -> Option<&Stored> {
+        let (t, i) = self.at.get(k)?;
+        self.by_time.get(t)?.get(*i as usize)?.as_ref()
     }
 
-    fn insert(&mut self, r: Row, complete: Micros) {
-        let k = r.key();
-        self.by_time.entry(complete).or_default().push(k);
-        self.rows.insert(k, (complete, r));
+    fn insert(&mut self, r: Stored, complete: Micros) {
+        let k = StateRef {
+            id: r.state_id,
+            creator_id: r.creator_id,
+        };
+        self.remove(&k);
+        let list = self.by_time.entry(complete).or_default();
+        self.at.insert(k, (complete, list.len() as u32));
+        list.push(Some(r));
     }
 
     fn remove(&mut self, k: &StateRef) {
-        self.rows.remove(k);
-    }
-
-    /// The lifetimes whose bucket is complete at `watermark`, and beyond it the `over`
-    /// that complete first, in that order.
-    fn due(&self, watermark: Micros, over: usize) -> Vec<(&StateRef, &Row)> {
-        let mut out = Vec::new();
-        for (t, keys) in &self.by_time {
-            if *t > watermark && out.len() >= over {
-                break;
-            }
-            for k in keys {
-                if let Some((when, r)) = self.rows.get(k) {
-                    if when == t {
-                        out.push((k, r));
-                    }
-                }
+        if let Some((t, i)) = self.at.remove(k) {
+            if let Some(slot) = self.by_time.get_mut(&t).and_then(|l| l.get_mut(i as usize)) {
+                *slot = None;
             }
         }
-        out
     }
 
-    /// Drop the times at the front whose keys have all left.
+    /// Move into `to.0` (with room for `to.1` more) the lifetimes whose bucket is complete
+    /// at `watermark`, and beyond it the `over` that complete first (counting those `named`,
+    /// which stay), in that order. Their places go to `taken`, their keys to `keys`; they
+    /// stay counted (and looked up as absent) until [`Waiting::remove`]d, or
+    /// [`Waiting::restore`]d if the write fails.
+    fn take_due(
+        &mut self,
+        (watermark, over): (Micros, usize),
+        named: &StateSet,
+        (to, extra): (&mut Vec<Stored>, usize),
+        taken: &mut Vec<(Micros, u32)>,
+        keys: &mut Vec<StateRef>,
+    ) {
+        // The times due, and how many rows (one allocation for the seal's list).
+        let mut seen = 0;
+        let mut upto = None;
+        let mut rows = 0;
+        for (t, list) in &self.by_time {
+            if *t > watermark && seen >= over {
+                break;
+            }
+            seen += list.iter().filter(|r| r.is_some()).count();
+            rows += list.len();
+            upto = Some(*t);
+        }
+        let Some(upto) = upto else {
+            return;
+        };
+        to.reserve(rows + extra);
+        // Lists left empty are dropped now, before the seal needs memory of its own.
+        let mut emptied = Vec::new();
+        for (t, list) in self.by_time.range_mut(..=upto) {
+            let mut left = false;
+            for (i, slot) in list.iter_mut().enumerate() {
+                let Some(r) = slot else { continue };
+                let k = StateRef {
+                    id: r.state_id,
+                    creator_id: r.creator_id,
+                };
+                if named.contains(&k) {
+                    left = true;
+                    continue;
+                }
+                if let Some(r) = slot.take() {
+                    to.push(r);
+                    taken.push((*t, i as u32));
+                    keys.push(k);
+                }
+            }
+            if !left {
+                emptied.push(*t);
+            }
+        }
+        for t in emptied {
+            self.by_time.remove(&t);
+        }
+    }
+
+    /// Put back what [`Waiting::take_due`] took (`rows` in `taken`'s order).
+    fn restore(&mut self, taken: &[(Micros, u32)], rows: impl IntoIterator<Item = Stored>) {
+        for (&(t, i), r) in taken.iter().zip(rows) {
+            // In the place it had (its list is made again if it was dropped).
+            let list = self.by_time.entry(t).or_default();
+            let i = i as usize;
+            if list.len() <= i {
+                list.resize_with(i + 1, || None);
+            }
+            list[i] = Some(r);
+        }
+    }
+
+    /// Drop the times at the front whose lifetimes have all left.
     fn prune(&mut self) {
         while let Some(e) = self.by_time.first_entry() {
-            let t = *e.key();
-            if e.get()
-                .iter()
-                .any(|k| self.rows.get(k).is_some_and(|(when, _)| *when == t))
-            {
+            if e.get().iter().any(|r| r.is_some()) {
                 break;
             }
             e.remove();
@@ -596,12 +660,22 @@ impl Row {
 
     /// Every column the row of this lifetime has (end 0 while open).
     fn stored(&self) -> Stored {
+        self.stored_named(self.state.ifname.clone())
+    }
+
+    /// [`Row::stored`] without copying the interface name.
+    fn into_stored(mut self) -> Stored {
+        let name = std::mem::take(&mut self.state.ifname);
+        self.stored_named(name)
+    }
+
+    fn stored_named(&self, ifname: String) -> Stored {
         let s = &self.state;
         let (end, reason) = self.end.unwrap_or((0, EndReason::Delete));
         Stored {
             creator_id: s.creator_id,
             state_id: s.id,
-            ifname: s.ifname.clone(),
+            ifname,
             af: s.af.to_openbsd(),
             proto: s.proto,
             direction: s.direction.to_u8(),
@@ -714,6 +788,7 @@ impl Writer {
             hold_open: run.kind == "import",
             held: StateMap::default(),
             ready: Vec::new(),
+            ready_spare: Vec::new(),
             lazy_last: StateMap::default(),
             next_seal: None,
             names,
@@ -861,7 +936,9 @@ impl Writer {
         }
         // Lifetimes held in memory take every event about them here.
         if let Some(k) = event_key(&e) {
-            if let Some(row) = self.held.get_mut(&k) {
+            // One lookup, and the removal of an ended row without a second.
+            if let std::collections::hash_map::Entry::Occupied(mut slot) = self.held.entry(k) {
+                let row = slot.get_mut();
                 match &e {
                     Event::Open {
                         state,
@@ -882,9 +959,7 @@ impl Writer {
                     Event::Clear { .. } | Event::Bus { .. } => {}
                 }
                 if row.end.is_some() {
-                    if let Some(row) = self.held.remove(&k) {
-                        self.ready.push(row);
-                    }
+                    self.ready.push(slot.remove());
                 } else {
                     self.young.seen(k, row);
                 }
@@ -1047,8 +1122,13 @@ impl Writer {
     /// the next flush.
     pub fn flush(&mut self, counters: &RunCounters) -> Result<()> {
         let path = self.path.clone();
-        match self.write_pending(counters) {
+        // Waiting lifetimes this flush seals are moved out of `waiting`: back if it fails.
+        let mut to_seal = Vec::new();
+        let mut due = 0..0;
+        let mut taken = Vec::new();
+        match self.write_pending(counters, &mut to_seal, &mut due, &mut taken) {
             Ok(mut j) => {
+                drop(to_seal);
                 self.pending.clear();
                 for k in std::mem::take(&mut j.unwaited) {
                     self.waiting.remove(&k);
@@ -1058,31 +1138,37 @@ impl Writer {
                 for h in std::mem::take(&mut j.history_merged) {
                     self.private_pending.remove(&h);
                 }
+                // Both lists keep their capacity from flush to flush: grown anew each time,
+                // they were copied and their memory faulted in again (perf: ~4 %).
                 let mut ended = std::mem::take(&mut self.ready);
                 if !j.wait.is_empty() {
                     // Indices ascending: the rows that wait move out, the others stay.
                     let wait = std::mem::take(&mut j.wait);
                     let mut next = wait.iter().peekable();
-                    let mut stay = Vec::with_capacity(ended.len().saturating_sub(wait.len()));
-                    for (i, r) in ended.into_iter().enumerate() {
+                    let mut stay = std::mem::take(&mut self.ready_spare);
+                    for (i, r) in ended.drain(..).enumerate() {
                         if next.next_if(|w| **w == i).is_none() {
                             stay.push(r);
                             continue;
                         }
                         match r.end.and_then(|e| sealed::complete_at(r.start, e.0)) {
-                            Some(t) => self.waiting.insert(r, t.saturating_add(WAIT_SLACK_US)),
+                            Some(t) => self
+                                .waiting
+                                .insert(r.into_stored(), t.saturating_add(WAIT_SLACK_US)),
                             None => stay.push(r),
                         }
                     }
-                    ended = stay;
+                    self.ready_spare = std::mem::replace(&mut ended, stay);
                 }
                 self.young
-                    .commit(j, ended, &mut self.held, &mut self.lazy_last);
+                    .commit(j, &mut ended, &mut self.held, &mut self.lazy_last);
+                self.ready = ended;
                 self.creators.clear();
                 self.gaps.clear();
                 Ok(())
             }
             Err(e) => {
+                self.waiting.restore(&taken, to_seal.drain(due));
                 // Row ids learnt inside the rolled-back transaction may not exist: forget
                 // them all; lookups fall back to the (creator, id) index. The same for
                 // names, seal numbers and what was taken out of seals.
@@ -1097,13 +1183,20 @@ impl Writer {
         }
     }
 
-    fn write_pending(&mut self, counters: &RunCounters) -> rusqlite::Result<Journal> {
+    /// `to_seal`: the lifetimes sealed, of which `due` were moved out of `waiting` from the
+    /// places in `taken` (the caller puts them back if this fails).
+    fn write_pending(
+        &mut self,
+        counters: &RunCounters,
+        to_seal: &mut Vec<Stored>,
+        due: &mut std::ops::Range<usize>,
+        taken: &mut Vec<(Micros, u32)>,
+    ) -> rusqlite::Result<Journal> {
         let tx = self.conn.transaction()?;
         // Held lifetimes first: every pending event about their key came after their end.
         // They are sealed, except those a pending event names: that event merges into
         // their row in states.
         let named: StateSet = self.pending.iter().filter_map(event_key).collect();
-        let mut to_seal = Vec::new();
         // The recorder seals its young lifetimes that ended every SEAL_EVERY_US; until then
         // they are journaled, ended.
         let deferring = !self.hold_open && self.young.young_for > 0;
@@ -1124,7 +1217,7 @@ impl Writer {
         // An import's waiting lifetimes: into states if a pending event names them (it
         // merges there), sealed once their bucket is complete (or memory is short, or the
         // import ends).
-        let mut unwaited = store_named(&tx, &named, |k| self.waiting.get(k))?;
+        let mut unwaited = store_named_sealed(&tx, &named, |k| self.waiting.get(k))?;
         let watermark = if self.hold_open {
             counters.last_us.unwrap_or(Micros::MIN)
         } else {
@@ -1136,12 +1229,15 @@ impl Writer {
         } else {
             0
         };
-        for (k, r) in self.waiting.due(watermark, over) {
-            if !named.contains(k) {
-                to_seal.push(r.stored());
-                unwaited.push(*k);
-            }
-        }
+        due.start = to_seal.len();
+        self.waiting.take_due(
+            (watermark, over),
+            &named,
+            (to_seal, self.ready.len()),
+            taken,
+            &mut unwaited,
+        );
+        due.end = to_seal.len();
         let mut defer = Vec::new();
         let mut wait = Vec::new();
         for (i, r) in self.ready.iter().enumerate() {
@@ -1239,7 +1335,7 @@ impl Writer {
                 Some(n) => n,
                 None => sealed::next_seal(&tx)?,
             };
-            for r in &to_seal {
+            for r in to_seal.iter() {
                 let c = sealed::filed(r).0;
                 self.sealed_by_class[c.clamp(0, 15) as usize] += 1;
             }
@@ -1251,7 +1347,7 @@ impl Writer {
             let expect = |c: i64, n: u64| {
                 sealed::expected_in_bucket(c, n, by_class[c.clamp(0, 15) as usize], span)
             };
-            journal.history = sealed::write_seal(&tx, &to_seal, no, &mut self.names, &expect)?;
+            journal.history = sealed::write_seal(&tx, &to_seal[..], no, &mut self.names, &expect)?;
             self.next_seal = Some(no + 1);
             self.seal_index.reset();
             self.any_sealed = Some(true);
@@ -1274,7 +1370,7 @@ impl Writer {
         complete.sort_unstable();
         complete.dedup();
         for &(c, hb) in &complete {
-            sealed::merge_private(&tx, c, hb)?;
+            merge_private(&tx, c, hb)?;
         }
         journal.history_merged = complete;
         for (c, (flavor, rv, first, last)) in &self.creators {
@@ -1350,7 +1446,7 @@ impl Writer {
             let mut history: Vec<(i64, i64)> = self.private_pending.iter().copied().collect();
             history.sort_unstable();
             for (c, hb) in history {
-                sealed::merge_private(&tx, c, hb).map_err(sq(&self.path))?;
+                merge_private(&tx, c, hb).map_err(sq(&self.path))?;
             }
             tx.commit().map_err(sq(&self.path))?;
         }
@@ -1377,6 +1473,22 @@ impl Writer {
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// [`sealed::merge_private`] of history bucket (c, hb), unless all its rows carry one seal
+/// number: a seal writes one row per private host and bucket, so each host then has one
+/// row, which the merge would delete and put back as it was (an import's buckets are
+/// mostly sealed once: that rewrite was ~15 % of its time).
+fn merge_private(tx: &Connection, c: i64, hb: i64) -> rusqlite::Result<()> {
+    let one_seal: Option<bool> = tx
+        .prepare_cached(
+            "SELECT min(seal) = max(seal) FROM sealed_private WHERE dcls = ?1 AND tb = ?2",
+        )?
+        .query_row(params![c, hb], |r| r.get(0))?;
+    if one_seal == Some(true) {
+        return Ok(());
+    }
+    sealed::merge_private(tx, c, hb)
 }
 
 /// Whether [`apply`] of `e` would leave the one sealed lifetime of `k` alive at the event's
@@ -1559,6 +1671,25 @@ fn store_named<'a>(
     let mut keys = Vec::with_capacity(found.len());
     for (k, r) in found {
         insert_row(tx, r)?;
+        keys.push(*k);
+    }
+    Ok(keys)
+}
+
+/// [`store_named`] for lifetimes kept as the rows they will be sealed as (all ended).
+fn store_named_sealed<'a>(
+    tx: &Connection,
+    named: &StateSet,
+    held: impl Fn(&StateRef) -> Option<&'a Stored>,
+) -> rusqlite::Result<Vec<StateRef>> {
+    let mut found: Vec<(&StateRef, &Stored)> = named
+        .iter()
+        .filter_map(|k| held(k).map(|r| (k, r)))
+        .collect();
+    found.sort_by_key(|(k, _)| (k.creator_id, k.id));
+    let mut keys = Vec::with_capacity(found.len());
+    for (k, r) in found {
+        insert_stored(tx, r, true)?;
         keys.push(*k);
     }
     Ok(keys)

@@ -290,6 +290,28 @@ pub struct Decoded {
 }
 
 impl Decoded {
+    /// [`Decoded::name`] when it needs no formatting (no record version, a known action):
+    /// counting every message by name allocated a String per message.
+    pub fn static_name(&self) -> Option<&'static str> {
+        if self.record_version != 0 {
+            return None;
+        }
+        Some(match &self.msg {
+            Message::Clr(_) => "CLR",
+            Message::InsAck(_) => "INS_ACK",
+            Message::UpdC(_) => "UPD_C",
+            Message::UpdReq(_) => "UPD_REQ",
+            Message::Del(_) => "DEL",
+            Message::DelC(_) => "DEL_C",
+            Message::Bus(_) => "BUS",
+            Message::Ins(_) => "INS",
+            Message::Upd(_) => "UPD",
+            Message::Tdb(_) => "TDB",
+            Message::Eof => "EOF",
+            Message::Unknown { .. } => return None,
+        })
+    }
+
     /// The action name used by `decode --format json` and the summaries (CLI.md).
     pub fn name(&self) -> String {
         let base = match &self.msg {

@@ -281,6 +281,41 @@ impl StateRepr {
         })
     }
 
+    /// `parse(b)?.to_full()` without the repr in between: every full state an import reads
+    /// comes this way, and the fields only the repr has (peers, route, anchors) were read
+    /// and dropped.
+    pub fn parse_full(b: &[u8]) -> Result<FullState, WireError> {
+        use field::*;
+        if b.len() < size::STATE {
+            return Err(WireError::truncated(
+                0,
+                "pfsync_state",
+                size::STATE,
+                b.len(),
+            ));
+        }
+        let af = b[AF];
+        Ok(FullState {
+            id: be64(b, ID.start),
+            creator_id: be32(b, CREATORID),
+            ifname: ifname_from(&b[IFNAME]),
+            key: [
+                KeyRepr::parse(&b[KEY0..KEY0 + KEY_LEN]).to_key(af),
+                KeyRepr::parse(&b[KEY1..KEY1 + KEY_LEN]).to_key(af),
+            ],
+            af: Af::from_openbsd(af),
+            proto: b[PROTO],
+            direction: Direction::from_u8(b[DIRECTION]),
+            creation: be32(b, CREATION),
+            expire: be32(b, EXPIRE),
+            packets: [be64(b, PACKETS0), be64(b, PACKETS1)],
+            bytes: [be64(b, BYTES0), be64(b, BYTES1)],
+            rule: be32(b, RULE),
+            timeout: b[TIMEOUT],
+            peer_state: [b[SRC_PEER + P_STATE], b[DST_PEER + P_STATE]],
+        })
+    }
+
     /// Write the 264-byte state into `b` (which must hold at least 264 bytes).
     pub fn emit(&self, b: &mut [u8]) {
         use field::*;
@@ -515,13 +550,13 @@ pub fn parse_message(act: u8, b: &[u8]) -> Result<Message, WireError> {
         a::INS_ACK => Message::InsAck(parse_ref(b)),
         a::UPD_C => Message::UpdC(parse_upd_c(b)),
         a::UPD_REQ => Message::UpdReq(parse_ref(b)),
-        a::DEL => Message::Del(StateRepr::parse(b)?.to_full()),
+        a::DEL => Message::Del(StateRepr::parse_full(b)?),
         a::DEL_C => Message::DelC(parse_ref(b)),
         a::BUS => Message::Bus(parse_bus(b)),
         a::OTDB => Message::Tdb(parse_tdb(b, false)),
         a::TDB => Message::Tdb(parse_tdb(b, true)),
-        a::INS => Message::Ins(StateRepr::parse(b)?.to_full()),
-        a::UPD => Message::Upd(StateRepr::parse(b)?.to_full()),
+        a::INS => Message::Ins(StateRepr::parse_full(b)?),
+        a::UPD => Message::Upd(StateRepr::parse_full(b)?),
         _ => Message::Unknown { action: act },
     })
 }
