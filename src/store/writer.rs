@@ -1370,7 +1370,7 @@ impl Writer {
         complete.sort_unstable();
         complete.dedup();
         for &(c, hb) in &complete {
-            merge_private(&tx, c, hb)?;
+            sealed::merge_private(&tx, c, hb)?;
         }
         journal.history_merged = complete;
         for (c, (flavor, rv, first, last)) in &self.creators {
@@ -1446,7 +1446,7 @@ impl Writer {
             let mut history: Vec<(i64, i64)> = self.private_pending.iter().copied().collect();
             history.sort_unstable();
             for (c, hb) in history {
-                merge_private(&tx, c, hb).map_err(sq(&self.path))?;
+                sealed::merge_private(&tx, c, hb).map_err(sq(&self.path))?;
             }
             tx.commit().map_err(sq(&self.path))?;
         }
@@ -1473,22 +1473,6 @@ impl Writer {
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
-}
-
-/// [`sealed::merge_private`] of history bucket (c, hb), unless all its rows carry one seal
-/// number: a seal writes one row per private host and bucket, so each host then has one
-/// row, which the merge would delete and put back as it was (an import's buckets are
-/// mostly sealed once: that rewrite was ~15 % of its time).
-fn merge_private(tx: &Connection, c: i64, hb: i64) -> rusqlite::Result<()> {
-    let one_seal: Option<bool> = tx
-        .prepare_cached(
-            "SELECT min(seal) = max(seal) FROM sealed_private WHERE dcls = ?1 AND tb = ?2",
-        )?
-        .query_row(params![c, hb], |r| r.get(0))?;
-    if one_seal == Some(true) {
-        return Ok(());
-    }
-    sealed::merge_private(tx, c, hb)
 }
 
 /// Whether [`apply`] of `e` would leave the one sealed lifetime of `k` alive at the event's
