@@ -833,26 +833,47 @@ impl Writer {
 
     /// The open lifetimes in the store, for the tracker to carry on with.
     pub fn load_open(&mut self) -> Result<Vec<OpenState>> {
+        // Through the index, each row is a random read of the table: 2.8 s for 804 k open
+        // states of a 55 M-state file, against 0.3 s for reading the table in order. Once
+        // lifetimes are sealed, `states` holds little but the open ones: read it whole then.
+        let (open, all): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM states WHERE dcls = 14), (SELECT count(*) FROM states)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sq(&self.path))?;
+        let from = if open.saturating_mul(2) >= all {
+            "states NOT INDEXED"
+        } else {
+            "states"
+        };
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT id, creator_id, state_id, ifname, af, proto, direction,
                         w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
                         s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af,
                         start_us, last_us, expire, packets0, packets1, bytes0, bytes1, rule, flavor, first_us
-                 FROM states WHERE dcls = 14",
-            )
+                 FROM {from} WHERE dcls = 14"
+            ))
             .map_err(sq(&self.path))?;
         let mut out = Vec::new();
         let mut rows = stmt.query([]).map_err(sq(&self.path))?;
         while let Some(r) = rows.next().map_err(sq(&self.path))? {
-            let get_i =
-                |i: usize| -> i64 { r.get::<_, Option<i64>>(i).ok().flatten().unwrap_or(0) };
-            let get_b = |i: usize| -> IpAddr {
-                r.get::<_, Option<Vec<u8>>>(i)
+            // Borrowed values: 28 columns of ~1 M rows (no Vec per address).
+            let get_i = |i: usize| -> i64 {
+                r.get_ref(i)
                     .ok()
-                    .flatten()
-                    .and_then(|b| blob_addr(&b))
+                    .and_then(|v| v.as_i64_or_null().ok().flatten())
+                    .unwrap_or(0)
+            };
+            let get_b = |i: usize| -> IpAddr {
+                r.get_ref(i)
+                    .ok()
+                    .and_then(|v| v.as_blob_or_null().ok().flatten())
+                    .and_then(blob_addr)
                     .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
             };
             let af = Af::from_openbsd(get_i(4) as u8);
