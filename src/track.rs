@@ -136,6 +136,8 @@ impl Tracker {
 
     /// Carry on from the store's open states (a restarted recorder).
     pub fn preload(&mut self, states: impl IntoIterator<Item = OpenState>) {
+        let states = states.into_iter();
+        self.open.reserve(states.size_hint().0);
         for s in states {
             self.open.insert(key_of(&s.state), s);
         }

@@ -859,7 +859,10 @@ impl Writer {
                  FROM {from} WHERE dcls = 14"
             ))
             .map_err(sq(&self.path))?;
-        let mut out = Vec::new();
+        // Sized once (a count the file gave; bounded, as any number read from it).
+        let n = usize::try_from(open).unwrap_or(0).min(1 << 26);
+        let mut out = Vec::with_capacity(n);
+        self.rows.reserve(n);
         let mut rows = stmt.query([]).map_err(sq(&self.path))?;
         while let Some(r) = rows.next().map_err(sq(&self.path))? {
             // Borrowed values: 28 columns of ~1 M rows (no Vec per address).
