@@ -1228,8 +1228,12 @@ impl Writer {
             || self.young.unsealed.len() >= UNSEALED_MAX
             || self.young.clock >= self.young.sealed_at.saturating_add(SEAL_EVERY_US);
         // An unsealed lifetime a pending event names goes into states, where it merges.
-        let mut unjournal =
-            store_named(&tx, &named, |k| self.young.unsealed.get(k).map(|(r, _)| r))?;
+        let mut unjournal = store_named(
+            &tx,
+            &named,
+            |k| self.young.unsealed.get(k).map(|(r, _)| r),
+            insert_row,
+        )?;
         if seal_young {
             for (k, (r, _)) in &self.young.unsealed {
                 if !named.contains(k) {
@@ -1241,7 +1245,13 @@ impl Writer {
         // An import's waiting lifetimes: into states if a pending event names them (it
         // merges there), sealed once their bucket is complete (or memory is short, or the
         // import ends).
-        let mut unwaited = store_named_sealed(&tx, &named, |k| self.waiting.get(k))?;
+        // (Ended: stored closed.)
+        let mut unwaited = store_named(
+            &tx,
+            &named,
+            |k| self.waiting.get(k),
+            |tx, r| insert_stored(tx, r, true),
+        )?;
         let watermark = if self.hold_open {
             counters.last_us.unwrap_or(Micros::MIN)
         } else {
@@ -1662,47 +1672,29 @@ pub(crate) fn promote_journal(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(n)
 }
 
-/// A held lifetime, whole, in one INSERT.
 /// Insert into `states`, in key order, the lifetimes held back from sealing (`held` finds
-/// them) that a pending event in `named` is about: the event merges with them there. Their
-/// keys.
-fn store_named<'a>(
+/// them; `insert` writes one) that a pending event in `named` is about: the event merges
+/// with them there. Their keys.
+fn store_named<'a, T: 'a>(
     tx: &Connection,
     named: &StateSet,
-    held: impl Fn(&StateRef) -> Option<&'a Row>,
+    held: impl Fn(&StateRef) -> Option<&'a T>,
+    insert: impl Fn(&Connection, &T) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<Vec<StateRef>> {
-    let mut found: Vec<(&StateRef, &Row)> = named
+    let mut found: Vec<(&StateRef, &T)> = named
         .iter()
         .filter_map(|k| held(k).map(|r| (k, r)))
         .collect();
     found.sort_by_key(|(k, _)| (k.creator_id, k.id));
     let mut keys = Vec::with_capacity(found.len());
     for (k, r) in found {
-        insert_row(tx, r)?;
+        insert(tx, r)?;
         keys.push(*k);
     }
     Ok(keys)
 }
 
-/// [`store_named`] for lifetimes kept as the rows they will be sealed as (all ended).
-fn store_named_sealed<'a>(
-    tx: &Connection,
-    named: &StateSet,
-    held: impl Fn(&StateRef) -> Option<&'a Stored>,
-) -> rusqlite::Result<Vec<StateRef>> {
-    let mut found: Vec<(&StateRef, &Stored)> = named
-        .iter()
-        .filter_map(|k| held(k).map(|r| (k, r)))
-        .collect();
-    found.sort_by_key(|(k, _)| (k.creator_id, k.id));
-    let mut keys = Vec::with_capacity(found.len());
-    for (k, r) in found {
-        insert_stored(tx, r, true)?;
-        keys.push(*k);
-    }
-    Ok(keys)
-}
-
+/// A held lifetime, whole, in one INSERT.
 fn insert_row(tx: &Connection, r: &Row) -> rusqlite::Result<()> {
     insert_stored(tx, &r.stored(), r.end.is_some())
 }

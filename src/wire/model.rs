@@ -296,25 +296,21 @@ impl Decoded {
         if self.record_version != 0 {
             return None;
         }
-        Some(match &self.msg {
-            Message::Clr(_) => "CLR",
-            Message::InsAck(_) => "INS_ACK",
-            Message::UpdC(_) => "UPD_C",
-            Message::UpdReq(_) => "UPD_REQ",
-            Message::Del(_) => "DEL",
-            Message::DelC(_) => "DEL_C",
-            Message::Bus(_) => "BUS",
-            Message::Ins(_) => "INS",
-            Message::Upd(_) => "UPD",
-            Message::Tdb(_) => "TDB",
-            Message::Eof => "EOF",
-            Message::Unknown { .. } => return None,
-        })
+        self.base_name().ok()
     }
 
     /// The action name used by `decode --format json` and the summaries (CLI.md).
     pub fn name(&self) -> String {
-        let base = match &self.msg {
+        match self.base_name() {
+            Err(action) => format!("ACT_{action}"),
+            Ok(base) if self.record_version != 0 => format!("{base}_{}", self.record_version),
+            Ok(base) => base.to_string(),
+        }
+    }
+
+    /// The message's name without its record version; an unknown action's number.
+    fn base_name(&self) -> Result<&'static str, u8> {
+        Ok(match &self.msg {
             Message::Clr(_) => "CLR",
             Message::InsAck(_) => "INS_ACK",
             Message::UpdC(_) => "UPD_C",
@@ -326,12 +322,7 @@ impl Decoded {
             Message::Upd(_) => "UPD",
             Message::Tdb(_) => "TDB",
             Message::Eof => "EOF",
-            Message::Unknown { action } => return format!("ACT_{action}"),
-        };
-        if self.record_version != 0 {
-            format!("{base}_{}", self.record_version)
-        } else {
-            base.to_string()
-        }
+            Message::Unknown { action } => return Err(*action),
+        })
     }
 }
