@@ -2139,6 +2139,46 @@ mod tests {
 
     const S: Micros = 1_000_000;
 
+    #[test]
+    fn waiting_lifetimes_taken_for_a_seal_that_fails_are_put_back_where_they_were() {
+        let mut w = Waiting::default();
+        let rows: Vec<Stored> = (0..5).map(crate::store::pack::tests::stored).collect();
+        let key = |r: &Stored| StateRef {
+            id: r.state_id,
+            creator_id: r.creator_id,
+        };
+        for (i, r) in rows.iter().enumerate() {
+            w.insert(r.clone(), 100 + (i as Micros % 3) * 10);
+        }
+        // Due at 110: those of times 100 and 110, except the one a pending event names.
+        let named: StateSet = [key(&rows[1])].into_iter().collect();
+        let take = |w: &mut Waiting| {
+            let (mut to, mut taken, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+            w.take_due((110, 0), &named, (&mut to, 0), &mut taken, &mut keys);
+            (to, taken, keys)
+        };
+        let (to, taken, keys) = take(&mut w);
+        let mut ids: Vec<u64> = to.iter().map(|r| r.state_id).collect();
+        ids.sort();
+        let want: Vec<u64> = [0, 3, 4].iter().map(|&i| rows[i].state_id).collect();
+        assert_eq!(ids, want);
+        assert_eq!(keys.len(), 3);
+        assert!(
+            w.get(&keys[0]).is_none(),
+            "taken rows are not found while sealed"
+        );
+        // The seal's write failed: every row is back, and the next try takes the same.
+        w.restore(&taken, to);
+        assert_eq!(w.len(), 5);
+        for r in &rows {
+            assert_eq!(w.get(&key(r)), Some(r));
+        }
+        let (again, ..) = take(&mut w);
+        let mut again: Vec<u64> = again.iter().map(|r| r.state_id).collect();
+        again.sort();
+        assert_eq!(again, want);
+    }
+
     fn state(id: u64) -> FullState {
         crate::track::tests::state(7, id, "em0", 0)
     }
