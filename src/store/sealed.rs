@@ -276,12 +276,13 @@ pub fn write_seal(
     }
     for (i, (r, &(c, b))) in rows.iter().zip(&filed).enumerate() {
         let public = addr_key(&r.w_addr[1]);
-        let spot = layouts[&(c, b)].spot(&r.w_addr[1], r.w_port[1]);
+        let layout = layouts[&(c, b)];
+        let spot = layout.spot(&r.w_addr[1], r.w_port[1]);
         let spot_key = match spot {
             Spot::Pair(..) => (public, i64::from(r.w_port[1])),
             Spot::Hash(h) => ((false, u128::from(h)), -1),
         };
-        order.push(match (layouts[&(c, b)], spot) {
+        order.push(match (layout, spot) {
             (Layout::Hashed(bits), Spot::Hash(h)) => {
                 ((c, b), (false, 0), pack::spot_group(h, bits), i as u32)
             }
@@ -850,21 +851,35 @@ pub fn find(
 ) -> rusqlite::Result<Vec<Stored>> {
     let mut found = Vec::new();
     for (c, b, a, p) in rows_of(conn, index, k)? {
-        let mut st = conn.prepare_cached(
-            "SELECT rows FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
-        )?;
-        let mut rows = st.query(params![c, b, a, p])?;
-        while let Some(r) = rows.next()? {
-            let blob: Vec<u8> = r.get(0)?;
-            if let Ok(v) = unpack_row((&a, p), &blob, names, None) {
-                found.extend(
-                    v.into_iter()
-                        .filter(|s| s.creator_id == k.creator_id && s.state_id == k.id),
-                );
-            }
-        }
+        found.extend(
+            at_key(conn, names, (c, b, &a, p), None)?
+                .into_iter()
+                .filter(|s| s.creator_id == k.creator_id && s.state_id == k.id),
+        );
     }
     Ok(found)
+}
+
+/// Every lifetime (or those of public pair `only`) in the rows of `sealed` at one key;
+/// damage in one row is skipped, as a damaged row of states is.
+fn at_key(
+    conn: &Connection,
+    names: &Names,
+    (c, b, a, p): (i64, i64, &[u8], i64),
+    only: Option<(&IpAddr, u16)>,
+) -> rusqlite::Result<Vec<Stored>> {
+    let mut st = conn.prepare_cached(
+        "SELECT rows FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
+    )?;
+    let mut rows = st.query(params![c, b, a, p])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let blob: Vec<u8> = r.get(0)?;
+        if let Ok(v) = unpack_row((a, p), &blob, names, only) {
+            out.extend(v);
+        }
+    }
+    Ok(out)
 }
 
 /// The rows of `sealed` (dcls, tb, w_addr1, w_port1) the sealed lifetimes of `k` may be
@@ -983,19 +998,7 @@ pub fn group(
     let Some((a, p)) = layout_of(conn, c, b)?.map(|l| l.key(addr, port)) else {
         return Ok(Vec::new());
     };
-    let mut st = conn.prepare_cached(
-        "SELECT rows FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
-    )?;
-    let mut rows = st.query(params![c, b, a, p])?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        let blob: Vec<u8> = r.get(0)?;
-        // Damage in one group is skipped, as a damaged row of states is.
-        if let Ok(v) = unpack_row((&a, p), &blob, names, Some((addr, port))) {
-            out.extend(v);
-        }
-    }
-    Ok(out)
+    at_key(conn, names, (c, b, &a, p), Some((addr, port)))
 }
 
 /// The sealed lifetimes at `spots` in bucket (c, b), each once: those of a pair spot's
@@ -1016,24 +1019,17 @@ pub fn at_spots(
     keys.dedup();
     let wanted: HashSet<Spot> = spots.iter().copied().collect();
     let hashes = spots.iter().any(|s| matches!(s, Spot::Hash(_)));
-    let mut st = conn.prepare_cached(
-        "SELECT rows FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
-    )?;
     let mut out = Vec::new();
     for (a, p) in keys {
-        let mut rows = st.query(params![c, b, a, p])?;
-        while let Some(r) = rows.next()? {
-            let blob: Vec<u8> = r.get(0)?;
-            // Damage in one group is skipped, as a damaged row of states is.
-            let Ok(v) = unpack_row((&a, p), &blob, names, None) else {
-                continue;
-            };
-            out.extend(v.into_iter().filter(|s| {
-                let (addr, port) = (&s.w_addr[1], s.w_port[1]);
-                wanted.contains(&Spot::Pair(*addr, port))
-                    || (hashes && wanted.contains(&Spot::hashed(addr, port)))
-            }));
-        }
+        out.extend(
+            at_key(conn, names, (c, b, &a, p), None)?
+                .into_iter()
+                .filter(|s| {
+                    let (addr, port) = (&s.w_addr[1], s.w_port[1]);
+                    wanted.contains(&Spot::Pair(*addr, port))
+                        || (hashes && wanted.contains(&Spot::hashed(addr, port)))
+                }),
+        );
     }
     Ok(out)
 }

@@ -232,18 +232,24 @@ pub struct LayoutExtras {
     pub set_prio: [u8; 2],
 }
 
+/// A state is at least 264 bytes (longer strides carry unknown tails, ignored).
+fn need_state(b: &[u8]) -> Result<(), WireError> {
+    if b.len() < size::STATE {
+        return Err(WireError::truncated(
+            0,
+            "pfsync_state",
+            size::STATE,
+            b.len(),
+        ));
+    }
+    Ok(())
+}
+
 impl StateRepr {
     /// Parse a state from at least 264 bytes (longer strides carry unknown tails, ignored).
     pub fn parse(b: &[u8]) -> Result<StateRepr, WireError> {
         use field::*;
-        if b.len() < size::STATE {
-            return Err(WireError::truncated(
-                0,
-                "pfsync_state",
-                size::STATE,
-                b.len(),
-            ));
-        }
+        need_state(b)?;
         let mut rt_addr = [0u8; 16];
         rt_addr.copy_from_slice(&b[RT_ADDR]);
         Ok(StateRepr {
@@ -286,14 +292,7 @@ impl StateRepr {
     /// and dropped.
     pub fn parse_full(b: &[u8]) -> Result<FullState, WireError> {
         use field::*;
-        if b.len() < size::STATE {
-            return Err(WireError::truncated(
-                0,
-                "pfsync_state",
-                size::STATE,
-                b.len(),
-            ));
-        }
+        need_state(b)?;
         let af = b[AF];
         Ok(FullState {
             id: be64(b, ID.start),
