@@ -88,6 +88,11 @@ impl<'l> Committer<'l> {
         self.writer.set_cache_mib(mib)
     }
 
+    /// The writer, for reads on the decoding side while the commits run in line.
+    pub fn writer_mut(&mut self) -> &mut Writer {
+        &mut self.writer
+    }
+
     pub fn set_live(&mut self) {
         self.live = true;
     }

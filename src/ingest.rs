@@ -7,16 +7,21 @@ use crate::commit::{self, Committer, ToCommit, HANDOFF_AGE, HANDOFF_EVENTS};
 use crate::pipeline::{decode_frame, DecodeStats, Outcome};
 use crate::report::line::event_line;
 use crate::source::Frame;
+use crate::store::unloaded::Unloaded;
 use crate::store::writer::{RunCounters, RunInfo, Writer};
 use crate::store::{self, StoreError};
 use crate::syslog::Logger;
-use crate::track::{Event, Tracker};
+use crate::track::{key_of, Event, Tracker};
+use crate::wire::{Decoded, Message, StateRef};
 use std::sync::mpsc::SyncSender;
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Instant;
 
 pub struct Ingest<'l> {
     pub tracker: Tracker,
+    /// Open lifetimes of the store the tracker has not read yet: read when a message names
+    /// them (store/unloaded.rs).
+    unloaded: Unloaded,
     pub stats: DecodeStats,
     pub counters: RunCounters,
     log: &'l Logger,
@@ -47,10 +52,10 @@ impl<'l> Ingest<'l> {
         let conn = store::open_rw(db)?;
         let checkpointer = store::Checkpointer::start(db, &conn)?;
         let mut writer = Writer::new(conn, db, run)?;
-        let mut tracker = Tracker::new();
-        tracker.preload(writer.load_open()?);
+        let unloaded = writer.open_keys()?;
         Ok(Ingest {
-            tracker,
+            tracker: Tracker::new(),
+            unloaded,
             stats: DecodeStats::default(),
             counters: RunCounters::default(),
             log,
@@ -77,6 +82,18 @@ impl<'l> Ingest<'l> {
     where
         'l: 'scope,
     {
+        // The writer's connection goes to the commit thread: the tracker reads every stored
+        // open lifetime now (a recorder reads them once in months; an import, in line,
+        // only those its messages name).
+        if let Sink::Inline(c) = &mut self.sink {
+            for (creator_id, ids) in self.unloaded.take_all() {
+                let states = c
+                    .writer_mut()
+                    .load_open_of(creator_id, &ids)
+                    .map_err(std::io::Error::other)?;
+                self.tracker.preload(states);
+            }
+        }
         let Sink::Inline(c) = std::mem::replace(&mut self.sink, Sink::Gone) else {
             return Err(std::io::Error::other("the commit thread runs already"));
         };
@@ -125,6 +142,7 @@ impl<'l> Ingest<'l> {
         if apply {
             if let Outcome::Packet { pkt, .. } = &o {
                 for m in pkt.messages() {
+                    self.load_named(m)?;
                     self.tracker.apply(m, f.ts_us, &mut self.events);
                 }
             }
@@ -162,6 +180,51 @@ impl<'l> Ingest<'l> {
                 Ok(())
             }
         }
+    }
+
+    /// Open lifetimes in the store and in the tracker.
+    pub fn open_count(&self) -> u64 {
+        self.tracker.open_count() as u64 + self.unloaded.len()
+    }
+
+    /// Before the tracker applies `m`: the stored open lifetimes it applies to, if the
+    /// tracker has not read them yet. A CLR ends states it does not name: all of its
+    /// creator's.
+    fn load_named(&mut self, m: &Decoded) -> Result<(), StoreError> {
+        if self.unloaded.is_empty() {
+            return Ok(());
+        }
+        let key = match &m.msg {
+            Message::Ins(s) | Message::Upd(s) | Message::Del(s) => key_of(s),
+            Message::DelC(r) | Message::InsAck(r) => *r,
+            Message::UpdC(u) => StateRef {
+                id: u.id,
+                creator_id: u.creator_id,
+            },
+            Message::Clr(c) => StateRef {
+                id: 0,
+                creator_id: c.creator_id,
+            },
+            _ => return Ok(()),
+        };
+        let creator_id = key.creator_id;
+        let ids = if matches!(m.msg, Message::Clr(_)) {
+            self.unloaded.take_creator(creator_id)
+        } else if !self.unloaded.take(&key) {
+            // Not stored open, or the tracker has it (it read it, or met it first here).
+            return Ok(());
+        } else {
+            std::iter::once(key.id).collect()
+        };
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // With a commit thread everything was read before it started (commit_on).
+        if let Sink::Inline(c) = &mut self.sink {
+            let states = c.writer_mut().load_open_of(creator_id, &ids)?;
+            self.tracker.preload(states);
+        }
+        Ok(())
     }
 
     /// Hand the outbox to the commit thread (waits while its queue is full: the capture

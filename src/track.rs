@@ -122,7 +122,8 @@ pub struct Tracker {
     pub stats: TrackStats,
 }
 
-fn key_of(s: &FullState) -> StateRef {
+/// The key a full state is tracked by.
+pub fn key_of(s: &FullState) -> StateRef {
     StateRef {
         id: s.id,
         creator_id: s.creator_id,

@@ -300,3 +300,102 @@ fn migrate_seal_packs_rows_of_older_versions_and_keeps_every_lifetime() {
         );
     }
 }
+
+/// `import`'s summary line.
+fn import_summary(db: &Path, cap: &Path) -> String {
+    let out = Command::new(bin())
+        .arg("import")
+        .arg("--db")
+        .arg(db)
+        .arg(cap)
+        .output()
+        .expect("run import");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "import: {err}");
+    err
+}
+
+/// The number after `words` in a summary line.
+fn number_after(summary: &str, words: &str) -> u64 {
+    let at = summary
+        .find(words)
+        .unwrap_or_else(|| panic!("no {words:?} in {summary}"))
+        + words.len();
+    summary[at..]
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {words:?} in {summary}"))
+}
+
+#[test]
+fn a_later_capture_ends_and_clears_the_states_an_earlier_one_left_open() {
+    // An import reads a stored open lifetime only when a message names it (or a CLR of its
+    // creator comes), so the second half of a capture, imported on its own, must still end,
+    // touch and clear what the first half left open, and count it as open until then.
+    let mut cleared_later = 0;
+    for name in [
+        "all-features-l5-ether.pcap",
+        "ha-pair-clr-l5-ether.pcap",
+        "bulk-transfer-l3-ether.pcap",
+    ] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let whole = tmp.path().join("whole.db");
+        let w = import_summary(&whole, &fixture(name));
+        let all = frames(&fixture(name));
+        let n = all.len();
+        for cut in [n / 4, n / 2, n * 3 / 4] {
+            let first = tmp.path().join(format!("first-{cut}.pcap"));
+            let second = tmp.path().join(format!("second-{cut}.pcap"));
+            write_pcap(&first, &all[..cut]);
+            write_pcap(&second, &all[cut..]);
+            let db = tmp.path().join(format!("halves-{cut}.db"));
+            let a = import_summary(&db, &first);
+            let b = import_summary(&db, &second);
+            let what = format!("{name} cut at frame {cut} of {n}");
+            assert!(
+                number_after(&a, "open now") > 0,
+                "{what}: the first part leaves nothing open: {a}"
+            );
+            assert_eq!(
+                cleared(&a) + cleared(&b),
+                cleared(&w),
+                "{what}: a CLR missed states the first part left open\n{a}\n{b}\n{w}"
+            );
+            cleared_later += cleared(&b);
+            assert_eq!(
+                number_after(&a, "unknown-state messages")
+                    + number_after(&b, "unknown-state messages"),
+                number_after(&w, "unknown-state messages"),
+                "{what}: messages about states the first part left open were taken as unknown\n{a}\n{b}"
+            );
+            assert_eq!(
+                number_after(&b, "open now"),
+                number_after(&w, "open now"),
+                "{what}\n{b}\n{w}"
+            );
+            same(
+                &dump(&whole),
+                &dump(&db),
+                &format!("{what}: the halves differ from the whole"),
+            );
+        }
+    }
+    assert!(
+        cleared_later > 0,
+        "no second part cleared a state: the CLR case went untested"
+    );
+}
+
+/// "closed N (K by CLR)": K.
+fn cleared(summary: &str) -> u64 {
+    let at = summary
+        .find(" by CLR")
+        .unwrap_or_else(|| panic!("no CLR count in {summary}"));
+    summary[..at]
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no CLR count in {summary}"))
+}

@@ -84,7 +84,7 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
         };
         let stats = ing.stats.clone();
         let track = ing.tracker.stats.clone();
-        let open_now = ing.tracker.open_count();
+        let open_now = ing.open_count();
         ing.finish(status)
             .with_context(|| format!("importing {path_s}: writing {db}"))?;
         let secs = t0.elapsed().as_secs_f64();

@@ -68,7 +68,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
         "recording pfsync on {} (link type {}) into {db}; {} open states carried over",
         a.iface,
         linktype,
-        ing.tracker.open_count()
+        ing.open_count()
     ));
     // The capture thread starts after the privilege drop and the sandbox, like all else.
     let stop = Arc::new(AtomicBool::new(false));

@@ -6,6 +6,7 @@ pub mod export;
 pub mod pack;
 pub mod query;
 pub mod sealed;
+pub mod unloaded;
 pub mod writer;
 pub mod young;
 

@@ -6,8 +6,9 @@
 
 use super::pack::{Stored, REASONS};
 use super::sealed::{self, Names, SealIndex};
+use super::unloaded::Unloaded;
 use super::{addr_blob, blob_addr, sq, Result};
-use crate::track::{EndReason, Event, Micros, OpenState, OrphanKind};
+use crate::track::{key_of, EndReason, Event, Micros, OpenState, OrphanKind};
 use crate::wire::{Af, Direction, Flavor, FullState, Key, StateMap, StateRef, StateSet};
 use roaring::RoaringTreemap;
 use rusqlite::types::Value;
@@ -833,9 +834,29 @@ impl Writer {
 
     /// The open lifetimes in the store, for the tracker to carry on with.
     pub fn load_open(&mut self) -> Result<Vec<OpenState>> {
-        // Through the index, each row is a random read of the table: 2.8 s for 804 k open
-        // states of a 55 M-state file, against 0.3 s for reading the table in order. Once
-        // lifetimes are sealed, `states` holds little but the open ones: read it whole then.
+        let (open, from) = self.open_scan()?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {OPEN_COLS} FROM {from} WHERE dcls = 14"))
+            .map_err(sq(&self.path))?;
+        // Sized once (a count the file gave; bounded, as any number read from it).
+        let n = usize::try_from(open).unwrap_or(0).min(1 << 26);
+        let mut out = Vec::with_capacity(n);
+        self.rows.reserve(n);
+        let mut rows = stmt.query([]).map_err(sq(&self.path))?;
+        while let Some(r) = rows.next().map_err(sq(&self.path))? {
+            let (id, o) = open_row(r);
+            self.rows.insert(key_of(&o.state), id);
+            out.push(o);
+        }
+        Ok(out)
+    }
+
+    /// How many lifetimes are open in the store, and how to read them: through the index,
+    /// each row is a random read of the table (2.8 s for 804 k open states of a 55 M-state
+    /// file, against 0.3 s for reading the table in order). Once lifetimes are sealed,
+    /// `states` holds little but the open ones: read it whole then.
+    fn open_scan(&self) -> Result<(i64, &'static str)> {
         let (open, all): (i64, i64) = self
             .conn
             .query_row(
@@ -849,92 +870,81 @@ impl Writer {
         } else {
             "states"
         };
+        Ok((open, from))
+    }
+
+    /// The keys of the open lifetimes in the store: an import reads a lifetime whole only
+    /// when a message names it ([`Writer::load_open_of`]).
+    pub fn open_keys(&mut self) -> Result<Unloaded> {
+        let (_, from) = self.open_scan()?;
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT id, creator_id, state_id, ifname, af, proto, direction,
-                        w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
-                        s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af,
-                        start_us, last_us, expire, packets0, packets1, bytes0, bytes1, rule, flavor, first_us
-                 FROM {from} WHERE dcls = 14"
+                "SELECT creator_id, state_id FROM {from} WHERE dcls = 14"
             ))
             .map_err(sq(&self.path))?;
-        // Sized once (a count the file gave; bounded, as any number read from it).
-        let n = usize::try_from(open).unwrap_or(0).min(1 << 26);
-        let mut out = Vec::with_capacity(n);
-        self.rows.reserve(n);
+        let mut keys = Unloaded::default();
         let mut rows = stmt.query([]).map_err(sq(&self.path))?;
         while let Some(r) = rows.next().map_err(sq(&self.path))? {
-            // Borrowed values: 28 columns of ~1 M rows (no Vec per address).
-            let get_i = |i: usize| -> i64 {
-                r.get_ref(i)
-                    .ok()
-                    .and_then(|v| v.as_i64_or_null().ok().flatten())
-                    .unwrap_or(0)
+            let (Ok(c), Ok(id)) = (r.get::<_, i64>(0), r.get::<_, i64>(1)) else {
+                continue;
             };
-            let get_b = |i: usize| -> IpAddr {
-                r.get_ref(i)
-                    .ok()
-                    .and_then(|v| v.as_blob_or_null().ok().flatten())
-                    .and_then(blob_addr)
-                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-            };
-            let af = Af::from_openbsd(get_i(4) as u8);
-            let s_af = Af::from_openbsd(get_i(17) as u8);
-            let state = FullState {
-                id: get_i(2) as u64,
-                creator_id: get_i(1) as u32,
-                ifname: r
-                    .get::<_, Option<String>>(3)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default(),
-                key: [
-                    Key {
-                        addr: [get_b(7), get_b(9)],
-                        port: [get_i(8) as u16, get_i(10) as u16],
-                        rdomain: get_i(11) as u16,
-                        af,
-                    },
-                    Key {
-                        addr: [get_b(12), get_b(14)],
-                        port: [get_i(13) as u16, get_i(15) as u16],
-                        rdomain: get_i(16) as u16,
-                        af: s_af,
-                    },
-                ],
-                af,
-                proto: get_i(5) as u8,
-                direction: Direction::from_u8(get_i(6) as u8),
-                creation: 0,
-                expire: get_i(20) as u32,
-                packets: [get_i(21) as u64, get_i(22) as u64],
-                bytes: [get_i(23) as u64, get_i(24) as u64],
-                rule: get_i(25) as u32,
-                timeout: 0,
-                peer_state: [0, 0],
-            };
-            let flavor = if get_i(26) == 5 {
-                Flavor::FreeBsd
-            } else {
-                Flavor::OpenBsd
-            };
-            self.rows.insert(
-                StateRef {
-                    id: state.id,
-                    creator_id: state.creator_id,
-                },
-                get_i(0),
-            );
-            out.push(OpenState {
-                start: get_i(18),
-                first_full: get_i(27),
-                last_seen: get_i(19),
-                state,
-                flavor,
+            keys.insert(StateRef {
+                id: id as u64,
+                creator_id: c as u32,
             });
         }
-        Ok(out)
+        Ok(keys)
+    }
+
+    /// The stored open lifetimes of creator `creator_id` with these ids (taken from
+    /// [`Writer::open_keys`]).
+    pub fn load_open_of(
+        &mut self,
+        creator_id: u32,
+        ids: &RoaringTreemap,
+    ) -> Result<Vec<OpenState>> {
+        let mut out = Vec::new();
+        // A few: one look each through (creator, id); many (a CLR): the creator's all.
+        if ids.len() <= 64 {
+            let mut stmt = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT {OPEN_COLS} FROM states
+                     WHERE creator_id = ?1 AND state_id = ?2 AND dcls = 14"
+                ))
+                .map_err(sq(&self.path))?;
+            for id in ids {
+                let mut rows = stmt
+                    .query(params![creator_id, u64_to_i64(id)])
+                    .map_err(sq(&self.path))?;
+                while let Some(r) = rows.next().map_err(sq(&self.path))? {
+                    out.push(open_row(r));
+                }
+            }
+        } else {
+            let mut stmt = self
+                .conn
+                .prepare(&format!(
+                    "SELECT {OPEN_COLS} FROM states WHERE creator_id = ?1 AND dcls = 14"
+                ))
+                .map_err(sq(&self.path))?;
+            let mut rows = stmt.query([creator_id]).map_err(sq(&self.path))?;
+            while let Some(r) = rows.next().map_err(sq(&self.path))? {
+                let (id, o) = open_row(r);
+                if ids.contains(o.state.id) {
+                    out.push((id, o));
+                }
+            }
+        }
+        self.rows.reserve(out.len());
+        Ok(out
+            .into_iter()
+            .map(|(id, o)| {
+                self.rows.insert(key_of(&o.state), id);
+                o
+            })
+            .collect())
     }
 
     pub fn push(&mut self, e: Event) {
@@ -1768,6 +1778,80 @@ fn write_stored(
     }
     tx.prepare_cached(sql)?.execute(&values[..])?;
     Ok(())
+}
+
+/// The columns of `states` that [`open_row`] reads, in its order.
+const OPEN_COLS: &str = "id, creator_id, state_id, ifname, af, proto, direction,
+    w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
+    s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af,
+    start_us, last_us, expire, packets0, packets1, bytes0, bytes1, rule, flavor, first_us";
+
+/// A stored open lifetime ([`OPEN_COLS`]) as the tracker holds it, with its row id. Values
+/// are borrowed (28 columns of ~1 M rows, no Vec per address); any missing or mistyped
+/// column reads as zero: database content is not trusted, and a wrong value here costs at
+/// most a lifetime's details, not the import.
+fn open_row(r: &rusqlite::Row) -> (i64, OpenState) {
+    let get_i = |i: usize| -> i64 {
+        r.get_ref(i)
+            .ok()
+            .and_then(|v| v.as_i64_or_null().ok().flatten())
+            .unwrap_or(0)
+    };
+    let get_b = |i: usize| -> IpAddr {
+        r.get_ref(i)
+            .ok()
+            .and_then(|v| v.as_blob_or_null().ok().flatten())
+            .and_then(blob_addr)
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    };
+    let af = Af::from_openbsd(get_i(4) as u8);
+    let s_af = Af::from_openbsd(get_i(17) as u8);
+    let state = FullState {
+        id: get_i(2) as u64,
+        creator_id: get_i(1) as u32,
+        ifname: r
+            .get::<_, Option<String>>(3)
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+        key: [
+            Key {
+                addr: [get_b(7), get_b(9)],
+                port: [get_i(8) as u16, get_i(10) as u16],
+                rdomain: get_i(11) as u16,
+                af,
+            },
+            Key {
+                addr: [get_b(12), get_b(14)],
+                port: [get_i(13) as u16, get_i(15) as u16],
+                rdomain: get_i(16) as u16,
+                af: s_af,
+            },
+        ],
+        af,
+        proto: get_i(5) as u8,
+        direction: Direction::from_u8(get_i(6) as u8),
+        creation: 0,
+        expire: get_i(20) as u32,
+        packets: [get_i(21) as u64, get_i(22) as u64],
+        bytes: [get_i(23) as u64, get_i(24) as u64],
+        rule: get_i(25) as u32,
+        timeout: 0,
+        peer_state: [0, 0],
+    };
+    let flavor = if get_i(26) == 5 {
+        Flavor::FreeBsd
+    } else {
+        Flavor::OpenBsd
+    };
+    let o = OpenState {
+        start: get_i(18),
+        first_full: get_i(27),
+        last_seen: get_i(19),
+        state,
+        flavor,
+    };
+    (get_i(0), o)
 }
 
 /// The row of the lifetime of `k` alive at `ts` that an end applies to (forgotten as open).
