@@ -184,7 +184,7 @@ impl<'l> Ingest<'l> {
 
     /// Open lifetimes in the store and in the tracker.
     pub fn open_count(&self) -> u64 {
-        self.tracker.open_count() as u64 + self.unloaded.len()
+        self.tracker.open_count() as u64 + self.unloaded.open_left()
     }
 
     /// Before the tracker applies `m`: the stored open lifetimes it applies to, if the
@@ -222,6 +222,7 @@ impl<'l> Ingest<'l> {
         // With a commit thread everything was read before it started (commit_on).
         if let Sink::Inline(c) = &mut self.sink {
             let states = c.writer_mut().load_open_of(creator_id, &ids)?;
+            self.unloaded.found(ids.len(), states.len() as u64);
             self.tracker.preload(states);
         }
         Ok(())

@@ -17,6 +17,9 @@ use std::collections::HashMap;
 pub struct Unloaded {
     by_creator: HashMap<u32, RoaringTreemap>,
     len: u64,
+    /// How many of them may be closed: the keys can come from every row of `states`, a few
+    /// of which are closed lifetimes (not sealed yet), counted out when read.
+    maybe_closed: u64,
 }
 
 impl Unloaded {
@@ -34,6 +37,23 @@ impl Unloaded {
     /// How many are left.
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// How many of the keys are open lifetimes (the store counted them).
+    pub fn set_open(&mut self, open: u64) {
+        self.maybe_closed = self.len.saturating_sub(open);
+    }
+
+    /// Of `asked` keys taken, the store held `found` open.
+    pub fn found(&mut self, asked: u64, found: u64) {
+        self.maybe_closed = self
+            .maybe_closed
+            .saturating_sub(asked.saturating_sub(found));
+    }
+
+    /// How many open lifetimes are left (exact once every key is read; at most `len`).
+    pub fn open_left(&self) -> u64 {
+        self.len.saturating_sub(self.maybe_closed)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -63,6 +83,7 @@ impl Unloaded {
     /// All that are left, by creator.
     pub fn take_all(&mut self) -> Vec<(u32, RoaringTreemap)> {
         self.len = 0;
+        self.maybe_closed = 0;
         let mut all: Vec<_> = self.by_creator.drain().collect();
         all.sort_unstable_by_key(|(c, _)| *c);
         all
@@ -94,9 +115,23 @@ mod tests {
         assert_eq!(ids, [5, 6]);
         assert_eq!(u.len(), 1);
         assert!(u.take_creator(1).is_empty());
+        u.insert(k(2, 7));
+        u.insert(k(2, 9));
+        u.set_open(2);
+        assert_eq!(u.open_left(), 2, "one of the three left is closed");
+        assert!(u.take(&k(2, 9)));
+        u.found(1, 1);
+        assert_eq!(
+            u.open_left(),
+            1,
+            "it was open: one of the two left is closed"
+        );
+        assert!(u.take(&k(2, 7)));
+        u.found(1, 0);
+        assert_eq!(u.open_left(), 1, "that was the closed one");
         let all = u.take_all();
         assert_eq!(all.len(), 1);
-        assert_eq!(all[0].0, 2);
+        assert_eq!((all[0].0, all[0].1.len()), (2, 1));
         assert!(u.is_empty());
     }
 }
