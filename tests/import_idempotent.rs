@@ -399,3 +399,104 @@ fn cleared(summary: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no CLR count in {summary}"))
 }
+
+/// A NAT state of creator 5a3c1e07 (pfctl's text, parsed as pfsync would carry it).
+fn nat_state(id: u64, port: u16, creation: u32) -> pfstatelog::wire::FullState {
+    let text = format!(
+        "all tcp 203.0.113.1:{port} (192.168.1.10:{port}) -> 93.184.216.34:443       ESTABLISHED:ESTABLISHED
+   age 00:00:00, expires in 23:59:58, 1:1 pkts, 10:20 bytes, rule 3
+   id: {id:016x} creatorid: 5a3c1e07
+"
+    );
+    let (s, e) = pfstatelog::pfctl::parse_str(&text);
+    assert!(e.is_empty(), "{e:?}");
+    let mut s = s[0].clone();
+    s.creation = creation;
+    s
+}
+
+/// A pcap (LINKTYPE_PFSYNC) with one pfsync packet per (seconds, messages).
+fn capture(path: &Path, packets: &[(i64, Vec<pfstatelog::wire::Message>)]) {
+    use pfstatelog::wire::openbsd;
+    let frames: Vec<Frame> = packets
+        .iter()
+        .map(|(t, msgs)| {
+            let data = openbsd::emit_packet(&openbsd::sections_for(msgs), [0; 16]);
+            Frame {
+                ts_us: t * 1_000_000,
+                linktype: 246,
+                orig_len: data.len() as u32,
+                data,
+            }
+        })
+        .collect();
+    write_pcap(path, &frames);
+}
+
+#[test]
+fn an_older_capture_into_a_newer_file_stores_what_it_stores_alone() {
+    // Ids below the file's highest are not new: the writer looks for them in the store,
+    // and holds in memory those it lacks. A state deleted and then announced again (an INS
+    // one second after its DEL_C, for the same start) is one lifetime, as it is when the
+    // capture is imported alone; so are UPD_C and DEL_C of the older states.
+    use pfstatelog::wire::{Message, StateRef};
+    let del = |id: u64| {
+        Message::DelC(StateRef {
+            id,
+            creator_id: 0x5a3c_1e07,
+        })
+    };
+    let t0 = 1_767_225_600; // 2026-01-01
+    let old_ids = |i: u64| 0x3f00_0000_0100 + i;
+    let mut older = Vec::new();
+    for i in 0..20u64 {
+        older.push((
+            t0 + i as i64,
+            vec![Message::Ins(nat_state(old_ids(i), 40_000 + i as u16, 0))],
+        ));
+        older.push((t0 + 30 + i as i64, vec![del(old_ids(i))]));
+    }
+    // State 3 again after its end: same start (creation 31 s at t0 + 34).
+    older.push((
+        t0 + 34,
+        vec![Message::Ins(nat_state(old_ids(3), 40_003, 31))],
+    ));
+    older.push((t0 + 36, vec![del(old_ids(3))]));
+    older.sort_by_key(|(t, _)| *t);
+    let mut newer = Vec::new();
+    for i in 0..20u64 {
+        let t = t0 + 30 * 86_400 + i as i64;
+        newer.push((
+            t,
+            vec![Message::Ins(nat_state(
+                0x4000_0000_0000 + i,
+                50_000 + i as u16,
+                0,
+            ))],
+        ));
+        newer.push((t + 30, vec![del(0x4000_0000_0000 + i)]));
+    }
+    newer.sort_by_key(|(t, _)| *t);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (older_cap, newer_cap) = (tmp.path().join("older.pcap"), tmp.path().join("newer.pcap"));
+    capture(&older_cap, &older);
+    capture(&newer_cap, &newer);
+    let (alone, newer_only, both) = (
+        tmp.path().join("alone.db"),
+        tmp.path().join("newer.db"),
+        tmp.path().join("both.db"),
+    );
+    import(&alone, &[&older_cap]);
+    import(&newer_only, &[&newer_cap]);
+    import(&both, &[&newer_cap]);
+    let summary = import_summary(&both, &older_cap);
+    assert_eq!(number_after(&summary, "closed"), 21, "{summary}");
+    let mut expected = dump(&alone);
+    assert_eq!(expected.len(), 20, "state 3 is one lifetime: {expected:#?}");
+    expected.extend(dump(&newer_only));
+    expected.sort();
+    let mut got = dump(&both);
+    got.sort();
+    same(&expected, &got, "older capture after a newer one");
+    integrity(&both);
+}

@@ -123,6 +123,11 @@ pub struct Writer {
     /// have no sealed lifetime, so it costs no look in the seals: after packet drops those
     /// messages came by the thousand a second, each reading hundreds of id lists.
     opened: Opened,
+    /// Per creator, the ids at or below their group's highest stored id that this writer's
+    /// events named: the first full state of such an id that the store holds nothing of is
+    /// held as a new lifetime ([`Writer::absent`]); any later event about it finds it held,
+    /// or merges.
+    met_old: HashMap<u32, RoaringTreemap>,
     /// Latest stored CLR per creator: a state opened after it cannot be ended by one.
     last_clear: HashMap<u32, Option<Micros>>,
     /// New lifetimes are kept in memory and written once, whole, when they end: an INSERT
@@ -785,6 +790,7 @@ impl Writer {
             creators: HashMap::default(),
             known_max: HashMap::default(),
             opened: HashMap::default(),
+            met_old: HashMap::default(),
             last_clear: HashMap::default(),
             hold_open: run.kind == "import",
             held: StateMap::default(),
@@ -1035,7 +1041,7 @@ impl Writer {
             }
         }
         // Counts every id in, so a later INS of the same id takes the merge path.
-        let fresh = self.is_new(&e);
+        let fresh = self.is_new(&e) || self.absent(&e);
         match e {
             Event::Open {
                 state,
@@ -1111,6 +1117,48 @@ impl Writer {
             return false;
         }
         self.last_clear(k.creator_id).is_none_or(|c| c < *seen)
+    }
+
+    /// Whether `e` opens a lifetime at or below the stored ids (an older capture imported
+    /// into a newer file) of which the store holds nothing, and that no earlier event of
+    /// this writer named: it is then held as a new one, not written into `states` and
+    /// taken out again to be sealed (an INSERT and a DELETE in four indexes per lifetime:
+    /// such imports ran at a sixth of the speed of new ones, BENCHMARKS.md session 10).
+    /// Run after [`Writer::is_new`], which knows the group's stored maximum.
+    fn absent(&mut self, e: &Event) -> bool {
+        let Some(k) = event_key(e) else {
+            return false;
+        };
+        let group = (k.creator_id, (k.id >> 56) as u8);
+        let below = self
+            .opened
+            .get(&group)
+            .is_some_and(|(base, _)| base.is_some_and(|b| u64_to_i64(k.id) <= b));
+        if !below || !self.met_old.entry(k.creator_id).or_default().insert(k.id) {
+            return false;
+        }
+        let Event::Open { seen, .. } = e else {
+            return false;
+        };
+        // A CLR stored since it began ends it: the merge path applies that.
+        if self.last_clear(k.creator_id).is_some_and(|c| c >= *seen) {
+            return false;
+        }
+        // Unknown on error: then it is stored, and the merge path decides.
+        let in_states = self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM states WHERE creator_id = ?1 AND state_id = ?2)",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![k.creator_id, u64_to_i64(k.id)], |r| {
+                    r.get::<_, bool>(0)
+                })
+            })
+            .unwrap_or(true);
+        !in_states
+            && sealed::find(&self.conn, &mut self.seal_index, &self.names, &k)
+                .is_ok_and(|v| v.is_empty())
     }
 
     /// The latest CLR of a creator stored or on its way (unknown on error: then every
