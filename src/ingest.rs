@@ -83,13 +83,17 @@ impl<'l> Ingest<'l> {
         'l: 'scope,
     {
         // The writer's connection goes to the commit thread: the tracker reads every stored
-        // open lifetime now (a recorder reads them once in months; an import, in line,
-        // only those its messages name).
+        // open lifetime it has not read yet, now (a recorder reads them once in months, in
+        // one pass over the table; an import, in line, only those its messages name).
         if let Sink::Inline(c) = &mut self.sink {
-            for (creator_id, ids) in self.unloaded.take_all() {
+            if !self.unloaded.is_empty() {
+                let rest = self.unloaded.take_all();
                 let states = c
                     .writer_mut()
-                    .load_open_of(creator_id, &ids)
+                    .load_open_where(|k| {
+                        rest.iter()
+                            .any(|(c, ids)| *c == k.creator_id && ids.contains(k.id))
+                    })
                     .map_err(std::io::Error::other)?;
                 self.tracker.preload(states);
             }
