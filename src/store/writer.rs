@@ -166,6 +166,8 @@ pub struct Writer {
     /// becomes new, so it can never be sealed later by this writer).
     looked: StateSet,
     young: Young,
+    /// The last flush sealed the recorder's young lifetimes (every 30 s: a longer commit).
+    sealed_young: bool,
 }
 
 /// The recorder's young lifetimes ([`YOUNG_FOR_US`]): held rows, journaled in `young`.
@@ -821,7 +823,13 @@ impl Writer {
                 next_seq: None,
                 clock: Micros::MIN,
             },
+            sealed_young: false,
         })
+    }
+
+    /// Whether the last flush was the recorder's periodic seal of its young lifetimes.
+    pub fn sealed_young(&self) -> bool {
+        self.sealed_young
     }
 
     /// How long new open lifetimes stay young (tests; 0: none do).
@@ -1202,8 +1210,10 @@ impl Writer {
         let mut to_seal = Vec::new();
         let mut due = 0..0;
         let mut taken = Vec::new();
+        self.sealed_young = false;
         match self.write_pending(counters, &mut to_seal, &mut due, &mut taken) {
             Ok(mut j) => {
+                self.sealed_young = j.sealed_young && !self.hold_open && self.young.young_for > 0;
                 drop(to_seal);
                 self.pending.clear();
                 for k in std::mem::take(&mut j.unwaited) {
@@ -2906,6 +2916,31 @@ mod tests {
     }
 
     #[test]
+    fn the_recorder_says_which_flush_was_its_periodic_seal() {
+        // The committer paces commits by their duration, except the seal's (commit.rs).
+        let dir = tempfile::tempdir().expect("tmp");
+        let c = RunCounters::default();
+        let t0 = 1_700_000_000 * S;
+        let mut w = young_recorder(&dir);
+        let mut sealed = Vec::new();
+        for (i, at) in [0, 1, 10, 29, 31, 32, 40, 62].into_iter().enumerate() {
+            open(&mut w, i as u64 + 1, t0 + at * S);
+            end(&mut w, i as u64 + 1, t0 + at * S, t0 + at * S + S / 2);
+            w.flush(&c).expect("flush");
+            sealed.push(w.sealed_young());
+        }
+        assert_eq!(
+            sealed,
+            [true, false, false, false, true, false, false, true],
+            "a seal at the first flush, then once 30 s of traffic have passed since the last"
+        );
+        let (mut imp, _) = writer(&dir, "import", "x.pcap");
+        open(&mut imp, 100, t0 + 100 * S);
+        imp.flush(&c).expect("flush");
+        assert!(!imp.sealed_young(), "an import has no young lifetimes");
+    }
+
+    #[test]
     fn stored_open_lifetimes_are_read_by_key_few_or_many() {
         let dir = tempfile::tempdir().expect("tmp");
         let c = RunCounters::default();
@@ -2934,7 +2969,10 @@ mod tests {
         assert_eq!(got, (100..=200).collect::<Vec<_>>());
         assert!(w.load_open_of(8, &many).expect("other creator").is_empty());
         // What was read is known: its end closes its row.
-        assert!(keys.take(&StateRef { id: 3, creator_id: 7 }));
+        assert!(keys.take(&StateRef {
+            id: 3,
+            creator_id: 7
+        }));
         end(&mut w, 3, t0 + 3, t0 + 9 * S);
         w.flush(&c).expect("flush");
         let l = lifetimes(w.conn());
