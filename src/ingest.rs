@@ -11,8 +11,8 @@ use crate::store::unloaded::Unloaded;
 use crate::store::writer::{RunCounters, RunInfo, Writer};
 use crate::store::{self, StoreError};
 use crate::syslog::Logger;
-use crate::track::{key_of, Event, Tracker};
-use crate::wire::{Decoded, Message, StateRef};
+use crate::track::{Event, Tracker};
+use crate::wire::{Decoded, Message};
 use std::sync::mpsc::SyncSender;
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Instant;
@@ -198,27 +198,15 @@ impl<'l> Ingest<'l> {
         if self.unloaded.is_empty() {
             return Ok(());
         }
-        let key = match &m.msg {
-            Message::Ins(s) | Message::Upd(s) | Message::Del(s) => key_of(s),
-            Message::DelC(r) | Message::InsAck(r) => *r,
-            Message::UpdC(u) => StateRef {
-                id: u.id,
-                creator_id: u.creator_id,
+        let (creator_id, ids) = match &m.msg {
+            Message::Clr(c) => (c.creator_id, self.unloaded.take_creator(c.creator_id)),
+            msg => match msg.state_ref() {
+                // Else not stored open, or the tracker has it (it read it, or met it here).
+                Some(k) if self.unloaded.take(&k) => {
+                    (k.creator_id, std::iter::once(k.id).collect())
+                }
+                _ => return Ok(()),
             },
-            Message::Clr(c) => StateRef {
-                id: 0,
-                creator_id: c.creator_id,
-            },
-            _ => return Ok(()),
-        };
-        let creator_id = key.creator_id;
-        let ids = if matches!(m.msg, Message::Clr(_)) {
-            self.unloaded.take_creator(creator_id)
-        } else if !self.unloaded.take(&key) {
-            // Not stored open, or the tracker has it (it read it, or met it first here).
-            return Ok(());
-        } else {
-            std::iter::once(key.id).collect()
         };
         if ids.is_empty() {
             return Ok(());
