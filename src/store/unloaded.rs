@@ -9,7 +9,9 @@
 
 use crate::wire::StateRef;
 use roaring::RoaringTreemap;
-use std::collections::HashMap;
+
+/// Looked up per message, by creator: ahash, as the writer's small-key maps.
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 /// Keys of stored open lifetimes not handed to the tracker yet: state ids per creator
 /// (pf counts ids upwards, so a bitmap holds them in a few bytes each).
