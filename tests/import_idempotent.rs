@@ -1,6 +1,9 @@
 //! Importing the same capture twice, or overlapping pieces of it in any order, leaves the
 //! database as after one import of the whole.
 
+mod common;
+
+use common::pfsync_capture as capture;
 use pfstatelog::source::file::CaptureFile;
 use pfstatelog::source::Frame;
 use rusqlite::Connection;
@@ -413,24 +416,6 @@ fn nat_state(id: u64, port: u16, creation: u32) -> pfstatelog::wire::FullState {
     let mut s = s[0].clone();
     s.creation = creation;
     s
-}
-
-/// A pcap (LINKTYPE_PFSYNC) with one pfsync packet per (seconds, messages).
-fn capture(path: &Path, packets: &[(i64, Vec<pfstatelog::wire::Message>)]) {
-    use pfstatelog::wire::openbsd;
-    let frames: Vec<Frame> = packets
-        .iter()
-        .map(|(t, msgs)| {
-            let data = openbsd::emit_packet(&openbsd::sections_for(msgs), [0; 16]);
-            Frame {
-                ts_us: t * 1_000_000,
-                linktype: 246,
-                orig_len: data.len() as u32,
-                data,
-            }
-        })
-        .collect();
-    write_pcap(path, &frames);
 }
 
 #[test]

@@ -6,11 +6,10 @@
 
 mod common;
 
-use common::{fixture, run, run_ok, write_pcap};
+use common::{fixture, pfsync_capture as capture, run, run_ok};
 use pfstatelog::pfctl::{parse_state_line, parse_str, Reader};
 use pfstatelog::report::proto_name;
-use pfstatelog::source::Frame;
-use pfstatelog::wire::{openbsd, Af, Direction, FullState, Key, Message, StateRef, UpdC};
+use pfstatelog::wire::{Af, Direction, FullState, Key, Message, StateRef, UpdC};
 use proptest::prelude::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -626,23 +625,6 @@ fn import_pfctl_creator_filter_stdin_and_errors() {
         "2025-03-14T10:00:00Z",
     ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("snapshot-error"));
-}
-
-/// A pcap (LINKTYPE_PFSYNC) with one pfsync packet per (time, messages).
-fn capture(path: &Path, packets: &[(i64, Vec<Message>)]) {
-    let frames: Vec<Frame> = packets
-        .iter()
-        .map(|(t, msgs)| {
-            let data = openbsd::emit_packet(&openbsd::sections_for(msgs), [0; 16]);
-            Frame {
-                ts_us: t * 1_000_000,
-                linktype: 246,
-                orig_len: data.len() as u32,
-                data,
-            }
-        })
-        .collect();
-    write_pcap(path, &frames);
 }
 
 /// The first state of the sample snapshot, as pfsync would carry it.

@@ -55,6 +55,24 @@ pub fn write_pcap(p: &Path, frames: &[Frame]) {
     std::fs::write(p, b).expect("write pcap");
 }
 
+/// A pcap (LINKTYPE_PFSYNC) with one OpenBSD pfsync packet per (seconds, messages).
+pub fn pfsync_capture(path: &Path, packets: &[(i64, Vec<pfstatelog::wire::Message>)]) {
+    use pfstatelog::wire::openbsd;
+    let frames: Vec<Frame> = packets
+        .iter()
+        .map(|(t, msgs)| {
+            let data = openbsd::emit_packet(&openbsd::sections_for(msgs), [0; 16]);
+            Frame {
+                ts_us: t * 1_000_000,
+                linktype: 246,
+                orig_len: data.len() as u32,
+                data,
+            }
+        })
+        .collect();
+    write_pcap(path, &frames);
+}
+
 /// Run the binary to completion.
 pub fn run(args: &[&str]) -> Output {
     Command::new(bin())
