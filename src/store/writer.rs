@@ -827,6 +827,12 @@ impl Writer {
         })
     }
 
+    /// The recorder seals its young lifetimes that ended every SEAL_EVERY_US (an import,
+    /// and a recorder without young lifetimes, at every flush).
+    fn defers_seals(&self) -> bool {
+        !self.hold_open && self.young.young_for > 0
+    }
+
     /// Whether the last flush was the recorder's periodic seal of its young lifetimes.
     pub fn sealed_young(&self) -> bool {
         self.sealed_young
@@ -1214,7 +1220,7 @@ impl Writer {
         self.sealed_young = false;
         match self.write_pending(counters, &mut to_seal, &mut due, &mut taken) {
             Ok(mut j) => {
-                self.sealed_young = j.sealed_young && !self.hold_open && self.young.young_for > 0;
+                self.sealed_young = j.sealed_young && self.defers_seals();
                 drop(to_seal);
                 self.pending.clear();
                 for k in std::mem::take(&mut j.unwaited) {
@@ -1279,6 +1285,7 @@ impl Writer {
         due: &mut std::ops::Range<usize>,
         taken: &mut Vec<(Micros, u32)>,
     ) -> rusqlite::Result<Journal> {
+        let deferring = self.defers_seals();
         let tx = self.conn.transaction()?;
         // Held lifetimes first: every pending event about their key came after their end.
         // They are sealed, except those a pending event names: that event merges into
@@ -1286,7 +1293,6 @@ impl Writer {
         let named: StateSet = self.pending.iter().filter_map(event_key).collect();
         // The recorder seals its young lifetimes that ended every SEAL_EVERY_US; until then
         // they are journaled, ended.
-        let deferring = !self.hold_open && self.young.young_for > 0;
         let seal_young = !deferring
             || self.young.unsealed.len() >= UNSEALED_MAX
             || self.young.clock >= self.young.sealed_at.saturating_add(SEAL_EVERY_US);
