@@ -307,6 +307,7 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
+    pfstatelog::memory::keep_freed_pages();
     let cli = Cli::parse();
     banner();
     match cli.cmd {
