@@ -136,11 +136,14 @@ pub struct Writer {
     /// at its end); the recorder for their first ten minutes, journaled from the next flush
     /// on (at most 1 s of data unflushed; [`Young`]).
     hold_open: bool,
-    held: StateMap<Row>,
+    /// Boxed: the tables stay small (24-byte entries), so growing them moves pointers, not
+    /// ~250-byte rows (perf: rehashing was ~4 % of an import), and a row that ends moves
+    /// into `ready` as a pointer.
+    held: StateMap<Box<Row>>,
     /// Held lifetimes that ended, written first by the next flush.
-    ready: Vec<Row>,
+    ready: Vec<Box<Row>>,
     /// An empty list kept for its capacity (the next flush's rows that do not wait).
-    ready_spare: Vec<Row>,
+    ready_spare: Vec<Box<Row>>,
     /// Stored open lifetimes whose "last seen" is written lazily ([`TOUCH_EVERY_US`]).
     lazy_last: StateMap<LastSeen>,
     /// Lifetimes that end are sealed (sealed.rs): held ones instead of being inserted, stored
@@ -225,8 +228,8 @@ impl Young {
     fn commit(
         &mut self,
         j: Journal,
-        ended: &mut Vec<Row>,
-        held: &mut StateMap<Row>,
+        ended: &mut Vec<Box<Row>>,
+        held: &mut StateMap<Box<Row>>,
         lazy_last: &mut StateMap<LastSeen>,
     ) {
         for run in self.runs.drain(..j.moved_runs) {
@@ -252,7 +255,7 @@ impl Young {
                 self.left(seq);
             }
             if let (true, Some(seq)) = (deferred.contains(&k), run_seq) {
-                self.unsealed.insert(k, (r, seq));
+                self.unsealed.insert(k, (*r, seq));
             }
         }
         for k in j.stored {
@@ -293,10 +296,10 @@ impl Young {
     fn write(
         &self,
         tx: &Connection,
-        ready: &[Row],
+        ready: &[Box<Row>],
         defer: &[&Row],
         unjournal: &[StateRef],
-        held: &StateMap<Row>,
+        held: &StateMap<Box<Row>>,
         rows: &mut StateMap<i64>,
     ) -> rusqlite::Result<Journal> {
         let mut j = Journal::default();
@@ -1059,7 +1062,8 @@ impl Writer {
                     id: state.id,
                     creator_id: state.creator_id,
                 };
-                self.held.insert(k, Row::new(state, start, seen, flavor));
+                self.held
+                    .insert(k, Box::new(Row::new(state, start, seen, flavor)));
                 if !self.hold_open {
                     self.young.fresh.insert(k);
                 }
@@ -1353,7 +1357,7 @@ impl Writer {
                     } else if seal_young {
                         to_seal.push(r.stored());
                     } else {
-                        defer.push(r);
+                        defer.push(&**r);
                     }
                 }
                 _ => insert_row(&tx, r)?,
