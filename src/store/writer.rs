@@ -140,10 +140,18 @@ pub struct Writer {
     /// ~250-byte rows (perf: rehashing was ~4 % of an import), and a row that ends moves
     /// into `ready` as a pointer.
     held: StateMap<Box<Row>>,
-    /// Held lifetimes that ended, written first by the next flush.
+    /// Held lifetimes that ended, written first by the next flush (boxes from `held`).
+    #[allow(clippy::vec_box)]
     ready: Vec<Box<Row>>,
     /// An empty list kept for its capacity (the next flush's rows that do not wait).
+    #[allow(clippy::vec_box)]
     ready_spare: Vec<Box<Row>>,
+    /// The list a flush seals, kept empty between flushes for its capacity: allocated anew,
+    /// its pages (~200 bytes a lifetime) were faulted in and zeroed at every seal (perf: ~7 %
+    /// of an import).
+    seal_buf: Vec<Stored>,
+    /// The lists a seal sorts, kept the same way.
+    seal_lists: sealed::SealLists,
     /// Stored open lifetimes whose "last seen" is written lazily ([`TOUCH_EVERY_US`]).
     lazy_last: StateMap<LastSeen>,
     /// Lifetimes that end are sealed (sealed.rs): held ones instead of being inserted, stored
@@ -225,6 +233,7 @@ impl Young {
     /// Memory after a commit's journal work is durable: lifetimes now in `states` are
     /// stored open (later UPD_C rewrite "last seen" lazily), journaled ones are young, ended
     /// ones are gone.
+    #[allow(clippy::vec_box)] // `Writer::ready`
     fn commit(
         &mut self,
         j: Journal,
@@ -472,7 +481,66 @@ struct Waiting {
     at: StateMap<(Micros, u32)>,
     /// Lifetimes by that time, in the order they came; `None` where one left (or is being
     /// sealed: [`Waiting::take_due`]).
-    by_time: std::collections::BTreeMap<Micros, Vec<Option<Stored>>>,
+    by_time: std::collections::BTreeMap<Micros, Slots>,
+}
+
+/// A list of waiting rows in chunks of [`Slots::CHUNK`]: most of an import's lifetimes can
+/// wait for the same time, and one growing `Vec` of them was copied whole at each doubling
+/// (perf: ~4 % of an import in realloc, its new pages faulted in).
+#[derive(Debug, Default)]
+struct Slots {
+    chunks: Vec<Vec<Option<Stored>>>,
+    len: usize,
+}
+
+impl Slots {
+    /// ~1.7 MB of rows.
+    const CHUNK: usize = 8192;
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, r: Stored) {
+        if self.len % Self::CHUNK == 0 {
+            self.chunks.push(Vec::with_capacity(Self::CHUNK));
+        }
+        if let Some(c) = self.chunks.last_mut() {
+            c.push(Some(r));
+            self.len += 1;
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&Option<Stored>> {
+        self.chunks.get(i / Self::CHUNK)?.get(i % Self::CHUNK)
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Option<Stored>> {
+        self.chunks
+            .get_mut(i / Self::CHUNK)?
+            .get_mut(i % Self::CHUNK)
+    }
+
+    /// Empty slots up to `len` (a list made again by [`Waiting::restore`]).
+    fn grow_to(&mut self, len: usize) {
+        while self.len < len {
+            if self.len % Self::CHUNK == 0 {
+                self.chunks.push(Vec::with_capacity(Self::CHUNK));
+            }
+            if let Some(c) = self.chunks.last_mut() {
+                c.push(None);
+            }
+            self.len += 1;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Option<Stored>> {
+        self.chunks.iter().flatten()
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Option<Stored>> {
+        self.chunks.iter_mut().flatten()
+    }
 }
 
 impl Waiting {
@@ -493,7 +561,7 @@ impl Waiting {
         self.remove(&k);
         let list = self.by_time.entry(complete).or_default();
         self.at.insert(k, (complete, list.len() as u32));
-        list.push(Some(r));
+        list.push(r);
     }
 
     fn remove(&mut self, k: &StateRef) {
@@ -568,10 +636,10 @@ impl Waiting {
             // In the place it had (its list is made again if it was dropped).
             let list = self.by_time.entry(t).or_default();
             let i = i as usize;
-            if list.len() <= i {
-                list.resize_with(i + 1, || None);
+            list.grow_to(i + 1);
+            if let Some(slot) = list.get_mut(i) {
+                *slot = Some(r);
             }
-            list[i] = Some(r);
         }
     }
 
@@ -801,6 +869,8 @@ impl Writer {
             held: StateMap::default(),
             ready: Vec::new(),
             ready_spare: Vec::new(),
+            seal_buf: Vec::new(),
+            seal_lists: sealed::SealLists::default(),
             lazy_last: StateMap::default(),
             next_seal: None,
             names,
@@ -1218,14 +1288,15 @@ impl Writer {
     pub fn flush(&mut self, counters: &RunCounters) -> Result<()> {
         let path = self.path.clone();
         // Waiting lifetimes this flush seals are moved out of `waiting`: back if it fails.
-        let mut to_seal = Vec::new();
+        let mut to_seal = std::mem::take(&mut self.seal_buf);
         let mut due = 0..0;
         let mut taken = Vec::new();
         self.sealed_young = false;
         match self.write_pending(counters, &mut to_seal, &mut due, &mut taken) {
             Ok(mut j) => {
                 self.sealed_young = j.sealed_young && self.defers_seals();
-                drop(to_seal);
+                to_seal.clear();
+                self.seal_buf = to_seal;
                 self.pending.clear();
                 for k in std::mem::take(&mut j.unwaited) {
                     self.waiting.remove(&k);
@@ -1266,6 +1337,8 @@ impl Writer {
             }
             Err(e) => {
                 self.waiting.restore(&taken, to_seal.drain(due));
+                to_seal.clear();
+                self.seal_buf = to_seal;
                 // Row ids learnt inside the rolled-back transaction may not exist: forget
                 // them all; lookups fall back to the (creator, id) index. The same for
                 // names, seal numbers and what was taken out of seals.
@@ -1454,7 +1527,14 @@ impl Writer {
             let expect = |c: i64, n: u64| {
                 sealed::expected_in_bucket(c, n, by_class[c.clamp(0, 15) as usize], span)
             };
-            journal.history = sealed::write_seal(&tx, &to_seal[..], no, &mut self.names, &expect)?;
+            journal.history = sealed::write_seal_with(
+                &tx,
+                &to_seal[..],
+                no,
+                &mut self.names,
+                &expect,
+                &mut self.seal_lists,
+            )?;
             self.next_seal = Some(no + 1);
             self.seal_index.reset();
             self.any_sealed = Some(true);
