@@ -236,7 +236,8 @@ pub fn write_seal(
     names: &mut Names,
     expect: &dyn Fn(i64, u64) -> u64,
 ) -> rusqlite::Result<Vec<Bucket>> {
-    write_seal_with(tx, rows, seal, names, expect, &mut SealLists::default())
+    let rows: Vec<&Stored> = rows.iter().collect();
+    write_seal_with(tx, &rows, seal, names, expect, &mut SealLists::default())
 }
 
 /// A lifetime's group row: bucket, public address and port (or hash group), index in rows.
@@ -257,7 +258,7 @@ pub struct SealLists {
 /// [`write_seal`] with the lists of an earlier seal (`lists`, emptied first).
 pub fn write_seal_with(
     tx: &Connection,
-    rows: &[Stored],
+    rows: &[&Stored],
     seal: i64,
     names: &mut Names,
     expect: &dyn Fn(i64, u64) -> u64,
@@ -290,7 +291,7 @@ pub fn write_seal_with(
     let mut creators: HashMap<u32, i64> = HashMap::default();
     let cb = &mut lists.filed;
     cb.clear();
-    cb.extend(rows.iter().map(filed));
+    cb.extend(rows.iter().map(|r| filed(r)));
     for (r, &(c, b)) in rows.iter().zip(cb.iter()) {
         let k = buckets.entry((c, b)).or_insert((0, r.start, r.last, r.end));
         k.0 += 1;
@@ -347,7 +348,7 @@ pub fn write_seal_with(
     )?;
     let mut group: Vec<&Stored> = Vec::new();
     for (n, &(cb, public, port, i)) in order.iter().enumerate() {
-        group.push(&rows[i as usize]);
+        group.push(rows[i as usize]);
         if order
             .get(n + 1)
             .is_some_and(|x| (x.0, x.1, x.2) == (cb, public, port))

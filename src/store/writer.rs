@@ -472,15 +472,15 @@ struct Journal {
 
 /// Lifetimes an import waits to seal, by when their bucket is complete.
 ///
-/// Kept as the rows they will be sealed as, in lists by that time, and moved (not copied)
-/// into the seal: held in a map of whole rows, up to a million of them cost ~550 MB (a
-/// table twice their number) and a copy of each at the seal (perf: page faults, copies).
+/// Kept as the rows they will be sealed as, in lists by that time, and sealed where they
+/// are: held in a map of whole rows, up to a million of them cost ~550 MB (a table twice
+/// their number), and moving each into the seal's own list touched ~200 MB more per seal
+/// (perf: page faults, copies).
 #[derive(Debug, Default)]
 struct Waiting {
     /// Where each waiting lifetime is: its time and its place in that time's list.
     at: StateMap<(Micros, u32)>,
-    /// Lifetimes by that time, in the order they came; `None` where one left (or is being
-    /// sealed: [`Waiting::take_due`]).
+    /// Lifetimes by that time, in the order they came; `None` where one left.
     by_time: std::collections::BTreeMap<Micros, Slots>,
 }
 
@@ -491,6 +491,8 @@ struct Waiting {
 struct Slots {
     chunks: Vec<Vec<Option<Stored>>>,
     len: usize,
+    /// Slots still holding a row: the list goes when none does.
+    live: usize,
 }
 
 impl Slots {
@@ -508,38 +510,35 @@ impl Slots {
         if let Some(c) = self.chunks.last_mut() {
             c.push(Some(r));
             self.len += 1;
+            self.live += 1;
         }
     }
 
-    fn get(&self, i: usize) -> Option<&Option<Stored>> {
-        self.chunks.get(i / Self::CHUNK)?.get(i % Self::CHUNK)
-    }
-
-    fn get_mut(&mut self, i: usize) -> Option<&mut Option<Stored>> {
+    fn get(&self, i: usize) -> Option<&Stored> {
         self.chunks
-            .get_mut(i / Self::CHUNK)?
-            .get_mut(i % Self::CHUNK)
+            .get(i / Self::CHUNK)?
+            .get(i % Self::CHUNK)?
+            .as_ref()
     }
 
-    /// Empty slots up to `len` (a list made again by [`Waiting::restore`]).
-    fn grow_to(&mut self, len: usize) {
-        while self.len < len {
-            if self.len % Self::CHUNK == 0 {
-                self.chunks.push(Vec::with_capacity(Self::CHUNK));
+    /// Empty slot `i`; whether it held a row.
+    fn clear(&mut self, i: usize) -> bool {
+        let slot = self
+            .chunks
+            .get_mut(i / Self::CHUNK)
+            .and_then(|c| c.get_mut(i % Self::CHUNK));
+        match slot {
+            Some(s) if s.is_some() => {
+                *s = None;
+                self.live -= 1;
+                true
             }
-            if let Some(c) = self.chunks.last_mut() {
-                c.push(None);
-            }
-            self.len += 1;
+            _ => false,
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = &Option<Stored>> {
-        self.chunks.iter().flatten()
-    }
-
-    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Option<Stored>> {
-        self.chunks.iter_mut().flatten()
+    fn iter(&self) -> impl Iterator<Item = &Stored> {
+        self.chunks.iter().flatten().flatten()
     }
 }
 
@@ -550,7 +549,7 @@ impl Waiting {
 
     fn get(&self, k: &StateRef) -> Option<&Stored> {
         let (t, i) = self.at.get(k)?;
-        self.by_time.get(t)?.get(*i as usize)?.as_ref()
+        self.by_time.get(t)?.get(*i as usize)
     }
 
     fn insert(&mut self, r: Stored, complete: Micros) {
@@ -564,92 +563,45 @@ impl Waiting {
         list.push(r);
     }
 
+    /// Let lifetime `k` leave (sealed, or into states); a list left empty goes.
     fn remove(&mut self, k: &StateRef) {
-        if let Some((t, i)) = self.at.remove(k) {
-            if let Some(slot) = self.by_time.get_mut(&t).and_then(|l| l.get_mut(i as usize)) {
-                *slot = None;
+        let Some((t, i)) = self.at.remove(k) else {
+            return;
+        };
+        if let std::collections::btree_map::Entry::Occupied(mut list) = self.by_time.entry(t) {
+            if list.get_mut().clear(i as usize) && list.get().live == 0 {
+                list.remove();
             }
         }
     }
 
-    /// Move into `to.0` (with room for `to.1` more) the lifetimes whose bucket is complete
-    /// at `watermark`, and beyond it the `over` that complete first (counting those `named`,
-    /// which stay), in that order. Their places go to `taken`, their keys to `keys`; they
-    /// stay counted (and looked up as absent) until [`Waiting::remove`]d, or
-    /// [`Waiting::restore`]d if the write fails.
-    fn take_due(
-        &mut self,
+    /// Into `to`, the lifetimes whose bucket is complete at `watermark`, and beyond it the
+    /// `over` that complete first (counting those `named`, which stay), in that order; their
+    /// keys into `keys`. They stay here until [`Waiting::remove`]d once their seal is
+    /// durable, so a seal that fails leaves them as they were.
+    fn due<'a>(
+        &'a self,
         (watermark, over): (Micros, usize),
         named: &StateSet,
-        (to, extra): (&mut Vec<Stored>, usize),
-        taken: &mut Vec<(Micros, u32)>,
+        to: &mut Vec<&'a Stored>,
         keys: &mut Vec<StateRef>,
     ) {
-        // The times due, and how many rows (one allocation for the seal's list).
         let mut seen = 0;
-        let mut upto = None;
-        let mut rows = 0;
         for (t, list) in &self.by_time {
             if *t > watermark && seen >= over {
                 break;
             }
-            seen += list.iter().filter(|r| r.is_some()).count();
-            rows += list.len();
-            upto = Some(*t);
-        }
-        let Some(upto) = upto else {
-            return;
-        };
-        to.reserve(rows + extra);
-        // Lists left empty are dropped now, before the seal needs memory of its own.
-        let mut emptied = Vec::new();
-        for (t, list) in self.by_time.range_mut(..=upto) {
-            let mut left = false;
-            for (i, slot) in list.iter_mut().enumerate() {
-                let Some(r) = slot else { continue };
+            seen += list.live;
+            for r in list.iter() {
                 let k = StateRef {
                     id: r.state_id,
                     creator_id: r.creator_id,
                 };
-                if named.contains(&k) {
-                    left = true;
-                    continue;
-                }
-                if let Some(r) = slot.take() {
+                if !named.contains(&k) {
                     to.push(r);
-                    taken.push((*t, i as u32));
                     keys.push(k);
                 }
             }
-            if !left {
-                emptied.push(*t);
-            }
-        }
-        for t in emptied {
-            self.by_time.remove(&t);
-        }
-    }
-
-    /// Put back what [`Waiting::take_due`] took (`rows` in `taken`'s order).
-    fn restore(&mut self, taken: &[(Micros, u32)], rows: impl IntoIterator<Item = Stored>) {
-        for (&(t, i), r) in taken.iter().zip(rows) {
-            // In the place it had (its list is made again if it was dropped).
-            let list = self.by_time.entry(t).or_default();
-            let i = i as usize;
-            list.grow_to(i + 1);
-            if let Some(slot) = list.get_mut(i) {
-                *slot = Some(r);
-            }
-        }
-    }
-
-    /// Drop the times at the front whose lifetimes have all left.
-    fn prune(&mut self) {
-        while let Some(e) = self.by_time.first_entry() {
-            if e.get().iter().any(|r| r.is_some()) {
-                break;
-            }
-            e.remove();
         }
     }
 }
@@ -1287,21 +1239,19 @@ impl Writer {
     /// the next flush.
     pub fn flush(&mut self, counters: &RunCounters) -> Result<()> {
         let path = self.path.clone();
-        // Waiting lifetimes this flush seals are moved out of `waiting`: back if it fails.
+        // Waiting lifetimes this flush seals stay in `waiting` until it is durable.
         let mut to_seal = std::mem::take(&mut self.seal_buf);
-        let mut due = 0..0;
-        let mut taken = Vec::new();
         self.sealed_young = false;
-        match self.write_pending(counters, &mut to_seal, &mut due, &mut taken) {
+        let done = self.write_pending(counters, &mut to_seal);
+        to_seal.clear();
+        self.seal_buf = to_seal;
+        match done {
             Ok(mut j) => {
                 self.sealed_young = j.sealed_young && self.defers_seals();
-                to_seal.clear();
-                self.seal_buf = to_seal;
                 self.pending.clear();
                 for k in std::mem::take(&mut j.unwaited) {
                     self.waiting.remove(&k);
                 }
-                self.waiting.prune();
                 self.private_pending.extend(std::mem::take(&mut j.history));
                 for h in std::mem::take(&mut j.history_merged) {
                     self.private_pending.remove(&h);
@@ -1336,9 +1286,6 @@ impl Writer {
                 Ok(())
             }
             Err(e) => {
-                self.waiting.restore(&taken, to_seal.drain(due));
-                to_seal.clear();
-                self.seal_buf = to_seal;
                 // Row ids learnt inside the rolled-back transaction may not exist: forget
                 // them all; lookups fall back to the (creator, id) index. The same for
                 // names, seal numbers and what was taken out of seals.
@@ -1353,14 +1300,11 @@ impl Writer {
         }
     }
 
-    /// `to_seal`: the lifetimes sealed, of which `due` were moved out of `waiting` from the
-    /// places in `taken` (the caller puts them back if this fails).
+    /// `to_seal`: an empty list for the lifetimes sealed that are not waiting ones.
     fn write_pending(
         &mut self,
         counters: &RunCounters,
         to_seal: &mut Vec<Stored>,
-        due: &mut std::ops::Range<usize>,
-        taken: &mut Vec<(Micros, u32)>,
     ) -> rusqlite::Result<Journal> {
         let deferring = self.defers_seals();
         let tx = self.conn.transaction()?;
@@ -1409,15 +1353,11 @@ impl Writer {
         } else {
             0
         };
-        due.start = to_seal.len();
-        self.waiting.take_due(
-            (watermark, over),
-            &named,
-            (to_seal, self.ready.len()),
-            taken,
-            &mut unwaited,
-        );
-        due.end = to_seal.len();
+        // Sealed in this order: young ones, waiting ones (where they are), then the others.
+        let young_n = to_seal.len();
+        let mut due: Vec<&Stored> = Vec::new();
+        self.waiting
+            .due((watermark, over), &named, &mut due, &mut unwaited);
         let mut defer = Vec::new();
         let mut wait = Vec::new();
         for (i, r) in self.ready.iter().enumerate() {
@@ -1510,12 +1450,17 @@ impl Writer {
             self.looked.remove(&k);
             to_seal.push(s);
         }
-        if !to_seal.is_empty() {
+        if !to_seal.is_empty() || !due.is_empty() {
             let no = match self.next_seal {
                 Some(n) => n,
                 None => sealed::next_seal(&tx)?,
             };
-            for r in to_seal.iter() {
+            let (young, rest) = to_seal.split_at(young_n);
+            let mut rows: Vec<&Stored> = Vec::with_capacity(to_seal.len() + due.len());
+            rows.extend(young);
+            rows.append(&mut due);
+            rows.extend(rest);
+            for r in &rows {
                 let c = sealed::filed(r).0;
                 self.sealed_by_class[c.clamp(0, 15) as usize] += 1;
             }
@@ -1529,7 +1474,7 @@ impl Writer {
             };
             journal.history = sealed::write_seal_with(
                 &tx,
-                &to_seal[..],
+                &rows,
                 no,
                 &mut self.names,
                 &expect,
@@ -2367,9 +2312,11 @@ mod tests {
     const S: Micros = 1_000_000;
 
     #[test]
-    fn waiting_lifetimes_taken_for_a_seal_that_fails_are_put_back_where_they_were() {
+    fn waiting_lifetimes_due_for_a_seal_stay_until_it_is_durable() {
         let mut w = Waiting::default();
-        let rows: Vec<Stored> = (0..5).map(crate::store::pack::tests::stored).collect();
+        // More than a chunk, so places cross from one chunk into the next.
+        let n = Slots::CHUNK as u64 + 5;
+        let rows: Vec<Stored> = (0..n).map(crate::store::pack::tests::stored).collect();
         let key = |r: &Stored| StateRef {
             id: r.state_id,
             creator_id: r.creator_id,
@@ -2379,31 +2326,41 @@ mod tests {
         }
         // Due at 110: those of times 100 and 110, except the one a pending event names.
         let named: StateSet = [key(&rows[1])].into_iter().collect();
-        let take = |w: &mut Waiting| {
-            let (mut to, mut taken, mut keys) = (Vec::new(), Vec::new(), Vec::new());
-            w.take_due((110, 0), &named, (&mut to, 0), &mut taken, &mut keys);
-            (to, taken, keys)
+        let due = |w: &Waiting| {
+            let (mut to, mut keys) = (Vec::new(), Vec::new());
+            w.due((110, 0), &named, &mut to, &mut keys);
+            let mut ids: Vec<u64> = to.iter().map(|r| r.state_id).collect();
+            ids.sort();
+            (ids, keys)
         };
-        let (to, taken, keys) = take(&mut w);
-        let mut ids: Vec<u64> = to.iter().map(|r| r.state_id).collect();
-        ids.sort();
-        let want: Vec<u64> = [0, 3, 4].iter().map(|&i| rows[i].state_id).collect();
+        let want: Vec<u64> = (0..n as usize)
+            .filter(|i| i % 3 != 2 && *i != 1)
+            .map(|i| rows[i].state_id)
+            .collect();
+        let (ids, keys) = due(&w);
         assert_eq!(ids, want);
-        assert_eq!(keys.len(), 3);
-        assert!(
-            w.get(&keys[0]).is_none(),
-            "taken rows are not found while sealed"
-        );
-        // The seal's write failed: every row is back, and the next try takes the same.
-        w.restore(&taken, to);
-        assert_eq!(w.len(), 5);
+        // A seal that fails changes nothing: every row is still found, the next try
+        // seals the same.
+        assert_eq!(w.len(), n as usize);
         for r in &rows {
             assert_eq!(w.get(&key(r)), Some(r));
         }
-        let (again, ..) = take(&mut w);
-        let mut again: Vec<u64> = again.iter().map(|r| r.state_id).collect();
-        again.sort();
-        assert_eq!(again, want);
+        assert_eq!(due(&w).0, want);
+        // Once durable they leave, and the lists they emptied go.
+        for k in &keys {
+            w.remove(k);
+        }
+        assert_eq!(w.len(), n as usize - want.len());
+        assert!(w.get(&keys[0]).is_none());
+        assert_eq!(w.get(&key(&rows[1])), Some(&rows[1]));
+        assert_eq!(w.by_time.len(), 2, "time 100 keeps the named row, 110 went");
+        assert_eq!(due(&w).0, Vec::<u64>::new());
+        let late: Vec<u64> = {
+            let (mut to, mut keys) = (Vec::new(), Vec::new());
+            w.due((120, 0), &StateSet::default(), &mut to, &mut keys);
+            to.iter().map(|r| r.state_id).collect()
+        };
+        assert_eq!(late.len(), n as usize - want.len());
     }
 
     fn state(id: u64) -> FullState {
