@@ -915,14 +915,20 @@ impl Writer {
     /// How many lifetimes are open in the store, and whether they are most of `states`
     /// (they are once lifetimes are sealed: `states` then holds little but the open ones).
     fn count_open(&self) -> Result<(i64, bool)> {
-        let (open, all): (i64, i64) = self
+        // Open ones are every row but the closed (class below 14) and the evidence-only (no
+        // class): two short index ranges when most are open, where counting class 14 read
+        // the whole class index (0.3 s for 1.2 M open; the count of all reads the small
+        // (creator, id) index).
+        let (all, closed, evidence): (i64, i64, i64) = self
             .conn
             .query_row(
-                "SELECT (SELECT count(*) FROM states WHERE dcls = 14), (SELECT count(*) FROM states)",
+                "SELECT (SELECT count(*) FROM states), (SELECT count(*) FROM states WHERE dcls < 14),
+                        (SELECT count(*) FROM states WHERE dcls IS NULL)",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(sq(&self.path))?;
+        let open = all.saturating_sub(closed).saturating_sub(evidence).max(0);
         Ok((open, open.saturating_mul(2) >= all))
     }
 
