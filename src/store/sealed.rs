@@ -255,6 +255,16 @@ pub struct SealLists {
     filed: Vec<Bucket>,
 }
 
+/// `v` emptied, with room for `n`: a list too small is replaced, not grown (growing copies
+/// its whole old capacity, though nothing in it is kept).
+fn emptied<T>(v: &mut Vec<T>, n: usize) -> &mut Vec<T> {
+    v.clear();
+    if v.capacity() < n {
+        *v = Vec::with_capacity(n);
+    }
+    v
+}
+
 /// [`write_seal`] with the lists of an earlier seal (`lists`, emptied first).
 pub fn write_seal_with(
     tx: &Connection,
@@ -277,20 +287,15 @@ pub fn write_seal_with(
     let names: &Names = names;
     // Sorted vectors of plain keys rather than maps: one sort each, the inserts in key
     // order, and no walk through the rows (~200 bytes each) while sorting.
-    let order = &mut lists.order;
-    order.clear();
-    order.reserve(rows.len());
+    let order = emptied(&mut lists.order, rows.len());
     // History finds a host's groups through 72-minute buckets (as states_private), each
     // pair with the sealed bucket its group is in.
-    let private = &mut lists.private;
-    private.clear();
-    private.reserve(rows.len());
+    let private = emptied(&mut lists.private, rows.len());
     let mut ids: HashMap<(u32, u8), Vec<(u64, Filed)>> = HashMap::default();
     let mut ends: HashMap<(u32, u8), Micros> = HashMap::default();
     let mut buckets: HashMap<(i64, i64), (i64, Micros, Micros, Micros)> = HashMap::default();
     let mut creators: HashMap<u32, i64> = HashMap::default();
-    let cb = &mut lists.filed;
-    cb.clear();
+    let cb = emptied(&mut lists.filed, rows.len());
     cb.extend(rows.iter().map(|r| filed(r)));
     for (r, &(c, b)) in rows.iter().zip(cb.iter()) {
         let k = buckets.entry((c, b)).or_insert((0, r.start, r.last, r.end));
