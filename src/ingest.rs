@@ -200,6 +200,8 @@ impl<'l> Ingest<'l> {
         }
         let (creator_id, ids) = match &m.msg {
             Message::Clr(c) => (c.creator_id, self.unloaded.take_creator(c.creator_id)),
+            // A request for updates: the tracker does nothing with it.
+            Message::UpdReq(_) => return Ok(()),
             msg => match msg.state_ref() {
                 // Else not stored open, or the tracker has it (it read it, or met it here).
                 Some(k) if self.unloaded.take(&k) => {

@@ -885,6 +885,16 @@ impl Writer {
     /// The open lifetimes in the store whose keys `keep` keeps.
     pub fn load_open_where(&mut self, keep: impl Fn(&StateRef) -> bool) -> Result<Vec<OpenState>> {
         let (open, mostly_open) = self.count_open()?;
+        self.read_open(keep, open, mostly_open)
+    }
+
+    /// [`Writer::load_open_where`], with room made for `expect` of them.
+    fn read_open(
+        &mut self,
+        keep: impl Fn(&StateRef) -> bool,
+        expect: i64,
+        mostly_open: bool,
+    ) -> Result<Vec<OpenState>> {
         // Through the index, each row is a random read of the table: 2.8 s for 804 k open
         // states of a 55 M-state file, against 0.3 s for reading the table in order.
         let from = if mostly_open {
@@ -897,7 +907,7 @@ impl Writer {
             .prepare(&format!("SELECT {OPEN_COLS} FROM {from} WHERE dcls = 14"))
             .map_err(sq(&self.path))?;
         // Sized once (a count the file gave; bounded, as any number read from it).
-        let n = usize::try_from(open).unwrap_or(0).min(1 << 26);
+        let n = usize::try_from(expect).unwrap_or(0).min(1 << 26);
         let mut out = Vec::with_capacity(n);
         self.rows.reserve(n);
         let mut rows = stmt.query([]).map_err(sq(&self.path))?;
@@ -968,9 +978,15 @@ impl Writer {
         creator_id: u32,
         ids: &RoaringTreemap,
     ) -> Result<Vec<OpenState>> {
-        // Many (a CLR): one pass over the open ones.
+        // Many (a CLR): one pass over the open ones, room made for these only.
         if ids.len() > 64 {
-            return self.load_open_where(|k| k.creator_id == creator_id && ids.contains(k.id));
+            let (_, mostly_open) = self.count_open()?;
+            let expect = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+            return self.read_open(
+                |k| k.creator_id == creator_id && ids.contains(k.id),
+                expect,
+                mostly_open,
+            );
         }
         let mut stmt = self
             .conn
