@@ -263,6 +263,8 @@ type HistoryKey = (Bucket, AddrKey, i64, (AddrKey, i64), u32);
 pub struct SealLists {
     order: Vec<GroupKey>,
     private: Vec<HistoryKey>,
+    /// Per creator and id group, its ids and where each is filed.
+    ids: HashMap<(u32, u8), Vec<(u64, Filed)>>,
     filed: Vec<Bucket>,
 }
 
@@ -302,7 +304,10 @@ pub fn write_seal_with(
     // History finds a host's groups through 72-minute buckets (as states_private), each
     // pair with the sealed bucket its group is in.
     let private = emptied(&mut lists.private, rows.len());
-    let mut ids: HashMap<(u32, u8), Vec<(u64, Filed)>> = HashMap::default();
+    let ids = &mut lists.ids;
+    for v in ids.values_mut() {
+        v.clear();
+    }
     let mut ends: HashMap<(u32, u8), Micros> = HashMap::default();
     let mut buckets: HashMap<(i64, i64), (i64, Micros, Micros, Micros)> = HashMap::default();
     let mut creators: HashMap<u32, i64> = HashMap::default();
@@ -395,7 +400,7 @@ pub fn write_seal_with(
     let mut ins = tx.prepare_cached(
         "INSERT INTO seals (seal, creator_id, grp, min_id, max_id, end_us, ids, form) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 2)",
     )?;
-    for (g, mut list) in ids {
+    for (g, list) in ids.iter_mut().filter(|(_, l)| !l.is_empty()) {
         list.sort_unstable_by_key(|(id, _)| *id);
         // Chunks of consecutive ids: a seal's ids span back to its longest lifetime's, so
         // one range per seal would contain almost every id; a chunk's range is tight, and a
@@ -408,7 +413,7 @@ pub fn write_seal_with(
                 g.1,
                 to_i64(lo),
                 to_i64(hi),
-                ends[&g],
+                ends[g],
                 pack::pack_ids(chunk)
             ])?;
         }
