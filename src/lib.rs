@@ -9,7 +9,6 @@ pub mod cmd;
 pub mod commit;
 pub mod gen;
 pub mod ingest;
-pub mod memory;
 pub mod pfctl;
 pub mod pipeline;
 pub mod privdrop;

@@ -9,7 +9,6 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    pfstatelog::memory::keep_freed_pages();
     let cli = match pfstatelog::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

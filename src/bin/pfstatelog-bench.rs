@@ -307,7 +307,6 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
-    pfstatelog::memory::keep_freed_pages();
     let cli = Cli::parse();
     banner();
     match cli.cmd {
