@@ -270,7 +270,7 @@ pub struct SealLists {
 
 /// `v` emptied, with room for `n`: a list too small is replaced, not grown (growing copies
 /// its whole old capacity, though nothing in it is kept).
-fn emptied<T>(v: &mut Vec<T>, n: usize) -> &mut Vec<T> {
+pub(crate) fn emptied<T>(v: &mut Vec<T>, n: usize) -> &mut Vec<T> {
     v.clear();
     if v.capacity() < n {
         *v = Vec::with_capacity(n);

@@ -1363,10 +1363,7 @@ impl Writer {
             || self.young.clock >= self.young.sealed_at.saturating_add(SEAL_EVERY_US);
         // Room for every lifetime that may be sealed but the waiting ones (sealed where they
         // are): grown row by row, the list was copied at each doubling.
-        let most = self.ready.len() + self.young.unsealed.len();
-        if to_seal.capacity() < most {
-            *to_seal = Vec::with_capacity(most);
-        }
+        sealed::emptied(to_seal, self.ready.len() + self.young.unsealed.len());
         // An unsealed lifetime a pending event names goes into states, where it merges.
         let mut unjournal = store_named(
             &tx,
