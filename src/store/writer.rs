@@ -982,6 +982,9 @@ impl Writer {
         creator_id: u32,
         ids: &RoaringTreemap,
     ) -> Result<Vec<OpenState>> {
+        // A state a message names is read like an older capture's lookups: in the read
+        // transaction the lookups between two flushes share.
+        self.begin_read();
         // Many (a CLR): one pass over the open ones, room made for these only.
         if ids.len() > 64 {
             let (_, mostly_open) = self.count_open()?;
@@ -1220,8 +1223,10 @@ impl Writer {
     }
 
     /// Lookups between flushes (an older capture's states, looked for in `states` and in
-    /// the seals) share one read transaction, ended before every write: each on its own
-    /// took and released the WAL's read lock, two fcntl calls (~10 % of such an import).
+    /// the seals; stored open states a message names) share one read transaction, ended
+    /// by the next flush before it writes (`finish` flushes first): each on its own took
+    /// and released the WAL's read lock, two fcntl calls (~10 % of an older capture's
+    /// import).
     fn begin_read(&mut self) {
         if !self.reading && self.conn.is_autocommit() {
             self.reading = self.conn.execute_batch("BEGIN").is_ok();
@@ -1601,7 +1606,6 @@ impl Writer {
 
     /// Close the run: flush, mark it stopped (or failed), checkpoint the WAL.
     pub fn finish(mut self, counters: &RunCounters, status: &str, wall: Micros) -> Result<()> {
-        self.end_read();
         // Lifetimes still open at the end of an import are stored open, as the recorder
         // stores them at every flush; the recorder's young ones move into states.
         if self.hold_open {
