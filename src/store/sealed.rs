@@ -578,11 +578,16 @@ pub fn buckets_to_merge(
         .collect())
 }
 
-/// When the bucket a lifetime [start, end] is filed in can get no more lifetimes: the
-/// latest end any lifetime of its class and bucket can have (None: unbounded).
+/// When neither the sealed bucket nor the history bucket a lifetime [start, end] is filed
+/// in can get more lifetimes: the latest end any lifetime of its class and buckets can have
+/// (None: unbounded). An import seals a lifetime then. The short classes' sealed buckets
+/// (4 s to 18 min) end long before their 72-minute history bucket; sealed at the former,
+/// they left a history row per host and seal, read and merged again once the history
+/// bucket was complete (perf: merging ~7 % of a 1 M import, the extra rows ~4 %).
 pub fn complete_at(start: Micros, end: Micros) -> Option<Micros> {
     let c = class_of(end - start);
-    bucket_end(c, sealed_bucket_of(start, c))
+    let sealed = bucket_end(c, sealed_bucket_of(start, c))?;
+    Some(sealed.max(history_end(c, history_bucket(start, c))?))
 }
 
 /// The latest end a lifetime of class `c` filed in bucket `b` can have (None: unbounded).
@@ -720,19 +725,19 @@ pub fn merge_bucket(tx: &Connection, names: &Names, c: i64, b: i64) -> rusqlite:
 /// Whether no later packet can add to history bucket `hb` of class `c` (72 minutes for the
 /// short classes, as `sealed_private` files them) once packets up to `watermark` were read.
 pub fn history_complete(c: i64, hb: i64, watermark: Micros) -> bool {
-    let Some(shift) = usize::try_from(c).ok().and_then(super::query::bucket_shift) else {
-        return false;
-    };
-    let max = usize::try_from(c)
-        .ok()
-        .and_then(|c| CLASS_MAX_US.get(c))
-        .copied()
-        .unwrap_or(Micros::MAX);
-    hb.checked_add(1)
-        .and_then(|x| x.checked_mul(1i64.checked_shl(shift)?))
-        .and_then(|e| e.checked_add(max))
+    history_end(c, hb)
         .and_then(|e| e.checked_add(COMPLETE_SLACK_US))
         .is_some_and(|e| e <= watermark)
+}
+
+/// The latest end a lifetime of class `c` filed in history bucket `hb` can have (None:
+/// unbounded).
+fn history_end(c: i64, hb: i64) -> Option<Micros> {
+    let shift = super::query::bucket_shift(usize::try_from(c).ok()?)?;
+    let max = CLASS_MAX_US.get(usize::try_from(c).ok()?)?;
+    hb.checked_add(1)?
+        .checked_mul(1i64.checked_shl(shift)?)?
+        .checked_add(*max)
 }
 
 /// Merge the rows several seals wrote for each private host of class `c` and history bucket

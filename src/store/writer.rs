@@ -2817,15 +2817,24 @@ mod tests {
         assert_eq!(count(w.conn(), sealed), 0);
         assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 1);
 
-        // Packets well past the bucket's last possible end: 2 and 3 sealed, in one seal.
+        // Past the sealed bucket's last possible end, but not past the 72-minute history
+        // bucket's: they still wait, so that the host's history is written once too.
         w.flush(&at(t0 + 600 * S)).expect("flush");
+        assert_eq!(
+            count(w.conn(), sealed),
+            0,
+            "the history bucket may still grow"
+        );
+        // Packets well past both: 2 and 3 sealed, in one seal.
+        let past = t0 + (1 << 32) + 600 * S;
+        w.flush(&at(past)).expect("flush");
         assert_eq!(count(w.conn(), "SELECT sum(n) FROM sealed"), 2);
         assert_eq!(
             count(w.conn(), "SELECT max(seals) FROM sealed_buckets"),
             1,
             "written once: nothing to merge"
         );
-        w.finish(&at(t0 + 600 * S), "done", 0).expect("finish");
+        w.finish(&at(past), "done", 0).expect("finish");
         let conn = Connection::open(&db).expect("open");
         let mut l: Vec<(u64, Option<Micros>)> = lifetimes(&conn)
             .iter()
@@ -2843,12 +2852,10 @@ mod tests {
         assert_eq!(who_at(&conn, t0 + 2 * S).len(), 3);
     }
 
-    #[test]
-    fn a_hosts_history_rows_from_several_seals_become_one() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let (mut w, db) = importer(&dir);
-        // The start of a 72-minute history bucket; three 5-s lifetimes of one private host,
-        // 200 s apart: three sealed buckets, each sealed by its own commit.
+    /// Three 5-s lifetimes of one private host, 200 s apart from the start of a 72-minute
+    /// history bucket, each followed by a commit; then the end of the run. Returns the
+    /// (seals, history rows) after the three commits, and the ids `history` finds.
+    fn three_lifetimes_of_one_host(mut w: Writer, db: &str) -> ((i64, i64), Vec<u64>, Connection) {
         let t0 = ((1_700_000_000 * S) >> 32) << 32;
         for i in 0..3u64 {
             let at = t0 + i as Micros * 200 * S;
@@ -2863,17 +2870,48 @@ mod tests {
         }
         let rows = "SELECT count(*) FROM sealed_private";
         let seals = "SELECT count(DISTINCT seal) FROM sealed";
-        assert_eq!((count(w.conn(), seals), count(w.conn(), rows)), (3, 3));
+        let before = (count(w.conn(), seals), count(w.conn(), rows));
         let c = RunCounters {
             first_us: Some(t0),
             last_us: Some(t0 + 700 * S),
             ..RunCounters::default()
         };
         w.finish(&c, "done", 0).expect("finish");
-        let conn = Connection::open(&db).expect("open");
-        assert_eq!(count(&conn, rows), 1, "one row for the host and its bucket");
+        let conn = Connection::open(db).expect("open");
         let mut h = history_at(&conn, t0 + 2 * S);
         h.extend(history_at(&conn, t0 + 402 * S));
+        (before, h, conn)
+    }
+
+    #[test]
+    fn a_hosts_history_rows_from_several_seals_become_one() {
+        // The recorder seals each commit's ended lifetimes (every 30 s): three seals, three
+        // history rows of one host, merged into one at the end.
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut w, db) = writer(&dir, "record", "pfsync0");
+        w.set_young_for(0);
+        let (before, h, conn) = three_lifetimes_of_one_host(w, &db);
+        assert_eq!(before, (3, 3));
+        let rows = "SELECT count(*) FROM sealed_private";
+        assert_eq!(count(&conn, rows), 1, "one row for the host and its bucket");
+        assert_eq!(h, vec![1, 3]);
+    }
+
+    #[test]
+    fn an_import_writes_a_hosts_history_bucket_in_one_seal() {
+        // An import keeps them waiting until their history bucket is complete (here: the
+        // end of the run), and then seals them together: one history row, nothing to merge.
+        let dir = tempfile::tempdir().expect("tmp");
+        let (w, db) = importer(&dir);
+        let (before, h, conn) = three_lifetimes_of_one_host(w, &db);
+        assert_eq!(before, (0, 0), "nothing sealed while the bucket can grow");
+        let one = "SELECT count(DISTINCT seal), count(*) FROM sealed";
+        let (seals, rows): (i64, i64) = conn
+            .query_row(one, [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("count");
+        assert_eq!(seals, 1, "{rows} rows");
+        let rows = "SELECT count(*) FROM sealed_private";
+        assert_eq!(count(&conn, rows), 1);
         assert_eq!(h, vec![1, 3]);
     }
 
