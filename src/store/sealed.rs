@@ -224,16 +224,32 @@ fn to_i64(v: u64) -> i64 {
 
 /// (class, sealed bucket).
 type Bucket = (i64, i64);
-/// An address as a sort key (`addr_key`).
-type AddrKey = (bool, u128);
+/// An address as a sort key (`addr_key`): 0 for IPv4 or 1 for IPv6, then the address's
+/// 32-bit words, most significant first. Words rather than a u128: a u128 made every key
+/// holding one 16-byte aligned, and the seal's lists of keys were then half again as large
+/// (their pages zeroed and their entries moved by each sort: perf, ~5 % of an import).
+type AddrKey = [u32; 5];
 
 /// An address as a sort key: groups equal addresses (IPv4 before IPv6), cheaper to compare
 /// than `IpAddr`.
 fn addr_key(a: &IpAddr) -> AddrKey {
     match a {
-        IpAddr::V4(v) => (false, u128::from(u32::from(*v))),
-        IpAddr::V6(v) => (true, u128::from(*v)),
+        IpAddr::V4(v) => [0, 0, 0, 0, u32::from(*v)],
+        IpAddr::V6(v) => {
+            let [a, b, c, d] = words(u128::from(*v));
+            [1, a, b, c, d]
+        }
     }
+}
+
+/// The four 32-bit words of `x`, most significant first.
+fn words(x: u128) -> [u32; 4] {
+    [
+        (x >> 96) as u32,
+        (x >> 64) as u32,
+        (x >> 32) as u32,
+        x as u32,
+    ]
 }
 
 /// Write `rows` (closed lifetimes new to the store) as seal number `seal`.
@@ -251,10 +267,47 @@ pub fn write_seal(
     write_seal_with(tx, &rows, seal, names, expect, &mut SealLists::default())
 }
 
-/// A lifetime's group row: bucket, public address and port (or hash group), index in rows.
-type GroupKey = (Bucket, AddrKey, i64, u32);
-/// A lifetime's history row: history bucket, private host, sealed bucket, group key, index.
-type HistoryKey = (Bucket, AddrKey, i64, (AddrKey, i64), u32);
+/// A lifetime's group row as a seal sorts them (32 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct GroupKey {
+    /// Rank of its bucket among the seal's buckets (sorted: ranks order as buckets do).
+    bucket: u32,
+    /// Public address and port, or for a hashed bucket zero and the hash group.
+    public: AddrKey,
+    port: u32,
+    /// Index in the seal's rows.
+    i: u32,
+}
+
+/// A lifetime's history row as a seal sorts them (64 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct HistoryKey {
+    class: i64,
+    /// History bucket.
+    hb: i64,
+    /// Private host.
+    host: AddrKey,
+    /// Rank of its sealed bucket (as in [`GroupKey`]).
+    bucket: u32,
+    /// Spot: a public pair (port + 1), or zero and the hash (port 0).
+    spot: AddrKey,
+    port: u32,
+    i: u32,
+}
+
+impl HistoryKey {
+    /// All but the index: lifetimes of one host with the same spot make one pair.
+    fn pair(&self) -> (i64, i64, AddrKey, u32, AddrKey, u32) {
+        (
+            self.class,
+            self.hb,
+            self.host,
+            self.bucket,
+            self.spot,
+            self.port,
+        )
+    }
+}
 
 /// The lists [`write_seal_with`] sorts (~180 bytes a lifetime), kept by a writer from seal
 /// to seal for their capacity: allocated anew, their pages were faulted in and zeroed at
@@ -265,7 +318,8 @@ pub struct SealLists {
     private: Vec<HistoryKey>,
     /// Per creator and id group, its ids and where each is filed.
     ids: HashMap<(u32, u8), Vec<(u64, Filed)>>,
-    filed: Vec<Bucket>,
+    /// Per lifetime, the rank of its bucket.
+    filed: Vec<u32>,
 }
 
 /// `v` emptied, with room for `n`: a list too small is replaced, not grown (growing copies
@@ -300,6 +354,36 @@ pub fn write_seal_with(
     let names: &Names = names;
     // Sorted vectors of plain keys rather than maps: one sort each, the inserts in key
     // order, and no walk through the rows (~200 bytes each) while sorting.
+    let mut buckets: HashMap<Bucket, (i64, Micros, Micros, Micros)> = HashMap::default();
+    let mut per_group: HashMap<(u32, u8), usize> = HashMap::default();
+    for r in rows {
+        let k = buckets
+            .entry(filed(r))
+            .or_insert((0, r.start, r.last, r.end));
+        k.0 += 1;
+        k.1 = k.1.min(r.start);
+        k.2 = k.2.max(r.last);
+        k.3 = k.3.max(r.end);
+        *per_group
+            .entry((r.creator_id, (r.state_id >> 56) as u8))
+            .or_default() += 1;
+    }
+    // The seal's buckets sorted, each with its layout (kept from its creation); a lifetime
+    // names its bucket by rank.
+    let mut ranked: Vec<(Bucket, Layout)> = Vec::with_capacity(buckets.len());
+    let mut keys: Vec<Bucket> = buckets.keys().copied().collect();
+    keys.sort_unstable();
+    let mut rank: HashMap<Bucket, u32> = HashMap::default();
+    for (n, &(c, b)) in keys.iter().enumerate() {
+        let l = match layout_of(tx, c, b)? {
+            Some(l) => l,
+            None => Layout::for_expected(expect(c, buckets[&(c, b)].0 as u64)),
+        };
+        ranked.push(((c, b), l));
+        rank.insert((c, b), n as u32);
+    }
+    let cb = emptied(&mut lists.filed, rows.len());
+    cb.extend(rows.iter().map(|r| rank[&filed(r)]));
     let order = emptied(&mut lists.order, rows.len());
     // History finds a host's groups through 72-minute buckets (as states_private), each
     // pair with the sealed bucket its group is in.
@@ -308,48 +392,43 @@ pub fn write_seal_with(
     for v in ids.values_mut() {
         v.clear();
     }
+    for (g, n) in &per_group {
+        let v = ids.entry(*g).or_default();
+        v.reserve(*n);
+    }
     let mut ends: HashMap<(u32, u8), Micros> = HashMap::default();
-    let mut buckets: HashMap<(i64, i64), (i64, Micros, Micros, Micros)> = HashMap::default();
     let mut creators: HashMap<u32, i64> = HashMap::default();
-    let cb = emptied(&mut lists.filed, rows.len());
-    cb.extend(rows.iter().map(|r| filed(r)));
-    for (r, &(c, b)) in rows.iter().zip(cb.iter()) {
-        let k = buckets.entry((c, b)).or_insert((0, r.start, r.last, r.end));
-        k.0 += 1;
-        k.1 = k.1.min(r.start);
-        k.2 = k.2.max(r.last);
-        k.3 = k.3.max(r.end);
-    }
-    // Each bucket keeps the layout it was created with.
-    let mut layouts: HashMap<Bucket, Layout> = HashMap::default();
-    for (&(c, b), &(n, ..)) in &buckets {
-        let l = match layout_of(tx, c, b)? {
-            Some(l) => l,
-            None => Layout::for_expected(expect(c, n as u64)),
-        };
-        layouts.insert((c, b), l);
-    }
-    for (i, (r, &(c, b))) in rows.iter().zip(cb.iter()).enumerate() {
-        let public = addr_key(&r.w_addr[1]);
-        let layout = layouts[&(c, b)];
+    for (i, (r, &bucket)) in rows.iter().zip(cb.iter()).enumerate() {
+        let i = i as u32;
+        let ((c, b), layout) = ranked[bucket as usize];
         let spot = layout.spot(&r.w_addr[1], r.w_port[1]);
-        let spot_key = match spot {
-            Spot::Pair(..) => (public, i64::from(r.w_port[1])),
-            Spot::Hash(h) => ((false, u128::from(h)), -1),
+        let (spot_addr, spot_port) = match spot {
+            Spot::Pair(a, p) => (addr_key(&a), u32::from(p) + 1),
+            Spot::Hash(h) => ([0, 0, 0, 0, h], 0),
         };
         order.push(match (layout, spot) {
-            (Layout::Hashed(bits), Spot::Hash(h)) => {
-                ((c, b), (false, 0), pack::spot_group(h, bits), i as u32)
-            }
-            _ => ((c, b), public, i64::from(r.w_port[1]), i as u32),
+            (Layout::Hashed(bits), Spot::Hash(h)) => GroupKey {
+                bucket,
+                public: [0; 5],
+                port: pack::spot_group(h, bits) as u32,
+                i,
+            },
+            _ => GroupKey {
+                bucket,
+                public: addr_key(&r.w_addr[1]),
+                port: u32::from(r.w_port[1]),
+                i,
+            },
         });
-        private.push((
-            (c, history_bucket(r.start, c)),
-            addr_key(&r.s_addr[1]),
-            b,
-            spot_key,
-            i as u32,
-        ));
+        private.push(HistoryKey {
+            class: c,
+            hb: history_bucket(r.start, c),
+            host: addr_key(&r.s_addr[1]),
+            bucket,
+            spot: spot_addr,
+            port: spot_port,
+            i,
+        });
         let g = (r.creator_id, (r.state_id >> 56) as u8);
         ids.entry(g).or_default().push((
             r.state_id,
@@ -368,33 +447,38 @@ pub fn write_seal_with(
         "INSERT INTO sealed (dcls, tb, w_addr1, w_port1, seal, n, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     let mut group: Vec<&Stored> = Vec::new();
-    for (n, &(cb, public, port, i)) in order.iter().enumerate() {
-        group.push(rows[i as usize]);
+    for (n, k) in order.iter().enumerate() {
+        group.push(rows[k.i as usize]);
         if order
             .get(n + 1)
-            .is_some_and(|x| (x.0, x.1, x.2) == (cb, public, port))
+            .is_some_and(|x| (x.bucket, x.public, x.port) == (k.bucket, k.public, k.port))
         {
             continue;
         }
-        let r = &rows[i as usize];
-        let (key, port) = layouts[&cb].key(&r.w_addr[1], r.w_port[1]);
-        put_rows(&mut put, names, (cb.0, cb.1, &key, port), seal, &mut group)?;
+        let r = &rows[k.i as usize];
+        let ((c, b), layout) = ranked[k.bucket as usize];
+        let (key, port) = layout.key(&r.w_addr[1], r.w_port[1]);
+        put_rows(&mut put, names, (c, b, &key, port), seal, &mut group)?;
         group.clear();
     }
     drop(put);
     private.sort_unstable();
-    private.dedup_by_key(|x| (x.0, x.1, x.2, x.3));
+    private.dedup_by_key(|x| x.pair());
     let mut pairs: Vec<Pair> = Vec::new();
-    for (n, &(cb, host, tb, (k, port), i)) in private.iter().enumerate() {
-        let r = &rows[i as usize];
-        pairs.push(match port {
-            -1 => (tb, Spot::Hash(k.1 as u32)),
+    for (n, k) in private.iter().enumerate() {
+        let r = &rows[k.i as usize];
+        let tb = ranked[k.bucket as usize].0 .1;
+        pairs.push(match k.port {
+            0 => (tb, Spot::Hash(k.spot[4])),
             _ => (tb, Spot::Pair(r.w_addr[1], r.w_port[1])),
         });
-        if private.get(n + 1).is_some_and(|x| (x.0, x.1) == (cb, host)) {
+        if private
+            .get(n + 1)
+            .is_some_and(|x| (x.class, x.hb, x.host) == (k.class, k.hb, k.host))
+        {
             continue;
         }
-        put_pairs(tx, (cb.0, cb.1, &addr_blob(&r.s_addr[1])), seal, &pairs)?;
+        put_pairs(tx, (k.class, k.hb, &addr_blob(&r.s_addr[1])), seal, &pairs)?;
         pairs.clear();
     }
     let mut ins = tx.prepare_cached(
@@ -424,12 +508,12 @@ pub fn write_seal_with(
             first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us),
             end_us = max(end_us, excluded.end_us)",
     )?;
-    for ((c, b), (n, first, last, end)) in buckets {
-        let bits = layouts[&(c, b)].bits();
-        up.execute(params![c, b, n, first, last, end, bits])?;
+    for ((c, b), layout) in &ranked {
+        let (n, first, last, end) = buckets[&(*c, *b)];
+        up.execute(params![c, b, n, first, last, end, layout.bits()])?;
     }
     count_creators(tx, &creators)?;
-    let mut history: Vec<Bucket> = private.iter().map(|p| p.0).collect();
+    let mut history: Vec<Bucket> = private.iter().map(|p| (p.class, p.hb)).collect();
     history.dedup();
     Ok(history)
 }
