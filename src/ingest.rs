@@ -87,6 +87,13 @@ impl<'l> Ingest<'l> {
         // one pass over the table; an import, in line, only those its messages name).
         if let Sink::Inline(c) = &mut self.sink {
             if !self.unloaded.is_empty() {
+                for g in self.unloaded.unread_groups(None) {
+                    let ids = c
+                        .writer_mut()
+                        .group_keys(g)
+                        .map_err(std::io::Error::other)?;
+                    self.unloaded.read(g, ids);
+                }
                 let rest = self.unloaded.take_all();
                 let states = c
                     .writer_mut()
@@ -198,27 +205,42 @@ impl<'l> Ingest<'l> {
         if self.unloaded.is_empty() {
             return Ok(());
         }
+        // With a commit thread everything was read before it started (commit_on).
+        let Sink::Inline(c) = &mut self.sink else {
+            return Ok(());
+        };
         let (creator_id, ids) = match &m.msg {
-            Message::Clr(c) => (c.creator_id, self.unloaded.take_creator(c.creator_id)),
+            Message::Clr(clr) => {
+                for g in self.unloaded.unread_groups(Some(clr.creator_id)) {
+                    let ids = c.writer_mut().group_keys(g)?;
+                    self.unloaded.read(g, ids);
+                }
+                (clr.creator_id, self.unloaded.take_creator(clr.creator_id))
+            }
             // A request for updates: the tracker does nothing with it.
             Message::UpdReq(_) => return Ok(()),
             msg => match msg.state_ref() {
-                // Else not stored open, or the tracker has it (it read it, or met it here).
-                Some(k) if self.unloaded.take(&k) => {
+                Some(k) => {
+                    if let Some(g) = self.unloaded.unread_group(&k) {
+                        let ids = c.writer_mut().group_keys(g)?;
+                        self.unloaded.read(g, ids);
+                    }
+                    // Else not stored open, or the tracker has it (it read it, or met it
+                    // here).
+                    if !self.unloaded.take(&k) {
+                        return Ok(());
+                    }
                     (k.creator_id, std::iter::once(k.id).collect())
                 }
-                _ => return Ok(()),
+                None => return Ok(()),
             },
         };
         if ids.is_empty() {
             return Ok(());
         }
-        // With a commit thread everything was read before it started (commit_on).
-        if let Sink::Inline(c) = &mut self.sink {
-            let states = c.writer_mut().load_open_of(creator_id, &ids)?;
-            self.unloaded.found(ids.len(), states.len() as u64);
-            self.tracker.preload(states);
-        }
+        let states = c.writer_mut().load_open_of(creator_id, &ids)?;
+        self.unloaded.found(states.len() as u64);
+        self.tracker.preload(states);
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 
 use super::pack::{Stored, REASONS};
 use super::sealed::{self, Names, SealIndex};
-use super::unloaded::Unloaded;
+use super::unloaded::{Group, Unloaded};
 use super::{addr_blob, blob_addr, sq, Result};
 use crate::track::{key_of, EndReason, Event, Micros, OpenState, OrphanKind};
 use crate::wire::{Af, Direction, Flavor, FullState, Key, StateMap, StateRef, StateSet};
@@ -947,33 +947,66 @@ impl Writer {
         Ok((open, open.saturating_mul(2) >= all))
     }
 
-    /// The keys of the open lifetimes in the store: an import reads a lifetime whole only
-    /// when a message names it ([`Writer::load_open_of`]).
+    /// What the store holds open: how many, and the id groups of `states` with their
+    /// highest ids (a few index seeks). Keys are read per group when a message names one
+    /// ([`Writer::group_keys`]), a lifetime whole when a message names it
+    /// ([`Writer::load_open_of`]).
     pub fn open_keys(&mut self) -> Result<Unloaded> {
-        let (open, mostly_open) = self.count_open()?;
-        // Mostly open: the keys of every row, which SQLite reads from the (creator, id) index
-        // alone (0.2 s for 804 k, against 0.6 s reading the table; no INDEXED BY, so a file
-        // without that index still opens); the few closed ones read as nothing when a
-        // message names them. Else only the open ones, through the class index.
-        let sql = if mostly_open {
-            "SELECT creator_id, state_id FROM states"
-        } else {
-            "SELECT creator_id, state_id FROM states WHERE dcls = 14"
-        };
-        let mut stmt = self.conn.prepare(sql).map_err(sq(&self.path))?;
-        let mut keys = Unloaded::default();
-        let mut rows = stmt.query([]).map_err(sq(&self.path))?;
-        while let Some(r) = rows.next().map_err(sq(&self.path))? {
-            let (Ok(c), Ok(id)) = (r.get::<_, i64>(0), r.get::<_, i64>(1)) else {
-                continue;
-            };
-            keys.insert(StateRef {
-                id: id as u64,
-                creator_id: c as u32,
-            });
+        let (open, _) = self.count_open()?;
+        let mut groups = Vec::new();
+        let mut creator: Option<i64> = None;
+        // Each creator, then each of its groups from the highest id down (ids are stored as
+        // i64: a group's range is contiguous, whatever its top bit).
+        while let Some(c) = self
+            .conn
+            .query_row(
+                "SELECT min(creator_id) FROM states WHERE creator_id > ?1",
+                [creator.unwrap_or(i64::MIN)],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map_err(sq(&self.path))?
+        {
+            creator = Some(c);
+            let mut upto = i64::MAX;
+            while let Some(max) = self
+                .conn
+                .query_row(
+                    "SELECT max(state_id) FROM states WHERE creator_id = ?1 AND state_id <= ?2",
+                    params![c, upto],
+                    |r| r.get::<_, Option<i64>>(0),
+                )
+                .map_err(sq(&self.path))?
+            {
+                let id = max as u64;
+                groups.push(((c as u32, (id >> 56) as u8), id));
+                let lo = u64_to_i64(id & !0x00ff_ffff_ffff_ffff);
+                match lo.checked_sub(1) {
+                    Some(u) => upto = u,
+                    None => break,
+                }
+            }
         }
-        keys.set_open(u64::try_from(open).unwrap_or(0));
-        Ok(keys)
+        Ok(Unloaded::new(u64::try_from(open).unwrap_or(0), groups))
+    }
+
+    /// The state ids `states` holds in group `g` (open ones, and the few closed ones not
+    /// sealed yet: those read as nothing when a message names them).
+    pub fn group_keys(&mut self, g: Group) -> Result<Vec<u64>> {
+        self.begin_read();
+        let lo = u64_to_i64(u64::from(g.1) << 56);
+        let hi = lo | 0x00ff_ffff_ffff_ffff;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT state_id FROM states WHERE creator_id = ?1 AND state_id BETWEEN ?2 AND ?3",
+            )
+            .map_err(sq(&self.path))?;
+        let ids = stmt
+            .query_map(params![g.0, lo, hi], |r| r.get::<_, i64>(0))
+            .map_err(sq(&self.path))?
+            .filter_map(|id| id.ok().map(|id| id as u64))
+            .collect();
+        Ok(ids)
     }
 
     /// The stored open lifetimes of creator `creator_id` with these ids (taken from
@@ -3108,15 +3141,90 @@ mod tests {
         got.sort_unstable();
         assert_eq!(got, (100..=200).collect::<Vec<_>>());
         assert!(w.load_open_of(8, &many).expect("other creator").is_empty());
-        // What was read is known: its end closes its row.
-        assert!(keys.take(&StateRef {
+        // Keys are read per id group, when a message names an id at or below the group's
+        // highest stored one.
+        let k3 = StateRef {
             id: 3,
-            creator_id: 7
-        }));
+            creator_id: 7,
+        };
+        let above = StateRef {
+            id: 201,
+            creator_id: 7,
+        };
+        assert_eq!(keys.unread_group(&above), None, "above every stored id");
+        assert!(!keys.take(&k3), "its group is not read yet");
+        let g = keys.unread_group(&k3).expect("unread group");
+        let group = w.group_keys(g).expect("group keys");
+        assert_eq!(group.len(), 199, "all but the sealed one");
+        keys.read(g, group);
+        assert_eq!(keys.unread_group(&k3), None);
+        // What was read is known: its end closes its row.
+        assert!(keys.take(&k3));
         end(&mut w, 3, t0 + 3, t0 + 9 * S);
         w.flush(&c).expect("flush");
         let l = lifetimes(w.conn());
         assert_eq!(l.iter().filter(|l| l.end.is_some()).count(), 2);
+    }
+
+    #[test]
+    fn open_keys_finds_every_id_group_and_its_highest_id_by_seeks() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let c = RunCounters::default();
+        let t0 = 1_700_000_000 * S;
+        // Groups are the ids' top byte; stored as i64, those from 0x80 up are negative.
+        let ids = [
+            (7, 3u64),
+            (7, 0x05 << 56 | 9),
+            (7, 0x05 << 56 | 4),
+            (7, 0x87 << 56 | 2),
+            (7, 0xff << 56 | u64::from(u32::MAX)),
+            (7, 0x80 << 56),
+            (9, 0x87 << 56 | 6),
+        ];
+        {
+            let mut w = recorder(&dir);
+            for (creator, id) in ids {
+                let mut st = state(id);
+                st.creator_id = creator;
+                w.push(Event::Open {
+                    state: st,
+                    start: t0,
+                    seen: t0,
+                    flavor: Flavor::OpenBsd,
+                    record_version: 0,
+                });
+            }
+            w.finish(&c, "stopped", 0).expect("finish");
+        }
+        let mut w = recorder(&dir);
+        let keys = w.open_keys().expect("keys");
+        assert_eq!(keys.open_left(), ids.len() as u64);
+        assert_eq!(
+            keys.unread_groups(None),
+            [
+                (7, 0),
+                (7, 0x05),
+                (7, 0x80),
+                (7, 0x87),
+                (7, 0xff),
+                (9, 0x87)
+            ]
+        );
+        let k = |creator_id, id| StateRef { id, creator_id };
+        for (creator, highest) in [
+            (7, 3),
+            (7, 0x05 << 56 | 9),
+            (7, 0x80 << 56),
+            (7, 0x87 << 56 | 2),
+            (9, 0x87 << 56 | 6),
+        ] {
+            assert!(keys.unread_group(&k(creator, highest)).is_some());
+            assert_eq!(keys.unread_group(&k(creator, highest + 1)), None);
+        }
+        let mut group = w.group_keys((7, 0x05)).expect("group");
+        group.sort_unstable();
+        assert_eq!(group, [0x05 << 56 | 4, 0x05 << 56 | 9]);
+        assert_eq!(w.group_keys((7, 0x80)).expect("group"), [0x80 << 56]);
     }
 
     #[test]
