@@ -603,7 +603,7 @@ impl Generator {
         let s = FullState {
             id,
             creator_id: creator,
-            ifname: ifname.to_string(),
+            ifname: ifname.into(),
             key: [k0, k1],
             af,
             proto,
@@ -1327,7 +1327,7 @@ fn produce(cfg: GenConfig, out: std::sync::mpsc::SyncSender<Produced>) -> anyhow
                         s: key_cols(&s.key[1]),
                         s_af: s.key[1].af.to_openbsd(),
                         nat: s.is_nat(),
-                        ifname: s.ifname,
+                        ifname: s.ifname.to_string(),
                         start_us: start,
                         first_us: seen,
                         end_us: None,

@@ -387,7 +387,7 @@ pub fn parse_state_line(text: &str, line: usize) -> Result<FullState, ParseError
     Ok(FullState {
         id: 0,
         creator_id: 0,
-        ifname: ifname.to_string(),
+        ifname: ifname.into(),
         af: key[0].af,
         key,
         proto,
@@ -509,6 +509,8 @@ fn apply_id(s: &mut FullState, text: &str, line: usize) -> Result<(), ParseError
 }
 
 /// A state line read, waiting for its `age` and `id` lines.
+// One per parser, never in a collection: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Pending {
     None,

@@ -195,7 +195,7 @@ impl Tracker {
                 }
                 out.push(Event::Clear {
                     creator_id: c.creator_id,
-                    ifname: c.ifname.clone(),
+                    ifname: c.ifname.to_string(),
                     by_ifname: by_if,
                     at: ts,
                 });
@@ -505,7 +505,7 @@ pub(crate) mod tests {
                 (
                     20 * S,
                     Message::Clr(Clr {
-                        ifname: String::new(),
+                        ifname: crate::wire::IfName::default(),
                         creator_id: A,
                     }),
                 ),
@@ -572,7 +572,7 @@ pub(crate) mod tests {
             &[(
                 100 * S,
                 Message::Clr(Clr {
-                    ifname: String::new(),
+                    ifname: crate::wire::IfName::default(),
                     creator_id: A,
                 }),
             )],

@@ -540,7 +540,7 @@ fn tracker_lifetimes_answer_every_query() {
             assert_eq!(u64::from(s.key[1].port[1]), m["private_port"], "{ctx}");
             assert_eq!(s.key[0].addr[0].to_string(), m["remote_ip"], "{ctx}");
             assert_eq!(u64::from(s.key[0].port[0]), m["remote_port"], "{ctx}");
-            assert_eq!(s.ifname, m["ifname"], "{ctx}");
+            assert_eq!(s.ifname.as_str(), m["ifname"], "{ctx}");
             assert_eq!(s.direction.name(), m["direction"], "{ctx}");
             assert_eq!(s.is_nat(), m["nat"], "{ctx}");
             let start = micros(m["start"].as_str().expect("start"));

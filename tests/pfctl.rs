@@ -370,7 +370,7 @@ fn state() -> impl Strategy<Value = FullState> {
                     FullState {
                         id,
                         creator_id: creator,
-                        ifname: ifname.to_string(),
+                        ifname: ifname.into(),
                         af: key[0].af,
                         key,
                         proto,

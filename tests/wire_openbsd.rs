@@ -257,7 +257,7 @@ fn clr_with_and_without_interface() {
         messages(&d),
         vec![
             Message::Clr(Clr {
-                ifname: String::new(),
+                ifname: Default::default(),
                 creator_id: A
             }),
             Message::Clr(Clr {
@@ -1376,7 +1376,7 @@ fn arb_state_repr() -> impl Strategy<Value = StateRepr> {
             (log, extra254, timeout, sync_flags, updates, min_ttl, set_tos, extra260, extra262),
         )| StateRepr {
             id,
-            ifname,
+            ifname: ifname.into(),
             key: [k0, k1],
             src,
             dst,
@@ -1484,7 +1484,7 @@ fn arb_full_state() -> impl Strategy<Value = FullState> {
             )| FullState {
                 id,
                 creator_id,
-                ifname,
+                ifname: ifname.into(),
                 key: [k0, k1],
                 af,
                 proto,
@@ -1507,8 +1507,10 @@ fn arb_ref() -> impl Strategy<Value = StateRef> {
 /// Every message kind an OpenBSD v6 packet carries (EOF and unknown actions have no body).
 fn arb_message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        (arb_ifname(), any::<u32>())
-            .prop_map(|(ifname, creator_id)| Message::Clr(Clr { ifname, creator_id })),
+        (arb_ifname(), any::<u32>()).prop_map(|(ifname, creator_id)| Message::Clr(Clr {
+            ifname: ifname.into(),
+            creator_id
+        })),
         arb_ref().prop_map(Message::InsAck),
         arb_ref().prop_map(Message::UpdReq),
         arb_ref().prop_map(Message::DelC),

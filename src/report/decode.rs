@@ -185,7 +185,7 @@ fn message_json(d: &Decoded) -> Value {
     match &d.msg {
         Message::Clr(c) => {
             o.insert("creator_id".into(), hex_creator(c.creator_id).into());
-            o.insert("ifname".into(), c.ifname.clone().into());
+            o.insert("ifname".into(), c.ifname.as_str().into());
         }
         Message::Bus(b) => {
             o.insert("creator_id".into(), hex_creator(b.creator_id).into());
@@ -207,7 +207,7 @@ fn message_json(d: &Decoded) -> Value {
             o.insert("cur_bytes".into(), t.cur_bytes.into());
         }
         Message::Ins(s) | Message::Upd(s) | Message::Del(s) => {
-            o.insert("ifname".into(), s.ifname.clone().into());
+            o.insert("ifname".into(), s.ifname.as_str().into());
             o.insert("af".into(), s.af.name().into());
             o.insert("proto".into(), proto_name(s.proto).into());
             o.insert("direction".into(), s.direction.name().into());

@@ -10,6 +10,7 @@ use integer_encoding::VarInt;
 use std::net::IpAddr;
 
 use crate::track::Micros;
+use crate::wire::IfName;
 
 /// One lifetime with every column `states` holds for it (a sealed lifetime has a start and an
 /// end; evidence rows never get sealed).
@@ -17,7 +18,7 @@ use crate::track::Micros;
 pub struct Stored {
     pub creator_id: u32,
     pub state_id: u64,
-    pub ifname: String,
+    pub ifname: IfName,
     /// `af` column: 2 inet, 24 inet6, else as received.
     pub af: u8,
     pub proto: u8,
@@ -161,7 +162,7 @@ pub struct Public<'a> {
 
 /// Pack `rows` (one group, any order: sorted here by start) into a blob.
 /// `name` maps an ifname to its id in `names`.
-pub fn pack_rows(rows: &mut [&Stored], name: impl FnMut(&str) -> u64) -> Vec<u8> {
+pub fn pack_rows(rows: &mut [&Stored], name: impl FnMut(&IfName) -> u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(rows.len() * 48);
     pack_rows_from(&mut out, rows, name, Base::default());
     out
@@ -206,7 +207,7 @@ fn reorder_flags(f: u32, to_section: bool) -> u32 {
 fn pack_rows_from(
     out: &mut Vec<u8>,
     rows: &mut [&Stored],
-    mut name: impl FnMut(&str) -> u64,
+    mut name: impl FnMut(&IfName) -> u64,
     base: Base,
 ) {
     rows.sort_by_key(|r| (r.start, r.creator_id, r.state_id));
@@ -343,7 +344,7 @@ fn unpack_rows_from(
         out.push(Stored {
             creator_id: u32::try_from(creator).map_err(|_| Damaged("creator"))?,
             state_id: id as u64,
-            ifname,
+            ifname: ifname.into(),
             af,
             proto,
             direction,
@@ -402,7 +403,7 @@ pub fn hashed_group(addr: &IpAddr, port: u16, bits: u32) -> i64 {
 /// every run is a delta from, a table of the public addresses, then per pair its address
 /// (index), port and the length of its lifetimes packed as [`pack_rows`] packs them, then
 /// those. A reader after one pair skips the others unread.
-pub fn pack_sections(rows: &mut [&Stored], mut name: impl FnMut(&str) -> u64) -> Vec<u8> {
+pub fn pack_sections(rows: &mut [&Stored], mut name: impl FnMut(&IfName) -> u64) -> Vec<u8> {
     sort_for_sections(rows);
     let mut out = Vec::with_capacity(rows.len() * 48);
     let base = rows.first().map_or(Base(0, 0, 0, true), |r| {
@@ -784,9 +785,9 @@ pub(crate) mod tests {
         }
     }
 
-    fn names() -> (impl FnMut(&str) -> u64, Vec<String>) {
+    fn names() -> (impl FnMut(&IfName) -> u64, Vec<String>) {
         (
-            |n: &str| if n == "em0" { 0 } else { 1 },
+            |n: &IfName| if *n == "em0" { 0 } else { 1 },
             vec!["em0".into(), "vlan12".into()],
         )
     }

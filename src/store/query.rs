@@ -44,7 +44,7 @@ impl From<&Stored> for Lifetime {
             proto: s.proto,
             af: s.af,
             direction: s.direction,
-            ifname: s.ifname.clone(),
+            ifname: s.ifname.to_string(),
             nat: s.nat,
             start: s.start,
             end: Some(s.end),

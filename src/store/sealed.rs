@@ -5,7 +5,7 @@ use super::addr_blob;
 use super::pack::{self, Damaged, Filed, IdsForm, Pair, PairsForm, Public, Spot, Stored};
 use super::query::{class_of, sealed_bucket_of, sealed_shift, CLASS_MAX_US};
 use crate::track::Micros;
-use crate::wire::StateRef;
+use crate::wire::{IfName, StateRef};
 use rusqlite::{params, Connection, OptionalExtension};
 /// Maps keyed by small tuples, hashed with ahash (SipHash was ~4 % of an import).
 type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
@@ -170,14 +170,14 @@ fn layout_of(conn: &Connection, c: i64, b: i64) -> rusqlite::Result<Option<Layou
 fn pack_row(key_addr: &[u8], rows: &mut [&Stored], names: &Names) -> Vec<u8> {
     // A row's lifetimes mostly share one interface: its id is looked up once per run of it
     // (hashing the name for every lifetime was ~3 % of an import).
-    let mut last = (String::new(), u64::MAX);
-    let id = |n: &str| {
-        if last.1 == u64::MAX || last.0 != n {
-            last.0.clear();
-            last.0.push_str(n);
-            last.1 = names.id(n);
+    let mut last: Option<(IfName, u64)> = None;
+    let id = |n: &IfName| match last {
+        Some((name, id)) if name == *n => id,
+        _ => {
+            let id = names.id(n);
+            last = Some((*n, id));
+            id
         }
-        last.1
     };
     if key_addr.len() == 1 {
         pack::pack_sections(rows, id)
@@ -344,11 +344,11 @@ pub fn write_seal_with(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut last_name = "";
+    let mut last_name = None;
     for r in rows {
-        if r.ifname != last_name {
+        if last_name != Some(r.ifname) {
             names.ensure(tx, &r.ifname)?;
-            last_name = &r.ifname;
+            last_name = Some(r.ifname);
         }
     }
     let names: &Names = names;

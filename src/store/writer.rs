@@ -694,22 +694,13 @@ impl Row {
 
     /// Every column the row of this lifetime has (end 0 while open).
     fn stored(&self) -> Stored {
-        self.stored_named(self.state.ifname.clone())
-    }
-
-    /// [`Row::stored`] without copying the interface name.
-    fn into_stored(mut self) -> Stored {
-        let name = std::mem::take(&mut self.state.ifname);
-        self.stored_named(name)
-    }
-
-    fn stored_named(&self, ifname: String) -> Stored {
         let s = &self.state;
         let (end, reason) = self.end.unwrap_or((0, EndReason::Delete));
         Stored {
             creator_id: s.creator_id,
             state_id: s.id,
-            ifname,
+            ifname: s.ifname,
+
             af: s.af.to_openbsd(),
             proto: s.proto,
             direction: s.direction.to_u8(),
@@ -1356,7 +1347,7 @@ impl Writer {
                         match r.end.and_then(|e| sealed::complete_at(r.start, e.0)) {
                             Some(t) => self
                                 .waiting
-                                .insert(r.into_stored(), t.saturating_add(WAIT_SLACK_US)),
+                                .insert(r.stored(), t.saturating_add(WAIT_SLACK_US)),
                             None => stay.push(r),
                         }
                     }
@@ -1915,10 +1906,11 @@ fn write_stored(
     let end = closed.then_some(s.end);
     let reason = closed.then(|| REASONS[usize::from(s.reason).min(REASONS.len() - 1)]);
     let counts = [s.packets[0], s.packets[1], s.bytes[0], s.bytes[1]].map(u64_to_i64);
+    let ifname = s.ifname.as_str();
     let mut values: Vec<&dyn ToSql> = vec![
         &s.creator_id,
         &id,
-        &s.ifname,
+        &ifname,
         &s.af,
         &s.proto,
         &s.direction,
@@ -1988,7 +1980,8 @@ fn open_row(r: &rusqlite::Row) -> (i64, OpenState) {
             .get::<_, Option<String>>(3)
             .ok()
             .flatten()
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into(),
         key: [
             Key {
                 addr: [get_b(7), get_b(9)],
@@ -2099,7 +2092,7 @@ pub(crate) fn stored_of(r: &rusqlite::Row, at: usize) -> Option<Stored> {
     Some(Stored {
         creator_id: num(0)?,
         state_id: int(1)? as u64,
-        ifname: text(2)?,
+        ifname: text(2)?.into(),
         af: small(3)?,
         proto: small(4)?,
         direction: small(5)?,
@@ -2155,7 +2148,7 @@ fn apply(
             // One value list serves both statements: ?2.. of the UPDATE, ?1.. of the INSERT.
             let vals: [Value; 25] = [
                 Value::from(*seen),
-                Value::from(s.ifname.clone()),
+                Value::from(s.ifname.to_string()),
                 Value::from(s.af.to_openbsd()),
                 Value::from(s.proto),
                 Value::from(s.direction.to_u8()),
@@ -2368,7 +2361,8 @@ fn first_clear(tx: &Connection, s: &FullState, seen: Micros) -> rusqlite::Result
     let mut first: Option<Micros> = None;
     while let Some(r) = rows.next()? {
         let (at, ifname, flavor): (i64, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        if (ifname.is_empty() || flavor == 5 || ifname == s.ifname) && first.is_none_or(|f| at < f)
+        if (ifname.is_empty() || flavor == 5 || s.ifname == ifname.as_str())
+            && first.is_none_or(|f| at < f)
         {
             first = Some(at);
         }

@@ -4,7 +4,7 @@
 
 use super::model::*;
 use super::packet::Item;
-use super::{be16, be32, be64, ifname_from, ifname_to, WireError, WireErrorKind};
+use super::{be16, be32, be64, ifname_from, ifname_to, IfName, WireError, WireErrorKind};
 
 pub const VERSION: u8 = 5;
 pub const HEADER_LEN: usize = 20;
@@ -386,7 +386,7 @@ impl PeerRepr {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CommonRepr {
     pub id: u64,
-    pub ifname: String,
+    pub ifname: IfName,
     /// [0] wire key, [1] stack key.
     pub key: [KeyRepr; 2],
     pub src: PeerRepr,
@@ -408,7 +408,7 @@ impl CommonRepr {
         need(b, PREFIX_END, "pfsync_state prefix")?;
         Ok(CommonRepr {
             id: be64(b, ID),
-            ifname: ifname_from(&b[IFNAME]),
+            ifname: IfName::from_wire(&b[IFNAME]),
             key: [
                 KeyRepr::parse(&b[KEY0..KEY0 + size::KEY])?,
                 KeyRepr::parse(&b[KEY1..KEY1 + size::KEY])?,
@@ -454,7 +454,7 @@ impl CommonRepr {
         FullState {
             id: self.id,
             creator_id: self.creator_id,
-            ifname: self.ifname.clone(),
+            ifname: self.ifname,
             key: [
                 self.key[0].to_key(keys_af[0]),
                 self.key[1].to_key(keys_af[1]),
@@ -477,7 +477,7 @@ impl CommonRepr {
     fn from_full(s: &FullState) -> CommonRepr {
         CommonRepr {
             id: s.id,
-            ifname: s.ifname.clone(),
+            ifname: s.ifname,
             key: [KeyRepr::from_key(&s.key[0]), KeyRepr::from_key(&s.key[1])],
             src: PeerRepr::with_state(s.peer_state[0]),
             dst: PeerRepr::with_state(s.peer_state[1]),
@@ -772,7 +772,7 @@ impl State1500 {
         let stack_af = s.key[1].af;
         State1500 {
             common: CommonRepr::from_full(s),
-            orig_ifname: s.ifname.clone(),
+            orig_ifname: s.ifname.to_string(),
             rtableid: -1,
             wire_af: wire_af.to_freebsd(),
             stack_af: stack_af.to_freebsd(),
@@ -985,7 +985,7 @@ pub fn emit_ref(r: &StateRef, b: &mut [u8]) {
 pub fn parse_clr(b: &[u8]) -> Result<Clr, WireError> {
     need(b, size::CLR, "pfsync_clr")?;
     Ok(Clr {
-        ifname: ifname_from(&b[0..16]),
+        ifname: IfName::from_wire(&b[0..16]),
         creator_id: be32(b, 16),
     })
 }
@@ -1789,7 +1789,7 @@ mod tests {
     fn decoder_survives_truncations_of_every_kind() {
         let msgs = vec![
             Message::Clr(Clr {
-                ifname: String::new(),
+                ifname: IfName::default(),
                 creator_id: 1,
             }),
             Message::Tdb(Tdb {
@@ -1864,7 +1864,7 @@ mod tests {
                     (packets, bytes, creator_id),
                 )| CommonRepr {
                     id,
-                    ifname,
+                    ifname: ifname.into(),
                     key: [k0, k1],
                     src,
                     dst,
@@ -2026,7 +2026,7 @@ mod tests {
                         FullState {
                             id,
                             creator_id,
-                            ifname,
+                            ifname: ifname.into(),
                             key: [k0, k1],
                             af: a0,
                             proto,
@@ -2075,7 +2075,7 @@ mod tests {
             let mut b = [0u8; 84];
             u.emit(&mut b);
             prop_assert_eq!(UpdCRepr::parse(&b).unwrap(), u);
-            let clr = Clr { ifname: ifn, creator_id: c };
+            let clr = Clr { ifname: ifn.into(), creator_id: c };
             let mut b = [0u8; 20];
             emit_clr(&clr, &mut b);
             prop_assert_eq!(parse_clr(&b).unwrap(), clr);

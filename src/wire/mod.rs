@@ -7,12 +7,14 @@
 
 pub mod error;
 pub mod freebsd;
+pub mod ifname;
 pub mod link;
 pub mod model;
 pub mod openbsd;
 pub mod packet;
 
 pub use error::{WireError, WireErrorKind};
+pub use ifname::IfName;
 pub use model::*;
 pub use packet::{decode_pfsync, DecodedPacket, Item};
 

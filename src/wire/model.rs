@@ -1,6 +1,7 @@
 //! Flavour-neutral decoded messages: what the tracker, the printers and the store consume.
 //! OpenBSD v6 and FreeBSD records both decode into these types.
 
+use super::IfName;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Which pf family sent the packet (decided by the header version byte, never by action).
@@ -141,7 +142,7 @@ impl Direction {
 pub struct FullState {
     pub id: u64,
     pub creator_id: u32,
-    pub ifname: String,
+    pub ifname: IfName,
     pub key: [Key; 2],
     pub af: Af,
     pub proto: u8,
@@ -199,7 +200,7 @@ pub type StateSet = std::collections::HashSet<StateRef, ahash::RandomState>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Clr {
     /// Empty: every interface.
-    pub ifname: String,
+    pub ifname: IfName,
     pub creator_id: u32,
 }
 

@@ -2,7 +2,7 @@
 //! message layout, and `struct pfsync_state` in all five layouts L1–L5.
 
 use super::model::*;
-use super::{be16, be32, be64, ifname_from, ifname_to, WireError, WireErrorKind};
+use super::{be16, be32, be64, ifname_to, IfName, WireError, WireErrorKind};
 
 pub const VERSION: u8 = 6;
 pub const HEADER_LEN: usize = 20;
@@ -190,7 +190,7 @@ impl PeerRepr {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StateRepr {
     pub id: u64,
-    pub ifname: String,
+    pub ifname: IfName,
     pub key: [KeyRepr; 2],
     pub src: PeerRepr,
     pub dst: PeerRepr,
@@ -254,7 +254,7 @@ impl StateRepr {
         rt_addr.copy_from_slice(&b[RT_ADDR]);
         Ok(StateRepr {
             id: be64(b, ID.start),
-            ifname: ifname_from(&b[IFNAME]),
+            ifname: IfName::from_wire(&b[IFNAME]),
             key: [
                 KeyRepr::parse(&b[KEY0..KEY0 + KEY_LEN]),
                 KeyRepr::parse(&b[KEY1..KEY1 + KEY_LEN]),
@@ -297,7 +297,7 @@ impl StateRepr {
         Ok(FullState {
             id: be64(b, ID.start),
             creator_id: be32(b, CREATORID),
-            ifname: ifname_from(&b[IFNAME]),
+            ifname: IfName::from_wire(&b[IFNAME]),
             key: [
                 KeyRepr::parse(&b[KEY0..KEY0 + KEY_LEN]).to_key(af),
                 KeyRepr::parse(&b[KEY1..KEY1 + KEY_LEN]).to_key(af),
@@ -373,7 +373,7 @@ impl StateRepr {
         FullState {
             id: self.id,
             creator_id: self.creator_id,
-            ifname: self.ifname.clone(),
+            ifname: self.ifname,
             key: [self.key[0].to_key(self.af), self.key[1].to_key(self.af)],
             af: Af::from_openbsd(self.af),
             proto: self.proto,
@@ -399,7 +399,7 @@ impl StateRepr {
         };
         StateRepr {
             id: s.id,
-            ifname: s.ifname.clone(),
+            ifname: s.ifname,
             key: [key(&s.key[0]), key(&s.key[1])],
             src: PeerRepr {
                 state: s.peer_state[0],
@@ -441,7 +441,7 @@ pub fn emit_ref(r: &StateRef, b: &mut [u8]) {
 
 pub fn parse_clr(b: &[u8]) -> Clr {
     Clr {
-        ifname: ifname_from(&b[0..16]),
+        ifname: IfName::from_wire(&b[0..16]),
         creator_id: be32(b, 16),
     }
 }
