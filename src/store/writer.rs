@@ -465,7 +465,9 @@ struct Journal {
     /// Whether the unsealed lifetimes were sealed.
     sealed_young: bool,
     /// Waiting lifetimes this commit sealed or stored.
-    unwaited: Vec<StateRef>,
+    /// Waiting lifetimes that went into states, by place, and the lists sealed.
+    unwaited: Vec<(Micros, u32)>,
+    sealed_lists: Vec<Micros>,
     /// Indices into `ready` of the lifetimes that wait from this commit on.
     wait: Vec<usize>,
     /// History buckets this commit sealed into, and those whose private rows it merged.
@@ -479,12 +481,17 @@ struct Journal {
 /// are: held in a map of whole rows, up to a million of them cost ~550 MB (a table twice
 /// their number), and moving each into the seal's own list touched ~200 MB more per seal
 /// (perf: page faults, copies).
+///
+/// There is no index by key: each waiting lifetime paid three probes of a table as large as
+/// the list (a look before its insert, the insert, the removal: ~6 % of an import) for the
+/// rare message about a waiting lifetime (an overlapping capture). A flush with such
+/// messages finds them in one pass over the list ([`Waiting::find`]).
 #[derive(Debug, Default)]
 struct Waiting {
-    /// Where each waiting lifetime is: its time and its place in that time's list.
-    at: StateMap<(Micros, u32)>,
     /// Lifetimes by that time, in the order they came; `None` where one left.
     by_time: std::collections::BTreeMap<Micros, Slots>,
+    /// Rows waiting.
+    len: usize,
 }
 
 /// A list of waiting rows in chunks of [`Slots::CHUNK`]: most of an import's lifetimes can
@@ -501,10 +508,6 @@ struct Slots {
 impl Slots {
     /// ~1.7 MB of rows.
     const CHUNK: usize = 8192;
-
-    fn len(&self) -> usize {
-        self.len
-    }
 
     fn push(&mut self, r: Stored) {
         if self.len % Self::CHUNK == 0 {
@@ -543,51 +546,88 @@ impl Slots {
     fn iter(&self) -> impl Iterator<Item = &Stored> {
         self.chunks.iter().flatten().flatten()
     }
+
+    /// Rows with their places.
+    fn places(&self) -> impl Iterator<Item = (usize, &Stored)> {
+        self.chunks
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().map(|r| (i, r)))
+    }
+}
+
+fn stored_key(r: &Stored) -> StateRef {
+    StateRef {
+        id: r.state_id,
+        creator_id: r.creator_id,
+    }
 }
 
 impl Waiting {
     fn len(&self) -> usize {
-        self.at.len()
+        self.len
     }
 
-    fn get(&self, k: &StateRef) -> Option<&Stored> {
-        let (t, i) = self.at.get(k)?;
-        self.by_time.get(t)?.get(*i as usize)
+    /// Where the waiting lifetimes `named` are (time, place): one pass over the list, none
+    /// when nothing is named.
+    fn find(&self, named: &StateSet) -> StateMap<(Micros, u32)> {
+        let mut at = StateMap::default();
+        if named.is_empty() || self.len == 0 {
+            return at;
+        }
+        for (t, list) in &self.by_time {
+            for (i, r) in list.places() {
+                let k = stored_key(r);
+                if named.contains(&k) {
+                    at.insert(k, (*t, i as u32));
+                }
+            }
+        }
+        at
+    }
+
+    fn get(&self, (t, i): (Micros, u32)) -> Option<&Stored> {
+        self.by_time.get(&t)?.get(i as usize)
     }
 
     fn insert(&mut self, r: Stored, complete: Micros) {
-        let k = StateRef {
-            id: r.state_id,
-            creator_id: r.creator_id,
-        };
-        self.remove(&k);
-        let list = self.by_time.entry(complete).or_default();
-        self.at.insert(k, (complete, list.len() as u32));
-        list.push(r);
+        self.by_time.entry(complete).or_default().push(r);
+        self.len += 1;
     }
 
-    /// Let lifetime `k` leave (sealed, or into states); a list left empty goes.
-    fn remove(&mut self, k: &StateRef) {
-        let Some((t, i)) = self.at.remove(k) else {
-            return;
-        };
+    /// Let the lifetime at (t, i) leave (into states); a list left empty goes.
+    fn remove(&mut self, (t, i): (Micros, u32)) {
         if let std::collections::btree_map::Entry::Occupied(mut list) = self.by_time.entry(t) {
-            if list.get_mut().clear(i as usize) && list.get().live == 0 {
-                list.remove();
+            if list.get_mut().clear(i as usize) {
+                self.len -= 1;
+                if list.get().live == 0 {
+                    list.remove();
+                }
+            }
+        }
+    }
+
+    /// Let every lifetime of the lists of `times` leave (sealed, or into states).
+    fn remove_lists(&mut self, times: &[Micros]) {
+        for t in times {
+            if let Some(list) = self.by_time.remove(t) {
+                self.len -= list.live;
             }
         }
     }
 
     /// Into `to`, the lifetimes whose bucket is complete at `watermark`, and beyond it the
-    /// `over` that complete first (counting those `named`, which stay), in that order; their
-    /// keys into `keys`. They stay here until [`Waiting::remove`]d once their seal is
-    /// durable, so a seal that fails leaves them as they were.
+    /// `over` that complete first (counting those `named`, which go into states instead),
+    /// in that order; the times of their lists into `times`. They stay here until their
+    /// lists are removed once their seal is durable, so a seal that fails leaves them as
+    /// they were.
     fn due<'a>(
         &'a self,
         (watermark, over): (Micros, usize),
         named: &StateSet,
         to: &mut Vec<&'a Stored>,
-        keys: &mut Vec<StateRef>,
+        times: &mut Vec<Micros>,
     ) {
         let mut seen = 0;
         for (t, list) in &self.by_time {
@@ -595,16 +635,8 @@ impl Waiting {
                 break;
             }
             seen += list.live;
-            for r in list.iter() {
-                let k = StateRef {
-                    id: r.state_id,
-                    creator_id: r.creator_id,
-                };
-                if !named.contains(&k) {
-                    to.push(r);
-                    keys.push(k);
-                }
-            }
+            times.push(*t);
+            to.extend(list.iter().filter(|r| !named.contains(&stored_key(r))));
         }
     }
 }
@@ -1324,9 +1356,10 @@ impl Writer {
             Ok(mut j) => {
                 self.sealed_young = j.sealed_young && self.defers_seals();
                 self.pending.clear();
-                for k in std::mem::take(&mut j.unwaited) {
-                    self.waiting.remove(&k);
+                for at in std::mem::take(&mut j.unwaited) {
+                    self.waiting.remove(at);
                 }
+                self.waiting.remove_lists(&j.sealed_lists);
                 self.private_pending.extend(std::mem::take(&mut j.history));
                 for h in std::mem::take(&mut j.history_merged) {
                     self.private_pending.remove(&h);
@@ -1414,12 +1447,16 @@ impl Writer {
         // merges there), sealed once their bucket is complete (or memory is short, or the
         // import ends).
         // (Ended: stored closed.)
-        let mut unwaited = store_named(
+        let waiting_named = self.waiting.find(&named);
+        let unwaited: Vec<(Micros, u32)> = store_named(
             &tx,
             &named,
-            |k| self.waiting.get(k),
+            |k| waiting_named.get(k).and_then(|at| self.waiting.get(*at)),
             |tx, r| insert_stored(tx, r, true),
-        )?;
+        )?
+        .iter()
+        .filter_map(|k| waiting_named.get(k).copied())
+        .collect();
         let watermark = if self.hold_open {
             counters.last_us.unwrap_or(Micros::MIN)
         } else {
@@ -1434,8 +1471,9 @@ impl Writer {
         // Sealed in this order: young ones, waiting ones (where they are), then the others.
         let young_n = to_seal.len();
         let mut due: Vec<&Stored> = Vec::new();
+        let mut sealed_lists = Vec::new();
         self.waiting
-            .due((watermark, over), &named, &mut due, &mut unwaited);
+            .due((watermark, over), &named, &mut due, &mut sealed_lists);
         let mut defer = Vec::new();
         let mut wait = Vec::new();
         for (i, r) in self.ready.iter().enumerate() {
@@ -1471,6 +1509,7 @@ impl Writer {
         journal.unjournaled = unjournal;
         journal.sealed_young = seal_young;
         journal.unwaited = unwaited;
+        journal.sealed_lists = sealed_lists;
         journal.wait = wait;
         if self.any_sealed.is_none() {
             let any: bool =
@@ -2395,53 +2434,61 @@ mod tests {
     #[test]
     fn waiting_lifetimes_due_for_a_seal_stay_until_it_is_durable() {
         let mut w = Waiting::default();
-        // More than a chunk, so places cross from one chunk into the next.
-        let n = Slots::CHUNK as u64 + 5;
+        // Each time's list longer than a chunk, so places cross from one into the next.
+        let n = 3 * Slots::CHUNK as u64 + 9;
         let rows: Vec<Stored> = (0..n).map(crate::store::pack::tests::stored).collect();
-        let key = |r: &Stored| StateRef {
-            id: r.state_id,
-            creator_id: r.creator_id,
-        };
         for (i, r) in rows.iter().enumerate() {
             w.insert(r.clone(), 100 + (i as Micros % 3) * 10);
         }
-        // Due at 110: those of times 100 and 110, except the one a pending event names.
-        let named: StateSet = [key(&rows[1])].into_iter().collect();
+        // Due at 110: those of times 100 and 110, except the ones a pending event names
+        // (row 1 at time 100, and one past the first chunk of time 120's list).
+        let late_named = 3 * Slots::CHUNK + 5;
+        assert_eq!(late_named % 3, 2);
+        let named: StateSet = [stored_key(&rows[1]), stored_key(&rows[late_named])]
+            .into_iter()
+            .collect();
         let due = |w: &Waiting| {
-            let (mut to, mut keys) = (Vec::new(), Vec::new());
-            w.due((110, 0), &named, &mut to, &mut keys);
+            let (mut to, mut times) = (Vec::new(), Vec::new());
+            w.due((110, 0), &named, &mut to, &mut times);
             let mut ids: Vec<u64> = to.iter().map(|r| r.state_id).collect();
             ids.sort();
-            (ids, keys)
+            (ids, times)
         };
         let want: Vec<u64> = (0..n as usize)
             .filter(|i| i % 3 != 2 && *i != 1)
             .map(|i| rows[i].state_id)
             .collect();
-        let (ids, keys) = due(&w);
+        let (ids, times) = due(&w);
         assert_eq!(ids, want);
-        // A seal that fails changes nothing: every row is still found, the next try
-        // seals the same.
+        assert_eq!(times, [100, 110]);
+        // The named ones are found by place, wherever they are.
+        let at = w.find(&named);
+        assert_eq!(at.len(), 2);
+        for i in [1, late_named] {
+            let place = at[&stored_key(&rows[i])];
+            assert_eq!(w.get(place), Some(&rows[i]));
+        }
+        assert!(w.find(&StateSet::default()).is_empty());
+        // A seal that fails changes nothing: the next try seals the same.
         assert_eq!(w.len(), n as usize);
-        for r in &rows {
-            assert_eq!(w.get(&key(r)), Some(r));
-        }
         assert_eq!(due(&w).0, want);
-        // Once durable they leave, and the lists they emptied go.
-        for k in &keys {
-            w.remove(k);
+        // Once durable, the named ones (gone into states) and the sealed lists leave.
+        for place in at.values() {
+            w.remove(*place);
         }
-        assert_eq!(w.len(), n as usize - want.len());
-        assert!(w.get(&keys[0]).is_none());
-        assert_eq!(w.get(&key(&rows[1])), Some(&rows[1]));
-        assert_eq!(w.by_time.len(), 2, "time 100 keeps the named row, 110 went");
+        w.remove_lists(&times);
+        assert_eq!(w.len(), n as usize - want.len() - 2);
+        assert_eq!(w.by_time.len(), 1, "times 100 and 110 went");
+        assert!(w.find(&named).is_empty());
         assert_eq!(due(&w).0, Vec::<u64>::new());
         let late: Vec<u64> = {
-            let (mut to, mut keys) = (Vec::new(), Vec::new());
-            w.due((120, 0), &StateSet::default(), &mut to, &mut keys);
+            let (mut to, mut times) = (Vec::new(), Vec::new());
+            w.due((120, 0), &StateSet::default(), &mut to, &mut times);
             to.iter().map(|r| r.state_id).collect()
         };
-        assert_eq!(late.len(), n as usize - want.len());
+        assert_eq!(late.len(), n as usize - want.len() - 2);
+        w.remove_lists(&[120]);
+        assert_eq!((w.len(), w.by_time.len()), (0, 0));
     }
 
     fn state(id: u64) -> FullState {
