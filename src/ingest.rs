@@ -87,10 +87,10 @@ impl<'l> Ingest<'l> {
         // one pass over the table; an import, in line, only those its messages name).
         if let Sink::Inline(c) = &mut self.sink {
             if !self.unloaded.is_empty() {
-                for g in self.unloaded.unread_groups(None) {
+                for (g, max) in self.unloaded.unread_groups(None) {
                     let ids = c
                         .writer_mut()
-                        .group_keys(g)
+                        .group_keys(g, max)
                         .map_err(std::io::Error::other)?;
                     self.unloaded.read(g, ids);
                 }
@@ -211,8 +211,8 @@ impl<'l> Ingest<'l> {
         };
         let (creator_id, ids) = match &m.msg {
             Message::Clr(clr) => {
-                for g in self.unloaded.unread_groups(Some(clr.creator_id)) {
-                    let ids = c.writer_mut().group_keys(g)?;
+                for (g, max) in self.unloaded.unread_groups(Some(clr.creator_id)) {
+                    let ids = c.writer_mut().group_keys(g, max)?;
                     self.unloaded.read(g, ids);
                 }
                 (clr.creator_id, self.unloaded.take_creator(clr.creator_id))
@@ -221,8 +221,8 @@ impl<'l> Ingest<'l> {
             Message::UpdReq(_) => return Ok(()),
             msg => match msg.state_ref() {
                 Some(k) => {
-                    if let Some(g) = self.unloaded.unread_group(&k) {
-                        let ids = c.writer_mut().group_keys(g)?;
+                    if let Some((g, max)) = self.unloaded.unread_group(&k) {
+                        let ids = c.writer_mut().group_keys(g, max)?;
                         self.unloaded.read(g, ids);
                     }
                     // Else not stored open, or the tracker has it (it read it, or met it

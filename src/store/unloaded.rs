@@ -46,23 +46,29 @@ impl Unloaded {
         }
     }
 
-    /// The group whose keys must be read before `k` can be taken: None when they were
-    /// read, or when `k` is above every id of its group the store holds.
-    pub fn unread_group(&self, k: &StateRef) -> Option<Group> {
+    /// The group whose keys must be read before `k` can be taken, with its highest id
+    /// when the writer opened the file: None when they were read, or when `k` is above it.
+    ///
+    /// Read then, a group's ids up to that highest are those the file held at the start:
+    /// this run writes such an id only after a message named it, and that message had the
+    /// group read first. The read must stop at that id: above it, `states` can hold rows
+    /// this run wrote, which are the tracker's.
+    pub fn unread_group(&self, k: &StateRef) -> Option<(Group, u64)> {
         let g = group_of(k);
         self.unread
             .get(&g)
-            .is_some_and(|max| k.id <= *max)
-            .then_some(g)
+            .filter(|max| k.id <= **max)
+            .map(|max| (g, *max))
     }
 
-    /// The groups of `creator_id` not read yet (all of them: `None`).
-    pub fn unread_groups(&self, creator_id: Option<u32>) -> Vec<Group> {
-        let mut v: Vec<Group> = self
+    /// The groups of `creator_id` not read yet (all of them: `None`), with their highest
+    /// ids (as [`Unloaded::unread_group`]).
+    pub fn unread_groups(&self, creator_id: Option<u32>) -> Vec<(Group, u64)> {
+        let mut v: Vec<(Group, u64)> = self
             .unread
-            .keys()
-            .filter(|g| creator_id.is_none_or(|c| g.0 == c))
-            .copied()
+            .iter()
+            .filter(|(g, _)| creator_id.is_none_or(|c| g.0 == c))
+            .map(|(g, max)| (*g, *max))
             .collect();
         v.sort_unstable();
         v
@@ -130,8 +136,8 @@ mod tests {
         let mut u = Unloaded::new(3, [((1, 0), 6), ((1, 0x87), top | 9), ((2, 0), 9)]);
         assert!(!u.is_empty());
         assert_eq!(u.unread_group(&k(1, 7)), None, "above the group's highest");
-        assert_eq!(u.unread_group(&k(1, 5)), Some((1, 0)));
-        assert_eq!(u.unread_group(&k(1, top | 2)), Some((1, 0x87)));
+        assert_eq!(u.unread_group(&k(1, 5)), Some(((1, 0), 6)));
+        assert_eq!(u.unread_group(&k(1, top | 2)), Some(((1, 0x87), top | 9)));
         assert_eq!(u.unread_group(&k(3, 1)), None, "no such creator");
         assert!(!u.take(&k(1, 5)), "not read yet");
         u.read((1, 0), [5, 6]);
@@ -140,12 +146,12 @@ mod tests {
         assert!(!u.take(&k(1, 5)), "handed over already");
         u.found(1);
         assert_eq!(u.open_left(), 2);
-        assert_eq!(u.unread_groups(Some(1)), [(1, 0x87)]);
+        assert_eq!(u.unread_groups(Some(1)), [((1, 0x87), top | 9)]);
         u.read((1, 0x87), [top | 9]);
         let ids: Vec<u64> = u.take_creator(1).iter().collect();
         assert_eq!(ids, [6, top | 9]);
         assert!(u.take_creator(1).is_empty());
-        assert_eq!(u.unread_groups(None), [(2, 0)]);
+        assert_eq!(u.unread_groups(None), [((2, 0), 9)]);
         u.read((2, 0), [7, 9]);
         assert!(u.take(&k(2, 9)));
         u.found(0);
