@@ -991,7 +991,7 @@ impl SealIndex {
     /// Where the sealed lifetimes of `k` may be filed: each group once, in key order.
     fn places(&mut self, conn: &Connection, k: &StateRef) -> rusqlite::Result<Vec<Filed>> {
         self.load(conn)?;
-        let g = (k.creator_id, (k.id >> 56) as u8);
+        let g = super::unloaded::group_of(k);
         let id = to_i64(k.id);
         let chunks: Vec<(i64, i64)> = match self.ranges.get(&g) {
             Some(r) => r.containing(id),

@@ -23,6 +23,13 @@ pub fn group_of(k: &StateRef) -> Group {
     (k.creator_id, (k.id >> 56) as u8)
 }
 
+/// The lowest and highest state id of group `g` as stored (the u64's i64 bit pattern): a
+/// contiguous range whatever the top bit.
+pub fn group_range(g: Group) -> (i64, i64) {
+    let lo = (u64::from(g.1) << 56) as i64;
+    (lo, lo | 0x00ff_ffff_ffff_ffff)
+}
+
 /// Keys of stored open lifetimes not handed to the tracker yet: state ids per creator
 /// (pf counts ids upwards, so a bitmap holds them in a few bytes each), read per group.
 #[derive(Debug, Default)]

@@ -6,7 +6,7 @@
 
 use super::pack::{Stored, REASONS};
 use super::sealed::{self, Names, SealIndex};
-use super::unloaded::{Group, Unloaded};
+use super::unloaded::{group_of, group_range, Group, Unloaded};
 use super::{addr_blob, blob_addr, sq, Result};
 use crate::track::{key_of, EndReason, Event, Micros, OpenState, OrphanKind};
 use crate::wire::{Af, Direction, Flavor, FullState, Key, StateMap, StateRef, StateSet};
@@ -787,8 +787,7 @@ type Opened = HashMap<(u32, u8), (Option<i64>, RoaringTreemap, u64)>;
 /// Whether `k` can have no sealed lifetime: an id above what the store held when the writer
 /// met its group, never seen open by that writer.
 fn never_sealed(opened: &Opened, k: &StateRef) -> bool {
-    let group = (k.creator_id, (k.id >> 56) as u8);
-    opened.get(&group).is_some_and(|(base, ids, _)| {
+    opened.get(&group_of(k)).is_some_and(|(base, ids, _)| {
         base.is_none_or(|b| u64_to_i64(k.id) > b) && !ids.contains(k.id)
     })
 }
@@ -1001,9 +1000,12 @@ impl Writer {
                 .map_err(sq(&self.path))?
             {
                 let id = max as u64;
-                groups.push(((c as u32, (id >> 56) as u8), id));
-                let lo = u64_to_i64(id & !0x00ff_ffff_ffff_ffff);
-                match lo.checked_sub(1) {
+                let g = group_of(&StateRef {
+                    id,
+                    creator_id: c as u32,
+                });
+                groups.push((g, id));
+                match group_range(g).0.checked_sub(1) {
                     Some(u) => upto = u,
                     None => break,
                 }
@@ -1016,8 +1018,8 @@ impl Writer {
     /// ones not sealed yet: those read as nothing when a message names them).
     pub fn group_keys(&mut self, g: Group, max: u64) -> Result<Vec<u64>> {
         self.begin_read();
-        let lo = u64_to_i64(u64::from(g.1) << 56);
-        let hi = (lo | 0x00ff_ffff_ffff_ffff).min(u64_to_i64(max));
+        let (lo, hi) = group_range(g);
+        let hi = hi.min(u64_to_i64(max));
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -1192,12 +1194,11 @@ impl Writer {
             return false;
         };
         let id = u64_to_i64(k.id);
-        let group = (k.creator_id, (k.id >> 56) as u8);
+        let group = group_of(&k);
         let max = match self.known_max.get(&group) {
             Some(m) => *m,
             None => {
-                let lo = u64_to_i64(u64::from(group.1) << 56);
-                let hi = lo | 0x00ff_ffff_ffff_ffff;
+                let (lo, hi) = group_range(group);
                 // Unknown on error: then nothing is new, and the merge path decides.
                 let stored = self
                     .conn
@@ -1247,7 +1248,7 @@ impl Writer {
         let Some(k) = event_key(e) else {
             return false;
         };
-        let group = (k.creator_id, (k.id >> 56) as u8);
+        let group = group_of(&k);
         let below = self
             .opened
             .get(&group)
