@@ -10,7 +10,7 @@ use integer_encoding::VarInt;
 use std::net::IpAddr;
 
 use crate::track::Micros;
-use crate::wire::IfName;
+use crate::wire::{IfName, StateRef};
 
 /// One lifetime with every column `states` holds for it (a sealed lifetime has a start and an
 /// end; evidence rows never get sealed).
@@ -47,6 +47,16 @@ pub struct Stored {
     pub rule: u32,
     /// Header version it came in: 6 OpenBSD, 5 FreeBSD.
     pub flavor: u8,
+}
+
+impl Stored {
+    /// The state it is a lifetime of.
+    pub fn key(&self) -> StateRef {
+        StateRef {
+            id: self.state_id,
+            creator_id: self.creator_id,
+        }
+    }
 }
 
 /// `end_reason` names by code.

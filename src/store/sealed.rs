@@ -4,6 +4,7 @@
 use super::addr_blob;
 use super::pack::{self, Damaged, Filed, IdsForm, Pair, PairsForm, Public, Spot, Stored};
 use super::query::{class_of, sealed_bucket_of, sealed_shift, CLASS_MAX_US};
+use super::unloaded::group_of;
 use crate::track::Micros;
 use crate::wire::{IfName, StateRef};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -364,9 +365,7 @@ pub fn write_seal_with(
         k.1 = k.1.min(r.start);
         k.2 = k.2.max(r.last);
         k.3 = k.3.max(r.end);
-        *per_group
-            .entry((r.creator_id, (r.state_id >> 56) as u8))
-            .or_default() += 1;
+        *per_group.entry(group_of(&r.key())).or_default() += 1;
     }
     // The seal's buckets sorted, each with its layout (kept from its creation); a lifetime
     // names its bucket by rank.
@@ -429,7 +428,7 @@ pub fn write_seal_with(
             port: spot_port,
             i,
         });
-        let g = (r.creator_id, (r.state_id >> 56) as u8);
+        let g = group_of(&r.key());
         ids.entry(g).or_default().push((
             r.state_id,
             Filed {
@@ -991,7 +990,7 @@ impl SealIndex {
     /// Where the sealed lifetimes of `k` may be filed: each group once, in key order.
     fn places(&mut self, conn: &Connection, k: &StateRef) -> rusqlite::Result<Vec<Filed>> {
         self.load(conn)?;
-        let g = super::unloaded::group_of(k);
+        let g = group_of(k);
         let id = to_i64(k.id);
         let chunks: Vec<(i64, i64)> = match self.ranges.get(&g) {
             Some(r) => r.containing(id),

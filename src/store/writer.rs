@@ -568,13 +568,6 @@ impl Slots {
     }
 }
 
-fn stored_key(r: &Stored) -> StateRef {
-    StateRef {
-        id: r.state_id,
-        creator_id: r.creator_id,
-    }
-}
-
 impl Waiting {
     fn len(&self) -> usize {
         self.len
@@ -589,7 +582,7 @@ impl Waiting {
         }
         for (t, list) in &self.by_time {
             for (i, r) in list.places() {
-                let k = stored_key(r);
+                let k = r.key();
                 if named.contains(&k) {
                     at.insert(k, (*t, i as u32));
                 }
@@ -663,7 +656,7 @@ impl Waiting {
             }
             seen += list.live;
             times.push(*t);
-            to.extend(list.iter().filter(|r| !named.contains(&stored_key(r))));
+            to.extend(list.iter().filter(|r| !named.contains(&r.key())));
         }
     }
 }
@@ -2472,7 +2465,7 @@ mod tests {
         // (row 1 at time 100, and one past the first chunk of time 120's list).
         let late_named = 3 * Slots::CHUNK + 5;
         assert_eq!(late_named % 3, 2);
-        let named: StateSet = [stored_key(&rows[1]), stored_key(&rows[late_named])]
+        let named: StateSet = [rows[1].key(), rows[late_named].key()]
             .into_iter()
             .collect();
         let due = |w: &Waiting| {
@@ -2493,7 +2486,7 @@ mod tests {
         let at = w.find(&named);
         assert_eq!(at.len(), 2);
         for i in [1, late_named] {
-            let place = at[&stored_key(&rows[i])];
+            let place = at[&rows[i].key()];
             assert_eq!(w.get(place), Some(&rows[i]));
         }
         assert!(w.find(&StateSet::default()).is_empty());
@@ -2526,7 +2519,7 @@ mod tests {
             .all(|c| c.is_empty() && c.capacity() >= Slots::CHUNK));
         w.insert(rows[7].clone(), 130);
         assert_eq!(w.spare.len(), spare - 1);
-        let at = w.find(&[stored_key(&rows[7])].into_iter().collect());
+        let at = w.find(&[rows[7].key()].into_iter().collect());
         assert_eq!(
             at.values().map(|p| w.get(*p)).collect::<Vec<_>>(),
             [Some(&rows[7])]
