@@ -555,7 +555,7 @@ impl Slots {
     }
 
     fn iter(&self) -> impl Iterator<Item = &Stored> {
-        self.chunks.iter().flatten().flatten()
+        self.places().map(|(_, r)| r)
     }
 
     /// Rows with their places.
