@@ -321,6 +321,46 @@ pub struct SealLists {
     ids: HashMap<(u32, u8), Vec<(u64, Filed)>>,
     /// Per lifetime, the rank of its bucket.
     filed: Vec<u32>,
+    /// The lifetimes' indices class by class, and where each class starts ([`by_class`]).
+    members: Vec<u32>,
+    slices: Vec<usize>,
+}
+
+/// The seal's lifetimes grouped by duration class, in row order within one: their indices
+/// go into `members`, and the returned bounds are where each class starts, then the end.
+/// `ranked` is sorted, so each class's buckets are a run of ranks.
+fn by_class<'a>(
+    ranked: &[(Bucket, Layout)],
+    cb: &[u32],
+    members: &mut Vec<u32>,
+    bounds: &'a mut Vec<usize>,
+) -> &'a [usize] {
+    // Per rank, the index of its class among the seal's classes.
+    let mut slot = Vec::with_capacity(ranked.len());
+    let mut n = 0;
+    for (k, ((c, _), _)) in ranked.iter().enumerate() {
+        if k > 0 && ranked[k - 1].0 .0 != *c {
+            n += 1;
+        }
+        slot.push(n);
+    }
+    bounds.clear();
+    bounds.resize(n + 2, 0);
+    for &b in cb {
+        bounds[slot[b as usize] + 1] += 1;
+    }
+    for k in 1..bounds.len() {
+        bounds[k] += bounds[k - 1];
+    }
+    let mut next = bounds.clone();
+    members.clear();
+    members.resize(cb.len(), 0);
+    for (i, &b) in cb.iter().enumerate() {
+        let at = &mut next[slot[b as usize]];
+        members[*at] = i as u32;
+        *at += 1;
+    }
+    bounds
 }
 
 /// `v` emptied, with room for `n`: a list too small is replaced, not grown (growing copies
@@ -383,10 +423,14 @@ pub fn write_seal_with(
     }
     let cb = emptied(&mut lists.filed, rows.len());
     cb.extend(rows.iter().map(|r| rank[&filed(r)]));
-    let order = emptied(&mut lists.order, rows.len());
-    // History finds a host's groups through 72-minute buckets (as states_private), each
-    // pair with the sealed bucket its group is in.
-    let private = emptied(&mut lists.private, rows.len());
+    // One duration class at a time: its buckets, sealed and history, are its own, so the
+    // sort lists hold one class's lifetimes, not the seal's. An import seals most of a
+    // capture at its end, and lists of every lifetime (~100 bytes each) were the largest
+    // memory it faulted in.
+    let slices = by_class(&ranked, cb, &mut lists.members, &mut lists.slices);
+    let largest = slices.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    let order = emptied(&mut lists.order, largest);
+    let private = emptied(&mut lists.private, largest);
     let ids = &mut lists.ids;
     for v in ids.values_mut() {
         v.clear();
@@ -397,89 +441,96 @@ pub fn write_seal_with(
     }
     let mut ends: HashMap<(u32, u8), Micros> = HashMap::default();
     let mut creators: HashMap<u32, i64> = HashMap::default();
-    for (i, (r, &bucket)) in rows.iter().zip(cb.iter()).enumerate() {
-        let i = i as u32;
-        let ((c, b), layout) = ranked[bucket as usize];
-        let spot = layout.spot(&r.w_addr[1], r.w_port[1]);
-        let (spot_addr, spot_port) = match spot {
-            Spot::Pair(a, p) => (addr_key(&a), u32::from(p) + 1),
-            Spot::Hash(h) => ([0, 0, 0, 0, h], 0),
-        };
-        order.push(match (layout, spot) {
-            (Layout::Hashed(bits), Spot::Hash(h)) => GroupKey {
-                bucket,
-                public: [0; 5],
-                port: pack::spot_group(h, bits) as u32,
-                i,
-            },
-            _ => GroupKey {
-                bucket,
-                public: addr_key(&r.w_addr[1]),
-                port: u32::from(r.w_port[1]),
-                i,
-            },
-        });
-        private.push(HistoryKey {
-            class: c,
-            hb: history_bucket(r.start, c),
-            host: addr_key(&r.s_addr[1]),
-            bucket,
-            spot: spot_addr,
-            port: spot_port,
-            i,
-        });
-        let g = group_of(&r.key());
-        ids.entry(g).or_default().push((
-            r.state_id,
-            Filed {
-                dcls: c,
-                tb: b,
-                spot,
-            },
-        ));
-        let e = ends.entry(g).or_insert(r.end);
-        *e = (*e).max(r.end);
-        *creators.entry(r.creator_id).or_default() += 1;
-    }
-    order.sort_unstable();
+    let mut history: Vec<Bucket> = Vec::new();
     let mut put = tx.prepare_cached(
         "INSERT INTO sealed (dcls, tb, w_addr1, w_port1, seal, n, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     let mut group: Vec<&Stored> = Vec::new();
-    for (n, k) in order.iter().enumerate() {
-        group.push(rows[k.i as usize]);
-        if order
-            .get(n + 1)
-            .is_some_and(|x| (x.bucket, x.public, x.port) == (k.bucket, k.public, k.port))
-        {
-            continue;
+    let mut pairs: Vec<Pair> = Vec::new();
+    for w in slices.windows(2) {
+        order.clear();
+        private.clear();
+        for &i in &lists.members[w[0]..w[1]] {
+            let (r, bucket) = (rows[i as usize], cb[i as usize]);
+            let ((c, b), layout) = ranked[bucket as usize];
+            let spot = layout.spot(&r.w_addr[1], r.w_port[1]);
+            let (spot_addr, spot_port) = match spot {
+                Spot::Pair(a, p) => (addr_key(&a), u32::from(p) + 1),
+                Spot::Hash(h) => ([0, 0, 0, 0, h], 0),
+            };
+            order.push(match (layout, spot) {
+                (Layout::Hashed(bits), Spot::Hash(h)) => GroupKey {
+                    bucket,
+                    public: [0; 5],
+                    port: pack::spot_group(h, bits) as u32,
+                    i,
+                },
+                _ => GroupKey {
+                    bucket,
+                    public: addr_key(&r.w_addr[1]),
+                    port: u32::from(r.w_port[1]),
+                    i,
+                },
+            });
+            private.push(HistoryKey {
+                class: c,
+                hb: history_bucket(r.start, c),
+                host: addr_key(&r.s_addr[1]),
+                bucket,
+                spot: spot_addr,
+                port: spot_port,
+                i,
+            });
+            let g = group_of(&r.key());
+            ids.entry(g).or_default().push((
+                r.state_id,
+                Filed {
+                    dcls: c,
+                    tb: b,
+                    spot,
+                },
+            ));
+            let e = ends.entry(g).or_insert(r.end);
+            *e = (*e).max(r.end);
+            *creators.entry(r.creator_id).or_default() += 1;
         }
-        let r = &rows[k.i as usize];
-        let ((c, b), layout) = ranked[k.bucket as usize];
-        let (key, port) = layout.key(&r.w_addr[1], r.w_port[1]);
-        put_rows(&mut put, names, (c, b, &key, port), seal, &mut group)?;
-        group.clear();
+        order.sort_unstable();
+        for (n, k) in order.iter().enumerate() {
+            group.push(rows[k.i as usize]);
+            if order
+                .get(n + 1)
+                .is_some_and(|x| (x.bucket, x.public, x.port) == (k.bucket, k.public, k.port))
+            {
+                continue;
+            }
+            let r = &rows[k.i as usize];
+            let ((c, b), layout) = ranked[k.bucket as usize];
+            let (key, port) = layout.key(&r.w_addr[1], r.w_port[1]);
+            put_rows(&mut put, names, (c, b, &key, port), seal, &mut group)?;
+            group.clear();
+        }
+        private.sort_unstable();
+        private.dedup_by_key(|x| x.pair());
+        for (n, k) in private.iter().enumerate() {
+            let r = &rows[k.i as usize];
+            let tb = ranked[k.bucket as usize].0 .1;
+            pairs.push(match k.port {
+                0 => (tb, Spot::Hash(k.spot[4])),
+                _ => (tb, Spot::Pair(r.w_addr[1], r.w_port[1])),
+            });
+            if private
+                .get(n + 1)
+                .is_some_and(|x| (x.class, x.hb, x.host) == (k.class, k.hb, k.host))
+            {
+                continue;
+            }
+            put_pairs(tx, (k.class, k.hb, &addr_blob(&r.s_addr[1])), seal, &pairs)?;
+            pairs.clear();
+        }
+        history.extend(private.iter().map(|p| (p.class, p.hb)));
+        history.dedup();
     }
     drop(put);
-    private.sort_unstable();
-    private.dedup_by_key(|x| x.pair());
-    let mut pairs: Vec<Pair> = Vec::new();
-    for (n, k) in private.iter().enumerate() {
-        let r = &rows[k.i as usize];
-        let tb = ranked[k.bucket as usize].0 .1;
-        pairs.push(match k.port {
-            0 => (tb, Spot::Hash(k.spot[4])),
-            _ => (tb, Spot::Pair(r.w_addr[1], r.w_port[1])),
-        });
-        if private
-            .get(n + 1)
-            .is_some_and(|x| (x.class, x.hb, x.host) == (k.class, k.hb, k.host))
-        {
-            continue;
-        }
-        put_pairs(tx, (k.class, k.hb, &addr_blob(&r.s_addr[1])), seal, &pairs)?;
-        pairs.clear();
-    }
     let mut ins = tx.prepare_cached(
         "INSERT INTO seals (seal, creator_id, grp, min_id, max_id, end_us, ids, form) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 2)",
     )?;
@@ -512,8 +563,6 @@ pub fn write_seal_with(
         up.execute(params![c, b, n, first, last, end, layout.bits()])?;
     }
     count_creators(tx, &creators)?;
-    let mut history: Vec<Bucket> = private.iter().map(|p| (p.class, p.hb)).collect();
-    history.dedup();
     Ok(history)
 }
 
@@ -1417,6 +1466,53 @@ mod tests {
                 s
             })
             .collect()
+    }
+
+    #[test]
+    fn a_seal_of_mixed_durations_files_each_lifetime_in_its_class_and_gives_it_back() {
+        let (_d, conn) = db();
+        // Four classes interleaved row by row: the seal takes them one class at a time.
+        let lengths = [1, 30, 700, 4000];
+        let mut all = lifetimes(0, 60);
+        for (i, s) in all.iter_mut().enumerate() {
+            s.state_id = 1000 + i as u64;
+            s.s_addr[1] = IpAddr::from([10, 0, 0, (i % 7) as u8]);
+            s.end = s.start + lengths[i % 4] * S;
+            s.last = s.end;
+        }
+        seal(&conn, &all, 1);
+        let per_class = |sql: &str| -> Vec<(i64, i64)> {
+            conn.prepare(sql)
+                .expect("prepare")
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .expect("query")
+                .collect::<rusqlite::Result<_>>()
+                .expect("rows")
+        };
+        let mut want: Vec<(i64, i64)> = lengths.iter().map(|l| (class_of(l * S), 15)).collect();
+        want.sort();
+        assert_eq!(
+            per_class("SELECT dcls, sum(n) FROM sealed GROUP BY dcls ORDER BY dcls"),
+            want
+        );
+        // Each class has its hosts' history: seven hosts, all in each class.
+        let hosts: Vec<(i64, i64)> = want.iter().map(|(c, _)| (*c, 7)).collect();
+        assert_eq!(
+            per_class(
+                "SELECT dcls, count(DISTINCT s_addr1) FROM sealed_private GROUP BY dcls ORDER BY dcls"
+            ),
+            hosts
+        );
+        let names = Names::load(&conn).expect("names");
+        let tx = conn.unchecked_transaction().expect("tx");
+        let mut back = Vec::new();
+        unseal_all(&tx, &names, |_, s| {
+            back.push(s.clone());
+            Ok(())
+        })
+        .expect("unseal");
+        back.sort_by_key(|s| s.state_id);
+        assert_eq!(back, all);
     }
 
     #[test]
