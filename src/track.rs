@@ -118,7 +118,10 @@ pub struct TrackStats {
 
 #[derive(Debug, Default)]
 pub struct Tracker {
-    open: StateMap<OpenState>,
+    /// Boxed: the table stays small (24-byte entries), so it grows by moving pointers, and
+    /// an import faults in its open states' memory (reused as states end) rather than
+    /// every size the table passed through at ~250 bytes an entry, twice its load.
+    open: StateMap<Box<OpenState>>,
     pub stats: TrackStats,
 }
 
@@ -140,7 +143,7 @@ impl Tracker {
         let states = states.into_iter();
         self.open.reserve(states.size_hint().0);
         for s in states {
-            self.open.insert(key_of(&s.state), s);
+            self.open.insert(key_of(&s.state), Box::new(s));
         }
     }
 
@@ -149,7 +152,7 @@ impl Tracker {
     }
 
     pub fn get(&self, key: &StateRef) -> Option<&OpenState> {
-        self.open.get(key)
+        self.open.get(key).map(|o| &**o)
     }
 
     /// Apply one message received at `ts`, appending what happened to `out`.
@@ -215,13 +218,13 @@ impl Tracker {
         let o = match self.open.entry(k) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
-                v.insert(OpenState {
+                v.insert(Box::new(OpenState {
                     state: s.clone(),
                     start,
                     first_full: ts,
                     last_seen: ts,
                     flavor: d.flavor,
-                });
+                }));
                 self.stats.opened += 1;
                 out.push(Event::Open {
                     state: s.clone(),
