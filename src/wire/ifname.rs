@@ -3,15 +3,18 @@
 //! Every state carries one. As a `String` it cost a heap allocation at decode and at every
 //! copy (tracker, store), and a cache miss at every look (the seal compares each lifetime's
 //! name with the previous one's): ~5 % of an import (perf, BENCHMARKS.md session 12).
+//! It is as large as a wire name (IFNAMSIZ), not larger: every state in memory (tracked,
+//! held, waiting to be sealed) and every event carries one, and they are copied often.
 
 use std::fmt;
 
-/// Bytes an [`IfName`] holds: a 16-byte wire name (IFNAMSIZ) decoded lossily can grow to
-/// three bytes per byte (U+FFFD for each invalid one).
-pub const IFNAME_CAP: usize = 48;
+/// Bytes an [`IfName`] holds: a whole wire name (IFNAMSIZ, 16 bytes with no NUL when the
+/// sender is hostile).
+pub const IFNAME_CAP: usize = 16;
 
 /// An interface name of at most [`IFNAME_CAP`] bytes of UTF-8; a longer one (only text
-/// input can have one) is cut at the last whole character that fits.
+/// input can have one: OpenBSD's names are shorter) is cut at the last whole character
+/// that fits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IfName {
     len: u8,
@@ -32,13 +35,27 @@ impl IfName {
         }
     }
 
-    /// A NUL-padded name as pf sends it.
+    /// A NUL-padded name as pf sends it. Where `String::from_utf8_lossy` puts a U+FFFD (for
+    /// each sequence that is not UTF-8) this puts a `?`: U+FFFD takes three bytes, and a
+    /// hostile name would no longer fit whole.
     pub fn from_wire(b: &[u8]) -> IfName {
         let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-        match std::str::from_utf8(&b[..end]) {
-            Ok(s) => IfName::new(s),
-            Err(_) => IfName::new(&String::from_utf8_lossy(&b[..end])),
+        let mut name = IfName::default();
+        for chunk in b[..end].utf8_chunks() {
+            name.push(chunk.valid().as_bytes());
+            if !chunk.invalid().is_empty() {
+                name.push(b"?");
+            }
         }
+        name
+    }
+
+    /// Append whole UTF-8 (`from_wire`: never more than the wire name held).
+    fn push(&mut self, b: &[u8]) {
+        let at = usize::from(self.len);
+        let n = b.len().min(IFNAME_CAP - at);
+        self.bytes[at..at + n].copy_from_slice(&b[..n]);
+        self.len += n as u8;
     }
 
     pub fn as_str(&self) -> &str {
@@ -117,14 +134,14 @@ mod tests {
         assert_eq!(IfName::from_wire(b"em0\0\0\0\0\0\0\0\0\0\0\0\0\0"), "em0");
         assert_eq!(IfName::from_wire(b"0123456789abcdef"), "0123456789abcdef");
         assert_eq!(IfName::from_wire(&[0; 16]), "");
-        // Sixteen invalid bytes: sixteen replacement characters, all kept.
-        let bad = IfName::from_wire(&[0xff; 16]);
-        assert_eq!(bad.as_str(), "\u{fffd}".repeat(16));
+        // Bytes that are not UTF-8: a `?` for each sequence, around what is.
+        assert_eq!(IfName::from_wire(&[0xff; 16]).as_str(), "?".repeat(16));
+        assert_eq!(IfName::from_wire(b"em\xff\xfe0\xc3\xa9\xc3"), "em??0é?");
         let long = "é".repeat(30); // 60 bytes
         let cut = IfName::new(&long);
-        assert_eq!(cut.as_str(), "é".repeat(24));
+        assert_eq!(cut.as_str(), "é".repeat(8));
         let odd = format!("x{}", "é".repeat(30));
-        assert_eq!(IfName::new(&odd).len(), 47, "cut before a split character");
+        assert_eq!(IfName::new(&odd).len(), 15, "cut before a split character");
         assert_eq!(
             format!("{}/{:?}", IfName::new("vlan12"), IfName::new("a")),
             "vlan12/\"a\""
