@@ -52,6 +52,9 @@ impl<'l> Ingest<'l> {
         let conn = store::open_rw(db)?;
         let checkpointer = store::Checkpointer::start(db, &conn)?;
         let mut writer = Writer::new(conn, db, run)?;
+        // An import's new open lifetimes are in the tracker's table only (a recorder holds
+        // its young ones in the writer, for its journal: this does nothing for it).
+        writer.let_tracker_hold();
         let unloaded = writer.open_keys()?;
         Ok(Ingest {
             tracker: Tracker::new(),
@@ -321,6 +324,9 @@ impl<'l> Ingest<'l> {
     pub fn finish(mut self, status: &'static str) -> Result<(), StoreError> {
         if let Sink::Thread { .. } = self.sink {
             self.hand_over();
+        }
+        if let Sink::Inline(c) = &mut self.sink {
+            c.writer_mut().hold_tracked(self.tracker.open_states());
         }
         match self.sink {
             Sink::Inline(c) => c.finish(status),

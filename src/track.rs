@@ -60,6 +60,8 @@ pub struct OpenState {
     pub start: Micros,
     /// Time of the earliest full message seen for it (start = this − creation).
     pub first_full: Micros,
+    /// Time of the newest full message: its counters and expiry are the state's.
+    pub updated: Micros,
     pub last_seen: Micros,
     pub flavor: Flavor,
 }
@@ -81,11 +83,17 @@ pub enum Event {
     /// UPD_C or INS_ACK for an open state.
     Touch { key: StateRef, seen: Micros },
     /// The end of an open state's lifetime.
+    /// It carries all the tracker knew of the lifetime, so that an import's store need
+    /// not hold its own copy of every open state ([`OpenState`] has the same fields).
     End {
         state: FullState,
         start: Micros,
         end: Micros,
         reason: EndReason,
+        first_full: Micros,
+        updated: Micros,
+        last_seen: Micros,
+        flavor: Flavor,
     },
     /// A compressed message for a state never seen in full: evidence only.
     Orphan {
@@ -149,6 +157,11 @@ impl Tracker {
 
     pub fn open_count(&self) -> usize {
         self.open.len()
+    }
+
+    /// Every open state, in no order.
+    pub fn open_states(&self) -> impl Iterator<Item = &OpenState> {
+        self.open.values().map(|o| &**o)
     }
 
     pub fn get(&self, key: &StateRef) -> Option<&OpenState> {
@@ -222,6 +235,7 @@ impl Tracker {
                     state: s.clone(),
                     start,
                     first_full: ts,
+                    updated: ts,
                     last_seen: ts,
                     flavor: d.flavor,
                 }));
@@ -238,10 +252,15 @@ impl Tracker {
         };
         if ts < o.first_full {
             // An earlier full message (an older capture imported after a newer one, or
-            // timestamps out of order): the lifetime began earlier than we thought. The
-            // store keeps keys and start from the earliest full message.
+            // timestamps out of order): the lifetime began earlier than we thought. Keys
+            // and start come from the earliest full message, counters from the newest, as
+            // the store keeps them.
+            let newest = (o.state.expire, o.state.packets, o.state.bytes, o.state.rule);
+            o.state = s.clone();
+            (o.state.expire, o.state.packets, o.state.bytes, o.state.rule) = newest;
             o.first_full = ts;
             o.start = start;
+            o.flavor = d.flavor;
             out.push(Event::Open {
                 state: s.clone(),
                 start,
@@ -252,12 +271,16 @@ impl Tracker {
             return;
         }
         o.last_seen = o.last_seen.max(ts);
-        // Keys and start stay as first seen; counters and expiry follow the newest.
-        o.state.packets = s.packets;
-        o.state.bytes = s.bytes;
-        o.state.expire = s.expire;
-        o.state.timeout = s.timeout;
-        o.state.peer_state = s.peer_state;
+        // Keys and start stay as first seen; counters and expiry follow the newest message
+        // by its time (a disordered capture can bring an older one later).
+        if ts >= o.updated {
+            o.updated = ts;
+            o.state.packets = s.packets;
+            o.state.bytes = s.bytes;
+            o.state.expire = s.expire;
+            o.state.timeout = s.timeout;
+            o.state.peer_state = s.peer_state;
+        }
         self.stats.refreshed += 1;
         out.push(Event::Refresh {
             state: s.clone(),
@@ -298,6 +321,10 @@ impl Tracker {
             start: o.start,
             end: ts,
             reason,
+            first_full: o.first_full,
+            updated: o.updated,
+            last_seen: o.last_seen,
+            flavor: o.flavor,
         });
         true
     }
@@ -567,6 +594,7 @@ pub(crate) mod tests {
             state: state(A, 5, "em0", 0),
             start: 500 * S,
             first_full: 500 * S,
+            updated: 500 * S,
             last_seen: 500 * S,
             flavor: Flavor::OpenBsd,
         }]);
@@ -591,6 +619,7 @@ pub(crate) mod tests {
             state: state(A, 42, "em0", 0),
             start: 50 * S,
             first_full: 50 * S,
+            updated: 50 * S,
             last_seen: 60 * S,
             flavor: Flavor::OpenBsd,
         }]);
@@ -673,5 +702,75 @@ pub(crate) mod tests {
         assert_eq!(ev.len(), 1);
         assert!(matches!(ev[0], Event::Bus { .. }));
         assert_eq!(t.open_count(), 0);
+    }
+
+    /// The End of state `id` in `ev`: (start, first_full, updated, last_seen, packets,
+    /// ifname).
+    fn end_of(ev: &[Event], id: u64) -> Option<(Micros, Micros, Micros, Micros, u64, String)> {
+        ev.iter().find_map(|e| match e {
+            Event::End {
+                state,
+                start,
+                first_full,
+                updated,
+                last_seen,
+                ..
+            } if state.id == id => Some((
+                *start,
+                *first_full,
+                *updated,
+                *last_seen,
+                state.packets[0],
+                state.ifname.to_string(),
+            )),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn counters_follow_the_newest_full_message_by_its_time_not_by_arrival() {
+        let mut t = Tracker::new();
+        let with = |packets: u64| {
+            let mut s = state(A, 9, "em0", 0);
+            s.packets = [packets, 0];
+            s
+        };
+        let ev = run(
+            &mut t,
+            &[
+                (10 * S, Message::Ins(with(1))),
+                (30 * S, Message::Upd(with(3))),
+                // Older, read later (a disordered capture): not the state's counters.
+                (20 * S, Message::Upd(with(2))),
+                (40 * S, Message::DelC(r(A, 9))),
+            ],
+        );
+        assert_eq!(
+            end_of(&ev, 9),
+            Some((10 * S, 10 * S, 30 * S, 30 * S, 3, "em0".into()))
+        );
+    }
+
+    #[test]
+    fn an_earlier_full_message_gives_keys_and_start_but_not_counters() {
+        let mut t = Tracker::new();
+        let mut late = state(A, 9, "em0", 0);
+        late.packets = [5, 0];
+        let mut early = state(A, 9, "em1", 0);
+        early.packets = [1, 0];
+        let ev = run(
+            &mut t,
+            &[
+                (50 * S, Message::Upd(late)),
+                (20 * S, Message::Ins(early)),
+                (60 * S, Message::DelC(r(A, 9))),
+            ],
+        );
+        // Start and keys from the earliest message, counters from the newest; as the store
+        // merges them, so the End an import stores from is the row it would have written.
+        assert_eq!(
+            end_of(&ev, 9),
+            Some((20 * S, 20 * S, 50 * S, 50 * S, 5, "em1".into()))
+        );
     }
 }

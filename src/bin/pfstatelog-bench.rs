@@ -798,6 +798,8 @@ fn run_import_inproc(
     let checkpointer = store::Checkpointer::start(db, writer.conn())?;
     let mut tracker = Tracker::new();
     tracker.preload(writer.load_open()?);
+    // As `Ingest` does: an import's open lifetimes are the tracker's alone.
+    writer.let_tracker_hold();
     r.preloaded = tracker.open_count();
     r.t_open = t0.elapsed().as_secs_f64();
     let mut stats = DecodeStats::default();
@@ -867,6 +869,7 @@ fn run_import_inproc(
     }
     let s = tcpu();
     r.open_at_end = tracker.open_count();
+    writer.hold_tracked(tracker.open_states());
     drop(checkpointer);
     writer.finish(&counters, "stopped", pfstatelog::cmd::wall_us())?;
     r.t_flush += tcpu() - s;
@@ -1996,6 +1999,7 @@ mod v2 {
                             start,
                             end,
                             reason,
+                            ..
                         } => {
                             if self.open_table {
                                 del_open.execute(params![s.creator_id, s.id as i64])?;

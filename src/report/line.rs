@@ -82,6 +82,7 @@ pub fn event_line(e: &Event) -> Option<String> {
             start,
             end,
             reason,
+            ..
         } => Some(format!(
             "end {} if={} dir={} end={} duration={} pkts={}:{} bytes={}:{} reason={} id={} creator={}",
             inside_out(state),

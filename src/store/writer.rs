@@ -133,13 +133,23 @@ pub struct Writer {
     /// New lifetimes are kept in memory and written once, whole, when they end: an INSERT
     /// and then UPDATEs that move every index entry cost several times more. An import
     /// holds them until they end (memory proportional to open states; the rest is written
-    /// at its end); the recorder for their first ten minutes, journaled from the next flush
-    /// on (at most 1 s of data unflushed; [`Young`]).
+    /// at its end), in the tracker's table (`tracked`); the recorder for their first ten
+    /// minutes, here (`held`), journaled from the next flush on (at most 1 s of data
+    /// unflushed; [`Young`]).
     hold_open: bool,
     /// Boxed: the tables stay small (24-byte entries), so growing them moves pointers, not
     /// ~250-byte rows (perf: rehashing was ~4 % of an import), and a row that ends moves
     /// into `ready` as a pointer.
     held: StateMap<Box<Row>>,
+    /// An import's new lifetimes while open are the tracker's alone
+    /// ([`Writer::let_tracker_hold`]): their keys only, here. The end event carries the
+    /// whole lifetime; those still open at the end come back through
+    /// [`Writer::hold_tracked`].
+    tracker_holds: bool,
+    tracked: StateSet,
+    /// Tracked lifetimes a DEL_C stamped before their start ends in the store (the tracker
+    /// keeps them open): the earliest such time, applied when their row is made.
+    early_end: StateMap<Micros>,
     /// Held lifetimes that ended, written first by the next flush (boxes from `held`).
     #[allow(clippy::vec_box)]
     ready: Vec<Box<Row>>,
@@ -656,6 +666,10 @@ impl Waiting {
             }
             seen += list.live;
             times.push(*t);
+            // Filtered, the extend cannot size the list: grown one doubling at a time, it
+            // was copied and faulted in again and again (an import's last flush lists
+            // nearly every lifetime of the capture).
+            to.reserve(list.live);
             to.extend(list.iter().filter(|r| !named.contains(&r.key())));
         }
     }
@@ -865,6 +879,9 @@ impl Writer {
             last_clear: HashMap::default(),
             hold_open: run.kind == "import",
             held: StateMap::default(),
+            tracker_holds: false,
+            tracked: StateSet::default(),
+            early_end: StateMap::default(),
             ready: Vec::new(),
             ready_spare: Vec::new(),
             seal_buf: Vec::new(),
@@ -1116,6 +1133,18 @@ impl Writer {
             c.2 = c.2.min(*seen);
             c.3 = c.3.max(*seen);
         }
+        if self.tracker_holds {
+            if let Some(k) = event_key(&e) {
+                let tracked = match &e {
+                    Event::End { .. } => self.tracked.remove(&k),
+                    _ => self.tracked.contains(&k),
+                };
+                if tracked {
+                    self.tracked_event(k, e);
+                    return;
+                }
+            }
+        }
         // Lifetimes held in memory take every event about them here.
         if let Some(k) = event_key(&e) {
             // One lookup, and the removal of an ended row without a second.
@@ -1192,6 +1221,10 @@ impl Writer {
                     id: state.id,
                     creator_id: state.creator_id,
                 };
+                if self.tracker_holds {
+                    self.tracked.insert(k);
+                    return;
+                }
                 self.held
                     .insert(k, Box::new(Row::new(state, start, seen, flavor)));
                 if !self.hold_open {
@@ -1199,6 +1232,89 @@ impl Writer {
                 }
             }
             e => self.pending.push(e),
+        }
+    }
+
+    /// From now on the tracker holds this import's new lifetimes while they are open: the
+    /// writer keeps their keys, not a second copy of each (a table probe, an allocation and
+    /// ~230 bytes a lifetime: perf, ~10 % of an import). Their end event carries the whole
+    /// lifetime; [`Writer::hold_tracked`] must hand back those still open before
+    /// [`Writer::finish`]. The recorder holds its young lifetimes itself (journaled).
+    pub fn let_tracker_hold(&mut self) {
+        self.tracker_holds = self.hold_open;
+    }
+
+    /// An event about a lifetime the tracker holds: its end makes the row; the rest the
+    /// tracker has merged already.
+    fn tracked_event(&mut self, k: StateRef, e: Event) {
+        match e {
+            Event::End {
+                state,
+                start,
+                end,
+                reason,
+                first_full,
+                updated,
+                last_seen,
+                flavor,
+            } => {
+                let mut row = Row {
+                    state,
+                    flavor,
+                    start,
+                    first: first_full,
+                    updated,
+                    last: last_seen,
+                    end: None,
+                    journaled_last: Micros::MIN,
+                };
+                if let Some(t) = self.early_end.remove(&k) {
+                    row.end(t, EndReason::Delete);
+                }
+                row.end(end, reason);
+                self.ready.push(Box::new(row));
+            }
+            // A DEL_C stamped before the lifetime began: the tracker keeps the state open,
+            // the store ends the lifetime there (the earliest end wins), as for a row it holds.
+            Event::Orphan {
+                seen,
+                kind: OrphanKind::DelC,
+                ..
+            } => {
+                let t = self.early_end.entry(k).or_insert(seen);
+                *t = (*t).min(seen);
+            }
+            _ => {}
+        }
+    }
+
+    /// The tracker's open lifetimes at the end of an import: those it held for this writer
+    /// are stored open (or ended, after an early DEL_C), as any held lifetime is.
+    pub fn hold_tracked<'a>(&mut self, open: impl IntoIterator<Item = &'a OpenState>) {
+        for o in open {
+            let k = key_of(&o.state);
+            if !self.tracked.remove(&k) {
+                continue;
+            }
+            let mut row = Box::new(Row {
+                state: o.state.clone(),
+                flavor: o.flavor,
+                start: o.start,
+                first: o.first_full,
+                updated: o.updated,
+                last: o.last_seen,
+                end: None,
+                journaled_last: Micros::MIN,
+            });
+            match self.early_end.remove(&k) {
+                Some(t) => {
+                    row.end(t, EndReason::Delete);
+                    self.ready.push(row);
+                }
+                None => {
+                    self.held.insert(k, row);
+                }
+            }
         }
     }
 
@@ -1692,6 +1808,16 @@ impl Writer {
 
     /// Close the run: flush, mark it stopped (or failed), checkpoint the WAL.
     pub fn finish(mut self, counters: &RunCounters, status: &str, wall: Micros) -> Result<()> {
+        if !self.tracked.is_empty() {
+            // A caller's mistake, not the data's: refuse rather than lose those lifetimes.
+            return Err(super::StoreError::Io {
+                path: self.path.clone(),
+                why: format!(
+                    "{} open lifetimes held by the tracker were not handed back",
+                    self.tracked.len()
+                ),
+            });
+        }
         // Lifetimes still open at the end of an import are stored open, as the recorder
         // stores them at every flush; the recorder's young ones move into states.
         if self.hold_open {
@@ -2011,10 +2137,11 @@ fn write_stored(
 const OPEN_COLS: &str = "id, creator_id, state_id, ifname, af, proto, direction,
     w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
     s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af,
-    start_us, last_us, expire, packets0, packets1, bytes0, bytes1, rule, flavor, first_us";
+    start_us, last_us, expire, packets0, packets1, bytes0, bytes1, rule, flavor, first_us,
+    updated_us";
 
 /// A stored open lifetime ([`OPEN_COLS`]) as the tracker holds it, with its row id. Values
-/// are borrowed (28 columns of ~1 M rows, no Vec per address); any missing or mistyped
+/// are borrowed (29 columns of ~1 M rows, no Vec per address); any missing or mistyped
 /// column reads as zero: database content is not trusted, and a wrong value here costs at
 /// most a lifetime's details, not the import.
 fn open_row(r: &rusqlite::Row) -> (i64, OpenState) {
@@ -2075,6 +2202,8 @@ fn open_row(r: &rusqlite::Row) -> (i64, OpenState) {
     let o = OpenState {
         start: get_i(18),
         first_full: get_i(27),
+        // NULL (never updated) reads as 0: any full message is newer.
+        updated: get_i(28),
         last_seen: get_i(19),
         state,
         flavor,
@@ -2553,12 +2682,17 @@ mod tests {
         conn.query_row(sql, [], |r| r.get(0)).expect("count")
     }
 
+    /// The end of a lifetime seen only at its start and end (as the tracker reports it).
     fn end(w: &mut Writer, id: u64, start: Micros, at: Micros) {
         w.push(Event::End {
             state: state(id),
             start,
             end: at,
             reason: EndReason::Delete,
+            first_full: start,
+            updated: start,
+            last_seen: start,
+            flavor: Flavor::OpenBsd,
         });
     }
 
@@ -2585,7 +2719,9 @@ mod tests {
 
     /// A writer as `import` runs it (new lifetimes held until they end); its database path.
     fn importer(dir: &tempfile::TempDir) -> (Writer, String) {
-        writer(dir, "import", "x.pcap")
+        let (mut w, db) = writer(dir, "import", "x.pcap");
+        w.let_tracker_hold();
+        (w, db)
     }
 
     /// A recorder as `record` runs it, new lifetimes young for [`YOUNG_FOR_US`].
@@ -2883,6 +3019,10 @@ mod tests {
             start: t0,
             end: t0 + 40 * S,
             reason: EndReason::Clear,
+            first_full: t0,
+            updated: t0,
+            last_seen: t0 + 30 * S,
+            flavor: Flavor::OpenBsd,
         });
         w.flush(&c).expect("flush");
         assert_eq!(last_us(&w, 2), t0 + 30 * S);
@@ -3025,6 +3165,80 @@ mod tests {
         let rows = "SELECT count(*) FROM sealed_private";
         assert_eq!(count(&conn, rows), 1);
         assert_eq!(h, vec![1, 3]);
+    }
+
+    #[test]
+    fn an_import_stores_its_lifetimes_as_the_tracker_hands_them_over() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut w, db) = importer(&dir);
+        let t0 = 1_700_000_000 * S;
+        let c = RunCounters {
+            first_us: Some(t0),
+            last_us: Some(t0 + 100 * S),
+            ..RunCounters::default()
+        };
+        for id in 1..=3 {
+            open(&mut w, id, t0);
+        }
+        // A touch is the tracker's to merge; the end carries what the tracker made of it
+        // (a touch this writer did not see, at 55 s).
+        touch(&mut w, 1, t0 + 50 * S);
+        w.push(Event::End {
+            state: state(1),
+            start: t0,
+            end: t0 + 60 * S,
+            reason: EndReason::Clear,
+            first_full: t0,
+            updated: t0 + 20 * S,
+            last_seen: t0 + 55 * S,
+            flavor: Flavor::OpenBsd,
+        });
+        // A DEL_C stamped before state 3 began: the tracker keeps it open, the store ends
+        // it at its start.
+        w.push(Event::Orphan {
+            key: StateRef {
+                id: 3,
+                creator_id: 7,
+            },
+            seen: t0 - 5 * S,
+            kind: OrphanKind::DelC,
+        });
+        w.flush(&c).expect("flush");
+        let still = |id: u64| OpenState {
+            state: state(id),
+            start: t0,
+            first_full: t0,
+            updated: t0,
+            last_seen: t0 + 70 * S,
+            flavor: Flavor::OpenBsd,
+        };
+        w.hold_tracked([&still(2), &still(3)]);
+        w.finish(&c, "stopped", 0).expect("finish");
+        let conn = Connection::open(&db).expect("open");
+        let mut got: Vec<(u64, Option<Micros>, Micros)> = lifetimes(&conn)
+            .iter()
+            .map(|l| (l.state_id, l.end, l.last_seen))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (1, Some(t0 + 60 * S), t0 + 55 * S),
+                (2, None, t0 + 70 * S),
+                (3, Some(t0), t0 + 70 * S),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_import_refuses_to_finish_without_the_trackers_open_lifetimes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut w, _) = importer(&dir);
+        open(&mut w, 1, 1_700_000_000 * S);
+        let e = w
+            .finish(&RunCounters::default(), "stopped", 0)
+            .expect_err("one lifetime would be lost");
+        assert!(e.to_string().contains("not handed back"), "{e}");
     }
 
     #[test]
