@@ -82,9 +82,9 @@ pub enum Event {
     Refresh { state: FullState, seen: Micros },
     /// UPD_C or INS_ACK for an open state.
     Touch { key: StateRef, seen: Micros },
-    /// The end of an open state's lifetime.
-    /// It carries all the tracker knew of the lifetime, so that an import's store need
-    /// not hold its own copy of every open state ([`OpenState`] has the same fields).
+    /// The end of an open state's lifetime, with all the tracker knew of it (as
+    /// [`OpenState`]), so that an import's store need not hold its own copy of every open
+    /// state.
     End {
         state: FullState,
         start: Micros,
@@ -255,9 +255,25 @@ impl Tracker {
             // timestamps out of order): the lifetime began earlier than we thought. Keys
             // and start come from the earliest full message, counters from the newest, as
             // the store keeps them.
-            let newest = (o.state.expire, o.state.packets, o.state.bytes, o.state.rule);
+            let o_ = &o.state;
+            let newest = (
+                o_.expire,
+                o_.packets,
+                o_.bytes,
+                o_.timeout,
+                o_.peer_state,
+                o_.rule,
+            );
             o.state = s.clone();
-            (o.state.expire, o.state.packets, o.state.bytes, o.state.rule) = newest;
+            let n = &mut o.state;
+            (
+                n.expire,
+                n.packets,
+                n.bytes,
+                n.timeout,
+                n.peer_state,
+                n.rule,
+            ) = newest;
             o.first_full = ts;
             o.start = start;
             o.flavor = d.flavor;

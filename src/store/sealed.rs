@@ -472,6 +472,8 @@ pub fn write_seal_with(
                     i,
                 },
             });
+            // History finds a host's groups through 72-minute buckets (as states_private),
+            // each pair with the sealed bucket its group is in.
             private.push(HistoryKey {
                 class: c,
                 hb: history_bucket(r.start, c),

@@ -1258,21 +1258,10 @@ impl Writer {
                 last_seen,
                 flavor,
             } => {
-                let mut row = Row {
-                    state,
-                    flavor,
-                    start,
-                    first: first_full,
-                    updated,
-                    last: last_seen,
-                    end: None,
-                    journaled_last: Micros::MIN,
-                };
-                if let Some(t) = self.early_end.remove(&k) {
-                    row.end(t, EndReason::Delete);
-                }
+                let seen = (first_full, updated, last_seen);
+                let mut row = self.tracked_row(k, state, flavor, start, seen);
                 row.end(end, reason);
-                self.ready.push(Box::new(row));
+                self.ready.push(row);
             }
             // A DEL_C stamped before the lifetime began: the tracker keeps the state open,
             // the store ends the lifetime there (the earliest end wins), as for a row it holds.
@@ -1296,26 +1285,40 @@ impl Writer {
             if !self.tracked.remove(&k) {
                 continue;
             }
-            let mut row = Box::new(Row {
-                state: o.state.clone(),
-                flavor: o.flavor,
-                start: o.start,
-                first: o.first_full,
-                updated: o.updated,
-                last: o.last_seen,
-                end: None,
-                journaled_last: Micros::MIN,
-            });
-            match self.early_end.remove(&k) {
-                Some(t) => {
-                    row.end(t, EndReason::Delete);
-                    self.ready.push(row);
-                }
-                None => {
-                    self.held.insert(k, row);
-                }
+            let seen = (o.first_full, o.updated, o.last_seen);
+            let row = self.tracked_row(k, o.state.clone(), o.flavor, o.start, seen);
+            if row.end.is_some() {
+                self.ready.push(row);
+            } else {
+                self.held.insert(k, row);
             }
         }
+    }
+
+    /// The row of a lifetime the tracker held: as it reports it, (first full message,
+    /// newest full message, last seen), ended already if an early DEL_C came for it.
+    fn tracked_row(
+        &mut self,
+        k: StateRef,
+        state: FullState,
+        flavor: Flavor,
+        start: Micros,
+        (first, updated, last): (Micros, Micros, Micros),
+    ) -> Box<Row> {
+        let mut row = Box::new(Row {
+            state,
+            flavor,
+            start,
+            first,
+            updated,
+            last,
+            end: None,
+            journaled_last: Micros::MIN,
+        });
+        if let Some(t) = self.early_end.remove(&k) {
+            row.end(t, EndReason::Delete);
+        }
+        row
     }
 
     /// Whether `e` opens a lifetime the store cannot hold yet: an id above every id stored

@@ -23,16 +23,12 @@ pub struct IfName {
 
 impl IfName {
     pub fn new(s: &str) -> IfName {
-        let mut n = s.len().min(IFNAME_CAP);
-        while !s.is_char_boundary(n) {
-            n -= 1;
-        }
-        let mut bytes = [0u8; IFNAME_CAP];
-        bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
-        IfName {
-            len: n as u8,
-            bytes,
-        }
+        let mut name = IfName {
+            len: 0,
+            bytes: [0; IFNAME_CAP],
+        };
+        name.push(s);
+        name
     }
 
     /// A NUL-padded name as pf sends it. Where `String::from_utf8_lossy` puts a U+FFFD (for
@@ -42,19 +38,22 @@ impl IfName {
         let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
         let mut name = IfName::default();
         for chunk in b[..end].utf8_chunks() {
-            name.push(chunk.valid().as_bytes());
+            name.push(chunk.valid());
             if !chunk.invalid().is_empty() {
-                name.push(b"?");
+                name.push("?");
             }
         }
         name
     }
 
-    /// Append whole UTF-8 (`from_wire`: never more than the wire name held).
-    fn push(&mut self, b: &[u8]) {
+    /// Append what fits of `s`, up to its last whole character that does.
+    fn push(&mut self, s: &str) {
         let at = usize::from(self.len);
-        let n = b.len().min(IFNAME_CAP - at);
-        self.bytes[at..at + n].copy_from_slice(&b[..n]);
+        let mut n = s.len().min(IFNAME_CAP - at);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.bytes[at..at + n].copy_from_slice(&s.as_bytes()[..n]);
         self.len += n as u8;
     }
 
@@ -137,6 +136,9 @@ mod tests {
         // Bytes that are not UTF-8: a `?` for each sequence, around what is.
         assert_eq!(IfName::from_wire(&[0xff; 16]).as_str(), "?".repeat(16));
         assert_eq!(IfName::from_wire(b"em\xff\xfe0\xc3\xa9\xc3"), "em??0é?");
+        // A longer field (no sender's, but the decoder's caller decides): cut on a character.
+        let wide = [b"0123456789abcde".as_slice(), "é".as_bytes()].concat();
+        assert_eq!(IfName::from_wire(&wide), "0123456789abcde");
         let long = "é".repeat(30); // 60 bytes
         let cut = IfName::new(&long);
         assert_eq!(cut.as_str(), "é".repeat(8));
