@@ -2687,14 +2687,26 @@ mod tests {
 
     /// The end of a lifetime seen only at its start and end (as the tracker reports it).
     fn end(w: &mut Writer, id: u64, start: Micros, at: Micros) {
+        end_as(w, id, (start, at), EndReason::Delete, (start, start, start));
+    }
+
+    /// The end of a lifetime as the tracker reports it: (first full message, newest full
+    /// message, last seen).
+    fn end_as(
+        w: &mut Writer,
+        id: u64,
+        (start, end): (Micros, Micros),
+        reason: EndReason,
+        (first_full, updated, last_seen): (Micros, Micros, Micros),
+    ) {
         w.push(Event::End {
             state: state(id),
             start,
-            end: at,
-            reason: EndReason::Delete,
-            first_full: start,
-            updated: start,
-            last_seen: start,
+            end,
+            reason,
+            first_full,
+            updated,
+            last_seen,
             flavor: Flavor::OpenBsd,
         });
     }
@@ -3017,16 +3029,8 @@ mod tests {
 
         // An end writes the latest "last seen" known, even a CLR's (which is no sighting).
         touch(&mut w, 2, t0 + 30 * S);
-        w.push(Event::End {
-            state: state(2),
-            start: t0,
-            end: t0 + 40 * S,
-            reason: EndReason::Clear,
-            first_full: t0,
-            updated: t0,
-            last_seen: t0 + 30 * S,
-            flavor: Flavor::OpenBsd,
-        });
+        let seen = (t0, t0, t0 + 30 * S);
+        end_as(&mut w, 2, (t0, t0 + 40 * S), EndReason::Clear, seen);
         w.flush(&c).expect("flush");
         assert_eq!(last_us(&w, 2), t0 + 30 * S);
 
@@ -3186,16 +3190,8 @@ mod tests {
         // A touch is the tracker's to merge; the end carries what the tracker made of it
         // (a touch this writer did not see, at 55 s).
         touch(&mut w, 1, t0 + 50 * S);
-        w.push(Event::End {
-            state: state(1),
-            start: t0,
-            end: t0 + 60 * S,
-            reason: EndReason::Clear,
-            first_full: t0,
-            updated: t0 + 20 * S,
-            last_seen: t0 + 55 * S,
-            flavor: Flavor::OpenBsd,
-        });
+        let seen = (t0, t0 + 20 * S, t0 + 55 * S);
+        end_as(&mut w, 1, (t0, t0 + 60 * S), EndReason::Clear, seen);
         // A DEL_C stamped before state 3 began: the tracker keeps it open, the store ends
         // it at its start.
         w.push(Event::Orphan {
