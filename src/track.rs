@@ -255,25 +255,14 @@ impl Tracker {
             // timestamps out of order): the lifetime began earlier than we thought. Keys
             // and start come from the earliest full message, counters from the newest, as
             // the store keeps them.
-            let o_ = &o.state;
-            let newest = (
-                o_.expire,
-                o_.packets,
-                o_.bytes,
-                o_.timeout,
-                o_.peer_state,
-                o_.rule,
-            );
-            o.state = s.clone();
+            let newest = std::mem::replace(&mut o.state, s.clone());
             let n = &mut o.state;
-            (
-                n.expire,
-                n.packets,
-                n.bytes,
-                n.timeout,
-                n.peer_state,
-                n.rule,
-            ) = newest;
+            n.expire = newest.expire;
+            n.packets = newest.packets;
+            n.bytes = newest.bytes;
+            n.timeout = newest.timeout;
+            n.peer_state = newest.peer_state;
+            n.rule = newest.rule;
             o.first_full = ts;
             o.start = start;
             o.flavor = d.flavor;
