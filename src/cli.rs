@@ -30,6 +30,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Database size, states, coverage, creators, gaps.
     Stats(StatsArgs),
+    /// Is a recorder writing this database, and is it healthy (exit 0 healthy, 1 degraded).
+    Status(StatusArgs),
     /// Delete lifetimes that ended before a time (retention).
     Prune(PruneArgs),
     /// Load states older than the recorder from `pfctl -ss -vv` output.
@@ -111,6 +113,10 @@ pub struct RecordArgs {
     pub snapshot: bool,
     #[command(flatten)]
     pub cache: CacheArg,
+    /// Warn in the log when no pfsync packet has arrived for this long (a firewall down, a
+    /// cable out, pfsync0 without its syncdev), and say when traffic resumes.
+    #[arg(long, value_name = "DUR", default_value = "5m", value_parser = duration_arg)]
+    pub silent_after: i64,
     /// Parse and resolve the arguments, print them, and exit 0 without capturing (used by
     /// the examples' test).
     #[arg(long, hide = true)]
@@ -248,6 +254,34 @@ pub struct StatsArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
+    /// Prometheus text exposition format (node_exporter's textfile collector).
+    Prometheus,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+    /// Degraded when the newest pfsync packet is older than this (90s, 5m, 1h).
+    #[arg(long, value_name = "DUR", default_value = "5m", value_parser = duration_arg)]
+    pub silent_after: i64,
+}
+
+/// A duration argument (`90s`, `5m`, `1h30m`, plain seconds), in microseconds.
+fn duration_arg(s: &str) -> Result<i64, String> {
+    match crate::time::parse_duration(s) {
+        Ok(us) if us > 0 => Ok(us),
+        Ok(_) => Err("must be longer than zero".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -104,6 +104,7 @@ impl<'l> Committer<'l> {
 
     pub fn set_live(&mut self) {
         self.live = true;
+        self.writer.set_live();
     }
 
     /// Events from the decoding side that waited since `since`; flushes a full batch.

@@ -172,6 +172,11 @@ impl<'l> Ingest<'l> {
         self.counters.messages = self.stats.message_total();
         self.counters.decode_errors = self.stats.error_total();
         self.counters.skipped = self.stats.not_pfsync + self.stats.untrusted_packets;
+        self.counters.opened = self.tracker.stats.opened;
+        self.counters.open_states = self.open_count();
+        if apply {
+            self.counters.last_packet_us = Some(f.ts_us);
+        }
         if !self.live {
             self.counters.first_us = self.stats.first_us;
             self.counters.last_us = self.stats.last_us;

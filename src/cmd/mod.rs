@@ -8,6 +8,7 @@ pub mod man;
 pub mod migrate;
 pub mod query;
 pub mod record;
+pub mod status;
 
 use crate::cli::Command;
 
@@ -24,6 +25,7 @@ pub fn run(c: Command) -> anyhow::Result<u8> {
         Command::Who(a) => query::who(a),
         Command::History(a) => query::history(a),
         Command::Stats(a) => query::stats(a),
+        Command::Status(a) => status::run(a),
         Command::Prune(a) => query::prune(a),
         Command::ImportPfctl(a) => import_pfctl::run(a),
         Command::Export(a) => export::run(a),

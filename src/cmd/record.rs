@@ -6,6 +6,7 @@ use crate::ingest::Ingest;
 use crate::source::live::{Captured, Live};
 use crate::store::writer::RunInfo;
 use crate::syslog::{Facility, Logger};
+use crate::time::format_duration;
 use anyhow::Context;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -81,6 +82,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
         let committing = ing.commit_on(scope).context("starting the commit thread")?;
         let mut dropped_seen: u64 = 0;
         let mut stopping = false;
+        let mut silence = Silence::new(a.silent_after);
         loop {
             if !stopping && term.load(Ordering::Relaxed) {
                 // Stop capturing, then decode and store what was already captured.
@@ -93,7 +95,16 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
             }
             match frames.recv_timeout(TICK) {
                 // Write errors are the commit thread's to log and retry.
-                Ok(Captured::Frame(f)) => ing.frame(&f)?,
+                Ok(Captured::Frame(f)) => {
+                    if let Some(quiet) = silence.heard() {
+                        log.info(&format!(
+                            "pfsync traffic on {} resumed after {}",
+                            a.iface,
+                            format_duration(quiet)
+                        ));
+                    }
+                    ing.frame(&f)?
+                }
                 Ok(Captured::Stats(s)) => {
                     let dropped = s.dropped as u64 + s.if_dropped as u64;
                     if dropped > dropped_seen {
@@ -120,7 +131,15 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
                     stop.store(true, Ordering::Relaxed);
                     stopping = true;
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(quiet) = silence.check() {
+                        log.warn(&format!(
+                            "no pfsync traffic on {} for {}: is the firewall up, is the cable in, does pfsync have its syncdev? (a quiet link is not a gap; drops are)",
+                            a.iface,
+                            format_duration(quiet)
+                        ));
+                    }
+                }
                 // The capture thread ended and everything it sent is handled.
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
@@ -148,4 +167,39 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
         return Ok(2);
     }
     Ok(if status == "failed" { 2 } else { 0 })
+}
+
+/// Silence on the sync link: told once when it passes the limit, and once when it ends.
+/// A quiet link is not blindness (a firewall with no traffic sends nothing), so it is only
+/// logged, never recorded as a gap.
+struct Silence {
+    limit: Duration,
+    heard: std::time::Instant,
+    said: bool,
+}
+
+impl Silence {
+    fn new(limit_us: i64) -> Silence {
+        Silence {
+            limit: Duration::from_micros(limit_us.max(0) as u64),
+            heard: std::time::Instant::now(),
+            said: false,
+        }
+    }
+
+    /// A frame arrived: the length of the silence it ends, if that was told.
+    fn heard(&mut self) -> Option<i64> {
+        let quiet = self.heard.elapsed();
+        self.heard = std::time::Instant::now();
+        std::mem::take(&mut self.said).then_some(quiet.as_micros() as i64)
+    }
+
+    /// No frame yet: the silence so far, the first time it passes the limit.
+    fn check(&mut self) -> Option<i64> {
+        let quiet = self.heard.elapsed();
+        (!self.said && quiet >= self.limit).then(|| {
+            self.said = true;
+            quiet.as_micros() as i64
+        })
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod compact;
 pub mod export;
+pub mod health;
 pub mod pack;
 pub mod query;
 pub mod sealed;
@@ -45,6 +46,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0007_spots",
         include_str!("../../migrations/0007_spots.sql"),
+    ),
+    (
+        "0008_health",
+        include_str!("../../migrations/0008_health.sql"),
     ),
 ];
 

@@ -99,10 +99,17 @@ pub struct RunCounters {
     pub drops: u64,
     pub decode_errors: u64,
     pub skipped: u64,
+    /// Lifetimes seen to begin, and open now (for `status`).
+    pub opened: u64,
+    pub open_states: u64,
+    /// Capture time of the newest pfsync frame.
+    pub last_packet_us: Option<Micros>,
 }
 
 pub struct Writer {
     conn: Connection,
+    /// A live recorder: each flush also writes the minute's `health` row (`status`).
+    health: bool,
     path: String,
     run_id: i64,
     /// Events to apply by the next flush (new lifetimes are in `held` instead).
@@ -846,16 +853,25 @@ impl Writer {
             match existing {
                 Some(id) => {
                     conn.execute(
-                        "UPDATE runs SET status = 'running', started_wall = ?2, stopped_wall = NULL WHERE id = ?1",
-                        params![id, run.started_wall],
+                        "UPDATE runs SET status = 'running', started_wall = ?2, stopped_wall = NULL,
+                                         pid = ?3, version = ?4 WHERE id = ?1",
+                        params![id, run.started_wall, std::process::id(), env!("CARGO_PKG_VERSION")],
                     )
                     .map_err(sq(path))?;
                     id
                 }
                 None => {
                     conn.execute(
-                        "INSERT INTO runs (kind, source, fingerprint, started_wall, status) VALUES (?1, ?2, ?3, ?4, 'running')",
-                        params![run.kind, run.source, run.fingerprint, run.started_wall],
+                        "INSERT INTO runs (kind, source, fingerprint, started_wall, status, pid, version)
+                         VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6)",
+                        params![
+                            run.kind,
+                            run.source,
+                            run.fingerprint,
+                            run.started_wall,
+                            std::process::id(),
+                            env!("CARGO_PKG_VERSION")
+                        ],
                     )
                     .map_err(sq(path))?;
                     conn.last_insert_rowid()
@@ -878,6 +894,7 @@ impl Writer {
             met_old: HashMap::default(),
             last_clear: HashMap::default(),
             hold_open: run.kind == "import",
+            health: false,
             held: StateMap::default(),
             tracker_holds: false,
             tracked: StateSet::default(),
@@ -1805,6 +1822,9 @@ impl Writer {
             counters.decode_errors as i64,
             counters.skipped as i64
         ])?;
+        if self.health {
+            super::health::sample(&tx, self.run_id, counters)?;
+        }
         tx.commit()?;
         Ok(journal)
     }
@@ -1859,6 +1879,11 @@ impl Writer {
             .conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         Ok(())
+    }
+
+    /// A live recorder's writer: every flush records the run's health (`status`).
+    pub fn set_live(&mut self) {
+        self.health = true;
     }
 
     /// The page cache of the writer's connection, MiB.
