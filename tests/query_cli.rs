@@ -404,3 +404,81 @@ fn who_answers_while_an_import_writes() {
     }
     assert!(writer.wait().expect("import").success());
 }
+
+/// A batch answer carries the coverage facts of a single one: the stderr warning, a
+/// coverage column in CSV (after the older columns), a coverage object in JSON; json-report
+/// is honoured and the default format prints tables.
+#[test]
+fn batch_answers_say_when_the_recorder_was_blind() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = imported(tmp.path());
+    let batch = tmp.path().join("complaints.csv");
+    std::fs::write(
+        &batch,
+        "ip,port,time\n203.0.113.10,50028,2024-01-01T00:00:00Z\n203.0.113.10,50028,2025-03-14T09:01:30Z\n",
+    )
+    .expect("write batch");
+    let batch = batch.display().to_string();
+    let ask = |format: &str| run(&["who", "--db", &db, "--batch", &batch, "--format", format]);
+
+    let csv = ask("csv");
+    assert_eq!(csv.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&csv.stderr);
+    assert!(
+        err.contains("line 2") && err.contains("no recorder was watching"),
+        "the blind line is warned about: {err:?}"
+    );
+    assert!(!err.contains("line 3"), "the watched line is not: {err:?}");
+    let text = String::from_utf8_lossy(&csv.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    assert!(
+        header.starts_with(
+            "query_ip,query_port,query_time,query_window,query_remote,matches,private_ip,"
+        ),
+        "older columns first, in order: {header}"
+    );
+    assert!(header.ends_with(",coverage,coverage_detail"), "{header}");
+    let blind = lines.next().unwrap_or("");
+    assert!(
+        blind.starts_with("203.0.113.10,50028,2024-01-01T00:00:00Z,,,0,")
+            && blind.contains(",incomplete,no recorder was watching"),
+        "{blind}"
+    );
+    for l in lines {
+        assert!(l.ends_with(",complete,"), "a watched answer: {l}");
+    }
+
+    let json = ask("json");
+    let answers: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0]["coverage"]["complete"], false);
+    assert_eq!(answers[1]["coverage"]["complete"], true);
+    assert!(String::from_utf8_lossy(&json.stderr).contains("no recorder was watching"));
+
+    let report = ask("json-report");
+    let answers: Vec<serde_json::Value> = String::from_utf8_lossy(&report.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a json-report line"))
+        .collect();
+    assert_eq!(answers.len(), 2, "one report per complaint");
+    assert_eq!(answers[0]["query"]["line"], 2);
+    assert_eq!(answers[0]["query"]["port"], 50028);
+    assert_eq!(answers[0]["coverage"]["complete"], false);
+    assert_eq!(answers[0]["matches"].as_array().map(|a| a.len()), Some(0));
+    assert_eq!(answers[1]["coverage"]["complete"], true);
+    assert!(answers[1]["matches"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
+
+    let table = run(&["who", "--db", &db, "--batch", &batch]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(!text.contains("query_ip"), "a table, not CSV: {text}");
+    assert!(text.contains("192.168.1.17:8950"), "{text}");
+    assert!(text.contains("no state matched"), "{text}");
+    assert!(text.contains("coverage: incomplete"), "{text}");
+    assert!(text.contains("coverage: complete"), "{text}");
+}
