@@ -482,3 +482,134 @@ fn batch_answers_say_when_the_recorder_was_blind() {
     assert!(text.contains("coverage: incomplete"), "{text}");
     assert!(text.contains("coverage: complete"), "{text}");
 }
+
+/// `--port -1` is a port out of range, not an unknown option.
+#[test]
+fn a_negative_port_is_out_of_range() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = imported(tmp.path());
+    for args in [
+        vec![
+            "who",
+            "--db",
+            &db,
+            "--ip",
+            "203.0.113.10",
+            "--port",
+            "-1",
+            "--at",
+            "2025-03-14T09:01:30Z",
+        ],
+        vec![
+            "history",
+            "--db",
+            &db,
+            "--host",
+            "192.168.1.17",
+            "--port",
+            "-1",
+        ],
+    ] {
+        let out = run(&args);
+        assert_one_line_error(&out, "-1", "negative port");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("0-65535") && !err.contains("unexpected argument"),
+            "{err}"
+        );
+    }
+}
+
+/// `history --proto` and `--remote` keep only the matching states, as `who`'s do.
+#[test]
+fn history_filters_by_protocol_and_remote() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = imported(tmp.path());
+    let rows = |extra: &[&str]| -> Vec<Vec<String>> {
+        let mut args = vec![
+            "history",
+            "--db",
+            &db,
+            "--host",
+            "192.168.1.17",
+            "--format",
+            "csv",
+        ];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(
+            out.status.code() == Some(0) || out.status.code() == Some(1),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect()
+    };
+    let all = rows(&[]);
+    // Columns: remote_ip 4, remote_port 5, proto 6.
+    let tcp = rows(&["--proto", "tcp"]);
+    let udp = rows(&["--proto", "udp"]);
+    assert!(
+        !tcp.is_empty() && !udp.is_empty(),
+        "the host has both: {all:?}"
+    );
+    assert!(tcp.iter().all(|r| r[6] == "tcp"), "{tcp:?}");
+    assert!(udp.iter().all(|r| r[6] == "udp"), "{udp:?}");
+    assert_eq!(
+        tcp.len(),
+        all.iter().filter(|r| r[6] == "tcp").count(),
+        "every tcp state kept"
+    );
+    let peer = rows(&["--remote", "198.51.100.31"]);
+    assert!(!peer.is_empty());
+    assert!(peer.iter().all(|r| r[4] == "198.51.100.31"), "{peer:?}");
+    let peer_port = rows(&["--remote", "198.51.100.31:5222"]);
+    assert!(!peer_port.is_empty());
+    assert!(
+        peer_port
+            .iter()
+            .all(|r| r[4] == "198.51.100.31" && r[5] == "5222"),
+        "{peer_port:?}"
+    );
+    assert!(rows(&["--remote", "198.51.100.31:1"]).is_empty());
+    assert_one_line_error(
+        &run(&[
+            "history",
+            "--db",
+            &db,
+            "--host",
+            "192.168.1.17",
+            "--proto",
+            "bogus",
+        ]),
+        "bogus",
+        "history: unknown protocol",
+    );
+    assert_one_line_error(
+        &run(&[
+            "history",
+            "--db",
+            &db,
+            "--host",
+            "192.168.1.17",
+            "--remote",
+            "1.2.3",
+        ]),
+        "1.2.3",
+        "history: bad remote",
+    );
+    let help = String::from_utf8_lossy(&run(&["history", "-h"]).stdout).to_string();
+    for opt in ["--from <TIME>", "--to <TIME>", "--proto", "--remote"] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(opt))
+            .unwrap_or_else(|| panic!("{opt} in history --help: {help}"));
+        assert!(
+            line.trim_start().len() > opt.len() + 12,
+            "{opt} has a help text: {line:?}"
+        );
+    }
+}

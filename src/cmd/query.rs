@@ -21,9 +21,13 @@ pub fn parse_ip(s: &str) -> anyhow::Result<IpAddr> {
 }
 
 pub fn parse_port(s: &str) -> anyhow::Result<u16> {
-    s.trim()
-        .parse()
-        .map_err(|_| anyhow!("invalid port \"{s}\": expected a number from 0 to 65535"))
+    s.trim().parse().map_err(|_| {
+        if s.trim().parse::<i128>().is_ok() {
+            anyhow!("invalid port \"{s}\": out of range 0-65535")
+        } else {
+            anyhow!("invalid port \"{s}\": expected a number from 0 to 65535")
+        }
+    })
 }
 
 /// `IP`, `IP:PORT`, `[IPv6]:PORT`.
@@ -396,17 +400,24 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<u8> {
         bail!("--from is after --to");
     }
     let port = a.port.as_deref().map(parse_port).transpose()?;
+    let filter = who_filter(a.proto.as_deref(), a.remote.as_deref())?;
     let db = a.db.path();
     let conn = store::open_ro(&db)?;
-    let rows = query::history(&conn, &lo, &hi, from, to, port)
+    let mut rows = query::history(&conn, &lo, &hi, from, to, port)
         .with_context(|| format!("querying {db}"))?;
+    // Filtered on the rows the host query already read: one SQL shape for history.
+    rows.retain(|l| {
+        filter.proto.is_none_or(|p| l.proto == p)
+            && filter.remote_ip.is_none_or(|ip| l.remote_ip == ip)
+            && filter.remote_port.is_none_or(|p| l.remote_port == p)
+    });
     let cov = if from > i64::MIN && to < i64::MAX {
         query::coverage(&conn, from, to)?
     } else {
         query::Coverage::default()
     };
     warn_coverage(&cov);
-    let q = json!({"host": a.host, "from": a.from, "to": a.to});
+    let q = json!({"host": a.host, "from": a.from, "to": a.to, "port": port, "proto": a.proto, "remote": a.remote});
     print_rows(
         &mut super::out::stdout(),
         &rows,
