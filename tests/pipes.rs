@@ -171,3 +171,32 @@ fn a_failing_stdout_gives_one_line_and_exit_2() {
         );
     }
 }
+
+/// The progress bar is for a terminal: with stderr a pipe, import prints its summary line
+/// per capture and nothing else (no bar, no carriage returns, no escapes).
+#[test]
+fn import_on_a_pipe_shows_no_progress() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = tmp.path().join("i.db").display().to_string();
+    let caps = [
+        fixture("all-features-l5-ether.pcap").display().to_string(),
+        fixture("nat-outbound-l3-dlt246.pcap").display().to_string(),
+    ];
+    let out = Command::new(bin())
+        .args(["import", "--db", &db, &caps[0], &caps[1]])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run import");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(out.stdout.is_empty());
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "one summary line per capture: {err:?}");
+    for (l, cap) in lines.iter().zip(&caps) {
+        assert!(l.starts_with(&format!("{cap}: ")), "{l}");
+    }
+    assert!(
+        !err.contains('\r') && !err.contains('\x1b') && !err.contains("ETA"),
+        "{err:?}"
+    );
+}
