@@ -186,7 +186,10 @@ pub struct TzArg {
     pub tz: Option<String>,
 }
 
+// Negative numbers are values here, so that `--port -1` is told it is out of range rather
+// than taken for an unknown option.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct WhoArgs {
     #[command(flatten)]
     pub db: DbArg,
@@ -228,19 +231,29 @@ pub struct WhoArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct HistoryArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// Inside host address, or a prefix (192.168.1.0/24, 2001:db8:1:2::/64).
     #[arg(long, value_name = "IP|CIDR")]
     pub host: String,
-    #[arg(long, value_name = "TIME")]
+    /// Start of the range: states whose lifetime overlaps it are listed. RFC 3339,
+    /// "YYYY-MM-DD HH:MM:SS" (local), or @EPOCH [default: no lower bound].
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub from: Option<String>,
-    #[arg(long, value_name = "TIME")]
+    /// End of the range (inclusive), in the same forms as --from [default: no upper bound].
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub to: Option<String>,
     /// Only states with this private port.
     #[arg(long, value_name = "P")]
     pub port: Option<String>,
+    /// Only this protocol: tcp, udp, icmp, ipv6-icmp, or a number.
+    #[arg(long, value_name = "P")]
+    pub proto: Option<String>,
+    /// Only states with this remote peer: IP or IP:PORT ([v6]:port), as for `who`.
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub remote: Option<String>,
     #[arg(long, value_enum, default_value_t = OutFormat::Table)]
     pub format: OutFormat,
     #[command(flatten)]

@@ -41,7 +41,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match pfstatelog::cmd::run(cli.command) {
+    let result = pfstatelog::cmd::run(cli.command);
+    // Standard output failing decides, whatever error it became on its way up: a reader
+    // that went away (`| head -1`) wanted no more, which is no error; anything else (a full
+    // disk) is one line and exit 2.
+    if let Some((kind, why)) = pfstatelog::cmd::out::failure() {
+        if kind == std::io::ErrorKind::BrokenPipe {
+            return ExitCode::from(0);
+        }
+        eprintln!("pfstatelog: cannot write to standard output: {why}");
+        return ExitCode::from(2);
+    }
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("pfstatelog: {}", one_line(&e));

@@ -404,3 +404,212 @@ fn who_answers_while_an_import_writes() {
     }
     assert!(writer.wait().expect("import").success());
 }
+
+/// A batch answer carries the coverage facts of a single one: the stderr warning, a
+/// coverage column in CSV (after the older columns), a coverage object in JSON; json-report
+/// is honoured and the default format prints tables.
+#[test]
+fn batch_answers_say_when_the_recorder_was_blind() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = imported(tmp.path());
+    let batch = tmp.path().join("complaints.csv");
+    std::fs::write(
+        &batch,
+        "ip,port,time\n203.0.113.10,50028,2024-01-01T00:00:00Z\n203.0.113.10,50028,2025-03-14T09:01:30Z\n",
+    )
+    .expect("write batch");
+    let batch = batch.display().to_string();
+    let ask = |format: &str| run(&["who", "--db", &db, "--batch", &batch, "--format", format]);
+
+    let csv = ask("csv");
+    assert_eq!(csv.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&csv.stderr);
+    assert!(
+        err.contains("line 2") && err.contains("no recorder was watching"),
+        "the blind line is warned about: {err:?}"
+    );
+    assert!(!err.contains("line 3"), "the watched line is not: {err:?}");
+    let text = String::from_utf8_lossy(&csv.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    assert!(
+        header.starts_with(
+            "query_ip,query_port,query_time,query_window,query_remote,matches,private_ip,"
+        ),
+        "older columns first, in order: {header}"
+    );
+    assert!(header.ends_with(",coverage,coverage_detail"), "{header}");
+    let blind = lines.next().unwrap_or("");
+    assert!(
+        blind.starts_with("203.0.113.10,50028,2024-01-01T00:00:00Z,,,0,")
+            && blind.contains(",incomplete,no recorder was watching"),
+        "{blind}"
+    );
+    for l in lines {
+        assert!(l.ends_with(",complete,"), "a watched answer: {l}");
+    }
+
+    let json = ask("json");
+    let answers: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0]["coverage"]["complete"], false);
+    assert_eq!(answers[1]["coverage"]["complete"], true);
+    assert!(String::from_utf8_lossy(&json.stderr).contains("no recorder was watching"));
+
+    let report = ask("json-report");
+    let answers: Vec<serde_json::Value> = String::from_utf8_lossy(&report.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a json-report line"))
+        .collect();
+    assert_eq!(answers.len(), 2, "one report per complaint");
+    assert_eq!(answers[0]["query"]["line"], 2);
+    assert_eq!(answers[0]["query"]["port"], 50028);
+    assert_eq!(answers[0]["coverage"]["complete"], false);
+    assert_eq!(answers[0]["matches"].as_array().map(|a| a.len()), Some(0));
+    assert_eq!(answers[1]["coverage"]["complete"], true);
+    assert!(answers[1]["matches"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
+
+    let table = run(&["who", "--db", &db, "--batch", &batch]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(!text.contains("query_ip"), "a table, not CSV: {text}");
+    assert!(text.contains("192.168.1.17:8950"), "{text}");
+    assert!(text.contains("no state matched"), "{text}");
+    assert!(text.contains("coverage: incomplete"), "{text}");
+    assert!(text.contains("coverage: complete"), "{text}");
+}
+
+/// `--port -1` is a port out of range, not an unknown option.
+#[test]
+fn a_negative_port_is_out_of_range() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = imported(tmp.path());
+    for args in [
+        vec![
+            "who",
+            "--db",
+            &db,
+            "--ip",
+            "203.0.113.10",
+            "--port",
+            "-1",
+            "--at",
+            "2025-03-14T09:01:30Z",
+        ],
+        vec![
+            "history",
+            "--db",
+            &db,
+            "--host",
+            "192.168.1.17",
+            "--port",
+            "-1",
+        ],
+    ] {
+        let out = run(&args);
+        assert_one_line_error(&out, "-1", "negative port");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("0-65535") && !err.contains("unexpected argument"),
+            "{err}"
+        );
+    }
+}
+
+/// `history --proto` and `--remote` keep only the matching states, as `who`'s do.
+#[test]
+fn history_filters_by_protocol_and_remote() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = imported(tmp.path());
+    let rows = |extra: &[&str]| -> Vec<Vec<String>> {
+        let mut args = vec![
+            "history",
+            "--db",
+            &db,
+            "--host",
+            "192.168.1.17",
+            "--format",
+            "csv",
+        ];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(
+            out.status.code() == Some(0) || out.status.code() == Some(1),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect()
+    };
+    let all = rows(&[]);
+    // Columns: remote_ip 4, remote_port 5, proto 6.
+    let tcp = rows(&["--proto", "tcp"]);
+    let udp = rows(&["--proto", "udp"]);
+    assert!(
+        !tcp.is_empty() && !udp.is_empty(),
+        "the host has both: {all:?}"
+    );
+    assert!(tcp.iter().all(|r| r[6] == "tcp"), "{tcp:?}");
+    assert!(udp.iter().all(|r| r[6] == "udp"), "{udp:?}");
+    assert_eq!(
+        tcp.len(),
+        all.iter().filter(|r| r[6] == "tcp").count(),
+        "every tcp state kept"
+    );
+    let peer = rows(&["--remote", "198.51.100.31"]);
+    assert!(!peer.is_empty());
+    assert!(peer.iter().all(|r| r[4] == "198.51.100.31"), "{peer:?}");
+    let peer_port = rows(&["--remote", "198.51.100.31:5222"]);
+    assert!(!peer_port.is_empty());
+    assert!(
+        peer_port
+            .iter()
+            .all(|r| r[4] == "198.51.100.31" && r[5] == "5222"),
+        "{peer_port:?}"
+    );
+    assert!(rows(&["--remote", "198.51.100.31:1"]).is_empty());
+    assert_one_line_error(
+        &run(&[
+            "history",
+            "--db",
+            &db,
+            "--host",
+            "192.168.1.17",
+            "--proto",
+            "bogus",
+        ]),
+        "bogus",
+        "history: unknown protocol",
+    );
+    assert_one_line_error(
+        &run(&[
+            "history",
+            "--db",
+            &db,
+            "--host",
+            "192.168.1.17",
+            "--remote",
+            "1.2.3",
+        ]),
+        "1.2.3",
+        "history: bad remote",
+    );
+    let help = String::from_utf8_lossy(&run(&["history", "-h"]).stdout).to_string();
+    for opt in ["--from <TIME>", "--to <TIME>", "--proto", "--remote"] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(opt))
+            .unwrap_or_else(|| panic!("{opt} in history --help: {help}"));
+        assert!(
+            line.trim_start().len() > opt.len() + 12,
+            "{opt} has a help text: {line:?}"
+        );
+    }
+}

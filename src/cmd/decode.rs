@@ -7,28 +7,25 @@ use crate::source::file::CaptureFile;
 use crate::source::live::{Live, Next};
 use crate::source::Frame;
 use anyhow::Context;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub fn run(a: DecodeArgs) -> anyhow::Result<u8> {
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
+    let mut out = super::out::stdout();
     let mut stats = DecodeStats::default();
     let limit = a.count.unwrap_or(u64::MAX);
     let format = a.format;
-    let show = |f: &Frame,
-                stats: &mut DecodeStats,
-                out: &mut BufWriter<std::io::StdoutLock>|
-     -> std::io::Result<()> {
-        let o = decode_frame(f);
-        stats.count(f, &o);
-        let n = stats.frames;
-        match format {
-            DecodeFormat::Text => decode::text(out, n, f, &o),
-            DecodeFormat::Json => decode::json(out, n, f, &o),
-        }
-    };
+    let show =
+        |f: &Frame, stats: &mut DecodeStats, out: &mut super::out::Out| -> std::io::Result<()> {
+            let o = decode_frame(f);
+            stats.count(f, &o);
+            let n = stats.frames;
+            match format {
+                DecodeFormat::Text => decode::text(out, n, f, &o),
+                DecodeFormat::Json => decode::json(out, n, f, &o),
+            }
+        };
     let mut read_error = None;
     if let Some(iface) = &a.iface {
         let stop = Arc::new(AtomicBool::new(false));

@@ -13,7 +13,7 @@ use crate::store::{self, export, query};
 use crate::time::{format_rfc3339, parse_time, Zone};
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 
 pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
     let zin = match &a.tz.tz {
@@ -46,8 +46,7 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
             "coverage": cov_json,
         }
     });
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let mut out = super::out::stdout();
     let walked = match a.format {
         ExportFormat::Json => {
             writeln!(out, "{header}")?;

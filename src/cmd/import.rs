@@ -8,6 +8,8 @@ use crate::store::writer::RunInfo;
 use crate::syslog::Logger;
 use anyhow::Context;
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
@@ -17,8 +19,14 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
     for path in &a.captures {
         let path_s = path.display().to_string();
         let t0 = Instant::now();
-        let cap = CaptureFile::open(&path_s)?;
-        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let read = Arc::new(AtomicU64::new(0));
+        let cap = CaptureFile::open_counted(&path_s, Some(read.clone()))?;
+        let meta = std::fs::metadata(path).ok();
+        let size = meta.as_ref().map_or(0, |m| m.len());
+        // A regular file's size is known: a bar with an ETA; a pipe or FIFO gets a spinner.
+        let known = meta
+            .as_ref()
+            .is_some_and(|m| m.is_file() && m.len() > 0 && path_s != "-");
         let canon = std::fs::canonicalize(path)
             .map(|p| p.display().to_string())
             .unwrap_or(path_s.clone());
@@ -32,7 +40,7 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
         let mut ing =
             Ingest::open(&db, &run, &log).with_context(|| format!("importing {path_s}"))?;
         ing.set_cache_mib(a.cache.mib)?;
-        let bar = progress(&path_s);
+        let bar = progress(&path_s, known.then_some(size));
         // Frames are read on their own thread so that a slow source (a pipe from tcpdump)
         // still gets its data flushed within a second.
         let queue = std::sync::Arc::new(Handover::new(1024));
@@ -61,12 +69,14 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
                 ing.frame(&f)
                     .with_context(|| format!("importing {path_s}: writing {db}"))?;
                 n += 1;
-                if n % 1024 == 0 {
-                    if let Some(b) = &bar {
-                        b.set_position(n);
-                        b.set_message(format!("{} states", ing.tracker.stats.opened));
-                    }
-                }
+            }
+            if let Some(b) = &bar {
+                b.set_position(if known {
+                    read.load(Ordering::Relaxed)
+                } else {
+                    n
+                });
+                b.set_message(format!("{} states", ing.tracker.stats.opened));
             }
             ing.tick()
                 .with_context(|| format!("importing {path_s}: writing {db}"))?;
@@ -111,18 +121,39 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
     Ok(if failed { 2 } else { 0 })
 }
 
-fn progress(path: &str) -> Option<indicatif::ProgressBar> {
+/// On a terminal only: a bar (bytes read, rate, ETA) when the size is known, else a
+/// spinner; nothing on a pipe or file, where it would only be noise in a log.
+fn progress(path: &str, size: Option<u64>) -> Option<indicatif::ProgressBar> {
+    use indicatif::{ProgressBar, ProgressStyle};
     if !std::io::stderr().is_terminal() {
         return None;
     }
-    let b = indicatif::ProgressBar::new_spinner();
-    b.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {prefix} {pos} frames, {msg} [{elapsed}]",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    b.set_prefix(path.to_string());
+    let b = match size {
+        Some(total) => {
+            let b = ProgressBar::new(total);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:20}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+                )
+                .map(|s| s.progress_chars("=> "))
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b
+        }
+        None => {
+            let b = ProgressBar::new_spinner();
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} {pos} frames, {msg} [{elapsed}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b
+        }
+    };
+    // The file name only: the whole line must fit a terminal's width.
+    let name = std::path::Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned());
+    b.set_prefix(name);
     b.enable_steady_tick(std::time::Duration::from_millis(200));
     Some(b)
 }

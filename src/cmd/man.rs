@@ -263,7 +263,7 @@ pub fn man(a: ManArgs) -> anyhow::Result<u8> {
     let page = main_page()?;
     match &a.out {
         None => {
-            let mut out = std::io::stdout().lock();
+            let mut out = super::out::stdout();
             out.write_all(page.as_bytes())?;
             out.flush()?;
         }
@@ -297,7 +297,7 @@ pub fn completions(a: CompletionsArgs) -> anyhow::Result<u8> {
     // Into memory first: clap_complete panics on a write error (a closed pipe).
     let mut buf = Vec::new();
     generate(shell, &mut cmd, "pfstatelog", &mut buf);
-    let mut out = std::io::stdout().lock();
+    let mut out = super::out::stdout();
     out.write_all(&buf)?;
     out.flush()?;
     Ok(0)
@@ -333,7 +333,7 @@ pub fn check_record_args(a: RecordArgs) -> anyhow::Result<u8> {
         dead.compile(&filter, true)
             .map_err(|e| anyhow!("--filter \"{filter}\": {e}"))?;
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = super::out::stdout();
     writeln!(out, "interface: {}", a.iface)?;
     writeln!(out, "database: {db}")?;
     writeln!(out, "user: {}", a.user.as_deref().unwrap_or("-"))?;
@@ -364,5 +364,6 @@ pub fn check_record_args(a: RecordArgs) -> anyhow::Result<u8> {
     writeln!(out, "snapshot: {}", if a.snapshot { "yes" } else { "no" })?;
     writeln!(out, "cache: {} MiB", a.cache.mib)?;
     writeln!(out, "verbose: {}", if a.verbose { "yes" } else { "no" })?;
+    out.flush()?;
     Ok(0)
 }

@@ -6,6 +6,7 @@ pub mod import;
 pub mod import_pfctl;
 pub mod man;
 pub mod migrate;
+pub mod out;
 pub mod query;
 pub mod record;
 pub mod status;

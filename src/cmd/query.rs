@@ -7,7 +7,7 @@ use crate::report::table::{
 };
 use crate::store::query::{self, Lifetime, WhoFilter};
 use crate::store::{self};
-use crate::time::{format_rfc3339, parse_duration, parse_time, Zone};
+use crate::time::{format_duration, format_in, format_rfc3339, parse_duration, parse_time, Zone};
 use crate::track::Micros;
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
@@ -21,9 +21,13 @@ pub fn parse_ip(s: &str) -> anyhow::Result<IpAddr> {
 }
 
 pub fn parse_port(s: &str) -> anyhow::Result<u16> {
-    s.trim()
-        .parse()
-        .map_err(|_| anyhow!("invalid port \"{s}\": expected a number from 0 to 65535"))
+    s.trim().parse().map_err(|_| {
+        if s.trim().parse::<i128>().is_ok() {
+            anyhow!("invalid port \"{s}\": out of range 0-65535")
+        } else {
+            anyhow!("invalid port \"{s}\": expected a number from 0 to 65535")
+        }
+    })
 }
 
 /// `IP`, `IP:PORT`, `[IPv6]:PORT`.
@@ -91,6 +95,7 @@ fn zones(tz: &TzArg) -> anyhow::Result<(Zone, Zone)> {
 }
 
 fn print_rows(
+    out: &mut super::out::Out,
     rows: &[Lifetime],
     format: OutFormat,
     zone: &Zone,
@@ -98,8 +103,6 @@ fn print_rows(
     cov: &query::Coverage,
     q: serde_json::Value,
 ) -> anyhow::Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     match format {
         OutFormat::Json => {
             let v: Vec<_> = rows.iter().map(lifetime_json).collect();
@@ -114,7 +117,7 @@ fn print_rows(
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         }
         OutFormat::Csv => {
-            let mut w = csv::Writer::from_writer(out);
+            let mut w = csv::Writer::from_writer(&mut *out);
             w.write_record(CSV_FIELDS)?;
             for l in rows {
                 w.write_record(csv_record(l))?;
@@ -129,6 +132,7 @@ fn print_rows(
             }
         }
     }
+    out.flush()?;
     Ok(())
 }
 
@@ -141,7 +145,7 @@ fn warn_coverage(cov: &query::Coverage) {
 pub fn who(a: WhoArgs) -> anyhow::Result<u8> {
     let (zin, zout) = zones(&a.tz)?;
     if let Some(batch) = &a.batch {
-        return who_batch(&a, batch, &zin);
+        return who_batch(&a, batch, &zin, &zout);
     }
     let (Some(ip), Some(port), Some(at)) = (&a.ip, &a.port, &a.at) else {
         bail!("--ip, --port and --at are required (or --batch FILE)");
@@ -159,7 +163,15 @@ pub fn who(a: WhoArgs) -> anyhow::Result<u8> {
     let cov = query::coverage(&conn, t0, t1)?;
     warn_coverage(&cov);
     let q = json!({"ip": ip.to_string(), "port": port, "at": format_rfc3339(at), "window_s": window / 1_000_000});
-    print_rows(&rows, a.format, &zout, Some(at), &cov, q)?;
+    print_rows(
+        &mut super::out::stdout(),
+        &rows,
+        a.format,
+        &zout,
+        Some(at),
+        &cov,
+        q,
+    )?;
     Ok(if rows.is_empty() {
         super::NOTHING
     } else {
@@ -184,8 +196,39 @@ fn who_filter(proto: Option<&str>, remote: Option<&str>) -> anyhow::Result<WhoFi
     Ok(f)
 }
 
-/// `--batch FILE`: CSV lines `ip,port,time[,window[,remote]]`, a header line allowed.
-fn who_batch(a: &WhoArgs, path: &str, zin: &Zone) -> anyhow::Result<u8> {
+/// The coverage columns appended to each batch CSV row (after the input, the match count
+/// and the lifetime fields, so scripts that read the older columns by position still work).
+const BATCH_COVERAGE_FIELDS: &[&str] = &["coverage", "coverage_detail"];
+
+/// `complete` or `incomplete`, and the warnings that say why, for one CSV cell each.
+fn coverage_cells(cov: &query::Coverage) -> [String; 2] {
+    let detail: Vec<String> = coverage_warnings(cov)
+        .into_iter()
+        .map(|w| w.strip_prefix("warning: ").map(str::to_string).unwrap_or(w))
+        .collect();
+    [
+        if cov.is_clean() {
+            "complete"
+        } else {
+            "incomplete"
+        }
+        .to_string(),
+        detail.join("; "),
+    ]
+}
+
+/// One CSV record, quoted as the csv crate quotes.
+fn csv_line<S: AsRef<[u8]>>(fields: &[S]) -> anyhow::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(fields)?;
+    w.into_inner()
+        .map_err(|e| anyhow!("formatting a CSV line: {}", e.error()))
+}
+
+/// `--batch FILE`: CSV lines `ip,port,time[,window[,remote]]`, a header line allowed. Each
+/// answer carries the same coverage facts as a single `who`: a warning on stderr, and in
+/// the output (CSV columns, a JSON object, a line under the table).
+fn who_batch(a: &WhoArgs, path: &str, zin: &Zone, zout: &Zone) -> anyhow::Result<u8> {
     let reader: Box<dyn BufRead> = if path == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
@@ -201,9 +244,8 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone) -> anyhow::Result<u8> {
         .trim(csv::Trim::All)
         .comment(Some(b'#'))
         .from_reader(reader);
-    let as_csv = matches!(a.format, OutFormat::Csv | OutFormat::Table);
-    let mut w = csv::Writer::from_writer(std::io::stdout());
-    if as_csv {
+    let mut out = super::out::stdout();
+    if a.format == OutFormat::Csv {
         let mut h = vec![
             "query_ip",
             "query_port",
@@ -213,21 +255,24 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone) -> anyhow::Result<u8> {
             "matches",
         ];
         h.extend_from_slice(CSV_FIELDS);
-        w.write_record(&h)?;
+        h.extend_from_slice(BATCH_COVERAGE_FIELDS);
+        out.write_all(&csv_line(&h)?)?;
     }
     let (mut any, mut bad) = (false, 0u64);
     for (i, rec) in csv_in.records().enumerate() {
-        let line = i + 1;
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
+                let line = e.position().map_or(i as u64 + 1, |p| p.line());
                 eprintln!("pfstatelog: --batch line {line}: {e}");
                 bad += 1;
                 continue;
             }
         };
+        // The file's own line number, comments and blank lines counted.
+        let line = rec.position().map_or(i as u64 + 1, |p| p.line());
         let f = |k: usize| rec.get(k).unwrap_or("").to_string();
-        if line == 1 && f(0).parse::<IpAddr>().is_err() && f(0).eq_ignore_ascii_case("ip") {
+        if i == 0 && f(0).parse::<IpAddr>().is_err() && f(0).eq_ignore_ascii_case("ip") {
             continue; // header
         }
         let parsed = (|| -> anyhow::Result<_> {
@@ -250,31 +295,90 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone) -> anyhow::Result<u8> {
                 continue;
             }
         };
-        let rows = query::who(&conn, &ip, port, at - win, at + win, at, &filt)?;
+        // The same range and the same coverage check as a single `who`.
+        let (t0, t1) = (at.saturating_sub(win), at.saturating_add(win));
+        let rows = query::who(&conn, &ip, port, t0, t1, at, &filt)
+            .with_context(|| format!("querying {db}"))?;
+        let cov = query::coverage(&conn, t0, t1)?;
+        for warning in coverage_warnings(&cov) {
+            eprintln!("pfstatelog: --batch line {line}: {warning}");
+        }
         any |= !rows.is_empty();
-        if as_csv {
-            let input = [f(0), f(1), f(2), f(3), f(4)];
-            if rows.is_empty() {
-                let mut r: Vec<String> = input.to_vec();
-                r.push("0".into());
-                r.extend(std::iter::repeat_n(String::new(), CSV_FIELDS.len()));
-                w.write_record(&r)?;
+        match a.format {
+            OutFormat::Csv => {
+                let input = [f(0), f(1), f(2), f(3), f(4)];
+                let cells = coverage_cells(&cov);
+                if rows.is_empty() {
+                    let mut r: Vec<String> = input.to_vec();
+                    r.push("0".into());
+                    r.extend(std::iter::repeat_n(String::new(), CSV_FIELDS.len()));
+                    r.extend(cells.iter().cloned());
+                    out.write_all(&csv_line(&r)?)?;
+                }
+                for l in &rows {
+                    let mut r: Vec<String> = input.to_vec();
+                    r.push(rows.len().to_string());
+                    r.extend(csv_record(l));
+                    r.extend(cells.iter().cloned());
+                    out.write_all(&csv_line(&r)?)?;
+                }
             }
-            for l in &rows {
-                let mut r: Vec<String> = input.to_vec();
-                r.push(rows.len().to_string());
-                r.extend(csv_record(l));
-                w.write_record(&r)?;
+            OutFormat::Json => {
+                let v = json!({
+                    "ip": f(0), "port": f(1), "time": f(2), "window": f(3), "remote": f(4),
+                    "matches": rows.iter().map(lifetime_json).collect::<Vec<_>>(),
+                    "coverage": coverage_json(&cov),
+                });
+                writeln!(out, "{v}")?;
             }
-        } else {
-            let v = json!({
-                "ip": f(0), "port": f(1), "time": f(2), "window": f(3), "remote": f(4),
-                "matches": rows.iter().map(lifetime_json).collect::<Vec<_>>(),
-            });
-            println!("{v}");
+            OutFormat::JsonReport => {
+                // One line per answer, each the object a single `who --format json-report`
+                // prints, its query naming the batch line.
+                let v = json!({
+                    "query": {
+                        "line": line,
+                        "ip": ip.to_string(),
+                        "port": port,
+                        "at": format_rfc3339(at),
+                        "window_s": win / 1_000_000,
+                        "remote": Some(f(4)).filter(|s| !s.is_empty()),
+                    },
+                    "matches": rows.iter().map(lifetime_json).collect::<Vec<_>>(),
+                    "coverage": coverage_json(&cov),
+                });
+                writeln!(out, "{v}")?;
+            }
+            OutFormat::Table => {
+                let o = &mut out;
+                let mut asked = format!(
+                    "line {line}: {} at {}",
+                    crate::report::endpoint(&ip, port),
+                    format_in(at, zout)
+                );
+                if win > 0 {
+                    asked.push_str(&format!(" ± {}", format_duration(win)));
+                }
+                if !f(4).is_empty() {
+                    asked.push_str(&format!(", remote {}", f(4)));
+                }
+                match rows.len() {
+                    0 => writeln!(o, "{asked}: no state matched")?,
+                    1 => writeln!(o, "{asked}: 1 match")?,
+                    n => writeln!(o, "{asked}: {n} matches")?,
+                }
+                if !rows.is_empty() {
+                    writeln!(o, "{}", table(&rows, zout, Some(at)))?;
+                }
+                let [state, detail] = coverage_cells(&cov);
+                if detail.is_empty() {
+                    writeln!(o, "coverage: {state}\n")?;
+                } else {
+                    writeln!(o, "coverage: {state}: {detail}\n")?;
+                }
+            }
         }
     }
-    w.flush()?;
+    out.flush()?;
     if bad > 0 {
         bail!("--batch {path}: {bad} line(s) could not be read (see above)");
     }
@@ -296,18 +400,33 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<u8> {
         bail!("--from is after --to");
     }
     let port = a.port.as_deref().map(parse_port).transpose()?;
+    let filter = who_filter(a.proto.as_deref(), a.remote.as_deref())?;
     let db = a.db.path();
     let conn = store::open_ro(&db)?;
-    let rows = query::history(&conn, &lo, &hi, from, to, port)
+    let mut rows = query::history(&conn, &lo, &hi, from, to, port)
         .with_context(|| format!("querying {db}"))?;
+    // Filtered on the rows the host query already read: one SQL shape for history.
+    rows.retain(|l| {
+        filter.proto.is_none_or(|p| l.proto == p)
+            && filter.remote_ip.is_none_or(|ip| l.remote_ip == ip)
+            && filter.remote_port.is_none_or(|p| l.remote_port == p)
+    });
     let cov = if from > i64::MIN && to < i64::MAX {
         query::coverage(&conn, from, to)?
     } else {
         query::Coverage::default()
     };
     warn_coverage(&cov);
-    let q = json!({"host": a.host, "from": a.from, "to": a.to});
-    print_rows(&rows, a.format, &zout, None, &cov, q)?;
+    let q = json!({"host": a.host, "from": a.from, "to": a.to, "port": port, "proto": a.proto, "remote": a.remote});
+    print_rows(
+        &mut super::out::stdout(),
+        &rows,
+        a.format,
+        &zout,
+        None,
+        &cov,
+        q,
+    )?;
     Ok(if rows.is_empty() {
         super::NOTHING
     } else {
@@ -319,11 +438,13 @@ pub fn stats(a: StatsArgs) -> anyhow::Result<u8> {
     let db = a.db.path();
     let conn = store::open_ro(&db)?;
     let s = store::query::stats(&conn, &db).with_context(|| format!("reading {db}"))?;
+    let mut out = super::out::stdout();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&s)?)?;
     } else {
-        println!("{}", store::query::stats_text(&s));
+        writeln!(out, "{}", store::query::stats_text(&s))?;
     }
+    out.flush()?;
     Ok(0)
 }
 

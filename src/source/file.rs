@@ -8,6 +8,8 @@ use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption
 use pcap_file::pcapng::{Block, PcapNgReader};
 use std::fs::File;
 use std::io::{BufReader, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Largest record we accept; anything larger is damage, not a packet (a pfsync frame is
 /// below 64 KiB; jumbo Ethernet below 16 KiB).
@@ -22,6 +24,14 @@ impl CaptureFile {
     /// Open a capture file; `-` is standard input (`tcpdump -w - | pfstatelog import -`).
     /// The file is opened once and read as a stream, so pipes and FIFOs work too.
     pub fn open(path: &str) -> Result<CaptureFile, SourceError> {
+        Self::open_counted(path, None)
+    }
+
+    /// As `open`, adding to `read` every byte read from the file (for a progress bar).
+    pub fn open_counted(
+        path: &str,
+        read: Option<Arc<AtomicU64>>,
+    ) -> Result<CaptureFile, SourceError> {
         let io = |source| SourceError::Io {
             path: path.to_string(),
             source,
@@ -31,6 +41,9 @@ impl CaptureFile {
         } else {
             Box::new(File::open(path).map_err(io)?)
         };
+        if let Some(n) = read {
+            f = Box::new(Counted { inner: f, n });
+        }
         let mut magic = [0u8; 4];
         let n = read_full(&mut f, &mut magic).map_err(io)?;
         // Put the magic back in front of the stream.
@@ -65,6 +78,20 @@ impl CaptureFile {
             CaptureFile::Pcap(p) => p.next_frame(),
             CaptureFile::PcapNg(p) => p.next_frame(),
         }
+    }
+}
+
+/// A reader that counts what went through it.
+struct Counted {
+    inner: Box<dyn Read + Send>,
+    n: Arc<AtomicU64>,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n.fetch_add(k as u64, Ordering::Relaxed);
+        Ok(k)
     }
 }
 
