@@ -61,8 +61,7 @@ pub fn run(a: StatusArgs) -> anyhow::Result<u8> {
     let now = super::wall_us();
     let h = store::health::read(&conn, &db, now)?;
     let v = judge(&h, now, a.silent_after);
-    let out = std::io::stdout();
-    let mut out = out.lock();
+    let mut out = super::out::stdout();
     match a.format {
         StatusFormat::Text => text(&mut out, &h, &v)?,
         StatusFormat::Json => json(&mut out, &db, &h, &v)?,
