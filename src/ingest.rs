@@ -29,6 +29,102 @@ pub struct Ingest<'l> {
     sink: Sink<'l>,
     /// A live recorder ([`Ingest::live_since`]): coverage comes from the wall clock.
     live: bool,
+    /// A capture file: the stretches of packet time it really spans.
+    spans: Spans,
+}
+
+/// Packet times further apart than this are not one stretch of watching: a clock that
+/// jumped (forward or back), or a capture paused that long. Nothing in between was seen,
+/// so it is reported as a gap rather than covered (erring on the side of "blind").
+pub const TIME_JUMP_US: i64 = 3_600_000_000;
+/// Stretches tracked at most; a capture with more has no clock worth trusting.
+const MAX_SPANS: usize = 4_096;
+
+/// The stretches of a capture's packet time: frames less than [`TIME_JUMP_US`] apart (in
+/// whatever order they come) are one stretch. Sorted, disjoint, more than TIME_JUMP_US
+/// apart.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Spans {
+    spans: Vec<(i64, i64)>,
+    /// The stretch the previous frame fell in (the common case: the same one again).
+    cur: usize,
+    /// More than [`MAX_SPANS`] stretches: no longer tracked.
+    overflow: bool,
+}
+
+impl Spans {
+    pub fn add(&mut self, t: i64) {
+        if self.overflow {
+            return;
+        }
+        if let Some(&(a, b)) = self.spans.get(self.cur) {
+            let next_far = self
+                .spans
+                .get(self.cur + 1)
+                .is_none_or(|n| n.0 > t.saturating_add(TIME_JUMP_US));
+            if t >= a && t <= b {
+                return;
+            }
+            if t > b && t <= b.saturating_add(TIME_JUMP_US) && next_far {
+                self.spans[self.cur].1 = t;
+                return;
+            }
+        }
+        let i = self.spans.partition_point(|s| s.0 <= t);
+        let k = if i > 0 && t <= self.spans[i - 1].1.saturating_add(TIME_JUMP_US) {
+            let s = &mut self.spans[i - 1];
+            s.1 = s.1.max(t);
+            i - 1
+        } else if i < self.spans.len() && self.spans[i].0.saturating_sub(TIME_JUMP_US) <= t {
+            self.spans[i].0 = t;
+            i
+        } else {
+            if self.spans.len() == MAX_SPANS {
+                self.overflow = true;
+                return;
+            }
+            self.spans.insert(i, (t, t));
+            i
+        };
+        // The stretch grew: it may now reach its neighbours.
+        while k + 1 < self.spans.len()
+            && self.spans[k + 1].0 <= self.spans[k].1.saturating_add(TIME_JUMP_US)
+        {
+            let n = self.spans.remove(k + 1);
+            self.spans[k].1 = self.spans[k].1.max(n.1);
+        }
+        let k = if k > 0 && self.spans[k].0 <= self.spans[k - 1].1.saturating_add(TIME_JUMP_US) {
+            let n = self.spans.remove(k);
+            self.spans[k - 1].1 = self.spans[k - 1].1.max(n.1);
+            k - 1
+        } else {
+            k
+        };
+        self.cur = k;
+    }
+
+    /// The unwatched time between stretches: one hole per time jump. `None`: too many
+    /// stretches to tell (the whole capture's span is then a gap).
+    pub fn holes(&self) -> Option<Vec<(i64, i64)>> {
+        if self.overflow {
+            return None;
+        }
+        Some(
+            self.spans
+                .windows(2)
+                .map(|w| (w[0].1 + 1, w[1].0 - 1))
+                .collect(),
+        )
+    }
+
+    /// Time jumps: breaks between stretches (every stretch but one, past the limit).
+    pub fn jumps(&self) -> usize {
+        if self.overflow {
+            MAX_SPANS
+        } else {
+            self.spans.len().saturating_sub(1)
+        }
+    }
 }
 
 /// Where tracked events go.
@@ -65,6 +161,7 @@ impl<'l> Ingest<'l> {
             events: Vec::new(),
             sink: Sink::Inline(Box::new(Committer::new(writer, log, checkpointer, lock))),
             live: false,
+            spans: Spans::default(),
         })
     }
 
@@ -180,6 +277,7 @@ impl<'l> Ingest<'l> {
         if !self.live {
             self.counters.first_us = self.stats.first_us;
             self.counters.last_us = self.stats.last_us;
+            self.spans.add(f.ts_us);
         }
         match &mut self.sink {
             Sink::Inline(c) => {
@@ -324,9 +422,46 @@ impl<'l> Ingest<'l> {
         }
     }
 
+    /// Time jumps in the capture so far (frames more than [`TIME_JUMP_US`] from every
+    /// other stretch of its packet time).
+    pub fn time_jumps(&self) -> usize {
+        self.spans.jumps()
+    }
+
+    fn time_jump_gaps(&mut self) {
+        use crate::time::format_rfc3339;
+        let (Some(first), Some(last)) = (self.stats.first_us, self.stats.last_us) else {
+            return;
+        };
+        match self.spans.holes() {
+            Some(holes) => {
+                for (a, b) in holes {
+                    let detail = format!(
+                        "no packet from {} to {}: the capture's clock jumped (or it paused) by more than {} min; not watched",
+                        format_rfc3339(a - 1),
+                        format_rfc3339(b + 1),
+                        TIME_JUMP_US / 60_000_000
+                    );
+                    self.gap(a, b, "time-jump", 1, detail);
+                }
+            }
+            None => {
+                let detail = format!(
+                    "more than {MAX_SPANS} time jumps: the capture's clock cannot be trusted"
+                );
+                self.gap(first, last, "time-jump", MAX_SPANS as u64, detail);
+            }
+        }
+    }
+
     /// Store what is pending and close the run. With a commit thread, hand it everything
     /// and the status; the thread's handle then says whether that went well.
     pub fn finish(mut self, status: &'static str) -> Result<(), StoreError> {
+        // A capture's time jumps, written with its last commit: until then the whole
+        // import is unfinished, its range a gap (store/query.rs, coverage).
+        if !self.live {
+            self.time_jump_gaps();
+        }
         if let Sink::Thread { .. } = self.sink {
             self.hand_over();
         }
@@ -341,5 +476,47 @@ impl<'l> Ingest<'l> {
             }
             Sink::Gone => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = TIME_JUMP_US;
+
+    fn spans_of(ts: &[i64]) -> Spans {
+        let mut s = Spans::default();
+        for t in ts {
+            s.add(*t);
+        }
+        s
+    }
+
+    #[test]
+    fn one_far_frame_is_a_stretch_of_its_own() {
+        let y2100 = 4_102_444_800_000_000;
+        let s = spans_of(&[0, 10, 20, y2100, 30, 40]);
+        assert_eq!(s.spans, vec![(0, 40), (y2100, y2100)]);
+        assert_eq!(s.jumps(), 1);
+        assert_eq!(s.holes(), Some(vec![(41, y2100 - 1)]));
+    }
+
+    #[test]
+    fn frames_out_of_order_within_the_limit_join_and_bridge() {
+        let s = spans_of(&[0, 3 * H, H / 2, 2 * H, H + H / 2]);
+        assert_eq!(s.spans, vec![(0, 3 * H)]);
+        assert_eq!(s.jumps(), 0);
+        let s = spans_of(&[5 * H, 0, -3 * H]);
+        assert_eq!(s.jumps(), 2);
+        assert_eq!(s.holes(), Some(vec![(-3 * H + 1, -1), (1, 5 * H - 1)]));
+    }
+
+    #[test]
+    fn too_many_stretches_give_up() {
+        let ts: Vec<i64> = (0..=MAX_SPANS as i64).map(|i| i * 2 * H).collect();
+        let s = spans_of(&ts);
+        assert_eq!(s.holes(), None);
+        assert_eq!(s.jumps(), MAX_SPANS);
     }
 }

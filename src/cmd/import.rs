@@ -95,11 +95,12 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
         let stats = ing.stats.clone();
         let track = ing.tracker.stats.clone();
         let open_now = ing.open_count();
+        let jumps = ing.time_jumps();
         ing.finish(status)
             .with_context(|| format!("importing {path_s}: writing {db}"))?;
         let secs = t0.elapsed().as_secs_f64();
         eprintln!(
-            "{path_s}: {} frames, {} pfsync packets in {secs:.2}s ({:.0} states/s); messages: {}; states opened {}, closed {} ({} by CLR), open now {}; unknown-state messages {}; skipped (not pfsync) {}, untrusted (ttl != 255) {}; decode errors: {}",
+            "{path_s}: {} frames, {} pfsync packets in {secs:.2}s ({:.0} states/s); messages: {}; states opened {}, closed {} ({} by CLR), open now {}; unknown-state messages {}; skipped (not pfsync) {}, untrusted (ttl != 255) {}; decode errors: {}; time jumps {jumps}",
             stats.frames,
             stats.packets,
             track.opened as f64 / secs.max(1e-9),

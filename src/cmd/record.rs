@@ -3,7 +3,7 @@
 
 use crate::cli::RecordArgs;
 use crate::ingest::Ingest;
-use crate::source::live::{Captured, Live};
+use crate::source::live::{drop_gap, Captured, Live};
 use crate::store::writer::RunInfo;
 use crate::syslog::{Facility, Logger};
 use crate::time::format_duration;
@@ -38,6 +38,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
     let target = a.user.as_deref().map(crate::privdrop::lookup).transpose()?;
     let live = Live::open(&a.iface, a.filter.as_deref())?;
     let linktype = live.linktype;
+    let mut drops_read = live.first_read();
     // --snapshot: pfctl needs root (/dev/pf), so it runs now; its states are stored after the drop.
     let snapshot = a
         .snapshot
@@ -80,7 +81,6 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
     // Decoding and tracking here, SQLite on the commit thread: each has a core.
     let stored = std::thread::scope(|scope| -> anyhow::Result<bool> {
         let committing = ing.commit_on(scope).context("starting the commit thread")?;
-        let mut dropped_seen: u64 = 0;
         let mut stopping = false;
         let mut silence = Silence::new(a.silent_after);
         loop {
@@ -105,25 +105,24 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
                     }
                     ing.frame(&f)?
                 }
-                Ok(Captured::Stats(s)) => {
-                    let dropped = s.dropped as u64 + s.if_dropped as u64;
-                    if dropped > dropped_seen {
-                        let now = super::wall_us();
-                        let n = dropped - dropped_seen;
+                Ok(Captured::Stats(_, read)) => {
+                    // The gap is when the lost packets may have been (source/live.rs,
+                    // drop_gap), not when this reading reached us: that lags under load.
+                    if let Some((from, to, n)) = drop_gap(&drops_read, &read) {
                         log.warn(&format!(
                             "libpcap dropped {n} packets on {}: states may be missing",
                             a.iface
                         ));
                         ing.gap(
-                            now - STATS_EVERY.as_micros() as i64,
-                            now,
+                            from,
+                            to,
                             "pcap-drop",
                             n,
                             format!("{n} packets dropped by libpcap"),
                         );
-                        dropped_seen = dropped;
-                        ing.counters.drops = dropped;
+                        ing.counters.drops = read.dropped;
                     }
+                    drops_read = read;
                 }
                 Ok(Captured::Failed(e)) => {
                     log.error(&format!("capture failed: {e}"));

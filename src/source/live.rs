@@ -18,6 +18,8 @@ const POLL_MS: libc::c_int = 250;
 
 pub struct Live {
     cap: pcap::Capture<pcap::Active>,
+    /// Wall clock when the capture was opened: libpcap's counters count from then.
+    pub opened_us: i64,
     fd: RawFd,
     pub linktype: u32,
     pub iface: String,
@@ -31,11 +33,68 @@ pub struct LiveStats {
     pub if_dropped: u32,
 }
 
+impl LiveStats {
+    /// These counters as read now, after the packet of time `last_ts` was delivered.
+    pub fn read(&self, last_ts: Option<i64>) -> DropRead {
+        DropRead {
+            wall_us: wall_now_us(),
+            dropped: u64::from(self.dropped) + u64::from(self.if_dropped),
+            last_ts,
+        }
+    }
+}
+
 /// What the capture thread hands over.
 pub enum Captured {
     Frame(Frame),
-    Stats(LiveStats),
+    /// The counters, and when they were read (for [`drop_gap`]).
+    Stats(LiveStats, DropRead),
     Failed(String),
+}
+
+/// One reading of libpcap's drop counters and what the capture had delivered by then.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropRead {
+    /// Wall clock of the read, µs.
+    pub wall_us: i64,
+    /// Packets dropped so far (ps_drop + ps_ifdrop).
+    pub dropped: u64,
+    /// Capture time of the last packet delivered before the read.
+    pub last_ts: Option<i64>,
+}
+
+/// Widening of a drop gap on each side: clock granularity, and the moment between the
+/// kernel's count and our reading of it.
+pub const DROP_SLACK_US: i64 = 1_000_000;
+
+/// The time whose packets may be among the drops counted between two readings `prev` and
+/// `cur`, and how many: `None` if none were counted.
+///
+/// The kernel counts a packet as dropped when it arrives and finds the ring full, so a drop
+/// counted by `cur` and not by `prev` arrived between the two reads: after `prev.wall_us`,
+/// no later than `cur.wall_us`. It follows the last packet delivered before `prev` (that one
+/// had arrived by then; the ring may still have held later ones, so this bound is early,
+/// which is the safe side), and precedes the read that counted it. Packets delivered after
+/// `cur` cannot bound it: the ring held packets older than the loss. In capture-clock terms
+/// the gap is from the earlier of `prev`'s read and its last delivered packet to the later
+/// of `cur`'s read and its last delivered packet (packet times may not be the wall clock),
+/// widened by [`DROP_SLACK_US`] each side. Wide on purpose: up to the 5 s between reads,
+/// never the time the reading was processed, which lags the capture under load.
+pub fn drop_gap(prev: &DropRead, cur: &DropRead) -> Option<(i64, i64, u64)> {
+    let n = cur.dropped.checked_sub(prev.dropped).filter(|n| *n > 0)?;
+    let from = prev.last_ts.map_or(prev.wall_us, |t| t.min(prev.wall_us));
+    let to = cur.last_ts.map_or(cur.wall_us, |t| t.max(cur.wall_us));
+    Some((
+        from.saturating_sub(DROP_SLACK_US),
+        to.saturating_add(DROP_SLACK_US),
+        n,
+    ))
+}
+
+fn wall_now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 pub enum Next {
@@ -49,6 +108,7 @@ impl Live {
     /// non-pfsync link types (an empty filter captures everything).
     pub fn open(iface: &str, filter: Option<&str>) -> Result<Live, SourceError> {
         let err = |e: pcap::Error| SourceError::Live(format!("{iface}: {e}"));
+        let opened_us = wall_now_us();
         let cap = pcap::Capture::from_device(iface)
             .map_err(err)?
             // Not immediate mode: on Linux that selects TPACKET_V2, whose ring slots are each
@@ -85,6 +145,7 @@ impl Live {
         let fd = cap.as_raw_fd();
         Ok(Live {
             cap,
+            opened_us,
             fd,
             linktype: lt,
             iface: iface.into(),
@@ -137,9 +198,13 @@ impl Live {
             .name("capture".into())
             .spawn(move || {
                 let mut last_stats = Instant::now();
+                let mut last_ts = None;
                 while !stop.load(Ordering::Relaxed) {
                     let msg = match self.next_frame() {
-                        Ok(Next::Frame(f)) => Some(Captured::Frame(f)),
+                        Ok(Next::Frame(f)) => {
+                            last_ts = Some(f.ts_us);
+                            Some(Captured::Frame(f))
+                        }
                         Ok(Next::Timeout) => None,
                         Err(e) => {
                             let _ = tx.send(Captured::Failed(e.to_string()));
@@ -154,7 +219,7 @@ impl Live {
                     if last_stats.elapsed() >= stats_every {
                         last_stats = Instant::now();
                         if let Some(s) = self.stats() {
-                            if tx.send(Captured::Stats(s)).is_err() {
+                            if tx.send(Captured::Stats(s, s.read(last_ts))).is_err() {
                                 return;
                             }
                         }
@@ -162,10 +227,19 @@ impl Live {
                 }
                 // The drops up to the end, for the run's record.
                 if let Some(s) = self.stats() {
-                    let _ = tx.send(Captured::Stats(s));
+                    let _ = tx.send(Captured::Stats(s, s.read(last_ts)));
                 }
             })?;
         Ok((rx, handle))
+    }
+
+    /// The reading before any: the capture's opening, nothing dropped or delivered.
+    pub fn first_read(&self) -> DropRead {
+        DropRead {
+            wall_us: self.opened_us,
+            dropped: 0,
+            last_ts: None,
+        }
     }
 
     pub fn stats(&mut self) -> Option<LiveStats> {
@@ -174,5 +248,47 @@ impl Live {
             dropped: s.dropped,
             if_dropped: s.if_dropped,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000;
+
+    fn read(wall_s: f64, dropped: u64, last_s: Option<f64>) -> DropRead {
+        DropRead {
+            wall_us: (wall_s * S as f64) as i64,
+            dropped,
+            last_ts: last_s.map(|t| (t * S as f64) as i64),
+        }
+    }
+
+    /// The reported case: packets sent at 03.6–04.5 were lost; the counters were read at
+    /// 00.3 and 05.3, and the reading processed at 10.3. The gap covers the loss.
+    #[test]
+    fn the_gap_covers_the_lost_packets_not_the_processing_time() {
+        let prev = read(0.3, 0, Some(0.2));
+        let cur = read(5.3, 40, Some(3.5));
+        let (from, to, n) = drop_gap(&prev, &cur).expect("drops");
+        assert_eq!(n, 40);
+        assert!(from <= (3.6 * S as f64) as i64 && to >= (4.5 * S as f64) as i64);
+        assert_eq!((from, to), (-S + S / 5, 6 * S + 3 * S / 10));
+    }
+
+    #[test]
+    fn packet_clock_ahead_of_the_wall_clock_widens_the_gap() {
+        let prev = read(10.0, 5, Some(12.0));
+        let cur = read(15.0, 6, Some(17.0));
+        assert_eq!(drop_gap(&prev, &cur), Some((9 * S, 18 * S, 1)));
+    }
+
+    #[test]
+    fn no_new_drops_no_gap() {
+        let prev = read(0.0, 7, None);
+        assert_eq!(drop_gap(&prev, &read(5.0, 7, Some(4.0))), None);
+        // A counter that went backwards (libpcap reopened): nothing to claim either way.
+        assert_eq!(drop_gap(&prev, &read(5.0, 3, None)), None);
     }
 }

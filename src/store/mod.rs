@@ -334,6 +334,26 @@ impl WriterLock {
     }
 }
 
+/// Whether a writer (`record`, `import`) is alive on `db`, for readers, which take no lock:
+/// the lock file names the pid of its last holder. Testing the flock itself would take it
+/// for a moment and could refuse a writer starting then. A pid reused since reads as alive:
+/// the run then shows as running, which claims nothing (its coverage ends at its last
+/// commit either way).
+pub fn writer_alive(db: &str) -> bool {
+    let Ok(s) = std::fs::read_to_string(format!("{db}.lock")) else {
+        return false;
+    };
+    let Ok(pid) = s.trim().parse::<libc::pid_t>() else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// Copies the WAL into the database on a thread of its own. A writer's commits are then
 /// only sequential appends to the WAL (synchronous=NORMAL: no fsync), and never wait for a
 /// checkpoint's scattered page writes and its fsyncs, which otherwise stall the recorder

@@ -456,23 +456,76 @@ impl Coverage {
     }
 }
 
+/// A run's state as readers should take it: `running` only while its writer is alive (the
+/// newest run, and the pid in the lock file exists); a run left `running` by a writer that
+/// died (SIGKILL, OOM, power loss) is `abnormal`, as the next writer marks it.
+fn status_now(status: String, newest: bool, alive: &mut Option<bool>, db: Option<&str>) -> String {
+    if status != "running" {
+        return status;
+    }
+    let live = newest && *alive.get_or_insert_with(|| db.is_some_and(super::writer_alive));
+    if live {
+        status
+    } else {
+        "abnormal".into()
+    }
+}
+
+/// Whether an import's range is vouched for: only once it ended and everything it decoded
+/// is stored. A running, failed or killed import holds lifetimes in memory (until their
+/// time bucket is complete) that the store does not have yet, or never will.
+fn import_unfinished(kind: &str, status: &str) -> bool {
+    kind == "import" && matches!(status, "running" | "abnormal")
+}
+
 pub fn coverage(conn: &Connection, t0: Micros, t1: Micros) -> Result<Coverage> {
     let path = "database";
+    let db = conn.path().filter(|p| !p.is_empty()).map(str::to_string);
     let mut c = Coverage::default();
+    let newest: Option<i64> = conn
+        .query_row("SELECT max(id) FROM runs", [], |r| r.get(0))
+        .map_err(sq(path))?;
+    let mut alive = None;
     let mut stmt = conn
         .prepare_cached(
-            "SELECT kind, source, first_us, last_us FROM runs
+            "SELECT id, kind, source, first_us, last_us, status FROM runs
              WHERE first_us IS NOT NULL AND last_us IS NOT NULL AND first_us <= ?2 AND last_us >= ?1
              ORDER BY first_us",
         )
         .map_err(sq(path))?;
     let runs = stmt
         .query_map(params![t0, t1], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Micros>(3)?,
+                r.get::<_, Micros>(4)?,
+                r.get::<_, String>(5)?,
+            ))
         })
         .map_err(sq(path))?;
+    let mut unfinished = Vec::new();
     for r in runs {
-        c.runs.push(r.map_err(sq(path))?);
+        let (id, kind, source, a, b, status) = r.map_err(sq(path))?;
+        let status = status_now(status, Some(id) == newest, &mut alive, db.as_deref());
+        if import_unfinished(&kind, &status) {
+            // Not watched time: reported as a gap, and left out of what covers the range.
+            let why = if status == "running" {
+                "is still running"
+            } else {
+                "stopped before it ended (killed, or a write failed)"
+            };
+            unfinished.push((
+                a,
+                b,
+                "import-unfinished".to_string(),
+                1,
+                format!("the import of {source} {why}: its lifetimes are not all stored; import it again"),
+            ));
+            continue;
+        }
+        c.runs.push((kind, source, a, b));
     }
     // Walk the covered intervals in start order and note the holes in [t0, t1].
     let mut cursor = t0;
@@ -502,6 +555,50 @@ pub fn coverage(conn: &Connection, t0: Micros, t1: Micros) -> Result<Coverage> {
     for g in gaps {
         c.gaps.push(g.map_err(sq(path))?);
     }
+    c.gaps.extend(unfinished);
+    // A recorder that died: from its last commit to the next run's start, nothing watched.
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT r.id, r.source, r.last_us, r.status,
+                    (SELECT min(n.first_us) FROM runs n WHERE n.id > r.id AND n.first_us IS NOT NULL)
+             FROM runs r
+             WHERE r.kind = 'record' AND r.status IN ('running', 'abnormal')
+               AND r.last_us IS NOT NULL AND r.last_us <= ?2",
+        )
+        .map_err(sq(path))?;
+    let died = stmt
+        .query_map(params![t0, t1], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Micros>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<Micros>>(4)?,
+            ))
+        })
+        .map_err(sq(path))?;
+    for d in died {
+        let (id, source, last, status, next) = d.map_err(sq(path))?;
+        if status_now(status, Some(id) == newest, &mut alive, db.as_deref()) != "abnormal" {
+            continue;
+        }
+        let to = next.map_or(t1.max(last), |n| n.saturating_sub(1).max(last));
+        if to < t0 {
+            continue;
+        }
+        c.gaps.push((
+            last,
+            to,
+            "abnormal-end".to_string(),
+            1,
+            format!(
+                "the recorder on {source} ended abnormally (killed, crashed or power lost) after its last commit at {}; nothing was watched until {}",
+                crate::time::format_rfc3339(last),
+                next.map_or("the next run".to_string(), crate::time::format_rfc3339)
+            ),
+        ));
+    }
+    c.gaps.sort_by_key(|g| g.0);
     Ok(c)
 }
 
@@ -520,6 +617,8 @@ pub struct Stats {
     pub creators: Vec<serde_json::Value>,
     pub runs: Vec<serde_json::Value>,
     pub gaps: i64,
+    /// Breaks in imported captures' packet time (kind `time-jump` gaps).
+    pub time_jumps: i64,
     pub decode_errors: i64,
     pub pcap_drops: i64,
 }
@@ -590,11 +689,19 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
     for r in rows {
         s.creators.push(r?);
     }
+    let newest: Option<i64> = conn.query_row("SELECT max(id) FROM runs", [], |r| r.get(0))?;
+    let mut alive = None;
     let mut st = conn.prepare(
-        "SELECT kind, source, first_us, last_us, packets, messages, drops, decode_errors, skipped, status
+        "SELECT kind, source, first_us, last_us, packets, messages, drops, decode_errors, skipped, status, id
          FROM runs ORDER BY id DESC LIMIT 20",
     )?;
     let rows = st.query_map([], |r| {
+        let status = status_now(
+            r.get(9)?,
+            Some(r.get::<_, i64>(10)?) == newest,
+            &mut alive,
+            Some(path),
+        );
         Ok(serde_json::json!({
             "kind": r.get::<_, String>(0)?,
             "source": r.get::<_, String>(1)?,
@@ -605,13 +712,18 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
             "drops": r.get::<_, i64>(6)?,
             "decode_errors": r.get::<_, i64>(7)?,
             "skipped": r.get::<_, i64>(8)?,
-            "status": r.get::<_, String>(9)?,
+            "status": status,
         }))
     })?;
     for r in rows {
         s.runs.push(r?);
     }
     s.gaps = conn.query_row("SELECT count(*) FROM gaps", [], |r| r.get(0))?;
+    s.time_jumps = conn.query_row(
+        "SELECT count(*) FROM gaps WHERE kind = 'time-jump'",
+        [],
+        |r| r.get(0),
+    )?;
     s.decode_errors = conn.query_row(
         "SELECT coalesce(sum(decode_errors), 0) FROM runs",
         [],
@@ -657,12 +769,15 @@ pub fn stats_text(s: &Stats) -> String {
             r["packets"],
             r["drops"],
             r["decode_errors"],
-            r["status"].as_str().unwrap_or("?"),
+            match r["status"].as_str().unwrap_or("?") {
+                "abnormal" => "ended abnormally",
+                st => st,
+            },
         ));
     }
     t.push_str(&format!(
-        "gaps          {} recorded; decode errors {}; pcap drops {}",
-        s.gaps, s.decode_errors, s.pcap_drops
+        "gaps          {} recorded; decode errors {}; pcap drops {}; time jumps {}",
+        s.gaps, s.decode_errors, s.pcap_drops, s.time_jumps
     ));
     t
 }

@@ -840,6 +840,14 @@ fn u64_to_i64(v: u64) -> i64 {
 impl Writer {
     /// Take over an open read-write connection and register a run.
     pub fn new(conn: Connection, path: &str, run: &RunInfo) -> Result<Writer> {
+        // The caller holds the writer's lock: a run still marked running has no writer left
+        // (SIGKILL, OOM, power loss). It ends at its last commit, which wrote its last
+        // activity (`last_us`); the time after it is not watched.
+        conn.execute(
+            "UPDATE runs SET status = 'abnormal' WHERE status = 'running'",
+            [],
+        )
+        .map_err(sq(path))?;
         let run_id = {
             let existing: Option<i64> = match &run.fingerprint {
                 Some(fp) => conn
