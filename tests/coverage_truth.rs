@@ -236,3 +236,64 @@ fn a_recorder_killed_with_sigkill_ended_abnormally() {
     let (r, _) = who_report(&db, ended + 1);
     assert!(gap_kinds(&r).contains(&"abnormal-end".to_string()), "{r}");
 }
+
+/// Packets lost while the recorder could not read (stopped with SIGSTOP, its small ring
+/// full): the drop gap covers the time they were sent, not the moment the drop counter was
+/// next read and processed (seconds later), so `who` at that time warns.
+#[test]
+fn a_drop_gap_covers_the_time_of_the_lost_packets() {
+    const TEST: &str = "a_drop_gap_covers_the_time_of_the_lost_packets";
+    let Some(link) = setup(TEST, 'p') else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("live.db").display().to_string();
+    let frames = read_frames(&common::fixture("ha-pair-clr-l5-ether.pcap"));
+    let mut p = Proc::spawn(Command::new(bin()).args([
+        "record",
+        "-v",
+        "--no-syslog",
+        "--pcap-buffer-mib",
+        "1",
+        "--db",
+        &db,
+        &link.host,
+    ]))
+    .expect("spawn record");
+    assert!(
+        p.err.wait_for(WAIT, |s| s
+            .iter()
+            .any(|l| l.starts_with("recording pfsync on "))),
+        "record did not start:\n{}",
+        p.transcript()
+    );
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_micros() as i64
+    };
+    // A 1 MiB ring holds a few hundred packets; 6,000 overflow it while nobody reads.
+    p.signal(libc::SIGSTOP);
+    let sender = link.sender();
+    let sent_from = now();
+    sender.send_all(frames.iter().cycle().take(6_000));
+    let sent_to = now();
+    // Long enough that a gap stamped at processing time (its reading minus 5 s) would miss
+    // every lost packet.
+    std::thread::sleep(Duration::from_secs(7));
+    p.signal(libc::SIGCONT);
+    assert!(
+        p.err
+            .wait_for(WAIT, |s| s.iter().any(|l| l.contains("libpcap dropped"))),
+        "no drops reported:\n{}",
+        p.transcript()
+    );
+    p.stop(WAIT);
+    for at in [sent_from, (sent_from + sent_to) / 2, sent_to] {
+        let (r, err) = who_report(&db, at);
+        assert_eq!(r["coverage"]["complete"], false, "at {at}: {r}");
+        assert!(gap_kinds(&r).contains(&"pcap-drop".to_string()), "{r}");
+        assert!(err.contains("warning"), "at {at}: {err}");
+    }
+}

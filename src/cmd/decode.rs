@@ -32,7 +32,7 @@ pub fn run(a: DecodeArgs) -> anyhow::Result<u8> {
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
         }
-        let mut live = Live::open(iface, a.filter.as_deref())?;
+        let mut live = Live::open(iface, a.filter.as_deref(), crate::cli::PCAP_BUFFER_MIB)?;
         while stats.frames < limit && !stop.load(Ordering::Relaxed) {
             match live.next_frame()? {
                 Next::Frame(f) => {

@@ -36,7 +36,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
         .context("installing signal handlers")?;
 
     let target = a.user.as_deref().map(crate::privdrop::lookup).transpose()?;
-    let live = Live::open(&a.iface, a.filter.as_deref())?;
+    let live = Live::open(&a.iface, a.filter.as_deref(), a.pcap_buffer_mib)?;
     let linktype = live.linktype;
     let mut drops_read = live.first_read();
     // --snapshot: pfctl needs root (/dev/pf), so it runs now; its states are stored after the drop.

@@ -106,19 +106,19 @@ pub enum Next {
 impl Live {
     /// Open `iface` in immediate mode; `filter` overrides the default BPF filter on
     /// non-pfsync link types (an empty filter captures everything).
-    pub fn open(iface: &str, filter: Option<&str>) -> Result<Live, SourceError> {
+    pub fn open(iface: &str, filter: Option<&str>, buffer_mib: u32) -> Result<Live, SourceError> {
         let err = |e: pcap::Error| SourceError::Live(format!("{iface}: {e}"));
         let opened_us = wall_now_us();
         let cap = pcap::Capture::from_device(iface)
             .map_err(err)?
             // Not immediate mode: on Linux that selects TPACKET_V2, whose ring slots are each
             // sized for a whole snap length, so 64 MiB held ~1,000 frames (0.2 s at 20,000
-            // states/s). TPACKET_V3 packs frames into blocks: the same 64 MiB holds ~40,000
-            // pfsync packets. The 250 ms timeout bounds how long a block waits.
+            // states/s). TPACKET_V3 packs frames into blocks: the default 64 MiB holds
+            // ~40,000 pfsync packets. The 250 ms timeout bounds how long a block waits.
             .immediate_mode(false)
             .snaplen(SNAPLEN)
             .promisc(false)
-            .buffer_size(64 << 20)
+            .buffer_size(i32::try_from(buffer_mib << 20).unwrap_or(i32::MAX))
             .timeout(250)
             .open()
             .map_err(err)?;
