@@ -1,20 +1,26 @@
-//! Privilege: `record --user NAME [--chroot DIR]` opens the capture as root, makes sure the
-//! user has a database directory of its own (creating it if missing, and touching nothing
-//! inside it), then gives root up for good before any packet is parsed. The database and
-//! lock files are created and opened only after that, as the user.
+//! Privilege: `record --user NAME [--chroot DIR]` opens the capture as root, creates the
+//! database directory for the user if it is missing (and touches nothing inside it), then
+//! gives root up for good before any packet is parsed. The database and lock files are
+//! checked, created and opened only after that, as the user.
 //! On OpenBSD the recorder then pledges and unveils the database directory only.
 
 use anyhow::{anyhow, bail, Context};
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag, AT_FDCWD};
 use nix::sys::stat::{fchmod, fstat, fstatat, mkdirat, Mode, SFlag};
-use nix::unistd::{chroot, fchown, setgid, setgroups, setuid, Gid, Uid, User};
-use std::os::fd::OwnedFd;
+use nix::unistd::{
+    access, chroot, fchown, setgid, setgroups, setuid, AccessFlags, Gid, Group, Uid, User,
+};
 use std::path::{Component, Path, PathBuf};
 
 /// Who to become.
 pub struct Target {
     pub user: User,
+    /// The user's primary group names no other member, so a database directory writable by
+    /// that group (systemd's `StateDirectory=`, root:NAME 0770) is writable by root and the
+    /// user alone. Looked up now: there may be no group file inside a chroot. (Users whose
+    /// primary group it is too are not looked for.)
+    pub own_group: bool,
 }
 
 pub fn lookup(name: &str) -> anyhow::Result<Target> {
@@ -24,58 +30,90 @@ pub fn lookup(name: &str) -> anyhow::Result<Target> {
     if user.uid.is_root() {
         bail!("--user {name} is root: name an unprivileged user");
     }
-    Ok(Target { user })
+    let own_group = Group::from_gid(user.gid)
+        .ok()
+        .flatten()
+        .is_some_and(|g| g.mem.iter().all(|m| *m == user.name));
+    Ok(Target { user, own_group })
 }
 
 /// The names the recorder uses beside the database file.
 const DB_SUFFIXES: [&str; 4] = ["", "-wal", "-shm", ".lock"];
 
-/// As root, before the drop: make sure the user has a database directory of its own, and
-/// touch nothing in it. The database, its `-wal`/`-shm` and the lock file are created and
-/// opened only after the drop, with the user's rights, so a symlink or hard link the user
-/// plants there can reach nothing the user could not reach anyway. The checks below refuse
-/// such files with a clear message (they are not what keeps root safe: not acting is).
-///
-/// - An existing directory (symlinks followed: root only looks at it) must be the user's,
-///   writable by no one else, or a third party could plant files in it.
-/// - A missing one is created by root, which is the one thing root does here: see
-///   [`create_dir`] for why only under folders root alone controls.
-/// - Files already there must be the user's own regular files with one link. Root-owned
-///   ones (a database written by a run as root) are refused, not chowned: the user could
-///   have hard-linked any root file there earlier, and one whose other name has since gone
-///   (a replaced password file) would look like ours.
-pub fn prepare_db(db: &str, t: &Target) -> anyhow::Result<()> {
-    let path = Path::new(db);
-    let dir = path
+/// The database path's directory (`.` for a bare file name).
+fn db_dir(db: &str) -> &Path {
+    Path::new(db)
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let Some(file) = path.file_name() else {
+        .unwrap_or(Path::new("."))
+}
+
+/// As root, before the drop: create the database directory if it is missing, and nothing
+/// else. Root opens, creates, chowns and writes nothing inside an existing directory: the
+/// database, its `-wal`/`-shm` and the lock file are created and opened only after the
+/// drop, with the user's rights, so a symlink or hard link planted there reaches nothing
+/// the user could not reach anyway. [`check_db`] then refuses such a folder clearly.
+pub fn prepare_db(db: &str, t: &Target) -> anyhow::Result<()> {
+    let dir = db_dir(db);
+    if Path::new(db).file_name().is_none() {
+        bail!("--db {db} names no file");
+    }
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_dir(dir, t),
+        // Whatever it is, the user's checks after the drop judge it.
+        _ => Ok(()),
+    }
+}
+
+/// After the drop, as the user (inside the chroot, if any), before the database is opened:
+/// refuse a database directory others could write, or files in it that are not the user's
+/// own regular files with one link (a planted symlink or hard link, or a database left by a
+/// run as root). Root is already safe here (it touched nothing); this keeps a third party
+/// from feeding the recorder files and says clearly what is wrong. Root-owned files are
+/// refused, never chowned: the user could have hard-linked any root file there earlier, and
+/// one whose other name has since gone (a replaced password file) would look like ours.
+pub fn check_db(db: &str, t: &Target) -> anyhow::Result<()> {
+    let dir = db_dir(db);
+    let Some(file) = Path::new(db).file_name() else {
         bail!("--db {db} names no file");
     };
-    let dirfd = match openat(
+    let name = &t.user.name;
+    let dirfd = openat(
         AT_FDCWD,
         dir,
         OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
         Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT) => create_dir(dir, t)?,
-        Err(e) => bail!("database directory {}: {e}", dir.display()),
-    };
+    )
+    .with_context(|| format!("database directory {} (as {name})", dir.display()))?;
     let st = fstat(&dirfd).with_context(|| format!("database directory {}", dir.display()))?;
-    let name = &t.user.name;
-    if st.st_uid != t.user.uid.as_raw() {
-        bail!(
-            "database directory {} is owned by uid {}, not by {name}: give --db a directory of {name}'s own (record creates a missing one)",
-            dir.display(),
+    let (uid, gid) = (t.user.uid.as_raw(), t.user.gid.as_raw());
+    let group_ok = st.st_gid == gid && t.own_group;
+    let others = if st.st_uid != 0 && st.st_uid != uid {
+        Some(format!(
+            "is owned by uid {}, neither root nor {name}",
             st.st_uid
+        ))
+    } else if st.st_mode & 0o002 != 0 || (st.st_mode & 0o020 != 0 && !group_ok) {
+        Some(format!(
+            "is writable by others than root and {name} (mode {:o}, gid {})",
+            st.st_mode & 0o7777,
+            st.st_gid
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = others {
+        bail!(
+            "database directory {} {why}: give --db a directory only root and {name} can write (record creates a missing one)",
+            dir.display()
         );
     }
-    if st.st_mode & 0o022 != 0 {
+    if access(dir, AccessFlags::W_OK | AccessFlags::X_OK).is_err() {
         bail!(
-            "database directory {} is writable by others than {name} (mode {:o}): chmod 750 it",
+            "database directory {}: {name} cannot write it (uid {}, gid {}, mode {:o})",
             dir.display(),
+            st.st_uid,
+            st.st_gid,
             st.st_mode & 0o7777
         );
     }
@@ -93,7 +131,7 @@ pub fn prepare_db(db: &str, t: &Target) -> anyhow::Result<()> {
             "is a symbolic link".to_string()
         } else if kind != SFlag::S_IFREG {
             "is not a regular file".to_string()
-        } else if st.st_uid != t.user.uid.as_raw() {
+        } else if st.st_uid != uid {
             format!("is owned by uid {}, not by {name}", st.st_uid)
         } else if st.st_nlink != 1 {
             format!("has {} hard links", st.st_nlink)
@@ -116,7 +154,7 @@ pub fn prepare_db(db: &str, t: &Target) -> anyhow::Result<()> {
 /// a symlink in it, could swap it between the checks and the `mkdir` and have root create
 /// and chown a directory of the user's choosing anywhere. Symlinks on the way are refused,
 /// not followed: a path written without them is asked for instead.
-fn create_dir(dir: &Path, t: &Target) -> anyhow::Result<OwnedFd> {
+fn create_dir(dir: &Path, t: &Target) -> anyhow::Result<()> {
     let abs =
         std::path::absolute(dir).with_context(|| format!("--db directory {}", dir.display()))?;
     let names: Vec<_> = abs
@@ -169,13 +207,15 @@ fn create_dir(dir: &Path, t: &Target) -> anyhow::Result<OwnedFd> {
             } else {
                 (None, None, 0o755)
             };
-            fchown(&next, uid, gid).with_context(|| format!("chown {}", shown.display()))?;
+            // chmod first: once it is the user's, root without CAP_FOWNER (the systemd
+            // unit) could not.
             fchmod(&next, Mode::from_bits_truncate(mode))
                 .with_context(|| format!("chmod {}", shown.display()))?;
+            fchown(&next, uid, gid).with_context(|| format!("chown {}", shown.display()))?;
         }
         fd = next;
     }
-    Ok(fd)
+    Ok(())
 }
 
 /// With `--chroot DIR`: DIR resolved, and the database path as seen inside it. An argument

@@ -266,14 +266,15 @@ fn record_refuses_planted_links_in_the_database_folder() {
 #[test]
 fn record_refuses_a_database_folder_others_control() {
     let Some((uid, gid)) = skip() else { return };
-    for (owner, mode, what) in [
-        (uid, 0o770, "group-writable"),
-        (uid, 0o757, "world-writable"),
-        (uid, 0o1777, "sticky world-writable"),
-        (4242, 0o750, "a third user's"),
-        (0, 0o755, "root's, which the user cannot write"),
+    for (owner, group, mode, what) in [
+        (uid, 4243, 0o770, "writable by another group"),
+        (0, 4243, 0o770, "root's, writable by another group"),
+        (uid, gid, 0o757, "world-writable"),
+        (uid, gid, 0o1777, "sticky world-writable"),
+        (4242, gid, 0o750, "a third user's"),
+        (0, 0, 0o755, "root's, which the user cannot write"),
     ] {
-        let (_tmp, dir) = db_folder(owner, gid, mode);
+        let (_tmp, dir) = db_folder(owner, group, mode);
         let out = refused(&dir.join("pfstatelog.db"));
         assert_one_line_naming(out, what, &dir.display().to_string());
         assert_eq!(
@@ -282,6 +283,25 @@ fn record_refuses_a_database_folder_others_control() {
             "{what}: nothing created"
         );
     }
+}
+
+/// systemd's `StateDirectory=` layout: root's folder, writable by the user's own group.
+#[test]
+fn record_takes_a_root_folder_writable_by_the_users_own_group() {
+    let Some((uid, gid)) = skip() else { return };
+    let own = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .is_some_and(|g| g.mem.iter().all(|m| m == "nobody"));
+    if !own {
+        eprintln!("skipped: nobody's group has other members here");
+        return;
+    }
+    let (_tmp, dir) = db_folder(0, gid, 0o770);
+    let db = dir.join("pfstatelog.db");
+    run_as_nobody(&[], &db);
+    let f = std::fs::metadata(&db).expect("db");
+    assert_eq!((f.uid(), f.gid()), (uid, gid));
 }
 
 /// A missing database folder is created by root: only under folders that root alone

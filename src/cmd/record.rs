@@ -48,7 +48,9 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
             // A --db outside the chroot is an argument error: said before the folder checks.
             crate::privdrop::chroot_layout(a.chroot.as_deref(), &db)?;
             crate::privdrop::prepare_db(&db, t)?;
-            crate::privdrop::drop_to(t, a.chroot.as_deref(), &db)?
+            let db = crate::privdrop::drop_to(t, a.chroot.as_deref(), &db)?;
+            crate::privdrop::check_db(&db, t)?;
+            db
         }
         None => db,
     };
