@@ -47,8 +47,12 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
     // Root is needed only to open the capture: give it up before any packet is parsed.
     let db = match &target {
         Some(t) => {
+            // A --db outside the chroot is an argument error: said before the folder checks.
+            crate::privdrop::chroot_layout(a.chroot.as_deref(), &db)?;
             crate::privdrop::prepare_db(&db, t)?;
-            crate::privdrop::drop_to(t, a.chroot.as_deref(), &db)?
+            let db = crate::privdrop::drop_to(t, a.chroot.as_deref(), &db)?;
+            crate::privdrop::check_db(&db, t)?;
+            db
         }
         None => db,
     };
