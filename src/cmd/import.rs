@@ -89,7 +89,7 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("importing {path_s}: writing {db}"))?;
         let secs = t0.elapsed().as_secs_f64();
         eprintln!(
-            "{path_s}: {} frames, {} pfsync packets in {secs:.2}s ({:.0} states/s); messages: {}; states opened {}, closed {} ({} by CLR), open now {}; unknown-state messages {}; skipped (not pfsync) {}, untrusted (ttl != 255) {}; decode errors: {}",
+            "{path_s}: {} frames, {} pfsync packets in {secs:.2}s ({:.0} states/s); messages: {}; states opened {}, closed {} ({} by CLR), open now {}; replaced by another state under their id {}; evicted from memory (--max-open) {}; unknown-state messages {}; skipped (not pfsync) {}, untrusted (ttl != 255) {}; decode errors: {}",
             stats.frames,
             stats.packets,
             track.opened as f64 / secs.max(1e-9),
@@ -98,6 +98,8 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
             track.closed,
             track.cleared,
             open_now,
+            track.replaced,
+            track.evicted,
             track.orphans,
             stats.not_pfsync,
             stats.untrusted_packets,

@@ -132,6 +132,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
         }
         let opened = ing.tracker.stats.opened;
         let closed = ing.tracker.stats.closed;
+        let replaced = ing.tracker.stats.replaced;
         ing.finish(status)?;
         let stored = committing.join().unwrap_or_else(|_| {
             log.error("the commit thread panicked");
@@ -139,7 +140,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
         });
         if stored {
             log.info(&format!(
-                "stopped: {opened} states opened, {closed} closed this run"
+                "stopped: {opened} states opened, {closed} closed this run, {replaced} of them replaced by another state under their id"
             ));
         }
         Ok(stored)

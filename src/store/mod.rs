@@ -46,6 +46,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_spots",
         include_str!("../../migrations/0007_spots.sql"),
     ),
+    (
+        "0008_replacements",
+        include_str!("../../migrations/0008_replacements.sql"),
+    ),
 ];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
