@@ -215,3 +215,42 @@ fn an_ins_with_other_keys_replaces_a_lifetime_stored_open_by_an_earlier_import()
     );
     assert_replaced(&db);
 }
+
+/// The numbers of a `stats` line: the first, then those in its parentheses.
+fn total_and_parts(line: &str) -> (u64, Vec<u64>) {
+    let nums = |s: &str| -> Vec<u64> {
+        s.split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    };
+    let (head, rest) = line.split_once('(').unwrap_or((line, ""));
+    let inside = rest.split_once(')').map_or(rest, |(i, _)| i);
+    let total = nums(head)
+        .first()
+        .copied()
+        .unwrap_or_else(|| panic!("{line}"));
+    (total, nums(inside))
+}
+
+#[test]
+fn stats_counts_add_up_on_the_sample() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = dir.path().join("t.db").display().to_string();
+    let sample =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample-ha-pair.pcap");
+    import(&db, &sample, &[]);
+    let s = stats(&db);
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("states "))
+        .unwrap_or_else(|| panic!("no states line: {s}"));
+    let (total, parts) = total_and_parts(line);
+    assert!(parts.len() >= 3, "open, sealed and the rest: {line}");
+    assert_eq!(parts.iter().sum::<u64>(), total, "{line}");
+    let by_creator: u64 = s
+        .lines()
+        .filter(|l| l.starts_with("creator "))
+        .map(|l| number_before(l, " states,"))
+        .sum();
+    assert_eq!(by_creator, total, "{s}");
+}
