@@ -254,3 +254,62 @@ fn stats_counts_add_up_on_the_sample() {
         .sum();
     assert_eq!(by_creator, total, "{s}");
 }
+
+/// Every lifetime `export` gives, one JSON line each (without the header and the end).
+fn exported(db: &str) -> Vec<String> {
+    let out = run_ok(&[
+        "export",
+        "--db",
+        db,
+        "--from",
+        &rfc(T0 - 3600),
+        "--to",
+        &rfc(T0 + 3600),
+        "--format",
+        "json",
+    ]);
+    out.lines()
+        .filter(|l| !l.starts_with("{\"pfstatelog_export"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn max_open_evicts_idle_states_and_every_lifetime_still_ends() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cap = dir.path().join("flood.pcap");
+    let n: u64 = 5_000;
+    let mut packets = Vec::new();
+    for chunk in (1..=n).collect::<Vec<_>>().chunks(10) {
+        let t = T0 + chunk[0] as i64 / 10;
+        let ins = chunk
+            .iter()
+            .map(|&id| {
+                Message::Ins(nat(
+                    id,
+                    "192.168.1.10",
+                    10_000 + id as u16,
+                    20_000 + id as u16,
+                ))
+            })
+            .collect();
+        packets.push((t, ins));
+    }
+    for chunk in (1..=n).collect::<Vec<_>>().chunks(10) {
+        let t = T0 + 1_000 + chunk[0] as i64 / 10;
+        packets.push((t, chunk.iter().map(|&id| del_c(id)).collect()));
+    }
+    pfsync_capture(&cap, &packets);
+    let capped = dir.path().join("capped.db").display().to_string();
+    let whole = dir.path().join("whole.db").display().to_string();
+    let err = import(&capped, &cap, &["--max-open", "1000"]);
+    import(&whole, &cap, &[]);
+    let evicted = number_after(&err, "evicted from memory (--max-open)");
+    assert!(evicted > 0, "{err}");
+    assert_eq!(number_after(&err, "open now"), 0, "{err}");
+    assert_eq!(number_after(&err, "unknown-state messages"), 0, "{err}");
+    let (a, b) = (exported(&capped), exported(&whole));
+    assert_eq!(a.len(), n as usize);
+    assert_eq!(a, b, "the same lifetimes with and without the cap");
+    assert!(a.iter().all(|l| l.contains("\"end_reason\":\"delete\"")));
+}

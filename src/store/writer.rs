@@ -150,6 +150,10 @@ pub struct Writer {
     /// [`Writer::hold_tracked`].
     tracker_holds: bool,
     tracked: StateSet,
+    /// Tracked lifetimes the tracker dropped from memory (`--max-open`), stored open by
+    /// the next flush ([`Writer::store_open`]).
+    #[allow(clippy::vec_box)]
+    evicted: Vec<Box<Row>>,
     /// Tracked lifetimes a DEL_C stamped before their start ends in the store (the tracker
     /// keeps them open): the earliest such time, applied when their row is made.
     early_end: StateMap<Micros>,
@@ -887,6 +891,7 @@ impl Writer {
             tracker_holds: false,
             tracked: StateSet::default(),
             early_end: StateMap::default(),
+            evicted: Vec::new(),
             ready: Vec::new(),
             ready_spare: Vec::new(),
             seal_buf: Vec::new(),
@@ -1309,6 +1314,25 @@ impl Writer {
         }
     }
 
+    /// Open lifetimes the tracker drops from memory: those it held for this writer are
+    /// stored open by the next flush, where a later message finds them (as a state a
+    /// previous run left open); the others are stored already.
+    pub fn store_open(&mut self, open: impl IntoIterator<Item = OpenState>) {
+        for o in open {
+            let k = key_of(&o.state);
+            if !self.tracked.remove(&k) {
+                continue;
+            }
+            let seen = (o.first_full, o.updated, o.last_seen);
+            let row = self.tracked_row(k, o.state, o.flavor, o.start, seen);
+            if row.end.is_some() {
+                self.ready.push(row);
+            } else {
+                self.evicted.push(row);
+            }
+        }
+    }
+
     /// The row of a lifetime the tracker held: as it reports it, (first full message,
     /// newest full message, last seen), ended already if an early DEL_C came for it.
     fn tracked_row(
@@ -1546,6 +1570,7 @@ impl Writer {
                 self.creators.clear();
                 self.gaps.clear();
                 self.replaced.clear();
+                self.evicted.clear();
                 Ok(())
             }
             Err(e) => {
@@ -1571,6 +1596,10 @@ impl Writer {
     ) -> rusqlite::Result<Journal> {
         let deferring = self.defers_seals();
         let tx = self.conn.transaction()?;
+        for r in &self.evicted {
+            insert_row(&tx, r)?;
+            self.rows.insert(r.key(), tx.last_insert_rowid());
+        }
         // Held lifetimes first: every pending event about their key came after their end.
         // They are sealed, except those a pending event names: that event merges into
         // their row in states.
