@@ -139,8 +139,13 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
             false
         });
         if stored {
+            if replaced > 0 {
+                log.info(&format!(
+                    "{replaced} lifetimes replaced by another state under their id this run"
+                ));
+            }
             log.info(&format!(
-                "stopped: {opened} states opened, {closed} closed this run, {replaced} of them replaced by another state under their id"
+                "stopped: {opened} states opened, {closed} closed this run"
             ));
         }
         Ok(stored)
