@@ -20,7 +20,7 @@ CREATE TABLE states (
     start_us    INTEGER,                 -- first full message's time minus its creation age
     first_us    INTEGER,                 -- time of that first full message
     end_us      INTEGER,                 -- DEL_C / DEL / CLR time; NULL while open
-    end_reason  TEXT,                    -- delete | delete-full | clear
+    end_reason  TEXT,                    -- delete | delete-full | clear | replaced (schema 8)
     last_us     INTEGER NOT NULL,        -- last message that named the state (a CLR names none)
     updated_us  INTEGER,                 -- time of the full message the counters come from
     expire      INTEGER,

@@ -143,6 +143,13 @@ pub struct ImportArgs {
     pub verbose: bool,
     #[command(flatten)]
     pub cache: CacheArg,
+    /// Open states held in memory at most; past it the longest idle are written to the
+    /// database (still open) and read back when a message names them, so a flood of INS
+    /// with unique ids cannot exhaust memory [default: a quarter of physical memory at
+    /// ~1 KiB an open state]
+    #[arg(long = "max-open", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1000..))]
+    pub max_open: Option<u64>,
     /// Capture files (classic pcap in either byte order, micro or nano; pcapng).
     #[arg(value_name = "CAPTURE", required = true)]
     pub captures: Vec<PathBuf>,

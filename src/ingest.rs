@@ -31,6 +31,9 @@ pub struct Ingest<'l> {
     live: bool,
     /// A capture file: the stretches of packet time it really spans.
     spans: Spans,
+    /// Open states the tracker may hold in memory (`--max-open`); past it the longest
+    /// idle are stored open and dropped from memory.
+    max_open: usize,
 }
 
 /// Packet times further apart than this are not one stretch of watching: a clock that
@@ -162,6 +165,7 @@ impl<'l> Ingest<'l> {
             sink: Sink::Inline(Box::new(Committer::new(writer, log, checkpointer, lock))),
             live: false,
             spans: Spans::default(),
+            max_open: usize::MAX,
         })
     }
 
@@ -282,7 +286,8 @@ impl<'l> Ingest<'l> {
         match &mut self.sink {
             Sink::Inline(c) => {
                 c.counters = self.counters.clone();
-                c.push(self.events.drain(..), Instant::now())
+                c.push(self.events.drain(..), Instant::now())?;
+                self.evict()
             }
             Sink::Thread { outbox, since, .. } => {
                 since.get_or_insert_with(Instant::now);
@@ -297,6 +302,37 @@ impl<'l> Ingest<'l> {
                 Ok(())
             }
         }
+    }
+
+    /// Hold at most `n` open states in memory (`--max-open`; committing in line only: a
+    /// state dropped from memory is read back from the store when a message names it).
+    pub fn set_max_open(&mut self, n: usize) {
+        self.max_open = n.max(1);
+    }
+
+    /// Past [`Ingest::set_max_open`]'s cap, store the longest idle open states and drop
+    /// them from memory, down to 90 % of the cap (so a flood pays one flush per tenth of
+    /// it). Flushed at once: a message may name one before the next flush.
+    fn evict(&mut self) -> Result<(), StoreError> {
+        if self.tracker.open_count() <= self.max_open {
+            return Ok(());
+        }
+        let Sink::Inline(c) = &mut self.sink else {
+            return Ok(());
+        };
+        let keep = self.max_open - self.max_open / 10;
+        let out = self.tracker.evict_idle(self.max_open, keep);
+        for o in &out {
+            self.unloaded.stored(&crate::track::key_of(&o.state));
+        }
+        let n = out.len();
+        c.writer_mut().store_open(out);
+        c.flush_now()?;
+        self.log.info(&format!(
+            "{n} idle open states written out of memory (--max-open {}); {} evicted so far",
+            self.max_open, self.tracker.stats.evicted
+        ));
+        Ok(())
     }
 
     /// Open lifetimes in the store and in the tracker.

@@ -8,7 +8,10 @@
 //! - UPD_C and INS_ACK refresh "last seen"; for an unknown key they are kept as evidence;
 //! - DEL_C and DEL end the lifetime at the packet time; DEL_C for an unknown key is evidence;
 //! - CLR ends every open state of its creator (only those on the named interface if one is
-//!   given, as OpenBSD receivers do; FreeBSD receivers ignore the name) that existed then.
+//!   given, as OpenBSD receivers do; FreeBSD receivers ignore the name) that existed then;
+//! - a full state for an open key with other keys (addresses, ports, protocol, family) is
+//!   another state under the same id (a DEL missed after drops, or a hostile sender): the
+//!   open lifetime ends where the new one begins (reason "replaced"), and the new one opens.
 
 use crate::wire::{Bus, Decoded, Flavor, FullState, Message, StateMap, StateRef};
 use std::collections::hash_map::Entry;
@@ -25,6 +28,8 @@ pub enum EndReason {
     DeleteFull,
     /// CLR (`pfctl -F states`).
     Clear,
+    /// A full state with other keys under the same (creator, id) began.
+    Replaced,
 }
 
 impl EndReason {
@@ -33,6 +38,7 @@ impl EndReason {
             EndReason::Delete => "delete",
             EndReason::DeleteFull => "delete-full",
             EndReason::Clear => "clear",
+            EndReason::Replaced => "replaced",
         }
     }
     pub fn from_name(s: &str) -> Option<EndReason> {
@@ -40,6 +46,7 @@ impl EndReason {
             "delete" => EndReason::Delete,
             "delete-full" => EndReason::DeleteFull,
             "clear" => EndReason::Clear,
+            "replaced" => EndReason::Replaced,
             _ => return None,
         })
     }
@@ -122,6 +129,10 @@ pub struct TrackStats {
     pub refreshed: u64,
     pub orphans: u64,
     pub cleared: u64,
+    /// Lifetimes ended by a full state with other keys under their id.
+    pub replaced: u64,
+    /// Open states written out and dropped from memory ([`Tracker::evict_idle`]).
+    pub evicted: u64,
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +142,14 @@ pub struct Tracker {
     /// every size the table passed through at ~250 bytes an entry, twice its load.
     open: StateMap<Box<OpenState>>,
     pub stats: TrackStats,
+}
+
+/// Whether two full states name the same connection: same keys (addresses, ports,
+/// rdomains, families), protocol and family. A retransmit, a bulk update or the other
+/// firewall of an HA pair re-announcing a state agree on all of them; the interface and
+/// the counters may differ without making it another state.
+pub fn same_keys(a: &FullState, b: &FullState) -> bool {
+    a.key == b.key && a.proto == b.proto && a.af == b.af
 }
 
 /// The key a full state is tracked by.
@@ -166,6 +185,31 @@ impl Tracker {
 
     pub fn get(&self, key: &StateRef) -> Option<&OpenState> {
         self.open.get(key).map(|o| &**o)
+    }
+
+    /// Past `max` open states, drop the longest idle (oldest "last seen") until `keep`
+    /// are left, and return them: the caller stores them open, where a later message
+    /// finds them. Bounds memory under a flood of INS with unique ids.
+    pub fn evict_idle(&mut self, max: usize, keep: usize) -> Vec<OpenState> {
+        if self.open.len() <= max {
+            return Vec::new();
+        }
+        let mut idle: Vec<(Micros, StateRef)> =
+            self.open.iter().map(|(k, o)| (o.last_seen, *k)).collect();
+        let n = idle.len().saturating_sub(keep.min(max));
+        if n == 0 {
+            return Vec::new();
+        }
+        idle.select_nth_unstable(n - 1);
+        idle.truncate(n);
+        // Deterministic order for the store.
+        idle.sort_unstable_by_key(|(t, k)| (*t, k.creator_id, k.id));
+        let out: Vec<OpenState> = idle
+            .iter()
+            .filter_map(|(_, k)| self.open.remove(k).map(|o| *o))
+            .collect();
+        self.stats.evicted += out.len() as u64;
+        out
     }
 
     /// Apply one message received at `ts`, appending what happened to `out`.
@@ -228,17 +272,45 @@ impl Tracker {
         let k = key_of(s);
         let start = ts - s.creation as Micros * 1_000_000;
         // One lookup for both cases (the table is large and seldom in cache).
+        let fresh = || OpenState {
+            state: s.clone(),
+            start,
+            first_full: ts,
+            updated: ts,
+            last_seen: ts,
+            flavor: d.flavor,
+        };
         let o = match self.open.entry(k) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => {
-                v.insert(Box::new(OpenState {
+            Entry::Occupied(mut o) if ts >= o.get().first_full && !same_keys(&o.get().state, s) => {
+                // Another state under an open id: the open one ended before this one began
+                // (but not before it was last seen, nor before it began).
+                let old = std::mem::replace(&mut **o.get_mut(), fresh());
+                let end = start.max(old.last_seen).min(ts).max(old.start);
+                self.stats.closed += 1;
+                self.stats.replaced += 1;
+                self.stats.opened += 1;
+                out.push(Event::End {
+                    state: old.state,
+                    start: old.start,
+                    end,
+                    reason: EndReason::Replaced,
+                    first_full: old.first_full,
+                    updated: old.updated,
+                    last_seen: old.last_seen,
+                    flavor: old.flavor,
+                });
+                out.push(Event::Open {
                     state: s.clone(),
                     start,
-                    first_full: ts,
-                    updated: ts,
-                    last_seen: ts,
+                    seen: ts,
                     flavor: d.flavor,
-                }));
+                    record_version: d.record_version,
+                });
+                return;
+            }
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                v.insert(Box::new(fresh()));
                 self.stats.opened += 1;
                 out.push(Event::Open {
                     state: s.clone(),
@@ -250,6 +322,12 @@ impl Tracker {
                 return;
             }
         };
+        if ts < o.first_full && !same_keys(&o.state, s) {
+            // An earlier message of another state under this id (a disordered capture
+            // that also missed a DEL): the open lifetime is not its, and the store could
+            // not tell the two apart at this time. Left out.
+            return;
+        }
         if ts < o.first_full {
             // An earlier full message (an older capture imported after a newer one, or
             // timestamps out of order): the lifetime began earlier than we thought. Keys
@@ -777,5 +855,53 @@ pub(crate) mod tests {
             end_of(&ev, 9),
             Some((20 * S, 20 * S, 50 * S, 50 * S, 5, "em1".into()))
         );
+    }
+
+    #[test]
+    fn a_full_state_with_other_keys_replaces_the_open_one() {
+        let mut t = Tracker::new();
+        let mut other = state(A, 1, "em0", 0);
+        other.key[0].port[1] = 61999;
+        let ev = run(
+            &mut t,
+            &[
+                (10 * S, Message::Ins(state(A, 1, "em0", 0))),
+                // The same keys again (a retransmit, the HA peer): a refresh.
+                (20 * S, Message::Ins(state(A, 1, "em1", 0))),
+                (30 * S, Message::Ins(other.clone())),
+                (40 * S, Message::DelC(r(A, 1))),
+            ],
+        );
+        assert_eq!(
+            ends(&ev),
+            vec![
+                (1, 30 * S, EndReason::Replaced),
+                (1, 40 * S, EndReason::Delete)
+            ]
+        );
+        assert_eq!(
+            (t.stats.opened, t.stats.replaced, t.stats.closed),
+            (2, 1, 2)
+        );
+        let last_open = ev.iter().rev().find_map(|e| match e {
+            Event::Open { state, start, .. } => Some((state.key[0].port[1], *start)),
+            _ => None,
+        });
+        assert_eq!(last_open, Some((61999, 30 * S)));
+    }
+
+    #[test]
+    fn eviction_drops_the_longest_idle_states() {
+        let mut t = Tracker::new();
+        let msgs: Vec<(Micros, Message)> = (1..=10)
+            .map(|i| (i as Micros * S, Message::Ins(state(A, i, "em0", 0))))
+            .collect();
+        run(&mut t, &msgs);
+        run(&mut t, &[(20 * S, Message::InsAck(r(A, 1)))]);
+        assert!(t.evict_idle(10, 5).is_empty(), "not past the cap");
+        let gone: Vec<u64> = t.evict_idle(8, 6).iter().map(|o| o.state.id).collect();
+        assert_eq!(gone, vec![2, 3, 4, 5]);
+        assert_eq!((t.open_count(), t.stats.evicted), (6, 4));
+        assert!(t.get(&r(A, 1)).is_some(), "seen lately");
     }
 }

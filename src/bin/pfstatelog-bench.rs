@@ -1860,6 +1860,7 @@ mod v2 {
             EndReason::Delete => 0,
             EndReason::DeleteFull => 1,
             EndReason::Clear => 2,
+            EndReason::Replaced => 3,
         };
         let mut hex = [0u8; 8];
         for (i, b) in hex.iter_mut().enumerate() {

@@ -40,6 +40,9 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
         let mut ing =
             Ingest::open(&db, &run, &log).with_context(|| format!("importing {path_s}"))?;
         ing.set_cache_mib(a.cache.mib)?;
+        ing.set_max_open(a.max_open.map_or_else(default_max_open, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        }));
         let bar = progress(&path_s, known.then_some(size));
         // Frames are read on their own thread so that a slow source (a pipe from tcpdump)
         // still gets its data flushed within a second.
@@ -100,7 +103,7 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("importing {path_s}: writing {db}"))?;
         let secs = t0.elapsed().as_secs_f64();
         eprintln!(
-            "{path_s}: {} frames, {} pfsync packets in {secs:.2}s ({:.0} states/s); messages: {}; states opened {}, closed {} ({} by CLR), open now {}; unknown-state messages {}; skipped (not pfsync) {}, untrusted (ttl != 255) {}; decode errors: {}; time jumps {jumps}",
+            "{path_s}: {} frames, {} pfsync packets in {secs:.2}s ({:.0} states/s); messages: {}; states opened {}, closed {} ({} by CLR), open now {}; replaced by another state under their id {}; evicted from memory (--max-open) {}; unknown-state messages {}; skipped (not pfsync) {}, untrusted (ttl != 255) {}; decode errors: {}; time jumps {jumps}",
             stats.frames,
             stats.packets,
             track.opened as f64 / secs.max(1e-9),
@@ -109,6 +112,8 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
             track.closed,
             track.cleared,
             open_now,
+            track.replaced,
+            track.evicted,
             track.orphans,
             stats.not_pfsync,
             stats.untrusted_packets,
@@ -120,6 +125,29 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(if failed { 2 } else { 0 })
+}
+
+/// Memory an open state costs an import, all told (the tracker's entry, the writer's key,
+/// the batch's events): about 1 KiB (README, "Database").
+const OPEN_STATE_BYTES: u64 = 1024;
+
+/// `--max-open`'s default: open states that fill a quarter of physical memory.
+fn default_max_open() -> usize {
+    // SAFETY: sysconf reads system constants; no memory is shared.
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let phys = u64::try_from(pages)
+        .unwrap_or(0)
+        .saturating_mul(u64::try_from(size).unwrap_or(0));
+    // Unknown memory: 1 GiB's worth.
+    let phys = if phys == 0 { 4 << 30 } else { phys };
+    usize::try_from(phys / 4 / OPEN_STATE_BYTES)
+        .unwrap_or(usize::MAX)
+        .max(1000)
 }
 
 /// On a terminal only: a bar (bytes read, rate, ETA) when the size is known, else a

@@ -154,12 +154,18 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
         }
         let opened = ing.tracker.stats.opened;
         let closed = ing.tracker.stats.closed;
+        let replaced = ing.tracker.stats.replaced;
         ing.finish(status)?;
         let stored = committing.join().unwrap_or_else(|_| {
             log.error("the commit thread panicked");
             false
         });
         if stored {
+            if replaced > 0 {
+                log.info(&format!(
+                    "{replaced} lifetimes replaced by another state under their id this run"
+                ));
+            }
             log.info(&format!(
                 "stopped: {opened} states opened, {closed} closed this run"
             ));

@@ -51,6 +51,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_health",
         include_str!("../../migrations/0008_health.sql"),
     ),
+    (
+        "0009_replacements",
+        include_str!("../../migrations/0009_replacements.sql"),
+    ),
 ];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

@@ -39,7 +39,7 @@ pub struct Stored {
     pub updated: Micros,
     pub last: Micros,
     pub end: Micros,
-    /// 0 delete, 1 delete-full, 2 clear (as [`REASONS`]).
+    /// 0 delete, 1 delete-full, 2 clear, 3 replaced (as [`REASONS`]).
     pub reason: u8,
     pub expire: u32,
     pub packets: [u64; 2],
@@ -60,7 +60,7 @@ impl Stored {
 }
 
 /// `end_reason` names by code.
-pub const REASONS: [&str; 3] = ["delete", "delete-full", "clear"];
+pub const REASONS: [&str; 4] = ["delete", "delete-full", "clear", "replaced"];
 
 /// A blob that does not decode: damage, reported and skipped by the readers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -611,6 +611,12 @@ pub struct Stats {
     pub open: i64,
     /// Closed lifetimes held packed (seals), of `states`.
     pub sealed: i64,
+    /// Closed lifetimes not sealed yet, of `states`: rows of `states` a later message
+    /// brought back or ended there, and a recorder's young ones that ended (journal), which
+    /// its next start seals. open + sealed + ended_unsealed = states.
+    pub ended_unsealed: i64,
+    /// Lifetimes another state under the same (creator, id) replaced (track.rs).
+    pub replaced: i64,
     pub evidence_only: i64,
     pub first_start: Option<String>,
     pub last_seen: Option<String>,
@@ -654,10 +660,15 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
     )?;
     s.states += sealed_n;
     s.sealed = sealed_n;
-    // A running recorder's young open lifetimes (journal).
+    s.ended_unsealed = conn.query_row("SELECT count(*) FROM states WHERE dcls < 14", [], |r| {
+        r.get(0)
+    })?;
+    // A running (or crashed) recorder's young lifetimes (journal), open or ended.
     let young = super::young::Journal::open(conn)?.summary(conn)?;
     s.states += young.n;
     s.open += young.open;
+    s.ended_unsealed += young.n - young.open;
+    s.replaced = conn.query_row("SELECT count(*) FROM replacements", [], |r| r.get(0))?;
     let first: Option<i64> =
         conn.query_row("SELECT min(start_us) FROM states", [], |r| r.get(0))?;
     let last: Option<i64> = conn.query_row("SELECT max(last_us) FROM states", [], |r| r.get(0))?;
@@ -735,13 +746,15 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
 
 pub fn stats_text(s: &Stats) -> String {
     let mut t = format!(
-        "database      {} ({:.1} MiB)\nstates        {} ({} open, {} sealed), {} evidence-only rows\ntime span     {} .. {}\n",
+        "database      {} ({:.1} MiB)\nstates        {} ({} open, {} sealed, {} ended not sealed yet), {} evidence-only rows\nreplaced      {} (ended by another state under the same id)\ntime span     {} .. {}\n",
         s.path,
         s.size_bytes as f64 / 1048576.0,
         s.states,
         s.open,
         s.sealed,
+        s.ended_unsealed,
         s.evidence_only,
+        s.replaced,
         s.first_start.as_deref().unwrap_or("-"),
         s.last_seen.as_deref().unwrap_or("-"),
     );
@@ -801,6 +814,7 @@ pub fn prune(conn: &Connection, before: Micros) -> rusqlite::Result<u64> {
     total += sealed::prune(&tx, &Names::load(&tx)?, before)?;
     tx.commit()?;
     conn.execute("DELETE FROM gaps WHERE end_us < ?1", [before])?;
+    conn.execute("DELETE FROM replacements WHERE ts_us < ?1", [before])?;
     conn.execute("DELETE FROM bus WHERE ts_us < ?1", [before])?;
     conn.execute("DELETE FROM runs WHERE last_us < ?1 AND status != 'running' AND id NOT IN (SELECT run_id FROM gaps)", [before])?;
     conn.execute_batch("PRAGMA incremental_vacuum;")?;

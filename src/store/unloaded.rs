@@ -90,6 +90,19 @@ impl Unloaded {
         }
     }
 
+    /// `k` was just stored open (written out of the tracker's memory, `--max-open`): a
+    /// message that names it reads it back.
+    pub fn stored(&mut self, k: &StateRef) {
+        if self
+            .by_creator
+            .entry(k.creator_id)
+            .or_default()
+            .insert(k.id)
+        {
+            self.open_left += 1;
+        }
+    }
+
     /// The store held `found` of the keys just taken open (the others were closed).
     pub fn found(&mut self, found: u64) {
         self.open_left = self.open_left.saturating_sub(found);

@@ -115,6 +115,9 @@ pub struct Writer {
     /// Events to apply by the next flush (new lifetimes are in `held` instead).
     pending: Vec<Event>,
     gaps: Vec<(Micros, Micros, &'static str, u64, String)>,
+    /// Lifetimes replaced since the last flush (creator, id, end): counted in
+    /// `replacements` (migrations/0009_replacements.sql).
+    replaced: Vec<(u32, u64, Micros)>,
     /// Row of every open state this writer knows: proportional to open states only.
     rows: StateMap<i64>,
     /// Creators named by full states since the last flush: flavour, record version, first
@@ -154,6 +157,10 @@ pub struct Writer {
     /// [`Writer::hold_tracked`].
     tracker_holds: bool,
     tracked: StateSet,
+    /// Tracked lifetimes the tracker dropped from memory (`--max-open`), stored open by
+    /// the next flush ([`Writer::store_open`]).
+    #[allow(clippy::vec_box)]
+    evicted: Vec<Box<Row>>,
     /// Tracked lifetimes a DEL_C stamped before their start ends in the store (the tracker
     /// keeps them open): the earliest such time, applied when their row is made.
     early_end: StateMap<Micros>,
@@ -808,9 +815,10 @@ impl Row {
 }
 
 /// [`end_row`] on a lifetime not ended yet: the end it gets (never before its start), and
-/// its last sighting raised to it unless a CLR ended it (a CLR names no state).
+/// its last sighting raised to it unless a CLR or a replacement ended it (neither names
+/// this lifetime's state).
 fn ended(start: Micros, last: &mut Micros, end: Micros, reason: EndReason) -> Micros {
-    if reason != EndReason::Clear {
+    if !matches!(reason, EndReason::Clear | EndReason::Replaced) {
         *last = (*last).max(end);
     }
     end.max(start)
@@ -895,6 +903,7 @@ impl Writer {
             run_id,
             pending: Vec::new(),
             gaps: Vec::new(),
+            replaced: Vec::new(),
             rows: StateMap::default(),
             creators: HashMap::default(),
             known_max: HashMap::default(),
@@ -907,6 +916,7 @@ impl Writer {
             tracker_holds: false,
             tracked: StateSet::default(),
             early_end: StateMap::default(),
+            evicted: Vec::new(),
             ready: Vec::new(),
             ready_spare: Vec::new(),
             seal_buf: Vec::new(),
@@ -1141,6 +1151,15 @@ impl Writer {
         if let Some(t) = event_time(&e) {
             self.young.clock = self.young.clock.max(t);
         }
+        if let Event::End {
+            state,
+            end,
+            reason: EndReason::Replaced,
+            ..
+        } = &e
+        {
+            self.replaced.push((state.creator_id, state.id, *end));
+        }
         if let Event::Open {
             state,
             seen,
@@ -1316,6 +1335,25 @@ impl Writer {
                 self.ready.push(row);
             } else {
                 self.held.insert(k, row);
+            }
+        }
+    }
+
+    /// Open lifetimes the tracker drops from memory: those it held for this writer are
+    /// stored open by the next flush, where a later message finds them (as a state a
+    /// previous run left open); the others are stored already.
+    pub fn store_open(&mut self, open: impl IntoIterator<Item = OpenState>) {
+        for o in open {
+            let k = key_of(&o.state);
+            if !self.tracked.remove(&k) {
+                continue;
+            }
+            let seen = (o.first_full, o.updated, o.last_seen);
+            let row = self.tracked_row(k, o.state, o.flavor, o.start, seen);
+            if row.end.is_some() {
+                self.ready.push(row);
+            } else {
+                self.evicted.push(row);
             }
         }
     }
@@ -1556,6 +1594,8 @@ impl Writer {
                 self.ready = ended;
                 self.creators.clear();
                 self.gaps.clear();
+                self.replaced.clear();
+                self.evicted.clear();
                 Ok(())
             }
             Err(e) => {
@@ -1581,6 +1621,10 @@ impl Writer {
     ) -> rusqlite::Result<Journal> {
         let deferring = self.defers_seals();
         let tx = self.conn.transaction()?;
+        for r in &self.evicted {
+            insert_row(&tx, r)?;
+            self.rows.insert(r.key(), tx.last_insert_rowid());
+        }
         // Held lifetimes first: every pending event about their key came after their end.
         // They are sealed, except those a pending event names: that event merges into
         // their row in states.
@@ -1806,6 +1850,12 @@ impl Writer {
                 last
             ])?;
         }
+        for (creator_id, id, at) in &self.replaced {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO replacements (creator_id, state_id, ts_us) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![creator_id, u64_to_i64(*id), at])?;
+        }
         for (from, to, kind, count, detail) in &self.gaps {
             tx.prepare_cached(
                 "INSERT INTO gaps (run_id, start_us, end_us, kind, count, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -1924,14 +1974,26 @@ fn changes_nothing(
         Event::End { end, .. } => *end,
         Event::Clear { .. } | Event::Bus { .. } => return Ok(false),
     };
-    // find_alive's rule, over the sealed lifetimes.
-    let mut alive = sealed
-        .iter()
-        .filter(|l| l.end >= ts - SLACK_US && l.start <= ts + SLACK_US);
+    // find_alive's rule, over the sealed lifetimes (find_alive_as's for a full state).
+    let keys = match e {
+        Event::Open { state, .. } | Event::Refresh { state, .. } | Event::End { state, .. } => {
+            Some(state)
+        }
+        _ => None,
+    };
+    let mut alive = sealed.iter().filter(|l| {
+        l.end >= ts - SLACK_US
+            && l.start <= ts + SLACK_US
+            && keys.is_none_or(|s| stored_same_keys(l, s))
+    });
     let (Some(l), None) = (alive.next(), alive.next()) else {
         return Ok(false);
     };
-    if find_alive(tx, k, ts)?.is_some() {
+    let in_states = match keys {
+        Some(s) => find_alive_as(tx, s, ts)?,
+        None => find_alive(tx, k, ts)?,
+    };
+    if in_states.is_some() {
         return Ok(false);
     }
     let counters_same = |s: &FullState, rule: bool| {
@@ -1982,6 +2044,61 @@ fn find_alive(tx: &Connection, k: &StateRef, ts: Micros) -> rusqlite::Result<Opt
         }
     }
     Ok(best)
+}
+
+/// [`find_alive`] for a full state: only a row with its keys (or an evidence row, which has
+/// none) is its lifetime; another state under the same id ended where this one began
+/// (track.rs, "replaced"), however close in time.
+fn find_alive_as(tx: &Connection, s: &FullState, ts: Micros) -> rusqlite::Result<Option<i64>> {
+    let mut st = tx.prepare_cached(
+        "SELECT id, start_us, end_us, af, proto, w_addr0, w_port0, w_addr1, w_port1, w_rdomain,
+                s_addr0, s_port0, s_addr1, s_port1, s_rdomain, s_af
+         FROM states WHERE creator_id = ?1 AND state_id = ?2",
+    )?;
+    let mut rows = st.query(params![s.creator_id, u64_to_i64(s.id)])?;
+    let (w, k) = (key_cols(&s.key[0]), key_cols(&s.key[1]));
+    let mut best = None;
+    while let Some(r) = rows.next()? {
+        let (id, start, end): (i64, Option<i64>, Option<i64>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let ended_before = end.is_some_and(|e| e < ts - SLACK_US);
+        let began_after = start.is_some_and(|s| s > ts + SLACK_US);
+        if ended_before || began_after || best.is_some_and(|b| id <= b) {
+            continue;
+        }
+        let int = |i: usize| r.get::<_, Option<i64>>(i).ok().flatten();
+        let blob = |i: usize| r.get::<_, Option<Vec<u8>>>(i).ok().flatten();
+        let same = start.is_none()
+            || (int(3) == Some(i64::from(s.af.to_openbsd()))
+                && int(4) == Some(i64::from(s.proto))
+                && blob(5).as_ref() == Some(&w.0)
+                && int(6) == Some(w.1)
+                && blob(7).as_ref() == Some(&w.2)
+                && int(8) == Some(w.3)
+                && int(9) == Some(w.4)
+                && blob(10).as_ref() == Some(&k.0)
+                && int(11) == Some(k.1)
+                && blob(12).as_ref() == Some(&k.2)
+                && int(13) == Some(k.3)
+                && int(14) == Some(k.4)
+                && int(15) == Some(i64::from(s.key[1].af.to_openbsd())));
+        if same {
+            best = Some(id);
+        }
+    }
+    Ok(best)
+}
+
+/// Whether sealed lifetime `l` has the keys of full state `s` ([`find_alive_as`]).
+fn stored_same_keys(l: &Stored, s: &FullState) -> bool {
+    l.af == s.af.to_openbsd()
+        && l.proto == s.proto
+        && l.w_addr == s.key[0].addr
+        && l.w_port == s.key[0].port
+        && l.w_rdomain == s.key[0].rdomain
+        && l.s_addr == s.key[1].addr
+        && l.s_port == s.key[1].port
+        && l.s_rdomain == s.key[1].rdomain
+        && l.s_af == s.key[1].af.to_openbsd()
 }
 
 fn key_cols(k: &Key) -> (Vec<u8>, i64, Vec<u8>, i64, i64) {
@@ -2247,16 +2364,17 @@ fn open_row(r: &rusqlite::Row) -> (i64, OpenState) {
     (get_i(0), o)
 }
 
-/// The row of the lifetime of `k` alive at `ts` that an end applies to (forgotten as open).
+/// The row of the lifetime of state `s` alive at `ts` that an end applies to (forgotten as
+/// open).
 fn row_of(
     tx: &Connection,
     rows: &mut StateMap<i64>,
-    k: &StateRef,
+    s: &FullState,
     ts: Micros,
 ) -> rusqlite::Result<Option<i64>> {
-    match rows.remove(k) {
+    match rows.remove(&key_of(s)) {
         Some(id) => Ok(Some(id)),
-        None => find_alive(tx, k, ts),
+        None => find_alive_as(tx, s, ts),
     }
 }
 
@@ -2368,7 +2486,7 @@ fn apply(
             let flavor_v = flavor.header_version();
             let existing = match rows.get(&k) {
                 Some(id) => Some(*id),
-                None => find_alive(tx, &k, *seen)?,
+                None => find_alive_as(tx, s, *seen)?,
             };
             // One value list serves both statements: ?2.. of the UPDATE, ?1.. of the INSERT.
             let vals: [Value; 25] = [
@@ -2478,7 +2596,7 @@ fn apply(
             };
             let id = match rows.get(&k) {
                 Some(id) => Some(*id),
-                None => find_alive(tx, &k, *seen)?,
+                None => find_alive_as(tx, s, *seen)?,
             };
             if let Some(id) = id {
                 tx.prepare_cached(
@@ -2523,7 +2641,7 @@ fn apply(
                 id: s.id,
                 creator_id: s.creator_id,
             };
-            if let Some(id) = row_of(tx, rows, &k, *end)? {
+            if let Some(id) = row_of(tx, rows, s, *end)? {
                 match take_open(tx, id, *end, *reason)? {
                     Some(s) => {
                         closing.insert(k, s);
@@ -2596,12 +2714,13 @@ fn first_clear(tx: &Connection, s: &FullState, seen: Micros) -> rusqlite::Result
 }
 
 /// The earliest end event wins (re-imports and overlapping captures agree on it). A CLR
-/// names no state, so it does not count as the state's last sighting.
+/// names no state, nor does the state that replaced this one: neither counts as the
+/// state's last sighting.
 fn end_row(tx: &Connection, id: i64, end: Micros, reason: EndReason) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "UPDATE states SET
            end_reason = CASE WHEN end_us IS NULL OR ?2 < end_us THEN ?3 ELSE end_reason END,
-           last_us = CASE WHEN ?3 != 'clear' AND (end_us IS NULL OR ?2 < end_us) THEN max(last_us, ?2) ELSE last_us END,
+           last_us = CASE WHEN ?3 NOT IN ('clear', 'replaced') AND (end_us IS NULL OR ?2 < end_us) THEN max(last_us, ?2) ELSE last_us END,
            end_us = CASE WHEN end_us IS NULL OR ?2 < end_us THEN max(?2, coalesce(start_us, ?2)) ELSE end_us END
          WHERE id = ?1",
     )?
