@@ -97,13 +97,18 @@ pub fn open_rw(path: &str) -> Result<Connection> {
             })?;
         }
     }
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
     )
     .map_err(sq(path))?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(sq(path))?;
+    // Transactions take the write lock when they begin (IMMEDIATE), waiting for it as
+    // long as the busy timeout allows. A DEFERRED one that reads first cannot wait: when
+    // another connection commits between its first read and its first write (prune beside
+    // an import), SQLite fails it at once with "database is locked".
+    conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
     stable_plans(&conn, path)?;
     check_identity(&conn, path, true)?;
     // WAL so queries never wait for the recorder; NORMAL sync: a power cut may lose the
