@@ -534,3 +534,25 @@ fn a_database_the_user_may_not_read_is_named() {
         assert!(err.contains("permission denied"), "{q:?}: {err}");
     }
 }
+
+/// A FIFO as `--db` is refused at once (opening it to read would wait for a writer).
+#[test]
+fn a_fifo_as_db_is_refused_without_waiting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("db.fifo");
+    let c = std::ffi::CString::new(fifo.display().to_string()).expect("path");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+    let f = fifo.display().to_string();
+    for args in [
+        vec!["stats", "--db", &f],
+        vec!["prune", "--db", &f, "--before", "@0"],
+    ] {
+        let mut p = common::Proc::spawn(Command::new(bin()).args(&args)).expect("spawn");
+        let status = p.wait_timeout(std::time::Duration::from_secs(30));
+        p.err.drain(std::time::Duration::from_secs(5));
+        let err = p.err.seen.join("\n");
+        assert_eq!(status.and_then(|s| s.code()), Some(2), "{args:?}: {err}");
+        assert!(err.contains("not a regular file"), "{args:?}: {err}");
+    }
+}

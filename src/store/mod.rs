@@ -160,6 +160,10 @@ pub fn check_path(path: &str) -> Result<()> {
             "is a directory; --db names the database file (e.g. DIR/pfstatelog.db)".into(),
         ));
     }
+    // A FIFO would block the open below (and SQLite) for ever; a device is no database.
+    if !meta.is_file() {
+        return Err(io("not a regular file, so not a database".into()));
+    }
     if let Err(e) = std::fs::File::open(path) {
         return Err(io(if e.kind() == std::io::ErrorKind::PermissionDenied {
             "permission denied: this user may not read the database file".into()
