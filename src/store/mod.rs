@@ -98,6 +98,7 @@ fn sq(path: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
 
 /// Open for writing (record, import, prune): creates the file and applies migrations.
 pub fn open_rw(path: &str) -> Result<Connection> {
+    check_path(path)?;
     if let Some(dir) = Path::new(path).parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
@@ -106,13 +107,18 @@ pub fn open_rw(path: &str) -> Result<Connection> {
             })?;
         }
     }
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
     )
     .map_err(sq(path))?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(sq(path))?;
+    // Transactions take the write lock when they begin (IMMEDIATE), waiting for it as
+    // long as the busy timeout allows. A DEFERRED one that reads first cannot wait: when
+    // another connection commits between its first read and its first write (prune beside
+    // an import), SQLite fails it at once with "database is locked".
+    conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
     stable_plans(&conn, path)?;
     check_identity(&conn, path, true)?;
     // WAL so queries never wait for the recorder; NORMAL sync: a power cut may lose the
@@ -140,15 +146,82 @@ pub fn open_rw(path: &str) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Refuse, with a line naming the problem, a `--db` that is a directory or a file this
+/// user may not read (SQLite says only "disk I/O error" or "unable to open database file").
+/// A path that does not exist yet is fine here (writers create it).
+pub fn check_path(path: &str) -> Result<()> {
+    let io = |why: String| StoreError::Io {
+        path: path.into(),
+        why,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(io(
+                "permission denied: this user may not reach the database file".into(),
+            ))
+        }
+        Err(e) => return Err(io(format!("cannot read the database file: {e}"))),
+    };
+    if meta.is_dir() {
+        return Err(io(
+            "is a directory; --db names the database file (e.g. DIR/pfstatelog.db)".into(),
+        ));
+    }
+    // A FIFO would block the open below (and SQLite) for ever; a device is no database.
+    if !meta.is_file() {
+        return Err(io("not a regular file, so not a database".into()));
+    }
+    if let Err(e) = std::fs::File::open(path) {
+        return Err(io(if e.kind() == std::io::ErrorKind::PermissionDenied {
+            "permission denied: this user may not read the database file".into()
+        } else {
+            format!("cannot read the database file: {e}")
+        }));
+    }
+    Ok(())
+}
+
 /// Open for queries: never creates, never writes.
+///
+/// Evidence is often a write-protected copy: a read-only file, folder or mount. SQLite's
+/// ordinary read-only open of a WAL database needs to create or write the `-shm` index
+/// beside it, and fails there. Then the file is opened `immutable` (SQLite takes no lock
+/// and reads only the database file), with a note on stderr when that may miss something:
+/// a `-wal` holding commits not copied into the database yet, or a writer at work.
 pub fn open_ro(path: &str) -> Result<Connection> {
     if !Path::new(path).exists() {
+        check_path(path)?;
         return Err(StoreError::Missing { path: path.into() });
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
+    check_path(path)?;
+    match open_ro_as(path, false) {
+        Err(StoreError::Sqlite {
+            source: rusqlite::Error::SqliteFailure(f, _),
+            ..
+        }) if matches!(
+            f.code,
+            rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly
+        ) =>
+        {
+            let conn = open_ro_as(path, true)?;
+            if let Some(note) = immutable_note(path) {
+                eprintln!("pfstatelog: note: {path}: {note}");
+            }
+            Ok(conn)
+        }
+        r => r,
+    }
+}
+
+fn open_ro_as(path: &str, immutable: bool) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = if immutable {
+        Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
+    } else {
+        Connection::open_with_flags(path, flags)
+    }
     .map_err(sq(path))?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(sq(path))?;
@@ -171,6 +244,68 @@ pub fn open_ro(path: &str) -> Result<Connection> {
         });
     }
     Ok(conn)
+}
+
+/// `file:PATH?mode=ro&immutable=1`, the path percent-encoded (a `?`, `#` or `%` in a file
+/// name would otherwise be read as URI syntax).
+fn immutable_uri(path: &str) -> String {
+    let mut uri = String::from("file:");
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    uri
+}
+
+/// What an immutable open of `path` may not see, if anything: commits still in the
+/// `-wal` file (SQLite reads them only through a `-shm` index it can write), or a writer
+/// holding the one-writer lock (its changes during the query are not seen, and a
+/// checkpoint under the query may be misread).
+fn immutable_note(path: &str) -> Option<String> {
+    let mut notes = Vec::new();
+    if writer_active(path) {
+        notes.push(
+            "a pfstatelog writer holds this database's lock: what it writes while this query runs is not seen and may be misread; query a copy, or where the -shm file can be written".to_string(),
+        );
+    }
+    let wal = format!("{path}-wal");
+    if let Ok(m) = std::fs::metadata(&wal) {
+        if m.len() > 0 {
+            notes.push(format!(
+                "its write-ahead log {wal} ({} bytes) is not read here, so the latest commits may be missing: copy the database with its -wal file into a writable folder to read them",
+                m.len()
+            ));
+        }
+    }
+    if notes.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "opened read-only as immutable (the folder or mount cannot be written); {}",
+            notes.join("; ")
+        ))
+    }
+}
+
+/// Whether a writer holds [`WriterLock`]: a shared flock(2) tried and released at once, on
+/// a descriptor opened read-only (nothing is created; a writer is never kept waiting).
+fn writer_active(db: &str) -> bool {
+    use std::os::unix::io::AsRawFd;
+    let Ok(f) = std::fs::File::open(format!("{db}.lock")) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own; no memory is shared.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    if rc != 0 {
+        return true;
+    }
+    // SAFETY: as above.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+    false
 }
 
 /// The query planner stability guarantee: one plan per statement, whatever the bound
@@ -299,6 +434,8 @@ impl WriterLock {
     pub fn acquire(db: &str) -> Result<WriterLock> {
         use std::io::{Read, Seek, Write};
         use std::os::unix::io::AsRawFd;
+        // Before the lock file is made beside a directory or a file that cannot be read.
+        check_path(db)?;
         let path = format!("{db}.lock");
         let io = |why: String| StoreError::Io {
             path: path.clone(),
