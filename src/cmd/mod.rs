@@ -14,6 +14,9 @@ use crate::cli::Command;
 /// Exit codes, as grep: something found, nothing found; errors are 2 (main).
 pub const FOUND: u8 = 0;
 pub const NOTHING: u8 = 1;
+/// Nothing intact matched, and the range holds damaged data that may hold the answer: not
+/// "nothing" (a script must not read it as "nobody"), not a failure to run either.
+pub const DAMAGED: u8 = 3;
 
 pub fn run(c: Command) -> anyhow::Result<u8> {
     match c {

@@ -6,6 +6,7 @@ use crate::report::table::{
     coverage_json, coverage_warnings, csv_record, lifetime_json, table, CSV_FIELDS,
 };
 use crate::store::query::{self, Lifetime, WhoFilter};
+use crate::store::sealed::DamagedGroup;
 use crate::store::{self};
 use crate::time::{format_rfc3339, parse_duration, parse_time, Zone};
 use crate::track::Micros;
@@ -95,7 +96,7 @@ fn print_rows(
     format: OutFormat,
     zone: &Zone,
     at: Option<Micros>,
-    cov: &query::Coverage,
+    (cov, damage): (&query::Coverage, &[DamagedGroup]),
     q: serde_json::Value,
 ) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
@@ -106,11 +107,16 @@ fn print_rows(
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         }
         OutFormat::JsonReport => {
-            let v = json!({
+            let mut v = json!({
                 "query": q,
                 "matches": rows.iter().map(lifetime_json).collect::<Vec<_>>(),
                 "coverage": coverage_json(cov),
             });
+            if !damage.is_empty() {
+                // Damaged data in the range: the answer is not complete, whatever the runs.
+                v["coverage"]["complete"] = json!(false);
+                v["damage"] = damage.iter().map(damage_json).collect();
+            }
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         }
         OutFormat::Csv => {
@@ -122,7 +128,12 @@ fn print_rows(
             w.flush()?;
         }
         OutFormat::Table => {
-            if rows.is_empty() {
+            if rows.is_empty() && !damage.is_empty() {
+                writeln!(
+                    out,
+                    "no intact state matched (the range holds damaged data)"
+                )?;
+            } else if rows.is_empty() {
                 writeln!(out, "no state matched")?;
             } else {
                 writeln!(out, "{}", table(rows, zone, at))?;
@@ -135,6 +146,34 @@ fn print_rows(
 fn warn_coverage(cov: &query::Coverage) {
     for w in coverage_warnings(cov) {
         eprintln!("pfstatelog: {w}");
+    }
+}
+
+/// The damaged groups the last query met, each said on stderr.
+fn warn_damage(db: &str, line: Option<usize>) -> Vec<DamagedGroup> {
+    let damage = store::sealed::damage_seen();
+    let at = line.map_or(String::new(), |l| format!("--batch line {l}: "));
+    for d in &damage {
+        eprintln!("pfstatelog: warning: {at}{db}: damaged data in the range, left out of this answer: {d}");
+    }
+    damage
+}
+
+fn damage_json(d: &DamagedGroup) -> serde_json::Value {
+    json!({
+        "group": d.what,
+        "from": d.from.map(format_rfc3339),
+        "to": d.to.map(format_rfc3339),
+        "why": d.why,
+    })
+}
+
+/// The exit code of one answer: found, nothing, or nothing intact with damage in the range.
+fn answer_code(found: bool, damaged: bool) -> u8 {
+    match (found, damaged) {
+        (true, _) => super::FOUND,
+        (false, true) => super::DAMAGED,
+        (false, false) => super::NOTHING,
     }
 }
 
@@ -156,15 +195,12 @@ pub fn who(a: WhoArgs) -> anyhow::Result<u8> {
     let (t0, t1) = (at.saturating_sub(window), at.saturating_add(window));
     let rows = query::who(&conn, &ip, port, t0, t1, at, &filter)
         .with_context(|| format!("querying {db}"))?;
+    let damage = warn_damage(&db, None);
     let cov = query::coverage(&conn, t0, t1)?;
     warn_coverage(&cov);
     let q = json!({"ip": ip.to_string(), "port": port, "at": format_rfc3339(at), "window_s": window / 1_000_000});
-    print_rows(&rows, a.format, &zout, Some(at), &cov, q)?;
-    Ok(if rows.is_empty() {
-        super::NOTHING
-    } else {
-        super::FOUND
-    })
+    print_rows(&rows, a.format, &zout, Some(at), (&cov, &damage), q)?;
+    Ok(answer_code(!rows.is_empty(), !damage.is_empty()))
 }
 
 fn who_filter(proto: Option<&str>, remote: Option<&str>) -> anyhow::Result<WhoFilter> {
@@ -215,7 +251,7 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone) -> anyhow::Result<u8> {
         h.extend_from_slice(CSV_FIELDS);
         w.write_record(&h)?;
     }
-    let (mut any, mut bad) = (false, 0u64);
+    let (mut any, mut bad, mut unknown) = (false, 0u64, false);
     for (i, rec) in csv_in.records().enumerate() {
         let line = i + 1;
         let rec = match rec {
@@ -251,7 +287,9 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone) -> anyhow::Result<u8> {
             }
         };
         let rows = query::who(&conn, &ip, port, at - win, at + win, at, &filt)?;
+        let damage = warn_damage(&db, Some(line));
         any |= !rows.is_empty();
+        unknown |= rows.is_empty() && !damage.is_empty();
         if as_csv {
             let input = [f(0), f(1), f(2), f(3), f(4)];
             if rows.is_empty() {
@@ -267,10 +305,13 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone) -> anyhow::Result<u8> {
                 w.write_record(&r)?;
             }
         } else {
-            let v = json!({
+            let mut v = json!({
                 "ip": f(0), "port": f(1), "time": f(2), "window": f(3), "remote": f(4),
                 "matches": rows.iter().map(lifetime_json).collect::<Vec<_>>(),
             });
+            if !damage.is_empty() {
+                v["damage"] = damage.iter().map(damage_json).collect();
+            }
             println!("{v}");
         }
     }
@@ -278,7 +319,14 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone) -> anyhow::Result<u8> {
     if bad > 0 {
         bail!("--batch {path}: {bad} line(s) could not be read (see above)");
     }
-    Ok(if any { super::FOUND } else { super::NOTHING })
+    // A line with nothing intact but damage in its range is not "nobody": say so.
+    Ok(if unknown {
+        super::DAMAGED
+    } else if any {
+        super::FOUND
+    } else {
+        super::NOTHING
+    })
 }
 
 pub fn history(a: HistoryArgs) -> anyhow::Result<u8> {
@@ -300,6 +348,7 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<u8> {
     let conn = store::open_ro(&db)?;
     let rows = query::history(&conn, &lo, &hi, from, to, port)
         .with_context(|| format!("querying {db}"))?;
+    let damage = warn_damage(&db, None);
     let cov = if from > i64::MIN && to < i64::MAX {
         query::coverage(&conn, from, to)?
     } else {
@@ -307,12 +356,8 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<u8> {
     };
     warn_coverage(&cov);
     let q = json!({"host": a.host, "from": a.from, "to": a.to});
-    print_rows(&rows, a.format, &zout, None, &cov, q)?;
-    Ok(if rows.is_empty() {
-        super::NOTHING
-    } else {
-        super::FOUND
-    })
+    print_rows(&rows, a.format, &zout, None, (&cov, &damage), q)?;
+    Ok(answer_code(!rows.is_empty(), !damage.is_empty()))
 }
 
 pub fn stats(a: StatsArgs) -> anyhow::Result<u8> {

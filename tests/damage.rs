@@ -1,0 +1,303 @@
+//! A damaged database file: queries answer what is intact and name what is not, never a
+//! silent "nothing"; writers stop with exit 2 and one line, writing nothing more.
+
+mod common;
+
+use common::{fixture, run, run_ok};
+use rusqlite::Connection;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+const CAPTURE: &str = "nat-outbound-l3-dlt246.pcap";
+
+/// A database with the capture imported.
+fn imported() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("d.db").display().to_string();
+    run_ok(&[
+        "import",
+        "--db",
+        &db,
+        &fixture(CAPTURE).display().to_string(),
+    ]);
+    (dir, db)
+}
+
+/// Every lifetime as export's CSV lines (header and comments left out).
+fn lifetimes(db: &str) -> BTreeSet<String> {
+    let o = run(&[
+        "export",
+        "--db",
+        db,
+        "--from",
+        "@0",
+        "--to",
+        "@4000000000",
+        "--format",
+        "csv",
+    ]);
+    assert!(
+        o.status.success(),
+        "export: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout)
+        .expect("utf-8")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("private_ip,"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A row of `sealed`: (dcls, tb, w_addr1, w_port1, seal).
+type Key = (i64, i64, Vec<u8>, i64, i64);
+
+/// The key and blob of the archived group with the most lifetimes.
+fn largest_group(conn: &Connection) -> (Key, Vec<u8>) {
+    conn.query_row(
+        "SELECT dcls, tb, w_addr1, w_port1, seal, rows FROM sealed ORDER BY n DESC, length(rows) DESC LIMIT 1",
+        [],
+        |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?), r.get(5)?)),
+    )
+    .expect("an archived group")
+}
+
+fn put_group(conn: &Connection, k: &Key, blob: &[u8]) {
+    conn.execute(
+        "UPDATE sealed SET rows = ?6 WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND seal = ?5",
+        rusqlite::params![k.0, k.1, k.2, k.3, k.4, blob],
+    )
+    .expect("update");
+}
+
+/// Flip one byte in the middle of the payload of the largest archived group; the lifetimes
+/// it held (as export read them before).
+fn damage_largest_group(db: &str) -> Vec<String> {
+    let before = lifetimes(db);
+    let conn = Connection::open(db).expect("open");
+    let (key, mut blob) = largest_group(&conn);
+    let i = blob.len() / 2;
+    blob[i] ^= 0x10;
+    put_group(&conn, &key, &blob);
+    drop(conn);
+    let after = lifetimes(db);
+    let gone: Vec<String> = before.difference(&after).cloned().collect();
+    assert!(!gone.is_empty(), "the flipped byte changed no lifetime");
+    gone
+}
+
+/// (private ip, public ip, public port, start) of an export CSV line.
+fn fields(line: &str) -> (String, String, String, String) {
+    let f: Vec<&str> = line.split(',').collect();
+    (f[0].into(), f[2].into(), f[3].into(), f[11].into())
+}
+
+/// Every table a writer could change, row by row.
+fn stored_rows(db: &str) -> Vec<String> {
+    let conn = Connection::open(db).expect("open");
+    let mut all = Vec::new();
+    for t in [
+        "states",
+        "sealed",
+        "sealed_private",
+        "seals",
+        "sealed_buckets",
+    ] {
+        let mut st = conn.prepare(&format!("SELECT * FROM {t}")).expect("select");
+        all.extend(
+            common::row_strings(&mut st)
+                .into_iter()
+                .map(|r| format!("{t}: {r}")),
+        );
+    }
+    all
+}
+
+/// The same rows, or the first few that differ.
+fn assert_same(before: &[String], after: &[String], what: &str) {
+    let (b, a): (BTreeSet<&String>, BTreeSet<&String>) =
+        (before.iter().collect(), after.iter().collect());
+    let gone: Vec<_> = b.difference(&a).take(3).collect();
+    let new: Vec<_> = a.difference(&b).take(3).collect();
+    assert!(
+        gone.is_empty() && new.is_empty() && before.len() == after.len(),
+        "{what}: gone {gone:?}, new {new:?}"
+    );
+}
+
+#[test]
+fn who_warns_that_the_range_holds_damaged_data_instead_of_answering_nothing() {
+    let (_d, db) = imported();
+    let gone = damage_largest_group(&db);
+    let (_, ip, port, start) = fields(&gone[0]);
+    let o = run(&[
+        "who", "--db", &db, "--ip", &ip, "--port", &port, "--at", &start,
+    ]);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_ne!(o.status.code(), Some(1), "a plain 'nothing': {out}{err}");
+    assert!(!out.contains("no state matched"), "{out}");
+    assert!(
+        err.contains("damaged") && err.contains("sealed group") && err.contains("class"),
+        "{err}"
+    );
+    if o.status.code() != Some(0) {
+        assert_eq!(o.status.code(), Some(3), "{out}{err}");
+    }
+    // The report says the answer is not complete, and which group is damaged.
+    let o = run(&[
+        "who",
+        "--db",
+        &db,
+        "--ip",
+        &ip,
+        "--port",
+        &port,
+        "--at",
+        &start,
+        "--format",
+        "json-report",
+    ]);
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json-report");
+    assert_eq!(v["coverage"]["complete"], Value::Bool(false), "{v}");
+    let d = &v["damage"][0];
+    assert!(
+        d["group"]
+            .as_str()
+            .is_some_and(|g| g.contains("sealed group")),
+        "{v}"
+    );
+    assert!(d["from"].is_string() && d["to"].is_string(), "{v}");
+}
+
+#[test]
+fn history_reports_a_damaged_group_it_meets() {
+    let (_d, db) = imported();
+    let gone = damage_largest_group(&db);
+    let (host, ..) = fields(&gone[0]);
+    let o = run(&["history", "--db", &db, "--host", &host]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("utf-8"), "{err}");
+    assert!(err.contains("damaged") && err.contains("class"), "{err}");
+    assert_ne!(o.status.code(), Some(1), "{err}");
+}
+
+#[test]
+fn an_import_into_a_damaged_file_stops_with_one_line_and_writes_nothing() {
+    let (_d, db) = imported();
+    damage_largest_group(&db);
+    let before = stored_rows(&db);
+    // The same traffic again: its lifetimes are found in the damaged group's bucket.
+    let o = run(&[
+        "import",
+        "--db",
+        &db,
+        &fixture(CAPTURE).display().to_string(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("database damaged") && err.contains("class"),
+        "{err}"
+    );
+    assert_same(
+        &before,
+        &stored_rows(&db),
+        "the import wrote into the damaged file",
+    );
+}
+
+#[test]
+fn prune_stops_at_a_damaged_group_rather_than_drop_it() {
+    let (_d, db) = imported();
+    damage_largest_group(&db);
+    let before = stored_rows(&db);
+    let o = run(&["prune", "--db", &db, "--before", "2030-01-01T00:00:00Z"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("database damaged"), "{err}");
+    assert_same(
+        &before,
+        &stored_rows(&db),
+        "prune deleted around the damage",
+    );
+}
+
+#[test]
+fn a_byte_flipped_in_the_stored_data_never_changes_an_answer_silently() {
+    let (_d, db) = imported();
+    let before = lifetimes(&db);
+    let conn = Connection::open(&db).expect("open");
+    // Byte positions spread over the whole group, one at a time: each is damage said, or
+    // no change.
+    let (key, blob) = largest_group(&conn);
+    let put = |bytes: &[u8]| put_group(&conn, &key, bytes);
+    for i in (0..blob.len()).step_by(blob.len().div_ceil(16)) {
+        let mut bad = blob.clone();
+        bad[i] ^= 0x01;
+        put(&bad);
+        let o = run(&[
+            "export",
+            "--db",
+            &db,
+            "--from",
+            "@0",
+            "--to",
+            "@4000000000",
+            "--format",
+            "csv",
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        let now: BTreeSet<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("private_ip,"))
+            .map(str::to_string)
+            .collect();
+        // Never a lifetime that was not there (a value decoded wrongly).
+        assert!(
+            now.is_subset(&before),
+            "byte {i}: a changed lifetime\n{err}"
+        );
+        if now != before {
+            assert!(err.contains("damaged sealed group"), "byte {i}: {err}");
+        }
+    }
+    put(&blob);
+}
+
+#[test]
+fn a_database_of_schema_7_is_given_its_checksums_by_migrate() {
+    let (_d, db) = imported();
+    let before = lifetimes(&db);
+    // As schema 7 wrote them: the same blobs without their last four bytes.
+    let conn = Connection::open(&db).expect("open");
+    conn.execute_batch(
+        "UPDATE sealed SET rows = substr(rows, 1, length(rows) - 4);
+         UPDATE sealed_private SET pairs = substr(pairs, 1, length(pairs) - 4);
+         UPDATE seals SET ids = substr(ids, 1, length(ids) - 4);
+         PRAGMA user_version = 7;",
+    )
+    .expect("schema 7");
+    drop(conn);
+    let o = run(&[
+        "who",
+        "--db",
+        &db,
+        "--ip",
+        "192.0.2.1",
+        "--port",
+        "1",
+        "--at",
+        "@0",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("migrate"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    run_ok(&["migrate", "--db", &db]);
+    assert_eq!(lifetimes(&db), before);
+}
