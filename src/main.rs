@@ -55,24 +55,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether SQLite found the file damaged, or a value read back is not of its column's kind
-/// (pfstatelog writes one kind per column, so that is damage too): then the error says so,
-/// rather than leave "invalid utf-8" or "malformed" for a person to interpret.
+/// Whether the error is damage in the database file: then the line says so, rather than
+/// leave "invalid utf-8" or "malformed" for a person to interpret.
 fn damaged(e: &anyhow::Error) -> bool {
-    use rusqlite::{Error, ErrorCode};
-    e.chain().any(|c| match c.downcast_ref::<Error>() {
-        Some(Error::SqliteFailure(f, _)) => {
-            matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
-                // SQLITE_IOERR_DATA: a page whose checksum does not match.
-                || f.extended_code == rusqlite::ffi::SQLITE_IOERR_DATA
-        }
-        Some(
-            Error::Utf8Error(..)
-            | Error::FromSqlConversionFailure(..)
-            | Error::InvalidColumnType(..)
-            | Error::IntegralValueOutOfRange(..),
-        ) => true,
-        _ => false,
+    e.chain().any(|c| {
+        c.downcast_ref::<rusqlite::Error>()
+            .is_some_and(pfstatelog::store::sealed::is_damage)
     })
 }
 

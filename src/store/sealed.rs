@@ -352,6 +352,24 @@ pub fn damage_error(d: &DamagedGroup) -> rusqlite::Error {
     )
 }
 
+/// Whether an error is damage: SQLite found the file damaged (or a page checksum did not
+/// match), a group did not read back ([`damage_error`]), or a value read back is not of its
+/// column's kind (pfstatelog writes one kind per column, so that is damage too).
+pub fn is_damage(e: &rusqlite::Error) -> bool {
+    use rusqlite::{Error, ErrorCode};
+    match e {
+        Error::SqliteFailure(f, _) => {
+            matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+                || f.extended_code == rusqlite::ffi::SQLITE_IOERR_DATA
+        }
+        Error::Utf8Error(..)
+        | Error::FromSqlConversionFailure(..)
+        | Error::InvalidColumnType(..)
+        | Error::IntegralValueOutOfRange(..) => true,
+        _ => false,
+    }
+}
+
 /// Damage met: kept for the query's warning, or an error for a writer.
 fn met(d: DamagedGroup) -> rusqlite::Result<()> {
     if TOLERANT.with(|t| t.get()) > 0 {
