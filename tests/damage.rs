@@ -301,3 +301,59 @@ fn a_database_of_schema_7_is_given_its_checksums_by_migrate() {
     run_ok(&["migrate", "--db", &db]);
     assert_eq!(lifetimes(&db), before);
 }
+
+#[test]
+fn check_says_sound_or_names_the_damaged_group() {
+    let (_d, db) = imported();
+    let o = run(&["check", "--db", &db]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("integrity check: ok") && out.contains("sound"),
+        "{out}"
+    );
+    damage_largest_group(&db);
+    let o = run(&["check", "--db", &db]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("damaged: sealed group (class") && l.contains("started")),
+        "{out}"
+    );
+    let o = run(&["check", "--db", "/nonexistent/p.db"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn a_byte_flipped_in_an_index_page_is_found_by_check() {
+    let (_d, db) = imported();
+    let conn = Connection::open(&db).expect("open");
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoint");
+    let root: i64 = conn
+        .query_row(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'states_who'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("index");
+    let size: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .expect("page size");
+    drop(conn);
+    // A byte of the index's first cell: the last cell-pointer array entry names it.
+    let mut file = std::fs::read(&db).expect("read");
+    let page = ((root - 1) * size) as usize;
+    let cells = u16::from_be_bytes([file[page + 3], file[page + 4]]) as usize;
+    assert!(cells > 0, "an empty index page");
+    let header = if file[page] == 0x0a { 8 } else { 12 };
+    let ptr = page + header;
+    let cell = page + u16::from_be_bytes([file[ptr], file[ptr + 1]]) as usize;
+    file[cell + 4] ^= 0x10;
+    std::fs::write(&db, &file).expect("write");
+    let o = run(&["check", "--db", &db]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("integrity check: FAILED"), "{out}");
+}

@@ -1,5 +1,6 @@
 //! One file per subcommand; each returns the exit code (errors become exit 2 in main).
 
+pub mod check;
 pub mod decode;
 pub mod export;
 pub mod import;
@@ -31,6 +32,7 @@ pub fn run(c: Command) -> anyhow::Result<u8> {
         Command::ImportPfctl(a) => import_pfctl::run(a),
         Command::Export(a) => export::run(a),
         Command::Migrate(a) => migrate::run(a),
+        Command::Check(a) => check::run(a),
         Command::Man(a) => man::man(a),
         Command::Completions(a) => man::completions(a),
     }

@@ -1611,6 +1611,49 @@ pub fn unseal_all(
     Ok(n)
 }
 
+/// Read every history row and id list back (checksum, then decoding); damaged ones go
+/// through [`met`] like a damaged group. How many of each were read: (history, id lists).
+pub fn check_lists(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
+    let mut st = conn.prepare("SELECT dcls, tb, s_addr1, pairs, form FROM sealed_private")?;
+    let mut rows = st.query([])?;
+    let mut history = 0;
+    while let Some(r) = rows.next()? {
+        let (c, hb, host, blob, form): (i64, i64, Vec<u8>, Vec<u8>, Option<i64>) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+        history += 1;
+        if let Err(e) = read_pairs((c, hb, &host), &blob, form) {
+            met(damaged_pairs(c, hb, &host, e))?;
+        }
+    }
+    let mut st = conn.prepare("SELECT seal, creator_id, grp, min_id, ids, form FROM seals")?;
+    let mut rows = st.query([])?;
+    let mut lists = 0;
+    while let Some(r) = rows.next()? {
+        let (seal, creator, grp, lo, blob, form): (i64, i64, i64, i64, Vec<u8>, Option<i64>) = (
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        );
+        lists += 1;
+        let list = pack::verified(&[&ids_key(creator, grp, lo)], &blob).and_then(|b| {
+            let form = IdsForm::from_column(form).ok_or(Damaged("id list form"))?;
+            pack::unpack_ids(b, lo as u64, form)
+        });
+        if let Err(e) = list {
+            met(DamagedGroup {
+                what: format!("id list (seal {seal}, creator {creator:08x}, ids from {lo:016x})"),
+                from: None,
+                to: None,
+                why: e.0,
+            })?;
+        }
+    }
+    Ok((history, lists))
+}
+
 /// Append its checksum to every blob written before schema 8 (migration 0008), as it is.
 pub fn sum_existing(tx: &Connection) -> rusqlite::Result<()> {
     let rows: Vec<(RowKey, i64, Vec<u8>)> = tx
