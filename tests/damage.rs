@@ -357,3 +357,20 @@ fn a_byte_flipped_in_an_index_page_is_found_by_check() {
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("integrity check: FAILED"), "{out}");
 }
+
+#[test]
+fn a_value_sqlite_reads_back_wrongly_is_called_damage_in_one_line() {
+    let (_d, db) = imported();
+    let all = lifetimes(&db);
+    let (host, ..) = fields(all.iter().next().expect("a lifetime"));
+    let conn = Connection::open(&db).expect("open");
+    // An interface name that is no longer UTF-8, as a flipped byte in its page leaves it.
+    conn.execute("UPDATE names SET name = CAST(x'616cff' AS TEXT)", [])
+        .expect("damage");
+    drop(conn);
+    let o = run(&["history", "--db", &db, "--host", &host]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("pfstatelog: database damaged: "), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
