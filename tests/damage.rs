@@ -374,3 +374,59 @@ fn a_value_sqlite_reads_back_wrongly_is_called_damage_in_one_line() {
     assert!(err.starts_with("pfstatelog: database damaged: "), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
+
+/// `record` that meets a damaged group while it stores (the same traffic again) logs one
+/// "database damaged" line, stops capturing by itself and exits 2, writing nothing more.
+#[test]
+fn a_recorder_that_meets_damage_stops_with_exit_2() {
+    use common::live::setup;
+    use common::Proc;
+    use std::process::Command;
+    use std::time::Duration;
+    const TEST: &str = "a_recorder_that_meets_damage_stops_with_exit_2";
+    const LIVE_CAPTURE: &str = "ha-pair-clr-l5-ether.pcap";
+    let Some(link) = setup(TEST, 'x') else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("r.db").display().to_string();
+    let path = fixture(LIVE_CAPTURE);
+    run_ok(&["import", "--db", &db, &path.display().to_string()]);
+    damage_largest_group(&db);
+    let before = stored_rows(&db);
+    let mut p = Proc::spawn(
+        Command::new(common::bin())
+            .args(["record", "-v", "--no-syslog", "--db", &db])
+            .arg(&link.host),
+    )
+    .expect("spawn record");
+    let wait = Duration::from_secs(20);
+    let ready = p.err.wait_for(wait, |s| {
+        s.iter().any(|l| l.starts_with("recording pfsync on "))
+    });
+    assert!(ready, "record did not start:\n{}", p.transcript());
+    link.sender().send_all(&common::read_frames(&path));
+    let status = p.wait_timeout(Duration::from_secs(30));
+    if status.is_none() {
+        p.stop(Duration::from_secs(5));
+    }
+    p.err.drain(Duration::from_secs(2));
+    let log = p.transcript();
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{log}");
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("database damaged"))
+            .count(),
+        1,
+        "{log}"
+    );
+    let after = stored_rows(&db);
+    // Only rows the recorder wrote before it met the damage (its run's own lifetimes
+    // written at earlier commits) may be new; none of the file's rows is gone or changed.
+    let gone: Vec<_> = before
+        .iter()
+        .filter(|r| !after.contains(r))
+        .take(3)
+        .collect();
+    assert!(gone.is_empty(), "rows changed: {gone:?}");
+}
