@@ -41,6 +41,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Upgrade a database to this pfstatelog's schema (record, import and prune also do).
     Migrate(MigrateArgs),
+    /// Read every stored lifetime and SQLite's integrity check: is the file sound? (exit 0
+    /// sound, 1 damaged, 2 error).
+    Check(CheckArgs),
     /// Write the man pages: pfstatelog.8 (every command) and one page per command.
     Man(ManArgs),
     /// Print a shell completion script.
@@ -310,6 +313,12 @@ fn duration_arg(s: &str) -> Result<i64, String> {
         Ok(_) => Err("must be longer than zero".into()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub db: DbArg,
 }
 
 #[derive(Debug, Args)]

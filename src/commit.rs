@@ -62,6 +62,9 @@ pub struct Committer<'l> {
     /// goes through again).
     failing: bool,
     last_write_warning: Option<Instant>,
+    /// A write met damage in the file: the commit thread stops rather than retry (a retry
+    /// would meet it again, or write around it).
+    damaged: bool,
     /// Stopped (joined) before the lock is released: fields drop in declaration order.
     checkpointer: Option<store::Checkpointer>,
     _lock: store::WriterLock,
@@ -87,6 +90,7 @@ impl<'l> Committer<'l> {
             slow_said: false,
             failing: false,
             last_write_warning: None,
+            damaged: false,
             checkpointer: Some(checkpointer),
             _lock: lock,
         }
@@ -216,6 +220,12 @@ impl<'l> Committer<'l> {
                     ));
                 }
             }
+            Err(StoreError::Sqlite { source, .. }) if store::sealed::is_damage(&source) => {
+                self.damaged = true;
+                self.log.error(&format!(
+                    "database damaged: {source}; stopping, nothing more is written to it"
+                ));
+            }
             Err(e) => {
                 self.failing = true;
                 if self
@@ -297,6 +307,9 @@ fn run(mut c: Committer, rx: Receiver<ToCommit>) -> bool {
                     c.counters = counters;
                     let r = c.push(events, since);
                     c.report(r);
+                    if c.damaged {
+                        return false;
+                    }
                 }
                 Ok(ToCommit::Gap(from, to, kind, n, detail)) => c.gap(from, to, kind, n, detail),
                 Ok(ToCommit::Finish(status)) => break 'run status,
@@ -315,6 +328,9 @@ fn run(mut c: Committer, rx: Receiver<ToCommit>) -> bool {
         }
         let r = c.tick();
         c.report(r);
+        if c.damaged {
+            return false;
+        }
     };
     let pending = c.pending();
     let log = c.log;

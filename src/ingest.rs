@@ -224,6 +224,12 @@ impl<'l> Ingest<'l> {
         Ok(handle)
     }
 
+    /// Whether what is decoded can still be stored (false once the commit thread stopped:
+    /// the database is damaged, or the thread failed).
+    pub fn storing(&self) -> bool {
+        !matches!(self.sink, Sink::Gone)
+    }
+
     /// One captured frame through every stage.
     pub fn frame(&mut self, f: &Frame) -> Result<(), StoreError> {
         let o = decode_frame(f);

@@ -55,10 +55,24 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("pfstatelog: {}", one_line(&e));
+            let what = if damaged(&e) {
+                "database damaged: "
+            } else {
+                ""
+            };
+            eprintln!("pfstatelog: {what}{}", one_line(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether the error is damage in the database file: then the line says so, rather than
+/// leave "invalid utf-8" or "malformed" for a person to interpret.
+fn damaged(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<rusqlite::Error>()
+            .is_some_and(pfstatelog::store::sealed::is_damage)
+    })
 }
 
 /// `what went wrong: why`, on one line.

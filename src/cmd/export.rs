@@ -137,9 +137,12 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
     out.flush()?;
     if walked.damaged > 0 {
         eprintln!(
-            "pfstatelog: warning: {} rows of {db} could not be read (damaged addresses) and were left out",
+            "pfstatelog: warning: {} rows or groups of {db} could not be read (damaged) and were left out",
             walked.damaged
         );
+    }
+    for d in crate::store::sealed::damage_seen() {
+        eprintln!("pfstatelog: warning: {db}: damaged {d}");
     }
     for w in crate::report::table::coverage_warnings(&cov) {
         eprintln!("pfstatelog: {w}");

@@ -1,5 +1,6 @@
 //! One file per subcommand; each returns the exit code (errors become exit 2 in main).
 
+pub mod check;
 pub mod decode;
 pub mod export;
 pub mod import;
@@ -16,6 +17,9 @@ use crate::cli::Command;
 /// Exit codes, as grep: something found, nothing found; errors are 2 (main).
 pub const FOUND: u8 = 0;
 pub const NOTHING: u8 = 1;
+/// Nothing intact matched, and the range holds damaged data that may hold the answer: not
+/// "nothing" (a script must not read it as "nobody"), not a failure to run either.
+pub const DAMAGED: u8 = 3;
 
 pub fn run(c: Command) -> anyhow::Result<u8> {
     match c {
@@ -31,6 +35,7 @@ pub fn run(c: Command) -> anyhow::Result<u8> {
         Command::ImportPfctl(a) => import_pfctl::run(a),
         Command::Export(a) => export::run(a),
         Command::Migrate(a) => migrate::run(a),
+        Command::Check(a) => check::run(a),
         Command::Man(a) => man::man(a),
         Command::Completions(a) => man::completions(a),
     }

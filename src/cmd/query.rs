@@ -6,6 +6,7 @@ use crate::report::table::{
     coverage_json, coverage_warnings, csv_record, lifetime_json, table, CSV_FIELDS,
 };
 use crate::store::query::{self, Lifetime, WhoFilter};
+use crate::store::sealed::DamagedGroup;
 use crate::store::{self};
 use crate::time::{format_duration, format_in, format_rfc3339, parse_duration, parse_time, Zone};
 use crate::track::Micros;
@@ -100,7 +101,7 @@ fn print_rows(
     format: OutFormat,
     zone: &Zone,
     at: Option<Micros>,
-    cov: &query::Coverage,
+    (cov, damage): (&query::Coverage, &[DamagedGroup]),
     q: serde_json::Value,
 ) -> anyhow::Result<()> {
     match format {
@@ -109,11 +110,12 @@ fn print_rows(
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         }
         OutFormat::JsonReport => {
-            let v = json!({
+            let mut v = json!({
                 "query": q,
                 "matches": rows.iter().map(lifetime_json).collect::<Vec<_>>(),
                 "coverage": coverage_json(cov),
             });
+            mark_damage(&mut v, damage);
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         }
         OutFormat::Csv => {
@@ -125,7 +127,12 @@ fn print_rows(
             w.flush()?;
         }
         OutFormat::Table => {
-            if rows.is_empty() {
+            if rows.is_empty() && !damage.is_empty() {
+                writeln!(
+                    out,
+                    "no intact state matched (the range holds damaged data)"
+                )?;
+            } else if rows.is_empty() {
                 writeln!(out, "no state matched")?;
             } else {
                 writeln!(out, "{}", table(rows, zone, at))?;
@@ -139,6 +146,57 @@ fn print_rows(
 fn warn_coverage(cov: &query::Coverage) {
     for w in coverage_warnings(cov) {
         eprintln!("pfstatelog: {w}");
+    }
+}
+
+/// The damaged groups the last query met, each said on stderr.
+fn warn_damage(db: &str, line: Option<u64>) -> Vec<DamagedGroup> {
+    let damage = store::sealed::damage_seen();
+    let at = line.map_or(String::new(), |l| format!("--batch line {l}: "));
+    for d in &damage {
+        eprintln!("pfstatelog: warning: {at}{db}: damaged data in the range, left out of this answer: {d}");
+    }
+    damage
+}
+
+fn damage_json(d: &DamagedGroup) -> serde_json::Value {
+    json!({
+        "group": d.what,
+        "from": d.from.map(format_rfc3339),
+        "to": d.to.map(format_rfc3339),
+        "why": d.why,
+    })
+}
+
+/// Damaged data in the range: the answer is not complete, whatever the runs.
+fn mark_damage(v: &mut serde_json::Value, damage: &[DamagedGroup]) {
+    if !damage.is_empty() {
+        v["coverage"]["complete"] = json!(false);
+        v["damage"] = damage.iter().map(damage_json).collect();
+    }
+}
+
+/// A batch answer's coverage cells, saying so when the range holds damaged data.
+fn batch_coverage_cells(cov: &query::Coverage, damage: &[DamagedGroup]) -> [String; 2] {
+    let [state, detail] = coverage_cells(cov);
+    if damage.is_empty() {
+        return [state, detail];
+    }
+    let said = format!("{} damaged group(s) left out", damage.len());
+    let detail = if detail.is_empty() {
+        said
+    } else {
+        format!("{detail}; {said}")
+    };
+    ["incomplete".into(), detail]
+}
+
+/// The exit code of one answer: found, nothing, or nothing intact with damage in the range.
+fn answer_code(found: bool, damaged: bool) -> u8 {
+    match (found, damaged) {
+        (true, _) => super::FOUND,
+        (false, true) => super::DAMAGED,
+        (false, false) => super::NOTHING,
     }
 }
 
@@ -160,6 +218,7 @@ pub fn who(a: WhoArgs) -> anyhow::Result<u8> {
     let (t0, t1) = (at.saturating_sub(window), at.saturating_add(window));
     let rows = query::who(&conn, &ip, port, t0, t1, at, &filter)
         .with_context(|| format!("querying {db}"))?;
+    let damage = warn_damage(&db, None);
     let cov = query::coverage(&conn, t0, t1)?;
     warn_coverage(&cov);
     let q = json!({"ip": ip.to_string(), "port": port, "at": format_rfc3339(at), "window_s": window / 1_000_000});
@@ -169,14 +228,10 @@ pub fn who(a: WhoArgs) -> anyhow::Result<u8> {
         a.format,
         &zout,
         Some(at),
-        &cov,
+        (&cov, &damage),
         q,
     )?;
-    Ok(if rows.is_empty() {
-        super::NOTHING
-    } else {
-        super::FOUND
-    })
+    Ok(answer_code(!rows.is_empty(), !damage.is_empty()))
 }
 
 fn who_filter(proto: Option<&str>, remote: Option<&str>) -> anyhow::Result<WhoFilter> {
@@ -258,7 +313,7 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone, zout: &Zone) -> anyhow::Result
         h.extend_from_slice(BATCH_COVERAGE_FIELDS);
         out.write_all(&csv_line(&h)?)?;
     }
-    let (mut any, mut bad) = (false, 0u64);
+    let (mut any, mut bad, mut unknown) = (false, 0u64, false);
     for (i, rec) in csv_in.records().enumerate() {
         let rec = match rec {
             Ok(r) => r,
@@ -299,15 +354,17 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone, zout: &Zone) -> anyhow::Result
         let (t0, t1) = (at.saturating_sub(win), at.saturating_add(win));
         let rows = query::who(&conn, &ip, port, t0, t1, at, &filt)
             .with_context(|| format!("querying {db}"))?;
+        let damage = warn_damage(&db, Some(line));
         let cov = query::coverage(&conn, t0, t1)?;
         for warning in coverage_warnings(&cov) {
             eprintln!("pfstatelog: --batch line {line}: {warning}");
         }
         any |= !rows.is_empty();
+        unknown |= rows.is_empty() && !damage.is_empty();
         match a.format {
             OutFormat::Csv => {
                 let input = [f(0), f(1), f(2), f(3), f(4)];
-                let cells = coverage_cells(&cov);
+                let cells = batch_coverage_cells(&cov, &damage);
                 if rows.is_empty() {
                     let mut r: Vec<String> = input.to_vec();
                     r.push("0".into());
@@ -324,17 +381,18 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone, zout: &Zone) -> anyhow::Result
                 }
             }
             OutFormat::Json => {
-                let v = json!({
+                let mut v = json!({
                     "ip": f(0), "port": f(1), "time": f(2), "window": f(3), "remote": f(4),
                     "matches": rows.iter().map(lifetime_json).collect::<Vec<_>>(),
                     "coverage": coverage_json(&cov),
                 });
+                mark_damage(&mut v, &damage);
                 writeln!(out, "{v}")?;
             }
             OutFormat::JsonReport => {
                 // One line per answer, each the object a single `who --format json-report`
                 // prints, its query naming the batch line.
-                let v = json!({
+                let mut v = json!({
                     "query": {
                         "line": line,
                         "ip": ip.to_string(),
@@ -346,6 +404,7 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone, zout: &Zone) -> anyhow::Result
                     "matches": rows.iter().map(lifetime_json).collect::<Vec<_>>(),
                     "coverage": coverage_json(&cov),
                 });
+                mark_damage(&mut v, &damage);
                 writeln!(out, "{v}")?;
             }
             OutFormat::Table => {
@@ -369,7 +428,7 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone, zout: &Zone) -> anyhow::Result
                 if !rows.is_empty() {
                     writeln!(o, "{}", table(&rows, zout, Some(at)))?;
                 }
-                let [state, detail] = coverage_cells(&cov);
+                let [state, detail] = batch_coverage_cells(&cov, &damage);
                 if detail.is_empty() {
                     writeln!(o, "coverage: {state}\n")?;
                 } else {
@@ -382,7 +441,14 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone, zout: &Zone) -> anyhow::Result
     if bad > 0 {
         bail!("--batch {path}: {bad} line(s) could not be read (see above)");
     }
-    Ok(if any { super::FOUND } else { super::NOTHING })
+    // A line with nothing intact but damage in its range is not "nobody": say so.
+    Ok(if unknown {
+        super::DAMAGED
+    } else if any {
+        super::FOUND
+    } else {
+        super::NOTHING
+    })
 }
 
 pub fn history(a: HistoryArgs) -> anyhow::Result<u8> {
@@ -411,6 +477,7 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<u8> {
             && filter.remote_ip.is_none_or(|ip| l.remote_ip == ip)
             && filter.remote_port.is_none_or(|p| l.remote_port == p)
     });
+    let damage = warn_damage(&db, None);
     let cov = if from > i64::MIN && to < i64::MAX {
         query::coverage(&conn, from, to)?
     } else {
@@ -424,14 +491,10 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<u8> {
         a.format,
         &zout,
         None,
-        &cov,
+        (&cov, &damage),
         q,
     )?;
-    Ok(if rows.is_empty() {
-        super::NOTHING
-    } else {
-        super::FOUND
-    })
+    Ok(answer_code(!rows.is_empty(), !damage.is_empty()))
 }
 
 pub fn stats(a: StatsArgs) -> anyhow::Result<u8> {

@@ -147,6 +147,13 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
             ing.tick()?;
+            if !stopping && !ing.storing() {
+                // The commit thread stopped (damage in the file, said in the log): capture
+                // nothing more that could not be stored.
+                status = "failed";
+                stop.store(true, Ordering::Relaxed);
+                stopping = true;
+            }
         }
         if capture.join().is_err() {
             log.error("the capture thread panicked");

@@ -55,6 +55,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_replacements",
         include_str!("../../migrations/0009_replacements.sql"),
     ),
+    (
+        "0010_checksums",
+        include_str!("../../migrations/0010_checksums.sql"),
+    ),
 ];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -380,10 +384,15 @@ fn migrate(conn: &Connection, path: &str) -> Result<()> {
             continue;
         }
         let tx = conn.unchecked_transaction().map_err(sq(path))?;
-        tx.execute_batch(sql).map_err(|e| StoreError::Io {
-            path: path.into(),
-            why: format!("migration {name} failed: {e}"),
-        })?;
+        tx.execute_batch(sql)
+            .and_then(|()| match *name {
+                "0010_checksums" => sealed::sum_existing(&tx),
+                _ => Ok(()),
+            })
+            .map_err(|e| StoreError::Io {
+                path: path.into(),
+                why: format!("migration {name} failed: {e}"),
+            })?;
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(sq(path))?;
         tx.pragma_update(None, "user_version", n)

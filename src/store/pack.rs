@@ -69,6 +69,43 @@ pub struct Damaged(pub &'static str);
 
 type Res<T> = std::result::Result<T, Damaged>;
 
+/// Bytes of the checksum that ends every stored blob (schema 10).
+pub const SUM_BYTES: usize = 4;
+
+/// CRC-32 of a row's key parts and its payload. The key is covered so that a row whose key
+/// bytes were damaged (read by a full walk: export, check) does not pass for another key.
+fn sum(key: &[&[u8]], payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for k in key {
+        // Each part's length first, so ("ab", "c") and ("a", "bc") differ.
+        h.update(&(k.len() as u32).to_le_bytes());
+        h.update(k);
+    }
+    h.update(payload);
+    h.finalize()
+}
+
+/// A packed blob as it is stored: the payload, then the CRC-32 (little-endian) of the row's
+/// key parts and the payload. Every reader checks it ([`verified`]), so a flipped byte is
+/// damage reported with its key, never a wrong lifetime or a silently empty group.
+pub fn summed(key: &[&[u8]], mut payload: Vec<u8>) -> Vec<u8> {
+    let s = sum(key, &payload);
+    payload.extend_from_slice(&s.to_le_bytes());
+    payload
+}
+
+/// The payload of a stored blob whose checksum matches its key and payload.
+pub fn verified<'a>(key: &[&[u8]], blob: &'a [u8]) -> Res<&'a [u8]> {
+    if blob.len() < SUM_BYTES {
+        return Err(Damaged("checksum missing"));
+    }
+    let (payload, s) = blob.split_at(blob.len() - SUM_BYTES);
+    if sum(key, payload).to_le_bytes() != s {
+        return Err(Damaged("checksum mismatch"));
+    }
+    Ok(payload)
+}
+
 fn put<V: VarInt>(out: &mut Vec<u8>, v: V) {
     let mut b = [0u8; 10];
     let n = v.encode_var(&mut b);

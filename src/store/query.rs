@@ -250,6 +250,8 @@ pub fn who(
     f: &WhoFilter,
 ) -> rusqlite::Result<Vec<Lifetime>> {
     let _read = snapshot(conn)?;
+    // Damaged groups are left out of the answer and named (sealed::damage_seen).
+    let _tolerant = sealed::tolerate();
     let mut extra = String::new();
     // ?5 = class, ?6 = its longest duration, ?7 = time bucket.
     let mut args: Vec<rusqlite::types::Value> = vec![
@@ -350,6 +352,8 @@ pub fn history(
 ) -> rusqlite::Result<Vec<Lifetime>> {
     use rusqlite::types::Value;
     let _read = snapshot(conn)?;
+    // Damaged groups are left out of the answer and named (sealed::damage_seen).
+    let _tolerant = sealed::tolerate();
     let port_test = if port.is_some() {
         " AND s_port1 = ?8"
     } else {
@@ -798,7 +802,11 @@ pub fn stats_text(s: &Stats) -> String {
 /// Delete lifetimes that ended before `before`, in short transactions so a running recorder
 /// never waits long, then hand freed pages back.
 pub fn prune(conn: &Connection, before: Micros) -> rusqlite::Result<u64> {
-    let mut total = 0u64;
+    // Sealed groups first: one that does not read back stops the prune (it would be
+    // deleted with its bucket, unread) before anything else is deleted.
+    let tx = conn.unchecked_transaction()?;
+    let mut total = sealed::prune(&tx, &Names::load(&tx)?, before)?;
+    tx.commit()?;
     loop {
         let n = conn.execute(
             "DELETE FROM states WHERE id IN (SELECT id FROM states WHERE end_us < ?1 LIMIT 5000)",
@@ -810,9 +818,6 @@ pub fn prune(conn: &Connection, before: Micros) -> rusqlite::Result<u64> {
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let tx = conn.unchecked_transaction()?;
-    total += sealed::prune(&tx, &Names::load(&tx)?, before)?;
-    tx.commit()?;
     conn.execute("DELETE FROM gaps WHERE end_us < ?1", [before])?;
     conn.execute("DELETE FROM replacements WHERE ts_us < ?1", [before])?;
     conn.execute("DELETE FROM bus WHERE ts_us < ?1", [before])?;

@@ -187,13 +187,15 @@ fn pack_row(key_addr: &[u8], rows: &mut [&Stored], names: &Names) -> Vec<u8> {
     }
 }
 
-/// Unpack a row by its key: every lifetime, or those of the public pair `only`.
+/// Unpack a row by its key (its checksum checked first): every lifetime, or those of the
+/// public pair `only`.
 fn unpack_row(
-    (key_addr, key_port): (&[u8], i64),
+    (c, b, key_addr, key_port): (i64, i64, &[u8], i64),
     blob: &[u8],
     names: &Names,
     only: Option<(&IpAddr, u16)>,
 ) -> Result<Vec<Stored>, Damaged> {
+    let blob = pack::verified(&[&row_key(c, b, key_addr, key_port)], blob)?;
     if key_addr.len() == 1 {
         return pack::unpack_sections(blob, only, |i| names.name(i));
     }
@@ -203,6 +205,179 @@ fn unpack_row(
         return Ok(Vec::new());
     }
     pack::unpack_rows(blob, Public { addr: &addr, port }, |i| names.name(i))
+}
+
+/// What a row of `sealed` checksums besides its blob: class, bucket, address and port.
+fn row_key(c: i64, b: i64, addr: &[u8], port: i64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(41);
+    k.push(b'r');
+    k.extend_from_slice(&c.to_le_bytes());
+    k.extend_from_slice(&b.to_le_bytes());
+    k.extend_from_slice(&port.to_le_bytes());
+    k.extend_from_slice(addr);
+    k
+}
+
+/// What a row of `sealed_private` checksums besides its blob: class, bucket, host, form.
+fn pairs_key(c: i64, hb: i64, host: &[u8], form: Option<i64>) -> Vec<u8> {
+    let mut k = Vec::with_capacity(41);
+    k.push(b'p');
+    k.extend_from_slice(&c.to_le_bytes());
+    k.extend_from_slice(&hb.to_le_bytes());
+    k.extend_from_slice(&form.unwrap_or(-1).to_le_bytes());
+    k.extend_from_slice(host);
+    k
+}
+
+/// What a row of `seals` checksums besides its blob: creator, id group, lowest id.
+fn ids_key(creator: i64, grp: i64, min_id: i64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(25);
+    k.push(b'i');
+    k.extend_from_slice(&creator.to_le_bytes());
+    k.extend_from_slice(&grp.to_le_bytes());
+    k.extend_from_slice(&min_id.to_le_bytes());
+    k
+}
+
+/// A stored group that does not read back whole (its checksum or its packing is wrong):
+/// which one, and the starts of the lifetimes it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedGroup {
+    /// The table and key, for a person.
+    pub what: String,
+    /// Lifetimes that started in [from, to] are filed there (None: no bound that way).
+    pub from: Option<Micros>,
+    pub to: Option<Micros>,
+    pub why: &'static str,
+}
+
+impl std::fmt::Display for DamagedGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::time::format_rfc3339;
+        write!(f, "{}", self.what)?;
+        match (self.from, self.to) {
+            (Some(a), Some(b)) => write!(
+                f,
+                ", lifetimes started {} to {}",
+                format_rfc3339(a),
+                format_rfc3339(b)
+            )?,
+            (None, Some(b)) => write!(f, ", lifetimes ended by {}", format_rfc3339(b))?,
+            _ => write!(f, ", lifetimes of any time")?,
+        }
+        write!(f, " ({})", self.why)
+    }
+}
+
+/// The starts a bucket of width 2^shift holds.
+fn bucket_span(b: i64, shift: Option<u32>) -> (Option<Micros>, Option<Micros>) {
+    let Some(shift) = shift else {
+        return (None, None);
+    };
+    let from = b.checked_shl(shift).filter(|x| x >> shift == b);
+    let to = from.and_then(|f| f.checked_add((1i64 << shift) - 1));
+    (from, to)
+}
+
+/// A damaged row of `sealed`.
+fn damaged_row(c: i64, b: i64, addr: &[u8], port: i64, why: Damaged) -> DamagedGroup {
+    let public = if addr.len() == 1 {
+        format!("hash group {port} of {}", 1u64 << addr[0].min(63))
+    } else {
+        match super::blob_addr(addr) {
+            Some(a @ IpAddr::V6(_)) => format!("public [{a}]:{port}"),
+            Some(a) => format!("public {a}:{port}"),
+            None => format!("public address of {} bytes", addr.len()),
+        }
+    };
+    let (from, to) = bucket_span(b, usize::try_from(c).ok().and_then(sealed_shift));
+    DamagedGroup {
+        what: format!("sealed group (class {c}, bucket {b}, {public})"),
+        from,
+        to,
+        why: why.0,
+    }
+}
+
+/// A damaged row of `sealed_private`.
+fn damaged_pairs(c: i64, hb: i64, host: &[u8], why: Damaged) -> DamagedGroup {
+    let host = super::blob_addr(host).map_or_else(|| "?".to_string(), |a| a.to_string());
+    let shift = usize::try_from(c).ok().and_then(super::query::bucket_shift);
+    let (from, to) = bucket_span(hb, shift);
+    DamagedGroup {
+        what: format!("history row (class {c}, bucket {hb}, private host {host})"),
+        from,
+        to,
+        why: why.0,
+    }
+}
+
+thread_local! {
+    /// How many readers that skip damage ([`tolerate`]) are running on this thread.
+    static TOLERANT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// The damaged groups they met, until [`damage_seen`] takes them.
+    static SEEN: std::cell::RefCell<Vec<DamagedGroup>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// While held, damaged groups that this thread's reads meet are skipped and kept for
+/// [`damage_seen`] (queries answer what is intact and say what is not). Without it, damage is
+/// an error (SQLITE_CORRUPT, "damaged ..."): a writer stops rather than merge, rewrite or
+/// prune around a group it cannot read.
+pub struct Tolerant(());
+
+pub fn tolerate() -> Tolerant {
+    TOLERANT.with(|t| t.set(t.get() + 1));
+    Tolerant(())
+}
+
+impl Drop for Tolerant {
+    fn drop(&mut self) {
+        TOLERANT.with(|t| t.set(t.get().saturating_sub(1)));
+    }
+}
+
+/// The damaged groups skipped on this thread since the last call, each once.
+pub fn damage_seen() -> Vec<DamagedGroup> {
+    let mut v = SEEN.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    let mut seen = HashSet::default();
+    v.retain(|d| seen.insert(d.what.clone()));
+    v
+}
+
+/// The error a writer stops with on damage: SQLite's own code for a damaged file.
+pub fn damage_error(d: &DamagedGroup) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+        Some(format!("damaged {d}")),
+    )
+}
+
+/// Whether an error is damage: SQLite found the file damaged (or a page checksum did not
+/// match), a group did not read back ([`damage_error`]), or a value read back is not of its
+/// column's kind (pfstatelog writes one kind per column, so that is damage too).
+pub fn is_damage(e: &rusqlite::Error) -> bool {
+    use rusqlite::{Error, ErrorCode};
+    match e {
+        Error::SqliteFailure(f, _) => {
+            matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+                || f.extended_code == rusqlite::ffi::SQLITE_IOERR_DATA
+        }
+        Error::Utf8Error(..)
+        | Error::FromSqlConversionFailure(..)
+        | Error::InvalidColumnType(..)
+        | Error::IntegralValueOutOfRange(..) => true,
+        _ => false,
+    }
+}
+
+/// Damage met: kept for the query's warning, or an error for a writer.
+fn met(d: DamagedGroup) -> rusqlite::Result<()> {
+    if TOLERANT.with(|t| t.get()) > 0 {
+        SEEN.with(|s| s.borrow_mut().push(d));
+        Ok(())
+    } else {
+        Err(damage_error(&d))
+    }
 }
 
 /// How many lifetimes a bucket of class `c` may get, from the `n` of this seal and the rate
@@ -550,7 +725,10 @@ pub fn write_seal_with(
                 to_i64(lo),
                 to_i64(hi),
                 ends[g],
-                pack::pack_ids(chunk)
+                pack::summed(
+                    &[&ids_key(i64::from(g.0), i64::from(g.1), to_i64(lo))],
+                    pack::pack_ids(chunk)
+                )
             ])?;
         }
     }
@@ -599,8 +777,10 @@ fn put_rows(
     seal: i64,
     rows: &mut [&Stored],
 ) -> rusqlite::Result<()> {
+    let key = row_key(c, b, addr, port);
     let blob = pack_row(addr, rows, names);
     if addr.len() != 1 || blob.len() <= ROW_BYTES || rows.len() < 2 {
+        let blob = pack::summed(&[&key], blob);
         put.execute(params![c, b, addr, port, seal, rows.len() as i64, blob])?;
         return Ok(());
     }
@@ -619,6 +799,7 @@ fn put_rows(
         }
         for (k, (n, blob)) in packed.into_iter().enumerate() {
             let s = seal.wrapping_add((k as i64) << PART_SHIFT);
+            let blob = pack::summed(&[&key], blob);
             put.execute(params![c, b, addr, port, s, n as i64, blob])?;
         }
         return Ok(());
@@ -643,6 +824,7 @@ fn put_pairs(
     pairs: &[Pair],
 ) -> rusqlite::Result<()> {
     let blob = pack::pack_pairs(pairs, pairs_base(key.0, key.1));
+    let blob = pack::summed(&[&pairs_key(key.0, key.1, key.2, Some(1))], blob);
     put_pairs_blob(tx, key, seal, &blob, Some(1))
 }
 
@@ -661,8 +843,13 @@ fn put_pairs_blob(
     Ok(())
 }
 
-/// A history row's list; damage is an error.
-fn read_pairs(c: i64, hb: i64, blob: &[u8], form: Option<i64>) -> Result<Vec<Pair>, Damaged> {
+/// A history row's list (its checksum checked first); damage is an error.
+fn read_pairs(
+    (c, hb, host): (i64, i64, &[u8]),
+    blob: &[u8],
+    form: Option<i64>,
+) -> Result<Vec<Pair>, Damaged> {
+    let blob = pack::verified(&[&pairs_key(c, hb, host, form)], blob)?;
     let form = PairsForm::from_column(form).ok_or(Damaged("history form"))?;
     pack::unpack_pairs(blob, form, pairs_base(c, hb))
 }
@@ -807,10 +994,12 @@ pub fn merge_bucket(tx: &Connection, names: &Names, c: i64, b: i64) -> rusqlite:
             let mut all = Vec::new();
             if blobs.len() > 1 || regroup.is_some() {
                 for (_, _, blob) in &blobs {
-                    // A damaged blob is kept as it is rather than merged (and lost).
-                    match unpack_row((&a, p), blob, names, None) {
+                    // A damaged blob stops the writer (its transaction, this delete
+                    // included, is rolled back): merged around, it would be lost.
+                    match unpack_row((c, b, &a, p), blob, names, None) {
                         Ok(v) => all.push(v),
-                        Err(_) => {
+                        Err(e) => {
+                            met(damaged_row(c, b, &a, p, e))?;
                             all.clear();
                             break;
                         }
@@ -929,9 +1118,13 @@ pub fn merge_private(tx: &Connection, c: i64, b: i64) -> rusqlite::Result<()> {
             let mut set = HashSet::default();
             let mut as_is = blobs.len() < 2;
             for (_, blob, form) in &blobs {
-                match read_pairs(c, b, blob, *form) {
+                match read_pairs((c, b, &a), blob, *form) {
                     Ok(v) if !as_is => set.extend(v),
-                    _ => as_is = true,
+                    Ok(_) => {}
+                    Err(e) => {
+                        met(damaged_pairs(c, b, &a, e))?;
+                        as_is = true;
+                    }
                 }
             }
             if as_is {
@@ -1061,11 +1254,31 @@ impl SealIndex {
                     .query_row(params![seal, g.0, g.1, lo], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
                 let mut map: HashMap<u64, Vec<Filed>> = HashMap::default();
-                if let Some((blob, Some(form))) = blob.map(|(b, f)| (b, IdsForm::from_column(f))) {
-                    // A damaged id list hides its lifetimes from the writer's merges only;
-                    // they stay readable.
-                    for (i, f) in pack::unpack_ids(&blob, lo as u64, form).unwrap_or_default() {
-                        map.entry(i).or_default().push(f);
+                if let Some((blob, form)) = blob {
+                    // Only writers look here: a damaged id list stops them, since a later
+                    // message about one of its lifetimes would otherwise store it twice.
+                    let list =
+                        pack::verified(&[&ids_key(i64::from(g.0), i64::from(g.1), lo)], &blob)
+                            .and_then(|b| {
+                                let form =
+                                    IdsForm::from_column(form).ok_or(Damaged("id list form"))?;
+                                pack::unpack_ids(b, lo as u64, form)
+                            });
+                    match list {
+                        Ok(list) => {
+                            for (i, f) in list {
+                                map.entry(i).or_default().push(f);
+                            }
+                        }
+                        Err(e) => met(DamagedGroup {
+                            what: format!(
+                                "id list (seal {seal}, creator {:08x}, ids from {lo:016x})",
+                                g.0
+                            ),
+                            from: None,
+                            to: None,
+                            why: e.0,
+                        })?,
                     }
                 }
                 self.parsed.insert(key, map);
@@ -1100,7 +1313,7 @@ pub fn find(
 }
 
 /// Every lifetime (or those of public pair `only`) in the rows of `sealed` at one key;
-/// damage in one row is skipped, as a damaged row of states is.
+/// a damaged row is skipped and kept for the reader's warning, or an error ([`tolerate`]).
 fn at_key(
     conn: &Connection,
     names: &Names,
@@ -1114,8 +1327,9 @@ fn at_key(
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let blob: Vec<u8> = r.get(0)?;
-        if let Ok(v) = unpack_row((a, p), &blob, names, only) {
-            out.extend(v);
+        match unpack_row((c, b, a, p), &blob, names, only) {
+            Ok(v) => out.extend(v),
+            Err(e) => met(damaged_row(c, b, a, p, e))?,
         }
     }
     Ok(out)
@@ -1156,8 +1370,12 @@ pub fn take(
             .query_map(params![dcls, tb, a, port], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         for (seal, blob) in groups {
-            let Ok(rows) = unpack_row((&a, port), &blob, names, None) else {
-                continue;
+            let rows = match unpack_row((dcls, tb, &a, port), &blob, names, None) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    met(damaged_row(dcls, tb, &a, port, e))?;
+                    continue;
+                }
             };
             let (mine, rest): (Vec<Stored>, Vec<Stored>) = rows
                 .into_iter()
@@ -1172,7 +1390,10 @@ pub fn take(
                 .execute(params![dcls, tb, a, port, seal])?;
             } else {
                 let mut refs: Vec<&Stored> = rest.iter().collect();
-                let blob = pack_row(&a, &mut refs, names);
+                let blob = pack::summed(
+                    &[&row_key(dcls, tb, &a, port)],
+                    pack_row(&a, &mut refs, names),
+                );
                 tx.prepare_cached(
                     "UPDATE sealed SET n = ?6, rows = ?7
                       WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND seal = ?5",
@@ -1199,7 +1420,8 @@ pub fn take(
     Ok(taken)
 }
 
-/// Every sealed lifetime of bucket (c, b), group by group, to `f` (damaged groups counted).
+/// Every sealed lifetime of bucket (c, b), group by group, to `f`; damaged groups are
+/// counted where damage is tolerated ([`tolerate`]), an error elsewhere (prune).
 pub fn each_in_bucket(
     conn: &Connection,
     names: &Names,
@@ -1213,13 +1435,16 @@ pub fn each_in_bucket(
     let mut damaged = 0;
     while let Some(r) = rows.next()? {
         let (a, p, blob): (Vec<u8>, i64, Vec<u8>) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        match unpack_row((&a, p), &blob, names, None) {
+        match unpack_row((c, b, &a, p), &blob, names, None) {
             Ok(v) => {
                 for s in v {
                     f(s)?;
                 }
             }
-            Err(_) => damaged += 1,
+            Err(e) => {
+                met(damaged_row(c, b, &a, p, e))?;
+                damaged += 1;
+            }
         }
     }
     Ok(damaged)
@@ -1283,15 +1508,16 @@ pub fn private_pairs(
     hi: &[u8],
 ) -> rusqlite::Result<Vec<Pair>> {
     let mut st = conn.prepare_cached(
-        "SELECT pairs, form FROM sealed_private
+        "SELECT s_addr1, pairs, form FROM sealed_private
           WHERE dcls = ?1 AND tb = ?2 AND s_addr1 >= ?3 AND s_addr1 <= ?4 AND length(s_addr1) = length(?3)",
     )?;
     let mut rows = st.query(params![c, b, lo, hi])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let (blob, form): (Vec<u8>, Option<i64>) = (r.get(0)?, r.get(1)?);
-        if let Ok(v) = read_pairs(c, b, &blob, form) {
-            out.extend(v);
+        let (host, blob, form): (Vec<u8>, Vec<u8>, Option<i64>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        match read_pairs((c, b, &host), &blob, form) {
+            Ok(v) => out.extend(v),
+            Err(e) => met(damaged_pairs(c, b, &host, e))?,
         }
     }
     Ok(out)
@@ -1383,6 +1609,92 @@ pub fn unseal_all(
          DELETE FROM sealed_creators; DELETE FROM seals;",
     )?;
     Ok(n)
+}
+
+/// Read every history row and id list back (checksum, then decoding); damaged ones go
+/// through [`met`] like a damaged group. How many of each were read: (history, id lists).
+pub fn check_lists(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
+    let mut st = conn.prepare("SELECT dcls, tb, s_addr1, pairs, form FROM sealed_private")?;
+    let mut rows = st.query([])?;
+    let mut history = 0;
+    while let Some(r) = rows.next()? {
+        let (c, hb, host, blob, form): (i64, i64, Vec<u8>, Vec<u8>, Option<i64>) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+        history += 1;
+        if let Err(e) = read_pairs((c, hb, &host), &blob, form) {
+            met(damaged_pairs(c, hb, &host, e))?;
+        }
+    }
+    let mut st = conn.prepare("SELECT seal, creator_id, grp, min_id, ids, form FROM seals")?;
+    let mut rows = st.query([])?;
+    let mut lists = 0;
+    while let Some(r) = rows.next()? {
+        let (seal, creator, grp, lo, blob, form): (i64, i64, i64, i64, Vec<u8>, Option<i64>) = (
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        );
+        lists += 1;
+        let list = pack::verified(&[&ids_key(creator, grp, lo)], &blob).and_then(|b| {
+            let form = IdsForm::from_column(form).ok_or(Damaged("id list form"))?;
+            pack::unpack_ids(b, lo as u64, form)
+        });
+        if let Err(e) = list {
+            met(DamagedGroup {
+                what: format!("id list (seal {seal}, creator {creator:08x}, ids from {lo:016x})"),
+                from: None,
+                to: None,
+                why: e.0,
+            })?;
+        }
+    }
+    Ok((history, lists))
+}
+
+/// Append its checksum to every blob written before schema 10 (migration 0010), as it is.
+pub fn sum_existing(tx: &Connection) -> rusqlite::Result<()> {
+    let rows: Vec<(RowKey, i64, Vec<u8>)> = tx
+        .prepare("SELECT dcls, tb, w_addr1, w_port1, seal, rows FROM sealed")?
+        .query_map([], |r| {
+            let key = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            Ok((key, r.get(4)?, r.get(5)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for ((c, b, a, p), seal, blob) in rows {
+        tx.prepare_cached(
+            "UPDATE sealed SET rows = ?6 WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND seal = ?5",
+        )?
+        .execute(params![c, b, a, p, seal, pack::summed(&[&row_key(c, b, &a, p)], blob)])?;
+    }
+    let rows: Vec<((i64, i64), HistoryRow)> = tx
+        .prepare("SELECT dcls, tb, s_addr1, seal, pairs, form FROM sealed_private")?
+        .query_map([], |r| {
+            let row = (r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
+            Ok(((r.get(0)?, r.get(1)?), row))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for ((c, hb), (host, seal, blob, form)) in rows {
+        tx.prepare_cached(
+            "UPDATE sealed_private SET pairs = ?5 WHERE dcls = ?1 AND tb = ?2 AND s_addr1 = ?3 AND seal = ?4",
+        )?
+        .execute(params![c, hb, host, seal, pack::summed(&[&pairs_key(c, hb, &host, form)], blob)])?;
+    }
+    let rows: Vec<(i64, i64, i64, i64, Vec<u8>)> = tx
+        .prepare("SELECT seal, creator_id, grp, min_id, ids FROM seals")?
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for (seal, creator, grp, lo, blob) in rows {
+        tx.prepare_cached(
+            "UPDATE seals SET ids = ?5 WHERE seal = ?1 AND creator_id = ?2 AND grp = ?3 AND min_id = ?4",
+        )?
+        .execute(params![seal, creator, grp, lo, pack::summed(&[&ids_key(creator, grp, lo)], blob)])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
