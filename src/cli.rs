@@ -86,6 +86,28 @@ pub fn default_db() -> &'static str {
     }
 }
 
+/// `import` and `record`: the cap on open states in memory.
+#[derive(Debug, Args)]
+pub struct MaxOpenArg {
+    /// Open states held in memory at most; past it the longest idle are written to the
+    /// database (still open) and read back when a message names them, so a flood of INS
+    /// with unique ids cannot exhaust memory [default: a quarter of physical memory at
+    /// ~1 KiB an open state]
+    #[arg(long = "max-open", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1000..))]
+    pub max_open: Option<u64>,
+}
+
+impl MaxOpenArg {
+    /// The cap: as given, or sized from physical memory.
+    pub fn get(&self) -> usize {
+        self.max_open
+            .map_or_else(crate::cmd::import::default_max_open, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            })
+    }
+}
+
 /// libpcap's ring for live capture, MiB, unless `record --pcap-buffer-mib` says otherwise.
 pub const PCAP_BUFFER_MIB: u32 = 64;
 
@@ -119,6 +141,8 @@ pub struct RecordArgs {
     pub snapshot: bool,
     #[command(flatten)]
     pub cache: CacheArg,
+    #[command(flatten)]
+    pub max_open: MaxOpenArg,
     /// libpcap's capture ring, MiB (1-1024): what absorbs a burst while decoding or a
     /// commit lags. 64 MiB holds ~40,000 pfsync packets (~2 s at 20,000 new states/s).
     #[arg(long = "pcap-buffer-mib", value_name = "MIB", default_value_t = PCAP_BUFFER_MIB,
@@ -146,13 +170,8 @@ pub struct ImportArgs {
     pub verbose: bool,
     #[command(flatten)]
     pub cache: CacheArg,
-    /// Open states held in memory at most; past it the longest idle are written to the
-    /// database (still open) and read back when a message names them, so a flood of INS
-    /// with unique ids cannot exhaust memory [default: a quarter of physical memory at
-    /// ~1 KiB an open state]
-    #[arg(long = "max-open", value_name = "N",
-          value_parser = clap::value_parser!(u64).range(1000..))]
-    pub max_open: Option<u64>,
+    #[command(flatten)]
+    pub max_open: MaxOpenArg,
     /// Capture files (classic pcap in either byte order, micro or nano; pcapng).
     #[arg(value_name = "CAPTURE", required = true)]
     pub captures: Vec<PathBuf>,

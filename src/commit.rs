@@ -6,7 +6,9 @@
 use crate::store::writer::{RunCounters, Writer};
 use crate::store::{self, StoreError};
 use crate::syslog::Logger;
-use crate::track::{Event, Micros};
+use crate::track::{Event, Micros, OpenState};
+use crate::wire::StateRef;
+use roaring::RoaringTreemap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -240,6 +242,26 @@ impl<'l> Committer<'l> {
         }
     }
 
+    /// Evicted open lifetimes read back (`record --max-open`). The evictions are committed
+    /// first, so `states` holds them as the tracker had them. A store that cannot be
+    /// written or read gives none: the messages about them are then unknown-state ones.
+    fn load(&mut self, creator_id: u32, ids: &RoaringTreemap) -> Vec<OpenState> {
+        if self.writer.evictions_pending() {
+            let r = self.flush_now();
+            self.report(r);
+        }
+        match self.writer.load_open_of(creator_id, ids) {
+            Ok(states) => states,
+            Err(e) => {
+                self.log.error(&format!(
+                    "cannot read back {} evicted open states: {e}",
+                    ids.len()
+                ));
+                Vec::new()
+            }
+        }
+    }
+
     /// Events waiting to be written (grows while the database cannot be written).
     pub fn pending(&self) -> usize {
         self.writer.pending()
@@ -272,6 +294,12 @@ pub enum ToCommit {
     /// Events in order, the counters after them, and when the first of them was decoded.
     Events(Vec<Event>, RunCounters, Instant),
     Gap(Micros, Micros, &'static str, u64, String),
+    /// Open lifetimes the tracker dropped from memory (`record --max-open`), after every
+    /// event about them: stored whole by the next commit.
+    Evict(Vec<StateRef>),
+    /// The stored open lifetimes of a creator with these ids, evicted earlier, sent back
+    /// once every event before this request is applied and every eviction is committed.
+    Load(u32, RoaringTreemap, SyncSender<Vec<OpenState>>),
     /// Write what is pending and close the run with this status.
     Finish(&'static str),
 }
@@ -312,6 +340,10 @@ fn run(mut c: Committer, rx: Receiver<ToCommit>) -> bool {
                     }
                 }
                 Ok(ToCommit::Gap(from, to, kind, n, detail)) => c.gap(from, to, kind, n, detail),
+                Ok(ToCommit::Evict(keys)) => c.writer.evict_open(keys),
+                Ok(ToCommit::Load(creator_id, ids, reply)) => {
+                    let _ = reply.send(c.load(creator_id, &ids));
+                }
                 Ok(ToCommit::Finish(status)) => break 'run status,
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => break 'run "failed",

@@ -301,7 +301,7 @@ impl<'l> Ingest<'l> {
                 if outbox.len() >= HANDOFF_EVENTS {
                     self.hand_over();
                 }
-                Ok(())
+                self.evict()
             }
             Sink::Gone => {
                 self.events.clear();
@@ -310,8 +310,8 @@ impl<'l> Ingest<'l> {
         }
     }
 
-    /// Hold at most `n` open states in memory (`--max-open`; committing in line only: a
-    /// state dropped from memory is read back from the store when a message names it).
+    /// Hold at most `n` open states in memory (`--max-open`): a state dropped from memory
+    /// is read back from the store when a message names it.
     pub fn set_max_open(&mut self, n: usize) {
         self.max_open = n.max(1);
     }
@@ -323,17 +323,28 @@ impl<'l> Ingest<'l> {
         if self.tracker.open_count() <= self.max_open {
             return Ok(());
         }
-        let Sink::Inline(c) = &mut self.sink else {
+        if matches!(self.sink, Sink::Gone) {
             return Ok(());
-        };
+        }
         let keep = self.max_open - self.max_open / 10;
         let out = self.tracker.evict_idle(self.max_open, keep);
         for o in &out {
             self.unloaded.stored(&crate::track::key_of(&o.state));
         }
         let n = out.len();
-        c.writer_mut().store_open(out);
-        c.flush_now()?;
+        match &mut self.sink {
+            Sink::Inline(c) => {
+                c.writer_mut().store_open(out);
+                c.flush_now()?;
+            }
+            Sink::Thread { .. } => {
+                // After every event about them, in the commit thread's order.
+                self.hand_over();
+                let keys = out.iter().map(|o| crate::track::key_of(&o.state)).collect();
+                self.send(ToCommit::Evict(keys));
+            }
+            Sink::Gone => {}
+        }
         self.log.info(&format!(
             "{n} idle open states written out of memory (--max-open {}); {} evicted so far",
             self.max_open, self.tracker.stats.evicted
@@ -353,7 +364,12 @@ impl<'l> Ingest<'l> {
         if self.unloaded.is_empty() {
             return Ok(());
         }
-        // With a commit thread everything was read before it started (commit_on).
+        // With a commit thread every stored open state was read before it started
+        // (commit_on): what is left are those evicted since, read back through it.
+        if let Sink::Thread { .. } = self.sink {
+            self.load_evicted(m);
+            return Ok(());
+        }
         let Sink::Inline(c) = &mut self.sink else {
             return Ok(());
         };
@@ -390,6 +406,45 @@ impl<'l> Ingest<'l> {
         self.unloaded.found(states.len() as u64);
         self.tracker.preload(states);
         Ok(())
+    }
+
+    /// [`Ingest::load_named`] with a commit thread: the evicted states `m` applies to, asked
+    /// of the commit thread after every event before them (a wait of one round trip, and
+    /// of a commit the first time after an eviction).
+    fn load_evicted(&mut self, m: &Decoded) {
+        let (creator_id, ids) = match &m.msg {
+            Message::Clr(clr) => (clr.creator_id, self.unloaded.take_creator(clr.creator_id)),
+            Message::UpdReq(_) => return,
+            msg => match msg.state_ref() {
+                Some(k) if self.unloaded.take(&k) => {
+                    (k.creator_id, std::iter::once(k.id).collect())
+                }
+                _ => return,
+            },
+        };
+        if ids.is_empty() {
+            return;
+        }
+        self.hand_over();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.send(ToCommit::Load(creator_id, ids, tx));
+        // An error: the commit thread has gone (said by send, or at its end).
+        if let Ok(states) = rx.recv() {
+            self.unloaded.found(states.len() as u64);
+            self.tracker.preload(states);
+        }
+    }
+
+    /// One message to the commit thread, in order after the handed-over events.
+    fn send(&mut self, msg: ToCommit) {
+        let Sink::Thread { tx, .. } = &mut self.sink else {
+            return;
+        };
+        if tx.send(msg).is_err() {
+            self.log
+                .error("the commit thread has stopped: nothing more can be stored");
+            self.sink = Sink::Gone;
+        }
     }
 
     /// Hand the outbox to the commit thread (waits while its queue is full: the capture

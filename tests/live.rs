@@ -845,3 +845,162 @@ fn syslog_run(
     );
     Some(got)
 }
+
+/// Ethernet/IPv4 frames (protocol 240, TTL 255, as pfsync sends them) carrying the pfsync
+/// packets of a LINKTYPE_PFSYNC capture; headers copied from the fixture's first frame.
+fn on_ethernet(pfsync: &[Frame]) -> Vec<Frame> {
+    let template = &read_frames(&fixture(&format!("{CAPTURE}.pcap")))[0];
+    let d = &template.data;
+    let ihl = (d[14] & 0x0f) as usize * 4;
+    pfsync
+        .iter()
+        .map(|f| {
+            let mut data = d[..14 + ihl].to_vec();
+            data.extend_from_slice(&f.data);
+            let total = (ihl + f.data.len()) as u16;
+            data[16..18].copy_from_slice(&total.to_be_bytes());
+            data[24..26].copy_from_slice(&[0, 0]);
+            let mut sum: u32 = data[14..14 + ihl]
+                .chunks(2)
+                .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+                .sum();
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            data[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            Frame {
+                ts_us: f.ts_us,
+                linktype: 1,
+                orig_len: data.len() as u32,
+                data,
+            }
+        })
+        .collect()
+}
+
+/// `export --format json` of every lifetime, without the fields that carry times (live
+/// capture restamps packets), sorted.
+fn exported_untimed(db: &str) -> Vec<String> {
+    let out = run_ok(&[
+        "export",
+        "--db",
+        db,
+        "--from",
+        "@0",
+        "--to",
+        "@4102444800",
+        "--format",
+        "json",
+    ]);
+    let mut v: Vec<String> = out
+        .lines()
+        .filter_map(|l| {
+            let mut v: Value = serde_json::from_str(l).expect("export JSON line");
+            let o = v.as_object_mut()?;
+            o.get("state_id")?;
+            o.retain(|k, _| {
+                ![
+                    "start", "end", "first", "last", "updated", "duration", "expire",
+                ]
+                .iter()
+                .any(|t| k.contains(t))
+            });
+            Some(v.to_string())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `record --max-open 1000` under a flood of 3,500 INS with unique ids: the longest idle
+/// leave memory, and their later DEL_C, and a CLR for the rest, end them in the store as
+/// `import` of the same frames without a cap does.
+#[test]
+fn record_max_open_evicts_and_stores_what_import_stores() {
+    use pfstatelog::wire::{Af, Clr, Direction, FullState, Key, Message, StateRef};
+    const TEST: &str = "record_max_open_evicts_and_stores_what_import_stores";
+    let Some(link) = setup(TEST, 'm') else {
+        return;
+    };
+    let creator = 0x5a3c_1e07u32;
+    let ip = |s: &str| -> std::net::IpAddr { s.parse().expect("address") };
+    let state = |id: u64| FullState {
+        id,
+        creator_id: creator,
+        ifname: "em0".into(),
+        key: [
+            Key {
+                addr: [ip("93.184.216.34"), ip("203.0.113.1")],
+                port: [443, 20_000 + id as u16],
+                rdomain: 0,
+                af: Af::Inet,
+            },
+            Key {
+                addr: [ip("93.184.216.34"), ip("192.168.1.10")],
+                port: [443, 10_000 + id as u16],
+                rdomain: 0,
+                af: Af::Inet,
+            },
+        ],
+        proto: 6,
+        af: Af::Inet,
+        direction: Direction::Out,
+        creation: 0,
+        expire: 86_400,
+        packets: [1, 1],
+        bytes: [60, 60],
+        rule: 1,
+        timeout: 2,
+        peer_state: [4, 4],
+    };
+    let (n, deleted) = (3_500u64, 3_000u64);
+    let t0 = 1_700_000_000i64;
+    let mut packets = Vec::new();
+    for ids in (1..=n).collect::<Vec<_>>().chunks(4) {
+        let ins = ids.iter().map(|&id| Message::Ins(state(id))).collect();
+        packets.push((t0, ins));
+    }
+    for ids in (1..=deleted).collect::<Vec<_>>().chunks(10) {
+        let del = ids
+            .iter()
+            .map(|&id| {
+                Message::DelC(StateRef {
+                    id,
+                    creator_id: creator,
+                })
+            })
+            .collect();
+        packets.push((t0 + 1, del));
+    }
+    packets.push((
+        t0 + 2,
+        vec![Message::Clr(Clr {
+            creator_id: creator,
+            ifname: "".into(),
+        })],
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pfsync = dir.path().join("flood-pfsync.pcap");
+    common::pfsync_capture(&pfsync, &packets);
+    let frames = on_ethernet(&read_frames(&pfsync));
+    let cap = dir.path().join("flood.pcap");
+    write_pcap(&cap, &frames);
+    let ref_db = dir.path().join("import.db").display().to_string();
+    run_ok(&["import", "--db", &ref_db, &cap.display().to_string()]);
+    let want = exported_untimed(&ref_db);
+    assert_eq!(want.len(), n as usize);
+
+    let db = dir.path().join("live.db").display().to_string();
+    let mut p = start_recorder(&link.host, &db, &["--no-syslog", "--max-open", "1000"]);
+    link.sender().send_all(&frames);
+    wait_events(&mut p, (2 * n) as usize);
+    p.stop(STOP);
+    let log = p.transcript();
+    let evicted = log
+        .lines()
+        .find_map(|l| l.split_once(" idle open states evicted from memory (--max-open)"))
+        .and_then(|(before, _)| before.split_whitespace().last()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(evicted > 0, "no eviction said:\n{log}");
+    assert_eq!(exported_untimed(&db), want, "{log}");
+}

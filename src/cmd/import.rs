@@ -40,9 +40,7 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
         let mut ing =
             Ingest::open(&db, &run, &log).with_context(|| format!("importing {path_s}"))?;
         ing.set_cache_mib(a.cache.mib)?;
-        ing.set_max_open(a.max_open.map_or_else(default_max_open, |n| {
-            usize::try_from(n).unwrap_or(usize::MAX)
-        }));
+        ing.set_max_open(a.max_open.get());
         let bar = progress(&path_s, known.then_some(size));
         // Frames are read on their own thread so that a slow source (a pipe from tcpdump)
         // still gets its data flushed within a second.
@@ -132,7 +130,7 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
 const OPEN_STATE_BYTES: u64 = 1024;
 
 /// `--max-open`'s default: open states that fill a quarter of physical memory.
-fn default_max_open() -> usize {
+pub fn default_max_open() -> usize {
     // SAFETY: sysconf reads system constants; no memory is shared.
     let (pages, size) = unsafe {
         (

@@ -68,6 +68,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
     };
     let mut ing = Ingest::open(&db, &run, &log)?;
     ing.set_cache_mib(a.cache.mib)?;
+    ing.set_max_open(a.max_open.get());
     crate::privdrop::restrict(&db)?;
     ing.live_since(started);
     log.info(&format!(
@@ -162,6 +163,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
         let opened = ing.tracker.stats.opened;
         let closed = ing.tracker.stats.closed;
         let replaced = ing.tracker.stats.replaced;
+        let evicted = ing.tracker.stats.evicted;
         ing.finish(status)?;
         let stored = committing.join().unwrap_or_else(|_| {
             log.error("the commit thread panicked");
@@ -171,6 +173,11 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
             if replaced > 0 {
                 log.info(&format!(
                     "{replaced} lifetimes replaced by another state under their id this run"
+                ));
+            }
+            if evicted > 0 {
+                log.info(&format!(
+                    "{evicted} idle open states evicted from memory (--max-open) this run"
                 ));
             }
             log.info(&format!(

@@ -237,6 +237,12 @@ struct Young {
     next_seq: Option<i64>,
     /// Latest time any event named: young lifetimes move when this much older than it.
     clock: Micros,
+    /// Held rows the tracker dropped from memory (`record --max-open`): into `states` at
+    /// the next commit, whatever their age, where the tracker reads them back.
+    evict: StateSet,
+    /// Lifetimes were evicted since the last commit: until it, `states` may lack their
+    /// latest (events pending before the eviction).
+    evicted_since: bool,
 }
 
 impl Young {
@@ -299,6 +305,11 @@ impl Young {
                 self.left(seq);
             }
             if let Some(r) = held.remove(&k) {
+                // An evicted row was written as it is: nothing is left to write lazily,
+                // and nothing of it stays in memory.
+                if self.evict.contains(&k) {
+                    continue;
+                }
                 let l = LastSeen {
                     written: r.last,
                     known: r.last,
@@ -306,6 +317,8 @@ impl Young {
                 lazy_last.insert(k, l);
             }
         }
+        self.evict.clear();
+        self.evicted_since = false;
         if let Some(run) = j.run {
             for k in &run.keys {
                 if let Some(old) = self.journaled.insert(*k, run.seq) {
@@ -398,7 +411,7 @@ impl Young {
             }
             close(k)?;
             j.seq = Some(seq);
-            if self.young_for == 0 || r.first <= due {
+            if self.young_for == 0 || r.first <= due || self.evict.contains(k) {
                 to_store.push((k, r));
                 j.stored.push(*k);
             } else {
@@ -406,7 +419,7 @@ impl Young {
             }
         }
         for (k, r) in self.fresh.iter().filter_map(|k| held.get_key_value(k)) {
-            if self.young_for == 0 || r.first <= due {
+            if self.young_for == 0 || r.first <= due || self.evict.contains(k) {
                 to_store.push((k, r));
                 j.stored.push(*k);
             } else {
@@ -946,6 +959,8 @@ impl Writer {
                 sealed_at: Micros::MIN,
                 next_seq: None,
                 clock: Micros::MIN,
+                evict: StateSet::default(),
+                evicted_since: false,
             },
             sealed_young: false,
         })
@@ -1356,6 +1371,37 @@ impl Writer {
                 self.evicted.push(row);
             }
         }
+    }
+
+    /// Open lifetimes the recorder's tracker dropped from memory (`record --max-open`): the
+    /// next commit leaves each whole in `states` and nothing of it here but its row id, so
+    /// that [`Writer::load_open_of`] reads it back as the tracker had it. Held (young) ones
+    /// are written early; a stored one gets its lazily kept "last seen".
+    pub fn evict_open(&mut self, keys: impl IntoIterator<Item = StateRef>) {
+        self.young.evicted_since = true;
+        for k in keys {
+            if self.held.contains_key(&k) {
+                if self.young.journaled.contains_key(&k) {
+                    // Its journal row is closed and the row stored, as a stale one's.
+                    self.young.stale.insert(k);
+                } else {
+                    self.young.fresh.insert(k);
+                }
+                self.young.evict.insert(k);
+            } else if let Some(l) = self.lazy_last.remove(&k) {
+                if l.known > l.written {
+                    self.pending.push(Event::Touch {
+                        key: k,
+                        seen: l.known,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether evicted lifetimes wait for the next commit to be readable in `states`.
+    pub fn evictions_pending(&self) -> bool {
+        self.young.evicted_since
     }
 
     /// The row of a lifetime the tracker held: as it reports it, (first full message,
