@@ -1568,7 +1568,15 @@ pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result
         }
         count_creators(tx, &removed)?;
     }
-    tx.execute("DELETE FROM seals WHERE end_us < ?1", [before])?;
+    // One id row of the newest seal stays even once its lifetimes are gone: next_seal
+    // counts from it, and a number handed out again would meet the history rows that seal
+    // wrote (prune keeps those of recent buckets, below). A stale id list only points at
+    // lifetimes no longer there, as that of a seal pruned in part does.
+    tx.execute(
+        "DELETE FROM seals WHERE end_us < ?1 AND (seal, creator_id, grp, min_id) !=
+           (SELECT seal, creator_id, grp, min_id FROM seals ORDER BY seal DESC LIMIT 1)",
+        [before],
+    )?;
     // History entries of 72-minute buckets whose every lifetime ended before; those of a
     // bucket pruned in part only point at fewer lifetimes now, which history skips.
     for (c, max) in CLASS_MAX_US.iter().enumerate() {
