@@ -297,3 +297,42 @@ fn a_drop_gap_covers_the_time_of_the_lost_packets() {
         assert!(err.contains("warning"), "at {at}: {err}");
     }
 }
+
+/// A damaged frame in a capture is a blind spot: `who` at its time warns and its report is
+/// incomplete, while a time of clean traffic in the same capture is complete.
+#[test]
+fn a_damaged_frame_is_a_gap_who_warns_about() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("h.db").display().to_string();
+    let cap = common::fixture("hostile-l5-ether.pcap")
+        .display()
+        .to_string();
+    run_ok(&["import", "--db", &db, &cap]);
+    let decoded = run_ok(&["decode", "--format", "json", &cap]);
+    let times = |damaged: bool| -> Vec<i64> {
+        decoded
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("error").is_some() == damaged)
+            .filter_map(|v| v["ts"].as_str().map(str::to_string))
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(&t)
+                    .expect("ts")
+                    .timestamp_micros()
+            })
+            .collect()
+    };
+    let damaged = times(true);
+    assert!(!damaged.is_empty(), "the fixture has damaged frames");
+    for at in damaged {
+        let (r, err) = who_report(&db, at);
+        assert_eq!(r["coverage"]["complete"], false, "at {at}: {r}");
+        assert!(gap_kinds(&r).contains(&"decode-error".to_string()), "{r}");
+        assert!(err.contains("warning"), "at {at}: {err}");
+    }
+    // Far from any damage (a gap is the damaged frame's own time, give or take little).
+    let clean = times(false);
+    let first = *clean.first().expect("clean frames");
+    let (r, err) = who_report(&db, first);
+    assert_eq!(r["coverage"]["complete"], true, "{r}\n{err}");
+}
