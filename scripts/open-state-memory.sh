@@ -6,7 +6,7 @@
 #
 #   scripts/open-state-memory.sh [--states N] [--baseline N0] [--workdir DIR] [--seed S]
 #                                [--cache-mib MIB] [--max-open M] [--pps P]
-#                                [--no-import] [--no-record]
+#                                [--after SECONDS] [--no-import] [--no-record]
 #
 # Defaults: --states 1000000 --baseline 1000 --workdir /work/bench-data/open-state-memory
 # --seed 31 --cache-mib 256 (both commands' default) --pps 2000; no --max-open run.
@@ -18,7 +18,9 @@
 # record: VmRSS of a recorder on a veth pair in two network namespaces of its own,
 #   before the replay of the N-state capture and once every state is open (its
 #   database says so and it has gone idle); reports the difference / the open states.
-#   Needs root. The replay runs at --pps packets/s (~5 INS a packet).
+#   Needs root. The replay runs at --pps packets/s (~5 INS a packet). With --after S,
+#   VmRSS is read once more S seconds later (after 600 s the young journal has handed
+#   its states over to the database).
 #
 # Exit status: 0 when every measurement ran and every state ended up open; 1 when a
 # count is off (the figure is still printed, per state actually open); 2 on a setup error.
@@ -31,11 +33,13 @@ SEED=31
 CACHE_MIB=256
 MAX_OPEN=
 PPS=2000
+AFTER=
 DO_IMPORT=1
 DO_RECORD=1
 
 usage() {
-    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+    # The comment block at the top, up to the first line that is not a comment.
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
     exit 2
 }
 
@@ -48,6 +52,7 @@ while [ $# -gt 0 ]; do
     --cache-mib) CACHE_MIB=$2; shift 2 ;;
     --max-open) MAX_OPEN=$2; shift 2 ;;
     --pps) PPS=$2; shift 2 ;;
+    --after) AFTER=$2; shift 2 ;;
     --no-import) DO_IMPORT=0; shift ;;
     --no-record) DO_RECORD=0; shift ;;
     -h | --help) usage ;;
@@ -57,7 +62,7 @@ done
 
 die() { echo "open-state-memory: $*" >&2; exit 2; }
 log() { echo "open-state-memory: $(date -u +%H:%M:%S) $*" >&2; }
-for v in "$STATES" "$BASE" "$SEED" "$CACHE_MIB" "$PPS" ${MAX_OPEN:+"$MAX_OPEN"}; do
+for v in "$STATES" "$BASE" "$SEED" "$CACHE_MIB" "$PPS" ${MAX_OPEN:+"$MAX_OPEN"} ${AFTER:+"$AFTER"}; do
     case "$v" in '' | *[!0-9]*) die "'$v': a whole number is needed" ;; esac
 done
 [ "$STATES" -gt "$BASE" ] || die "--states must be larger than --baseline"
@@ -130,7 +135,7 @@ if [ "$DO_IMPORT" = 1 ]; then
         PM=$PEAK
         say "import         --max-open $MAX_OPEN: peak RSS $PM KiB at $STATES open ($(sed -n 's/.*evicted from memory (--max-open) \([0-9]*\).*/\1/p' "$WORKDIR/import.log") evicted from memory)"
     fi
-    rm -f "$WORKDIR/import.db" "$WORKDIR/import.db-wal" "$WORKDIR/import.db-shm"
+    rm -f "$WORKDIR/import.db" "$WORKDIR/import.db-wal" "$WORKDIR/import.db-shm" "$WORKDIR/import.db.lock"
 fi
 
 # --- record -----------------------------------------------------------------------------
@@ -209,6 +214,11 @@ if [ "$DO_RECORD" = 1 ]; then
     [ "$OPEN" = "$STATES" ] || problem "record: $OPEN open states of $STATES sent (libpcap drops so far $DROPS)"
     say "record         VmRSS $R0 KiB before the replay, $R1 KiB with $OPEN open (VmHWM $HWM KiB):" \
         "$(awk -v a="$R0" -v b="$R1" -v n="$OPEN" 'BEGIN { printf "%.0f", n ? (b - a) * 1024 / n : 0 }') bytes per open state"
+    if [ -n "$AFTER" ]; then
+        log "record: reading VmRSS again in $AFTER s"
+        sleep "$AFTER"
+        say "               $AFTER s later: VmRSS $(rss VmRSS) KiB, $("$PFSL" stats --db "$DB" --json | jq -r .open) open"
+    fi
     say "               replay tcpreplay --pps $PPS: $(grep 'Actual:' "$WORKDIR/tcpreplay.log" | sed 's/^[[:space:]]*//')"
 fi
 
