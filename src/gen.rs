@@ -167,6 +167,9 @@ pub struct GenConfig {
     /// minute after the last new state and longer-lived states stay open, as in a real
     /// capture.
     pub drain: bool,
+    /// INS only: no UPD_C and no DEL_C, so every state stays open (a flood of INS that are
+    /// never deleted, for measuring the memory an open state costs). Overrides `drain`.
+    pub never_end: bool,
     /// Private IPv4 hosts (10.0.0.0/16), activity skewed towards low indices.
     pub private_hosts: u32,
     /// The HA pair: the first creates most states, the second `backup_share` of them.
@@ -187,6 +190,7 @@ impl Default for GenConfig {
             hot_pairs: 0,
             reuse: 0,
             drain: false,
+            never_end: false,
             private_hosts: 20_000,
             creators: [0x1a2b_3c4d, 0x5e6f_7a8b],
             backup_share: 0.1,
@@ -677,10 +681,12 @@ impl Generator {
                 self.slab.len() - 1
             }
         };
-        if first_upd < end - 1_100_000 {
-            self.push_event(first_upd, slot, Act::UpdC);
+        if !self.cfg.never_end {
+            if first_upd < end - 1_100_000 {
+                self.push_event(first_upd, slot, Act::UpdC);
+            }
+            self.push_event(end, slot, Act::DelC);
         }
-        self.push_event(end, slot, Act::DelC);
         self.enqueue(t, sender, Pending::Ins(s, t));
     }
 
@@ -1479,6 +1485,18 @@ mod tests {
             ins += full;
         }
         assert_eq!(ins, 3000);
+    }
+
+    #[test]
+    fn never_end_sends_only_ins() {
+        let cfg = GenConfig {
+            never_end: true,
+            drain: true,
+            ..small()
+        };
+        let msgs: Vec<Message> = Generator::new(cfg).flat_map(|p| p.msgs).collect();
+        assert_eq!(msgs.len(), 3000);
+        assert!(msgs.iter().all(|m| matches!(m, Message::Ins(_))));
     }
 
     #[test]

@@ -55,6 +55,9 @@ struct GenArgs {
     /// Delete every state before the end.
     #[arg(long)]
     drain: bool,
+    /// INS only: no state is ever updated or deleted, all stay open (overrides --drain).
+    #[arg(long)]
+    never_end: bool,
     /// Hot static-port public pairs ...
     #[arg(long, default_value_t = 10)]
     hot_pairs: u32,
@@ -93,6 +96,7 @@ impl GenArgs {
             hot_pairs: self.hot_pairs,
             reuse: self.reuse,
             drain: self.drain,
+            never_end: self.never_end,
             private_hosts: self.hosts,
             flavor,
             ..GenConfig::default()
@@ -105,6 +109,9 @@ impl GenArgs {
         let mut cfg = self.config()?;
         let copies = copies.max(1);
         if copies > 1 {
+            if cfg.never_end {
+                bail!("--copies needs closed states: it cannot be used with --never-end");
+            }
             cfg.states /= copies as u64;
             cfg.reuse /= copies as u64;
             cfg.drain = true;
