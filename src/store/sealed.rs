@@ -1662,49 +1662,6 @@ pub fn check_lists(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
     Ok((history, lists))
 }
 
-/// Append its checksum to every blob written before schema 10 (migration 0010), as it is.
-pub fn sum_existing(tx: &Connection) -> rusqlite::Result<()> {
-    let rows: Vec<(RowKey, i64, Vec<u8>)> = tx
-        .prepare("SELECT dcls, tb, w_addr1, w_port1, seal, rows FROM sealed")?
-        .query_map([], |r| {
-            let key = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-            Ok((key, r.get(4)?, r.get(5)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    for ((c, b, a, p), seal, blob) in rows {
-        tx.prepare_cached(
-            "UPDATE sealed SET rows = ?6 WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND seal = ?5",
-        )?
-        .execute(params![c, b, a, p, seal, pack::summed(&[&row_key(c, b, &a, p)], blob)])?;
-    }
-    let rows: Vec<((i64, i64), HistoryRow)> = tx
-        .prepare("SELECT dcls, tb, s_addr1, seal, pairs, form FROM sealed_private")?
-        .query_map([], |r| {
-            let row = (r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
-            Ok(((r.get(0)?, r.get(1)?), row))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    for ((c, hb), (host, seal, blob, form)) in rows {
-        tx.prepare_cached(
-            "UPDATE sealed_private SET pairs = ?5 WHERE dcls = ?1 AND tb = ?2 AND s_addr1 = ?3 AND seal = ?4",
-        )?
-        .execute(params![c, hb, host, seal, pack::summed(&[&pairs_key(c, hb, &host, form)], blob)])?;
-    }
-    let rows: Vec<(i64, i64, i64, i64, Vec<u8>)> = tx
-        .prepare("SELECT seal, creator_id, grp, min_id, ids FROM seals")?
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    for (seal, creator, grp, lo, blob) in rows {
-        tx.prepare_cached(
-            "UPDATE seals SET ids = ?5 WHERE seal = ?1 AND creator_id = ?2 AND grp = ?3 AND min_id = ?4",
-        )?
-        .execute(params![seal, creator, grp, lo, pack::summed(&[&ids_key(creator, grp, lo)], blob)])?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     proptest::proptest! {
