@@ -1,4 +1,4 @@
-//! The packed forms of sealed lifetimes (migrations/0004_sealed.sql): a group of lifetimes in
+//! The packed forms of sealed lifetimes (migrations/0001_schema.sql): a group of lifetimes in
 //! one blob, the public pairs of a private host, and the state ids of a seal.
 //!
 //! Varints (LEB128, signed ones zigzag) from `integer-encoding`; times as deltas from the
@@ -981,7 +981,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_hashed_group_of_a_pair_never_changes() {
-        // Row keys on disk: these values are fixed forever (migrations/0006).
+        // Row keys on disk: these values are fixed forever (migrations/0001_schema.sql).
         let a = IpAddr::from([203, 0, 113, 5]);
         let v6: IpAddr = "2001:db8::1".parse().expect("v6");
         assert_eq!(hashed_group(&a, 61234, 0), 0);

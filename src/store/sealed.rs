@@ -1,4 +1,4 @@
-//! Sealed lifetimes (migrations/0004_sealed.sql): writing a seal, merging a bucket's seals,
+//! Sealed lifetimes (migrations/0001_schema.sql): writing a seal, merging a bucket's seals,
 //! taking a lifetime back out ("unseal"), and reading them for the queries.
 
 use super::addr_blob;
@@ -102,7 +102,7 @@ const PER_GROUP: u64 = 8;
 /// At most 2^24 groups per bucket.
 const MAX_BITS: u32 = 24;
 
-/// How a bucket's rows are keyed (migrations/0006_hashed_groups.sql).
+/// How a bucket's rows are keyed (migrations/0001_schema.sql).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     /// One row per public pair (buckets written before schema 6).
