@@ -2,7 +2,7 @@
 //! taking a lifetime back out ("unseal"), and reading them for the queries.
 
 use super::addr_blob;
-use super::pack::{self, Damaged, Filed, IdsForm, Pair, PairsForm, Public, Spot, Stored};
+use super::pack::{self, Damaged, Filed, Pair, Public, Spot, Stored};
 use super::query::{class_of, sealed_bucket_of, sealed_shift, CLASS_MAX_US};
 use super::unloaded::group_of;
 use crate::track::Micros;
@@ -824,8 +824,11 @@ fn put_pairs(
     pairs: &[Pair],
 ) -> rusqlite::Result<()> {
     let blob = pack::pack_pairs(pairs, pairs_base(key.0, key.1));
-    let blob = pack::summed(&[&pairs_key(key.0, key.1, key.2, Some(1))], blob);
-    put_pairs_blob(tx, key, seal, &blob, Some(1))
+    let blob = pack::summed(
+        &[&pairs_key(key.0, key.1, key.2, Some(pack::PAIRS_FORM))],
+        blob,
+    );
+    put_pairs_blob(tx, key, seal, &blob, Some(pack::PAIRS_FORM))
 }
 
 /// A history row whose pairs are packed already, in `form` (column value).
@@ -850,8 +853,19 @@ fn read_pairs(
     form: Option<i64>,
 ) -> Result<Vec<Pair>, Damaged> {
     let blob = pack::verified(&[&pairs_key(c, hb, host, form)], blob)?;
-    let form = PairsForm::from_column(form).ok_or(Damaged("history form"))?;
-    pack::unpack_pairs(blob, form, pairs_base(c, hb))
+    if form != Some(pack::PAIRS_FORM) {
+        return Err(Damaged("history form"));
+    }
+    pack::unpack_pairs(blob, pairs_base(c, hb))
+}
+
+/// An id list's `form` column: the one form written, anything else is damage.
+fn ids_form(form: Option<i64>) -> Result<(), Damaged> {
+    if form == Some(pack::IDS_FORM) {
+        Ok(())
+    } else {
+        Err(Damaged("id list form"))
+    }
 }
 
 fn count_creators(tx: &Connection, by: &HashMap<u32, i64>) -> rusqlite::Result<()> {
@@ -1260,9 +1274,8 @@ impl SealIndex {
                     let list =
                         pack::verified(&[&ids_key(i64::from(g.0), i64::from(g.1), lo)], &blob)
                             .and_then(|b| {
-                                let form =
-                                    IdsForm::from_column(form).ok_or(Damaged("id list form"))?;
-                                pack::unpack_ids(b, lo as u64, form)
+                                ids_form(form)?;
+                                pack::unpack_ids(b, lo as u64)
                             });
                     match list {
                         Ok(list) => {
@@ -1647,8 +1660,8 @@ pub fn check_lists(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
         );
         lists += 1;
         let list = pack::verified(&[&ids_key(creator, grp, lo)], &blob).and_then(|b| {
-            let form = IdsForm::from_column(form).ok_or(Damaged("id list form"))?;
-            pack::unpack_ids(b, lo as u64, form)
+            ids_form(form)?;
+            pack::unpack_ids(b, lo as u64)
         });
         if let Err(e) = list {
             met(DamagedGroup {
