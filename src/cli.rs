@@ -344,11 +344,6 @@ pub struct CheckArgs {
 pub struct MigrateArgs {
     #[command(flatten)]
     pub db: DbArg,
-    /// Also seal the closed lifetimes that versions before schema 4 stored one row each
-    /// (about 2.3 times smaller; in transactions of 250,000, so it can be stopped and run
-    /// again). Freed pages are reused by later writes.
-    #[arg(long)]
-    pub seal: bool,
 }
 
 #[derive(Debug, Args)]

@@ -269,45 +269,6 @@ fn a_byte_flipped_in_the_stored_data_never_changes_an_answer_silently() {
 }
 
 #[test]
-fn a_database_of_schema_7_is_given_its_checksums_by_migrate() {
-    let (_d, db) = imported();
-    let before = lifetimes(&db);
-    // As schema 7 wrote them: the same blobs without their last four bytes, and none of
-    // the tables and columns schemas 8 and 9 add.
-    let conn = Connection::open(&db).expect("open");
-    conn.execute_batch(
-        "DROP TABLE health;
-         DROP TABLE replacements;
-         ALTER TABLE runs DROP COLUMN pid;
-         ALTER TABLE runs DROP COLUMN version;
-         UPDATE sealed SET rows = substr(rows, 1, length(rows) - 4);
-         UPDATE sealed_private SET pairs = substr(pairs, 1, length(pairs) - 4);
-         UPDATE seals SET ids = substr(ids, 1, length(ids) - 4);
-         PRAGMA user_version = 7;",
-    )
-    .expect("schema 7");
-    drop(conn);
-    let o = run(&[
-        "who",
-        "--db",
-        &db,
-        "--ip",
-        "192.0.2.1",
-        "--port",
-        "1",
-        "--at",
-        "@0",
-    ]);
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("migrate"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    run_ok(&["migrate", "--db", &db]);
-    assert_eq!(lifetimes(&db), before);
-}
-
-#[test]
 fn check_says_sound_or_names_the_damaged_group() {
     let (_d, db) = imported();
     let o = run(&["check", "--db", &db]);

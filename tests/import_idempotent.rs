@@ -254,56 +254,6 @@ fn lifetimes_held_until_their_end_equal_the_merged_rows() {
     }
 }
 
-fn migrate_seal(db: &Path) -> String {
-    let out = Command::new(bin())
-        .args(["migrate", "--seal", "--db"])
-        .arg(db)
-        .output()
-        .expect("run migrate");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "migrate --seal: {err}");
-    err
-}
-
-#[test]
-fn migrate_seal_packs_rows_of_older_versions_and_keeps_every_lifetime() {
-    for name in [
-        "all-features-l5-ether.pcap",
-        "ha-pair-clr-l5-ether.pcap",
-        "hostile-l5-ether.pcap",
-    ] {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let db = tmp.path().join("old.db");
-        import(&db, &[&fixture(name)]);
-        // dump() moves every lifetime back into states, one row each: a database as the
-        // versions before schema 4 wrote it.
-        let before = dump(&db);
-        assert_eq!(sealed(&db), 0);
-        let said = migrate_seal(&db);
-        assert!(said.contains("lifetimes sealed"), "{name}: {said}");
-        let c = Connection::open(&db).expect("db");
-        let closed: i64 = c
-            .query_row(
-                "SELECT count(*) FROM states WHERE end_us IS NOT NULL AND start_us IS NOT NULL",
-                [],
-                |r| r.get(0),
-            )
-            .expect("count");
-        assert_eq!(closed, 0, "{name}: closed lifetimes left in states");
-        assert!(sealed(&db) > 10, "{name}: {} sealed", sealed(&db));
-        integrity(&db);
-        // A second pass finds nothing; a re-import of the capture changes nothing.
-        let again = migrate_seal(&db);
-        assert!(again.contains(": 0 lifetimes sealed"), "{name}: {again}");
-        import(&db, &[&fixture(name)]);
-        same(
-            &before,
-            &dump(&db),
-            &format!("{name}: migrate --seal changed a lifetime"),
-        );
-    }
-}
-
 /// `import`'s summary line.
 fn import_summary(db: &Path, cap: &Path) -> String {
     let out = Command::new(bin())

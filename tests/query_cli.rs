@@ -613,3 +613,54 @@ fn history_filters_by_protocol_and_remote() {
         );
     }
 }
+
+/// A file of a development build before the first release (its own schema numbers 1 to 10
+/// in `user_version`, the same application id) is refused by every command that opens it,
+/// readers and writers alike, with one line saying to re-import, and left as it is.
+#[test]
+fn a_database_of_an_earlier_development_build_is_refused_and_left_alone() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = imported(tmp.path());
+    let pfctl = tmp.path().join("states.txt");
+    std::fs::write(&pfctl, "").expect("write");
+    let pfctl = pfctl.display().to_string();
+    let capture = fixture("nat-outbound-l3-dlt246.pcap").display().to_string();
+    // 1 is the one that would pass for the current schema if numbers were shared.
+    for old in [1, 7, 10] {
+        {
+            let c = rusqlite::Connection::open(&db).expect("sqlite");
+            c.pragma_update(None, "user_version", old).expect("set");
+        }
+        let before = std::fs::read(&db).expect("read");
+        let commands: [&[&str]; 10] = [
+            &["who", "--ip", "1.2.3.4", "--port", "1", "--at", "@0"],
+            &["history", "--host", "10.0.0.1"],
+            &["stats"],
+            &["export", "--from", "@0", "--to", "@4000000000"],
+            &["check"],
+            &["status"],
+            &["migrate"],
+            &["prune", "--before", "@0"],
+            &["import", &capture],
+            &["import-pfctl", &pfctl],
+        ];
+        for args in commands {
+            let mut all: Vec<&str> = args.to_vec();
+            all.extend(["--db", &db]);
+            let what = format!("{} on schema {old}", args[0]);
+            let out = run(&all);
+            assert_one_line_error(
+                &out,
+                &format!(
+                    "{db}: written by an earlier development build of pfstatelog (schema {old}); re-import its captures into a new file"
+                ),
+                &what,
+            );
+            assert_eq!(
+                before,
+                std::fs::read(&db).expect("read"),
+                "{what}: the file must be left as it is"
+            );
+        }
+    }
+}

@@ -29,31 +29,5 @@ pub fn run(a: MigrateArgs) -> anyhow::Result<u8> {
             started.elapsed().as_secs_f64()
         );
     }
-    if a.seal {
-        let started = std::time::Instant::now();
-        // A line per million or so: kept rows make the counts uneven.
-        let mut report_at = REPORT_EVERY;
-        let done = store::compact::seal_closed_rows(&conn, SEAL_BATCH, |d| {
-            if d.lifetimes >= report_at {
-                eprintln!("pfstatelog: {db}: {} lifetimes sealed", d.lifetimes);
-                report_at = d.lifetimes + REPORT_EVERY;
-            }
-        })
-        .map_err(|source| store::StoreError::Sqlite {
-            path: db.clone(),
-            source,
-        })?;
-        eprintln!(
-            "pfstatelog: {db}: {} lifetimes sealed in {:.1}s; {} closed rows kept as they are (evidence without a start, or damaged)",
-            done.lifetimes,
-            started.elapsed().as_secs_f64(),
-            done.kept
-        );
-    }
     Ok(0)
 }
-
-/// Rows per transaction of `migrate --seal`.
-const SEAL_BATCH: usize = 250_000;
-/// Sealed lifetimes between two progress lines of `migrate --seal`.
-const REPORT_EVERY: u64 = 1_000_000;

@@ -92,9 +92,9 @@ where
     Ok(w)
 }
 
-/// `PRAGMA user_version`: the schema the database is at.
+/// The schema the database is at.
 pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+    Ok(i64::from(super::schema_versions(conn)?.0))
 }
 
 /// The flavour each known creator spoke (so a snapshot does not relabel a FreeBSD box).

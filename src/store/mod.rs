@@ -1,7 +1,6 @@
 //! The SQLite store: schema and migrations, the batched writer, and the queries.
 //! All SQL of pfstatelog lives under this module.
 
-pub mod compact;
 pub mod export;
 pub mod health;
 pub mod pack;
@@ -20,46 +19,18 @@ use std::time::Duration;
 /// file is recognised and left alone.
 pub const APPLICATION_ID: i32 = 0x7066_7374;
 
-/// Migrations, applied in order; `PRAGMA user_version` = how many are applied.
-const MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_init", include_str!("../../migrations/0001_init.sql")),
-    (
-        "0002_duration_buckets",
-        include_str!("../../migrations/0002_duration_buckets.sql"),
-    ),
-    (
-        "0003_drop_states_open",
-        include_str!("../../migrations/0003_drop_states_open.sql"),
-    ),
-    (
-        "0004_sealed",
-        include_str!("../../migrations/0004_sealed.sql"),
-    ),
-    (
-        "0005_young",
-        include_str!("../../migrations/0005_young.sql"),
-    ),
-    (
-        "0006_hashed_groups",
-        include_str!("../../migrations/0006_hashed_groups.sql"),
-    ),
-    (
-        "0007_spots",
-        include_str!("../../migrations/0007_spots.sql"),
-    ),
-    (
-        "0008_health",
-        include_str!("../../migrations/0008_health.sql"),
-    ),
-    (
-        "0009_replacements",
-        include_str!("../../migrations/0009_replacements.sql"),
-    ),
-    (
-        "0010_checksums",
-        include_str!("../../migrations/0010_checksums.sql"),
-    ),
-];
+/// Migrations, applied in order; schema n (n of them applied) is stored as `PRAGMA
+/// user_version` = [`USER_VERSION_BASE`] + n.
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_schema",
+    include_str!("../../migrations/0001_schema.sql"),
+)];
+
+/// Development builds before the first release numbered their schemas 1 to 10 in
+/// `user_version`, under the same application id. Counting ours from 100 keeps such a file
+/// from passing for a current one (it is refused, see [`StoreError::EarlierBuild`]), and
+/// those builds refuse ours as newer than they understand instead of migrating it.
+const USER_VERSION_BASE: i32 = 99;
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
@@ -75,6 +46,8 @@ pub enum StoreError {
         found: i32,
         known: i32,
     },
+    #[error("{path}: written by an earlier development build of pfstatelog (schema {found}); re-import its captures into a new file")]
+    EarlierBuild { path: String, found: i32 },
     #[error("{path}: database schema {found} is older than this pfstatelog ({known}); run `pfstatelog migrate --db {path}` (or restart the recorder) to upgrade it")]
     TooOld {
         path: String,
@@ -240,10 +213,10 @@ fn open_ro_as(path: &str, immutable: bool) -> Result<Connection> {
             why: "no pfstatelog schema in it".into(),
         });
     }
-    if v < SCHEMA_VERSION {
+    if v - USER_VERSION_BASE < SCHEMA_VERSION {
         return Err(StoreError::TooOld {
             path: path.into(),
-            found: v,
+            found: v - USER_VERSION_BASE,
             known: SCHEMA_VERSION,
         });
     }
@@ -327,8 +300,8 @@ fn stable_plans(conn: &Connection, path: &str) -> Result<()> {
 
 /// The schema version of a database, and the one this binary writes.
 pub fn schema_versions(conn: &Connection) -> rusqlite::Result<(i32, i32)> {
-    let v = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    Ok((v, SCHEMA_VERSION))
+    let v: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    Ok(((v - USER_VERSION_BASE).max(0), SCHEMA_VERSION))
 }
 
 /// Refuse files that are not SQLite, SQLite files of other programs, and newer schemas.
@@ -364,10 +337,17 @@ fn check_identity(conn: &Connection, path: &str, writable: bool) -> Result<()> {
     } else if app != APPLICATION_ID {
         return Err(foreign(format!("application id 0x{app:08x}")));
     }
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
+    // Before anything is written: a writer must leave such a file as it is.
+    if app == APPLICATION_ID && (1..=USER_VERSION_BASE).contains(&version) {
+        return Err(StoreError::EarlierBuild {
             path: path.into(),
             found: version,
+        });
+    }
+    if version - USER_VERSION_BASE > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.into(),
+            found: version - USER_VERSION_BASE,
             known: SCHEMA_VERSION,
         });
     }
@@ -379,20 +359,15 @@ fn migrate(conn: &Connection, path: &str) -> Result<()> {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(sq(path))?;
     for (i, (name, sql)) in MIGRATIONS.iter().enumerate() {
-        let n = i as i32 + 1;
+        let n = USER_VERSION_BASE + i as i32 + 1;
         if n <= version {
             continue;
         }
         let tx = conn.unchecked_transaction().map_err(sq(path))?;
-        tx.execute_batch(sql)
-            .and_then(|()| match *name {
-                "0010_checksums" => sealed::sum_existing(&tx),
-                _ => Ok(()),
-            })
-            .map_err(|e| StoreError::Io {
-                path: path.into(),
-                why: format!("migration {name} failed: {e}"),
-            })?;
+        tx.execute_batch(sql).map_err(|e| StoreError::Io {
+            path: path.into(),
+            why: format!("migration {name} failed: {e}"),
+        })?;
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(sq(path))?;
         tx.pragma_update(None, "user_version", n)

@@ -1,4 +1,4 @@
-//! The packed forms of sealed lifetimes (migrations/0004_sealed.sql): a group of lifetimes in
+//! The packed forms of sealed lifetimes (migrations/0001_schema.sql): a group of lifetimes in
 //! one blob, the public pairs of a private host, and the state ids of a seal.
 //!
 //! Varints (LEB128, signed ones zigzag) from `integer-encoding`; times as deltas from the
@@ -69,7 +69,7 @@ pub struct Damaged(pub &'static str);
 
 type Res<T> = std::result::Result<T, Damaged>;
 
-/// Bytes of the checksum that ends every stored blob (schema 10).
+/// Bytes of the checksum that ends every stored blob.
 pub const SUM_BYTES: usize = 4;
 
 /// CRC-32 of a row's key parts and its payload. The key is covered so that a row whose key
@@ -598,38 +598,8 @@ fn index_of(addrs: &mut Vec<IpAddr>, idx: &mut ahash::AHashMap<IpAddr, u64>, a: 
     })
 }
 
-/// How a seal's id list is packed (column `form` of `seals`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdsForm {
-    /// Schema 4 (NULL): each bucket a delta from the previous id's, whatever its class.
-    Schema4,
-    /// Schema 6 (1): each bucket a delta from the previous of the same class (ids of several
-    /// classes interleave; their buckets differ by orders of magnitude, ~4 bytes a delta).
-    PerClass,
-    /// Schema 7 (2): as `PerClass`, class and bucket in one varint, and a hashed bucket's
-    /// lifetimes by [`Spot::Hash`] (what is written now).
-    Spots,
-}
-
-impl IdsForm {
-    /// The form of column value `v`; None: damage.
-    pub fn from_column(v: Option<i64>) -> Option<IdsForm> {
-        match v {
-            None => Some(IdsForm::Schema4),
-            Some(1) => Some(IdsForm::PerClass),
-            Some(2) => Some(IdsForm::Spots),
-            Some(_) => None,
-        }
-    }
-}
-
-/// The previous bucket a delta is taken from: one for all (schema 4) or one per class.
-fn prev_slot(form: IdsForm, dcls: i64) -> usize {
-    match form {
-        IdsForm::Schema4 => 0,
-        IdsForm::PerClass | IdsForm::Spots => dcls.clamp(0, 15) as usize,
-    }
-}
+/// Column `form` of `seals`: the one form [`pack_ids`] writes (any other is damage).
+pub const IDS_FORM: i64 = 2;
 
 fn zigzag(d: i64) -> u64 {
     ((d << 1) ^ (d >> 63)) as u64
@@ -661,7 +631,7 @@ fn pair_table(spots: impl Iterator<Item = Spot>) -> (Vec<IpAddr>, ahash::AHashMa
 }
 
 /// The ids of one seal (one creator, one id group), each with where it is filed; `ids`
-/// sorted by id. Packed in [`IdsForm::Spots`]: per id its delta, then class (< 16, as
+/// sorted by id. Packed as [`IDS_FORM`]: per id its delta, then class (< 16, as
 /// `class_of` gives), bucket delta and spot kind in one varint, then the spot.
 pub fn pack_ids(ids: &[(u64, Filed)]) -> Vec<u8> {
     let (addrs, idx) = pair_table(ids.iter().map(|(_, f)| f.spot));
@@ -670,7 +640,7 @@ pub fn pack_ids(ids: &[(u64, Filed)]) -> Vec<u8> {
     let (mut prev_id, mut prev_tb) = (ids.first().map_or(0, |i| i.0), [0i64; 16]);
     for (id, f) in ids {
         put(&mut out, id.wrapping_sub(prev_id));
-        let slot = prev_slot(IdsForm::Spots, f.dcls);
+        let slot = f.dcls.clamp(0, 15) as usize;
         let kind = u64::from(matches!(f.spot, Spot::Hash(_)));
         let d = zigzag(f.tb.wrapping_sub(prev_tb[slot]));
         put(&mut out, d << 5 | kind << 4 | (f.dcls as u64 & 15));
@@ -706,30 +676,20 @@ fn get_spot(c: &mut Cur, hash: bool, addrs: &[IpAddr]) -> Res<Spot> {
     Ok(Spot::Pair(addr, c.port()?))
 }
 
-/// The inverse of [`pack_ids`] (and of the earlier forms), given the seal's lowest id.
-pub fn unpack_ids(blob: &[u8], min_id: u64, form: IdsForm) -> Res<Vec<(u64, Filed)>> {
+/// The inverse of [`pack_ids`], given the seal's lowest id.
+pub fn unpack_ids(blob: &[u8], min_id: u64) -> Res<Vec<(u64, Filed)>> {
     let mut c = Cur { b: blob };
     let addrs = get_addrs(&mut c)?;
     let mut out = Vec::new();
     let (mut id, mut prev_tb) = (min_id, [0i64; 16]);
     while !c.done() {
         id = id.wrapping_add(c.var::<u64>("id")?);
-        let (dcls, delta, hash) = if form == IdsForm::Spots {
-            let x: u64 = c.var("class and bucket")?;
-            ((x & 15) as i64, unzigzag(x >> 5), x & 16 != 0)
-        } else {
-            (c.var("class")?, c.var::<i64>("bucket")?, false)
-        };
-        let slot = prev_slot(form, dcls);
+        let x: u64 = c.var("class and bucket")?;
+        let (dcls, delta, hash) = ((x & 15) as i64, unzigzag(x >> 5), x & 16 != 0);
+        let slot = dcls as usize;
         let tb = prev_tb[slot].wrapping_add(delta);
         prev_tb[slot] = tb;
-        let spot = if form == IdsForm::Spots {
-            get_spot(&mut c, hash, &addrs)?
-        } else {
-            let a: u64 = c.var("address")?;
-            let addr = *addrs.get(a as usize).ok_or(Damaged("address index"))?;
-            Spot::Pair(addr, c.port()?)
-        };
+        let spot = get_spot(&mut c, hash, &addrs)?;
         out.push((id, Filed { dcls, tb, spot }));
     }
     Ok(out)
@@ -739,27 +699,13 @@ pub fn unpack_ids(blob: &[u8], min_id: u64, form: IdsForm) -> Res<Vec<(u64, File
 /// (sealed bucket, spot) of each group, sorted.
 pub type Pair = (i64, Spot);
 
-/// How a history row's list is packed (column `form` of `sealed_private`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PairsForm {
-    /// Schema 4 (NULL): buckets as deltas from 0, pairs by address index and port.
-    Schema4,
-    /// Schema 7 (1): buckets as deltas from the row's own (`base`), spots as in id lists.
-    Spots,
-}
+/// Column `form` of `sealed_private`: the one form [`pack_pairs`] writes (any other is
+/// damage).
+pub const PAIRS_FORM: i64 = 1;
 
-impl PairsForm {
-    /// The form of column value `v`; None: damage.
-    pub fn from_column(v: Option<i64>) -> Option<PairsForm> {
-        match v {
-            None => Some(PairsForm::Schema4),
-            Some(1) => Some(PairsForm::Spots),
-            Some(_) => None,
-        }
-    }
-}
-
-/// A history row's list in [`PairsForm::Spots`]; `base` is the sealed bucket its history
+/// A history row's list: buckets as deltas from `base`, the sealed bucket its history
+/// bucket starts in (most entries are a delta of 0 or 1 from it), and spots as in id
+/// lists. `base` is the sealed bucket its history
 /// bucket starts in (most entries are a delta of 0 or 1 from it).
 pub fn pack_pairs(pairs: &[Pair], base: i64) -> Vec<u8> {
     let (addrs, idx) = pair_table(pairs.iter().map(|p| p.1));
@@ -775,23 +721,16 @@ pub fn pack_pairs(pairs: &[Pair], base: i64) -> Vec<u8> {
     out
 }
 
-/// The inverse of [`pack_pairs`] (and of schema 4's form, which ignores `base`).
-pub fn unpack_pairs(blob: &[u8], form: PairsForm, base: i64) -> Res<Vec<Pair>> {
+/// The inverse of [`pack_pairs`].
+pub fn unpack_pairs(blob: &[u8], base: i64) -> Res<Vec<Pair>> {
     let mut c = Cur { b: blob };
     let addrs = get_addrs(&mut c)?;
     let mut out = Vec::new();
-    let mut tb = if form == PairsForm::Spots { base } else { 0 };
+    let mut tb = base;
     while !c.done() {
-        if form == PairsForm::Spots {
-            let x: u64 = c.var("bucket")?;
-            tb = tb.wrapping_add(unzigzag(x >> 1));
-            out.push((tb, get_spot(&mut c, x & 1 != 0, &addrs)?));
-        } else {
-            tb = tb.wrapping_add(c.var::<i64>("bucket")?);
-            let a: u64 = c.var("address")?;
-            let addr = *addrs.get(a as usize).ok_or(Damaged("address index"))?;
-            out.push((tb, Spot::Pair(addr, c.port()?)));
-        }
+        let x: u64 = c.var("bucket")?;
+        tb = tb.wrapping_add(unzigzag(x >> 1));
+        out.push((tb, get_spot(&mut c, x & 1 != 0, &addrs)?));
     }
     Ok(out)
 }
@@ -902,11 +841,8 @@ pub(crate) mod tests {
             let mut b = blob.clone();
             b[i] ^= 0xff;
             let _ = unpack_rows(&b, p, |i| table.get(i as usize).cloned());
-            for form in [IdsForm::Schema4, IdsForm::PerClass, IdsForm::Spots] {
-                let _ = unpack_ids(&b, 0, form);
-            }
-            let _ = unpack_pairs(&b, PairsForm::Schema4, 0);
-            let _ = unpack_pairs(&b, PairsForm::Spots, 7);
+            let _ = unpack_ids(&b, 0);
+            let _ = unpack_pairs(&b, 7);
         }
     }
 
@@ -981,7 +917,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_hashed_group_of_a_pair_never_changes() {
-        // Row keys on disk: these values are fixed forever (migrations/0006).
+        // Row keys on disk: these values are fixed forever (migrations/0001_schema.sql).
         let a = IpAddr::from([203, 0, 113, 5]);
         let v6: IpAddr = "2001:db8::1".parse().expect("v6");
         assert_eq!(hashed_group(&a, 61234, 0), 0);
@@ -1003,27 +939,6 @@ pub(crate) mod tests {
             lo > Some(30) && hi < Some(100),
             "{lo:?}..{hi:?} per group, mean 60"
         );
-    }
-
-    /// Id lists as schemas 4 to 6 wrote them (pairs only), to test the reader.
-    fn pack_ids_before_7(ids: &[(u64, Filed)], form: IdsForm) -> Vec<u8> {
-        let (addrs, idx) = pair_table(ids.iter().map(|(_, f)| f.spot));
-        let mut out = Vec::new();
-        put_addrs(&mut out, &addrs);
-        let (mut prev_id, mut prev_tb) = (ids.first().map_or(0, |i| i.0), [0i64; 16]);
-        for (id, f) in ids {
-            let Spot::Pair(a, p) = f.spot else {
-                panic!("no hashes before schema 7")
-            };
-            put(&mut out, id - prev_id);
-            put(&mut out, f.dcls);
-            let slot = prev_slot(form, f.dcls);
-            put(&mut out, f.tb - prev_tb[slot]);
-            put(&mut out, idx[&a]);
-            out.extend_from_slice(&p.to_be_bytes());
-            (prev_id, prev_tb[slot]) = (*id, f.tb);
-        }
-        out
     }
 
     fn ids(hashes: bool) -> Vec<(u64, Filed)> {
@@ -1049,20 +964,10 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn id_lists_of_every_form_round_trip() {
-        let pairs_only = ids(false);
-        for form in [IdsForm::Schema4, IdsForm::PerClass] {
-            let blob = pack_ids_before_7(&pairs_only, form);
-            assert_eq!(unpack_ids(&blob, 1000, form).expect("ids"), pairs_only);
-        }
-        let (old, new) = (
-            pack_ids_before_7(&pairs_only, IdsForm::PerClass),
-            pack_ids(&pairs_only),
-        );
-        assert!(new.len() < old.len(), "{} < {}", new.len(), old.len());
+    fn id_lists_round_trip() {
         let mixed = ids(true);
         let blob = pack_ids(&mixed);
-        assert_eq!(unpack_ids(&blob, 1000, IdsForm::Spots).expect("ids"), mixed);
+        assert_eq!(unpack_ids(&blob, 1000).expect("ids"), mixed);
         // An id in a hashed bucket: its id delta, one byte of class and bucket, 3 of hash.
         let hashed: Vec<_> = mixed
             .iter()
@@ -1071,47 +976,23 @@ pub(crate) mod tests {
             .collect();
         assert!(pack_ids(&hashed).len() <= 1 + hashed.len() * 6);
         let empty = pack_ids(&[]);
-        assert_eq!(
-            unpack_ids(&empty, 5, IdsForm::Spots).expect("empty"),
-            vec![]
-        );
+        assert_eq!(unpack_ids(&empty, 5).expect("empty"), vec![]);
         let bad = [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200];
-        assert!(unpack_ids(&bad, 0, IdsForm::Schema4).is_err());
-        assert_eq!(IdsForm::from_column(Some(3)), None);
+        assert!(unpack_ids(&bad, 0).is_err());
     }
 
     #[test]
-    fn history_lists_of_both_forms_round_trip() {
+    fn history_lists_round_trip() {
         let mixed: Vec<Pair> = ids(true).iter().map(|(_, f)| (f.tb, f.spot)).collect();
         let base = mixed[0].0 - 1;
         let blob = pack_pairs(&mixed, base);
-        assert_eq!(
-            unpack_pairs(&blob, PairsForm::Spots, base).expect("pairs"),
-            mixed
-        );
-        // Schema 4's form: buckets from 0, address index and port.
-        let old: Vec<Pair> = ids(false).iter().map(|(_, f)| (f.tb, f.spot)).collect();
-        let (addrs, idx) = pair_table(old.iter().map(|p| p.1));
-        let mut blob = Vec::new();
-        put_addrs(&mut blob, &addrs);
-        let mut prev = 0i64;
-        for (tb, s) in &old {
-            let Spot::Pair(a, p) = s else { panic!("pairs") };
-            put(&mut blob, tb - prev);
-            put(&mut blob, idx[a]);
-            blob.extend_from_slice(&p.to_be_bytes());
-            prev = *tb;
-        }
-        assert_eq!(
-            unpack_pairs(&blob, PairsForm::Schema4, 12345).expect("old"),
-            old
-        );
+        assert_eq!(unpack_pairs(&blob, base).expect("pairs"), mixed);
         // One NAT address: entries carry no index; near the base, one byte of bucket.
         let nat = IpAddr::from([203, 0, 113, 5]);
         let one: Vec<Pair> = (0..50).map(|i| (base, Spot::Pair(nat, 1000 + i))).collect();
         assert_eq!(pack_pairs(&one, base).len(), 1 + 5 + 50 * 3);
         assert_eq!(
-            unpack_pairs(&pack_pairs(&one, base), PairsForm::Spots, base).expect("one"),
+            unpack_pairs(&pack_pairs(&one, base), base).expect("one"),
             one
         );
     }

@@ -109,7 +109,7 @@ pub(crate) fn snapshot(conn: &Connection) -> rusqlite::Result<Option<rusqlite::T
     }
 }
 
-/// The longest lifetime of each duration class `dcls` (migrations/0002_duration_buckets.sql):
+/// The longest lifetime of each duration class `dcls` (migrations/0001_schema.sql):
 /// 2^(20+2c) µs for classes 0..=12; class 13 (longer) and 14 (open) have no bound.
 pub const CLASS_MAX_US: [i64; 15] = {
     let mut m = [UNBOUNDED; 15];

@@ -1,8 +1,8 @@
-//! Sealed lifetimes (migrations/0004_sealed.sql): writing a seal, merging a bucket's seals,
+//! Sealed lifetimes (migrations/0001_schema.sql): writing a seal, merging a bucket's seals,
 //! taking a lifetime back out ("unseal"), and reading them for the queries.
 
 use super::addr_blob;
-use super::pack::{self, Damaged, Filed, IdsForm, Pair, PairsForm, Public, Spot, Stored};
+use super::pack::{self, Damaged, Filed, Pair, Public, Spot, Stored};
 use super::query::{class_of, sealed_bucket_of, sealed_shift, CLASS_MAX_US};
 use super::unloaded::group_of;
 use crate::track::Micros;
@@ -102,7 +102,7 @@ const PER_GROUP: u64 = 8;
 /// At most 2^24 groups per bucket.
 const MAX_BITS: u32 = 24;
 
-/// How a bucket's rows are keyed (migrations/0006_hashed_groups.sql).
+/// How a bucket's rows are keyed (migrations/0001_schema.sql).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     /// One row per public pair (buckets written before schema 6).
@@ -824,8 +824,11 @@ fn put_pairs(
     pairs: &[Pair],
 ) -> rusqlite::Result<()> {
     let blob = pack::pack_pairs(pairs, pairs_base(key.0, key.1));
-    let blob = pack::summed(&[&pairs_key(key.0, key.1, key.2, Some(1))], blob);
-    put_pairs_blob(tx, key, seal, &blob, Some(1))
+    let blob = pack::summed(
+        &[&pairs_key(key.0, key.1, key.2, Some(pack::PAIRS_FORM))],
+        blob,
+    );
+    put_pairs_blob(tx, key, seal, &blob, Some(pack::PAIRS_FORM))
 }
 
 /// A history row whose pairs are packed already, in `form` (column value).
@@ -850,8 +853,19 @@ fn read_pairs(
     form: Option<i64>,
 ) -> Result<Vec<Pair>, Damaged> {
     let blob = pack::verified(&[&pairs_key(c, hb, host, form)], blob)?;
-    let form = PairsForm::from_column(form).ok_or(Damaged("history form"))?;
-    pack::unpack_pairs(blob, form, pairs_base(c, hb))
+    if form != Some(pack::PAIRS_FORM) {
+        return Err(Damaged("history form"));
+    }
+    pack::unpack_pairs(blob, pairs_base(c, hb))
+}
+
+/// An id list's `form` column: the one form written, anything else is damage.
+fn ids_form(form: Option<i64>) -> Result<(), Damaged> {
+    if form == Some(pack::IDS_FORM) {
+        Ok(())
+    } else {
+        Err(Damaged("id list form"))
+    }
 }
 
 fn count_creators(tx: &Connection, by: &HashMap<u32, i64>) -> rusqlite::Result<()> {
@@ -1260,9 +1274,8 @@ impl SealIndex {
                     let list =
                         pack::verified(&[&ids_key(i64::from(g.0), i64::from(g.1), lo)], &blob)
                             .and_then(|b| {
-                                let form =
-                                    IdsForm::from_column(form).ok_or(Damaged("id list form"))?;
-                                pack::unpack_ids(b, lo as u64, form)
+                                ids_form(form)?;
+                                pack::unpack_ids(b, lo as u64)
                             });
                     match list {
                         Ok(list) => {
@@ -1647,8 +1660,8 @@ pub fn check_lists(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
         );
         lists += 1;
         let list = pack::verified(&[&ids_key(creator, grp, lo)], &blob).and_then(|b| {
-            let form = IdsForm::from_column(form).ok_or(Damaged("id list form"))?;
-            pack::unpack_ids(b, lo as u64, form)
+            ids_form(form)?;
+            pack::unpack_ids(b, lo as u64)
         });
         if let Err(e) = list {
             met(DamagedGroup {
@@ -1660,49 +1673,6 @@ pub fn check_lists(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
         }
     }
     Ok((history, lists))
-}
-
-/// Append its checksum to every blob written before schema 10 (migration 0010), as it is.
-pub fn sum_existing(tx: &Connection) -> rusqlite::Result<()> {
-    let rows: Vec<(RowKey, i64, Vec<u8>)> = tx
-        .prepare("SELECT dcls, tb, w_addr1, w_port1, seal, rows FROM sealed")?
-        .query_map([], |r| {
-            let key = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-            Ok((key, r.get(4)?, r.get(5)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    for ((c, b, a, p), seal, blob) in rows {
-        tx.prepare_cached(
-            "UPDATE sealed SET rows = ?6 WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND seal = ?5",
-        )?
-        .execute(params![c, b, a, p, seal, pack::summed(&[&row_key(c, b, &a, p)], blob)])?;
-    }
-    let rows: Vec<((i64, i64), HistoryRow)> = tx
-        .prepare("SELECT dcls, tb, s_addr1, seal, pairs, form FROM sealed_private")?
-        .query_map([], |r| {
-            let row = (r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
-            Ok(((r.get(0)?, r.get(1)?), row))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    for ((c, hb), (host, seal, blob, form)) in rows {
-        tx.prepare_cached(
-            "UPDATE sealed_private SET pairs = ?5 WHERE dcls = ?1 AND tb = ?2 AND s_addr1 = ?3 AND seal = ?4",
-        )?
-        .execute(params![c, hb, host, seal, pack::summed(&[&pairs_key(c, hb, &host, form)], blob)])?;
-    }
-    let rows: Vec<(i64, i64, i64, i64, Vec<u8>)> = tx
-        .prepare("SELECT seal, creator_id, grp, min_id, ids FROM seals")?
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    for (seal, creator, grp, lo, blob) in rows {
-        tx.prepare_cached(
-            "UPDATE seals SET ids = ?5 WHERE seal = ?1 AND creator_id = ?2 AND grp = ?3 AND min_id = ?4",
-        )?
-        .execute(params![seal, creator, grp, lo, pack::summed(&[&ids_key(creator, grp, lo)], blob)])?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

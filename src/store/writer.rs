@@ -48,7 +48,7 @@ const UNSEALED_MAX: usize = 1_000_000;
 const OPENED_MAX: u64 = 1 << 26;
 
 /// How long the recorder keeps a new open lifetime in memory, journaled in `young`
-/// (migrations/0005_young.sql), before it moves into `states`. Most states end within
+/// (migrations/0001_schema.sql), before it moves into `states`. Most states end within
 /// it and are sealed without ever costing `states` an insert and a delete, each of which
 /// touches four B-trees at places spread over all open states (BENCHMARKS.md, session 6).
 pub const YOUNG_FOR_US: Micros = 600_000_000;
@@ -116,7 +116,7 @@ pub struct Writer {
     pending: Vec<Event>,
     gaps: Vec<(Micros, Micros, &'static str, u64, String)>,
     /// Lifetimes replaced since the last flush (creator, id, end): counted in
-    /// `replacements` (migrations/0009_replacements.sql).
+    /// `replacements` (migrations/0001_schema.sql).
     replaced: Vec<(u32, u64, Micros)>,
     /// Row of every open state this writer knows: proportional to open states only.
     rows: StateMap<i64>,

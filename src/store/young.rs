@@ -1,4 +1,4 @@
-//! Reading the recorder's journal of young open lifetimes (migrations/0005_young.sql).
+//! Reading the recorder's journal of young open lifetimes (migrations/0001_schema.sql).
 //!
 //! The journal is a run of rows per commit (`seq`); a journal row is closed by its key in
 //! `young_ends` at a later seq (the lifetime ended, was journaled again, or moved into

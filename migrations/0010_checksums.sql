@@ -1,9 +1,0 @@
--- pfstatelog schema 10: every packed blob ends with a checksum.
---
--- `sealed.rows`, `sealed_private.pairs` and `seals.ids` each end with four bytes: the CRC-32
--- (little-endian) of the row's key and of the packed bytes before it (src/store/pack.rs,
--- summed). Readers check it before decoding, so a flipped byte is reported as damage with
--- the group's key and time range instead of a lifetime decoded wrongly or a group silently
--- left out; a writer that meets damage stops. This step has no SQL: the blobs written
--- before are given their checksums as they are by src/store/sealed.rs, sum_existing, in
--- the same transaction.
