@@ -1,5 +1,5 @@
 //! `who` and `history` read only the duration classes and time buckets that can overlap the
-//! asked range (migrations/0002_duration_buckets.sql). Checked against a brute-force oracle
+//! asked range (migrations/0001_schema.sql). Checked against a brute-force oracle
 //! over lifetimes of every length, from under a second to years, and open ones, including
 //! the edges of classes and buckets.
 
