@@ -1,7 +1,7 @@
 //! Flavour-neutral decoded messages: what the tracker, the printers and the store consume.
 //! OpenBSD v6 and FreeBSD records both decode into these types.
 
-use super::IfName;
+use super::{IfName, WireError};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Which pf family sent the packet (decided by the header version byte, never by action).
@@ -326,4 +326,12 @@ impl Decoded {
             Message::Unknown { action } => return Err(*action),
         })
     }
+}
+
+/// What a packet yielded, in wire order: messages, and damage where it occurred.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A message and its offset within the pfsync packet.
+    Message(usize, Decoded),
+    Damage(WireError),
 }
