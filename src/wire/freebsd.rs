@@ -1,6 +1,6 @@
 //! FreeBSD pfsync (header version 5; FreeBSD 10–15, pfSense, OPNsense): subheaders without
 //! an item length, and full states in the three record layouts 1301, 1400 and 1500
-//! (pfsync-freebsd.md §3–§7). The action code alone selects the record layout.
+//! (docs/pfsync.md §5, §7). The action code alone selects the record layout.
 
 use super::layout::{self, addr16, need, Section, Subheader};
 use super::model::*;
@@ -13,7 +13,7 @@ pub use super::layout::{
     HEADER_LEN, SUBHEADER_LEN,
 };
 
-/// Action codes (pfsync-freebsd.md §5, FreeBSD 15 naming).
+/// Action codes (docs/pfsync.md §5, FreeBSD 15 naming).
 /// DEL (6) is the full delete in the 1301 layout, defined but never sent by FreeBSD.
 pub mod action {
     pub use crate::wire::layout::action::*;
@@ -29,7 +29,7 @@ pub mod action {
     pub const UPD_1500: u8 = 16;
 }
 
-/// Item sizes in bytes (pfsync-freebsd.md §5, §6, §7).
+/// Item sizes in bytes (docs/pfsync.md §4, §5, §7).
 pub mod size {
     pub use crate::wire::layout::size::*;
     pub const TDB: usize = 48;
@@ -39,7 +39,7 @@ pub mod size {
     pub const STATE_1500: usize = 360;
 }
 
-/// Byte offsets of the state record (§7), the key and the peer (§6).
+/// Byte offsets of the state records (docs/pfsync.md §7); the key and peer are shared.
 pub mod field {
     pub use crate::wire::layout::field::*;
     use std::ops::Range;
@@ -838,7 +838,7 @@ pub(crate) fn walk(buf: &[u8], bound: usize, items: &mut Vec<Item>) {
     )));
 }
 
-/// Where a message goes in a FreeBSD-built frame (§5: INS, INS_ACK, UPD, UPD_C, DEL_C,
+/// Where a message goes in a FreeBSD-built frame (INS, INS_ACK, UPD, UPD_C, DEL_C,
 /// UPD_REQ, then the appended CLR/BUS region). DEL and TDB, which FreeBSD never sends, go
 /// before that region; unknown actions last, just before EOF.
 fn section_rank(m: &Message) -> u8 {
@@ -958,7 +958,7 @@ mod tests {
         BE::write_u64(&mut b[off..], v);
     }
 
-    /// The common prefix written at literal offsets from the doc's §7 table: an outbound
+    /// The common prefix written at literal offsets from docs/pfsync.md §7: an outbound
     /// NAT state 10.0.0.5:40000 -> 192.0.2.80:443 translated to 198.51.100.1:50000.
     fn prefix(b: &mut [u8]) {
         set64(b, 0, 0x0102_0304_0506_0708);

@@ -1,4 +1,4 @@
-//! Link framing down to the pfsync header (pfsync-v6.md §1, pfsync-freebsd.md §2).
+//! Link framing down to the pfsync header (docs/pfsync.md §1).
 
 use super::{WireError, WireErrorKind};
 use byteorder::{ByteOrder, BE, LE};
@@ -90,7 +90,7 @@ pub fn strip(lt: u32, frame: &[u8]) -> Result<Framed<'_>, WireError> {
     match lt {
         PFSYNC_18 | PFSYNC_121 | PFSYNC => {
             // ≤ 7.3 and FreeBSD taps start at the pfsync header; OpenBSD ≥ 7.4 taps the whole
-            // IPv4 datagram (pfsync-v6.md §1).
+            // IPv4 datagram (docs/pfsync.md §1).
             match frame.first() {
                 None => Err(WireError::truncated(0, "pfsync header", 20, 0)),
                 Some(b) if b >> 4 == 4 => ipv4(frame, 0),

@@ -137,7 +137,7 @@ impl Direction {
 }
 
 /// A full state (OpenBSD INS/UPD/DEL, FreeBSD INS/UPD 1301/1400/1500) in neutral form.
-/// key[0] is the WIRE key, key[1] the STACK key (pfsync-v6.md §4.2).
+/// key[0] is the WIRE key, key[1] the STACK key (docs/pfsync.md §8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FullState {
     pub id: u64,
@@ -165,7 +165,7 @@ impl FullState {
     pub fn is_nat(&self) -> bool {
         self.key[0] != self.key[1]
     }
-    /// Post-translation key (pfsync-v6.md §4.2: `post = key[dir==out ? 0 : 1]`).
+    /// Post-translation key (docs/pfsync.md §8: `post = key[dir==out ? 0 : 1]`).
     pub fn nk(&self) -> &Key {
         if self.direction == Direction::Out {
             &self.key[0]
@@ -300,7 +300,7 @@ impl Decoded {
         self.base_name().ok()
     }
 
-    /// The action name used by `decode --format json` and the summaries (CLI.md).
+    /// The action name used by `decode --format json` and the summaries.
     pub fn name(&self) -> String {
         match self.base_name() {
             Err(action) => format!("ACT_{action}"),

@@ -1,4 +1,4 @@
-//! OpenBSD pfsync protocol version 6 (pfsync-v6.md §2–§3): header, subheaders, every
+//! OpenBSD pfsync protocol version 6 (docs/pfsync.md §2–§6): header, subheaders, every
 //! message layout, and `struct pfsync_state` in all five layouts L1–L5.
 
 use super::layout::{self, need, Section, Subheader, UpdCRepr};
@@ -12,7 +12,7 @@ pub use super::layout::{
 
 pub const VERSION: u8 = 6;
 
-/// Action codes (pfsync-v6.md §2.3).
+/// Action codes (docs/pfsync.md §5).
 pub mod action {
     pub use crate::wire::layout::action::*;
     /// 2010 TDB with a 32-bit replay counter, renumbered OTDB in 5.2.
@@ -22,7 +22,7 @@ pub mod action {
     pub const TDB: u8 = 15;
 }
 
-/// Message sizes in bytes (pfsync-v6.md §2.4, §3).
+/// Message sizes in bytes (docs/pfsync.md §4–§6).
 pub mod size {
     pub use crate::wire::layout::size::*;
     pub const OTDB: usize = 48;
@@ -30,7 +30,7 @@ pub mod size {
     pub const STATE: usize = 264;
 }
 
-/// Byte ranges of `struct pfsync_state` (pfsync-v6.md §3.2).
+/// Byte ranges of `struct pfsync_state` (docs/pfsync.md §6).
 pub mod field {
     pub use crate::wire::layout::field::*;
     use std::ops::Range;
@@ -170,7 +170,7 @@ impl PeerRepr {
 
 /// `struct pfsync_state`, every byte that carries meaning in some layout. The
 /// layout-dependent bytes (254, 260–263) are kept raw: [`StateRepr::layout_extras`]
-/// interprets them per §3.3 rather than guessing a layout from traffic.
+/// interprets them per layout (docs/pfsync.md §6) rather than guessing a layout from traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StateRepr {
     pub id: u64,
@@ -203,7 +203,7 @@ pub struct StateRepr {
     pub extra262: [u8; 2],
 }
 
-/// The layout-dependent bytes read per layout (pfsync-v6.md §3.3).
+/// The layout-dependent bytes read per layout (docs/pfsync.md §6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayoutExtras {
     /// L1/L2: byte 254.
@@ -589,7 +589,7 @@ pub(crate) fn walk(buf: &[u8], bound: usize, items: &mut Vec<Item>) {
         } = sub;
         let stride = len as usize * 4;
         if act == action::EOF {
-            // v5 leftover; receivers and tcpdump stop here (docs/pfsync.md, the walk).
+            // v5 leftover; receivers and tcpdump stop here (docs/pfsync.md §3).
             return;
         }
         let known = message_size(act);

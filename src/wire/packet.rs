@@ -34,7 +34,7 @@ impl DecodedPacket {
 }
 
 /// Decode a pfsync packet that starts at its header. Parsing is bounded by
-/// min(header len, bytes present) (fixtures R2); whole messages before any damage are kept
+/// min(header len, bytes present) (docs/pfsync.md §3: R2); whole messages before any damage are kept
 /// (R3); a packet whose header cannot be trusted yields only an error (R1).
 pub fn decode_pfsync(buf: &[u8]) -> Result<DecodedPacket, WireError> {
     if buf.len() < HEADER_LEN {
