@@ -541,9 +541,9 @@ pub fn emit_packet(sections: &[SectionOut], checksum: [u8; 16]) -> Vec<u8> {
     for s in sections {
         out.push(s.action);
         out.push(s.len_dwords);
-        out.extend_from_slice(&[0, 0]);
-        let at = out.len() - 2;
-        BE::write_u16(&mut out[at..], s.bodies.len() as u16);
+        let mut count = [0u8; 2];
+        BE::write_u16(&mut count, s.bodies.len() as u16);
+        out.extend_from_slice(&count);
         let stride = s.len_dwords as usize * 4;
         for body in &s.bodies {
             let start = out.len();
