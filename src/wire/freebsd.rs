@@ -1,57 +1,47 @@
 //! FreeBSD pfsync (header version 5; FreeBSD 10–15, pfSense, OPNsense): subheaders without
 //! an item length, and full states in the three record layouts 1301, 1400 and 1500
-//! (pfsync-freebsd.md §3–§7). The action code alone selects the record layout.
+//! (docs/pfsync.md §5, §7). The action code alone selects the record layout.
 
+use super::layout::{self, addr16, need, Section, Subheader};
 use super::model::*;
-use super::packet::Item;
-use super::{be16, be32, be64, ifname_from, ifname_to, IfName, WireError, WireErrorKind};
+use super::{ifname_from, ifname_to, IfName, WireError, WireErrorKind};
+use byteorder::{ByteOrder, BE};
 
 pub const VERSION: u8 = 5;
-pub const HEADER_LEN: usize = 20;
-pub const SUBHEADER_LEN: usize = 4;
+pub use super::layout::{
+    emit_bus, emit_clr, emit_ref, parse_bus, parse_clr, parse_ref, KeyRepr, PeerRepr, UpdCRepr,
+    HEADER_LEN, SUBHEADER_LEN,
+};
 
-/// Action codes (pfsync-freebsd.md §5, FreeBSD 15 naming).
+/// Action codes (docs/pfsync.md §5, FreeBSD 15 naming).
+/// DEL (6) is the full delete in the 1301 layout, defined but never sent by FreeBSD.
 pub mod action {
-    pub const CLR: u8 = 0;
+    pub use crate::wire::layout::action::*;
     pub const INS_1301: u8 = 1;
-    pub const INS_ACK: u8 = 2;
     pub const UPD_1301: u8 = 3;
-    pub const UPD_C: u8 = 4;
-    pub const UPD_REQ: u8 = 5;
-    /// Full delete in the 1301 layout; defined but never sent by FreeBSD.
-    pub const DEL: u8 = 6;
-    pub const DEL_C: u8 = 7;
     /// Fragment actions, never implemented: no size is known, so they cannot be walked.
     pub const INS_F: u8 = 8;
     pub const DEL_F: u8 = 9;
-    pub const BUS: u8 = 10;
     pub const TDB: u8 = 11;
-    pub const EOF: u8 = 12;
     pub const INS_1400: u8 = 13;
     pub const UPD_1400: u8 = 14;
     pub const INS_1500: u8 = 15;
     pub const UPD_1500: u8 = 16;
 }
 
-/// Item sizes in bytes (pfsync-freebsd.md §5, §6, §7).
+/// Item sizes in bytes (docs/pfsync.md §4, §5, §7).
 pub mod size {
-    pub const CLR: usize = 20;
-    pub const INS_ACK: usize = 12;
-    pub const UPD_C: usize = 84;
-    pub const UPD_REQ: usize = 12;
-    pub const DEL_C: usize = 12;
-    pub const BUS: usize = 12;
+    pub use crate::wire::layout::size::*;
     pub const TDB: usize = 48;
     pub const EOF: usize = 0;
-    pub const KEY: usize = 36;
-    pub const PEER: usize = 32;
     pub const STATE_1301: usize = 242;
     pub const STATE_1400: usize = 277;
     pub const STATE_1500: usize = 360;
 }
 
-/// Byte offsets of the state record (§7), the key and the peer (§6).
+/// Byte offsets of the state records (docs/pfsync.md §7); the key and peer are shared.
 pub mod field {
+    pub use crate::wire::layout::field::*;
     use std::ops::Range;
     // Common prefix, identical in 1301, 1400 and 1500.
     pub const ID: usize = 0;
@@ -140,34 +130,6 @@ pub mod field {
         pub const SPARE: usize = 357;
     }
 
-    // Inside a key (36 bytes, no family, protocol or routing domain).
-    pub const K_ADDR0: usize = 0;
-    pub const K_ADDR1: usize = 16;
-    pub const K_PORT0: usize = 32;
-    pub const K_PORT1: usize = 34;
-
-    // Inside a peer (32 bytes).
-    pub const P_SCRUB_FLAGS: usize = 0;
-    pub const P_SCRUB_TTL: usize = 2;
-    pub const P_SCRUB_FLAG: usize = 3;
-    pub const P_SCRUB_TS_MOD: usize = 4;
-    pub const P_SEQLO: usize = 8;
-    pub const P_SEQHI: usize = 12;
-    pub const P_SEQDIFF: usize = 16;
-    pub const P_MAX_WIN: usize = 20;
-    pub const P_MSS: usize = 22;
-    pub const P_STATE: usize = 24;
-    pub const P_WSCALE: usize = 25;
-    pub const P_PAD: std::ops::Range<usize> = 26..32;
-
-    // UPD_C (84 bytes).
-    pub const UC_ID: usize = 0;
-    pub const UC_SRC: usize = 8;
-    pub const UC_DST: usize = 40;
-    pub const UC_CREATORID: usize = 72;
-    pub const UC_EXPIRE: usize = 76;
-    pub const UC_TIMEOUT: usize = 80;
-
     // TDB (48 bytes).
     pub const T_SPI: usize = 0;
     pub const T_DST: Range<usize> = 4..32;
@@ -254,134 +216,6 @@ impl RecordVersion {
     }
 }
 
-fn need(b: &[u8], n: usize, what: &'static str) -> Result<(), WireError> {
-    if b.len() < n {
-        Err(WireError::truncated(0, what, n, b.len()))
-    } else {
-        Ok(())
-    }
-}
-
-fn put16(b: &mut [u8], off: usize, v: u16) {
-    b[off..off + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-fn put32(b: &mut [u8], off: usize, v: u32) {
-    b[off..off + 4].copy_from_slice(&v.to_be_bytes());
-}
-
-fn put64(b: &mut [u8], off: usize, v: u64) {
-    b[off..off + 8].copy_from_slice(&v.to_be_bytes());
-}
-
-fn arr16(b: &[u8]) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&b[..16]);
-    a
-}
-
-/// `pfsync_state_key`: addresses and ports only (36 bytes).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct KeyRepr {
-    pub addr: [[u8; 16]; 2],
-    pub port: [u16; 2],
-}
-
-impl KeyRepr {
-    pub fn parse(b: &[u8]) -> Result<KeyRepr, WireError> {
-        use field::*;
-        need(b, size::KEY, "pfsync_state_key")?;
-        Ok(KeyRepr {
-            addr: [arr16(&b[K_ADDR0..]), arr16(&b[K_ADDR1..])],
-            port: [be16(b, K_PORT0), be16(b, K_PORT1)],
-        })
-    }
-    /// Write the 36-byte key; `b` must hold at least 36 bytes (a caller bug otherwise).
-    pub fn emit(&self, b: &mut [u8]) {
-        use field::*;
-        let b = &mut b[..size::KEY];
-        b[K_ADDR0..K_ADDR0 + 16].copy_from_slice(&self.addr[0]);
-        b[K_ADDR1..K_ADDR1 + 16].copy_from_slice(&self.addr[1]);
-        put16(b, K_PORT0, self.port[0]);
-        put16(b, K_PORT1, self.port[1]);
-    }
-    /// Neutral key: the family comes from the record, FreeBSD keys carry no routing domain.
-    pub fn to_key(&self, af: Af) -> Key {
-        Key {
-            addr: [addr_from(af, &self.addr[0]), addr_from(af, &self.addr[1])],
-            port: self.port,
-            rdomain: 0,
-            af,
-        }
-    }
-    pub fn from_key(k: &Key) -> KeyRepr {
-        KeyRepr {
-            addr: [addr_to(&k.addr[0]), addr_to(&k.addr[1])],
-            port: k.port,
-        }
-    }
-}
-
-/// `pf_state_peer_export` with its scrub part (32 bytes, 6 trailing pad bytes).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PeerRepr {
-    pub scrub_flags: u16,
-    pub scrub_ttl: u8,
-    /// 1 = the scrub fields are valid.
-    pub scrub_flag: u8,
-    pub scrub_ts_mod: u32,
-    pub seqlo: u32,
-    pub seqhi: u32,
-    pub seqdiff: u32,
-    pub max_win: u16,
-    pub mss: u16,
-    pub state: u8,
-    pub wscale: u8,
-}
-
-impl PeerRepr {
-    pub fn parse(b: &[u8]) -> Result<PeerRepr, WireError> {
-        use field::*;
-        need(b, size::PEER, "pfsync_state_peer")?;
-        Ok(PeerRepr {
-            scrub_flags: be16(b, P_SCRUB_FLAGS),
-            scrub_ttl: b[P_SCRUB_TTL],
-            scrub_flag: b[P_SCRUB_FLAG],
-            scrub_ts_mod: be32(b, P_SCRUB_TS_MOD),
-            seqlo: be32(b, P_SEQLO),
-            seqhi: be32(b, P_SEQHI),
-            seqdiff: be32(b, P_SEQDIFF),
-            max_win: be16(b, P_MAX_WIN),
-            mss: be16(b, P_MSS),
-            state: b[P_STATE],
-            wscale: b[P_WSCALE],
-        })
-    }
-    /// Write the 32-byte peer; `b` must hold at least 32 bytes (a caller bug otherwise).
-    pub fn emit(&self, b: &mut [u8]) {
-        use field::*;
-        let b = &mut b[..size::PEER];
-        put16(b, P_SCRUB_FLAGS, self.scrub_flags);
-        b[P_SCRUB_TTL] = self.scrub_ttl;
-        b[P_SCRUB_FLAG] = self.scrub_flag;
-        put32(b, P_SCRUB_TS_MOD, self.scrub_ts_mod);
-        put32(b, P_SEQLO, self.seqlo);
-        put32(b, P_SEQHI, self.seqhi);
-        put32(b, P_SEQDIFF, self.seqdiff);
-        put16(b, P_MAX_WIN, self.max_win);
-        put16(b, P_MSS, self.mss);
-        b[P_STATE] = self.state;
-        b[P_WSCALE] = self.wscale;
-        b[P_PAD].fill(0);
-    }
-    fn with_state(state: u8) -> PeerRepr {
-        PeerRepr {
-            state,
-            ..Default::default()
-        }
-    }
-}
-
 /// Bytes 0–231, identical in all three record layouts.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CommonRepr {
@@ -407,7 +241,7 @@ impl CommonRepr {
         use field::*;
         need(b, PREFIX_END, "pfsync_state prefix")?;
         Ok(CommonRepr {
-            id: be64(b, ID),
+            id: BE::read_u64(&b[ID..]),
             ifname: IfName::from_wire(&b[IFNAME]),
             key: [
                 KeyRepr::parse(&b[KEY0..KEY0 + size::KEY])?,
@@ -415,38 +249,38 @@ impl CommonRepr {
             ],
             src: PeerRepr::parse(&b[SRC_PEER..SRC_PEER + size::PEER])?,
             dst: PeerRepr::parse(&b[DST_PEER..DST_PEER + size::PEER])?,
-            rt_addr: arr16(&b[RT_ADDR]),
-            rule: be32(b, RULE),
-            anchor: be32(b, ANCHOR),
-            nat_rule: be32(b, NAT_RULE),
-            creation: be32(b, CREATION),
-            expire: be32(b, EXPIRE),
-            packets: [be64(b, PACKETS0), be64(b, PACKETS1)],
-            bytes: [be64(b, BYTES0), be64(b, BYTES1)],
-            creator_id: be32(b, CREATORID),
+            rt_addr: addr16(&b[RT_ADDR]),
+            rule: BE::read_u32(&b[RULE..]),
+            anchor: BE::read_u32(&b[ANCHOR..]),
+            nat_rule: BE::read_u32(&b[NAT_RULE..]),
+            creation: BE::read_u32(&b[CREATION..]),
+            expire: BE::read_u32(&b[EXPIRE..]),
+            packets: [BE::read_u64(&b[PACKETS0..]), BE::read_u64(&b[PACKETS1..])],
+            bytes: [BE::read_u64(&b[BYTES0..]), BE::read_u64(&b[BYTES1..])],
+            creator_id: BE::read_u32(&b[CREATORID..]),
         })
     }
     /// Write bytes 0–231; `b` must hold at least 232 bytes (a caller bug otherwise).
     pub fn emit(&self, b: &mut [u8]) {
         use field::*;
         let b = &mut b[..PREFIX_END];
-        put64(b, ID, self.id);
+        BE::write_u64(&mut b[ID..], self.id);
         ifname_to(&self.ifname, &mut b[IFNAME]);
         self.key[0].emit(&mut b[KEY0..KEY0 + size::KEY]);
         self.key[1].emit(&mut b[KEY1..KEY1 + size::KEY]);
         self.src.emit(&mut b[SRC_PEER..SRC_PEER + size::PEER]);
         self.dst.emit(&mut b[DST_PEER..DST_PEER + size::PEER]);
         b[RT_ADDR].copy_from_slice(&self.rt_addr);
-        put32(b, RULE, self.rule);
-        put32(b, ANCHOR, self.anchor);
-        put32(b, NAT_RULE, self.nat_rule);
-        put32(b, CREATION, self.creation);
-        put32(b, EXPIRE, self.expire);
-        put64(b, PACKETS0, self.packets[0]);
-        put64(b, PACKETS1, self.packets[1]);
-        put64(b, BYTES0, self.bytes[0]);
-        put64(b, BYTES1, self.bytes[1]);
-        put32(b, CREATORID, self.creator_id);
+        BE::write_u32(&mut b[RULE..], self.rule);
+        BE::write_u32(&mut b[ANCHOR..], self.anchor);
+        BE::write_u32(&mut b[NAT_RULE..], self.nat_rule);
+        BE::write_u32(&mut b[CREATION..], self.creation);
+        BE::write_u32(&mut b[EXPIRE..], self.expire);
+        BE::write_u64(&mut b[PACKETS0..], self.packets[0]);
+        BE::write_u64(&mut b[PACKETS1..], self.packets[1]);
+        BE::write_u64(&mut b[BYTES0..], self.bytes[0]);
+        BE::write_u64(&mut b[BYTES1..], self.bytes[1]);
+        BE::write_u32(&mut b[CREATORID..], self.creator_id);
     }
     /// The neutral state minus what the tail supplies (family, protocol, direction,
     /// timeout); `keys_af` gives each key's family.
@@ -520,7 +354,7 @@ impl State1301 {
             af: b[AF],
             proto: b[PROTO],
             direction: b[DIRECTION],
-            spare: be16(b, SPARE),
+            spare: BE::read_u16(&b[SPARE..]),
             log: b[LOG],
             state_flags: b[STATE_FLAGS],
             timeout: b[TIMEOUT],
@@ -536,7 +370,7 @@ impl State1301 {
         b[AF] = self.af;
         b[PROTO] = self.proto;
         b[DIRECTION] = self.direction;
-        put16(b, SPARE, self.spare);
+        BE::write_u16(&mut b[SPARE..], self.spare);
         b[LOG] = self.log;
         b[STATE_FLAGS] = self.state_flags;
         b[TIMEOUT] = self.timeout;
@@ -598,20 +432,20 @@ impl State1400 {
             af: b[AF],
             proto: b[PROTO],
             direction: b[DIRECTION],
-            state_flags: be16(b, STATE_FLAGS),
+            state_flags: BE::read_u16(&b[STATE_FLAGS..]),
             log: b[LOG],
             spare: b[SPARE],
             timeout: b[TIMEOUT],
             sync_flags: b[SYNC_FLAGS],
             updates: b[UPDATES],
-            qid: be16(b, QID),
-            pqid: be16(b, PQID),
-            dnpipe: be16(b, DNPIPE),
-            dnrpipe: be16(b, DNRPIPE),
-            rtableid: be32(b, RTABLEID) as i32,
+            qid: BE::read_u16(&b[QID..]),
+            pqid: BE::read_u16(&b[PQID..]),
+            dnpipe: BE::read_u16(&b[DNPIPE..]),
+            dnrpipe: BE::read_u16(&b[DNRPIPE..]),
+            rtableid: BE::read_i32(&b[RTABLEID..]),
             min_ttl: b[MIN_TTL],
             set_tos: b[SET_TOS],
-            max_mss: be16(b, MAX_MSS),
+            max_mss: BE::read_u16(&b[MAX_MSS..]),
             set_prio: [b[SET_PRIO], b[SET_PRIO + 1]],
             rt: b[RT],
             rt_ifname: ifname_from(&b[RT_IFNAME]),
@@ -625,20 +459,20 @@ impl State1400 {
         b[AF] = self.af;
         b[PROTO] = self.proto;
         b[DIRECTION] = self.direction;
-        put16(b, STATE_FLAGS, self.state_flags);
+        BE::write_u16(&mut b[STATE_FLAGS..], self.state_flags);
         b[LOG] = self.log;
         b[SPARE] = self.spare;
         b[TIMEOUT] = self.timeout;
         b[SYNC_FLAGS] = self.sync_flags;
         b[UPDATES] = self.updates;
-        put16(b, QID, self.qid);
-        put16(b, PQID, self.pqid);
-        put16(b, DNPIPE, self.dnpipe);
-        put16(b, DNRPIPE, self.dnrpipe);
-        put32(b, RTABLEID, self.rtableid as u32);
+        BE::write_u16(&mut b[QID..], self.qid);
+        BE::write_u16(&mut b[PQID..], self.pqid);
+        BE::write_u16(&mut b[DNPIPE..], self.dnpipe);
+        BE::write_u16(&mut b[DNRPIPE..], self.dnrpipe);
+        BE::write_i32(&mut b[RTABLEID..], self.rtableid);
         b[MIN_TTL] = self.min_ttl;
         b[SET_TOS] = self.set_tos;
-        put16(b, MAX_MSS, self.max_mss);
+        BE::write_u16(&mut b[MAX_MSS..], self.max_mss);
         b[SET_PRIO] = self.set_prio[0];
         b[SET_PRIO + 1] = self.set_prio[1];
         b[RT] = self.rt;
@@ -703,13 +537,13 @@ impl State1500 {
             tagname: ifname_from(&b[TAGNAME]),
             rt_ifname: ifname_from(&b[RT_IFNAME]),
             orig_ifname: ifname_from(&b[ORIG_IFNAME]),
-            rtableid: be32(b, RTABLEID) as i32,
-            state_flags: be16(b, STATE_FLAGS),
-            qid: be16(b, QID),
-            pqid: be16(b, PQID),
-            dnpipe: be16(b, DNPIPE),
-            dnrpipe: be16(b, DNRPIPE),
-            max_mss: be16(b, MAX_MSS),
+            rtableid: BE::read_i32(&b[RTABLEID..]),
+            state_flags: BE::read_u16(&b[STATE_FLAGS..]),
+            qid: BE::read_u16(&b[QID..]),
+            pqid: BE::read_u16(&b[PQID..]),
+            dnpipe: BE::read_u16(&b[DNPIPE..]),
+            dnrpipe: BE::read_u16(&b[DNRPIPE..]),
+            max_mss: BE::read_u16(&b[MAX_MSS..]),
             wire_af: b[WIRE_AF],
             stack_af: b[STACK_AF],
             rt_af: b[RT_AF],
@@ -733,13 +567,13 @@ impl State1500 {
         ifname_to(&self.tagname, &mut b[TAGNAME]);
         ifname_to(&self.rt_ifname, &mut b[RT_IFNAME]);
         ifname_to(&self.orig_ifname, &mut b[ORIG_IFNAME]);
-        put32(b, RTABLEID, self.rtableid as u32);
-        put16(b, STATE_FLAGS, self.state_flags);
-        put16(b, QID, self.qid);
-        put16(b, PQID, self.pqid);
-        put16(b, DNPIPE, self.dnpipe);
-        put16(b, DNRPIPE, self.dnrpipe);
-        put16(b, MAX_MSS, self.max_mss);
+        BE::write_i32(&mut b[RTABLEID..], self.rtableid);
+        BE::write_u16(&mut b[STATE_FLAGS..], self.state_flags);
+        BE::write_u16(&mut b[QID..], self.qid);
+        BE::write_u16(&mut b[PQID..], self.pqid);
+        BE::write_u16(&mut b[DNPIPE..], self.dnpipe);
+        BE::write_u16(&mut b[DNRPIPE..], self.dnrpipe);
+        BE::write_u16(&mut b[MAX_MSS..], self.max_mss);
         b[WIRE_AF] = self.wire_af;
         b[STACK_AF] = self.stack_af;
         b[RT_AF] = self.rt_af;
@@ -848,64 +682,6 @@ impl StateRepr {
     }
 }
 
-/// `pfsync_upd_c` (84 bytes); byte 81–83 are pad on FreeBSD (OpenBSD: state flags).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct UpdCRepr {
-    pub id: u64,
-    pub src: PeerRepr,
-    pub dst: PeerRepr,
-    pub creator_id: u32,
-    /// FreeBSD always sends 0 and ignores it on receipt.
-    pub expire: u32,
-    pub timeout: u8,
-}
-
-impl UpdCRepr {
-    pub fn parse(b: &[u8]) -> Result<UpdCRepr, WireError> {
-        use field::*;
-        need(b, size::UPD_C, "pfsync_upd_c")?;
-        Ok(UpdCRepr {
-            id: be64(b, UC_ID),
-            src: PeerRepr::parse(&b[UC_SRC..UC_SRC + size::PEER])?,
-            dst: PeerRepr::parse(&b[UC_DST..UC_DST + size::PEER])?,
-            creator_id: be32(b, UC_CREATORID),
-            expire: be32(b, UC_EXPIRE),
-            timeout: b[UC_TIMEOUT],
-        })
-    }
-    /// Write 84 bytes; `b` must hold at least that many (a caller bug otherwise).
-    pub fn emit(&self, b: &mut [u8]) {
-        use field::*;
-        let b = &mut b[..size::UPD_C];
-        put64(b, UC_ID, self.id);
-        self.src.emit(&mut b[UC_SRC..UC_SRC + size::PEER]);
-        self.dst.emit(&mut b[UC_DST..UC_DST + size::PEER]);
-        put32(b, UC_CREATORID, self.creator_id);
-        put32(b, UC_EXPIRE, self.expire);
-        b[UC_TIMEOUT] = self.timeout;
-        b[UC_TIMEOUT + 1..].fill(0);
-    }
-    pub fn to_msg(&self) -> UpdC {
-        UpdC {
-            id: self.id,
-            creator_id: self.creator_id,
-            expire: self.expire,
-            timeout: self.timeout,
-            peer_state: [self.src.state, self.dst.state],
-        }
-    }
-    pub fn from_msg(u: &UpdC) -> UpdCRepr {
-        UpdCRepr {
-            id: u.id,
-            src: PeerRepr::with_state(u.peer_state[0]),
-            dst: PeerRepr::with_state(u.peer_state[1]),
-            creator_id: u.creator_id,
-            expire: u.expire,
-            timeout: u.timeout,
-        }
-    }
-}
-
 /// `pfsync_tdb` (48 bytes; FreeBSD never sends it, receivers skip it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TdbRepr {
@@ -925,10 +701,10 @@ impl TdbRepr {
         let mut dst = [0u8; 28];
         dst.copy_from_slice(&b[T_DST]);
         Ok(TdbRepr {
-            spi: be32(b, T_SPI),
+            spi: BE::read_u32(&b[T_SPI..]),
             dst,
-            rpl: be32(b, T_RPL),
-            cur_bytes: be64(b, T_CUR_BYTES),
+            rpl: BE::read_u32(&b[T_RPL..]),
+            cur_bytes: BE::read_u64(&b[T_CUR_BYTES..]),
             sproto: b[T_SPROTO],
             updates: b[T_UPDATES],
         })
@@ -937,10 +713,10 @@ impl TdbRepr {
     pub fn emit(&self, b: &mut [u8]) {
         use field::*;
         let b = &mut b[..size::TDB];
-        put32(b, T_SPI, self.spi);
+        BE::write_u32(&mut b[T_SPI..], self.spi);
         b[T_DST].copy_from_slice(&self.dst);
-        put32(b, T_RPL, self.rpl);
-        put64(b, T_CUR_BYTES, self.cur_bytes);
+        BE::write_u32(&mut b[T_RPL..], self.rpl);
+        BE::write_u64(&mut b[T_CUR_BYTES..], self.cur_bytes);
         b[T_SPROTO] = self.sproto;
         b[T_UPDATES] = self.updates;
         b[T_UPDATES + 1..].fill(0);
@@ -966,58 +742,6 @@ impl TdbRepr {
             updates: 0,
         }
     }
-}
-
-/// INS_ACK, UPD_REQ, DEL_C: state id and creator id (12 bytes).
-pub fn parse_ref(b: &[u8]) -> Result<StateRef, WireError> {
-    need(b, size::DEL_C, "state reference")?;
-    Ok(StateRef {
-        id: be64(b, 0),
-        creator_id: be32(b, 8),
-    })
-}
-
-pub fn emit_ref(r: &StateRef, b: &mut [u8]) {
-    put64(b, 0, r.id);
-    put32(b, 8, r.creator_id);
-}
-
-pub fn parse_clr(b: &[u8]) -> Result<Clr, WireError> {
-    need(b, size::CLR, "pfsync_clr")?;
-    Ok(Clr {
-        ifname: IfName::from_wire(&b[0..16]),
-        creator_id: be32(b, 16),
-    })
-}
-
-pub fn emit_clr(c: &Clr, b: &mut [u8]) {
-    ifname_to(&c.ifname, &mut b[0..16]);
-    put32(b, 16, c.creator_id);
-}
-
-pub fn parse_bus(b: &[u8]) -> Result<Bus, WireError> {
-    need(b, size::BUS, "pfsync_bus")?;
-    Ok(Bus {
-        creator_id: be32(b, 0),
-        endtime: be32(b, 4),
-        status: match b[8] {
-            1 => BusStatus::Start,
-            2 => BusStatus::End,
-            o => BusStatus::Other(o),
-        },
-    })
-}
-
-pub fn emit_bus(m: &Bus, b: &mut [u8]) {
-    let b = &mut b[..size::BUS];
-    put32(b, 0, m.creator_id);
-    put32(b, 4, m.endtime);
-    b[8] = match m.status {
-        BusStatus::Start => 1,
-        BusStatus::End => 2,
-        BusStatus::Other(o) => o,
-    };
-    b[9..].fill(0);
 }
 
 /// Decode one item of a known action (`b` holds at least its `item_size`).
@@ -1052,38 +776,33 @@ pub(crate) fn walk(buf: &[u8], bound: usize, items: &mut Vec<Item>) {
     let bound = bound.min(buf.len());
     let mut off = HEADER_LEN;
     while off < bound {
-        if off + SUBHEADER_LEN > bound {
-            items.push(Item::Damage(WireError::truncated(
-                off,
-                "subheader",
-                SUBHEADER_LEN,
-                bound - off,
-            )));
+        let Some(sub) = layout::subheader(buf, off, bound, items) else {
             return;
-        }
-        let sec = off;
-        let act = buf[sec];
-        let pad = buf[sec + 1];
-        let count = be16(buf, sec + 2);
-        off += SUBHEADER_LEN;
+        };
+        let Subheader {
+            action: act,
+            len: pad,
+            count,
+        } = sub;
+        let unskippable = WireError::new(
+            off,
+            WireErrorKind::Unskippable {
+                action: act,
+                len: pad,
+                count,
+            },
+        );
         if pad != 0 {
             // FreeBSD always writes 0 here; anything else is not a FreeBSD-built section
             // (likely an OpenBSD subheader, whose item length sits in this byte), so the
             // action table cannot be trusted to give its item size.
-            items.push(Item::Damage(WireError::new(
-                sec,
-                WireErrorKind::Unskippable {
-                    action: act,
-                    len: pad,
-                    count,
-                },
-            )));
+            items.push(Item::Damage(unskippable));
             return;
         }
         if act == action::EOF {
             // The receiver stops here whatever the count; the message sits at the subheader.
             items.push(Item::Message(
-                sec,
+                off,
                 Decoded {
                     flavor: Flavor::FreeBsd,
                     action: act,
@@ -1094,47 +813,19 @@ pub(crate) fn walk(buf: &[u8], bound: usize, items: &mut Vec<Item>) {
             return;
         }
         let Some(stride) = item_size(act) else {
-            items.push(Item::Damage(WireError::new(
-                sec,
-                WireErrorKind::Unskippable {
-                    action: act,
-                    len: pad,
-                    count,
-                },
-            )));
+            items.push(Item::Damage(unskippable));
             return;
         };
-        let record_version = RecordVersion::of_action(act).map_or(0, RecordVersion::as_u16);
-        for i in 0..count {
-            if off + stride > bound {
-                items.push(Item::Damage(WireError::new(
-                    sec,
-                    WireErrorKind::SectionOverrun {
-                        action: act,
-                        count,
-                        stride,
-                        kept: i,
-                        bound,
-                    },
-                )));
-                return;
-            }
-            match parse_message(act, &buf[off..off + stride]) {
-                Ok(msg) => items.push(Item::Message(
-                    off,
-                    Decoded {
-                        flavor: Flavor::FreeBsd,
-                        action: act,
-                        record_version,
-                        msg,
-                    },
-                )),
-                Err(mut e) => {
-                    e.offset += off;
-                    items.push(Item::Damage(e));
-                }
-            }
-            off += stride;
+        let section = Section {
+            at: off,
+            sub,
+            stride,
+            flavor: Flavor::FreeBsd,
+            record_version: RecordVersion::of_action(act).map_or(0, RecordVersion::as_u16),
+        };
+        match layout::section_items(buf, bound, &section, parse_message, items) {
+            Some(next) => off = next,
+            None => return,
         }
     }
     // The bound came before any EOF: FreeBSD always ends a frame with one, so the frame was
@@ -1147,7 +838,7 @@ pub(crate) fn walk(buf: &[u8], bound: usize, items: &mut Vec<Item>) {
     )));
 }
 
-/// Where a message goes in a FreeBSD-built frame (§5: INS, INS_ACK, UPD, UPD_C, DEL_C,
+/// Where a message goes in a FreeBSD-built frame (INS, INS_ACK, UPD, UPD_C, DEL_C,
 /// UPD_REQ, then the appended CLR/BUS region). DEL and TDB, which FreeBSD never sends, go
 /// before that region; unknown actions last, just before EOF.
 fn section_rank(m: &Message) -> u8 {
@@ -1223,7 +914,7 @@ pub fn emit_packet(msgs: &[Message], record_version: u16, checksum: [u8; 16]) ->
     let mut open: Option<(usize, u8, u16)> = None;
     let close = |out: &mut Vec<u8>, s: Option<(usize, u8, u16)>| {
         if let Some((at, _, count)) = s {
-            out[at + 2..at + 4].copy_from_slice(&count.to_be_bytes());
+            BE::write_u16(&mut out[at + 2..], count);
         }
     };
     for m in order {
@@ -1246,7 +937,7 @@ pub fn emit_packet(msgs: &[Message], record_version: u16, checksum: [u8; 16]) ->
     out.extend_from_slice(&[action::EOF, 0, 0, 1]);
     // A frame over 64 KiB cannot be described; its len saturates (callers keep to the MTU).
     let len = u16::try_from(out.len()).unwrap_or(u16::MAX);
-    out[2..4].copy_from_slice(&len.to_be_bytes());
+    BE::write_u16(&mut out[2..], len);
     out
 }
 
@@ -1258,16 +949,16 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     fn set16(b: &mut [u8], off: usize, v: u16) {
-        b[off..off + 2].copy_from_slice(&v.to_be_bytes());
+        BE::write_u16(&mut b[off..], v);
     }
     fn set32(b: &mut [u8], off: usize, v: u32) {
-        b[off..off + 4].copy_from_slice(&v.to_be_bytes());
+        BE::write_u32(&mut b[off..], v);
     }
     fn set64(b: &mut [u8], off: usize, v: u64) {
-        b[off..off + 8].copy_from_slice(&v.to_be_bytes());
+        BE::write_u64(&mut b[off..], v);
     }
 
-    /// The common prefix written at literal offsets from the doc's §7 table: an outbound
+    /// The common prefix written at literal offsets from docs/pfsync.md §7: an outbound
     /// NAT state 10.0.0.5:40000 -> 192.0.2.80:443 translated to 198.51.100.1:50000.
     fn prefix(b: &mut [u8]) {
         set64(b, 0, 0x0102_0304_0506_0708);
@@ -1765,7 +1456,7 @@ mod tests {
         for (v, ins, upd) in [(1301u16, 1u8, 3u8), (1400, 13, 14), (1500, 15, 16)] {
             let p = emit_packet(&msgs, v, [7; 16]);
             assert_eq!(p[0], 5);
-            assert_eq!(be16(&p, 2) as usize, p.len());
+            assert_eq!(BE::read_u16(&p[2..]) as usize, p.len());
             assert_eq!(p[4..20], [7; 16]);
             let pkt = decode_pfsync(&p).unwrap();
             assert_eq!(pkt.damage().count(), 0);

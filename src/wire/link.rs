@@ -1,6 +1,7 @@
-//! Link framing down to the pfsync header (pfsync-v6.md §1, pfsync-freebsd.md §2).
+//! Link framing down to the pfsync header (docs/pfsync.md §1).
 
-use super::{be16, WireError, WireErrorKind};
+use super::{WireError, WireErrorKind};
+use byteorder::{ByteOrder, BE, LE};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// IP protocol number of pfsync.
@@ -89,7 +90,7 @@ pub fn strip(lt: u32, frame: &[u8]) -> Result<Framed<'_>, WireError> {
     match lt {
         PFSYNC_18 | PFSYNC_121 | PFSYNC => {
             // ≤ 7.3 and FreeBSD taps start at the pfsync header; OpenBSD ≥ 7.4 taps the whole
-            // IPv4 datagram (pfsync-v6.md §1).
+            // IPv4 datagram (docs/pfsync.md §1).
             match frame.first() {
                 None => Err(WireError::truncated(0, "pfsync header", 20, 0)),
                 Some(b) if b >> 4 == 4 => ipv4(frame, 0),
@@ -105,8 +106,8 @@ pub fn strip(lt: u32, frame: &[u8]) -> Result<Framed<'_>, WireError> {
         IPV6 => ipv6(frame, 0),
         NULL | LOOP => {
             need(frame, 0, 4, "null/loopback header")?;
-            let fam_be = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
-            let fam_le = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
+            let fam_be = BE::read_u32(&frame[..4]);
+            let fam_le = LE::read_u32(&frame[..4]);
             // DLT_NULL is in the capturing host's byte order: accept either.
             let fam = if fam_be < 256 { fam_be } else { fam_le };
             match fam {
@@ -117,11 +118,11 @@ pub fn strip(lt: u32, frame: &[u8]) -> Result<Framed<'_>, WireError> {
         }
         LINUX_SLL => {
             need(frame, 0, 16, "Linux cooked header")?;
-            ethertype(frame, be16(frame, 14), 16)
+            ethertype(frame, BE::read_u16(&frame[14..]), 16)
         }
         LINUX_SLL2 => {
             need(frame, 0, 20, "Linux cooked v2 header")?;
-            ethertype(frame, be16(frame, 0), 20)
+            ethertype(frame, BE::read_u16(&frame[0..]), 20)
         }
         other => Err(WireError::new(0, WireErrorKind::UnsupportedLinkType(other))),
     }
@@ -143,7 +144,7 @@ fn need(frame: &[u8], off: usize, n: usize, what: &'static str) -> Result<(), Wi
 fn ethernet(frame: &[u8]) -> Result<Framed<'_>, WireError> {
     need(frame, 0, 14, "Ethernet header")?;
     let mut off = 12;
-    let mut et = be16(frame, off);
+    let mut et = BE::read_u16(&frame[off..]);
     // 802.1Q / 802.1ad tags, possibly stacked.
     let mut tags = 0;
     while matches!(et, 0x8100 | 0x88a8 | 0x9100) {
@@ -153,7 +154,7 @@ fn ethernet(frame: &[u8]) -> Result<Framed<'_>, WireError> {
         }
         need(frame, off, 6, "802.1Q tag")?;
         off += 4;
-        et = be16(frame, off);
+        et = BE::read_u16(&frame[off..]);
     }
     ethertype(frame, et, off + 2)
 }
@@ -190,14 +191,14 @@ fn ipv4(frame: &[u8], off: usize) -> Result<Framed<'_>, WireError> {
         return Err(bad_ip(off, format!("header length {ihl} below 20")));
     }
     need(frame, off, ihl, "IPv4 header with options")?;
-    let total = be16(h, 2) as usize;
+    let total = BE::read_u16(&h[2..]) as usize;
     if total < ihl {
         return Err(bad_ip(
             off,
             format!("total length {total} below header length {ihl}"),
         ));
     }
-    let frag = be16(h, 6);
+    let frag = BE::read_u16(&h[6..]);
     if frag & 0x3fff != 0 {
         // pfsync is sent with DF; a fragment cannot be decoded on its own.
         return Err(not_pfsync(off, "IPv4 fragment"));
@@ -228,7 +229,7 @@ fn ipv6(frame: &[u8], off: usize) -> Result<Framed<'_>, WireError> {
     if version != 6 {
         return Err(bad_ip(off, format!("version {version} in an IPv6 header")));
     }
-    let plen = be16(h, 4) as usize;
+    let plen = BE::read_u16(&h[4..]) as usize;
     if h[6] != IPPROTO_PFSYNC {
         return Err(not_pfsync(
             off + 6,

@@ -8,6 +8,7 @@
 pub mod error;
 pub mod freebsd;
 pub mod ifname;
+pub mod layout;
 pub mod link;
 pub mod model;
 pub mod openbsd;
@@ -16,25 +17,7 @@ pub mod packet;
 pub use error::{WireError, WireErrorKind};
 pub use ifname::IfName;
 pub use model::*;
-pub use packet::{decode_pfsync, DecodedPacket, Item};
-
-/// Read a big-endian u16 at `off`; callers have checked the length.
-#[inline]
-pub(crate) fn be16(b: &[u8], off: usize) -> u16 {
-    u16::from_be_bytes([b[off], b[off + 1]])
-}
-
-#[inline]
-pub(crate) fn be32(b: &[u8], off: usize) -> u32 {
-    u32::from_be_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
-}
-
-#[inline]
-pub(crate) fn be64(b: &[u8], off: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[off..off + 8]);
-    u64::from_be_bytes(a)
-}
+pub use packet::{decode_pfsync, DecodedPacket};
 
 /// A NUL-padded interface name, as pf stores it (IFNAMSIZ 16).
 pub(crate) fn ifname_from(b: &[u8]) -> String {

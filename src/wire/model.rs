@@ -1,7 +1,7 @@
 //! Flavour-neutral decoded messages: what the tracker, the printers and the store consume.
 //! OpenBSD v6 and FreeBSD records both decode into these types.
 
-use super::IfName;
+use super::{IfName, WireError};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Which pf family sent the packet (decided by the header version byte, never by action).
@@ -137,7 +137,7 @@ impl Direction {
 }
 
 /// A full state (OpenBSD INS/UPD/DEL, FreeBSD INS/UPD 1301/1400/1500) in neutral form.
-/// key[0] is the WIRE key, key[1] the STACK key (pfsync-v6.md §4.2).
+/// key[0] is the WIRE key, key[1] the STACK key (docs/pfsync.md §8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FullState {
     pub id: u64,
@@ -165,7 +165,7 @@ impl FullState {
     pub fn is_nat(&self) -> bool {
         self.key[0] != self.key[1]
     }
-    /// Post-translation key (pfsync-v6.md §4.2: `post = key[dir==out ? 0 : 1]`).
+    /// Post-translation key (docs/pfsync.md §8: `post = key[dir==out ? 0 : 1]`).
     pub fn nk(&self) -> &Key {
         if self.direction == Direction::Out {
             &self.key[0]
@@ -300,7 +300,7 @@ impl Decoded {
         self.base_name().ok()
     }
 
-    /// The action name used by `decode --format json` and the summaries (CLI.md).
+    /// The action name used by `decode --format json` and the summaries.
     pub fn name(&self) -> String {
         match self.base_name() {
             Err(action) => format!("ACT_{action}"),
@@ -326,4 +326,12 @@ impl Decoded {
             Message::Unknown { action } => return Err(*action),
         })
     }
+}
+
+/// What a packet yielded, in wire order: messages, and damage where it occurred.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A message and its offset within the pfsync packet.
+    Message(usize, Decoded),
+    Damage(WireError),
 }

@@ -1,45 +1,38 @@
-//! OpenBSD pfsync protocol version 6 (pfsync-v6.md §2–§3): header, subheaders, every
+//! OpenBSD pfsync protocol version 6 (docs/pfsync.md §2–§6): header, subheaders, every
 //! message layout, and `struct pfsync_state` in all five layouts L1–L5.
 
+use super::layout::{self, need, Section, Subheader, UpdCRepr};
 use super::model::*;
-use super::{be16, be32, be64, ifname_to, IfName, WireError, WireErrorKind};
+use super::{ifname_to, IfName, WireError, WireErrorKind};
+use byteorder::{ByteOrder, BE};
+
+pub use super::layout::{
+    emit_bus, emit_clr, emit_ref, parse_bus, parse_clr, parse_ref, HEADER_LEN, SUBHEADER_LEN,
+};
 
 pub const VERSION: u8 = 6;
-pub const HEADER_LEN: usize = 20;
-pub const SUBHEADER_LEN: usize = 4;
 
-/// Action codes (pfsync-v6.md §2.3).
+/// Action codes (docs/pfsync.md §5).
 pub mod action {
-    pub const CLR: u8 = 0;
-    pub const INS_ACK: u8 = 2;
-    pub const UPD_C: u8 = 4;
-    pub const UPD_REQ: u8 = 5;
-    pub const DEL: u8 = 6;
-    pub const DEL_C: u8 = 7;
-    pub const BUS: u8 = 10;
+    pub use crate::wire::layout::action::*;
     /// 2010 TDB with a 32-bit replay counter, renumbered OTDB in 5.2.
     pub const OTDB: u8 = 11;
-    pub const EOF: u8 = 12;
     pub const INS: u8 = 13;
     pub const UPD: u8 = 14;
     pub const TDB: u8 = 15;
 }
 
-/// Message sizes in bytes (pfsync-v6.md §2.4, §3).
+/// Message sizes in bytes (docs/pfsync.md §4–§6).
 pub mod size {
-    pub const CLR: usize = 20;
-    pub const INS_ACK: usize = 12;
-    pub const UPD_C: usize = 84;
-    pub const UPD_REQ: usize = 12;
-    pub const DEL_C: usize = 12;
-    pub const BUS: usize = 12;
+    pub use crate::wire::layout::size::*;
     pub const OTDB: usize = 48;
     pub const TDB: usize = 52;
     pub const STATE: usize = 264;
 }
 
-/// Byte ranges of `struct pfsync_state` (pfsync-v6.md §3.2).
+/// Byte ranges of `struct pfsync_state` (docs/pfsync.md §6).
 pub mod field {
+    pub use crate::wire::layout::field::*;
     use std::ops::Range;
     pub const ID: Range<usize> = 0..8;
     pub const IFNAME: Range<usize> = 8..24;
@@ -78,22 +71,9 @@ pub mod field {
     pub const EXTRA260: usize = 260;
     /// L4 set_prio[2] (L5 too); pad before.
     pub const EXTRA262: usize = 262;
-    // Inside a key.
-    pub const K_ADDR0: usize = 0;
-    pub const K_ADDR1: usize = 16;
-    pub const K_PORT0: usize = 32;
-    pub const K_PORT1: usize = 34;
+    // Inside a key, after the addresses and ports both flavours share.
     pub const K_RDOMAIN: usize = 36;
     pub const K_AF: usize = 38;
-    // Inside a peer.
-    pub const P_SCRUB: usize = 0;
-    pub const P_SEQLO: usize = 8;
-    pub const P_SEQHI: usize = 12;
-    pub const P_SEQDIFF: usize = 16;
-    pub const P_MAX_WIN: usize = 20;
-    pub const P_MSS: usize = 22;
-    pub const P_STATE: usize = 24;
-    pub const P_WSCALE: usize = 25;
 }
 
 /// `pfsync_state_key` exactly as on the wire (byte 38 is af in L2+, pad in L1).
@@ -106,26 +86,26 @@ pub struct KeyRepr {
 }
 
 impl KeyRepr {
-    fn parse(b: &[u8]) -> KeyRepr {
+    /// From the 40-byte key: the shared addresses and ports, then rdomain and af.
+    fn parse(b: &[u8]) -> Result<KeyRepr, WireError> {
         use field::*;
-        let mut a0 = [0u8; 16];
-        let mut a1 = [0u8; 16];
-        a0.copy_from_slice(&b[K_ADDR0..K_ADDR0 + 16]);
-        a1.copy_from_slice(&b[K_ADDR1..K_ADDR1 + 16]);
-        KeyRepr {
-            addr: [a0, a1],
-            port: [be16(b, K_PORT0), be16(b, K_PORT1)],
-            rdomain: be16(b, K_RDOMAIN),
+        need(b, KEY_LEN, "pfsync_state_key")?;
+        let k = layout::KeyRepr::parse(b)?;
+        Ok(KeyRepr {
+            addr: k.addr,
+            port: k.port,
+            rdomain: BE::read_u16(&b[K_RDOMAIN..]),
             af: b[K_AF],
-        }
+        })
     }
     fn emit(&self, b: &mut [u8]) {
         use field::*;
-        b[K_ADDR0..K_ADDR0 + 16].copy_from_slice(&self.addr[0]);
-        b[K_ADDR1..K_ADDR1 + 16].copy_from_slice(&self.addr[1]);
-        b[K_PORT0..K_PORT0 + 2].copy_from_slice(&self.port[0].to_be_bytes());
-        b[K_PORT1..K_PORT1 + 2].copy_from_slice(&self.port[1].to_be_bytes());
-        b[K_RDOMAIN..K_RDOMAIN + 2].copy_from_slice(&self.rdomain.to_be_bytes());
+        layout::KeyRepr {
+            addr: self.addr,
+            port: self.port,
+        }
+        .emit(b);
+        BE::write_u16(&mut b[K_RDOMAIN..], self.rdomain);
         b[K_AF] = self.af;
         b[K_AF + 1] = 0;
     }
@@ -155,38 +135,42 @@ pub struct PeerRepr {
 }
 
 impl PeerRepr {
-    pub fn parse(b: &[u8]) -> PeerRepr {
-        use field::*;
+    /// The shared 32-byte peer, its scrub bytes kept as they came.
+    pub fn parse(b: &[u8]) -> Result<PeerRepr, WireError> {
+        let p = layout::PeerRepr::parse(b)?;
         let mut scrub = [0u8; 8];
-        scrub.copy_from_slice(&b[P_SCRUB..P_SCRUB + 8]);
-        PeerRepr {
+        scrub.copy_from_slice(&b[field::P_SCRUB]);
+        Ok(PeerRepr {
             scrub,
-            seqlo: be32(b, P_SEQLO),
-            seqhi: be32(b, P_SEQHI),
-            seqdiff: be32(b, P_SEQDIFF),
-            max_win: be16(b, P_MAX_WIN),
-            mss: be16(b, P_MSS),
-            state: b[P_STATE],
-            wscale: b[P_WSCALE],
-        }
+            seqlo: p.seqlo,
+            seqhi: p.seqhi,
+            seqdiff: p.seqdiff,
+            max_win: p.max_win,
+            mss: p.mss,
+            state: p.state,
+            wscale: p.wscale,
+        })
     }
+    /// Write the 32 bytes; `b` must hold at least that many (a caller bug otherwise).
     pub fn emit(&self, b: &mut [u8]) {
-        use field::*;
-        b[P_SCRUB..P_SCRUB + 8].copy_from_slice(&self.scrub);
-        b[P_SEQLO..P_SEQLO + 4].copy_from_slice(&self.seqlo.to_be_bytes());
-        b[P_SEQHI..P_SEQHI + 4].copy_from_slice(&self.seqhi.to_be_bytes());
-        b[P_SEQDIFF..P_SEQDIFF + 4].copy_from_slice(&self.seqdiff.to_be_bytes());
-        b[P_MAX_WIN..P_MAX_WIN + 2].copy_from_slice(&self.max_win.to_be_bytes());
-        b[P_MSS..P_MSS + 2].copy_from_slice(&self.mss.to_be_bytes());
-        b[P_STATE] = self.state;
-        b[P_WSCALE] = self.wscale;
-        b[26..32].fill(0);
+        layout::PeerRepr {
+            seqlo: self.seqlo,
+            seqhi: self.seqhi,
+            seqdiff: self.seqdiff,
+            max_win: self.max_win,
+            mss: self.mss,
+            state: self.state,
+            wscale: self.wscale,
+            ..Default::default()
+        }
+        .emit(b);
+        b[field::P_SCRUB].copy_from_slice(&self.scrub);
     }
 }
 
 /// `struct pfsync_state`, every byte that carries meaning in some layout. The
 /// layout-dependent bytes (254, 260–263) are kept raw: [`StateRepr::layout_extras`]
-/// interprets them per §3.3 rather than guessing a layout from traffic.
+/// interprets them per layout (docs/pfsync.md §6) rather than guessing a layout from traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StateRepr {
     pub id: u64,
@@ -219,7 +203,7 @@ pub struct StateRepr {
     pub extra262: [u8; 2],
 }
 
-/// The layout-dependent bytes read per layout (pfsync-v6.md §3.3).
+/// The layout-dependent bytes read per layout (docs/pfsync.md §6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayoutExtras {
     /// L1/L2: byte 254.
@@ -234,15 +218,7 @@ pub struct LayoutExtras {
 
 /// A state is at least 264 bytes (longer strides carry unknown tails, ignored).
 fn need_state(b: &[u8]) -> Result<(), WireError> {
-    if b.len() < size::STATE {
-        return Err(WireError::truncated(
-            0,
-            "pfsync_state",
-            size::STATE,
-            b.len(),
-        ));
-    }
-    Ok(())
+    need(b, size::STATE, "pfsync_state")
 }
 
 impl StateRepr {
@@ -253,25 +229,25 @@ impl StateRepr {
         let mut rt_addr = [0u8; 16];
         rt_addr.copy_from_slice(&b[RT_ADDR]);
         Ok(StateRepr {
-            id: be64(b, ID.start),
+            id: BE::read_u64(&b[ID]),
             ifname: IfName::from_wire(&b[IFNAME]),
             key: [
-                KeyRepr::parse(&b[KEY0..KEY0 + KEY_LEN]),
-                KeyRepr::parse(&b[KEY1..KEY1 + KEY_LEN]),
+                KeyRepr::parse(&b[KEY0..KEY0 + KEY_LEN])?,
+                KeyRepr::parse(&b[KEY1..KEY1 + KEY_LEN])?,
             ],
-            src: PeerRepr::parse(&b[SRC_PEER..SRC_PEER + PEER_LEN]),
-            dst: PeerRepr::parse(&b[DST_PEER..DST_PEER + PEER_LEN]),
+            src: PeerRepr::parse(&b[SRC_PEER..SRC_PEER + PEER_LEN])?,
+            dst: PeerRepr::parse(&b[DST_PEER..DST_PEER + PEER_LEN])?,
             rt_addr,
-            rule: be32(b, RULE),
-            anchor: be32(b, ANCHOR),
-            nat_rule: be32(b, NAT_RULE),
-            creation: be32(b, CREATION),
-            expire: be32(b, EXPIRE),
-            packets: [be64(b, PACKETS0), be64(b, PACKETS1)],
-            bytes: [be64(b, BYTES0), be64(b, BYTES1)],
-            creator_id: be32(b, CREATORID),
-            rtableid: [be32(b, RTABLEID0) as i32, be32(b, RTABLEID1) as i32],
-            max_mss: be16(b, MAX_MSS),
+            rule: BE::read_u32(&b[RULE..]),
+            anchor: BE::read_u32(&b[ANCHOR..]),
+            nat_rule: BE::read_u32(&b[NAT_RULE..]),
+            creation: BE::read_u32(&b[CREATION..]),
+            expire: BE::read_u32(&b[EXPIRE..]),
+            packets: [BE::read_u64(&b[PACKETS0..]), BE::read_u64(&b[PACKETS1..])],
+            bytes: [BE::read_u64(&b[BYTES0..]), BE::read_u64(&b[BYTES1..])],
+            creator_id: BE::read_u32(&b[CREATORID..]),
+            rtableid: [BE::read_i32(&b[RTABLEID0..]), BE::read_i32(&b[RTABLEID1..])],
+            max_mss: BE::read_u16(&b[MAX_MSS..]),
             af: b[AF],
             proto: b[PROTO],
             direction: b[DIRECTION],
@@ -282,7 +258,7 @@ impl StateRepr {
             updates: b[UPDATES],
             min_ttl: b[MIN_TTL],
             set_tos: b[SET_TOS],
-            extra260: be16(b, EXTRA260),
+            extra260: BE::read_u16(&b[EXTRA260..]),
             extra262: [b[EXTRA262], b[EXTRA262 + 1]],
         })
     }
@@ -295,21 +271,21 @@ impl StateRepr {
         need_state(b)?;
         let af = b[AF];
         Ok(FullState {
-            id: be64(b, ID.start),
-            creator_id: be32(b, CREATORID),
+            id: BE::read_u64(&b[ID]),
+            creator_id: BE::read_u32(&b[CREATORID..]),
             ifname: IfName::from_wire(&b[IFNAME]),
             key: [
-                KeyRepr::parse(&b[KEY0..KEY0 + KEY_LEN]).to_key(af),
-                KeyRepr::parse(&b[KEY1..KEY1 + KEY_LEN]).to_key(af),
+                KeyRepr::parse(&b[KEY0..KEY0 + KEY_LEN])?.to_key(af),
+                KeyRepr::parse(&b[KEY1..KEY1 + KEY_LEN])?.to_key(af),
             ],
             af: Af::from_openbsd(af),
             proto: b[PROTO],
             direction: Direction::from_u8(b[DIRECTION]),
-            creation: be32(b, CREATION),
-            expire: be32(b, EXPIRE),
-            packets: [be64(b, PACKETS0), be64(b, PACKETS1)],
-            bytes: [be64(b, BYTES0), be64(b, BYTES1)],
-            rule: be32(b, RULE),
+            creation: BE::read_u32(&b[CREATION..]),
+            expire: BE::read_u32(&b[EXPIRE..]),
+            packets: [BE::read_u64(&b[PACKETS0..]), BE::read_u64(&b[PACKETS1..])],
+            bytes: [BE::read_u64(&b[BYTES0..]), BE::read_u64(&b[BYTES1..])],
+            rule: BE::read_u32(&b[RULE..]),
             timeout: b[TIMEOUT],
             peer_state: [b[SRC_PEER + P_STATE], b[DST_PEER + P_STATE]],
         })
@@ -320,30 +296,26 @@ impl StateRepr {
         use field::*;
         let b = &mut b[..size::STATE];
         b.fill(0);
-        b[ID].copy_from_slice(&self.id.to_be_bytes());
+        BE::write_u64(&mut b[ID], self.id);
         ifname_to(&self.ifname, &mut b[IFNAME]);
         self.key[0].emit(&mut b[KEY0..KEY0 + KEY_LEN]);
         self.key[1].emit(&mut b[KEY1..KEY1 + KEY_LEN]);
         self.src.emit(&mut b[SRC_PEER..SRC_PEER + PEER_LEN]);
         self.dst.emit(&mut b[DST_PEER..DST_PEER + PEER_LEN]);
         b[RT_ADDR].copy_from_slice(&self.rt_addr);
-        let put32 =
-            |b: &mut [u8], off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_be_bytes());
-        let put64 =
-            |b: &mut [u8], off: usize, v: u64| b[off..off + 8].copy_from_slice(&v.to_be_bytes());
-        put32(b, RULE, self.rule);
-        put32(b, ANCHOR, self.anchor);
-        put32(b, NAT_RULE, self.nat_rule);
-        put32(b, CREATION, self.creation);
-        put32(b, EXPIRE, self.expire);
-        put64(b, PACKETS0, self.packets[0]);
-        put64(b, PACKETS1, self.packets[1]);
-        put64(b, BYTES0, self.bytes[0]);
-        put64(b, BYTES1, self.bytes[1]);
-        put32(b, CREATORID, self.creator_id);
-        put32(b, RTABLEID0, self.rtableid[0] as u32);
-        put32(b, RTABLEID1, self.rtableid[1] as u32);
-        b[MAX_MSS..MAX_MSS + 2].copy_from_slice(&self.max_mss.to_be_bytes());
+        BE::write_u32(&mut b[RULE..], self.rule);
+        BE::write_u32(&mut b[ANCHOR..], self.anchor);
+        BE::write_u32(&mut b[NAT_RULE..], self.nat_rule);
+        BE::write_u32(&mut b[CREATION..], self.creation);
+        BE::write_u32(&mut b[EXPIRE..], self.expire);
+        BE::write_u64(&mut b[PACKETS0..], self.packets[0]);
+        BE::write_u64(&mut b[PACKETS1..], self.packets[1]);
+        BE::write_u64(&mut b[BYTES0..], self.bytes[0]);
+        BE::write_u64(&mut b[BYTES1..], self.bytes[1]);
+        BE::write_u32(&mut b[CREATORID..], self.creator_id);
+        BE::write_i32(&mut b[RTABLEID0..], self.rtableid[0]);
+        BE::write_i32(&mut b[RTABLEID1..], self.rtableid[1]);
+        BE::write_u16(&mut b[MAX_MSS..], self.max_mss);
         b[AF] = self.af;
         b[PROTO] = self.proto;
         b[DIRECTION] = self.direction;
@@ -354,7 +326,7 @@ impl StateRepr {
         b[UPDATES] = self.updates;
         b[MIN_TTL] = self.min_ttl;
         b[SET_TOS] = self.set_tos;
-        b[EXTRA260..EXTRA260 + 2].copy_from_slice(&self.extra260.to_be_bytes());
+        BE::write_u16(&mut b[EXTRA260..], self.extra260);
         b[EXTRA262..EXTRA262 + 2].copy_from_slice(&self.extra262);
     }
 
@@ -426,102 +398,46 @@ impl StateRepr {
     }
 }
 
-/// The small messages, parse and emit (pfsync-v6.md §2.4).
-pub fn parse_ref(b: &[u8]) -> StateRef {
-    StateRef {
-        id: be64(b, 0),
-        creator_id: be32(b, 8),
-    }
+/// UPD_C as both flavours lay it out; OpenBSD's state flags (bytes 81–82) are not read.
+pub fn parse_upd_c(b: &[u8]) -> Result<UpdC, WireError> {
+    Ok(UpdCRepr::parse(b)?.to_msg())
 }
 
-pub fn emit_ref(r: &StateRef, b: &mut [u8]) {
-    b[0..8].copy_from_slice(&r.id.to_be_bytes());
-    b[8..12].copy_from_slice(&r.creator_id.to_be_bytes());
-}
-
-pub fn parse_clr(b: &[u8]) -> Clr {
-    Clr {
-        ifname: IfName::from_wire(&b[0..16]),
-        creator_id: be32(b, 16),
-    }
-}
-
-pub fn emit_clr(c: &Clr, b: &mut [u8]) {
-    ifname_to(&c.ifname, &mut b[0..16]);
-    b[16..20].copy_from_slice(&c.creator_id.to_be_bytes());
-}
-
-pub fn parse_upd_c(b: &[u8]) -> UpdC {
-    UpdC {
-        id: be64(b, 0),
-        creator_id: be32(b, 72),
-        expire: be32(b, 76),
-        timeout: b[80],
-        peer_state: [b[8 + field::P_STATE], b[40 + field::P_STATE]],
-    }
-}
-
+/// Write 84 bytes; `b` must hold at least that many (a caller bug otherwise).
 pub fn emit_upd_c(u: &UpdC, b: &mut [u8]) {
-    b[..size::UPD_C].fill(0);
-    b[0..8].copy_from_slice(&u.id.to_be_bytes());
-    b[8 + field::P_STATE] = u.peer_state[0];
-    b[40 + field::P_STATE] = u.peer_state[1];
-    b[72..76].copy_from_slice(&u.creator_id.to_be_bytes());
-    b[76..80].copy_from_slice(&u.expire.to_be_bytes());
-    b[80] = u.timeout;
-}
-
-pub fn parse_bus(b: &[u8]) -> Bus {
-    Bus {
-        creator_id: be32(b, 0),
-        endtime: be32(b, 4),
-        status: match b[8] {
-            1 => BusStatus::Start,
-            2 => BusStatus::End,
-            o => BusStatus::Other(o),
-        },
-    }
-}
-
-pub fn emit_bus(m: &Bus, b: &mut [u8]) {
-    b[..size::BUS].fill(0);
-    b[0..4].copy_from_slice(&m.creator_id.to_be_bytes());
-    b[4..8].copy_from_slice(&m.endtime.to_be_bytes());
-    b[8] = match m.status {
-        BusStatus::Start => 1,
-        BusStatus::End => 2,
-        BusStatus::Other(o) => o,
-    };
+    UpdCRepr::from_msg(u).emit(b);
 }
 
 /// TDB: action 15 (64-bit rpl, 52 bytes) or 11 (2010, 32-bit rpl, 48 bytes).
-pub fn parse_tdb(b: &[u8], wide: bool) -> Tdb {
+pub fn parse_tdb(b: &[u8], wide: bool) -> Result<Tdb, WireError> {
     if wide {
-        Tdb {
-            spi: be32(b, 0),
-            rpl: be64(b, 32),
-            cur_bytes: be64(b, 40),
+        need(b, size::TDB, "pfsync_tdb")?;
+        Ok(Tdb {
+            spi: BE::read_u32(&b[0..]),
+            rpl: BE::read_u64(&b[32..]),
+            cur_bytes: BE::read_u64(&b[40..]),
             sproto: b[48],
-            rdomain: be16(b, 50),
-        }
+            rdomain: BE::read_u16(&b[50..]),
+        })
     } else {
-        Tdb {
-            spi: be32(b, 0),
-            rpl: be32(b, 32) as u64,
-            cur_bytes: be64(b, 36),
+        need(b, size::OTDB, "pfsync_tdb (2010)")?;
+        Ok(Tdb {
+            spi: BE::read_u32(&b[0..]),
+            rpl: BE::read_u32(&b[32..]) as u64,
+            cur_bytes: BE::read_u64(&b[36..]),
             sproto: b[44],
-            rdomain: be16(b, 46),
-        }
+            rdomain: BE::read_u16(&b[46..]),
+        })
     }
 }
 
 pub fn emit_tdb(t: &Tdb, b: &mut [u8]) {
     b[..size::TDB].fill(0);
-    b[0..4].copy_from_slice(&t.spi.to_be_bytes());
-    b[32..40].copy_from_slice(&t.rpl.to_be_bytes());
-    b[40..48].copy_from_slice(&t.cur_bytes.to_be_bytes());
+    BE::write_u32(&mut b[0..], t.spi);
+    BE::write_u64(&mut b[32..], t.rpl);
+    BE::write_u64(&mut b[40..], t.cur_bytes);
     b[48] = t.sproto;
-    b[50..52].copy_from_slice(&t.rdomain.to_be_bytes());
+    BE::write_u16(&mut b[50..], t.rdomain);
 }
 
 /// Size of the message an action carries, for the actions this decoder understands.
@@ -545,15 +461,15 @@ pub fn message_size(act: u8) -> Option<usize> {
 pub fn parse_message(act: u8, b: &[u8]) -> Result<Message, WireError> {
     use self::action as a;
     Ok(match act {
-        a::CLR => Message::Clr(parse_clr(b)),
-        a::INS_ACK => Message::InsAck(parse_ref(b)),
-        a::UPD_C => Message::UpdC(parse_upd_c(b)),
-        a::UPD_REQ => Message::UpdReq(parse_ref(b)),
+        a::CLR => Message::Clr(parse_clr(b)?),
+        a::INS_ACK => Message::InsAck(parse_ref(b)?),
+        a::UPD_C => Message::UpdC(parse_upd_c(b)?),
+        a::UPD_REQ => Message::UpdReq(parse_ref(b)?),
         a::DEL => Message::Del(StateRepr::parse_full(b)?),
-        a::DEL_C => Message::DelC(parse_ref(b)),
-        a::BUS => Message::Bus(parse_bus(b)),
-        a::OTDB => Message::Tdb(parse_tdb(b, false)),
-        a::TDB => Message::Tdb(parse_tdb(b, true)),
+        a::DEL_C => Message::DelC(parse_ref(b)?),
+        a::BUS => Message::Bus(parse_bus(b)?),
+        a::OTDB => Message::Tdb(parse_tdb(b, false)?),
+        a::TDB => Message::Tdb(parse_tdb(b, true)?),
         a::INS => Message::Ins(StateRepr::parse_full(b)?),
         a::UPD => Message::Upd(StateRepr::parse_full(b)?),
         _ => Message::Unknown { action: act },
@@ -625,7 +541,9 @@ pub fn emit_packet(sections: &[SectionOut], checksum: [u8; 16]) -> Vec<u8> {
     for s in sections {
         out.push(s.action);
         out.push(s.len_dwords);
-        out.extend_from_slice(&(s.bodies.len() as u16).to_be_bytes());
+        let mut count = [0u8; 2];
+        BE::write_u16(&mut count, s.bodies.len() as u16);
+        out.extend_from_slice(&count);
         let stride = s.len_dwords as usize * 4;
         for body in &s.bodies {
             let start = out.len();
@@ -635,7 +553,7 @@ pub fn emit_packet(sections: &[SectionOut], checksum: [u8; 16]) -> Vec<u8> {
         }
     }
     let len = out.len().min(u16::MAX as usize) as u16;
-    out[2..4].copy_from_slice(&len.to_be_bytes());
+    BE::write_u16(&mut out[2..], len);
     out
 }
 
@@ -658,36 +576,29 @@ pub fn sections_for(msgs: &[Message]) -> Vec<SectionOut> {
 }
 
 /// Walk the sections of a v6 packet, bounded by `bound` (R2), pushing messages and damage.
-pub(crate) fn walk(buf: &[u8], bound: usize, items: &mut Vec<super::packet::Item>) {
-    use super::packet::Item;
+pub(crate) fn walk(buf: &[u8], bound: usize, items: &mut Vec<Item>) {
     let mut off = HEADER_LEN;
     while off < bound {
-        if off + SUBHEADER_LEN > bound {
-            items.push(Item::Damage(WireError::truncated(
-                off,
-                "subheader",
-                SUBHEADER_LEN,
-                bound - off,
-            )));
+        let Some(sub) = layout::subheader(buf, off, bound, items) else {
             return;
-        }
-        let act = buf[off];
-        let len = buf[off + 1];
-        let count = be16(buf, off + 2);
+        };
+        let Subheader {
+            action: act,
+            len,
+            count,
+        } = sub;
         let stride = len as usize * 4;
-        let sec = off;
-        off += SUBHEADER_LEN;
         if act == action::EOF {
-            // v5 leftover; receivers and tcpdump stop here (§7 step 3).
+            // v5 leftover; receivers and tcpdump stop here (docs/pfsync.md §3).
             return;
         }
         let known = message_size(act);
         let decodable = matches!(known, Some(sz) if stride >= sz);
-        // R4 / §7: an unknown (or too short) section is stepped over only when both len and
+        // R4: an unknown (or too short) section is stepped over only when both len and
         // count are non-zero; otherwise the rest of the packet cannot be trusted.
         if !decodable && (len == 0 || count == 0) {
             items.push(Item::Damage(WireError::new(
-                sec,
+                off,
                 WireErrorKind::Unskippable {
                     action: act,
                     len,
@@ -698,9 +609,9 @@ pub(crate) fn walk(buf: &[u8], bound: usize, items: &mut Vec<super::packet::Item
         }
         if let (Some(needed), false) = (known, decodable) {
             let total = stride * count as usize;
-            if off + total > bound {
+            if off + SUBHEADER_LEN + total > bound {
                 items.push(Item::Damage(WireError::new(
-                    sec,
+                    off,
                     WireErrorKind::SectionOverrun {
                         action: act,
                         count,
@@ -712,47 +623,26 @@ pub(crate) fn walk(buf: &[u8], bound: usize, items: &mut Vec<super::packet::Item
                 return;
             }
             items.push(Item::Damage(WireError::new(
-                sec,
+                off,
                 WireErrorKind::ShortStride {
                     action: act,
                     len,
                     needed,
                 },
             )));
-            off += total;
+            off += SUBHEADER_LEN + total;
             continue;
         }
-        for i in 0..count {
-            if off + stride > bound {
-                items.push(Item::Damage(WireError::new(
-                    sec,
-                    WireErrorKind::SectionOverrun {
-                        action: act,
-                        count,
-                        stride,
-                        kept: i,
-                        bound,
-                    },
-                )));
-                return;
-            }
-            let body = &buf[off..off + stride];
-            match parse_message(act, body) {
-                Ok(msg) => items.push(Item::Message(
-                    off,
-                    Decoded {
-                        flavor: Flavor::OpenBsd,
-                        action: act,
-                        record_version: 0,
-                        msg,
-                    },
-                )),
-                Err(mut e) => {
-                    e.offset += off;
-                    items.push(Item::Damage(e));
-                }
-            }
-            off += stride;
+        let section = Section {
+            at: off,
+            sub,
+            stride,
+            flavor: Flavor::OpenBsd,
+            record_version: 0,
+        };
+        match layout::section_items(buf, bound, &section, parse_message, items) {
+            Some(next) => off = next,
+            None => return,
         }
     }
 }

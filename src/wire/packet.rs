@@ -1,14 +1,12 @@
 //! One pfsync packet, whatever its flavour: the header's version byte picks the decoder.
+//! It sits above both flavours; the types they share live below them, in `model` and
+//! `layout`.
 
-use super::{be16, freebsd, openbsd, Decoded, WireError, WireErrorKind};
+use super::{freebsd, openbsd, Decoded, WireError, WireErrorKind};
+use byteorder::{ByteOrder, BE};
 
-/// What a packet yielded, in wire order: messages, and damage where it occurred.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Item {
-    /// A message and its offset within the pfsync packet.
-    Message(usize, Decoded),
-    Damage(WireError),
-}
+pub use super::layout::HEADER_LEN;
+pub use super::model::Item;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DecodedPacket {
@@ -35,10 +33,8 @@ impl DecodedPacket {
     }
 }
 
-pub const HEADER_LEN: usize = 20;
-
 /// Decode a pfsync packet that starts at its header. Parsing is bounded by
-/// min(header len, bytes present) (fixtures R2); whole messages before any damage are kept
+/// min(header len, bytes present) (docs/pfsync.md §3: R2); whole messages before any damage are kept
 /// (R3); a packet whose header cannot be trusted yields only an error (R1).
 pub fn decode_pfsync(buf: &[u8]) -> Result<DecodedPacket, WireError> {
     if buf.len() < HEADER_LEN {
@@ -50,7 +46,7 @@ pub fn decode_pfsync(buf: &[u8]) -> Result<DecodedPacket, WireError> {
         ));
     }
     let version = buf[0];
-    let header_len = be16(buf, 2);
+    let header_len = BE::read_u16(&buf[2..]);
     if !matches!(version, openbsd::VERSION | freebsd::VERSION) {
         return Err(WireError::new(
             0,
