@@ -484,7 +484,9 @@ pub fn writer_alive(db: &str) -> bool {
 /// checkpoint's scattered page writes and its fsyncs, which otherwise stall the recorder
 /// once a second under load (BENCHMARKS.md "Soak").
 pub struct Checkpointer {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Dropping it wakes the thread at once and ends it: a stop never waits out a round,
+    /// which every import would otherwise pay at its end.
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -497,7 +499,11 @@ const WRITER_CHECKPOINT_PAGES: i64 = 262_144;
 impl Checkpointer {
     /// Start checkpointing `path`, whose writer is `writer`.
     pub fn start(path: &str, writer: &Connection) -> Result<Checkpointer> {
-        use std::sync::atomic::{AtomicBool, Ordering};
+        Self::start_every(path, writer, CHECKPOINT_EVERY)
+    }
+
+    fn start_every(path: &str, writer: &Connection, every: Duration) -> Result<Checkpointer> {
+        use std::sync::mpsc::RecvTimeoutError;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -508,13 +514,12 @@ impl Checkpointer {
         writer
             .pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
             .map_err(sq(path))?;
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("checkpoint".into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(CHECKPOINT_EVERY);
+                // No last round on stop: the writer's own closing checkpoint follows.
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                     // Errors (disk full, a busy lock) are the writer's to report: its own
                     // writes meet the same condition. Retried on the next round.
                     let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
@@ -525,7 +530,7 @@ impl Checkpointer {
                 why: format!("cannot start the checkpoint thread: {e}"),
             })?;
         Ok(Checkpointer {
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -533,9 +538,34 @@ impl Checkpointer {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod checkpointer_tests {
+    use super::*;
+
+    /// Every import and every stop waits for this drop: it must not sit out the period.
+    #[test]
+    fn stopping_does_not_wait_for_the_next_round() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("c.db");
+        let db = db.to_str().expect("utf-8 path");
+        let writer = open_rw(db).expect("open");
+        let c = Checkpointer::start_every(db, &writer, Duration::from_secs(3600)).expect("start");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(c);
+            let _ = tx.send(());
+        });
+        // A hang guard, not a speed claim: the period is an hour, the guard a minute.
+        assert!(
+            rx.recv_timeout(Duration::from_secs(60)).is_ok(),
+            "dropping the checkpointer waited for its period"
+        );
     }
 }
