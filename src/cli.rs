@@ -63,7 +63,7 @@ pub struct DbArg {
 pub struct CacheArg {
     /// The writer's SQLite page cache, MiB (16-65536): the recently written parts of the
     /// indexes it keeps in memory. At 10,000 new states/s for 10 minutes, 1024 cut libpcap
-    /// drops from 7 % to 1 % (BENCHMARKS.md "Soak").
+    /// drops from 7 % to 1 % (BENCHMARKS.md, "The live recorder").
     #[arg(long = "cache-mib", value_name = "MIB", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(16..=65536))]
     pub mib: u32,

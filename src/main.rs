@@ -4,7 +4,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 // mimalloc rather than glibc's malloc: an import allocates and frees a few small buffers
-// per message, and glibc's free lists were ~17 % of its CPU (BENCHMARKS.md, session 8).
+// per message, and glibc's free lists were ~17 % of its CPU (measured then; git log -p BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

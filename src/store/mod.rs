@@ -482,7 +482,7 @@ pub fn writer_alive(db: &str) -> bool {
 /// Copies the WAL into the database on a thread of its own. A writer's commits are then
 /// only sequential appends to the WAL (synchronous=NORMAL: no fsync), and never wait for a
 /// checkpoint's scattered page writes and its fsyncs, which otherwise stall the recorder
-/// once a second under load (BENCHMARKS.md "Soak").
+/// once a second under load (BENCHMARKS.md, "The live recorder").
 pub struct Checkpointer {
     /// Dropping it wakes the thread at once and ends it: a stop never waits out a round,
     /// which every import would otherwise pay at its end.

@@ -2,12 +2,12 @@
 //! read yet.
 //!
 //! A file of months holds ~1 M open states; reading them all whole at the start of every
-//! import was a quarter of importing 1 M lifetimes into 55 M (BENCHMARKS.md, session 9),
+//! import was a quarter of importing 1 M lifetimes into 55 M (measured then; git log -p BENCHMARKS.md),
 //! though a capture of other times names few or none of them. So an import reads a state's
 //! row only when a message first names it (or all of a creator's at a CLR, which ends them
 //! without naming them), and their keys only for an id group (creator, top byte of the id)
 //! a message names at or below the group's highest stored id: reading all 1.2 M keys was
-//! still ~5 % of importing a new capture (session 12), which names none of them.
+//! still ~5 % of importing a new capture (measured then), which names none of them.
 
 use crate::wire::StateRef;
 use roaring::RoaringTreemap;

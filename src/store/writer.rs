@@ -39,7 +39,7 @@ const LOOKED_MAX: usize = 1 << 20;
 /// meanwhile each is journaled, ended, in `young`. A seal files its lifetimes among those of
 /// earlier seals of the same buckets, so each seal rewrites most leaves of the buckets it
 /// touches whatever its size: sealed every second, that was ~100 MB/s of page writes at
-/// 20,000 states/s (BENCHMARKS.md, session 7).
+/// 20,000 states/s (measured then; git log -p BENCHMARKS.md).
 const SEAL_EVERY_US: Micros = 30_000_000;
 /// ...or when this many wait (memory: about 350 bytes each).
 const UNSEALED_MAX: usize = 1_000_000;
@@ -50,14 +50,14 @@ const OPENED_MAX: u64 = 1 << 26;
 /// How long the recorder keeps a new open lifetime in memory, journaled in `young`
 /// (migrations/0001_schema.sql), before it moves into `states`. Most states end within
 /// it and are sealed without ever costing `states` an insert and a delete, each of which
-/// touches four B-trees at places spread over all open states (BENCHMARKS.md, session 6).
+/// touches four B-trees at places spread over all open states (measured then; git log -p BENCHMARKS.md).
 pub const YOUNG_FOR_US: Micros = 600_000_000;
 
 /// A young lifetime seen this long after the "last seen" its journal row has is journaled
 /// again, as it is now, in the current run (the rule of [`TOUCH_EVERY_US`] for stored
 /// ones): a crash loses no more of its "last seen" and counters than that. Rows nothing
 /// new happened to are never rewritten (rewriting every run each minute was the journal's
-/// largest cost, BENCHMARKS.md session 7).
+/// largest cost, measured then; git log -p BENCHMARKS.md).
 const REJOURNAL_US: Micros = TOUCH_EVERY_US;
 
 /// The columns [`write_stored`] binds, in its order, and their placeholders (a macro, so
@@ -1490,7 +1490,7 @@ impl Writer {
     /// into a newer file) of which the store holds nothing, and that no earlier event of
     /// this writer named: it is then held as a new one, not written into `states` and
     /// taken out again to be sealed (an INSERT and a DELETE in four indexes per lifetime:
-    /// such imports ran at a sixth of the speed of new ones, BENCHMARKS.md session 10).
+    /// such imports ran at a sixth of the speed of new ones, measured then; git log -p BENCHMARKS.md).
     /// Run after [`Writer::is_new`], which knows the group's stored maximum.
     fn absent(&mut self, e: &Event) -> bool {
         let Some(k) = event_key(e) else {
