@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::live::setup;
+use common::live::{setup, start_recorder};
 use common::{bin, read_frames, run, run_ok, write_pcap, Proc};
 use pfstatelog::gen::{write_capture, GenConfig};
 use serde_json::Value;
@@ -169,22 +169,7 @@ fn a_recorder_killed_with_sigkill_ended_abnormally() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("live.db").display().to_string();
-    let start = |db: &str| {
-        let mut p = Proc::spawn(Command::new(bin()).args([
-            "record",
-            "-v",
-            "--no-syslog",
-            "--db",
-            db,
-            &link.host,
-        ]))
-        .expect("spawn record");
-        let ready = p.err.wait_for(WAIT, |s| {
-            s.iter().any(|l| l.starts_with("recording pfsync on "))
-        });
-        assert!(ready, "record did not start:\n{}", p.transcript());
-        p
-    };
+    let start = |db: &str| start_recorder(&link.host, db, &["--no-syslog"]);
     let mut p = start(&db);
     let last = |db: &str| -> Option<i64> {
         let c =
@@ -249,24 +234,7 @@ fn a_drop_gap_covers_the_time_of_the_lost_packets() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("live.db").display().to_string();
     let frames = read_frames(&common::fixture("ha-pair-clr-l5-ether.pcap"));
-    let mut p = Proc::spawn(Command::new(bin()).args([
-        "record",
-        "-v",
-        "--no-syslog",
-        "--pcap-buffer-mib",
-        "1",
-        "--db",
-        &db,
-        &link.host,
-    ]))
-    .expect("spawn record");
-    assert!(
-        p.err.wait_for(WAIT, |s| s
-            .iter()
-            .any(|l| l.starts_with("recording pfsync on "))),
-        "record did not start:\n{}",
-        p.transcript()
-    );
+    let mut p = start_recorder(&link.host, &db, &["--no-syslog", "--pcap-buffer-mib", "1"]);
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -346,8 +346,6 @@ fn a_value_sqlite_reads_back_wrongly_is_called_damage_in_one_line() {
 #[test]
 fn a_recorder_that_meets_damage_stops_with_exit_2() {
     use common::live::setup;
-    use common::Proc;
-    use std::process::Command;
     use std::time::Duration;
     const TEST: &str = "a_recorder_that_meets_damage_stops_with_exit_2";
     const LIVE_CAPTURE: &str = "ha-pair-clr-l5-ether.pcap";
@@ -360,17 +358,7 @@ fn a_recorder_that_meets_damage_stops_with_exit_2() {
     run_ok(&["import", "--db", &db, &path.display().to_string()]);
     damage_largest_group(&db);
     let before = stored_rows(&db);
-    let mut p = Proc::spawn(
-        Command::new(common::bin())
-            .args(["record", "-v", "--no-syslog", "--db", &db])
-            .arg(&link.host),
-    )
-    .expect("spawn record");
-    let wait = Duration::from_secs(20);
-    let ready = p.err.wait_for(wait, |s| {
-        s.iter().any(|l| l.starts_with("recording pfsync on "))
-    });
-    assert!(ready, "record did not start:\n{}", p.transcript());
+    let mut p = common::live::start_recorder(&link.host, &db, &["--no-syslog"]);
     link.sender().send_all(&common::read_frames(&path));
     let status = p.wait_timeout(Duration::from_secs(30));
     if status.is_none() {

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::live::{in_private_dev, setup, skip, Sender, Veth};
+use common::live::{in_private_dev, setup, skip, start_recorder, Sender, Veth};
 use common::{
     bin, fixture, imported_events, read_frames, run, run_ok, untimed_event, write_pcap, Proc,
 };
@@ -196,23 +196,6 @@ fn state_ids(rows: &[Value]) -> BTreeSet<String> {
 
 // ---------------------------------------------------------------------------------------
 // The recorder.
-
-/// `record -v` (plus `extra`) on `iface`, started and capturing: it logs its first line
-/// only after libpcap opened the interface and set the filter.
-fn start_recorder(iface: &str, db: &str, extra: &[&str]) -> Proc {
-    let mut p = Proc::spawn(
-        Command::new(bin())
-            .args(["record", "-v", "--db", db])
-            .args(extra)
-            .arg(iface),
-    )
-    .expect("spawn record");
-    let ready = p.err.wait_for(WAIT, |s| {
-        s.iter().any(|l| l.starts_with("recording pfsync on "))
-    });
-    assert!(ready, "record did not start capturing:\n{}", p.transcript());
-    p
-}
 
 /// Wait until the recorder logged `n` state lines (on stderr with -v).
 fn wait_events(p: &mut Proc, n: usize) {

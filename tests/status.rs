@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::live::setup;
-use common::{bin, fixture, read_frames, run, Proc};
+use common::live::{setup, start_recorder};
+use common::{fixture, read_frames, run};
 use serde_json::Value;
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -132,27 +131,7 @@ fn status_follows_a_live_recorder_and_the_recorder_says_when_pfsync_goes_quiet()
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("live.db").display().to_string();
     let frames = read_frames(&fixture("ha-pair-clr-l5-ether.pcap"));
-    let mut p = Proc::spawn(
-        Command::new(bin())
-            .args([
-                "record",
-                "-v",
-                "--no-syslog",
-                "--silent-after",
-                "2s",
-                "--db",
-                &db,
-            ])
-            .arg(&link.host),
-    )
-    .expect("spawn record");
-    assert!(
-        p.err.wait_for(WAIT, |s| s
-            .iter()
-            .any(|l| l.starts_with("recording pfsync on "))),
-        "record did not start:\n{}",
-        p.transcript()
-    );
+    let mut p = start_recorder(&link.host, &db, &["--no-syslog", "--silent-after", "2s"]);
     let sender = link.sender();
     sender.send_all(&frames[..40]);
 

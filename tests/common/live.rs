@@ -233,3 +233,20 @@ pub fn in_private_dev<'c>(cmd: &'c mut Command, devdir: &Path) -> &'c mut Comman
         })
     }
 }
+
+/// `record -v --db DB EXTRA... IFACE`, started and capturing: it logs its first line only
+/// after libpcap opened the interface and set the filter.
+pub fn start_recorder(iface: &str, db: &str, extra: &[&str]) -> super::Proc {
+    let mut p = super::Proc::spawn(
+        Command::new(super::bin())
+            .args(["record", "-v", "--db", db])
+            .args(extra)
+            .arg(iface),
+    )
+    .expect("spawn record");
+    let ready = p.err.wait_for(Duration::from_secs(60), |s| {
+        s.iter().any(|l| l.starts_with("recording pfsync on "))
+    });
+    assert!(ready, "record did not start capturing:\n{}", p.transcript());
+    p
+}
