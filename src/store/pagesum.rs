@@ -48,8 +48,10 @@ struct SumFile {
     real: *mut ffi::sqlite3_file,
     /// The main database file (not a journal, WAL or temporary file).
     main_db: bool,
-    /// Its header says 8 reserved bytes per page: pages are checksummed.
-    check: bool,
+    /// Whether its header says 8 reserved bytes per page (pages are checksummed); None
+    /// while the file has no header yet (a new database, whose first pages are still in
+    /// the WAL when another connection checkpoints them).
+    check: Option<bool>,
 }
 
 /// Register the VFS, once per process. Errors only if the default VFS is missing.
@@ -237,7 +239,7 @@ unsafe extern "C" fn x_open(
     (*s).base.pMethods = std::ptr::null();
     (*s).real = real;
     (*s).main_db = flags & ffi::SQLITE_OPEN_MAIN_DB != 0;
-    (*s).check = false;
+    (*s).check = None;
     let o = orig(vfs);
     let rc = match (*o).xOpen {
         Some(m) => m(o, name, real, flags, out_flags),
@@ -249,6 +251,22 @@ unsafe extern "C" fn x_open(
         (*s).base.pMethods = &METHODS;
     }
     rc
+}
+
+/// Whether the pages of main database file `f` are checksummed, from its header: the one
+/// SQLite read or wrote at offset 0 through this file, else read now. A connection that
+/// opened the file empty learns it once another wrote the first page (a checkpoint).
+unsafe fn checked(f: *mut ffi::sqlite3_file) -> bool {
+    let s = f.cast::<SumFile>();
+    if let Some(c) = (*s).check {
+        return c;
+    }
+    let mut head = [0u8; 100];
+    let rc = pass!(f, xRead, head.as_mut_ptr().cast(), 100, 0);
+    if rc == ffi::SQLITE_OK {
+        (*s).check = header_checks(&head);
+    }
+    (*s).check.unwrap_or(false)
 }
 
 unsafe extern "C" fn x_close(f: *mut ffi::sqlite3_file) -> c_int {
@@ -273,10 +291,10 @@ unsafe extern "C" fn x_read(
     let data = std::slice::from_raw_parts(buf.cast::<u8>(), amt as usize);
     if off == 0 {
         if let Some(c) = header_checks(data) {
-            (*s).check = c;
+            (*s).check = Some(c);
         }
     }
-    if (*s).check && is_page(amt, off) && !intact(data) {
+    if is_page(amt, off) && checked(f) && !intact(data) {
         LAST_BAD_PAGE.store((off / i64::from(amt) + 1) as u64, Ordering::Relaxed);
         return ffi::SQLITE_IOERR_DATA;
     }
@@ -296,10 +314,10 @@ unsafe extern "C" fn x_write(
     let data = std::slice::from_raw_parts(buf.cast::<u8>(), amt as usize);
     if off == 0 {
         if let Some(c) = header_checks(data) {
-            (*s).check = c;
+            (*s).check = Some(c);
         }
     }
-    if !((*s).check && is_page(amt, off)) {
+    if !(is_page(amt, off) && checked(f)) {
         return pass!(f, xWrite, buf, amt, off);
     }
     SCRATCH.with(|scratch| {
@@ -501,6 +519,33 @@ mod tests {
             }
         }
         assert!(intact(&[0u8; 4096]));
+    }
+
+    /// A connection that opened the file empty, before another created the database and
+    /// checkpointed it, checksums the pages its own checkpoint writes.
+    #[test]
+    fn a_connection_that_opened_an_empty_file_checksums_its_checkpoint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("t.db");
+        let a = open(&p).expect("open a");
+        let b = open(&p).expect("open b");
+        reserve_on_create(&b).expect("reserve");
+        b.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE t(x);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+             INSERT INTO t SELECT printf('row %d', i) FROM n;
+             PRAGMA wal_checkpoint(TRUNCATE);",
+        )
+        .expect("create");
+        drop(b);
+        a.execute_batch("UPDATE t SET x = upper(x); PRAGMA wal_checkpoint(TRUNCATE);")
+            .expect("update");
+        drop(a);
+        let c = open(&p).expect("reopen");
+        let ok: String = c
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("every page reads back");
+        assert_eq!(ok, "ok");
     }
 
     #[test]
