@@ -548,6 +548,42 @@ mod tests {
         assert_eq!(ok, "ok");
     }
 
+    /// The way to give an older file its checksums: ask for the bytes, then VACUUM through
+    /// this VFS (in WAL mode, as every pfstatelog database is).
+    #[test]
+    fn a_vacuum_gives_an_unchecked_database_its_checksums() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("t.db");
+        let c = open(&p).expect("open");
+        c.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE t(x);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+             INSERT INTO t SELECT printf('row %d', i) FROM n;
+             PRAGMA wal_checkpoint(TRUNCATE);",
+        )
+        .expect("create");
+        assert_eq!(std::fs::read(&p).expect("read")[20], 0);
+        reserve_on_create(&c).expect("reserve");
+        c.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+            .expect("vacuum");
+        drop(c);
+        let mut bytes = std::fs::read(&p).expect("read");
+        assert_eq!(bytes[20], RESERVE);
+        let count = || -> rusqlite::Result<i64> {
+            open(&p)?.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        };
+        assert_eq!(count().expect("count"), 5000);
+        let at = bytes.len() - 3000;
+        bytes[at] ^= 0x01;
+        std::fs::write(&p, &bytes).expect("write");
+        match count() {
+            Err(rusqlite::Error::SqliteFailure(f, _)) => {
+                assert_eq!(f.extended_code, ffi::SQLITE_IOERR_DATA)
+            }
+            r => panic!("damage not seen: {r:?}"),
+        }
+    }
+
     #[test]
     fn a_new_database_reserves_the_bytes_and_reads_back() {
         let dir = tempfile::tempdir().expect("tempdir");
