@@ -16,8 +16,9 @@
 //! page's checksum). A writer checkpoints every half second and at its end.
 //!
 //! The checksum is two CRC-32s (crc32fast, hardware-accelerated), one over each half of
-//! the page body: a CRC-32 detects every burst of up to 32 bits and every error of up to
-//! three bits in a page, so any one damaged byte, or any four in a row, is always caught;
+//! the page body: a CRC-32 detects every burst of up to 32 bits, and every error of up to
+//! three bits in a page of up to 16 KiB (pfstatelog's are 4 KiB), so any one damaged byte,
+//! or any four in a row, is always caught;
 //! larger random damage spread over both halves escapes with odds of 2^-64. It costs one
 //! pass over the page, the same as one CRC.
 //!
