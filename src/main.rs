@@ -60,7 +60,14 @@ fn main() -> ExitCode {
             } else {
                 ""
             };
-            eprintln!("pfstatelog: {what}{}", one_line(&e));
+            // SQLite names a page that fails its checksum only "disk I/O error".
+            let page = e
+                .chain()
+                .filter_map(|c| c.downcast_ref::<rusqlite::Error>())
+                .find_map(pfstatelog::store::pagesum::mismatch)
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
+            eprintln!("pfstatelog: {what}{}{page}", one_line(&e));
             ExitCode::from(2)
         }
     }

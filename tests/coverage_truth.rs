@@ -123,9 +123,11 @@ fn an_import_killed_midway_claims_no_coverage() {
         .expect("spawn import");
     // Kill it once a commit has stored part of its range.
     let claimed = |db: &str| -> Option<(i64, i64)> {
-        let c =
-            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .ok()?;
+        let c = pfstatelog::store::pagesum::open_with_flags(
+            db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .ok()?;
         c.query_row(
             "SELECT first_us, last_us FROM runs WHERE first_us IS NOT NULL AND status = 'running'",
             [],
@@ -172,9 +174,11 @@ fn a_recorder_killed_with_sigkill_ended_abnormally() {
     let start = |db: &str| start_recorder(&link.host, db, &["--no-syslog"]);
     let mut p = start(&db);
     let last = |db: &str| -> Option<i64> {
-        let c =
-            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .ok()?;
+        let c = pfstatelog::store::pagesum::open_with_flags(
+            db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .ok()?;
         c.query_row(
             "SELECT last_us FROM runs WHERE status = 'running' AND last_us > first_us",
             [],
@@ -207,8 +211,11 @@ fn a_recorder_killed_with_sigkill_ended_abnormally() {
     // The next writer writes it so.
     let mut p = start(&db);
     p.stop(WAIT);
-    let c = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open");
+    let c = pfstatelog::store::pagesum::open_with_flags(
+        &db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open");
     let statuses: Vec<String> = c
         .prepare("SELECT status FROM runs ORDER BY id")
         .expect("prepare")

@@ -4,7 +4,6 @@
 mod common;
 
 use common::{bin, fixture, integrity, row_strings};
-use rusqlite::Connection;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,7 +21,7 @@ fn mkfifo(p: &Path) {
 }
 
 fn states(db: &Path) -> Vec<String> {
-    let c = Connection::open(db).expect("open");
+    let c = pfstatelog::store::pagesum::open(db).expect("open");
     pfstatelog::store::unseal_all(&c).expect("unseal");
     let mut st = c
         .prepare(
@@ -35,7 +34,7 @@ fn states(db: &Path) -> Vec<String> {
 }
 
 fn count(db: &Path) -> i64 {
-    Connection::open(db)
+    pfstatelog::store::pagesum::open(db)
         .and_then(|c| {
             c.query_row(
                 "SELECT (SELECT count(*) FROM states) + (SELECT coalesce(sum(n), 0) FROM sealed_buckets)",

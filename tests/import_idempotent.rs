@@ -6,7 +6,6 @@ mod common;
 use common::pfsync_capture as capture;
 use pfstatelog::source::file::CaptureFile;
 use pfstatelog::source::Frame;
-use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -66,7 +65,7 @@ fn import(db: &Path, caps: &[&Path]) {
 
 /// Every lifetime, in a canonical order, without row ids.
 fn dump(db: &Path) -> Vec<String> {
-    let c = Connection::open(db).expect("open db");
+    let c = pfstatelog::store::pagesum::open(db).expect("open db");
     pfstatelog::store::unseal_all(&c).expect("unseal");
     let mut st = c
         .prepare(
@@ -94,7 +93,7 @@ fn dump(db: &Path) -> Vec<String> {
 
 /// Lifetimes held sealed (packed) rather than one row each.
 fn sealed(db: &Path) -> i64 {
-    Connection::open(db)
+    pfstatelog::store::pagesum::open(db)
         .and_then(|c| {
             c.query_row("SELECT coalesce(sum(n), 0) FROM sealed_buckets", [], |r| {
                 r.get(0)
@@ -126,7 +125,7 @@ fn same(a: &[String], b: &[String], what: &str) {
 }
 
 fn integrity(db: &Path) {
-    let c = Connection::open(db).expect("open db");
+    let c = pfstatelog::store::pagesum::open(db).expect("open db");
     let ok: String = c
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("check");
@@ -160,7 +159,7 @@ fn importing_twice_equals_importing_once() {
             &b,
             &format!("{name}: a second import changed the database"),
         );
-        let c = Connection::open(&twice).expect("db");
+        let c = pfstatelog::store::pagesum::open(&twice).expect("db");
         let runs: i64 = c
             .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
             .expect("runs");

@@ -182,8 +182,9 @@ fn stats(db: &str) -> Value {
 
 /// Rows in the recorder's journal of young states.
 fn young_rows(db: &str) -> i64 {
-    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open");
+    let c =
+        pfstatelog::store::pagesum::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open");
     c.query_row("SELECT count(*) FROM young", [], |r| r.get(0))
         .expect("count")
 }

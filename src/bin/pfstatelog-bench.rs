@@ -680,8 +680,8 @@ fn verify_db(g: &GenArgs, dir: &str) -> anyhow::Result<()> {
     let r = run_import_inproc(&a, &cap, false, ConnTweaks::default())?;
     println!("imported: {} states opened, {} closed", r.opened, r.closed);
     DbBuilder::build(&cfg, &b, &mut |_, _| {})?;
-    let ca = Connection::open(&a)?;
-    let cb = Connection::open(&b)?;
+    let ca = pfstatelog::store::pagesum::open(&a)?;
+    let cb = pfstatelog::store::pagesum::open(&b)?;
     let dump = |c: &Connection| -> anyhow::Result<Vec<Vec<rusqlite::types::Value>>> {
         let mut st = c.prepare(&format!("SELECT {CMP_COLS} FROM states ORDER BY id"))?;
         let n = st.column_count();
@@ -892,7 +892,7 @@ fn run_import_inproc(
 }
 
 fn count_states(db: &str) -> anyhow::Result<(i64, i64)> {
-    let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let c = pfstatelog::store::pagesum::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     // A count, not max(id): the recorder takes the rows of lifetimes that end out of states
     // to seal them (max(id) counted those twice: 89 instead of 169 bytes per state).
     let n: i64 = c.query_row("SELECT count(*) FROM states", [], |r| r.get(0))?;
@@ -1584,7 +1584,7 @@ fn batch_bench(
 // Where the bytes and the time go.
 
 fn size(db: &str) -> anyhow::Result<()> {
-    let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let c = pfstatelog::store::pagesum::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let is_v2: bool = c.query_row(
         "SELECT count(*) > 0 FROM sqlite_schema WHERE name = 'v2_parts'",
         [],
@@ -1934,7 +1934,7 @@ mod v2 {
             open_table: bool,
             clustered: bool,
         ) -> anyhow::Result<Writer> {
-            let conn = Connection::open(db)?;
+            let conn = pfstatelog::store::pagesum::open(db)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.pragma_update(None, "cache_size", -262_144i64)?;
@@ -2503,7 +2503,7 @@ fn v2_query(
     let rdrp: Vec<(IpAddr, u16)> = rdr.iter().map(|x| (x.0, x.1)).collect();
     let hot_probes = sample_pair(&src, &hotp, queries / 2, &mut rng)?;
     let rdr_probes = sample_pair(&src, &rdrp, queries / 10, &mut rng)?;
-    let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let c = pfstatelog::store::pagesum::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     c.pragma_update(None, "cache_size", -262_144i64)?;
     let parts = v2::parts(&c)?;
     let n = v2::count(&c)?;
@@ -2632,7 +2632,8 @@ fn v2_query(
                 println!("cold: cannot drop the page cache");
                 break;
             }
-            let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let c =
+                pfstatelog::store::pagesum::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
             let parts = v2::parts(&c)?;
             let t = Instant::now();
             v2::who(&c, &parts, &p.ip, p.port, p.at, p.at)?;

@@ -19,7 +19,7 @@ pub fn run(a: CheckArgs) -> anyhow::Result<u8> {
             .collect::<rusqlite::Result<Vec<String>>>()
     }) {
         Ok(lines) => lines,
-        Err(e) if sealed::is_damage(&e) => vec![e.to_string()],
+        Err(e) if sealed::is_damage(&e) => vec![store::pagesum::describe(&e)],
         Err(e) => return Err(e).with_context(|| format!("checking {db}")),
     };
     let sound_pages = integrity == ["ok"];
@@ -28,12 +28,12 @@ pub fn run(a: CheckArgs) -> anyhow::Result<u8> {
         export::each_lifetime(&conn, i64::MIN, i64::MAX, |_| Ok::<(), rusqlite::Error>(()));
     let (read, skipped, walk_error) = match walked {
         Ok(w) => (w.rows, w.damaged, None),
-        Err(e) if sealed::is_damage(&e) => (0, 0, Some(e.to_string())),
+        Err(e) if sealed::is_damage(&e) => (0, 0, Some(store::pagesum::describe(&e))),
         Err(e) => return Err(e).with_context(|| format!("reading {db}")),
     };
     let (history, lists, list_error) = match sealed::check_lists(&conn) {
         Ok((h, l)) => (h, l, None),
-        Err(e) if sealed::is_damage(&e) => (0, 0, Some(e.to_string())),
+        Err(e) if sealed::is_damage(&e) => (0, 0, Some(store::pagesum::describe(&e))),
         Err(e) => return Err(e).with_context(|| format!("reading {db}")),
     };
     let damage = sealed::damage_seen();

@@ -4,6 +4,7 @@
 pub mod export;
 pub mod health;
 pub mod pack;
+pub mod pagesum;
 pub mod query;
 pub mod sealed;
 pub mod unloaded;
@@ -84,11 +85,17 @@ pub fn open_rw(path: &str) -> Result<Connection> {
             })?;
         }
     }
-    let mut conn = Connection::open_with_flags(
+    // A new file (or an empty one) gets the reserved bytes of the page checksums before
+    // its first page is written; an older file without them stays unchecked.
+    let new = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+    let mut conn = pagesum::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
     )
     .map_err(sq(path))?;
+    if new {
+        pagesum::reserve_on_create(&conn).map_err(sq(path))?;
+    }
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(sq(path))?;
     // Transactions take the write lock when they begin (IMMEDIATE), waiting for it as
@@ -195,9 +202,9 @@ pub fn open_ro(path: &str) -> Result<Connection> {
 fn open_ro_as(path: &str, immutable: bool) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = if immutable {
-        Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
+        pagesum::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
     } else {
-        Connection::open_with_flags(path, flags)
+        pagesum::open_with_flags(path, flags)
     }
     .map_err(sq(path))?;
     conn.busy_timeout(Duration::from_secs(10))
@@ -504,7 +511,7 @@ impl Checkpointer {
 
     fn start_every(path: &str, writer: &Connection, every: Duration) -> Result<Checkpointer> {
         use std::sync::mpsc::RecvTimeoutError;
-        let conn = Connection::open_with_flags(
+        let conn = pagesum::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )

@@ -3236,7 +3236,7 @@ mod tests {
         touch(&mut w, 1, t0 + 80 * S);
         w.finish(&c, "stopped", 0).expect("finish");
         let db = dir.path().join("t.db");
-        let conn = Connection::open(db).expect("reopen");
+        let conn = crate::store::pagesum::open(db).expect("reopen");
         let last: Micros = conn
             .query_row("SELECT last_us FROM states WHERE state_id = 1", [], |r| {
                 r.get(0)
@@ -3292,7 +3292,7 @@ mod tests {
             "written once: nothing to merge"
         );
         w.finish(&at(past), "done", 0).expect("finish");
-        let conn = Connection::open(&db).expect("open");
+        let conn = crate::store::pagesum::open(&db).expect("open");
         let mut l: Vec<(u64, Option<Micros>)> = lifetimes(&conn)
             .iter()
             .map(|l| (l.state_id, l.end))
@@ -3334,7 +3334,7 @@ mod tests {
             ..RunCounters::default()
         };
         w.finish(&c, "done", 0).expect("finish");
-        let conn = Connection::open(db).expect("open");
+        let conn = crate::store::pagesum::open(db).expect("open");
         let mut h = history_at(&conn, t0 + 2 * S);
         h.extend(history_at(&conn, t0 + 402 * S));
         (before, h, conn)
@@ -3411,7 +3411,7 @@ mod tests {
         };
         w.hold_tracked([&still(2), &still(3)]);
         w.finish(&c, "stopped", 0).expect("finish");
-        let conn = Connection::open(&db).expect("open");
+        let conn = crate::store::pagesum::open(&db).expect("open");
         let mut got: Vec<(u64, Option<Micros>, Micros)> = lifetimes(&conn)
             .iter()
             .map(|l| (l.state_id, l.end, l.last_seen))

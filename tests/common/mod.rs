@@ -7,7 +7,6 @@ pub mod live;
 
 use pfstatelog::source::file::CaptureFile;
 use pfstatelog::source::Frame;
-use rusqlite::Connection;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -291,7 +290,7 @@ pub fn imported_events(capture: &Path, db: &Path) -> Vec<String> {
 
 /// `PRAGMA integrity_check` of the database `db`: "ok" when it is sound.
 pub fn integrity(db: &Path) -> String {
-    Connection::open(db)
+    pfstatelog::store::pagesum::open(db)
         .and_then(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
         .unwrap_or_else(|e| panic!("integrity_check {}: {e}", db.display()))
 }
