@@ -628,7 +628,7 @@ fn a_database_of_an_earlier_development_build_is_refused_and_left_alone() {
     // 1 is the one that would pass for the current schema if numbers were shared.
     for old in [1, 7, 10] {
         {
-            let c = rusqlite::Connection::open(&db).expect("sqlite");
+            let c = pfstatelog::store::pagesum::open(&db).expect("sqlite");
             c.pragma_update(None, "user_version", old).expect("set");
         }
         let before = std::fs::read(&db).expect("read");
