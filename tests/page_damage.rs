@@ -26,17 +26,7 @@ fn imported() -> (tempfile::TempDir, String) {
 /// `who` questions (public ip, port, start) of the lifetimes still open at the capture's
 /// end, which stay in `states` and its index `states_who`, and of a few closed ones.
 fn questions(db: &str) -> Vec<(String, String, String)> {
-    let o = run_ok(&[
-        "export",
-        "--db",
-        db,
-        "--from",
-        "@0",
-        "--to",
-        "@4000000000",
-        "--format",
-        "csv",
-    ]);
+    let o = common::export_all(db, "csv");
     let rows: Vec<Vec<String>> = o
         .lines()
         .filter(|l| !l.starts_with('#') && !l.starts_with("private_ip,"))

@@ -463,17 +463,7 @@ fn db_arg(dir: &Path) -> String {
 
 /// Every lifetime of the database as JSON objects keyed by (creator, state id).
 fn rows(db: &str) -> BTreeMap<(String, String), Vec<Value>> {
-    let out = run_ok(&[
-        "export",
-        "--db",
-        db,
-        "--from",
-        "@0",
-        "--to",
-        "@4000000000",
-        "--format",
-        "json",
-    ]);
+    let out = common::export_all(db, "json");
     let mut m: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
     for l in out.lines().skip(1) {
         let v: Value = serde_json::from_str(l).expect("json line");

@@ -17,21 +17,11 @@ fn capture(path: &Path, cfg: &GenConfig) {
 /// Every lifetime of `db` as `export --format csv` gives it, without the lines that name
 /// the file or the time of the export.
 fn exported(db: &str) -> Vec<String> {
-    run_ok(&[
-        "export",
-        "--db",
-        db,
-        "--from",
-        "@0",
-        "--to",
-        "@4000000000",
-        "--format",
-        "csv",
-    ])
-    .lines()
-    .filter(|l| !l.starts_with("# database:") && !l.starts_with("# generated:"))
-    .map(String::from)
-    .collect()
+    common::export_all(db, "csv")
+        .lines()
+        .filter(|l| !l.starts_with("# database:") && !l.starts_with("# generated:"))
+        .map(String::from)
+        .collect()
 }
 
 #[test]

@@ -19,21 +19,11 @@ fn capture(path: &Path, cfg: &GenConfig) {
 /// Every lifetime of `db` as `export --format csv` gives it (without the comment lines,
 /// which name the file and the time of the export), sorted.
 fn exported(db: &str) -> Vec<String> {
-    let mut v: Vec<String> = run_ok(&[
-        "export",
-        "--db",
-        db,
-        "--from",
-        "@0",
-        "--to",
-        "@4000000000",
-        "--format",
-        "csv",
-    ])
-    .lines()
-    .filter(|l| !l.starts_with('#'))
-    .map(String::from)
-    .collect();
+    let mut v: Vec<String> = common::export_all(db, "csv")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(String::from)
+        .collect();
     v.sort();
     v
 }

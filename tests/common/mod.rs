@@ -93,6 +93,21 @@ pub fn run_ok(args: &[&str]) -> String {
     String::from_utf8(o.stdout).expect("utf-8 stdout")
 }
 
+/// `export` of every lifetime the file holds, in `format` (csv or json); it must exit 0.
+pub fn export_all(db: &str, format: &str) -> String {
+    run_ok(&[
+        "export",
+        "--db",
+        db,
+        "--from",
+        "@0",
+        "--to",
+        "@4000000000",
+        "--format",
+        format,
+    ])
+}
+
 /// Lines of a child's stdout or stderr, read by a thread, collected in `seen`.
 pub struct Lines {
     rx: Receiver<String>,
