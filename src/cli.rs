@@ -1,5 +1,5 @@
 //! Every command-line type, in one place, so the man page and completions can be generated
-//! from it. The contract is ../shared/CLI.md: extend it, never break it.
+//! from it. Scripts and runbooks rely on these forms: extend them, never break them.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

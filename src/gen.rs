@@ -1,7 +1,7 @@
 //! Deterministic synthetic pfsync traffic, for benchmarks and large-scale tests.
 //!
 //! [`Generator`] simulates a pair of pf firewalls (an HA pair: two creator ids, each its own
-//! sender) announcing states the way `if_pfsync.c` does (pfsync-v6.md §5): every new state is
+//! sender) announcing states the way `if_pfsync.c` does (OpenBSD sys/net/if_pfsync.c; docs/pfsync.md): every new state is
 //! an INS built when its packet is flushed (so `creation` and `expire` are relative to the
 //! flush), most states end with a DEL_C, long-lived and TCP states get UPD_C, messages are
 //! packed into packets of at most the 1500-byte MTU (≤ 5 full states) with sections in the

@@ -1,6 +1,6 @@
 //! `pfctl -ss -vv` output read back into full states, for states older than the recorder.
 //!
-//! pfctl prints a state (pfsync-v6.md §4.3) as
+//! pfctl prints a state (docs/pfsync.md §8; pfctl's print_state, sbin/pfctl/pf_print_state.c) as
 //!
 //! ```text
 //! all tcp 203.0.113.1:61234 (192.168.1.10:51234) -> 93.184.216.34:443       ESTABLISHED:ESTABLISHED
@@ -336,7 +336,7 @@ pub fn parse_state_line(text: &str, line: usize) -> Result<FullState, ParseError
     };
     let (sk, direction) = if afto {
         // af-to (inbound rules only): pfctl prints -> and both parenthesised endpoints,
-        // sk.addr[0] first (pfsync-v6.md §4.3).
+        // sk.addr[0] first (docs/pfsync.md §8).
         let (Some(p0), Some(p1)) = (first_paren, second_paren) else {
             return err(line, "an af-to state prints both translated endpoints");
         };

@@ -2,7 +2,7 @@
 //!
 //! Every instant is a [`Micros`]: microseconds since the Unix epoch, UTC.
 //!
-//! Accepted TIME forms (see `CLI.md`):
+//! Accepted TIME forms (README, "Times"):
 //! - RFC 3339: `2026-11-20T10:00:03Z`, `2026-11-20T11:00:03+01:00`, optional fractional
 //!   seconds (`.` or `,`), lowercase `t`/`z`, a space instead of `T`; `+0100` (no colon) is
 //!   also accepted.

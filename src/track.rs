@@ -2,7 +2,7 @@
 //!
 //! Pure logic: no I/O and no clock (time comes from the packet). The tracker knows the open
 //! states (preloaded from the store at start, so a restarted recorder carries on) and emits
-//! [`Event`]s that the store persists and the log prints. The rules (pfsync-v6.md §4, §7):
+//! [`Event`]s that the store persists and the log prints. The rules (docs/pfsync.md §8, §9):
 //! - a full state (INS, UPD, DEL) for an unknown key opens a lifetime with
 //!   start = packet time − `creation`; for a known key it refreshes and never moves start;
 //! - UPD_C and INS_ACK refresh "last seen"; for an unknown key they are kept as evidence;
@@ -235,7 +235,7 @@ impl Tracker {
             Message::InsAck(r) => self.touch(*r, ts, OrphanKind::InsAck, out),
             Message::Clr(c) => {
                 // OpenBSD receivers clear only the named interface; FreeBSD's clear every
-                // state of the creator whatever the name (pfsync-freebsd.md §5.1).
+                // state of the creator whatever the name (docs/pfsync.md §7).
                 let by_if = d.flavor == Flavor::OpenBsd && !c.ifname.is_empty();
                 let mut ended: Vec<StateRef> = self
                     .open

@@ -1,4 +1,4 @@
-//! `pfstatelog decode` end to end through the built binary (CLI.md "Decoding"): every capture
+//! `pfstatelog decode` end to end through the built binary (README, "Decoding"): every capture
 //! in tests/fixtures decodes to JSON lines whose per-action counts equal the fixture's
 //! `messages_applied`; the text form prints tcpdump-style lines with pfctl state lines; bad
 //! input exits 2 with one `pfstatelog: ` line on stderr.
@@ -57,7 +57,7 @@ fn is_hex(s: &str, n: usize) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// The fixture's name for an action → ours (`unknown(42)` is `ACT_42` in CLI.md).
+/// The fixture's name for an action → ours (`unknown(42)` is `ACT_42` in `decode --format json`).
 fn our_name(fixture_name: &str) -> String {
     match fixture_name
         .strip_prefix("unknown(")

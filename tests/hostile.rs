@@ -1,5 +1,5 @@
 //! hostile-l5-ether.pcap through the library (CaptureFile -> decode_frame -> Tracker): per
-//! damaged frame of fixtures/README.md, exactly what is kept (number and kind of messages)
+//! damaged frame of tests/fixtures/README.md, exactly what is kept (number and kind of messages)
 //! and that the damage is reported; the valid traffic around it decodes as usual; and the
 //! lifetimes the tracker builds answer the fixture's queries (R0–R4).
 
@@ -129,7 +129,7 @@ fn is_decoy(s: &FullState) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Per damaged frame (fixtures/README.md table).
+// Per damaged frame (the fixture's damaged_frames list; rules in docs/pfsync.md §3).
 
 #[test]
 fn frame_27_zero_length() {
@@ -205,7 +205,7 @@ fn frame_74_header_len_larger_than_data_keeps_both_ins() {
 
 #[test]
 fn frame_74_header_len_larger_than_data_is_reported() {
-    // The fixture lists it as damage (hdr-len-larger-than-data); CLI.md: damage is reported
+    // The fixture lists it as damage (hdr-len-larger-than-data); `decode` reports damage
     // where it occurs. Salvaging the two INS (R2) must not hide that the header lied.
     assert!(
         !packet_damage(74).is_empty(),

@@ -1,6 +1,6 @@
 //! The OpenBSD pfsync v6 decoder against packets written by hand from the offset tables of
-//! `pfsync-v6.md` (§2 header/subheader/small messages, §3 `struct pfsync_state` L1/L3/L5,
-//! §7 stop rules, fixtures README R2–R4), the link framing of §1, and property tests: the
+//! docs/pfsync.md (§2 header, §3 subheader, walk and damage rules R1–R4, §4 small messages,
+//! §6 `struct pfsync_state` L1/L3/L5), the link framing of §1, and property tests: the
 //! crate's `emit` and `parse` are inverses, and no input makes the decoder or the tracker panic.
 //!
 //! Every byte array here is built with `put*` at literal offsets; the crate's own emitters are
@@ -69,8 +69,8 @@ fn sec(action: u8, len: u8, count: u16, body: &[u8]) -> Sec<'_> {
     }
 }
 
-/// pfsync_header (§2.1): 0 version 6, 1 pad, 2 len BE (whole packet), 4..20 pfcksum; then
-/// each subheader (§2.2): 0 action, 1 len (dwords), 2 count BE; then the messages.
+/// pfsync_header (docs/pfsync.md §2): 0 version 6, 1 pad, 2 len BE (whole packet), 4..20 pfcksum; then
+/// each subheader (§3): 0 action, 1 len (dwords), 2 count BE; then the messages.
 fn packet(sections: &[Sec]) -> Vec<u8> {
     let mut p = Vec::new();
     put(&mut p, 0, &[6, 0]);
@@ -113,7 +113,7 @@ fn id_msg(id: u64, creator: u32) -> Vec<u8> {
     b
 }
 
-/// The canonical hand-written `struct pfsync_state` (§3.2), layout L5 (§3.3): an outbound NAT
+/// The canonical hand-written `struct pfsync_state`, layout L5 (docs/pfsync.md §6): an outbound NAT
 /// state 192.168.1.23:59601 -> 192.0.2.16:443 translated to 203.0.113.10:41001.
 fn l5_state() -> Vec<u8> {
     let mut b = vec![0u8; 264];
@@ -229,7 +229,7 @@ fn full(m: &Message) -> &FullState {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Header and small messages (§2).
+// Header and small messages (docs/pfsync.md §2, §4).
 
 #[test]
 fn header_fields_and_empty_packet() {
@@ -449,7 +449,7 @@ fn tdb_action_11_of_2010_is_48_bytes_with_32_bit_rpl() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Full states (§3): INS 13, UPD 14, DEL 6; layouts L1, L3, L5.
+// Full states (docs/pfsync.md §6): INS 13, UPD 14, DEL 6; layouts L1, L3, L5.
 
 #[test]
 fn ins_l5_every_field() {
@@ -493,7 +493,7 @@ fn ins_l5_every_field() {
     assert_eq!(s.timeout, 2);
     assert_eq!(s.peer_state, [4, 4]);
     assert!(s.is_nat());
-    // Out state: post-translation = WIRE, pre-translation = STACK (§4.2).
+    // Out state: post-translation = WIRE, pre-translation = STACK (docs/pfsync.md §8).
     assert_eq!(s.nk(), &s.key[0]);
     assert_eq!(s.sk(), &s.key[1]);
     assert_eq!(
@@ -681,7 +681,7 @@ fn state_repr_parse_rejects_short_input() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Stop rules (§7) and salvage rules R2–R4.
+// Stop rules and salvage rules R2–R4 (docs/pfsync.md §3).
 
 #[test]
 fn unknown_action_is_stepped_over_by_len_times_count() {
@@ -751,8 +751,8 @@ fn unknown_action_with_len_0_stops_and_keeps_what_came_before() {
 
 #[test]
 fn unknown_action_with_count_0_stops() {
-    // §7 step 3 and R4: an unknown action is stepped over only when len AND count are both
-    // non-zero; "zero len or count on an unknown action → stop" (also the kernel, §5).
+    // R4 (docs/pfsync.md §3): an unknown action is stepped over only when len AND count are both
+    // non-zero; "zero len or count on an unknown action → stop" (as the kernel does).
     let d = decode(&packet(&[
         sec(7, 3, 1, &id_msg(1, A)),
         sec(42, 3, 0, &[]),
@@ -870,7 +870,7 @@ fn header_len_larger_than_data_is_bounded_by_the_data() {
 
 #[test]
 fn header_len_larger_than_data_is_reported_as_damage() {
-    // CLI.md: "Damage gets an object with an `error` field, where it occurs." A header that
+    // `decode --format json`: "Damage gets an object with an `error` field, where it occurs." A header that
     // claims 1400 bytes where 552 exist is damage (tcpdump: "invalid header length"; the
     // kernel drops the packet), even though the whole messages are kept (R2).
     let mut p = packet(&[sec(13, 66, 2, &[l5_state(), l3_state()].concat())]);
@@ -1001,7 +1001,7 @@ fn message_size_table() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Link framing (§1, CLI.md).
+// Link framing (docs/pfsync.md §1).
 
 /// IPv4: 0 ver/ihl 0x45, 2 total len, 6 flags DF, 8 ttl, 9 proto, 12 src, 16 dst.
 fn ipv4(payload: &[u8], proto: u8, ttl: u8) -> Vec<u8> {
@@ -1602,7 +1602,7 @@ proptest! {
         r.emit(&mut b);
         let back = StateRepr::parse(&b).expect("264 bytes");
         prop_assert_eq!(&back, &r);
-        // And the bytes sit where §3.2 says.
+        // And the bytes sit where docs/pfsync.md §6 says.
         prop_assert_eq!(&b[0..8], &r.id.to_be_bytes()[..]);
         prop_assert_eq!(&b[236..240], &r.creator_id.to_be_bytes()[..]);
         prop_assert_eq!(&b[204..212], &r.packets[0].to_be_bytes()[..]);

@@ -1,4 +1,4 @@
-//! `decode` output: tcpdump's pfsync printer style (pfsync-v6.md §6), or JSON lines.
+//! `decode` output: tcpdump's pfsync printer style (OpenBSD tcpdump's print-pfsync.c), or JSON lines.
 
 use super::line::pfctl_state;
 use super::{hex_creator, hex_id, proto_name};

@@ -6,7 +6,7 @@ use crate::track::Event;
 use crate::wire::{Direction, FullState};
 
 /// pfctl / tcpdump: `ifname proto nk1 (sk1) -> nk0 (sk0)`, the parenthesised endpoint being
-/// the pre-translation one, `<-` for in states (pfsync-v6.md §4.3).
+/// the pre-translation one, `<-` for in states (docs/pfsync.md §8).
 pub fn pfctl_state(s: &FullState) -> String {
     let nk = s.nk();
     let sk = s.sk();

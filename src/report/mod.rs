@@ -6,7 +6,7 @@ pub mod table;
 
 use std::net::IpAddr;
 
-/// Protocol names as CLI.md gives them (`tcp`, `udp`, `icmp`, `ipv6-icmp`, else the number).
+/// Protocol names as `who --format json` promises them (README) (`tcp`, `udp`, `icmp`, `ipv6-icmp`, else the number).
 pub fn proto_name(p: u8) -> String {
     match p {
         1 => "icmp".into(),

@@ -46,7 +46,7 @@ fn dir_name(d: u8) -> &'static str {
     }
 }
 
-/// The JSON object of CLI.md (IPv6 in RFC 5952 form, which Rust's Display gives).
+/// The JSON object `who --format json` promises (README, "What the answers mean") (IPv6 in RFC 5952 form, which Rust's Display gives).
 pub fn lifetime_json(l: &Lifetime) -> Value {
     json!({
         "private_ip": l.private_ip.to_string(),

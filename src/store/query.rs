@@ -239,7 +239,7 @@ pub struct WhoFilter {
 }
 
 /// States whose WIRE key addr[1]:port[1] is ip:port and whose [start, end] overlaps
-/// [t0, t1] (CLI.md); ordered by distance from `at`.
+/// [t0, t1] (README, "What the answers mean"); ordered by distance from `at`.
 pub fn who(
     conn: &Connection,
     ip: &IpAddr,
