@@ -153,7 +153,7 @@ impl<'l> Committer<'l> {
             return Ok(());
         }
         if self.live {
-            self.counters.last_us = Some(crate::cmd::wall_us());
+            self.counters.last_us = Some(crate::time::wall_us());
         }
         let pending = self.writer.pending();
         let started = Instant::now();
@@ -285,7 +285,7 @@ impl<'l> Committer<'l> {
         // The writer's last checkpoint (TRUNCATE) must not meet the checkpointer's.
         self.checkpointer = None;
         self.writer
-            .finish(&self.counters, status, crate::cmd::wall_us())
+            .finish(&self.counters, status, crate::time::wall_us())
     }
 }
 

@@ -1203,7 +1203,7 @@ impl DbBuilder {
                     "pfstatelog-bench gen-db seed={} states={} rate={} reuse={}x{}",
                     cfg.seed, cfg.states, cfg.rate, cfg.hot_pairs, cfg.reuse
                 ),
-                crate::cmd::wall_us(),
+                crate::time::wall_us(),
                 first_us,
                 last_us,
                 gstats.packets as i64,

@@ -133,6 +133,14 @@ impl Display for Zone {
     }
 }
 
+/// Wall clock in microseconds: for run bookkeeping and health, never for state times
+/// (those come from packet timestamps).
+pub fn wall_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
 /// Parse a TIME argument (see the module documentation for the forms).
 pub fn parse_time(s: &str, tz: &Zone) -> Result<Micros, TimeError> {
     let t = s.trim();

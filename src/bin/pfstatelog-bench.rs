@@ -343,7 +343,7 @@ fn banner() {
     println!("# pfstatelog repository HEAD at run time: {head}");
     println!(
         "# {} | {} | {} | load {}",
-        pfstatelog::time::format_rfc3339(pfstatelog::cmd::wall_us()),
+        pfstatelog::time::format_rfc3339(pfstatelog::time::wall_us()),
         cpu_model(),
         mem_total(),
         std::fs::read_to_string("/proc/loadavg")
@@ -698,7 +698,7 @@ fn run_import_inproc(
         },
         source: cap.to_string(),
         fingerprint: Some(format!("import:{cap}:{}", file_size(cap))),
-        started_wall: pfstatelog::cmd::wall_us(),
+        started_wall: pfstatelog::time::wall_us(),
     };
     let mut writer = Writer::new(conn, db, &run)?;
     tw.apply(writer.conn())?;
@@ -785,7 +785,7 @@ fn run_import_inproc(
     r.open_at_end = tracker.open_count();
     writer.hold_tracked(tracker.open_states());
     drop(checkpointer);
-    writer.finish(&counters, "stopped", pfstatelog::cmd::wall_us())?;
+    writer.finish(&counters, "stopped", pfstatelog::time::wall_us())?;
     r.t_flush += tcpu() - s;
     r.secs = t0.elapsed().as_secs_f64();
     r.opened = tracker.stats.opened;

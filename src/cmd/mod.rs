@@ -41,10 +41,4 @@ pub fn run(c: Command) -> anyhow::Result<u8> {
     }
 }
 
-/// Wall clock in microseconds: only for run bookkeeping, never for state times.
-pub fn wall_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
+pub use crate::time::wall_us;

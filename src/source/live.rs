@@ -37,7 +37,7 @@ impl LiveStats {
     /// These counters as read now, after the packet of time `last_ts` was delivered.
     pub fn read(&self, last_ts: Option<i64>) -> DropRead {
         DropRead {
-            wall_us: wall_now_us(),
+            wall_us: crate::time::wall_us(),
             dropped: u64::from(self.dropped) + u64::from(self.if_dropped),
             last_ts,
         }
@@ -91,12 +91,6 @@ pub fn drop_gap(prev: &DropRead, cur: &DropRead) -> Option<(i64, i64, u64)> {
     ))
 }
 
-fn wall_now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
-
 pub enum Next {
     Frame(Frame),
     /// The read timeout passed with nothing captured; a chance to flush and check signals.
@@ -108,7 +102,7 @@ impl Live {
     /// non-pfsync link types (an empty filter captures everything).
     pub fn open(iface: &str, filter: Option<&str>, buffer_mib: u32) -> Result<Live, SourceError> {
         let err = |e: pcap::Error| SourceError::Live(format!("{iface}: {e}"));
-        let opened_us = wall_now_us();
+        let opened_us = crate::time::wall_us();
         let cap = pcap::Capture::from_device(iface)
             .map_err(err)?
             // Not immediate mode: on Linux that selects TPACKET_V2, whose ring slots are each

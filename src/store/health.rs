@@ -11,15 +11,9 @@ const MINUTE_US: i64 = 60_000_000;
 /// Rows are kept this long: a day's growth and an hour's rates need far less.
 const KEEP_MINUTES: i64 = 8 * 24 * 60;
 
-fn wall_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
-
 /// Record the run's totals in the current minute's row (inside the flush's transaction).
 pub(crate) fn sample(tx: &Connection, run_id: i64, c: &RunCounters) -> rusqlite::Result<()> {
-    let wall = wall_us();
+    let wall = crate::time::wall_us();
     let minute = wall.div_euclid(MINUTE_US);
     let db_bytes: i64 = tx.query_row(
         "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
@@ -113,25 +107,29 @@ fn sample_row(r: &rusqlite::Row) -> rusqlite::Result<Sample> {
 const SAMPLE_COLS: &str =
     "wall_us, opened, open_states, drops, decode_errors, last_packet_us, db_bytes";
 
-/// The newest row of `run` at or before `minute` (`i64::MAX`: the newest of all).
-fn at_or_before(conn: &Connection, run: i64, minute: i64) -> rusqlite::Result<Option<Sample>> {
-    conn.query_row(
-        &format!(
-            "SELECT {SAMPLE_COLS} FROM health WHERE run_id = ?1 AND minute <= ?2
-             ORDER BY minute DESC LIMIT 1"
-        ),
-        params![run, minute],
-        sample_row,
-    )
-    .optional()
+/// Which row next to a minute.
+#[derive(Clone, Copy)]
+enum Side {
+    /// The newest at or before it (`i64::MAX`: the newest of all).
+    AtOrBefore,
+    /// The oldest at or after it.
+    AtOrAfter,
 }
 
-/// The oldest row of `run` at or after `minute`.
-fn at_or_after(conn: &Connection, run: i64, minute: i64) -> rusqlite::Result<Option<Sample>> {
+fn row_near(
+    conn: &Connection,
+    run: i64,
+    minute: i64,
+    side: Side,
+) -> rusqlite::Result<Option<Sample>> {
+    let (cmp, order) = match side {
+        Side::AtOrBefore => ("<=", "DESC"),
+        Side::AtOrAfter => (">=", "ASC"),
+    };
     conn.query_row(
         &format!(
-            "SELECT {SAMPLE_COLS} FROM health WHERE run_id = ?1 AND minute >= ?2
-             ORDER BY minute ASC LIMIT 1"
+            "SELECT {SAMPLE_COLS} FROM health WHERE run_id = ?1 AND minute {cmp} ?2
+             ORDER BY minute {order} LIMIT 1"
         ),
         params![run, minute],
         sample_row,
@@ -193,12 +191,12 @@ pub fn read(conn: &Connection, path: &str, now_us: i64) -> Result<Health> {
     let Some(run) = run else {
         return Ok(h);
     };
-    let Some(last) = at_or_before(conn, run.id, i64::MAX).map_err(q)? else {
+    let Some(last) = row_near(conn, run.id, i64::MAX, Side::AtOrBefore).map_err(q)? else {
         return Ok(h);
     };
     let minute = last.wall_us.div_euclid(MINUTE_US);
-    let minute_ago = at_or_before(conn, run.id, minute - 1).map_err(q)?;
-    let hour_ago = at_or_before(conn, run.id, minute - 60).map_err(q)?;
+    let minute_ago = row_near(conn, run.id, minute - 1, Side::AtOrBefore).map_err(q)?;
+    let hour_ago = row_near(conn, run.id, minute - 60, Side::AtOrBefore).map_err(q)?;
     let opened = |s: &Sample| s.opened;
     h.states_per_s_minute = rate(&last, minute_ago.as_ref(), run.started_wall, opened);
     h.states_per_s_hour = rate(&last, hour_ago.as_ref(), run.started_wall, opened);
@@ -208,11 +206,11 @@ pub fn read(conn: &Connection, path: &str, now_us: i64) -> Result<Health> {
     // stopped two hours ago had no drops in the last hour.
     let now_minute = now_us.div_euclid(MINUTE_US);
     if minute > now_minute - 60 {
-        let base = at_or_before(conn, run.id, now_minute - 60).map_err(q)?;
+        let base = row_near(conn, run.id, now_minute - 60, Side::AtOrBefore).map_err(q)?;
         h.drops_hour = last.drops - base.map_or(0, |b| b.drops);
         h.decode_errors_hour = last.decode_errors - base.map_or(0, |b| b.decode_errors);
     }
-    if let Some(first) = at_or_after(conn, run.id, minute - 24 * 60).map_err(q)? {
+    if let Some(first) = row_near(conn, run.id, minute - 24 * 60, Side::AtOrAfter).map_err(q)? {
         let days = (last.wall_us - first.wall_us) as f64 / (86_400.0 * 1e6);
         if days * 24.0 >= 1.0 {
             h.growth_per_day = Some((last.db_bytes - first.db_bytes) as f64 / days);
