@@ -3,11 +3,11 @@
 //! that cannot keep up. `import` drives it in line; `record` runs it on a thread of its own
 //! ([`spawn`]), so decoding and tracking on one core never wait for SQLite on the other.
 
+use crate::model::StateRef;
+use crate::model::{Event, Micros, OpenState};
 use crate::store::writer::{RunCounters, Writer};
 use crate::store::{self, StoreError};
 use crate::syslog::Logger;
-use crate::track::{Event, Micros, OpenState};
-use crate::wire::StateRef;
 use roaring::RoaringTreemap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
@@ -380,8 +380,8 @@ fn run(mut c: Committer, rx: Receiver<ToCommit>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Flavor;
     use crate::store::writer::RunInfo;
-    use crate::wire::Flavor;
 
     #[test]
     fn a_backlog_longer_than_the_queue_is_stored_whole() {

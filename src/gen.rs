@@ -20,11 +20,11 @@
 //!   (the messages go through the real [`Tracker`]; only the SQL is batched differently),
 //!   for building 50–100 million-state databases in minutes.
 
+use crate::model::{Af, Direction, Flavor, FullState, Key, StateRef};
+use crate::model::{Event, Micros};
 use crate::store::{self, addr_blob};
-use crate::track::{Event, Micros, Tracker};
-use crate::wire::{
-    freebsd, openbsd, Af, Decoded, Direction, Flavor, FullState, Key, Message, StateRef, UpdC,
-};
+use crate::track::Tracker;
+use crate::wire::{freebsd, openbsd, Decoded, Message, UpdC};
 use rusqlite::{params, Connection};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};

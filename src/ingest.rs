@@ -4,6 +4,7 @@
 //! (`record`, [`Ingest::commit_on`]).
 
 use crate::commit::{self, Committer, ToCommit, HANDOFF_AGE, HANDOFF_EVENTS};
+use crate::model::Event;
 use crate::pipeline::{decode_frame, DecodeStats, Outcome};
 use crate::report::line::event_line;
 use crate::source::Frame;
@@ -11,7 +12,7 @@ use crate::store::unloaded::Unloaded;
 use crate::store::writer::{RunCounters, RunInfo, Writer};
 use crate::store::{self, StoreError};
 use crate::syslog::Logger;
-use crate::track::{Event, Tracker};
+use crate::track::Tracker;
 use crate::wire::{Decoded, Message};
 use std::sync::mpsc::SyncSender;
 use std::thread::{Scope, ScopedJoinHandle};
@@ -329,7 +330,7 @@ impl<'l> Ingest<'l> {
         let keep = self.max_open - self.max_open / 10;
         let out = self.tracker.evict_idle(self.max_open, keep);
         for o in &out {
-            self.unloaded.stored(&crate::track::key_of(&o.state));
+            self.unloaded.stored(&crate::model::key_of(&o.state));
         }
         let n = out.len();
         match &mut self.sink {
@@ -340,7 +341,7 @@ impl<'l> Ingest<'l> {
             Sink::Thread { .. } => {
                 // After every event about them, in the commit thread's order.
                 self.hand_over();
-                let keys = out.iter().map(|o| crate::track::key_of(&o.state)).collect();
+                let keys = out.iter().map(|o| crate::model::key_of(&o.state)).collect();
                 self.send(ToCommit::Evict(keys));
             }
             Sink::Gone => {}

@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod commit;
 pub mod gen;
 pub mod ingest;
+pub mod model;
 pub mod pfctl;
 pub mod pipeline;
 pub mod privdrop;

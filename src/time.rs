@@ -24,7 +24,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Local, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc};
 
-use crate::track::Micros;
+use crate::model::Micros;
 
 const US_PER_SEC: i64 = 1_000_000;
 /// 0000-01-01T00:00:00Z in seconds.

@@ -353,7 +353,7 @@ fn cleared(summary: &str) -> u64 {
 }
 
 /// A NAT state of creator 5a3c1e07 (pfctl's text, parsed as pfsync would carry it).
-fn nat_state(id: u64, port: u16, creation: u32) -> pfstatelog::wire::FullState {
+fn nat_state(id: u64, port: u16, creation: u32) -> pfstatelog::model::FullState {
     let text = format!(
         "all tcp 203.0.113.1:{port} (192.168.1.10:{port}) -> 93.184.216.34:443       ESTABLISHED:ESTABLISHED
    age 00:00:00, expires in 23:59:58, 1:1 pkts, 10:20 bytes, rule 3
@@ -373,7 +373,8 @@ fn an_older_capture_into_a_newer_file_stores_what_it_stores_alone() {
     // and holds in memory those it lacks. A state deleted and then announced again (an INS
     // one second after its DEL_C, for the same start) is one lifetime, as it is when the
     // capture is imported alone; so are UPD_C and DEL_C of the older states.
-    use pfstatelog::wire::{Message, StateRef};
+    use pfstatelog::model::StateRef;
+    use pfstatelog::wire::Message;
     let del = |id: u64| {
         Message::DelC(StateRef {
             id,

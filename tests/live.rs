@@ -901,7 +901,8 @@ fn exported_untimed(db: &str) -> Vec<String> {
 /// `import` of the same frames without a cap does.
 #[test]
 fn record_max_open_evicts_and_stores_what_import_stores() {
-    use pfstatelog::wire::{Af, Clr, Direction, FullState, Key, Message, StateRef};
+    use pfstatelog::model::{Af, Direction, FullState, Key, StateRef};
+    use pfstatelog::wire::{Clr, Message};
     const TEST: &str = "record_max_open_evicts_and_stores_what_import_stores";
     let Some(link) = setup(TEST, 'm') else {
         return;

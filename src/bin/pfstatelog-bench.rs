@@ -7,14 +7,15 @@
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use pfstatelog::gen::{self, DbBuilder, GenConfig, LINKTYPE_ETHERNET, LINKTYPE_PFSYNC};
+use pfstatelog::model::Flavor;
+use pfstatelog::model::{Event, Micros};
 use pfstatelog::pipeline::{decode_frame, DecodeStats, Outcome};
 use pfstatelog::report::line::event_line;
 use pfstatelog::source::file::CaptureFile;
 use pfstatelog::store::query::{self, WhoFilter};
 use pfstatelog::store::writer::{RunCounters, RunInfo, Writer};
 use pfstatelog::store::{self, blob_addr};
-use pfstatelog::track::{Event, Micros, Tracker};
-use pfstatelog::wire::Flavor;
+use pfstatelog::track::Tracker;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;

@@ -9,14 +9,16 @@
 //! The run is recorded with kind `snapshot`, covering the instant it was taken.
 
 use crate::cli::ImportPfctlArgs;
+use crate::model::{Event, Micros};
+use crate::model::{Flavor, FullState};
 use crate::pfctl::{ParseError, Reader};
 use crate::report::line::event_line;
 use crate::store::writer::{RunCounters, RunInfo, Writer};
 use crate::store::{self, export};
 use crate::syslog::Logger;
 use crate::time::{format_rfc3339, parse_time, Zone};
-use crate::track::{Event, Micros, Tracker};
-use crate::wire::{Decoded, Flavor, FullState, Message};
+use crate::track::Tracker;
+use crate::wire::{Decoded, Message};
 use anyhow::{anyhow, Context};
 use std::io::BufRead;
 use std::time::{Duration, UNIX_EPOCH};

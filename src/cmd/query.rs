@@ -1,6 +1,7 @@
 //! `who`, `history`, `stats`, `prune`: the read side (prune is the one that deletes).
 
 use crate::cli::{HistoryArgs, OutFormat, PruneArgs, StatsArgs, TzArg, WhoArgs};
+use crate::model::Micros;
 use crate::report::parse_proto;
 use crate::report::table::{
     coverage_json, coverage_warnings, csv_record, lifetime_json, table, CSV_FIELDS,
@@ -9,7 +10,6 @@ use crate::store::query::{self, Lifetime, WhoFilter};
 use crate::store::sealed::DamagedGroup;
 use crate::store::{self};
 use crate::time::{format_duration, format_in, format_rfc3339, parse_duration, parse_time, Zone};
-use crate::track::Micros;
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
 use std::io::{BufRead, Write};

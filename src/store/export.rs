@@ -3,8 +3,8 @@
 
 use super::query::{each_range, lifetime, Lifetime, Ranges, COLS};
 use super::sealed::{self, Names};
-use crate::track::Micros;
-use crate::wire::Flavor;
+use crate::model::Flavor;
+use crate::model::Micros;
 use rusqlite::{params, Connection};
 use std::collections::HashMap;
 

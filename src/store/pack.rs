@@ -9,8 +9,8 @@
 use integer_encoding::VarInt;
 use std::net::IpAddr;
 
-use crate::track::Micros;
-use crate::wire::{IfName, StateRef};
+use crate::model::Micros;
+use crate::model::{IfName, StateRef};
 
 /// One lifetime with every column `states` holds for it (a sealed lifetime has a start and an
 /// end; evidence rows never get sealed).

@@ -3,7 +3,7 @@
 use super::pack::{Stored, REASONS};
 use super::sealed::{self, Names};
 use super::{addr_blob, blob_addr, sq, Result};
-use crate::track::Micros;
+use crate::model::Micros;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::net::IpAddr;
 

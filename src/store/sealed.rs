@@ -5,8 +5,8 @@ use super::addr_blob;
 use super::pack::{self, Damaged, Filed, Pair, Public, Spot, Stored};
 use super::query::{class_of, sealed_bucket_of, sealed_shift, CLASS_MAX_US};
 use super::unloaded::group_of;
-use crate::track::Micros;
-use crate::wire::{IfName, StateRef};
+use crate::model::Micros;
+use crate::model::{IfName, StateRef};
 use rusqlite::{params, Connection, OptionalExtension};
 /// Maps keyed by small tuples, hashed with ahash (SipHash was ~4 % of an import).
 type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;

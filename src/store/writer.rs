@@ -8,8 +8,8 @@ use super::pack::{Stored, REASONS};
 use super::sealed::{self, Names, SealIndex};
 use super::unloaded::{group_of, group_range, Group, Unloaded};
 use super::{addr_blob, blob_addr, sq, Result};
-use crate::track::{key_of, EndReason, Event, Micros, OpenState, OrphanKind};
-use crate::wire::{Af, Direction, Flavor, FullState, Key, StateMap, StateRef, StateSet};
+use crate::model::{key_of, EndReason, Event, Micros, OpenState, OrphanKind};
+use crate::model::{Af, Direction, Flavor, FullState, Key, StateMap, StateRef, StateSet};
 use roaring::RoaringTreemap;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
@@ -2727,9 +2727,9 @@ fn apply(
         }
         Event::Bus { bus, seen } => {
             let status = match bus.status {
-                crate::wire::BusStatus::Start => 1,
-                crate::wire::BusStatus::End => 2,
-                crate::wire::BusStatus::Other(o) => o as i64,
+                crate::model::BusStatus::Start => 1,
+                crate::model::BusStatus::End => 2,
+                crate::model::BusStatus::Other(o) => o as i64,
             };
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO bus (creator_id, ts_us, status, endtime) VALUES (?1, ?2, ?3, ?4)",
@@ -2777,8 +2777,8 @@ fn end_row(tx: &Connection, id: i64, end: Micros, reason: EndReason) -> rusqlite
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Flavor, FullState};
     use crate::store::query::Lifetime;
-    use crate::wire::{Flavor, FullState};
 
     const S: Micros = 1_000_000;
 

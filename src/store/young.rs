@@ -8,7 +8,7 @@
 
 use super::addr_blob;
 use super::query::{lifetime, Lifetime, COLS};
-use crate::track::Micros;
+use crate::model::Micros;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::net::IpAddr;

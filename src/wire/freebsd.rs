@@ -3,8 +3,9 @@
 //! (docs/pfsync.md §5, §7). The action code alone selects the record layout.
 
 use super::layout::{self, addr16, need, Section, Subheader};
-use super::model::*;
-use super::{ifname_from, ifname_to, IfName, WireError, WireErrorKind};
+use super::message::*;
+use super::{ifname_from, ifname_to, WireError, WireErrorKind};
+use crate::model::*;
 use byteorder::{ByteOrder, BE};
 
 pub const VERSION: u8 = 5;

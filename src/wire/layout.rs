@@ -4,8 +4,9 @@
 //! one set of length checks for both flavours (docs/pfsync.md). Every multi-byte field is
 //! big-endian, read and written with `byteorder` after the length has been checked.
 
-use super::model::*;
-use super::{ifname_to, IfName, WireError, WireErrorKind};
+use super::message::*;
+use super::{ifname_to, WireError, WireErrorKind};
+use crate::model::*;
 use byteorder::{ByteOrder, BE};
 
 pub const HEADER_LEN: usize = 20;

@@ -1,4 +1,5 @@
-//! pfsync on the wire: link framing, the OpenBSD v6 packet format and (later) FreeBSD's.
+//! pfsync on the wire: link framing, the OpenBSD v6 packet format and FreeBSD's, decoded
+//! into the domain model (`crate::model`) and the messages of [`message`].
 //!
 //! Everything here is pure: bytes in, typed values or typed errors out. No I/O, no clock,
 //! no panics on any input (fuzzed in `fuzz/`). The shape follows smoltcp: per format a
@@ -7,16 +8,14 @@
 
 pub mod error;
 pub mod freebsd;
-pub mod ifname;
 pub mod layout;
 pub mod link;
-pub mod model;
+pub mod message;
 pub mod openbsd;
 pub mod packet;
 
 pub use error::{WireError, WireErrorKind};
-pub use ifname::IfName;
-pub use model::*;
+pub use message::*;
 pub use packet::{decode_pfsync, DecodedPacket};
 
 /// A NUL-padded interface name, as pf stores it (IFNAMSIZ 16).

@@ -2,8 +2,9 @@
 //! message layout, and `struct pfsync_state` in all five layouts L1–L5.
 
 use super::layout::{self, need, Section, Subheader, UpdCRepr};
-use super::model::*;
-use super::{ifname_to, IfName, WireError, WireErrorKind};
+use super::message::*;
+use super::{ifname_to, WireError, WireErrorKind};
+use crate::model::*;
 use byteorder::{ByteOrder, BE};
 
 pub use super::layout::{
