@@ -5,8 +5,8 @@
 
 use crate::model::StateRef;
 use crate::model::{Event, Micros, OpenState};
-use crate::store::writer::{RunCounters, Writer};
-use crate::store::{self, StoreError};
+use crate::store::sqlite::writer::{RunCounters, Writer};
+use crate::store::sqlite::{self as store, StoreError};
 use crate::syslog::Logger;
 use roaring::RoaringTreemap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
@@ -222,7 +222,7 @@ impl<'l> Committer<'l> {
                     ));
                 }
             }
-            Err(StoreError::Sqlite { source, .. }) if store::sealed::is_damage(&source) => {
+            Err(StoreError::Sqlite { source, .. }) if store::archive::is_damage(&source) => {
                 self.damaged = true;
                 self.log.error(&format!(
                     "database damaged: {source}; stopping, nothing more is written to it"
@@ -381,7 +381,7 @@ fn run(mut c: Committer, rx: Receiver<ToCommit>) -> bool {
 mod tests {
     use super::*;
     use crate::model::Flavor;
-    use crate::store::writer::RunInfo;
+    use crate::store::sqlite::writer::RunInfo;
 
     #[test]
     fn a_backlog_longer_than_the_queue_is_stored_whole() {

@@ -22,7 +22,7 @@
 
 use crate::model::{Af, Direction, Flavor, FullState, Key, StateRef};
 use crate::model::{Event, Micros};
-use crate::store::{self, addr_blob};
+use crate::store::sqlite::{self as store, addr_blob};
 use crate::track::Tracker;
 use crate::wire::{freebsd, openbsd, Decoded, Message, UpdC};
 use rusqlite::{params, Connection};

@@ -64,7 +64,7 @@ fn main() -> ExitCode {
             let page = e
                 .chain()
                 .filter_map(|c| c.downcast_ref::<rusqlite::Error>())
-                .find_map(pfstatelog::store::pagesum::mismatch)
+                .find_map(pfstatelog::store::sqlite::pagesum::mismatch)
                 .map(|m| format!(" ({m})"))
                 .unwrap_or_default();
             eprintln!("pfstatelog: {what}{}{page}", one_line(&e));
@@ -78,7 +78,7 @@ fn main() -> ExitCode {
 fn damaged(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<rusqlite::Error>()
-            .is_some_and(pfstatelog::store::sealed::is_damage)
+            .is_some_and(pfstatelog::store::sqlite::archive::is_damage)
     })
 }
 

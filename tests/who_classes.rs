@@ -3,7 +3,7 @@
 //! over lifetimes of every length, from under a second to years, and open ones, including
 //! the edges of classes and buckets.
 
-use pfstatelog::store::{self, query};
+use pfstatelog::store::sqlite::{self as store, query};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 use std::net::IpAddr;

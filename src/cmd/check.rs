@@ -3,7 +3,7 @@
 //! SQLite's own `PRAGMA integrity_check` of its pages and indexes.
 
 use crate::cli::CheckArgs;
-use crate::store::{self, export, sealed};
+use crate::store::sqlite::{self as store, archive, export};
 use anyhow::Context;
 
 /// Lines of `integrity_check` shown; SQLite stops at 100 anyway.
@@ -12,14 +12,14 @@ const SHOWN: usize = 20;
 pub fn run(a: CheckArgs) -> anyhow::Result<u8> {
     let db = a.db.path();
     let conn = store::open_ro(&db)?;
-    let _tolerant = sealed::tolerate();
+    let _tolerant = archive::tolerate();
     // SQLite's own check first: a file it calls malformed is damaged, whatever reads back.
     let integrity: Vec<String> = match conn.prepare("PRAGMA integrity_check").and_then(|mut st| {
         st.query_map([], |r| r.get::<_, String>(0))?
             .collect::<rusqlite::Result<Vec<String>>>()
     }) {
         Ok(lines) => lines,
-        Err(e) if sealed::is_damage(&e) => vec![store::pagesum::describe(&e)],
+        Err(e) if archive::is_damage(&e) => vec![store::pagesum::describe(&e)],
         Err(e) => return Err(e).with_context(|| format!("checking {db}")),
     };
     let sound_pages = integrity == ["ok"];
@@ -28,15 +28,15 @@ pub fn run(a: CheckArgs) -> anyhow::Result<u8> {
         export::each_lifetime(&conn, i64::MIN, i64::MAX, |_| Ok::<(), rusqlite::Error>(()));
     let (read, skipped, walk_error) = match walked {
         Ok(w) => (w.rows, w.damaged, None),
-        Err(e) if sealed::is_damage(&e) => (0, 0, Some(store::pagesum::describe(&e))),
+        Err(e) if archive::is_damage(&e) => (0, 0, Some(store::pagesum::describe(&e))),
         Err(e) => return Err(e).with_context(|| format!("reading {db}")),
     };
-    let (history, lists, list_error) = match sealed::check_lists(&conn) {
+    let (history, lists, list_error) = match archive::check_lists(&conn) {
         Ok((h, l)) => (h, l, None),
-        Err(e) if sealed::is_damage(&e) => (0, 0, Some(store::pagesum::describe(&e))),
+        Err(e) if archive::is_damage(&e) => (0, 0, Some(store::pagesum::describe(&e))),
         Err(e) => return Err(e).with_context(|| format!("reading {db}")),
     };
-    let damage = sealed::damage_seen();
+    let damage = archive::damage_seen();
     println!(
         "{db}: {read} lifetimes read, {history} history rows, {lists} id lists; SQLite integrity check: {}",
         if sound_pages { "ok" } else { "FAILED" }

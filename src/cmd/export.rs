@@ -9,7 +9,7 @@
 
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::report::table::{coverage_json, csv_record, lifetime_json, CSV_FIELDS};
-use crate::store::{self, export, query};
+use crate::store::sqlite::{self as store, export, query};
 use crate::time::{format_rfc3339, parse_time, Zone};
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
@@ -141,7 +141,7 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
             walked.damaged
         );
     }
-    for d in crate::store::sealed::damage_seen() {
+    for d in crate::store::sqlite::archive::damage_seen() {
         eprintln!("pfstatelog: warning: {db}: damaged {d}");
     }
     for w in crate::report::table::coverage_warnings(&cov) {

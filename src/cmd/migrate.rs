@@ -1,7 +1,7 @@
 //! `migrate`: bring a database to this binary's schema, and say what changed.
 
 use crate::cli::MigrateArgs;
-use crate::store;
+use crate::store::sqlite as store;
 
 pub fn run(a: MigrateArgs) -> anyhow::Result<u8> {
     let db = a.db.path();

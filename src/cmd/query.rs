@@ -6,9 +6,9 @@ use crate::report::parse_proto;
 use crate::report::table::{
     coverage_json, coverage_warnings, csv_record, lifetime_json, table, CSV_FIELDS,
 };
-use crate::store::query::{self, Lifetime, WhoFilter};
-use crate::store::sealed::DamagedGroup;
-use crate::store::{self};
+use crate::store::sqlite as store;
+use crate::store::sqlite::archive::DamagedGroup;
+use crate::store::sqlite::query::{self, Lifetime, WhoFilter};
 use crate::time::{format_duration, format_in, format_rfc3339, parse_duration, parse_time, Zone};
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
@@ -151,7 +151,7 @@ fn warn_coverage(cov: &query::Coverage) {
 
 /// The damaged groups the last query met, each said on stderr.
 fn warn_damage(db: &str, line: Option<u64>) -> Vec<DamagedGroup> {
-    let damage = store::sealed::damage_seen();
+    let damage = store::archive::damage_seen();
     let at = line.map_or(String::new(), |l| format!("--batch line {l}: "));
     for d in &damage {
         eprintln!("pfstatelog: warning: {at}{db}: damaged data in the range, left out of this answer: {d}");

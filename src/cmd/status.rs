@@ -3,7 +3,7 @@
 //! Exit 0 healthy, 1 degraded, 2 error.
 
 use crate::cli::{StatusArgs, StatusFormat};
-use crate::store::{self, health::Health};
+use crate::store::sqlite::{self as store, health::Health};
 use crate::time::{format_duration, format_rfc3339};
 use std::io::Write;
 

@@ -1,7 +1,7 @@
 //! Query results for people (comfy-table) and for scripts (JSON, CSV).
 
 use super::{endpoint, hex_creator, hex_id, proto_name};
-use crate::store::query::{distance, Coverage, Lifetime};
+use crate::store::sqlite::query::{distance, Coverage, Lifetime};
 use crate::time::{format_duration, format_in, format_rfc3339, Zone};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! Read side: who, history, coverage, stats, prune.
 
-use super::pack::{Stored, REASONS};
-use super::sealed::{self, Names};
+use super::archive::{self, Names};
+use super::codec::{Stored, REASONS};
 use super::{addr_blob, blob_addr, sq, Result};
 use crate::model::Micros;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
@@ -250,8 +250,8 @@ pub fn who(
     f: &WhoFilter,
 ) -> rusqlite::Result<Vec<Lifetime>> {
     let _read = snapshot(conn)?;
-    // Damaged groups are left out of the answer and named (sealed::damage_seen).
-    let _tolerant = sealed::tolerate();
+    // Damaged groups are left out of the answer and named (archive::damage_seen).
+    let _tolerant = archive::tolerate();
     let mut extra = String::new();
     // ?5 = class, ?6 = its longest duration, ?7 = time bucket.
     let mut args: Vec<rusqlite::types::Value> = vec![
@@ -300,7 +300,7 @@ pub fn who(
     // Sealed lifetimes: one group per class and bucket, filtered as the SQL above filters.
     let names = Names::load(conn)?;
     each_range(conn, Ranges::Sealed, t0, t1, |c, b, max| {
-        for s in sealed::group(conn, &names, c, b, ip, port)? {
+        for s in archive::group(conn, &names, c, b, ip, port)? {
             if s.start >= t0.saturating_sub(max)
                 && s.start <= t1
                 && s.end >= t0
@@ -315,7 +315,7 @@ pub fn who(
     })?;
     // The recorder's young lifetimes (journal).
     out.extend(
-        super::young::Journal::open(conn)?
+        super::journal::Journal::open(conn)?
             .who(conn, ip, port, t0, t1)?
             .into_iter()
             .filter(|l| {
@@ -352,8 +352,8 @@ pub fn history(
 ) -> rusqlite::Result<Vec<Lifetime>> {
     use rusqlite::types::Value;
     let _read = snapshot(conn)?;
-    // Damaged groups are left out of the answer and named (sealed::damage_seen).
-    let _tolerant = sealed::tolerate();
+    // Damaged groups are left out of the answer and named (archive::damage_seen).
+    let _tolerant = archive::tolerate();
     let port_test = if port.is_some() {
         " AND s_port1 = ?8"
     } else {
@@ -406,12 +406,12 @@ pub fn history(
     let (lo_b, hi_b) = (addr_blob(lo), addr_blob(hi));
     let mut sealed_out = Vec::new();
     each_range(conn, Ranges::SealedPrivate, from, to, |c, b, max| {
-        let mut pairs = sealed::private_pairs(conn, c, b, &lo_b, &hi_b)?;
+        let mut pairs = archive::private_pairs(conn, c, b, &lo_b, &hi_b)?;
         pairs.sort();
         pairs.dedup();
         for bucket in pairs.chunk_by(|x, y| x.0 == y.0) {
             let spots: Vec<_> = bucket.iter().map(|p| p.1).collect();
-            for s in sealed::at_spots(conn, &names, c, bucket[0].0, &spots)? {
+            for s in archive::at_spots(conn, &names, c, bucket[0].0, &spots)? {
                 let host = addr_blob(&s.s_addr[1]);
                 if host.len() == lo_b.len()
                     && host >= lo_b
@@ -428,7 +428,7 @@ pub fn history(
         Ok(())
     })?;
     // The recorder's young open lifetimes (journal), newest of all.
-    sealed_out.extend(super::young::Journal::open(conn)?.history(conn, lo, hi, from, to, port)?);
+    sealed_out.extend(super::journal::Journal::open(conn)?.history(conn, lo, hi, from, to, port)?);
     // Rows in the order they were written, sealed ones after the stored rows of the same start.
     let mut all: Vec<(Micros, i64, u64, Lifetime)> = out
         .into_iter()
@@ -668,7 +668,7 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
         r.get(0)
     })?;
     // A running (or crashed) recorder's young lifetimes (journal), open or ended.
-    let young = super::young::Journal::open(conn)?.summary(conn)?;
+    let young = super::journal::Journal::open(conn)?.summary(conn)?;
     s.states += young.n;
     s.open += young.open;
     s.ended_unsealed += young.n - young.open;
@@ -805,7 +805,7 @@ pub fn prune(conn: &Connection, before: Micros) -> rusqlite::Result<u64> {
     // Sealed groups first: one that does not read back stops the prune (it would be
     // deleted with its bucket, unread) before anything else is deleted.
     let tx = conn.unchecked_transaction()?;
-    let mut total = sealed::prune(&tx, &Names::load(&tx)?, before)?;
+    let mut total = archive::prune(&tx, &Names::load(&tx)?, before)?;
     tx.commit()?;
     loop {
         let n = conn.execute(

@@ -2,9 +2,9 @@
 //! taking a lifetime back out ("unseal"), and reading them for the queries.
 
 use super::addr_blob;
-use super::pack::{self, Damaged, Filed, Pair, Public, Spot, Stored};
+use super::codec::{self, Damaged, Filed, Pair, Public, Spot, Stored};
+use super::lazy_open::group_of;
 use super::query::{class_of, sealed_bucket_of, sealed_shift, CLASS_MAX_US};
-use super::unloaded::group_of;
 use crate::model::Micros;
 use crate::model::{IfName, StateRef};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -122,7 +122,7 @@ impl Layout {
     fn key(self, addr: &IpAddr, port: u16) -> (Vec<u8>, i64) {
         match self {
             Layout::Pairs => (addr_blob(addr), i64::from(port)),
-            Layout::Hashed(bits) => (vec![bits as u8], pack::hashed_group(addr, port, bits)),
+            Layout::Hashed(bits) => (vec![bits as u8], codec::hashed_group(addr, port, bits)),
         }
     }
 
@@ -140,7 +140,7 @@ impl Layout {
         match (self, spot) {
             (_, Spot::Pair(a, p)) => Some(self.key(a, *p)),
             (Layout::Hashed(bits), Spot::Hash(h)) => {
-                Some((vec![bits as u8], pack::spot_group(*h, bits)))
+                Some((vec![bits as u8], codec::spot_group(*h, bits)))
             }
             (Layout::Pairs, Spot::Hash(_)) => None,
         }
@@ -181,9 +181,9 @@ fn pack_row(key_addr: &[u8], rows: &mut [&Stored], names: &Names) -> Vec<u8> {
         }
     };
     if key_addr.len() == 1 {
-        pack::pack_sections(rows, id)
+        codec::pack_sections(rows, id)
     } else {
-        pack::pack_rows(rows, id)
+        codec::pack_rows(rows, id)
     }
 }
 
@@ -195,16 +195,16 @@ fn unpack_row(
     names: &Names,
     only: Option<(&IpAddr, u16)>,
 ) -> Result<Vec<Stored>, Damaged> {
-    let blob = pack::verified(&[&row_key(c, b, key_addr, key_port)], blob)?;
+    let blob = codec::verified(&[&row_key(c, b, key_addr, key_port)], blob)?;
     if key_addr.len() == 1 {
-        return pack::unpack_sections(blob, only, |i| names.name(i));
+        return codec::unpack_sections(blob, only, |i| names.name(i));
     }
     let addr = super::blob_addr(key_addr).ok_or(Damaged("row address"))?;
     let port = u16::try_from(key_port).map_err(|_| Damaged("row port"))?;
     if only.is_some_and(|(a, p)| *a != addr || p != port) {
         return Ok(Vec::new());
     }
-    pack::unpack_rows(blob, Public { addr: &addr, port }, |i| names.name(i))
+    codec::unpack_rows(blob, Public { addr: &addr, port }, |i| names.name(i))
 }
 
 /// What a row of `sealed` checksums besides its blob: class, bucket, address and port.
@@ -637,7 +637,7 @@ pub fn write_seal_with(
                 (Layout::Hashed(bits), Spot::Hash(h)) => GroupKey {
                     bucket,
                     public: [0; 5],
-                    port: pack::spot_group(h, bits) as u32,
+                    port: codec::spot_group(h, bits) as u32,
                     i,
                 },
                 _ => GroupKey {
@@ -725,9 +725,9 @@ pub fn write_seal_with(
                 to_i64(lo),
                 to_i64(hi),
                 ends[g],
-                pack::summed(
+                codec::summed(
                     &[&ids_key(i64::from(g.0), i64::from(g.1), to_i64(lo))],
-                    pack::pack_ids(chunk)
+                    codec::pack_ids(chunk)
                 )
             ])?;
         }
@@ -780,12 +780,12 @@ fn put_rows(
     let key = row_key(c, b, addr, port);
     let blob = pack_row(addr, rows, names);
     if addr.len() != 1 || blob.len() <= ROW_BYTES || rows.len() < 2 {
-        let blob = pack::summed(&[&key], blob);
+        let blob = codec::summed(&[&key], blob);
         put.execute(params![c, b, addr, port, seal, rows.len() as i64, blob])?;
         return Ok(());
     }
     // Parts in the sections' order (pair, start), each under ROW_BYTES where one can be.
-    pack::sort_for_sections(rows);
+    codec::sort_for_sections(rows);
     let mut parts = blob.len().div_ceil(ROW_BYTES);
     loop {
         let per = rows.len().div_ceil(parts);
@@ -799,7 +799,7 @@ fn put_rows(
         }
         for (k, (n, blob)) in packed.into_iter().enumerate() {
             let s = seal.wrapping_add((k as i64) << PART_SHIFT);
-            let blob = pack::summed(&[&key], blob);
+            let blob = codec::summed(&[&key], blob);
             put.execute(params![c, b, addr, port, s, n as i64, blob])?;
         }
         return Ok(());
@@ -823,12 +823,12 @@ fn put_pairs(
     seal: i64,
     pairs: &[Pair],
 ) -> rusqlite::Result<()> {
-    let blob = pack::pack_pairs(pairs, pairs_base(key.0, key.1));
-    let blob = pack::summed(
-        &[&pairs_key(key.0, key.1, key.2, Some(pack::PAIRS_FORM))],
+    let blob = codec::pack_pairs(pairs, pairs_base(key.0, key.1));
+    let blob = codec::summed(
+        &[&pairs_key(key.0, key.1, key.2, Some(codec::PAIRS_FORM))],
         blob,
     );
-    put_pairs_blob(tx, key, seal, &blob, Some(pack::PAIRS_FORM))
+    put_pairs_blob(tx, key, seal, &blob, Some(codec::PAIRS_FORM))
 }
 
 /// A history row whose pairs are packed already, in `form` (column value).
@@ -852,16 +852,16 @@ fn read_pairs(
     blob: &[u8],
     form: Option<i64>,
 ) -> Result<Vec<Pair>, Damaged> {
-    let blob = pack::verified(&[&pairs_key(c, hb, host, form)], blob)?;
-    if form != Some(pack::PAIRS_FORM) {
+    let blob = codec::verified(&[&pairs_key(c, hb, host, form)], blob)?;
+    if form != Some(codec::PAIRS_FORM) {
         return Err(Damaged("history form"));
     }
-    pack::unpack_pairs(blob, pairs_base(c, hb))
+    codec::unpack_pairs(blob, pairs_base(c, hb))
 }
 
 /// An id list's `form` column: the one form written, anything else is damage.
 fn ids_form(form: Option<i64>) -> Result<(), Damaged> {
-    if form == Some(pack::IDS_FORM) {
+    if form == Some(codec::IDS_FORM) {
         Ok(())
     } else {
         Err(Damaged("id list form"))
@@ -1036,7 +1036,7 @@ pub fn merge_bucket(tx: &Connection, names: &Names, c: i64, b: i64) -> rusqlite:
             };
             let mut by_group: Vec<(i64, &Stored)> = rows
                 .iter()
-                .map(|s| (pack::hashed_group(&s.w_addr[1], s.w_port[1], new), s))
+                .map(|s| (codec::hashed_group(&s.w_addr[1], s.w_port[1], new), s))
                 .collect();
             by_group.sort_by_key(|(g, _)| *g);
             let key = vec![new as u8];
@@ -1272,10 +1272,10 @@ impl SealIndex {
                     // Only writers look here: a damaged id list stops them, since a later
                     // message about one of its lifetimes would otherwise store it twice.
                     let list =
-                        pack::verified(&[&ids_key(i64::from(g.0), i64::from(g.1), lo)], &blob)
+                        codec::verified(&[&ids_key(i64::from(g.0), i64::from(g.1), lo)], &blob)
                             .and_then(|b| {
                                 ids_form(form)?;
-                                pack::unpack_ids(b, lo as u64)
+                                codec::unpack_ids(b, lo as u64)
                             });
                     match list {
                         Ok(list) => {
@@ -1403,7 +1403,7 @@ pub fn take(
                 .execute(params![dcls, tb, a, port, seal])?;
             } else {
                 let mut refs: Vec<&Stored> = rest.iter().collect();
-                let blob = pack::summed(
+                let blob = codec::summed(
                     &[&row_key(dcls, tb, &a, port)],
                     pack_row(&a, &mut refs, names),
                 );
@@ -1659,9 +1659,9 @@ pub fn check_lists(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
             r.get(5)?,
         );
         lists += 1;
-        let list = pack::verified(&[&ids_key(creator, grp, lo)], &blob).and_then(|b| {
+        let list = codec::verified(&[&ids_key(creator, grp, lo)], &blob).and_then(|b| {
             ids_form(form)?;
-            pack::unpack_ids(b, lo as u64)
+            codec::unpack_ids(b, lo as u64)
         });
         if let Err(e) = list {
             met(DamagedGroup {
@@ -1705,15 +1705,15 @@ mod tests {
     }
 
     use super::*;
-    use crate::store::pack::tests::stored;
-    use crate::store::query::{self, WhoFilter};
+    use crate::store::sqlite::codec::tests::stored;
+    use crate::store::sqlite::query::{self, WhoFilter};
 
     const S: Micros = 1_000_000;
 
     fn db() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("t.db").display().to_string();
-        let conn = crate::store::open_rw(&path).expect("open");
+        let conn = crate::store::sqlite::open_rw(&path).expect("open");
         (dir, conn)
     }
 
@@ -1882,7 +1882,7 @@ mod tests {
         let taken = take(&tx, &mut SealIndex::default(), &names, &k).expect("take");
         tx.commit().expect("commit");
         assert_eq!(taken, vec![all[16].clone()]);
-        let left = crate::store::export::each_lifetime(&conn, 0, i64::MAX, |_| {
+        let left = crate::store::sqlite::export::each_lifetime(&conn, 0, i64::MAX, |_| {
             Ok::<(), rusqlite::Error>(())
         })
         .expect("walk");
@@ -2033,7 +2033,7 @@ mod tests {
             .collect();
         assert_eq!(before, after);
         assert!(after.iter().all(|v| v.len() == 1));
-        let walked = crate::store::export::each_lifetime(&conn, 0, i64::MAX, |_| {
+        let walked = crate::store::sqlite::export::each_lifetime(&conn, 0, i64::MAX, |_| {
             Ok::<(), rusqlite::Error>(())
         })
         .expect("walk");
@@ -2172,7 +2172,7 @@ mod tests {
             .expect("damage");
         assert!(who(&conn, all[1].start + S).is_empty());
         let mut n = 0;
-        let walked = crate::store::export::each_lifetime(&conn, 0, i64::MAX, |_| {
+        let walked = crate::store::sqlite::export::each_lifetime(&conn, 0, i64::MAX, |_| {
             n += 1;
             Ok::<(), rusqlite::Error>(())
         })

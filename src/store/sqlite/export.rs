@@ -1,8 +1,8 @@
 //! Bulk reads: every lifetime overlapping a range, one row at a time (`export`), and the
 //! few facts the export header and the snapshot import need from the store.
 
+use super::archive::{self, Names};
 use super::query::{each_range, lifetime, Lifetime, Ranges, COLS};
-use super::sealed::{self, Names};
 use crate::model::Flavor;
 use crate::model::Micros;
 use rusqlite::{params, Connection};
@@ -32,8 +32,8 @@ where
     E: From<rusqlite::Error>,
 {
     let _read = super::query::snapshot(conn)?;
-    // A damaged group is counted and left out, as a damaged row is (sealed::damage_seen).
-    let _tolerant = sealed::tolerate();
+    // A damaged group is counted and left out, as a damaged row is (archive::damage_seen).
+    let _tolerant = archive::tolerate();
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLS} FROM states
           WHERE start_us IS NOT NULL AND start_us <= ?2 AND (end_us IS NULL OR end_us >= ?1)
@@ -53,7 +53,7 @@ where
     }
     drop(rows);
     // Then the recorder's young open lifetimes (journal)...
-    let young = super::young::Journal::open(conn)?.each(conn, from, to, |l| {
+    let young = super::journal::Journal::open(conn)?.each(conn, from, to, |l| {
         match l {
             Some(l) => {
                 if let Err(e) = f(&l) {
@@ -73,7 +73,7 @@ where
     // ...then the sealed lifetimes, bucket by bucket (class, then time).
     let names = Names::load(conn)?;
     let walked = each_range(conn, Ranges::Sealed, from, to, |c, b, _| {
-        w.damaged += sealed::each_in_bucket(conn, &names, c, b, |s| {
+        w.damaged += archive::each_in_bucket(conn, &names, c, b, |s| {
             if s.start <= to && s.end >= from {
                 if let Err(e) = f(&Lifetime::from(&s)) {
                     failed = Some(e);
