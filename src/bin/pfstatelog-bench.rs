@@ -12,9 +12,10 @@ use pfstatelog::model::{Event, Micros};
 use pfstatelog::pipeline::{decode_frame, DecodeStats, Outcome};
 use pfstatelog::report::line::event_line;
 use pfstatelog::source::file::CaptureFile;
-use pfstatelog::store::sqlite::query::{self, WhoFilter};
+use pfstatelog::store::sqlite::query;
 use pfstatelog::store::sqlite::writer::{RunCounters, RunInfo, Writer};
 use pfstatelog::store::sqlite::{self as store, blob_addr};
+use pfstatelog::store::WhoFilter;
 use pfstatelog::track::Tracker;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::io::{BufWriter, Write};
@@ -1111,7 +1112,7 @@ fn sample_pair(
     let (t0, t1): (i64, i64) = c.query_row(span_sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let mut out = Vec::new();
     let mut tries = 0;
-    let f = query::WhoFilter::default();
+    let f = WhoFilter::default();
     while out.len() < n && !pairs.is_empty() && tries < n * 10 {
         tries += 1;
         let (ip, port) = pairs[rng.below(pairs.len() as u64) as usize];

@@ -3,10 +3,11 @@
 
 use super::addr_blob;
 use super::codec::{self, Damaged, Filed, Pair, Public, Spot, Stored};
-use super::lazy_open::group_of;
 use super::query::{class_of, sealed_bucket_of, sealed_shift, CLASS_MAX_US};
 use crate::model::Micros;
 use crate::model::{IfName, StateRef};
+use crate::store::lazy_open::group_of;
+use crate::store::DamagedGroup;
 use rusqlite::{params, Connection, OptionalExtension};
 /// Maps keyed by small tuples, hashed with ahash (SipHash was ~4 % of an import).
 type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
@@ -237,36 +238,6 @@ fn ids_key(creator: i64, grp: i64, min_id: i64) -> Vec<u8> {
     k.extend_from_slice(&grp.to_le_bytes());
     k.extend_from_slice(&min_id.to_le_bytes());
     k
-}
-
-/// A stored group that does not read back whole (its checksum or its packing is wrong):
-/// which one, and the starts of the lifetimes it holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DamagedGroup {
-    /// The table and key, for a person.
-    pub what: String,
-    /// Lifetimes that started in [from, to] are filed there (None: no bound that way).
-    pub from: Option<Micros>,
-    pub to: Option<Micros>,
-    pub why: &'static str,
-}
-
-impl std::fmt::Display for DamagedGroup {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::time::format_rfc3339;
-        write!(f, "{}", self.what)?;
-        match (self.from, self.to) {
-            (Some(a), Some(b)) => write!(
-                f,
-                ", lifetimes started {} to {}",
-                format_rfc3339(a),
-                format_rfc3339(b)
-            )?,
-            (None, Some(b)) => write!(f, ", lifetimes ended by {}", format_rfc3339(b))?,
-            _ => write!(f, ", lifetimes of any time")?,
-        }
-        write!(f, " ({})", self.why)
-    }
 }
 
 /// The starts a bucket of width 2^shift holds.
@@ -1706,7 +1677,8 @@ mod tests {
 
     use super::*;
     use crate::store::sqlite::codec::tests::stored;
-    use crate::store::sqlite::query::{self, WhoFilter};
+    use crate::store::sqlite::query;
+    use crate::store::WhoFilter;
 
     const S: Micros = 1_000_000;
 

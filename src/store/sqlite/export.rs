@@ -2,20 +2,13 @@
 //! few facts the export header and the snapshot import need from the store.
 
 use super::archive::{self, Names};
-use super::query::{each_range, lifetime, Lifetime, Ranges, COLS};
+use super::query::{each_range, lifetime, Ranges, COLS};
 use crate::model::Flavor;
+use crate::model::Lifetime;
 use crate::model::Micros;
+use crate::store::Walked;
 use rusqlite::{params, Connection};
 use std::collections::HashMap;
-
-/// What a walk over the range met.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Walked {
-    /// Lifetimes handed to the callback.
-    pub rows: u64,
-    /// Rows in the range whose addresses could not be decoded (damage), skipped.
-    pub damaged: u64,
-}
 
 /// Hand every lifetime whose `[start, end]` overlaps `[from, to]` (an open one has no end)
 /// to `f`, one at a time, straight off the SQLite cursor: memory does not grow with the

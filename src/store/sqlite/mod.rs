@@ -6,9 +6,10 @@ pub mod codec;
 pub mod export;
 pub mod health;
 pub mod journal;
-pub mod lazy_open;
 pub mod pagesum;
 pub mod query;
+pub mod reader;
+pub mod sink;
 pub mod writer;
 
 use rusqlite::{Connection, OpenFlags};
@@ -66,6 +67,21 @@ pub enum StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+impl StoreError {
+    /// Damage in the file (a page that fails its checksum, a malformed B-tree): a writer
+    /// stops rather than retry or write around it.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, StoreError::Sqlite { source, .. } if archive::is_damage(source))
+    }
+    /// What went wrong, without the path.
+    pub fn cause(&self) -> String {
+        match self {
+            StoreError::Sqlite { source, .. } => source.to_string(),
+            e => e.to_string(),
+        }
+    }
+}
 
 fn sq(path: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::Sqlite {
@@ -550,6 +566,38 @@ impl Drop for Checkpointer {
             let _ = t.join();
         }
     }
+}
+
+/// Whether an error is damage in the database file, with a note naming a page that fails
+/// its checksum (SQLite itself says only "disk I/O error").
+pub fn damage_in(e: &anyhow::Error) -> Option<String> {
+    let mut sqlite = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<rusqlite::Error>());
+    let damaged = sqlite.clone().any(archive::is_damage);
+    damaged.then(|| {
+        sqlite
+            .find_map(pagesum::mismatch)
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default()
+    })
+}
+
+/// Bring the file at `db` to this binary's schema: (schema before, schema after).
+pub fn migrate_file(db: &str) -> Result<(i32, i32)> {
+    if !Path::new(db).exists() {
+        return Err(StoreError::Missing { path: db.into() });
+    }
+    // A migration rebuilds indexes: no recorder may write meanwhile.
+    let _lock = WriterLock::acquire(db)?;
+    let before = match open_ro(db) {
+        Ok(c) => schema_versions(&c).map_err(sq(db))?.0,
+        Err(StoreError::TooOld { found, .. }) => found,
+        Err(e) => return Err(e),
+    };
+    let conn = open_rw(db)?;
+    let (now, _) = schema_versions(&conn).map_err(sq(db))?;
+    Ok((before, now))
 }
 
 #[cfg(test)]

@@ -6,10 +6,10 @@
 
 use super::archive::{self, Names, SealIndex};
 use super::codec::{Stored, REASONS};
-use super::lazy_open::{group_of, group_range, Group, Unloaded};
 use super::{addr_blob, blob_addr, sq, Result};
 use crate::model::{key_of, EndReason, Event, Micros, OpenState, OrphanKind};
 use crate::model::{Af, Direction, Flavor, FullState, Key, StateMap, StateRef, StateSet};
+use crate::store::lazy_open::{group_of, group_range, Group, Unloaded};
 use roaring::RoaringTreemap;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
@@ -2777,8 +2777,8 @@ fn end_row(tx: &Connection, id: i64, end: Micros, reason: EndReason) -> rusqlite
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Lifetime;
     use crate::model::{Flavor, FullState};
-    use crate::store::sqlite::query::Lifetime;
 
     const S: Micros = 1_000_000;
 
@@ -2964,7 +2964,7 @@ mod tests {
     /// `who` for the pair every test state holds, as the CLI asks it.
     fn who_at(conn: &Connection, at: Micros) -> Vec<(u64, Option<Micros>)> {
         let ip: IpAddr = "203.0.113.1".parse().expect("ip");
-        let f = crate::store::sqlite::query::WhoFilter::default();
+        let f = crate::store::WhoFilter::default();
         crate::store::sqlite::query::who(conn, &ip, 61234, at, at, at, &f)
             .expect("who")
             .iter()
