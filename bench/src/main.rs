@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use pfstatelog::gen::{self, DbBuilder, GenConfig, LINKTYPE_ETHERNET, LINKTYPE_PFSYNC};
+use pfstatelog_bench::gen::{self, DbBuilder, GenConfig, LINKTYPE_ETHERNET, LINKTYPE_PFSYNC};
 use pfstatelog::model::Flavor;
 use pfstatelog::model::{Event, Micros};
 use pfstatelog::pipeline::{decode_frame, DecodeStats, Outcome};
