@@ -6,7 +6,6 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use pfstatelog_bench::gen::{self, DbBuilder, GenConfig, LINKTYPE_ETHERNET, LINKTYPE_PFSYNC};
 use pfstatelog::model::Flavor;
 use pfstatelog::model::{Event, Micros};
 use pfstatelog::pipeline::{decode_frame, DecodeStats, Outcome};
@@ -16,6 +15,7 @@ use pfstatelog::store::query::{self, WhoFilter};
 use pfstatelog::store::writer::{RunCounters, RunInfo, Writer};
 use pfstatelog::store::{self, blob_addr};
 use pfstatelog::track::Tracker;
+use pfstatelog_bench::gen::{self, DbBuilder, GenConfig, LINKTYPE_ETHERNET, LINKTYPE_PFSYNC};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;

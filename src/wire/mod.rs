@@ -24,6 +24,7 @@ pub(crate) fn ifname_from(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
+#[cfg(feature = "emit")]
 pub(crate) fn ifname_to(name: &str, out: &mut [u8]) {
     out.fill(0);
     let src = name.as_bytes();
