@@ -6,7 +6,6 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use pfstatelog::gen::{self, DbBuilder, GenConfig, LINKTYPE_ETHERNET, LINKTYPE_PFSYNC};
 use pfstatelog::model::Flavor;
 use pfstatelog::model::{Event, Micros};
 use pfstatelog::pipeline::{decode_frame, DecodeStats, Outcome};
@@ -17,6 +16,7 @@ use pfstatelog::store::sqlite::writer::{RunCounters, RunInfo, Writer};
 use pfstatelog::store::sqlite::{self as store, blob_addr};
 use pfstatelog::store::WhoFilter;
 use pfstatelog::track::Tracker;
+use pfstatelog_bench::gen::{self, DbBuilder, GenConfig, LINKTYPE_ETHERNET, LINKTYPE_PFSYNC};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;
