@@ -850,8 +850,8 @@ fn bucket_end(c: i64, b: i64) -> Option<Micros> {
         .checked_add(*max)
 }
 
-/// Merge every group of bucket (c, b) written by several seals into one row, and the same
-/// for the private hosts' pairs; `who` then reads one row per public pair.
+/// Merge the rows several seals wrote for each group of bucket (c, b) into one (or parts of
+/// at most [`ROW_BYTES`]); `who` then reads one row per group.
 pub fn merge_bucket(tx: &Connection, names: &Names, c: i64, b: i64) -> rusqlite::Result<u64> {
     const CHUNK: usize = 20_000;
     let mut merged = 0u64;
