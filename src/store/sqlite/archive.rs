@@ -628,7 +628,7 @@ pub fn write_seal_with(
     }
     drop(put);
     let mut ins = tx.prepare_cached(
-        "INSERT INTO seals (seal, creator_id, grp, min_id, max_id, end_us, ids, form) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 2)",
+        "INSERT INTO seals (seal, creator_id, grp, min_id, max_id, end_us, ids, form) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     for (g, list) in ids.iter_mut().filter(|(_, l)| !l.is_empty()) {
         list.sort_unstable_by_key(|(id, _)| *id);
@@ -647,7 +647,8 @@ pub fn write_seal_with(
                 codec::summed(
                     &[&ids_key(i64::from(g.0), i64::from(g.1), to_i64(lo))],
                     codec::pack_ids(chunk)
-                )
+                ),
+                codec::IDS_FORM
             ])?;
         }
     }
