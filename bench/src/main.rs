@@ -809,15 +809,14 @@ fn count_states(db: &str) -> anyhow::Result<(i64, i64)> {
     let open: i64 = c.query_row("SELECT count(*) FROM states WHERE dcls = 14", [], |r| {
         r.get(0)
     })?;
-    Ok((n + sealed_count(&c), open))
+    Ok((n + sealed_count(&c)?, open))
 }
 
-/// Sealed lifetimes (schema 4; an older database has none).
-fn sealed_count(c: &Connection) -> i64 {
+/// Sealed lifetimes.
+fn sealed_count(c: &Connection) -> rusqlite::Result<i64> {
     c.query_row("SELECT coalesce(sum(n), 0) FROM sealed_buckets", [], |r| {
         r.get(0)
     })
-    .unwrap_or(0)
 }
 
 fn import_bench(
@@ -996,8 +995,8 @@ fn sample_rows(
     nat_only: bool,
 ) -> anyhow::Result<Vec<Sampled>> {
     let mut max: i64 = c.query_row("SELECT coalesce(max(id), 0) FROM states", [], |r| r.get(0))?;
-    // A database built by imports holds most lifetimes sealed (schema 4): sample those.
-    let sealed = sealed_count(c);
+    // A database built by imports holds most lifetimes sealed: sample those.
+    let sealed = sealed_count(c)?;
     if sealed > max {
         return sample_sealed(c, n, rng, nat_only, sealed);
     }
