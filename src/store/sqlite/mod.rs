@@ -32,7 +32,7 @@ const MIGRATIONS: &[(&str, &str)] = &[(
 /// `user_version`, under the same application id. Counting ours from 100 keeps such a file
 /// from passing for a current one (it is refused, see [`StoreError::EarlierBuild`]), and
 /// those builds refuse ours as newer than they understand instead of migrating it.
-const USER_VERSION_BASE: i32 = 99;
+const USER_VERSION_BASE: i32 = 199;
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
@@ -400,12 +400,12 @@ fn migrate(conn: &Connection, path: &str) -> Result<()> {
     Ok(())
 }
 
-/// Move every sealed lifetime back into `states`, one row each (tests compare whole
+/// Move every archived lifetime back into `states`, one row each (tests compare whole
 /// databases this way, whichever path each lifetime took); how many moved.
-pub fn unseal_all(conn: &Connection) -> rusqlite::Result<u64> {
+pub fn unarchive_all(conn: &Connection) -> rusqlite::Result<u64> {
     let tx = conn.unchecked_transaction()?;
     let names = archive::Names::load(&tx)?;
-    let n = archive::unseal_all(&tx, &names, |tx, s| writer::insert_stored(tx, s, true))?;
+    let n = archive::unarchive_all(&tx, &names, |tx, s| writer::insert_stored(tx, s, true))?;
     tx.commit()?;
     Ok(n)
 }
