@@ -12,7 +12,11 @@
 //! - a full state for an open key with other keys (addresses, ports, protocol, family) is
 //!   another state under the same id (a DEL missed after drops, or a hostile sender): the
 //!   open lifetime ends where the new one begins (reason "replaced"), and the new one opens.
+//!
+//! How what is known of one lifetime merges (keys from the earliest full message, counters
+//! from the newest, ...) is [`crate::model::lifetime`]'s.
 
+use crate::model::lifetime::clear_names;
 use crate::model::{
     key_of, EndReason, Event, Flavor, FullState, Micros, OpenState, OrphanKind, StateMap, StateRef,
 };
@@ -132,9 +136,14 @@ impl Tracker {
                     .open
                     .iter()
                     .filter(|(k, o)| {
-                        k.creator_id == c.creator_id
-                            && o.start <= ts
-                            && (!by_if || o.state.ifname == c.ifname)
+                        o.start <= ts
+                            && clear_names(
+                                c.creator_id,
+                                &c.ifname,
+                                by_if,
+                                k.creator_id,
+                                &o.state.ifname,
+                            )
                     })
                     .map(|(k, _)| *k)
                     .collect();
@@ -163,14 +172,7 @@ impl Tracker {
         let k = key_of(s);
         let start = ts - s.creation as Micros * 1_000_000;
         // One lookup for both cases (the table is large and seldom in cache).
-        let fresh = || OpenState {
-            state: s.clone(),
-            start,
-            first_full: ts,
-            updated: ts,
-            last_seen: ts,
-            flavor: d.flavor,
-        };
+        let fresh = || OpenState::new(s.clone(), start, ts, d.flavor);
         let o = match self.open.entry(k) {
             Entry::Occupied(mut o) if ts >= o.get().first_full && !same_keys(&o.get().state, s) => {
                 // Another state under an open id: the open one ended before this one began
@@ -221,20 +223,8 @@ impl Tracker {
         }
         if ts < o.first_full {
             // An earlier full message (an older capture imported after a newer one, or
-            // timestamps out of order): the lifetime began earlier than we thought. Keys
-            // and start come from the earliest full message, counters from the newest, as
-            // the store keeps them.
-            let newest = std::mem::replace(&mut o.state, s.clone());
-            let n = &mut o.state;
-            n.expire = newest.expire;
-            n.packets = newest.packets;
-            n.bytes = newest.bytes;
-            n.timeout = newest.timeout;
-            n.peer_state = newest.peer_state;
-            n.rule = newest.rule;
-            o.first_full = ts;
-            o.start = start;
-            o.flavor = d.flavor;
+            // timestamps out of order): the lifetime began earlier than we thought.
+            o.merge_open(s, start, ts, d.flavor);
             out.push(Event::Open {
                 state: s.clone(),
                 start,
@@ -244,17 +234,7 @@ impl Tracker {
             });
             return;
         }
-        o.last_seen = o.last_seen.max(ts);
-        // Keys and start stay as first seen; counters and expiry follow the newest message
-        // by its time (a disordered capture can bring an older one later).
-        if ts >= o.updated {
-            o.updated = ts;
-            o.state.packets = s.packets;
-            o.state.bytes = s.bytes;
-            o.state.expire = s.expire;
-            o.state.timeout = s.timeout;
-            o.state.peer_state = s.peer_state;
-        }
+        o.refresh(s, ts);
         self.stats.refreshed += 1;
         out.push(Event::Refresh {
             state: s.clone(),
@@ -265,7 +245,7 @@ impl Tracker {
     fn touch(&mut self, r: StateRef, ts: Micros, kind: OrphanKind, out: &mut Vec<Event>) {
         match self.open.get_mut(&r) {
             Some(o) => {
-                o.last_seen = o.last_seen.max(ts);
+                o.touch(ts);
                 out.push(Event::Touch { key: r, seen: ts });
             }
             None => self.orphan(r, ts, kind, out),
