@@ -78,6 +78,14 @@ impl Tracker {
         self.open.values().map(|o| &**o)
     }
 
+    /// Every open state, taken out (the end of an import): the table is freed at once,
+    /// each state when its taker drops it.
+    #[allow(clippy::vec_box)]
+    pub fn take_open(&mut self) -> Vec<Box<OpenState>> {
+        let open = std::mem::take(&mut self.open);
+        open.into_values().collect()
+    }
+
     pub fn get(&self, key: &StateRef) -> Option<&OpenState> {
         self.open.get(key).map(|o| &**o)
     }

@@ -158,6 +158,9 @@ pub struct Writer {
     /// [`Writer::hold_tracked`].
     tracker_holds: bool,
     tracked: StateSet,
+    /// Tracked lifetimes still open at the end ([`Writer::hold_tracked`]).
+    #[allow(clippy::vec_box)]
+    tracked_open: Vec<Box<OpenState>>,
     /// Tracked lifetimes the tracker dropped from memory (`--max-open`), stored open by
     /// the next flush ([`Writer::store_open`]).
     #[allow(clippy::vec_box)]
@@ -887,6 +890,7 @@ impl Writer {
             held: StateMap::default(),
             tracker_holds: false,
             tracked: StateSet::default(),
+            tracked_open: Vec::new(),
             early_end: StateMap::default(),
             evicted: Vec::new(),
             ready: Vec::new(),
@@ -1297,22 +1301,38 @@ impl Writer {
         }
     }
 
-    /// The tracker's open lifetimes at the end of an import: those it held for this writer
-    /// are stored open (or ended, after an early DEL_C), as any held lifetime is.
-    pub fn hold_tracked<'a>(&mut self, open: impl IntoIterator<Item = &'a OpenState>) {
+    /// The tracker's open lifetimes at the end of an import, taken from it
+    /// ([`crate::track::Tracker::take_open`]): those it held for this writer are stored open
+    /// by [`Writer::finish`] (or ended, after an early DEL_C), as any held lifetime is. Not
+    /// as held rows: each is written from its box and freed, so an import with many open
+    /// does not hold them twice (and more) while the page cache fills.
+    pub fn hold_tracked(&mut self, open: impl IntoIterator<Item = Box<OpenState>>) {
         for o in open {
             let k = key_of(&o.state);
             if !self.tracked.remove(&k) {
                 continue;
             }
-            let seen = (o.first_full, o.updated, o.last_seen);
-            let row = self.tracked_row(k, o.state.clone(), o.flavor, o.start, seen);
-            if row.end.is_some() {
+            if self.early_end.contains_key(&k) {
+                let o = *o;
+                let seen = (o.first_full, o.updated, o.last_seen);
+                let row = self.tracked_row(k, o.state, o.flavor, o.start, seen);
                 self.ready.push(row);
             } else {
-                self.held.insert(k, row);
+                self.tracked_open.push(o);
             }
         }
+    }
+
+    /// [`Writer::hold_tracked`]'s open lifetimes into states, in the order they were first
+    /// seen (as the recorder's young ones move there), each freed once written.
+    fn store_tracked_open(&mut self) -> Result<()> {
+        let mut open = std::mem::take(&mut self.tracked_open);
+        open.sort_unstable_by_key(|o| (o.first_full, o.state.creator_id, o.state.id));
+        let tx = self.conn.transaction().map_err(sq(&self.path))?;
+        for o in open {
+            insert_row(&tx, &Row::new(*o)).map_err(sq(&self.path))?;
+        }
+        tx.commit().map_err(sq(&self.path))
     }
 
     /// Open lifetimes the tracker drops from memory: those it held for this writer are
@@ -1919,6 +1939,7 @@ impl Writer {
             .collect();
         self.pending.extend(late);
         self.flush(counters)?;
+        self.store_tracked_open()?;
         // Every bucket this import wrote into several times becomes one row per pair.
         if self.next_seal.is_some() {
             let tx = self.conn.transaction().map_err(sq(&self.path))?;
@@ -3372,7 +3393,7 @@ mod tests {
             last_seen: t0 + 70 * S,
             flavor: Flavor::OpenBsd,
         };
-        w.hold_tracked([&still(2), &still(3)]);
+        w.hold_tracked([Box::new(still(2)), Box::new(still(3))]);
         w.finish(&c, "stopped", 0).expect("finish");
         let conn = crate::store::pagesum::open(&db).expect("open");
         let mut got: Vec<(u64, Option<Micros>, Micros)> = lifetimes(&conn)
