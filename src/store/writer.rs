@@ -793,6 +793,55 @@ impl Row {
         }
     }
 
+    /// A sealed lifetime as a row; None if a column is not one a row can have (damage, or
+    /// a lifetime the rules cannot merge: the caller then merges it in SQL).
+    fn of_stored(l: &Stored) -> Option<Row> {
+        let af = Af::from_openbsd(l.af);
+        let key = |addr, port, rdomain, af| Key {
+            addr,
+            port,
+            rdomain,
+            af,
+        };
+        let state = FullState {
+            id: l.state_id,
+            creator_id: l.creator_id,
+            ifname: l.ifname,
+            key: [
+                key(l.w_addr, l.w_port, l.w_rdomain, af),
+                key(l.s_addr, l.s_port, l.s_rdomain, Af::from_openbsd(l.s_af)),
+            ],
+            af,
+            proto: l.proto,
+            direction: Direction::from_u8(l.direction),
+            creation: 0,
+            expire: l.expire,
+            packets: l.packets,
+            bytes: l.bytes,
+            rule: l.rule,
+            timeout: 0,
+            peer_state: [0, 0],
+        };
+        let flavor = match l.flavor {
+            6 => Flavor::OpenBsd,
+            5 => Flavor::FreeBsd,
+            _ => return None,
+        };
+        let reason = EndReason::from_name(REASONS.get(usize::from(l.reason))?)?;
+        Some(Row {
+            life: Lifetime {
+                state,
+                start: l.start,
+                first_full: l.first,
+                updated: l.updated,
+                last_seen: l.last,
+                flavor,
+            },
+            end: Some((l.end, reason)),
+            journaled_last: Micros::MIN,
+        })
+    }
+
     /// [`end_row`]: the earliest end wins.
     fn end(&mut self, end: Micros, reason: EndReason) {
         self.life.end(&mut self.end, end, reason);
@@ -2022,28 +2071,37 @@ fn changes_nothing(
     if in_states.is_some() {
         return Ok(false);
     }
-    let counters_same = |s: &FullState| {
-        s.expire == l.expire && s.packets == l.packets && s.bytes == l.bytes && s.rule == l.rule
+    // Merged by the rules apply's SQL mirrors (model::lifetime), the lifetime comes out as
+    // it went in.
+    let Some(mut row) = Row::of_stored(l) else {
+        return Ok(false);
     };
-    // The counters are rewritten by a message at or after the one they came from.
-    let counters_kept =
-        |s: &FullState, at: Micros| at < l.updated || (at == l.updated && counters_same(s));
-    Ok(match e {
-        Event::Open { state, seen, .. } => {
-            *seen >= l.first
-                && *seen <= l.last
-                && counters_kept(state, *seen)
-                && first_clear(tx, state, *seen)?.is_none_or(|c| c >= l.end)
+    match e {
+        Event::Open {
+            state,
+            start,
+            seen,
+            flavor,
+            ..
+        } => {
+            // apply: a CLR stored after it ends the lifetime there.
+            if first_clear(tx, state, *seen)?.is_some_and(|c| c < l.end) {
+                return Ok(false);
+            }
+            row.merge_open(state, *start, *seen, *flavor);
         }
-        Event::Refresh { state, seen } => *seen <= l.last && counters_kept(state, *seen),
-        Event::Touch { seen, .. } => *seen <= l.last,
-        // end_row: only an earlier end changes anything.
-        Event::End { end, .. } => *end >= l.end,
+        Event::Refresh { state, seen } => row.refresh(state, *seen),
+        Event::Touch { seen, .. } => row.touch(*seen),
+        Event::End { end, reason, .. } => row.end(*end, *reason),
         Event::Orphan { seen, kind, .. } => {
-            *seen <= l.last && (*kind != OrphanKind::DelC || *seen >= l.end)
+            row.touch(*seen);
+            if *kind == OrphanKind::DelC {
+                row.end(*seen, EndReason::Delete);
+            }
         }
-        Event::Clear { .. } | Event::Bus { .. } => false,
-    })
+        Event::Clear { .. } | Event::Bus { .. } => return Ok(false),
+    }
+    Ok(row.stored() == *l)
 }
 
 /// Find the row of the lifetime of `k` that was alive at `ts` (the newest such row).
