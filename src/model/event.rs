@@ -47,9 +47,6 @@ pub enum OrphanKind {
     DelC,
 }
 
-/// An open state as the tracker holds it: its lifetime so far ([`super::Lifetime`]).
-pub type OpenState = super::Lifetime;
-
 /// What happened, for the store and the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

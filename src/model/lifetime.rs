@@ -1,6 +1,6 @@
 //! The rules that merge what is known of one state lifetime (docs/pfsync.md §8, §9), in one
 //! place: the tracker, the store's lifetimes held in memory and the synthetic generator all
-//! merge through [`Lifetime`]. The store's SQL merge (`store::writer::apply`, `end_row`)
+//! merge through [`OpenState`]. The store's SQL merge (`store::writer::apply`, `end_row`)
 //! mirrors these rules for rows on disk, and a test there checks that it agrees.
 //!
 //! - keys, interface, flavour and start come from the earliest full message;
@@ -66,7 +66,7 @@ impl Parts for FullState {
 
 /// What is known of one lifetime that has been seen in full.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lifetime<S = FullState> {
+pub struct OpenState<S = FullState> {
     pub state: S,
     pub start: Micros,
     /// Time of the earliest full message seen for it (start = this − creation).
@@ -77,10 +77,10 @@ pub struct Lifetime<S = FullState> {
     pub flavor: Flavor,
 }
 
-impl<S: Parts> Lifetime<S> {
+impl<S: Parts> OpenState<S> {
     /// A lifetime known from one full message seen at `seen`.
-    pub fn new(state: S, start: Micros, seen: Micros, flavor: Flavor) -> Lifetime<S> {
-        Lifetime {
+    pub fn new(state: S, start: Micros, seen: Micros, flavor: Flavor) -> OpenState<S> {
+        OpenState {
             state,
             start,
             first_full: seen,
@@ -125,7 +125,7 @@ impl<S: Parts> Lifetime<S> {
     }
 }
 
-/// [`Lifetime::end`] on the parts of a lifetime that an end touches (a stored row).
+/// [`OpenState::end`] on the parts of a lifetime that an end touches (a stored row).
 pub fn end_at(
     start: Micros,
     last_seen: &mut Micros,
@@ -193,7 +193,7 @@ pub(crate) mod tests {
 
     #[test]
     fn keys_and_start_from_the_earliest_counters_from_the_newest() {
-        let mut l = Lifetime::new(state(1, "em0", 50, 9), 45 * S, 50 * S, Flavor::OpenBsd);
+        let mut l = OpenState::new(state(1, "em0", 50, 9), 45 * S, 50 * S, Flavor::OpenBsd);
         // Earlier (an older capture imported later): keys, start, flavour, not counters.
         l.merge_open(&state(2, "em1", 20, 8), 17 * S, 20 * S, Flavor::FreeBsd);
         assert_eq!(l.state.key[0].port[1], 2);
@@ -223,7 +223,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_earliest_end_wins_never_before_the_start_and_a_clr_is_no_sighting() {
-        let mut l = Lifetime::new(state(1, "em0", 1, 1), 40 * S, 50 * S, Flavor::OpenBsd);
+        let mut l = OpenState::new(state(1, "em0", 1, 1), 40 * S, 50 * S, Flavor::OpenBsd);
         let mut end = None;
         l.end(&mut end, 90 * S, EndReason::Clear);
         assert_eq!(
@@ -264,7 +264,7 @@ pub(crate) mod tests {
         End(Micros, EndReason),
     }
 
-    pub(crate) type Merged = (Lifetime, Option<End>);
+    pub(crate) type Merged = (OpenState, Option<End>);
 
     pub(crate) fn merge(mut l: Merged, m: &Msg) -> Merged {
         match m {
@@ -347,7 +347,7 @@ pub(crate) mod tests {
 
     pub(crate) fn opened(first: &Msg) -> Merged {
         match first {
-            Msg::Open(s, start, seen, f) => (Lifetime::new(s.clone(), *start, *seen, *f), None),
+            Msg::Open(s, start, seen, f) => (OpenState::new(s.clone(), *start, *seen, *f), None),
             m => panic!("not an opening message: {m:?}"),
         }
     }

@@ -20,11 +20,11 @@
 //!   (the messages go through the real [`Tracker`]; only the SQL is batched differently),
 //!   for building 50–100 million-state databases in minutes.
 
-use crate::model::{key_of, End, Event, Lifetime, Micros};
-use crate::model::{Af, Direction, Flavor, FullState, Key, StateRef};
-use crate::store::{self, addr_blob};
-use crate::track::Tracker;
-use crate::wire::{freebsd, openbsd, Decoded, Message, UpdC};
+use pfstatelog::model::{key_of, End, Event, Micros, OpenState};
+use pfstatelog::model::{Af, Direction, Flavor, FullState, Key, StateRef};
+use pfstatelog::store::sqlite::{self as store, addr_blob};
+use pfstatelog::track::Tracker;
+use pfstatelog::wire::{freebsd, openbsd, Decoded, Message, UpdC};
 use rusqlite::{params, Connection};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -1056,7 +1056,7 @@ struct Row {
 }
 
 /// The row of a lifetime, as `id`.
-fn row_of(id: i64, l: &Lifetime, end: Option<End>) -> Row {
+fn row_of(id: i64, l: &OpenState, end: Option<End>) -> Row {
     let s = &l.state;
     Row {
         id,
@@ -1236,7 +1236,7 @@ impl DbBuilder {
                     "pfstatelog-bench gen-db seed={} states={} rate={} reuse={}x{}",
                     cfg.seed, cfg.states, cfg.rate, cfg.hot_pairs, cfg.reuse
                 ),
-                crate::time::wall_us(),
+                pfstatelog::time::wall_us(),
                 first_us,
                 last_us,
                 gstats.packets as i64,
@@ -1321,7 +1321,7 @@ fn produce(cfg: GenConfig, out: std::sync::mpsc::SyncSender<Produced>) -> anyhow
     let mut g = Generator::new(cfg.clone());
     let mut tracker = Tracker::new();
     let mut events: Vec<Event> = Vec::new();
-    let mut open: HashMap<StateRef, Lifetime> = HashMap::new();
+    let mut open: HashMap<StateRef, OpenState> = HashMap::new();
     let mut next_id: i64 = 1;
     let mut done: Vec<Row> = Vec::with_capacity(50_000);
     let mut first_us = Micros::MAX;
@@ -1352,7 +1352,7 @@ fn produce(cfg: GenConfig, out: std::sync::mpsc::SyncSender<Produced>) -> anyhow
                     flavor,
                     ..
                 } => {
-                    open.insert(key_of(&state), Lifetime::new(state, start, seen, flavor));
+                    open.insert(key_of(&state), OpenState::new(state, start, seen, flavor));
                 }
                 Event::Touch { key, seen } => {
                     if let Some(l) = open.get_mut(&key) {
@@ -1383,7 +1383,7 @@ fn produce(cfg: GenConfig, out: std::sync::mpsc::SyncSender<Produced>) -> anyhow
     if !done.is_empty() {
         let _ = out.send(Produced::Rows(done, g.stats.states));
     }
-    let mut rest: Vec<Lifetime> = open.into_values().collect();
+    let mut rest: Vec<OpenState> = open.into_values().collect();
     rest.sort_unstable_by_key(|l| (l.first_full, l.state.creator_id, l.state.id));
     let rest: Vec<Row> = rest
         .iter()
@@ -1443,7 +1443,7 @@ fn insert_rows(tx: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::decode_pfsync;
+    use pfstatelog::wire::decode_pfsync;
 
     fn small() -> GenConfig {
         GenConfig {
@@ -1500,7 +1500,7 @@ mod tests {
         let pf = encode_pfsync(&p, Flavor::OpenBsd);
         let mut buf = Vec::new();
         frame(&pf, 1, 7, LINKTYPE_ETHERNET, &mut buf);
-        let f = crate::wire::link::strip(LINKTYPE_ETHERNET, &buf).unwrap();
+        let f = pfstatelog::wire::link::strip(LINKTYPE_ETHERNET, &buf).unwrap();
         assert_eq!(f.pfsync, &pf[..]);
         assert_eq!(f.ip.unwrap().ttl, 255);
     }
