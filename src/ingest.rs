@@ -560,7 +560,7 @@ impl<'l> Ingest<'l> {
             self.hand_over();
         }
         if let Sink::Inline(c) = &mut self.sink {
-            c.writer_mut().hold_tracked(&mut self.tracker.open_states());
+            c.writer_mut().hold_tracked(self.tracker.take_open());
         }
         match self.sink {
             Sink::Inline(c) => c.finish(status),

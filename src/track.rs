@@ -12,13 +12,17 @@
 //! - a full state for an open key with other keys (addresses, ports, protocol, family) is
 //!   another state under the same id (a DEL missed after drops, or a hostile sender): the
 //!   open lifetime ends where the new one begins (reason "replaced"), and the new one opens.
+//!
+//! How what is known of one lifetime merges (keys from the earliest full message, counters
+//! from the newest, ...) is [`crate::model::lifetime`]'s.
 
+use crate::model::lifetime::clear_names;
 use crate::model::{
-    key_of, EndReason, Event, Flavor, FullState, Micros, OpenState, OrphanKind, StateMap, StateRef,
+    key_of, EndReason, Event, Flavor, FullState, Micros, OpenState, OrphanKind, StateRef,
 };
 
 use crate::wire::{Decoded, Message};
-use std::collections::hash_map::Entry;
+use hashbrown::hash_table::{Entry, HashTable};
 
 /// Counters a run reports at the end.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,11 +40,72 @@ pub struct TrackStats {
 
 #[derive(Debug, Default)]
 pub struct Tracker {
-    /// Boxed: the table stays small (24-byte entries), so it grows by moving pointers, and
-    /// an import faults in its open states' memory (reused as states end) rather than
-    /// every size the table passed through at ~250 bytes an entry, twice its load.
-    open: StateMap<Box<OpenState>>,
+    open: Open,
     pub stats: TrackStats,
+}
+
+/// The open states by (creator, id). Boxed: the table stays small, so it grows by moving
+/// pointers, and an import faults in its open states' memory (reused as states end, and
+/// freed one by one when they are handed over) rather than every size the table passed
+/// through at ~250 bytes an entry, twice its load. The key is the state's own, inside the
+/// box: 8-byte entries, not 24 (a table at its largest has twice as many entries as states).
+#[derive(Debug, Default)]
+struct Open {
+    table: HashTable<Box<OpenState>>,
+    /// Keyed at random: the ids come from the network ([`crate::model::StateMap`]).
+    hasher: ahash::RandomState,
+}
+
+impl Open {
+    fn hash(&self, k: &StateRef) -> u64 {
+        self.hasher.hash_one(k)
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn entry(&mut self, k: StateRef) -> Entry<'_, Box<OpenState>> {
+        let hasher = &self.hasher;
+        self.table.entry(
+            hasher.hash_one(k),
+            |o| key_of(&o.state) == k,
+            |o| hasher.hash_one(key_of(&o.state)),
+        )
+    }
+
+    fn get(&self, k: &StateRef) -> Option<&OpenState> {
+        self.table
+            .find(self.hash(k), |o| key_of(&o.state) == *k)
+            .map(|o| &**o)
+    }
+
+    fn get_mut(&mut self, k: &StateRef) -> Option<&mut OpenState> {
+        let h = self.hash(k);
+        self.table
+            .find_mut(h, |o| key_of(&o.state) == *k)
+            .map(|o| &mut **o)
+    }
+
+    fn remove(&mut self, k: &StateRef) -> Option<Box<OpenState>> {
+        match self.entry(*k) {
+            Entry::Occupied(o) => Some(o.remove().0),
+            Entry::Vacant(_) => None,
+        }
+    }
+
+    fn insert(&mut self, o: Box<OpenState>) {
+        match self.entry(key_of(&o.state)) {
+            Entry::Occupied(mut e) => *e.get_mut() = o,
+            Entry::Vacant(e) => {
+                e.insert(o);
+            }
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = &OpenState> {
+        self.table.iter().map(|o| &**o)
+    }
 }
 
 /// Whether two full states name the same connection: same keys (addresses, ports,
@@ -59,9 +124,12 @@ impl Tracker {
     /// Carry on from the store's open states (a restarted recorder).
     pub fn preload(&mut self, states: impl IntoIterator<Item = OpenState>) {
         let states = states.into_iter();
-        self.open.reserve(states.size_hint().0);
+        let hasher = &self.open.hasher;
+        self.open
+            .table
+            .reserve(states.size_hint().0, |o| hasher.hash_one(key_of(&o.state)));
         for s in states {
-            self.open.insert(key_of(&s.state), Box::new(s));
+            self.open.insert(Box::new(s));
         }
     }
 
@@ -71,11 +139,18 @@ impl Tracker {
 
     /// Every open state, in no order.
     pub fn open_states(&self) -> impl Iterator<Item = &OpenState> {
-        self.open.values().map(|o| &**o)
+        self.open.values()
+    }
+
+    /// Every open state, taken out (the end of an import): the table is freed at once,
+    /// each state when its taker drops it.
+    #[allow(clippy::vec_box)]
+    pub fn take_open(&mut self) -> Vec<Box<OpenState>> {
+        std::mem::take(&mut self.open.table).into_iter().collect()
     }
 
     pub fn get(&self, key: &StateRef) -> Option<&OpenState> {
-        self.open.get(key).map(|o| &**o)
+        self.open.get(key)
     }
 
     /// Past `max` open states, drop the longest idle (oldest "last seen") until `keep`
@@ -85,8 +160,11 @@ impl Tracker {
         if self.open.len() <= max {
             return Vec::new();
         }
-        let mut idle: Vec<(Micros, StateRef)> =
-            self.open.iter().map(|(k, o)| (o.last_seen, *k)).collect();
+        let mut idle: Vec<(Micros, StateRef)> = self
+            .open
+            .values()
+            .map(|o| (o.last_seen, key_of(&o.state)))
+            .collect();
         let n = idle.len().saturating_sub(keep.min(max));
         if n == 0 {
             return Vec::new();
@@ -130,13 +208,18 @@ impl Tracker {
                 let by_if = d.flavor == Flavor::OpenBsd && !c.ifname.is_empty();
                 let mut ended: Vec<StateRef> = self
                     .open
-                    .iter()
-                    .filter(|(k, o)| {
-                        k.creator_id == c.creator_id
-                            && o.start <= ts
-                            && (!by_if || o.state.ifname == c.ifname)
+                    .values()
+                    .filter(|o| {
+                        o.start <= ts
+                            && clear_names(
+                                c.creator_id,
+                                &c.ifname,
+                                by_if,
+                                o.state.creator_id,
+                                &o.state.ifname,
+                            )
                     })
-                    .map(|(k, _)| *k)
+                    .map(|o| key_of(&o.state))
                     .collect();
                 // Deterministic order for the log and the store.
                 ended.sort_by_key(|k| k.id);
@@ -163,14 +246,7 @@ impl Tracker {
         let k = key_of(s);
         let start = ts - s.creation as Micros * 1_000_000;
         // One lookup for both cases (the table is large and seldom in cache).
-        let fresh = || OpenState {
-            state: s.clone(),
-            start,
-            first_full: ts,
-            updated: ts,
-            last_seen: ts,
-            flavor: d.flavor,
-        };
+        let fresh = || OpenState::new(s.clone(), start, ts, d.flavor);
         let o = match self.open.entry(k) {
             Entry::Occupied(mut o) if ts >= o.get().first_full && !same_keys(&o.get().state, s) => {
                 // Another state under an open id: the open one ended before this one began
@@ -221,20 +297,8 @@ impl Tracker {
         }
         if ts < o.first_full {
             // An earlier full message (an older capture imported after a newer one, or
-            // timestamps out of order): the lifetime began earlier than we thought. Keys
-            // and start come from the earliest full message, counters from the newest, as
-            // the store keeps them.
-            let newest = std::mem::replace(&mut o.state, s.clone());
-            let n = &mut o.state;
-            n.expire = newest.expire;
-            n.packets = newest.packets;
-            n.bytes = newest.bytes;
-            n.timeout = newest.timeout;
-            n.peer_state = newest.peer_state;
-            n.rule = newest.rule;
-            o.first_full = ts;
-            o.start = start;
-            o.flavor = d.flavor;
+            // timestamps out of order): the lifetime began earlier than we thought.
+            o.merge_open(s, start, ts, d.flavor);
             out.push(Event::Open {
                 state: s.clone(),
                 start,
@@ -244,17 +308,7 @@ impl Tracker {
             });
             return;
         }
-        o.last_seen = o.last_seen.max(ts);
-        // Keys and start stay as first seen; counters and expiry follow the newest message
-        // by its time (a disordered capture can bring an older one later).
-        if ts >= o.updated {
-            o.updated = ts;
-            o.state.packets = s.packets;
-            o.state.bytes = s.bytes;
-            o.state.expire = s.expire;
-            o.state.timeout = s.timeout;
-            o.state.peer_state = s.peer_state;
-        }
+        o.refresh(s, ts);
         self.stats.refreshed += 1;
         out.push(Event::Refresh {
             state: s.clone(),
@@ -265,7 +319,7 @@ impl Tracker {
     fn touch(&mut self, r: StateRef, ts: Micros, kind: OrphanKind, out: &mut Vec<Event>) {
         match self.open.get_mut(&r) {
             Some(o) => {
-                o.last_seen = o.last_seen.max(ts);
+                o.touch(ts);
                 out.push(Event::Touch { key: r, seen: ts });
             }
             None => self.orphan(r, ts, kind, out),
@@ -286,7 +340,7 @@ impl Tracker {
         let o = match self.open.entry(k) {
             // A delete stamped before the state began (a capture from another time, merged
             // out of order) cannot end it.
-            Entry::Occupied(o) if o.get().start <= ts => o.remove(),
+            Entry::Occupied(o) if o.get().start <= ts => o.remove().0,
             _ => return false,
         };
         self.stats.closed += 1;

@@ -20,8 +20,8 @@
 //!   (the messages go through the real [`Tracker`]; only the SQL is batched differently),
 //!   for building 50–100 million-state databases in minutes.
 
+use pfstatelog::model::{key_of, End, Event, Micros, OpenState};
 use pfstatelog::model::{Af, Direction, Flavor, FullState, Key, StateRef};
-use pfstatelog::model::{Event, Micros};
 use pfstatelog::store::sqlite::{self as store, addr_blob};
 use pfstatelog::track::Tracker;
 use pfstatelog::wire::{freebsd, openbsd, Decoded, Message, UpdC};
@@ -1028,11 +1028,10 @@ fn action_of(m: &Message) -> u8 {
 }
 
 /// Column values of one `states` row, exactly as `store::writer` writes them for a lifetime
-/// first seen in this database (held from Open, `last_us` raised by Touch, ended at End,
-/// then one INSERT).
+/// first seen in this database (held from Open, merged by model::lifetime, then one INSERT).
 #[derive(Debug, Clone)]
 struct Row {
-    /// Row id, given in the order an import inserts (see [`produce`]); 0 until then.
+    /// Row id, given in the order an import inserts (see [`produce`]).
     id: i64,
     creator_id: u32,
     state_id: i64,
@@ -1049,10 +1048,44 @@ struct Row {
     end_us: Option<Micros>,
     end_reason: Option<&'static str>,
     last_us: Micros,
+    updated_us: Micros,
     expire: u32,
     counters: [i64; 4],
     rule: u32,
     flavor: i64,
+}
+
+/// The row of a lifetime, as `id`.
+fn row_of(id: i64, l: &OpenState, end: Option<End>) -> Row {
+    let s = &l.state;
+    Row {
+        id,
+        creator_id: s.creator_id,
+        state_id: s.id as i64,
+        af: s.af.to_openbsd(),
+        proto: s.proto,
+        direction: s.direction.to_u8(),
+        w: key_cols(&s.key[0]),
+        s: key_cols(&s.key[1]),
+        s_af: s.key[1].af.to_openbsd(),
+        nat: s.is_nat(),
+        ifname: s.ifname.to_string(),
+        start_us: l.start,
+        first_us: l.first_full,
+        end_us: end.map(|e| e.0),
+        end_reason: end.map(|e| e.1.name()),
+        last_us: l.last_seen,
+        updated_us: l.updated,
+        expire: s.expire,
+        counters: [
+            s.packets[0] as i64,
+            s.packets[1] as i64,
+            s.bytes[0] as i64,
+            s.bytes[1] as i64,
+        ],
+        rule: s.rule,
+        flavor: i64::from(l.flavor.header_version()),
+    }
 }
 
 fn key_cols(k: &Key) -> (Vec<u8>, i64, Vec<u8>, i64, i64) {
@@ -1288,7 +1321,7 @@ fn produce(cfg: GenConfig, out: std::sync::mpsc::SyncSender<Produced>) -> anyhow
     let mut g = Generator::new(cfg.clone());
     let mut tracker = Tracker::new();
     let mut events: Vec<Event> = Vec::new();
-    let mut open: HashMap<StateRef, Row> = HashMap::new();
+    let mut open: HashMap<StateRef, OpenState> = HashMap::new();
     let mut next_id: i64 = 1;
     let mut done: Vec<Row> = Vec::with_capacity(50_000);
     let mut first_us = Micros::MAX;
@@ -1311,68 +1344,29 @@ fn produce(cfg: GenConfig, out: std::sync::mpsc::SyncSender<Produced>) -> anyhow
         }
         for e in events.drain(..) {
             match e {
+                // Merged as the writer merges a lifetime it holds (model::lifetime).
                 Event::Open {
-                    state: s,
+                    state,
                     start,
                     seen,
                     flavor,
                     ..
                 } => {
-                    let k = StateRef {
-                        id: s.id,
-                        creator_id: s.creator_id,
-                    };
-                    let row = Row {
-                        id: 0,
-                        creator_id: s.creator_id,
-                        state_id: s.id as i64,
-                        af: s.af.to_openbsd(),
-                        proto: s.proto,
-                        direction: s.direction.to_u8(),
-                        w: key_cols(&s.key[0]),
-                        s: key_cols(&s.key[1]),
-                        s_af: s.key[1].af.to_openbsd(),
-                        nat: s.is_nat(),
-                        ifname: s.ifname.to_string(),
-                        start_us: start,
-                        first_us: seen,
-                        end_us: None,
-                        end_reason: None,
-                        last_us: seen,
-                        expire: s.expire,
-                        counters: [
-                            s.packets[0] as i64,
-                            s.packets[1] as i64,
-                            s.bytes[0] as i64,
-                            s.bytes[1] as i64,
-                        ],
-                        rule: s.rule,
-                        flavor: i64::from(flavor.header_version()),
-                    };
-                    open.insert(k, row);
+                    open.insert(key_of(&state), OpenState::new(state, start, seen, flavor));
                 }
                 Event::Touch { key, seen } => {
-                    if let Some(r) = open.get_mut(&key) {
-                        r.last_us = r.last_us.max(seen);
+                    if let Some(l) = open.get_mut(&key) {
+                        l.touch(seen);
                     }
                 }
                 Event::End {
-                    state: s,
-                    end,
-                    reason,
-                    ..
+                    state, end, reason, ..
                 } => {
-                    let k = StateRef {
-                        id: s.id,
-                        creator_id: s.creator_id,
-                    };
-                    if let Some(mut r) = open.remove(&k) {
-                        r.id = next_id;
+                    if let Some(mut l) = open.remove(&key_of(&state)) {
+                        let mut ended = None;
+                        l.end(&mut ended, end, reason);
+                        done.push(row_of(next_id, &l, ended));
                         next_id += 1;
-                        r.end_reason = Some(reason.name());
-                        r.end_us = Some(end.max(r.start_us));
-                        r.last_us = r.last_us.max(end);
-                        done.push(r);
                     }
                 }
                 // The generator sends no UPD, CLR, BUS, or messages for unknown states.
@@ -1389,12 +1383,13 @@ fn produce(cfg: GenConfig, out: std::sync::mpsc::SyncSender<Produced>) -> anyhow
     if !done.is_empty() {
         let _ = out.send(Produced::Rows(done, g.stats.states));
     }
-    let mut rest: Vec<Row> = open.into_values().collect();
-    rest.sort_unstable_by_key(|r| (r.first_us, r.creator_id, r.state_id as u64));
-    for r in &mut rest {
-        r.id = next_id;
-        next_id += 1;
-    }
+    let mut rest: Vec<OpenState> = open.into_values().collect();
+    rest.sort_unstable_by_key(|l| (l.first_full, l.state.creator_id, l.state.id));
+    let rest: Vec<Row> = rest
+        .iter()
+        .zip(next_id..)
+        .map(|(l, id)| row_of(id, l, None))
+        .collect();
     let _ = out.send(Produced::Done(Finished {
         rest,
         gen: g.stats.clone(),
@@ -1432,7 +1427,7 @@ fn insert_rows(tx: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
             r.end_us,
             r.end_reason,
             r.last_us,
-            r.first_us,
+            r.updated_us,
             r.expire,
             r.counters[0],
             r.counters[1],

@@ -785,7 +785,7 @@ fn run_import_inproc(
     }
     let s = tcpu();
     r.open_at_end = tracker.open_count();
-    writer.hold_tracked(tracker.open_states());
+    writer.hold_tracked(tracker.take_open());
     drop(checkpointer);
     writer.finish(&counters, "stopped", pfstatelog::time::wall_us())?;
     r.t_flush += tcpu() - s;

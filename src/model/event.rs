@@ -47,19 +47,6 @@ pub enum OrphanKind {
     DelC,
 }
 
-/// An open state as the tracker holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenState {
-    pub state: FullState,
-    pub start: Micros,
-    /// Time of the earliest full message seen for it (start = this − creation).
-    pub first_full: Micros,
-    /// Time of the newest full message: its counters and expiry are the state's.
-    pub updated: Micros,
-    pub last_seen: Micros,
-    pub flavor: Flavor,
-}
-
 /// What happened, for the store and the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

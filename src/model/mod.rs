@@ -3,10 +3,12 @@
 
 pub mod event;
 pub mod ifname;
+pub mod lifetime;
 pub mod record;
 pub mod state;
 
 pub use event::*;
 pub use ifname::{IfName, IFNAME_CAP};
+pub use lifetime::{End, OpenState};
 pub use record::Lifetime;
 pub use state::*;

@@ -73,7 +73,7 @@ pub trait LifetimeSink: Send {
         ids: &RoaringTreemap,
     ) -> Result<Vec<OpenState>, StoreError>;
     /// Before finish: the lifetimes the tracker still holds open, to be stored open.
-    fn hold_tracked(&mut self, open: &mut dyn Iterator<Item = &OpenState>);
+    fn hold_tracked(&mut self, open: Vec<Box<OpenState>>);
     /// Open lifetimes the tracker evicted, stored whole by the next flush.
     fn store_open(&mut self, open: Vec<OpenState>);
     /// Keys of evicted open lifetimes whose events the store has (commit thread).

@@ -88,7 +88,7 @@ impl LifetimeSink for SqliteSink {
     fn load_open_of(&mut self, creator_id: u32, ids: &RoaringTreemap) -> Result<Vec<OpenState>> {
         self.writer.load_open_of(creator_id, ids)
     }
-    fn hold_tracked(&mut self, open: &mut dyn Iterator<Item = &OpenState>) {
+    fn hold_tracked(&mut self, open: Vec<Box<OpenState>>) {
         self.writer.hold_tracked(open)
     }
     fn store_open(&mut self, open: Vec<OpenState>) {

@@ -7,7 +7,8 @@
 use super::archive::{self, BatchIndex, Names};
 use super::codec::{Stored, REASONS};
 use super::{addr_blob, blob_addr, sq, Result};
-use crate::model::{key_of, EndReason, Event, Micros, OpenState, OrphanKind};
+use crate::model::lifetime::{self, clear_names};
+use crate::model::{key_of, End, EndReason, Event, Micros, OpenState, OrphanKind};
 use crate::model::{Af, Direction, Flavor, FullState, Key, StateMap, StateRef, StateSet};
 use crate::store::lazy_open::{group_of, group_range, Group, Unloaded};
 use roaring::RoaringTreemap;
@@ -157,6 +158,9 @@ pub struct Writer {
     /// [`Writer::hold_tracked`].
     tracker_holds: bool,
     tracked: StateSet,
+    /// Tracked lifetimes still open at the end ([`Writer::hold_tracked`]).
+    #[allow(clippy::vec_box)]
+    tracked_open: Vec<Box<OpenState>>,
     /// Tracked lifetimes the tracker dropped from memory (`--max-open`), stored open by
     /// the next flush ([`Writer::store_open`]).
     #[allow(clippy::vec_box)]
@@ -249,7 +253,7 @@ impl Young {
     /// An event about held row `k`: whether its journal row now lags too far behind.
     fn seen(&mut self, k: StateRef, row: &Row) {
         if row.end.is_none()
-            && row.last > row.journaled_last.saturating_add(self.rewrite_after)
+            && row.last_seen > row.journaled_last.saturating_add(self.rewrite_after)
             && self.journaled.contains_key(&k)
         {
             self.stale.insert(k);
@@ -311,8 +315,8 @@ impl Young {
                     continue;
                 }
                 let l = LastSeen {
-                    written: r.last,
-                    known: r.last,
+                    written: r.last_seen,
+                    known: r.last_seen,
                 };
                 lazy_last.insert(k, l);
             }
@@ -325,7 +329,7 @@ impl Young {
                     self.left(old);
                 }
                 if let Some(r) = held.get_mut(k) {
-                    r.journaled_last = r.last;
+                    r.journaled_last = r.last_seen;
                 }
             }
             self.runs.push_back(run);
@@ -411,7 +415,7 @@ impl Young {
             }
             close(k)?;
             j.seq = Some(seq);
-            if self.young_for == 0 || r.first <= due || self.evict.contains(k) {
+            if self.young_for == 0 || r.first_full <= due || self.evict.contains(k) {
                 to_store.push((k, r));
                 j.stored.push(*k);
             } else {
@@ -419,7 +423,7 @@ impl Young {
             }
         }
         for (k, r) in self.fresh.iter().filter_map(|k| held.get_key_value(k)) {
-            if self.young_for == 0 || r.first <= due || self.evict.contains(k) {
+            if self.young_for == 0 || r.first_full <= due || self.evict.contains(k) {
                 to_store.push((k, r));
                 j.stored.push(*k);
             } else {
@@ -427,7 +431,7 @@ impl Young {
             }
         }
         // Into states in the order they were first seen, as an import writes them.
-        to_store.sort_by_key(|(k, r)| (r.first, k.creator_id, k.id));
+        to_store.sort_by_key(|(k, r)| (r.first_full, k.creator_id, k.id));
         for (k, r) in to_store {
             insert_row(tx, r)?;
             rows.insert(*k, tx.last_insert_rowid());
@@ -716,66 +720,36 @@ struct LastSeen {
     known: Micros,
 }
 
-/// A lifetime kept in memory: the row the merges in [`apply`] would leave in the store.
+/// A lifetime kept in memory: the row the merges in [`apply`] would leave in the store
+/// (both follow [`crate::model::lifetime`]).
 #[derive(Debug, Clone)]
 struct Row {
-    state: FullState,
-    flavor: Flavor,
-    start: Micros,
-    first: Micros,
-    updated: Micros,
-    last: Micros,
-    end: Option<(Micros, EndReason)>,
+    life: OpenState,
+    end: Option<End>,
     /// "Last seen" as its journal row has it (journal lifetimes).
     journaled_last: Micros,
 }
 
+impl std::ops::Deref for Row {
+    type Target = OpenState;
+    fn deref(&self) -> &OpenState {
+        &self.life
+    }
+}
+
+impl std::ops::DerefMut for Row {
+    fn deref_mut(&mut self) -> &mut OpenState {
+        &mut self.life
+    }
+}
+
 impl Row {
-    fn new(state: FullState, start: Micros, seen: Micros, flavor: Flavor) -> Row {
+    fn new(life: OpenState) -> Row {
         Row {
-            state,
-            flavor,
-            start,
-            first: seen,
-            updated: seen,
-            last: seen,
+            life,
             end: None,
             journaled_last: Micros::MIN,
         }
-    }
-
-    /// The UPDATE of an Open in [`apply`]: keys and start from the earliest full message,
-    /// counters from the newest.
-    fn merge_full(&mut self, s: &FullState, start: Micros, seen: Micros, flavor: Flavor) {
-        if seen < self.first {
-            let keep = (self.state.expire, self.state.packets, self.state.bytes);
-            let rule = self.state.rule;
-            self.state = s.clone();
-            (self.state.expire, self.state.packets, self.state.bytes) = keep;
-            self.state.rule = rule;
-            self.start = start;
-            self.flavor = flavor;
-        }
-        if seen >= self.updated {
-            self.state.expire = s.expire;
-            self.state.packets = s.packets;
-            self.state.bytes = s.bytes;
-            self.state.rule = s.rule;
-        }
-        self.updated = self.updated.max(seen);
-        self.first = self.first.min(seen);
-        self.last = self.last.max(seen);
-    }
-
-    /// The UPDATE of a Refresh (the rule is not refreshed).
-    fn refresh(&mut self, s: &FullState, seen: Micros) {
-        if seen >= self.updated {
-            self.state.expire = s.expire;
-            self.state.packets = s.packets;
-            self.state.bytes = s.bytes;
-        }
-        self.updated = self.updated.max(seen);
-        self.last = self.last.max(seen);
     }
 
     fn key(&self) -> StateRef {
@@ -806,9 +780,9 @@ impl Row {
             s_af: s.key[1].af.to_openbsd(),
             nat: s.is_nat(),
             start: self.start,
-            first: self.first,
+            first: self.first_full,
             updated: self.updated,
-            last: self.last,
+            last: self.last_seen,
             end,
             reason: reason_code(reason),
             expire: s.expire,
@@ -819,22 +793,59 @@ impl Row {
         }
     }
 
+    /// A archived lifetime as a row; None if a column is not one a row can have (damage, or
+    /// a lifetime the rules cannot merge: the caller then merges it in SQL).
+    fn of_stored(l: &Stored) -> Option<Row> {
+        let af = Af::from_openbsd(l.af);
+        let key = |addr, port, rdomain, af| Key {
+            addr,
+            port,
+            rdomain,
+            af,
+        };
+        let state = FullState {
+            id: l.state_id,
+            creator_id: l.creator_id,
+            ifname: l.ifname,
+            key: [
+                key(l.w_addr, l.w_port, l.w_rdomain, af),
+                key(l.s_addr, l.s_port, l.s_rdomain, Af::from_openbsd(l.s_af)),
+            ],
+            af,
+            proto: l.proto,
+            direction: Direction::from_u8(l.direction),
+            creation: 0,
+            expire: l.expire,
+            packets: l.packets,
+            bytes: l.bytes,
+            rule: l.rule,
+            timeout: 0,
+            peer_state: [0, 0],
+        };
+        let flavor = match l.flavor {
+            6 => Flavor::OpenBsd,
+            5 => Flavor::FreeBsd,
+            _ => return None,
+        };
+        let reason = EndReason::from_name(REASONS.get(usize::from(l.reason))?)?;
+        Some(Row {
+            life: OpenState {
+                state,
+                start: l.start,
+                first_full: l.first,
+                updated: l.updated,
+                last_seen: l.last,
+                flavor,
+            },
+            end: Some((l.end, reason)),
+            journaled_last: Micros::MIN,
+        })
+    }
+
     /// [`end_row`]: the earliest end wins.
     fn end(&mut self, end: Micros, reason: EndReason) {
-        if self.end.is_none_or(|(e, _)| end < e) {
-            self.end = Some((ended(self.start, &mut self.last, end, reason), reason));
-        }
+        self.life.end(&mut self.end, end, reason);
     }
-}
-
-/// [`end_row`] on a lifetime not ended yet: the end it gets (never before its start), and
-/// its last sighting raised to it unless a CLR or a replacement ended it (neither names
-/// this lifetime's state).
-fn ended(start: Micros, last: &mut Micros, end: Micros, reason: EndReason) -> Micros {
-    if !matches!(reason, EndReason::Clear | EndReason::Replaced) {
-        *last = (*last).max(end);
-    }
-    end.max(start)
 }
 
 /// The code of an end reason in packed data: its place in [`REASONS`].
@@ -928,6 +939,7 @@ impl Writer {
             held: StateMap::default(),
             tracker_holds: false,
             tracked: StateSet::default(),
+            tracked_open: Vec::new(),
             early_end: StateMap::default(),
             evicted: Vec::new(),
             ready: Vec::new(),
@@ -1218,12 +1230,12 @@ impl Writer {
                         seen,
                         flavor,
                         ..
-                    } => row.merge_full(state, *start, *seen, *flavor),
+                    } => row.merge_open(state, *start, *seen, *flavor),
                     Event::Refresh { state, seen } => row.refresh(state, *seen),
-                    Event::Touch { seen, .. } => row.last = row.last.max(*seen),
+                    Event::Touch { seen, .. } => row.touch(*seen),
                     Event::End { end, reason, .. } => row.end(*end, *reason),
                     Event::Orphan { seen, kind, .. } => {
-                        row.last = row.last.max(*seen);
+                        row.touch(*seen);
                         if *kind == OrphanKind::DelC {
                             row.end(*seen, EndReason::Delete);
                         }
@@ -1286,8 +1298,10 @@ impl Writer {
                     self.tracked.insert(k);
                     return;
                 }
-                self.held
-                    .insert(k, Box::new(Row::new(state, start, seen, flavor)));
+                self.held.insert(
+                    k,
+                    Box::new(Row::new(OpenState::new(state, start, seen, flavor))),
+                );
                 if !self.hold_open {
                     self.journal.fresh.insert(k);
                 }
@@ -1338,22 +1352,38 @@ impl Writer {
         }
     }
 
-    /// The tracker's open lifetimes at the end of an import: those it held for this writer
-    /// are stored open (or ended, after an early DEL_C), as any held lifetime is.
-    pub fn hold_tracked<'a>(&mut self, open: impl IntoIterator<Item = &'a OpenState>) {
+    /// The tracker's open lifetimes at the end of an import, taken from it
+    /// ([`crate::track::Tracker::take_open`]): those it held for this writer are stored open
+    /// by [`Writer::finish`] (or ended, after an early DEL_C), as any held lifetime is. Not
+    /// as held rows: each is written from its box and freed, so an import with many open
+    /// does not hold them twice (and more) while the page cache fills.
+    pub fn hold_tracked(&mut self, open: impl IntoIterator<Item = Box<OpenState>>) {
         for o in open {
             let k = key_of(&o.state);
             if !self.tracked.remove(&k) {
                 continue;
             }
-            let seen = (o.first_full, o.updated, o.last_seen);
-            let row = self.tracked_row(k, o.state.clone(), o.flavor, o.start, seen);
-            if row.end.is_some() {
+            if self.early_end.contains_key(&k) {
+                let o = *o;
+                let seen = (o.first_full, o.updated, o.last_seen);
+                let row = self.tracked_row(k, o.state, o.flavor, o.start, seen);
                 self.ready.push(row);
             } else {
-                self.held.insert(k, row);
+                self.tracked_open.push(o);
             }
         }
+    }
+
+    /// [`Writer::hold_tracked`]'s open lifetimes into states, in the order they were first
+    /// seen (as the recorder's journal ones move there), each freed once written.
+    fn store_tracked_open(&mut self) -> Result<()> {
+        let mut open = std::mem::take(&mut self.tracked_open);
+        open.sort_unstable_by_key(|o| (o.first_full, o.state.creator_id, o.state.id));
+        let tx = self.conn.transaction().map_err(sq(&self.path))?;
+        for o in open {
+            insert_row(&tx, &Row::new(*o)).map_err(sq(&self.path))?;
+        }
+        tx.commit().map_err(sq(&self.path))
     }
 
     /// Open lifetimes the tracker drops from memory: those it held for this writer are
@@ -1414,18 +1444,16 @@ impl Writer {
         state: FullState,
         flavor: Flavor,
         start: Micros,
-        (first, updated, last): (Micros, Micros, Micros),
+        (first_full, updated, last_seen): (Micros, Micros, Micros),
     ) -> Box<Row> {
-        let mut row = Box::new(Row {
+        let mut row = Box::new(Row::new(OpenState {
             state,
-            flavor,
             start,
-            first,
+            first_full,
             updated,
-            last,
-            end: None,
-            journaled_last: Micros::MIN,
-        });
+            last_seen,
+            flavor,
+        }));
         if let Some(t) = self.early_end.remove(&k) {
             row.end(t, EndReason::Delete);
         }
@@ -1964,6 +1992,7 @@ impl Writer {
             .collect();
         self.pending.extend(late);
         self.flush(counters)?;
+        self.store_tracked_open()?;
         // Every bucket this import wrote into several times becomes one row per pair.
         if self.next_batch.is_some() {
             let tx = self.conn.transaction().map_err(sq(&self.path))?;
@@ -2046,32 +2075,37 @@ fn changes_nothing(
     if in_states.is_some() {
         return Ok(false);
     }
-    let counters_same = |s: &FullState, rule: bool| {
-        s.expire == l.expire
-            && s.packets == l.packets
-            && s.bytes == l.bytes
-            && (!rule || s.rule == l.rule)
+    // Merged by the rules apply's SQL mirrors (model::lifetime), the lifetime comes out as
+    // it went in.
+    let Some(mut row) = Row::of_stored(l) else {
+        return Ok(false);
     };
-    // The counters are rewritten by a message at or after the one they came from.
-    let counters_kept = |s: &FullState, at: Micros, rule: bool| {
-        at < l.updated || (at == l.updated && counters_same(s, rule))
-    };
-    Ok(match e {
-        Event::Open { state, seen, .. } => {
-            *seen >= l.first
-                && *seen <= l.last
-                && counters_kept(state, *seen, true)
-                && first_clear(tx, state, *seen)?.is_none_or(|c| c >= l.end)
+    match e {
+        Event::Open {
+            state,
+            start,
+            seen,
+            flavor,
+            ..
+        } => {
+            // apply: a CLR stored after it ends the lifetime there.
+            if first_clear(tx, state, *seen)?.is_some_and(|c| c < l.end) {
+                return Ok(false);
+            }
+            row.merge_open(state, *start, *seen, *flavor);
         }
-        Event::Refresh { state, seen } => *seen <= l.last && counters_kept(state, *seen, false),
-        Event::Touch { seen, .. } => *seen <= l.last,
-        // end_row: only an earlier end changes anything.
-        Event::End { end, .. } => *end >= l.end,
+        Event::Refresh { state, seen } => row.refresh(state, *seen),
+        Event::Touch { seen, .. } => row.touch(*seen),
+        Event::End { end, reason, .. } => row.end(*end, *reason),
         Event::Orphan { seen, kind, .. } => {
-            *seen <= l.last && (*kind != OrphanKind::DelC || *seen >= l.end)
+            row.touch(*seen);
+            if *kind == OrphanKind::DelC {
+                row.end(*seen, EndReason::Delete);
+            }
         }
-        Event::Clear { .. } | Event::Bus { .. } => false,
-    })
+        Event::Clear { .. } | Event::Bus { .. } => return Ok(false),
+    }
+    Ok(row.stored() == *l)
 }
 
 /// Find the row of the lifetime of `k` that was alive at `ts` (the newest such row).
@@ -2447,7 +2481,9 @@ fn take_open(
     else {
         return Ok(None);
     };
-    s.end = ended(s.start, &mut s.last, end, reason);
+    let mut ended = None;
+    lifetime::end_at(s.start, &mut s.last, &mut ended, end, reason);
+    s.end = ended.map_or(end, |(at, _)| at);
     s.reason = reason_code(reason);
     tx.prepare_cached("DELETE FROM states WHERE id = ?1")?
         .execute([id])?;
@@ -2568,7 +2604,9 @@ fn apply(
             ];
             let id = match existing {
                 Some(id) => {
-                    // Keys and start from the earliest full message; counters from the newest.
+                    // Keys and start from the earliest full message; counters from the newest:
+                    // the SQL mirrors model::lifetime (OpenState::merge_open; a test checks
+                    // they agree), so that a row on disk is merged without reading it back.
                     tx.prepare_cached(
                         "UPDATE states SET
                            ifname = CASE WHEN first_us IS NULL OR ?2 < first_us THEN ?3 ELSE ifname END,
@@ -2649,6 +2687,7 @@ fn apply(
                 None => find_alive_as(tx, s, *seen)?,
             };
             if let Some(id) = id {
+                // Mirrors OpenState::refresh (model::lifetime; a test checks they agree).
                 tx.prepare_cached(
                     "UPDATE states SET
                        expire = CASE WHEN updated_us IS NULL OR ?2 >= updated_us THEN ?3 ELSE expire END,
@@ -2656,6 +2695,7 @@ fn apply(
                        packets1 = CASE WHEN updated_us IS NULL OR ?2 >= updated_us THEN ?5 ELSE packets1 END,
                        bytes0 = CASE WHEN updated_us IS NULL OR ?2 >= updated_us THEN ?6 ELSE bytes0 END,
                        bytes1 = CASE WHEN updated_us IS NULL OR ?2 >= updated_us THEN ?7 ELSE bytes1 END,
+                       rule = CASE WHEN updated_us IS NULL OR ?2 >= updated_us THEN ?8 ELSE rule END,
                        updated_us = max(coalesce(updated_us, ?2), ?2),
                        last_us = max(last_us, ?2)
                      WHERE id = ?1",
@@ -2668,6 +2708,7 @@ fn apply(
                     u64_to_i64(s.packets[1]),
                     u64_to_i64(s.bytes[0]),
                     u64_to_i64(s.bytes[1]),
+                    s.rule,
                 ])?;
             }
         }
@@ -2754,7 +2795,8 @@ fn first_clear(tx: &Connection, s: &FullState, seen: Micros) -> rusqlite::Result
     let mut first: Option<Micros> = None;
     while let Some(r) = rows.next()? {
         let (at, ifname, flavor): (i64, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        if (ifname.is_empty() || flavor == 5 || s.ifname == ifname.as_str())
+        // A FreeBSD CLR is stored with flavour 5: its name does not limit it.
+        if clear_names(s.creator_id, &ifname, flavor != 5, s.creator_id, &s.ifname)
             && first.is_none_or(|f| at < f)
         {
             first = Some(at);
@@ -2765,7 +2807,7 @@ fn first_clear(tx: &Connection, s: &FullState, seen: Micros) -> rusqlite::Result
 
 /// The earliest end event wins (re-imports and overlapping captures agree on it). A CLR
 /// names no state, nor does the state that replaced this one: neither counts as the
-/// state's last sighting.
+/// state's last sighting. Mirrors [`OpenState::end`] (a test checks they agree).
 fn end_row(tx: &Connection, id: i64, end: Micros, reason: EndReason) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "UPDATE states SET
@@ -3415,7 +3457,7 @@ mod tests {
             last_seen: t0 + 70 * S,
             flavor: Flavor::OpenBsd,
         };
-        w.hold_tracked([&still(2), &still(3)]);
+        w.hold_tracked([Box::new(still(2)), Box::new(still(3))]);
         w.finish(&c, "stopped", 0).expect("finish");
         let conn = crate::store::sqlite::pagesum::open(&db).expect("open");
         let mut got: Vec<(u64, Option<Micros>, Micros)> = lifetimes(&conn)
@@ -3751,5 +3793,53 @@ mod tests {
         assert_eq!(count(w.conn(), "SELECT count(*) FROM archive_batches"), 0);
         let ended = "SELECT count(*) FROM states WHERE end_us IS NOT NULL";
         assert_eq!(count(w.conn(), ended), 1);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// The SQL merges of a stored row (`apply`'s UPDATEs, `end_row`) leave the row that
+        /// the same messages merged by model::lifetime give, in any mix.
+        #[test]
+        fn the_sql_merge_agrees_with_the_lifetime_rules(
+            all in crate::model::lifetime::tests::messages()
+        ) {
+            use crate::model::lifetime::tests::{merged, Msg};
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (w, _) = writer(&dir, "import", "x.pcap");
+            let tx = w.conn();
+            let (mut rows, mut closing) = (StateMap::default(), StateMap::default());
+            let mut id = None;
+            for m in &all {
+                let e = match m {
+                    Msg::Open(s, start, seen, flavor) => Event::Open {
+                        state: s.clone(),
+                        start: *start,
+                        seen: *seen,
+                        flavor: *flavor,
+                        record_version: 0,
+                    },
+                    Msg::Refresh(s, seen) => Event::Refresh { state: s.clone(), seen: *seen },
+                    Msg::Touch(seen) => Event::Touch {
+                        key: key_of(&merged(&all[..1]).0.state),
+                        seen: *seen,
+                    },
+                    Msg::End(at, reason) => {
+                        let id = id.expect("opened first");
+                        end_row(tx, id, *at, *reason).expect("end");
+                        continue;
+                    }
+                };
+                apply(tx, &mut rows, &mut closing, &e).expect("apply");
+                id = rows.values().next().copied();
+            }
+            let (life, end) = merged(&all);
+            let want = Row { life, end, journaled_last: 0 }.stored();
+            let got = tx
+                .query_row(&format!("SELECT {STORED_COLS} FROM states"), [], |r| {
+                    Ok(stored_of(r, 0))
+                })
+                .expect("one row");
+            proptest::prop_assert_eq!(got, Some(want));
+        }
     }
 }
