@@ -328,8 +328,7 @@ pub fn check_record_args(a: RecordArgs) -> anyhow::Result<u8> {
         .clone()
         .unwrap_or_else(|| crate::source::live::DEFAULT_FILTER.to_string());
     if !filter.is_empty() {
-        use crate::source::libpcap;
-        let mut dead = libpcap::Capture::dead(libpcap::LINKTYPE_ETHERNET, 65_535)
+        let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET)
             .map_err(|e| anyhow!("checking --filter: {e}"))?;
         dead.compile(&filter, true)
             .map_err(|e| anyhow!("--filter \"{filter}\": {e}"))?;

@@ -1,8 +1,8 @@
-//! Live capture with libpcap (loaded at run time: see `libpcap.rs`).
+//! Live capture with libpcap.
 
-use super::{libpcap, Frame, SourceError};
+use super::{Frame, SourceError};
 use crate::wire::link::linktype;
-use std::os::unix::io::RawFd;
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -17,7 +17,7 @@ pub const DEFAULT_FILTER: &str = "ip proto 240 or ip6 proto 240";
 const POLL_MS: libc::c_int = 250;
 
 pub struct Live {
-    cap: libpcap::Capture,
+    cap: pcap::Capture<pcap::Active>,
     /// Wall clock when the capture was opened: libpcap's counters count from then.
     pub opened_us: i64,
     fd: RawFd,
@@ -101,20 +101,23 @@ impl Live {
     /// Open `iface` in immediate mode; `filter` overrides the default BPF filter on
     /// non-pfsync link types (an empty filter captures everything).
     pub fn open(iface: &str, filter: Option<&str>, buffer_mib: u32) -> Result<Live, SourceError> {
-        let err = |e: libpcap::Error| SourceError::Live(format!("{iface}: {e}"));
+        let err = |e: pcap::Error| SourceError::Live(format!("{iface}: {e}"));
         let opened_us = crate::time::wall_us();
-        let mut cap = libpcap::Capture::create(iface).map_err(err)?;
-        // Not immediate mode: on Linux that selects TPACKET_V2, whose ring slots are each
-        // sized for a whole snap length, so 64 MiB held ~1,000 frames (0.2 s at 20,000
-        // states/s). TPACKET_V3 packs frames into blocks: the default 64 MiB holds
-        // ~40,000 pfsync packets. The 250 ms timeout bounds how long a block waits.
-        cap.set_immediate_mode(false);
-        cap.set_snaplen(SNAPLEN);
-        cap.set_promisc(false);
-        cap.set_buffer_size(i32::try_from(buffer_mib << 20).unwrap_or(i32::MAX));
-        cap.set_timeout(250);
-        cap.activate().map_err(err)?;
-        let lt = cap.datalink() as u32;
+        let cap = pcap::Capture::from_device(iface)
+            .map_err(err)?
+            // Not immediate mode: on Linux that selects TPACKET_V2, whose ring slots are each
+            // sized for a whole snap length, so 64 MiB held ~1,000 frames (0.2 s at 20,000
+            // states/s). TPACKET_V3 packs frames into blocks: the default 64 MiB holds
+            // ~40,000 pfsync packets. The 250 ms timeout bounds how long a block waits.
+            .immediate_mode(false)
+            .snaplen(SNAPLEN)
+            .promisc(false)
+            .buffer_size(i32::try_from(buffer_mib << 20).unwrap_or(i32::MAX))
+            .timeout(250)
+            .open()
+            .map_err(err)?;
+        let mut cap = cap;
+        let lt = cap.get_datalink().0 as u32;
         if !linktype::is_supported(lt) {
             return Err(SourceError::Live(format!(
                 "{iface}: {}",
@@ -124,16 +127,16 @@ impl Live {
         if !linktype::is_pfsync(lt) {
             let f = filter.unwrap_or(DEFAULT_FILTER);
             if !f.is_empty() {
-                cap.set_filter(f, true).map_err(err)?;
+                cap.filter(f, true).map_err(err)?;
             }
         } else if let Some(f) = filter.filter(|f| !f.is_empty()) {
-            cap.set_filter(f, true).map_err(err)?;
+            cap.filter(f, true).map_err(err)?;
         }
         // Non-blocking, with our own poll() below: on Linux, libpcap >= 1.10 never returns
         // from a blocking read while the interface is quiet (the read timeout only bounds
         // buffering), so signals and flushes would wait for the next packet.
-        cap.set_nonblock().map_err(err)?;
-        let fd = cap.fd().map_err(err)?;
+        let cap = cap.setnonblock().map_err(err)?;
+        let fd = cap.as_raw_fd();
         Ok(Live {
             cap,
             opened_us,
@@ -145,19 +148,19 @@ impl Live {
 
     pub fn next_frame(&mut self) -> Result<Next, SourceError> {
         match self.cap.next_packet() {
-            Ok(Some((header, data))) => {
-                let ts = header.ts;
+            Ok(p) => {
+                let ts = p.header.ts;
                 // time_t and suseconds_t differ in width between systems.
                 #[allow(clippy::unnecessary_cast)]
                 let ts_us = ts.tv_sec as i64 * 1_000_000 + ts.tv_usec as i64;
                 Ok(Next::Frame(Frame {
                     ts_us,
                     linktype: self.linktype,
-                    orig_len: header.len,
-                    data: data.to_vec(),
+                    orig_len: p.header.len,
+                    data: p.data.to_vec(),
                 }))
             }
-            Ok(None) => {
+            Err(pcap::Error::TimeoutExpired) => {
                 // Nothing ready: wait for the socket, at most POLL_MS (less when a signal
                 // arrives), then let the caller check its flags and flush.
                 let mut pfd = libc::pollfd {

@@ -1,7 +1,6 @@
 //! Where frames come from: capture files (classic pcap, pcapng) or a live interface.
 
 pub mod file;
-pub mod libpcap;
 pub mod live;
 
 /// One captured frame.
