@@ -7,8 +7,8 @@
 pub mod cli;
 pub mod cmd;
 pub mod commit;
-pub mod gen;
 pub mod ingest;
+pub mod model;
 pub mod pfctl;
 pub mod pipeline;
 pub mod privdrop;

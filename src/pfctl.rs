@@ -20,8 +20,8 @@
 //! The input is untrusted text: every line is bounded, nothing panics, and whatever cannot
 //! be read becomes a [`ParseError`] with its line number while the rest is still read.
 
+use crate::model::{Af, Direction, FullState, Key};
 use crate::report::parse_proto;
-use crate::wire::{Af, Direction, FullState, Key};
 use std::collections::VecDeque;
 use std::io::{BufRead, Read};
 use std::net::{IpAddr, Ipv6Addr};

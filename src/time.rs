@@ -28,7 +28,7 @@ use chrono::{
 };
 use jiff::tz::AmbiguousOffset;
 
-use crate::track::Micros;
+use crate::model::Micros;
 
 const US_PER_SEC: i64 = 1_000_000;
 /// 0000-01-01T00:00:00Z in seconds.

@@ -13,113 +13,12 @@
 //!   another state under the same id (a DEL missed after drops, or a hostile sender): the
 //!   open lifetime ends where the new one begins (reason "replaced"), and the new one opens.
 
-use crate::wire::{Bus, Decoded, Flavor, FullState, Message, StateMap, StateRef};
+use crate::model::{
+    key_of, EndReason, Event, Flavor, FullState, Micros, OpenState, OrphanKind, StateMap, StateRef,
+};
+
+use crate::wire::{Decoded, Message};
 use std::collections::hash_map::Entry;
-
-/// Microseconds since the Unix epoch, UTC.
-pub type Micros = i64;
-
-/// How a lifetime ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    /// DEL_C.
-    Delete,
-    /// A full DEL.
-    DeleteFull,
-    /// CLR (`pfctl -F states`).
-    Clear,
-    /// A full state with other keys under the same (creator, id) began.
-    Replaced,
-}
-
-impl EndReason {
-    pub fn name(self) -> &'static str {
-        match self {
-            EndReason::Delete => "delete",
-            EndReason::DeleteFull => "delete-full",
-            EndReason::Clear => "clear",
-            EndReason::Replaced => "replaced",
-        }
-    }
-    pub fn from_name(s: &str) -> Option<EndReason> {
-        Some(match s {
-            "delete" => EndReason::Delete,
-            "delete-full" => EndReason::DeleteFull,
-            "clear" => EndReason::Clear,
-            "replaced" => EndReason::Replaced,
-            _ => return None,
-        })
-    }
-}
-
-/// Which compressed message named a state the tracker did not know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OrphanKind {
-    UpdC,
-    InsAck,
-    DelC,
-}
-
-/// An open state as the tracker holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenState {
-    pub state: FullState,
-    pub start: Micros,
-    /// Time of the earliest full message seen for it (start = this − creation).
-    pub first_full: Micros,
-    /// Time of the newest full message: its counters and expiry are the state's.
-    pub updated: Micros,
-    pub last_seen: Micros,
-    pub flavor: Flavor,
-}
-
-/// What happened, for the store and the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// First full sighting of a state in this run. The store merges it with a row it may
-    /// already hold for the same lifetime (re-import, overlapping captures).
-    Open {
-        state: FullState,
-        start: Micros,
-        seen: Micros,
-        flavor: Flavor,
-        record_version: u16,
-    },
-    /// A later full message for an open state: counters and expiry.
-    Refresh { state: FullState, seen: Micros },
-    /// UPD_C or INS_ACK for an open state.
-    Touch { key: StateRef, seen: Micros },
-    /// The end of an open state's lifetime, with all the tracker knew of it (as
-    /// [`OpenState`]), so that an import's store need not hold its own copy of every open
-    /// state.
-    End {
-        state: FullState,
-        start: Micros,
-        end: Micros,
-        reason: EndReason,
-        first_full: Micros,
-        updated: Micros,
-        last_seen: Micros,
-        flavor: Flavor,
-    },
-    /// A compressed message for a state never seen in full: evidence only.
-    Orphan {
-        key: StateRef,
-        seen: Micros,
-        kind: OrphanKind,
-    },
-    /// A CLR, after the End of every open state it cleared: the store keeps it for states
-    /// it learns of later (an older capture imported afterwards).
-    Clear {
-        creator_id: u32,
-        ifname: String,
-        /// Whether the name limits the clear (OpenBSD), or is ignored (FreeBSD).
-        by_ifname: bool,
-        at: Micros,
-    },
-    /// Bulk update status from a peer.
-    Bus { bus: Bus, seen: Micros },
-}
 
 /// Counters a run reports at the end.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -150,14 +49,6 @@ pub struct Tracker {
 /// the counters may differ without making it another state.
 pub fn same_keys(a: &FullState, b: &FullState) -> bool {
     a.key == b.key && a.proto == b.proto && a.af == b.af
-}
-
-/// The key a full state is tracked by.
-pub fn key_of(s: &FullState) -> StateRef {
-    StateRef {
-        id: s.id,
-        creator_id: s.creator_id,
-    }
 }
 
 impl Tracker {
@@ -416,7 +307,8 @@ impl Tracker {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::wire::{Af, Clr, Direction, Key, UpdC};
+    use crate::model::{Af, Direction, Key};
+    use crate::wire::{Clr, UpdC};
     use std::net::IpAddr;
 
     const A: u32 = 0x5a3c_1e07;
@@ -618,7 +510,7 @@ pub(crate) mod tests {
                 (
                     20 * S,
                     Message::Clr(Clr {
-                        ifname: crate::wire::IfName::default(),
+                        ifname: crate::model::IfName::default(),
                         creator_id: A,
                     }),
                 ),
@@ -686,7 +578,7 @@ pub(crate) mod tests {
             &[(
                 100 * S,
                 Message::Clr(Clr {
-                    ifname: crate::wire::IfName::default(),
+                    ifname: crate::model::IfName::default(),
                     creator_id: A,
                 }),
             )],
@@ -771,10 +663,10 @@ pub(crate) mod tests {
             &[
                 (
                     10 * S,
-                    Message::Bus(crate::wire::Bus {
+                    Message::Bus(crate::model::Bus {
                         creator_id: A,
                         endtime: 0,
-                        status: crate::wire::BusStatus::Start,
+                        status: crate::model::BusStatus::Start,
                     }),
                 ),
                 (11 * S, Message::UpdReq(r(0, 0))),

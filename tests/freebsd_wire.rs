@@ -2,8 +2,9 @@
 //! equal the fixtures' `messages_applied`, and every state a query names must decode with
 //! the expected keys, family, protocol, direction, interface and start time.
 
+use pfstatelog::model::FullState;
 use pfstatelog::source::file::CaptureFile;
-use pfstatelog::wire::{self, Decoded, FullState, Item};
+use pfstatelog::wire::{self, Decoded, Item};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;

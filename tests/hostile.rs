@@ -3,11 +3,13 @@
 //! and that the damage is reported; the valid traffic around it decodes as usual; and the
 //! lifetimes the tracker builds answer the fixture's queries (R0–R4).
 
+use pfstatelog::model::{Event, OrphanKind};
+use pfstatelog::model::{FullState, StateRef};
 use pfstatelog::pipeline::{decode_frame, DecodeStats, Outcome};
 use pfstatelog::source::file::CaptureFile;
 use pfstatelog::source::Frame;
-use pfstatelog::track::{Event, OrphanKind, Tracker};
-use pfstatelog::wire::{decode_pfsync, FullState, Message, StateRef, WireErrorKind};
+use pfstatelog::track::Tracker;
+use pfstatelog::wire::{decode_pfsync, Message, WireErrorKind};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;

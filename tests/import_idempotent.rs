@@ -65,8 +65,8 @@ fn import(db: &Path, caps: &[&Path]) {
 
 /// Every lifetime, in a canonical order, without row ids.
 fn dump(db: &Path) -> Vec<String> {
-    let c = pfstatelog::store::pagesum::open(db).expect("open db");
-    pfstatelog::store::unseal_all(&c).expect("unseal");
+    let c = pfstatelog::store::sqlite::pagesum::open(db).expect("open db");
+    pfstatelog::store::sqlite::unseal_all(&c).expect("unseal");
     let mut st = c
         .prepare(
             "SELECT creator_id, state_id, ifname, af, proto, direction,
@@ -93,7 +93,7 @@ fn dump(db: &Path) -> Vec<String> {
 
 /// Lifetimes held sealed (packed) rather than one row each.
 fn sealed(db: &Path) -> i64 {
-    pfstatelog::store::pagesum::open(db)
+    pfstatelog::store::sqlite::pagesum::open(db)
         .and_then(|c| {
             c.query_row("SELECT coalesce(sum(n), 0) FROM sealed_buckets", [], |r| {
                 r.get(0)
@@ -125,7 +125,7 @@ fn same(a: &[String], b: &[String], what: &str) {
 }
 
 fn integrity(db: &Path) {
-    let c = pfstatelog::store::pagesum::open(db).expect("open db");
+    let c = pfstatelog::store::sqlite::pagesum::open(db).expect("open db");
     let ok: String = c
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("check");
@@ -159,7 +159,7 @@ fn importing_twice_equals_importing_once() {
             &b,
             &format!("{name}: a second import changed the database"),
         );
-        let c = pfstatelog::store::pagesum::open(&twice).expect("db");
+        let c = pfstatelog::store::sqlite::pagesum::open(&twice).expect("db");
         let runs: i64 = c
             .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
             .expect("runs");
@@ -207,7 +207,7 @@ fn overlapping_pieces_in_any_order_equal_the_whole() {
 /// after every `flush_every` frames (small batches split lifetimes across flushes).
 fn ingest_as(db: &Path, capture: &Path, kind: &'static str, flush_every: usize) {
     use pfstatelog::ingest::Ingest;
-    use pfstatelog::store::writer::RunInfo;
+    use pfstatelog::store::sqlite::writer::RunInfo;
     let log = pfstatelog::syslog::Logger::console_only(false);
     let run = RunInfo {
         kind,
@@ -353,7 +353,7 @@ fn cleared(summary: &str) -> u64 {
 }
 
 /// A NAT state of creator 5a3c1e07 (pfctl's text, parsed as pfsync would carry it).
-fn nat_state(id: u64, port: u16, creation: u32) -> pfstatelog::wire::FullState {
+fn nat_state(id: u64, port: u16, creation: u32) -> pfstatelog::model::FullState {
     let text = format!(
         "all tcp 203.0.113.1:{port} (192.168.1.10:{port}) -> 93.184.216.34:443       ESTABLISHED:ESTABLISHED
    age 00:00:00, expires in 23:59:58, 1:1 pkts, 10:20 bytes, rule 3
@@ -373,7 +373,8 @@ fn an_older_capture_into_a_newer_file_stores_what_it_stores_alone() {
     // and holds in memory those it lacks. A state deleted and then announced again (an INS
     // one second after its DEL_C, for the same start) is one lifetime, as it is when the
     // capture is imported alone; so are UPD_C and DEL_C of the older states.
-    use pfstatelog::wire::{Message, StateRef};
+    use pfstatelog::model::StateRef;
+    use pfstatelog::wire::Message;
     let del = |id: u64| {
         Message::DelC(StateRef {
             id,

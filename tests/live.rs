@@ -182,9 +182,11 @@ fn stats(db: &str) -> Value {
 
 /// Rows in the recorder's journal of young states.
 fn young_rows(db: &str) -> i64 {
-    let c =
-        pfstatelog::store::pagesum::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open");
+    let c = pfstatelog::store::sqlite::pagesum::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open");
     c.query_row("SELECT count(*) FROM young", [], |r| r.get(0))
         .expect("count")
 }
@@ -901,7 +903,8 @@ fn exported_untimed(db: &str) -> Vec<String> {
 /// `import` of the same frames without a cap does.
 #[test]
 fn record_max_open_evicts_and_stores_what_import_stores() {
-    use pfstatelog::wire::{Af, Clr, Direction, FullState, Key, Message, StateRef};
+    use pfstatelog::model::{Af, Direction, FullState, Key, StateRef};
+    use pfstatelog::wire::{Clr, Message};
     const TEST: &str = "record_max_open_evicts_and_stores_what_import_stores";
     let Some(link) = setup(TEST, 'm') else {
         return;

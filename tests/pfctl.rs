@@ -7,9 +7,10 @@
 mod common;
 
 use common::{fixture, pfsync_capture as capture, run, run_ok};
+use pfstatelog::model::{Af, Direction, FullState, Key, StateRef};
 use pfstatelog::pfctl::{parse_state_line, parse_str, Reader};
 use pfstatelog::report::proto_name;
-use pfstatelog::wire::{Af, Direction, FullState, Key, Message, StateRef, UpdC};
+use pfstatelog::wire::{Message, UpdC};
 use proptest::prelude::*;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -5,7 +5,8 @@
 mod common;
 
 use common::{pfsync_capture, run, run_ok};
-use pfstatelog::wire::{Af, Direction, FullState, Key, Message, StateRef};
+use pfstatelog::model::{Af, Direction, FullState, Key, StateRef};
+use pfstatelog::wire::Message;
 use serde_json::Value;
 use std::net::IpAddr;
 

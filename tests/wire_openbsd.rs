@@ -6,14 +6,15 @@
 //! Every byte array here is built with `put*` at literal offsets; the crate's own emitters are
 //! used only in the round-trip properties.
 
+use pfstatelog::model::Event;
+use pfstatelog::model::{Af, Bus, BusStatus, Direction, Flavor, FullState, Key, StateRef};
 use pfstatelog::pipeline::{decode_frame, Outcome};
 use pfstatelog::source::Frame;
-use pfstatelog::track::{Event, Tracker};
+use pfstatelog::track::Tracker;
 use pfstatelog::wire::link::{self, linktype};
 use pfstatelog::wire::openbsd::{self, KeyRepr, PeerRepr, StateRepr};
 use pfstatelog::wire::{
-    decode_pfsync, Af, Bus, BusStatus, Clr, DecodedPacket, Direction, Flavor, FullState, Item, Key,
-    Message, StateRef, Tdb, UpdC, WireErrorKind,
+    decode_pfsync, Clr, DecodedPacket, Item, Message, Tdb, UpdC, WireErrorKind,
 };
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -6,7 +6,8 @@
 use libfuzzer_sys::fuzz_target;
 use pfstatelog::pipeline::{DecodeStats, Outcome};
 use pfstatelog::report::line::event_line;
-use pfstatelog::track::{Event, Tracker};
+use pfstatelog::model::Event;
+use pfstatelog::track::Tracker;
 
 #[path = "common.rs"]
 mod common;
@@ -73,7 +74,7 @@ fn check_event(tracker: &Tracker, e: &Event, ts: i64) {
         }
         Event::Refresh { state, seen } => {
             assert_eq!(*seen, ts);
-            let k = pfstatelog::wire::StateRef {
+            let k = pfstatelog::model::StateRef {
                 id: state.id,
                 creator_id: state.creator_id,
             };

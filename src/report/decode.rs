@@ -2,11 +2,12 @@
 
 use super::line::pfctl_state;
 use super::{hex_creator, hex_id, proto_name};
+use crate::model::{BusStatus, Flavor, Key};
 use crate::pipeline::Outcome;
 use crate::source::Frame;
 use crate::time::format_rfc3339;
 use crate::wire::packet::Item;
-use crate::wire::{BusStatus, Decoded, Flavor, Key, Message};
+use crate::wire::{Decoded, Message};
 use serde_json::{json, Value};
 use std::io::Write;
 

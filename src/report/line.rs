@@ -1,9 +1,9 @@
 //! One-line state descriptions: pfctl's state line (decode) and the recorder's log lines.
 
 use super::{endpoint, hex_creator, hex_id, proto_name};
+use crate::model::Event;
+use crate::model::{Direction, FullState};
 use crate::time::{format_duration, format_rfc3339};
-use crate::track::Event;
-use crate::wire::{Direction, FullState};
 
 /// pfctl / tcpdump: `ifname proto nk1 (sk1) -> nk0 (sk0)`, the parenthesised endpoint being
 /// the pre-translation one, `<-` for in states (docs/pfsync.md §8).
@@ -11,7 +11,7 @@ pub fn pfctl_state(s: &FullState) -> String {
     let nk = s.nk();
     let sk = s.sk();
     let mut out = format!("{} {} ", s.ifname, proto_name(s.proto));
-    let rd = |k: &crate::wire::Key| {
+    let rd = |k: &crate::model::Key| {
         if k.rdomain != 0 {
             format!("({}) ", k.rdomain)
         } else {

@@ -6,7 +6,7 @@ use super::{freebsd, openbsd, Decoded, WireError, WireErrorKind};
 use byteorder::{ByteOrder, BE};
 
 pub use super::layout::HEADER_LEN;
-pub use super::model::Item;
+pub use super::message::Item;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DecodedPacket {

@@ -9,7 +9,7 @@
 //! a message names at or below the group's highest stored id: reading all 1.2 M keys was
 //! still ~5 % of importing a new capture (measured then), which names none of them.
 
-use crate::wire::StateRef;
+use crate::model::StateRef;
 use roaring::RoaringTreemap;
 
 /// Looked up per message, by creator: ahash, as the writer's small-key maps.

@@ -7,8 +7,9 @@
 //! it is empty (no recorder running, or stopped cleanly).
 
 use super::addr_blob;
-use super::query::{lifetime, Lifetime, COLS};
-use crate::track::Micros;
+use super::query::{lifetime, COLS};
+use crate::model::Lifetime;
+use crate::model::Micros;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::net::IpAddr;
