@@ -22,7 +22,11 @@
 use std::fmt::Display;
 use std::str::FromStr;
 
-use chrono::{DateTime, Local, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, FixedOffset, Local, LocalResult, NaiveDate, NaiveDateTime, Offset,
+    TimeZone, Timelike, Utc,
+};
+use jiff::tz::AmbiguousOffset;
 
 use crate::model::Micros;
 
@@ -77,7 +81,86 @@ pub enum Zone {
     /// (`/etc/localtime`), else UTC.
     #[default]
     Local,
-    Named(chrono_tz::Tz),
+    Named(NamedZone),
+}
+
+/// An IANA zone from jiff's bundled copy of the tz database (no system files, so the same
+/// in a chroot). Held by `&'static` so that [`Zone`] stays `Copy`: each name is looked up
+/// and kept once per process.
+#[derive(Clone, Copy)]
+pub struct NamedZone {
+    name: &'static str,
+    tz: &'static jiff::tz::TimeZone,
+}
+
+impl NamedZone {
+    /// `name` exactly as the tz database spells it (case-sensitive, as chrono-tz was).
+    fn get(name: &str) -> Option<NamedZone> {
+        static SEEN: std::sync::Mutex<Vec<NamedZone>> = std::sync::Mutex::new(Vec::new());
+        let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(z) = seen.iter().find(|z| z.name == name) {
+            return Some(*z);
+        }
+        let tz = jiff::tz::TimeZone::get(name).ok()?;
+        if tz.iana_name() != Some(name) {
+            return None;
+        }
+        let z = NamedZone {
+            name: Box::leak(name.to_string().into_boxed_str()),
+            tz: Box::leak(Box::new(tz)),
+        };
+        seen.push(z);
+        Some(z)
+    }
+
+    /// The zone's offset from UTC at `secs` (Unix seconds).
+    fn offset_at(&self, secs: i64) -> Option<FixedOffset> {
+        let ts = jiff::Timestamp::from_second(secs).ok()?;
+        FixedOffset::east_opt(self.tz.to_offset(ts).seconds())
+    }
+
+    /// Wall-clock `ndt` in this zone to Unix seconds, refusing DST ambiguity.
+    fn resolve(&self, ndt: NaiveDateTime) -> Result<i64, Dst> {
+        const FMT: &str = "%Y-%m-%dT%H:%M:%S%:z";
+        let civil = jiff::civil::DateTime::new(
+            i16::try_from(ndt.year()).map_err(|_| Dst::Gap)?,
+            ndt.month() as i8,
+            ndt.day() as i8,
+            ndt.hour() as i8,
+            ndt.minute() as i8,
+            ndt.second() as i8,
+            0,
+        )
+        .map_err(|_| Dst::Gap)?;
+        let at = |o: jiff::tz::Offset| ndt.and_utc().timestamp() - i64::from(o.seconds());
+        let shown = |o: jiff::tz::Offset| {
+            FixedOffset::east_opt(o.seconds())
+                .and_then(|f| f.from_local_datetime(&ndt).single())
+                .map(|d| d.format(FMT).to_string())
+                .unwrap_or_default()
+        };
+        match self.tz.to_ambiguous_timestamp(civil).offset() {
+            AmbiguousOffset::Unambiguous { offset } => Ok(at(offset)),
+            AmbiguousOffset::Fold { before, after } => {
+                Err(Dst::Ambiguous(shown(before), shown(after)))
+            }
+            AmbiguousOffset::Gap { .. } => Err(Dst::Gap),
+        }
+    }
+}
+
+impl PartialEq for NamedZone {
+    fn eq(&self, other: &NamedZone) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for NamedZone {}
+
+impl std::fmt::Debug for NamedZone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
 }
 
 impl Zone {
@@ -90,9 +173,9 @@ impl Zone {
         } else if t.eq_ignore_ascii_case("local") {
             Ok(Zone::Local)
         } else {
-            chrono_tz::Tz::from_str(t)
+            NamedZone::get(t)
                 .map(Zone::Named)
-                .map_err(|_| TimeError::Zone {
+                .ok_or_else(|| TimeError::Zone {
                     input: s.to_string(),
                 })
         }
@@ -103,7 +186,7 @@ impl Zone {
         match self {
             Zone::Utc => "UTC",
             Zone::Local => "local",
-            Zone::Named(tz) => tz.name(),
+            Zone::Named(z) => z.name,
         }
     }
 
@@ -111,7 +194,7 @@ impl Zone {
     fn describe(&self) -> String {
         match self {
             Zone::Utc => "UTC".to_string(),
-            Zone::Named(tz) => tz.name().to_string(),
+            Zone::Named(z) => z.name.to_string(),
             Zone::Local => match std::env::var("TZ") {
                 Ok(v) if !v.is_empty() => format!("the local time zone (TZ={v})"),
                 _ => "the local time zone".to_string(),
@@ -353,7 +436,7 @@ fn resolve_local(
     let secs = match zone {
         Zone::Utc => Ok(ndt.and_utc().timestamp()),
         Zone::Local => resolve_in(&Local, ndt),
-        Zone::Named(tz) => resolve_in(tz, ndt),
+        Zone::Named(z) => z.resolve(ndt),
     };
     match secs {
         Ok(s) => Ok(s * US_PER_SEC + frac_us),
@@ -517,7 +600,10 @@ pub fn format_in(us: Micros, zone: &Zone) -> String {
     match zone {
         Zone::Utc => format_rfc3339(us),
         Zone::Local => with_offset(dt.with_timezone(&Local)).unwrap_or_else(|| format_rfc3339(us)),
-        Zone::Named(tz) => with_offset(dt.with_timezone(tz)).unwrap_or_else(|| format_rfc3339(us)),
+        Zone::Named(z) => z
+            .offset_at(dt.timestamp())
+            .and_then(|o| with_offset(dt.with_timezone(&o)))
+            .unwrap_or_else(|| format_rfc3339(us)),
     }
 }
 
@@ -582,7 +668,9 @@ pub fn format_duration(us: Micros) -> String {
 mod tests {
     use super::*;
 
-    const PARIS: Zone = Zone::Named(chrono_tz::Europe::Paris);
+    fn paris() -> Zone {
+        Zone::parse("Europe/Paris").expect("Europe/Paris")
+    }
 
     fn utc_t(s: &str) -> Micros {
         parse_time(s, &Zone::Utc).unwrap_or_else(|e| panic!("{s}: {e}"))
@@ -622,14 +710,14 @@ mod tests {
         assert_eq!(utc_t("2026-11-20T10:00:03"), T0);
         assert_eq!(utc_t("2026-11-20 10:00:03.25"), T0 + 250_000);
         assert_eq!(utc_t("2026-11-20 10:00"), T0 - 3 * US_PER_SEC);
-        assert_eq!(parse_time("2026-11-20 11:00:03", &PARIS), Ok(T0));
+        assert_eq!(parse_time("2026-11-20 11:00:03", &paris()), Ok(T0));
         // Summer time in Paris is UTC+2.
         assert_eq!(
-            parse_time("2026-07-01 12:00:00", &PARIS),
+            parse_time("2026-07-01 12:00:00", &paris()),
             Ok(utc_t("2026-07-01T10:00:00Z"))
         );
         // An explicit offset wins over the zone.
-        assert_eq!(parse_time("2026-11-20T10:00:03Z", &PARIS), Ok(T0));
+        assert_eq!(parse_time("2026-11-20T10:00:03Z", &paris()), Ok(T0));
         let ny = Zone::parse("America/New_York").unwrap();
         assert_eq!(parse_time("2026-11-20 05:00:03", &ny), Ok(T0));
     }
@@ -638,7 +726,7 @@ mod tests {
     fn date_only_is_midnight() {
         assert_eq!(utc_t("2026-11-20"), utc_t("2026-11-20T00:00:00Z"));
         assert_eq!(
-            parse_time("2026-11-20", &PARIS),
+            parse_time("2026-11-20", &paris()),
             Ok(utc_t("2026-11-19T23:00:00Z"))
         );
     }
@@ -652,7 +740,7 @@ mod tests {
         assert_eq!(utc_t("@000000000000000000000001"), US_PER_SEC);
         assert_eq!(utc_t("@253402300799"), MAX_SECS * US_PER_SEC);
         // The zone does not matter.
-        assert_eq!(parse_time("@1795168803", &PARIS), Ok(T0));
+        assert_eq!(parse_time("@1795168803", &paris()), Ok(T0));
     }
 
     #[test]
@@ -660,7 +748,7 @@ mod tests {
         let before = Utc::now().timestamp_micros();
         let n = utc_t("now");
         assert!(n >= before && n - before < 60 * US_PER_SEC);
-        assert!(parse_time("NOW", &PARIS).is_ok());
+        assert!(parse_time("NOW", &paris()).is_ok());
     }
 
     #[test]
@@ -729,22 +817,22 @@ mod tests {
     #[test]
     fn dst_gap_is_an_error() {
         // Paris springs forward 2026-03-29 02:00 CET -> 03:00 CEST.
-        let e = err_t("2026-03-29 02:30:00", &PARIS);
+        let e = err_t("2026-03-29 02:30:00", &paris());
         assert_eq!(
             e,
             r#"invalid time "2026-03-29 02:30:00": does not exist in Europe/Paris: the clocks were set forward past it; give an explicit UTC offset"#
         );
         // Just around the gap is fine.
         assert_eq!(
-            parse_time("2026-03-29 01:59:59", &PARIS),
+            parse_time("2026-03-29 01:59:59", &paris()),
             Ok(utc_t("2026-03-29T00:59:59Z"))
         );
         assert_eq!(
-            parse_time("2026-03-29 03:00:00", &PARIS),
+            parse_time("2026-03-29 03:00:00", &paris()),
             Ok(utc_t("2026-03-29T01:00:00Z"))
         );
         // With an explicit offset the same wall clock reading is accepted.
-        assert!(parse_time("2026-03-29 02:30:00+01:00", &PARIS).is_ok());
+        assert!(parse_time("2026-03-29 02:30:00+01:00", &paris()).is_ok());
         // America/Sao_Paulo used to skip midnight itself, so a bare date can fail too.
         let sp = Zone::parse("America/Sao_Paulo").unwrap();
         assert!(err_t("2018-11-04", &sp).contains("does not exist in America/Sao_Paulo"));
@@ -753,16 +841,16 @@ mod tests {
     #[test]
     fn dst_overlap_is_an_error_naming_both() {
         // Paris falls back 2026-10-25 03:00 CEST -> 02:00 CET.
-        let e = err_t("2026-10-25 02:30:00", &PARIS);
+        let e = err_t("2026-10-25 02:30:00", &paris());
         assert_eq!(
             e,
             r#"invalid time "2026-10-25 02:30:00": ambiguous in Europe/Paris: the clocks were set back, so it happened twice (2026-10-25T02:30:00+02:00 and 2026-10-25T02:30:00+01:00); give an explicit UTC offset"#
         );
-        let a = parse_time("2026-10-25T02:30:00+02:00", &PARIS).unwrap();
-        let b = parse_time("2026-10-25T02:30:00+01:00", &PARIS).unwrap();
+        let a = parse_time("2026-10-25T02:30:00+02:00", &paris()).unwrap();
+        let b = parse_time("2026-10-25T02:30:00+01:00", &paris()).unwrap();
         assert_eq!(b - a, 3600 * US_PER_SEC);
-        assert_eq!(format_in(a, &PARIS), "2026-10-25T02:30:00.000000+02:00");
-        assert_eq!(format_in(b, &PARIS), "2026-10-25T02:30:00.000000+01:00");
+        assert_eq!(format_in(a, &paris()), "2026-10-25T02:30:00.000000+02:00");
+        assert_eq!(format_in(b, &paris()), "2026-10-25T02:30:00.000000+01:00");
     }
 
     #[test]
@@ -771,10 +859,10 @@ mod tests {
         assert_eq!(Zone::parse("UTC"), Ok(Zone::Utc));
         assert_eq!(Zone::parse("local"), Ok(Zone::Local));
         assert_eq!(Zone::parse("Local"), Ok(Zone::Local));
-        assert_eq!(Zone::parse("Europe/Paris"), Ok(PARIS));
-        assert_eq!("Europe/Paris".parse::<Zone>(), Ok(PARIS));
+        assert_eq!(Zone::parse("Europe/Paris"), Ok(paris()));
+        assert_eq!("Europe/Paris".parse::<Zone>(), Ok(paris()));
         assert_eq!(Zone::default(), Zone::Local);
-        for z in [Zone::Utc, Zone::Local, PARIS] {
+        for z in [Zone::Utc, Zone::Local, paris()] {
             assert_eq!(Zone::parse(z.name()), Ok(z));
             assert_eq!(z.to_string(), z.name());
         }
@@ -855,7 +943,7 @@ mod tests {
         assert_eq!(format_rfc3339(t), "2025-03-14T09:00:45.173988Z");
         assert_eq!(format_seconds(t), "2025-03-14T09:00:45Z");
         assert_eq!(format_in(t, &Zone::Utc), "2025-03-14T09:00:45.173988Z");
-        assert_eq!(format_in(t, &PARIS), "2025-03-14T10:00:45.173988+01:00");
+        assert_eq!(format_in(t, &paris()), "2025-03-14T10:00:45.173988+01:00");
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000000Z");
         // Truncation toward the past, also before 1970.
         assert_eq!(format_seconds(-1), "1969-12-31T23:59:59Z");
@@ -893,9 +981,9 @@ mod tests {
             MIN_SECS * US_PER_SEC,
             MAX_SECS * US_PER_SEC + 999_999,
         ] {
-            assert_eq!(parse_time(&format_rfc3339(t), &PARIS), Ok(t));
-            for z in [Zone::Utc, PARIS, Zone::Local] {
-                assert_eq!(parse_time(&format_in(t, &z), &PARIS), Ok(t), "{t} {z}");
+            assert_eq!(parse_time(&format_rfc3339(t), &paris()), Ok(t));
+            for z in [Zone::Utc, paris(), Zone::Local] {
+                assert_eq!(parse_time(&format_in(t, &z), &paris()), Ok(t), "{t} {z}");
             }
         }
         for d in [
@@ -917,7 +1005,7 @@ mod tests {
             let _ = format_rfc3339(us);
             let _ = format_seconds(us);
             let _ = format_duration(us);
-            for z in [Zone::Utc, Zone::Local, PARIS] {
+            for z in [Zone::Utc, Zone::Local, paris()] {
                 let _ = format_in(us, &z);
             }
         }
@@ -928,7 +1016,7 @@ mod tests {
         #[test]
         fn parsers_never_panic(s in "\\PC{0,40}") {
             let _ = parse_time(&s, &Zone::Utc);
-            let _ = parse_time(&s, &PARIS);
+            let _ = parse_time(&s, &paris());
             let _ = parse_duration(&s);
             let _ = Zone::parse(&s);
         }
@@ -937,14 +1025,14 @@ mod tests {
         fn time_like_strings_never_panic(
             s in "[@+-]?[0-9]{0,5}-?[0-9]{0,3}-?[0-9]{0,3}[Tt ]?[0-9]{0,3}:?[0-9]{0,3}:?[0-9]{0,3}[.,]?[0-9]{0,12}[Zz+-]?[0-9:]{0,6}"
         ) {
-            let _ = parse_time(&s, &PARIS);
+            let _ = parse_time(&s, &paris());
             let _ = parse_duration(&s);
         }
 
         #[test]
         fn rfc3339_round_trips(us in MIN_SECS * US_PER_SEC..=MAX_SECS * US_PER_SEC + 999_999) {
             proptest::prop_assert_eq!(parse_time(&format_rfc3339(us), &Zone::Utc), Ok(us));
-            proptest::prop_assert_eq!(parse_time(&format_in(us, &PARIS), &Zone::Utc), Ok(us));
+            proptest::prop_assert_eq!(parse_time(&format_in(us, &paris()), &Zone::Utc), Ok(us));
         }
 
         #[test]
@@ -957,7 +1045,7 @@ mod tests {
             let _ = format_rfc3339(us);
             let _ = format_seconds(us);
             let _ = format_duration(us);
-            let _ = format_in(us, &PARIS);
+            let _ = format_in(us, &paris());
             let _ = format_in(us, &Zone::Local);
         }
     }
