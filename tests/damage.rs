@@ -98,9 +98,9 @@ fn stored_rows(db: &str) -> Vec<String> {
     let mut all = Vec::new();
     for t in [
         "states",
-        "archived",
+        "archive",
         "archive_hosts",
-        "batches",
+        "archive_batches",
         "archive_buckets",
     ] {
         let mut st = conn.prepare(&format!("SELECT * FROM {t}")).expect("select");
