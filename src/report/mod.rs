@@ -2,6 +2,7 @@
 
 pub mod decode;
 pub mod line;
+pub mod rows;
 pub mod table;
 
 use std::net::IpAddr;

@@ -8,6 +8,7 @@ pub mod pagesum;
 pub mod query;
 pub mod sealed;
 pub mod unloaded;
+pub mod vtab;
 pub mod writer;
 pub mod young;
 
