@@ -394,6 +394,9 @@ pub enum ExportFormat {
     Csv,
     /// One JSON object per line: a header object, one per lifetime, an end object.
     Json,
+    /// A plain SQLite file OUT (tables lifetimes, runs, gaps, creators, export_info), for
+    /// any SQLite tool.
+    Sqlite,
 }
 
 #[derive(Debug, Args)]
@@ -408,8 +411,16 @@ pub struct ExportArgs {
     pub to: String,
     #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
     pub format: ExportFormat,
+    /// Also write an evidence manifest (JSON: tool version, database path and UUID, range,
+    /// row count, coverage, SHA-256 of the exported bytes) that `verify-export` checks.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
     #[command(flatten)]
     pub tz: TzArg,
+    /// Write the export to this new file instead of standard output (required for
+    /// --format sqlite); an existing file is never replaced.
+    #[arg(value_name = "OUT")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

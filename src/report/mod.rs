@@ -2,6 +2,7 @@
 
 pub mod decode;
 pub mod line;
+pub mod manifest;
 pub mod rows;
 pub mod table;
 

@@ -2,7 +2,9 @@
 //! All SQL of pfstatelog lives under this module.
 
 pub mod export;
+pub mod export_sqlite;
 pub mod health;
+pub mod identity;
 pub mod pack;
 pub mod pagesum;
 pub mod query;
@@ -23,10 +25,20 @@ pub const APPLICATION_ID: i32 = 0x7066_7374;
 
 /// Migrations, applied in order; schema n (n of them applied) is stored as `PRAGMA
 /// user_version` = [`USER_VERSION_BASE`] + n.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_schema",
-    include_str!("../../migrations/0001_schema.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_schema",
+        include_str!("../../migrations/0001_schema.sql"),
+    ),
+    (
+        "0002_identity",
+        include_str!("../../migrations/0002_identity.sql"),
+    ),
+];
+
+/// The oldest schema readers read as it is: schema 2 only adds the identity table, which
+/// a reader of a schema-1 file reports as absent (a writer upgrades the file).
+const READABLE_FROM: i32 = 1;
 
 /// Development builds before the first release numbered their schemas 1 to 10 in
 /// `user_version`, under the same application id. Counting ours from 100 keeps such a file
@@ -221,7 +233,7 @@ fn open_ro_as(path: &str, immutable: bool) -> Result<Connection> {
             why: "no pfstatelog schema in it".into(),
         });
     }
-    if v - USER_VERSION_BASE < SCHEMA_VERSION {
+    if v - USER_VERSION_BASE < READABLE_FROM {
         return Err(StoreError::TooOld {
             path: path.into(),
             found: v - USER_VERSION_BASE,
@@ -376,6 +388,9 @@ fn migrate(conn: &Connection, path: &str) -> Result<()> {
             path: path.into(),
             why: format!("migration {name} failed: {e}"),
         })?;
+        if *name == "0002_identity" {
+            identity::give(&tx, version == 0).map_err(sq(path))?;
+        }
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(sq(path))?;
         tx.pragma_update(None, "user_version", n)
