@@ -53,6 +53,7 @@ fn who_shape(cols: &[String], r: &rusqlite::Row) -> Value {
         "bytes_in",
         "start_us",
         "end_us",
+        "until_us",
     ] {
         o.remove(k);
     }

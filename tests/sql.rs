@@ -45,6 +45,7 @@ fn who_shape(r: &Value) -> Value {
         "bytes_in",
         "start_us",
         "end_us",
+        "until_us",
     ] {
         o.remove(k);
     }
@@ -148,6 +149,25 @@ fn a_public_pair_and_a_time_give_exactly_whos_rows() {
             );
             asked += 1;
             nonempty += usize::from(!who.is_empty());
+            // until_us says the same in one column, and both are who's read.
+            let q2 = format!(
+                "SELECT * FROM lifetimes WHERE public_ip = '{ipn}' AND public_port = {port}
+                   AND start_us <= us('{at}') + {w} * 1000000
+                   AND until_us >= us('{at}') - {w} * 1000000"
+            );
+            assert_eq!(sorted(sql_json(&db, &q2)), sorted(got.clone()), "{q2}");
+            let plan = run_ok(&[
+                "sql",
+                "--db",
+                &db,
+                "--format",
+                "csv",
+                &format!("EXPLAIN QUERY PLAN {q2}"),
+            ]);
+            assert!(
+                plan.contains("INDEX 1:IPUL"),
+                "not who's read with both bounds: {plan}"
+            );
             // And it is who's read, not a scan filtered afterwards.
             let plan = run_ok(&[
                 "sql",

@@ -1636,7 +1636,7 @@ fn sql_bench(db: &str, queries: usize, seed: u64) -> anyhow::Result<()> {
     let (sqlc, _shared) = store::vtab::open(open_ro(db)?, db)?;
     let mut st = sqlc.prepare(
         "SELECT * FROM lifetimes WHERE public_ip = ?1 AND public_port = ?2
-           AND start_us <= ?3 AND (end_us >= ?3 OR end_us IS NULL)",
+           AND start_us <= ?3 AND until_us >= ?3",
     )?;
     let cols = st.column_count();
     for (label, probes) in [("NAT public", &nat), ("hot pairs", &hot_probes)] {
@@ -1676,6 +1676,18 @@ fn sql_bench(db: &str, queries: usize, seed: u64) -> anyhow::Result<()> {
             s.p(0.9) / w.p(0.9)
         );
     }
+    // The store's own walk alone (what `export` reads), for scale.
+    let t = Instant::now();
+    let w = store::export::each_lifetime(&c, i64::MIN, i64::MAX, |l| {
+        std::hint::black_box(l);
+        Ok::<(), rusqlite::Error>(())
+    })?;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "store::export::each_lifetime alone: {} in {secs:.2} s, {:.0} lifetimes/s",
+        w.rows,
+        w.rows as f64 / secs
+    );
     for _ in 0..2 {
         let t = Instant::now();
         let n: i64 = sqlc.query_row("SELECT count(*) FROM lifetimes", [], |r| r.get(0))?;

@@ -1,6 +1,7 @@
 //! A lifetime as one row of SQL values: the columns of `who --format json` (addresses as
 //! text, RFC 5952 for IPv6; times RFC 3339 UTC; `end` NULL while open), the two counter
-//! pairs split as the CSV splits them, and the integer times `start_us` and `end_us`.
+//! pairs split as the CSV splits them, the integer times `start_us` and `end_us`, and
+//! `until_us` (`end_us`, or the largest integer while open: the overlap in one column).
 //! `pfstatelog sql` and `export --format sqlite` both show lifetimes this way, so a query
 //! written against one runs unchanged against the other.
 
@@ -75,6 +76,11 @@ pub const LIFETIME_COLUMNS: &[(&str, &str, &str)] = &[
         "INTEGER",
         "end, microseconds since 1970-01-01 UTC; NULL while open",
     ),
+    (
+        "until_us",
+        "INTEGER",
+        "end_us, or 9223372036854775807 while open: start_us <= T1 AND until_us >= T0 is the overlap who uses",
+    ),
 ];
 
 /// Column numbers the virtual table's planner needs.
@@ -83,6 +89,7 @@ pub const COL_PUBLIC_IP: usize = 2;
 pub const COL_PUBLIC_PORT: usize = 3;
 pub const COL_START_US: usize = 21;
 pub const COL_END_US: usize = 22;
+pub const COL_UNTIL_US: usize = 23;
 
 /// Column `i` of [`LIFETIME_COLUMNS`] for `l` (NULL past the last).
 pub fn lifetime_value(l: &Lifetime, i: usize) -> Value {
@@ -113,6 +120,7 @@ pub fn lifetime_value(l: &Lifetime, i: usize) -> Value {
         20 => int(l.bytes[1]),
         21 => Value::Integer(l.start),
         22 => l.end.map_or(Value::Null, Value::Integer),
+        23 => Value::Integer(l.end.unwrap_or(i64::MAX)),
         _ => Value::Null,
     }
 }

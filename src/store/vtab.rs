@@ -17,7 +17,7 @@ use super::export::each_lifetime;
 use super::query::{self, Lifetime, WhoFilter};
 use crate::report::rows::{
     lifetime_value, lifetimes_ddl, COL_END_US, COL_PRIVATE_IP, COL_PUBLIC_IP, COL_PUBLIC_PORT,
-    COL_START_US, LIFETIME_COLUMNS,
+    COL_START_US, COL_UNTIL_US, LIFETIME_COLUMNS,
 };
 use crate::time::format_rfc3339;
 use rusqlite::functions::FunctionFlags;
@@ -334,15 +334,15 @@ unsafe impl<'vtab> VTab<'vtab> for LifetimesTab {
                 (COL_PRIVATE_IP, SQLITE_INDEX_CONSTRAINT_EQ) => {
                     host.get_or_insert(i);
                 }
-                (COL_START_US | COL_END_US, SQLITE_INDEX_CONSTRAINT_EQ) => {
+                (COL_START_US | COL_END_US | COL_UNTIL_US, SQLITE_INDEX_CONSTRAINT_EQ) => {
                     bounds.push((i, ARG_BOTH))
                 }
                 (
-                    COL_START_US | COL_END_US,
+                    COL_START_US | COL_END_US | COL_UNTIL_US,
                     SQLITE_INDEX_CONSTRAINT_LE | SQLITE_INDEX_CONSTRAINT_LT,
                 ) => bounds.push((i, ARG_UPPER)),
                 (
-                    COL_START_US | COL_END_US,
+                    COL_START_US | COL_END_US | COL_UNTIL_US,
                     SQLITE_INDEX_CONSTRAINT_GE | SQLITE_INDEX_CONSTRAINT_GT,
                 ) => bounds.push((i, ARG_LOWER)),
                 _ => {}
