@@ -174,7 +174,7 @@ CREATE TABLE sealed_private (
     s_addr1  BLOB NOT NULL,
     seal     INTEGER NOT NULL,
     pairs    BLOB NOT NULL,
-    form     INTEGER,
+    form     INTEGER NOT NULL,
     PRIMARY KEY (dcls, tb, s_addr1, seal)
 ) WITHOUT ROWID;
 
@@ -189,7 +189,7 @@ CREATE TABLE sealed_buckets (
     first_us INTEGER NOT NULL,
     last_us  INTEGER NOT NULL,
     end_us   INTEGER NOT NULL,
-    bits     INTEGER,
+    bits     INTEGER NOT NULL,
     PRIMARY KEY (dcls, tb)
 ) WITHOUT ROWID;
 
@@ -215,7 +215,7 @@ CREATE TABLE seals (
     max_id     INTEGER NOT NULL,
     end_us     INTEGER NOT NULL,
     ids        BLOB NOT NULL,
-    form       INTEGER,
+    form       INTEGER NOT NULL,
     PRIMARY KEY (seal, creator_id, grp, min_id)
 ) WITHOUT ROWID;
 
@@ -302,3 +302,12 @@ CREATE TABLE replacements (
     ts_us       INTEGER NOT NULL,        -- the end of the replaced lifetime
     PRIMARY KEY (creator_id, state_id, ts_us)
 ) WITHOUT ROWID;
+
+-- The database's identity: a random UUID given when the file is created, so an export's
+-- evidence manifest names the database it came from wherever the file is copied or moved.
+CREATE TABLE identity (
+    one        INTEGER PRIMARY KEY CHECK (one = 1),
+    uuid       TEXT NOT NULL,        -- random UUID (version 4), lower-case hyphenated
+    created_us INTEGER NOT NULL,     -- wall clock when it was given, µs UTC
+    how        TEXT NOT NULL         -- created
+);

@@ -5,8 +5,7 @@
 
 use crate::model::StateRef;
 use crate::model::{Event, Micros, OpenState};
-use crate::store::writer::{RunCounters, Writer};
-use crate::store::{self, StoreError};
+use crate::store::{LifetimeSink, RunCounters, StoreError};
 use crate::syslog::Logger;
 use roaring::RoaringTreemap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
@@ -40,7 +39,7 @@ pub const HANDOFF_EVENTS: usize = 2_048;
 pub const HANDOFF_AGE: Duration = Duration::from_millis(100);
 
 pub struct Committer<'l> {
-    writer: Writer,
+    writer: Box<dyn LifetimeSink>,
     log: &'l Logger,
     /// The run's counters as of the latest events (the decoding side keeps them).
     pub counters: RunCounters,
@@ -67,18 +66,10 @@ pub struct Committer<'l> {
     /// A write met damage in the file: the commit thread stops rather than retry (a retry
     /// would meet it again, or write around it).
     damaged: bool,
-    /// Stopped (joined) before the lock is released: fields drop in declaration order.
-    checkpointer: Option<store::Checkpointer>,
-    _lock: store::WriterLock,
 }
 
 impl<'l> Committer<'l> {
-    pub fn new(
-        writer: Writer,
-        log: &'l Logger,
-        checkpointer: store::Checkpointer,
-        lock: store::WriterLock,
-    ) -> Committer<'l> {
+    pub fn new(writer: Box<dyn LifetimeSink>, log: &'l Logger) -> Committer<'l> {
         Committer {
             writer,
             log,
@@ -93,8 +84,6 @@ impl<'l> Committer<'l> {
             failing: false,
             last_write_warning: None,
             damaged: false,
-            checkpointer: Some(checkpointer),
-            _lock: lock,
         }
     }
 
@@ -104,8 +93,8 @@ impl<'l> Committer<'l> {
     }
 
     /// The writer, for reads on the decoding side while the commits run in line.
-    pub fn writer_mut(&mut self) -> &mut Writer {
-        &mut self.writer
+    pub fn writer_mut(&mut self) -> &mut dyn LifetimeSink {
+        &mut *self.writer
     }
 
     pub fn set_live(&mut self) {
@@ -164,7 +153,7 @@ impl<'l> Committer<'l> {
                 self.flushed = pending;
                 // The seal every 30 s is a longer commit by design, not a sign of a disk
                 // that cannot keep up: the regular commits between seals set the pace.
-                if !self.writer.sealed_young() {
+                if !self.writer.archived_in_flush() {
                     self.pace(started.elapsed());
                 }
                 Ok(())
@@ -222,10 +211,11 @@ impl<'l> Committer<'l> {
                     ));
                 }
             }
-            Err(StoreError::Sqlite { source, .. }) if store::sealed::is_damage(&source) => {
+            Err(e) if e.is_damage() => {
                 self.damaged = true;
                 self.log.error(&format!(
-                    "database damaged: {source}; stopping, nothing more is written to it"
+                    "database damaged: {}; stopping, nothing more is written to it",
+                    e.cause()
                 ));
             }
             Err(e) => {
@@ -282,8 +272,6 @@ impl<'l> Committer<'l> {
     /// Write what is pending now, whatever the backoff, and close the run.
     pub fn finish(mut self, status: &str) -> Result<(), StoreError> {
         self.flush_now()?;
-        // The writer's last checkpoint (TRUNCATE) must not meet the checkpointer's.
-        self.checkpointer = None;
         self.writer
             .finish(&self.counters, status, crate::time::wall_us())
     }
@@ -381,24 +369,21 @@ fn run(mut c: Committer, rx: Receiver<ToCommit>) -> bool {
 mod tests {
     use super::*;
     use crate::model::Flavor;
-    use crate::store::writer::RunInfo;
+    use crate::store::{self, RunInfo};
 
     #[test]
     fn a_backlog_longer_than_the_queue_is_stored_whole() {
         let dir = tempfile::tempdir().expect("tmp");
         let db = dir.path().join("t.db").display().to_string();
         let log = Logger::console_only(false);
-        let lock = store::WriterLock::acquire(&db).expect("lock");
-        let conn = store::open_rw(&db).expect("open");
-        let checkpointer = store::Checkpointer::start(&db, &conn).expect("checkpointer");
         let info = RunInfo {
             kind: "record",
             source: "pfsync0".into(),
             fingerprint: None,
             started_wall: 0,
         };
-        let writer = Writer::new(conn, &db, &info).expect("writer");
-        let c = Committer::new(writer, &log, checkpointer, lock);
+        let writer = store::open_write(&db, &info).expect("writer");
+        let c = Committer::new(writer, &log);
         // Everything is queued before the thread starts: several queues' worth at once.
         let batches = 3 * QUEUE_BATCHES as u64 + 7;
         let (tx, rx) = std::sync::mpsc::sync_channel(batches as usize + 1);
@@ -420,10 +405,11 @@ mod tests {
         }
         assert!(tx.send(ToCommit::Finish("stopped")).is_ok());
         assert!(run(c, rx), "the final write went well");
-        let conn = store::open_ro(&db).expect("ro");
-        let n: i64 = conn
-            .query_row("SELECT count(*) FROM states", [], |r| r.get(0))
-            .expect("count");
-        assert_eq!(n, batches as i64, "every state of every batch");
+        let n = store::open_read(&db)
+            .expect("ro")
+            .each_lifetime(i64::MIN, i64::MAX, &mut |_| Ok(()))
+            .expect("walk")
+            .rows;
+        assert_eq!(n, batches, "every state of every batch");
     }
 }

@@ -8,9 +8,8 @@ use crate::model::Event;
 use crate::pipeline::{decode_frame, DecodeStats, Outcome};
 use crate::report::line::event_line;
 use crate::source::Frame;
-use crate::store::unloaded::Unloaded;
-use crate::store::writer::{RunCounters, RunInfo, Writer};
-use crate::store::{self, StoreError};
+use crate::store::lazy_open::Unloaded;
+use crate::store::{self, RunCounters, RunInfo, StoreError};
 use crate::syslog::Logger;
 use crate::track::Tracker;
 use crate::wire::{Decoded, Message};
@@ -148,10 +147,7 @@ enum Sink<'l> {
 impl<'l> Ingest<'l> {
     /// Open the database for writing, register the run and carry on from its open states.
     pub fn open(db: &str, run: &RunInfo, log: &'l Logger) -> Result<Ingest<'l>, StoreError> {
-        let lock = store::WriterLock::acquire(db)?;
-        let conn = store::open_rw(db)?;
-        let checkpointer = store::Checkpointer::start(db, &conn)?;
-        let mut writer = Writer::new(conn, db, run)?;
+        let mut writer = store::open_write(db, run)?;
         // An import's new open lifetimes are in the tracker's table only (a recorder holds
         // its young ones in the writer, for its journal: this does nothing for it).
         writer.let_tracker_hold();
@@ -163,7 +159,7 @@ impl<'l> Ingest<'l> {
             counters: RunCounters::default(),
             log,
             events: Vec::new(),
-            sink: Sink::Inline(Box::new(Committer::new(writer, log, checkpointer, lock))),
+            sink: Sink::Inline(Box::new(Committer::new(writer, log))),
             live: false,
             spans: Spans::default(),
             max_open: usize::MAX,
@@ -202,7 +198,7 @@ impl<'l> Ingest<'l> {
                 let rest = self.unloaded.take_all();
                 let states = c
                     .writer_mut()
-                    .load_open_where(|k| {
+                    .load_open_where(&|k| {
                         rest.iter()
                             .any(|(c, ids)| *c == k.creator_id && ids.contains(k.id))
                     })
@@ -564,7 +560,7 @@ impl<'l> Ingest<'l> {
             self.hand_over();
         }
         if let Sink::Inline(c) = &mut self.sink {
-            c.writer_mut().hold_tracked(self.tracker.open_states());
+            c.writer_mut().hold_tracked(&mut self.tracker.open_states());
         }
         match self.sink {
             Sink::Inline(c) => c.finish(status),

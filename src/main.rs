@@ -55,31 +55,15 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let what = if damaged(&e) {
-                "database damaged: "
-            } else {
-                ""
-            };
-            // SQLite names a page that fails its checksum only "disk I/O error".
-            let page = e
-                .chain()
-                .filter_map(|c| c.downcast_ref::<rusqlite::Error>())
-                .find_map(pfstatelog::store::pagesum::mismatch)
-                .map(|m| format!(" ({m})"))
-                .unwrap_or_default();
-            eprintln!("pfstatelog: {what}{}{page}", one_line(&e));
+            // Damage in the stored data says so, rather than leave "malformed" or "disk I/O
+            // error" for a person to interpret; a page that fails its checksum is named.
+            match pfstatelog::store::damage_in(&e) {
+                Some(page) => eprintln!("pfstatelog: database damaged: {}{page}", one_line(&e)),
+                None => eprintln!("pfstatelog: {}", one_line(&e)),
+            }
             ExitCode::from(2)
         }
     }
-}
-
-/// Whether the error is damage in the database file: then the line says so, rather than
-/// leave "invalid utf-8" or "malformed" for a person to interpret.
-fn damaged(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<rusqlite::Error>()
-            .is_some_and(pfstatelog::store::sealed::is_damage)
-    })
 }
 
 /// `what went wrong: why`, on one line.

@@ -7,7 +7,7 @@ mod common;
 
 use common::live::{setup, start_recorder};
 use common::{bin, read_frames, run, run_ok, write_pcap, Proc};
-use pfstatelog::gen::{write_capture, GenConfig};
+use pfstatelog_bench::gen::{write_capture, GenConfig};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -123,7 +123,7 @@ fn an_import_killed_midway_claims_no_coverage() {
         .expect("spawn import");
     // Kill it once a commit has stored part of its range.
     let claimed = |db: &str| -> Option<(i64, i64)> {
-        let c = pfstatelog::store::pagesum::open_with_flags(
+        let c = pfstatelog::store::sqlite::pagesum::open_with_flags(
             db,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
@@ -174,7 +174,7 @@ fn a_recorder_killed_with_sigkill_ended_abnormally() {
     let start = |db: &str| start_recorder(&link.host, db, &["--no-syslog"]);
     let mut p = start(&db);
     let last = |db: &str| -> Option<i64> {
-        let c = pfstatelog::store::pagesum::open_with_flags(
+        let c = pfstatelog::store::sqlite::pagesum::open_with_flags(
             db,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
@@ -211,7 +211,7 @@ fn a_recorder_killed_with_sigkill_ended_abnormally() {
     // The next writer writes it so.
     let mut p = start(&db);
     p.stop(WAIT);
-    let c = pfstatelog::store::pagesum::open_with_flags(
+    let c = pfstatelog::store::sqlite::pagesum::open_with_flags(
         &db,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )

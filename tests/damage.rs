@@ -74,7 +74,7 @@ fn put_group(conn: &Connection, k: &Key, blob: &[u8]) {
 /// it held (as export read them before).
 fn damage_largest_group(db: &str) -> Vec<String> {
     let before = lifetimes(db);
-    let conn = pfstatelog::store::pagesum::open(db).expect("open");
+    let conn = pfstatelog::store::sqlite::pagesum::open(db).expect("open");
     let (key, mut blob) = largest_group(&conn);
     let i = blob.len() / 2;
     blob[i] ^= 0x10;
@@ -94,7 +94,7 @@ fn fields(line: &str) -> (String, String, String, String) {
 
 /// Every table a writer could change, row by row.
 fn stored_rows(db: &str) -> Vec<String> {
-    let conn = pfstatelog::store::pagesum::open(db).expect("open");
+    let conn = pfstatelog::store::sqlite::pagesum::open(db).expect("open");
     let mut all = Vec::new();
     for t in [
         "states",
@@ -230,7 +230,7 @@ fn prune_stops_at_a_damaged_group_rather_than_drop_it() {
 fn a_byte_flipped_in_the_stored_data_never_changes_an_answer_silently() {
     let (_d, db) = imported();
     let before = lifetimes(&db);
-    let conn = pfstatelog::store::pagesum::open(&db).expect("open");
+    let conn = pfstatelog::store::sqlite::pagesum::open(&db).expect("open");
     // Byte positions spread over the whole group, one at a time: each is damage said, or
     // no change.
     let (key, blob) = largest_group(&conn);
@@ -294,7 +294,7 @@ fn check_says_sound_or_names_the_damaged_group() {
 #[test]
 fn a_byte_flipped_in_an_index_page_is_found_by_check() {
     let (_d, db) = imported();
-    let conn = pfstatelog::store::pagesum::open(&db).expect("open");
+    let conn = pfstatelog::store::sqlite::pagesum::open(&db).expect("open");
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .expect("checkpoint");
     let root: i64 = conn
@@ -329,7 +329,7 @@ fn a_value_sqlite_reads_back_wrongly_is_called_damage_in_one_line() {
     let (_d, db) = imported();
     let all = lifetimes(&db);
     let (host, ..) = fields(all.iter().next().expect("a lifetime"));
-    let conn = pfstatelog::store::pagesum::open(&db).expect("open");
+    let conn = pfstatelog::store::sqlite::pagesum::open(&db).expect("open");
     // An interface name that is no longer UTF-8, as a flipped byte in its page leaves it.
     conn.execute("UPDATE names SET name = CAST(x'616cff' AS TEXT)", [])
         .expect("damage");

@@ -63,7 +63,10 @@ fn json_export_has_header_every_row_and_end() {
     let (h, rows, end) = json_parts(&out);
     let canon = std::fs::canonicalize(&db).expect("canonical");
     assert_eq!(h["database"], canon.display().to_string());
-    assert_eq!(h["schema_version"], pfstatelog::store::SCHEMA_VERSION);
+    assert_eq!(
+        h["schema_version"],
+        pfstatelog::store::sqlite::SCHEMA_VERSION
+    );
     assert_eq!(h["from"], first.as_str());
     assert_eq!(h["to"], last.as_str());
     assert!(h["coverage"]["runs"]
@@ -88,7 +91,7 @@ fn csv_export_has_comment_header_fields_rows_and_end() {
     let header = format!(
         "# database: {} (schema {})",
         canon.display(),
-        pfstatelog::store::SCHEMA_VERSION
+        pfstatelog::store::sqlite::SCHEMA_VERSION
     );
     assert!(comments.contains(&header.as_str()));
     assert!(comments.contains(&format!("# from: {first}").as_str()));
@@ -235,7 +238,7 @@ fn max_rss_kib(args: &[&str]) -> u64 {
 #[cfg(target_os = "linux")]
 #[test]
 fn export_memory_does_not_grow_with_rows() {
-    use pfstatelog::gen::{DbBuilder, GenConfig};
+    use pfstatelog_bench::gen::{DbBuilder, GenConfig};
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rss = Vec::new();
     for (name, states) in [("small.db", 2_000u64), ("large.db", 200_000)] {

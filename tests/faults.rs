@@ -21,8 +21,8 @@ fn mkfifo(p: &Path) {
 }
 
 fn states(db: &Path) -> Vec<String> {
-    let c = pfstatelog::store::pagesum::open(db).expect("open");
-    pfstatelog::store::unseal_all(&c).expect("unseal");
+    let c = pfstatelog::store::sqlite::pagesum::open(db).expect("open");
+    pfstatelog::store::sqlite::unseal_all(&c).expect("unseal");
     let mut st = c
         .prepare(
             "SELECT creator_id, state_id, hex(w_addr1), w_port1, hex(s_addr1), s_port1, start_us, first_us,
@@ -34,7 +34,7 @@ fn states(db: &Path) -> Vec<String> {
 }
 
 fn count(db: &Path) -> i64 {
-    pfstatelog::store::pagesum::open(db)
+    pfstatelog::store::sqlite::pagesum::open(db)
         .and_then(|c| {
             c.query_row(
                 "SELECT (SELECT count(*) FROM states) + (SELECT coalesce(sum(n), 0) FROM sealed_buckets)",

@@ -65,8 +65,8 @@ fn import(db: &Path, caps: &[&Path]) {
 
 /// Every lifetime, in a canonical order, without row ids.
 fn dump(db: &Path) -> Vec<String> {
-    let c = pfstatelog::store::pagesum::open(db).expect("open db");
-    pfstatelog::store::unseal_all(&c).expect("unseal");
+    let c = pfstatelog::store::sqlite::pagesum::open(db).expect("open db");
+    pfstatelog::store::sqlite::unseal_all(&c).expect("unseal");
     let mut st = c
         .prepare(
             "SELECT creator_id, state_id, ifname, af, proto, direction,
@@ -93,7 +93,7 @@ fn dump(db: &Path) -> Vec<String> {
 
 /// Lifetimes held sealed (packed) rather than one row each.
 fn sealed(db: &Path) -> i64 {
-    pfstatelog::store::pagesum::open(db)
+    pfstatelog::store::sqlite::pagesum::open(db)
         .and_then(|c| {
             c.query_row("SELECT coalesce(sum(n), 0) FROM sealed_buckets", [], |r| {
                 r.get(0)
@@ -125,7 +125,7 @@ fn same(a: &[String], b: &[String], what: &str) {
 }
 
 fn integrity(db: &Path) {
-    let c = pfstatelog::store::pagesum::open(db).expect("open db");
+    let c = pfstatelog::store::sqlite::pagesum::open(db).expect("open db");
     let ok: String = c
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("check");
@@ -159,7 +159,7 @@ fn importing_twice_equals_importing_once() {
             &b,
             &format!("{name}: a second import changed the database"),
         );
-        let c = pfstatelog::store::pagesum::open(&twice).expect("db");
+        let c = pfstatelog::store::sqlite::pagesum::open(&twice).expect("db");
         let runs: i64 = c
             .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
             .expect("runs");
@@ -207,7 +207,7 @@ fn overlapping_pieces_in_any_order_equal_the_whole() {
 /// after every `flush_every` frames (small batches split lifetimes across flushes).
 fn ingest_as(db: &Path, capture: &Path, kind: &'static str, flush_every: usize) {
     use pfstatelog::ingest::Ingest;
-    use pfstatelog::store::writer::RunInfo;
+    use pfstatelog::store::sqlite::writer::RunInfo;
     let log = pfstatelog::syslog::Logger::console_only(false);
     let run = RunInfo {
         kind,

@@ -182,9 +182,11 @@ fn stats(db: &str) -> Value {
 
 /// Rows in the recorder's journal of young states.
 fn young_rows(db: &str) -> i64 {
-    let c =
-        pfstatelog::store::pagesum::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open");
+    let c = pfstatelog::store::sqlite::pagesum::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open");
     c.query_row("SELECT count(*) FROM young", [], |r| r.get(0))
         .expect("count")
 }

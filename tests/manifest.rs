@@ -269,7 +269,7 @@ fn a_schema_1_database_is_read_and_its_uuid_reported_absent() {
     let db = imported(dir.path(), "all-features-l5-ether.pcap");
     {
         // As a file written before schema 2: no identity table, user_version 100.
-        let c = pfstatelog::store::pagesum::open(&db).expect("open");
+        let c = pfstatelog::store::sqlite::pagesum::open(&db).expect("open");
         c.execute_batch("DROP TABLE identity; PRAGMA user_version = 100;")
             .expect("downgrade");
     }

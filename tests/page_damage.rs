@@ -51,8 +51,9 @@ fn who(db: &str, q: &(String, String, String)) -> Output {
 
 /// The page size and the first byte of the root page of table or index `name`.
 fn root_page(db: &str, name: &str) -> (u64, u64) {
-    let c = pfstatelog::store::pagesum::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open");
+    let c =
+        pfstatelog::store::sqlite::pagesum::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open");
     let size: i64 = c
         .query_row("PRAGMA page_size", [], |r| r.get(0))
         .expect("page_size");

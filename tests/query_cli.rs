@@ -174,7 +174,7 @@ fn bad_input_gives_one_line_and_exit_2() {
 
     let foreign = tmp.path().join("foreign.db");
     {
-        let c = pfstatelog::store::pagesum::open(&foreign).expect("sqlite");
+        let c = pfstatelog::store::sqlite::pagesum::open(&foreign).expect("sqlite");
         c.execute_batch("CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT); INSERT INTO moz_places (url) VALUES ('x');")
             .expect("create");
     }
@@ -206,7 +206,7 @@ fn bad_input_gives_one_line_and_exit_2() {
     let newer = tmp.path().join("newer.db");
     std::fs::copy(&db, &newer).expect("copy");
     {
-        let c = pfstatelog::store::pagesum::open(&newer).expect("sqlite");
+        let c = pfstatelog::store::sqlite::pagesum::open(&newer).expect("sqlite");
         c.pragma_update(None, "user_version", 999).expect("bump");
     }
     let n = newer.display().to_string();
@@ -628,7 +628,7 @@ fn a_database_of_an_earlier_development_build_is_refused_and_left_alone() {
     // 1 is the one that would pass for the current schema if numbers were shared.
     for old in [1, 7, 10] {
         {
-            let c = pfstatelog::store::pagesum::open(&db).expect("sqlite");
+            let c = pfstatelog::store::sqlite::pagesum::open(&db).expect("sqlite");
             c.pragma_update(None, "user_version", old).expect("set");
         }
         let before = std::fs::read(&db).expect("read");

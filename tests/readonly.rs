@@ -13,7 +13,7 @@
 mod common;
 
 use common::{bin, run, run_ok};
-use pfstatelog::gen::{write_capture, GenConfig};
+use pfstatelog_bench::gen::{write_capture, GenConfig};
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -404,7 +404,7 @@ fn a_write_ahead_log_that_cannot_be_read_is_said() {
     let with_shm = ev.root.join("with-shm");
     let wal_only = ev.root.join("wal-only");
     {
-        let c = pfstatelog::store::pagesum::open(&live_db).expect("open");
+        let c = pfstatelog::store::sqlite::pagesum::open(&live_db).expect("open");
         c.pragma_update(None, "wal_autocheckpoint", 0)
             .expect("no checkpoint");
         // The probe's lifetime (an open one) is gone in the last commit, which only the

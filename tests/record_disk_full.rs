@@ -138,23 +138,23 @@ fn rows(db: &Path) -> Vec<String> {
     // Sealed lifetimes become one row each again, in a copy: the database may be a running
     // recorder's, on a full disk, and the test must not write it.
     let sealed: i64 =
-        pfstatelog::store::pagesum::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        pfstatelog::store::sqlite::pagesum::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .and_then(|c| c.query_row("SELECT count(*) FROM seals", [], |r| r.get(0)))
             .unwrap_or(0);
     let copy = tempfile::tempdir().expect("tmp");
     let db = if sealed > 0 {
         let to = copy.path().join("copy.db");
-        pfstatelog::store::pagesum::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        pfstatelog::store::sqlite::pagesum::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .and_then(|c| c.execute("VACUUM INTO ?1", [to.display().to_string()]))
             .expect("copy the database");
-        let c = pfstatelog::store::pagesum::open(&to).expect("open the copy");
-        pfstatelog::store::unseal_all(&c).expect("unseal");
+        let c = pfstatelog::store::sqlite::pagesum::open(&to).expect("open the copy");
+        pfstatelog::store::sqlite::unseal_all(&c).expect("unseal");
         to
     } else {
         db.to_path_buf()
     };
     let db = db.as_path();
-    let c = pfstatelog::store::pagesum::open_with_flags(
+    let c = pfstatelog::store::sqlite::pagesum::open_with_flags(
         db,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
@@ -203,7 +203,7 @@ fn open_rows_without_counters(v: &[String]) -> Vec<String> {
 
 /// (status, packets) of the database's runs.
 fn runs(db: &Path) -> Vec<(String, i64)> {
-    let c = pfstatelog::store::pagesum::open(db).expect("open");
+    let c = pfstatelog::store::sqlite::pagesum::open(db).expect("open");
     let mut st = c
         .prepare("SELECT status, packets FROM runs ORDER BY id")
         .expect("prepare");

@@ -3,7 +3,7 @@
 //! over lifetimes of every length, from under a second to years, and open ones, including
 //! the edges of classes and buckets.
 
-use pfstatelog::store::{self, query};
+use pfstatelog::store::sqlite::{self as store, query};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -61,7 +61,7 @@ fn oracle(lifetimes: &[(i64, Option<i64>)], t0: i64, t1: i64) -> BTreeSet<u64> {
 fn check(lifetimes: &[(i64, Option<i64>)], queries: &[(i64, i64)]) {
     let (_dir, conn) = db_with(lifetimes);
     let (public, private) = (IpAddr::from(PUBLIC), IpAddr::from(PRIVATE));
-    let f = query::WhoFilter::default();
+    let f = pfstatelog::store::WhoFilter::default();
     for &(t0, t1) in queries {
         let want = oracle(lifetimes, t0, t1);
         let who: BTreeSet<u64> = query::who(&conn, &public, 61234, t0, t1, t0, &f)

@@ -1,71 +1,44 @@
-//! `check`: is the database file sound? Every stored lifetime read back through the store's
-//! decoder (each packed group's checksum checked), every history row and id list, and
-//! SQLite's own `PRAGMA integrity_check` of its pages and indexes.
+//! `check`: is the database sound? Every stored lifetime read back through the store's
+//! decoder (each packed group's checksum checked), the store's other structures, and its
+//! own integrity check (SQLite's `PRAGMA integrity_check` of pages and indexes).
 
 use crate::cli::CheckArgs;
-use crate::store::{self, export, sealed};
-use anyhow::Context;
+use crate::store;
 
-/// Lines of `integrity_check` shown; SQLite stops at 100 anyway.
+/// Lines of the integrity check shown; SQLite stops at 100 anyway.
 const SHOWN: usize = 20;
 
 pub fn run(a: CheckArgs) -> anyhow::Result<u8> {
     let db = a.db.path();
-    let conn = store::open_ro(&db)?;
-    let _tolerant = sealed::tolerate();
-    // SQLite's own check first: a file it calls malformed is damaged, whatever reads back.
-    let integrity: Vec<String> = match conn.prepare("PRAGMA integrity_check").and_then(|mut st| {
-        st.query_map([], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<Vec<String>>>()
-    }) {
-        Ok(lines) => lines,
-        Err(e) if sealed::is_damage(&e) => vec![store::pagesum::describe(&e)],
-        Err(e) => return Err(e).with_context(|| format!("checking {db}")),
-    };
-    let sound_pages = integrity == ["ok"];
-    // Then every lifetime, as export reads them (damage counted and named, not fatal).
-    let walked =
-        export::each_lifetime(&conn, i64::MIN, i64::MAX, |_| Ok::<(), rusqlite::Error>(()));
-    let (read, skipped, walk_error) = match walked {
-        Ok(w) => (w.rows, w.damaged, None),
-        Err(e) if sealed::is_damage(&e) => (0, 0, Some(store::pagesum::describe(&e))),
-        Err(e) => return Err(e).with_context(|| format!("reading {db}")),
-    };
-    let (history, lists, list_error) = match sealed::check_lists(&conn) {
-        Ok((h, l)) => (h, l, None),
-        Err(e) if sealed::is_damage(&e) => (0, 0, Some(store::pagesum::describe(&e))),
-        Err(e) => return Err(e).with_context(|| format!("reading {db}")),
-    };
-    let damage = sealed::damage_seen();
+    let r = store::open_read(&db)?.check()?;
+    let sound_pages = r.integrity == ["ok"];
+    let others: Vec<String> = r
+        .structures
+        .iter()
+        .map(|(what, n)| format!("{n} {what}"))
+        .collect();
     println!(
-        "{db}: {read} lifetimes read, {history} history rows, {lists} id lists; SQLite integrity check: {}",
+        "{db}: {} lifetimes read, {}; SQLite integrity check: {}",
+        r.lifetimes,
+        others.join(", "),
         if sound_pages { "ok" } else { "FAILED" }
     );
-    for l in integrity.iter().filter(|_| !sound_pages).take(SHOWN) {
+    for l in r.integrity.iter().filter(|_| !sound_pages).take(SHOWN) {
         println!("damaged: SQLite: {l}");
     }
-    for e in walk_error.iter().chain(list_error.iter()) {
+    for e in &r.stopped {
         println!("damaged: reading stopped: {e}");
     }
-    for d in &damage {
+    for d in &r.damage {
         println!("damaged: {d}");
     }
-    // Rows of `states` whose addresses do not decode are counted by the walk, not named.
-    let unnamed = skipped.saturating_sub(
-        damage
-            .iter()
-            .filter(|d| d.what.starts_with("sealed group"))
-            .count() as u64,
-    );
-    if unnamed > 0 {
-        println!("damaged: {unnamed} rows of states or the journal whose addresses do not decode");
+    if r.unnamed > 0 {
+        println!(
+            "damaged: {} rows of states or the journal whose addresses do not decode",
+            r.unnamed
+        );
     }
-    let sound = sound_pages
-        && walk_error.is_none()
-        && list_error.is_none()
-        && damage.is_empty()
-        && unnamed == 0;
-    if sound {
+    if r.sound() {
         println!("sound");
         Ok(0)
     } else {

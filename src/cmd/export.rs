@@ -12,7 +12,7 @@
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::report::manifest::{self, Hashing};
 use crate::report::table::{coverage_json, csv_record, lifetime_json, CSV_FIELDS};
-use crate::store::{self, export, export_sqlite, query};
+use crate::store;
 use crate::time::{format_rfc3339, parse_time, Zone};
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
@@ -32,15 +32,17 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
         bail!("--format sqlite writes a file: give its name (export ... --format sqlite OUT.db)");
     }
     let db = a.db.path();
-    let conn = store::open_ro(&db)?;
-    let cov = query::coverage(&conn, from, to).with_context(|| format!("reading {db}"))?;
-    let schema = export::schema_version(&conn).with_context(|| format!("reading {db}"))?;
+    let st = store::open_read(&db)?;
+    let cov = st
+        .coverage(from, to)
+        .with_context(|| format!("reading {db}"))?;
+    let schema = st.schema_version()?;
     let database = std::fs::canonicalize(&db)
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| db.clone());
     let generated = format_rfc3339(super::wall_us());
     let cov_json = coverage_json(&cov);
-    let uuid = store::identity::uuid(&conn).with_context(|| format!("reading {db}"))?;
+    let uuid = st.identity()?;
     const SELECTION: &str =
         "every lifetime whose [start, end] overlaps [from, to]; open lifetimes have no end";
     let header = json!({
@@ -81,11 +83,11 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
                 ("selection", SELECTION.to_string()),
                 ("coverage", cov_json.to_string()),
             ];
-            export_sqlite::write(&conn, &db, from, to, file, &info)?
+            st.export_sqlite(from, to, file, &info)?
         }
         ExportFormat::Json => {
             writeln!(out, "{header}")?;
-            let w = export::each_lifetime(&conn, from, to, |l| -> anyhow::Result<()> {
+            let w = st.each_lifetime(from, to, &mut |l| -> anyhow::Result<()> {
                 serde_json::to_writer(&mut out, &lifetime_json(l))?;
                 out.write_all(b"\n")?;
                 Ok(())
@@ -149,7 +151,7 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
             writeln!(out, "# coverage-json: {cov_json}")?;
             let mut w = csv::Writer::from_writer(out);
             w.write_record(CSV_FIELDS)?;
-            let walked = export::each_lifetime(&conn, from, to, |l| -> anyhow::Result<()> {
+            let walked = st.each_lifetime(from, to, &mut |l| -> anyhow::Result<()> {
                 w.write_record(csv_record(l))?;
                 Ok(())
             })?;
@@ -204,7 +206,7 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
             walked.damaged
         );
     }
-    for d in crate::store::sealed::damage_seen() {
+    for d in &walked.groups {
         eprintln!("pfstatelog: warning: {db}: damaged {d}");
     }
     for w in crate::report::table::coverage_warnings(&cov) {

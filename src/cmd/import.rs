@@ -4,7 +4,7 @@ use crate::cli::ImportArgs;
 use crate::ingest::Ingest;
 use crate::source::file::CaptureFile;
 use crate::source::Handover;
-use crate::store::writer::RunInfo;
+use crate::store::RunInfo;
 use crate::syslog::Logger;
 use anyhow::Context;
 use std::io::IsTerminal;

@@ -13,8 +13,7 @@ use crate::model::{Event, Micros};
 use crate::model::{Flavor, FullState};
 use crate::pfctl::{ParseError, Reader};
 use crate::report::line::event_line;
-use crate::store::writer::{RunCounters, RunInfo, Writer};
-use crate::store::{self, export};
+use crate::store::{self, RunCounters, RunInfo};
 use crate::syslog::Logger;
 use crate::time::{format_rfc3339, parse_time, Zone};
 use crate::track::Tracker;
@@ -63,10 +62,10 @@ pub fn load(
     l: &Load,
     mut on_error: impl FnMut(&ParseError),
 ) -> anyhow::Result<Summary> {
-    let _lock = store::WriterLock::acquire(l.db)?;
-    let conn = store::open_rw(l.db)?;
-    let flavors = export::creator_flavors(&conn).with_context(|| format!("reading {}", l.db))?;
-    let mut writer = Writer::new(conn, l.db, &l.run)?;
+    let mut writer = store::open_write(l.db, &l.run)?;
+    let flavors = writer
+        .creator_flavors()
+        .with_context(|| format!("reading {}", l.db))?;
     let mut tracker = Tracker::new();
     tracker.preload(writer.load_open()?);
     let mut counters = RunCounters {

@@ -5,22 +5,8 @@ use crate::store;
 
 pub fn run(a: MigrateArgs) -> anyhow::Result<u8> {
     let db = a.db.path();
-    if !std::path::Path::new(&db).exists() {
-        return Err(store::StoreError::Missing { path: db }.into());
-    }
-    // A migration rebuilds indexes: no recorder may write meanwhile.
-    let _lock = store::WriterLock::acquire(&db)?;
-    let before = {
-        let conn = store::open_ro(&db);
-        match conn {
-            Ok(c) => store::schema_versions(&c)?.0,
-            Err(store::StoreError::TooOld { found, .. }) => found,
-            Err(e) => return Err(e.into()),
-        }
-    };
     let started = std::time::Instant::now();
-    let conn = store::open_rw(&db)?;
-    let (now, _) = store::schema_versions(&conn)?;
+    let (before, now) = store::migrate(&db)?;
     if before == now {
         eprintln!("pfstatelog: {db}: schema {now}, already current");
     } else {

@@ -1,14 +1,13 @@
 //! `who`, `history`, `stats`, `prune`: the read side (prune is the one that deletes).
 
 use crate::cli::{HistoryArgs, OutFormat, PruneArgs, StatsArgs, TzArg, WhoArgs};
+use crate::model::Lifetime;
 use crate::model::Micros;
 use crate::report::parse_proto;
 use crate::report::table::{
     coverage_json, coverage_warnings, csv_record, lifetime_json, table, CSV_FIELDS,
 };
-use crate::store::query::{self, Lifetime, WhoFilter};
-use crate::store::sealed::DamagedGroup;
-use crate::store::{self};
+use crate::store::{self, Coverage, DamagedGroup, WhoFilter};
 use crate::time::{format_duration, format_in, format_rfc3339, parse_duration, parse_time, Zone};
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
@@ -101,7 +100,7 @@ fn print_rows(
     format: OutFormat,
     zone: &Zone,
     at: Option<Micros>,
-    (cov, damage): (&query::Coverage, &[DamagedGroup]),
+    (cov, damage): (&Coverage, &[DamagedGroup]),
     q: serde_json::Value,
 ) -> anyhow::Result<()> {
     match format {
@@ -143,20 +142,18 @@ fn print_rows(
     Ok(())
 }
 
-fn warn_coverage(cov: &query::Coverage) {
+fn warn_coverage(cov: &Coverage) {
     for w in coverage_warnings(cov) {
         eprintln!("pfstatelog: {w}");
     }
 }
 
-/// The damaged groups the last query met, each said on stderr.
-fn warn_damage(db: &str, line: Option<u64>) -> Vec<DamagedGroup> {
-    let damage = store::sealed::damage_seen();
+/// Say on stderr each damaged group a query met.
+fn warn_damage(db: &str, line: Option<u64>, damage: &[DamagedGroup]) {
     let at = line.map_or(String::new(), |l| format!("--batch line {l}: "));
-    for d in &damage {
+    for d in damage {
         eprintln!("pfstatelog: warning: {at}{db}: damaged data in the range, left out of this answer: {d}");
     }
-    damage
 }
 
 fn damage_json(d: &DamagedGroup) -> serde_json::Value {
@@ -177,7 +174,7 @@ fn mark_damage(v: &mut serde_json::Value, damage: &[DamagedGroup]) {
 }
 
 /// A batch answer's coverage cells, saying so when the range holds damaged data.
-fn batch_coverage_cells(cov: &query::Coverage, damage: &[DamagedGroup]) -> [String; 2] {
+fn batch_coverage_cells(cov: &Coverage, damage: &[DamagedGroup]) -> [String; 2] {
     let [state, detail] = coverage_cells(cov);
     if damage.is_empty() {
         return [state, detail];
@@ -214,12 +211,11 @@ pub fn who(a: WhoArgs) -> anyhow::Result<u8> {
     let window = parse_duration(&a.window).map_err(|e| anyhow!("--window: {e}"))?;
     let filter = who_filter(a.proto.as_deref(), a.remote.as_deref())?;
     let db = a.db.path();
-    let conn = store::open_ro(&db)?;
+    let st = store::open_read(&db)?;
     let (t0, t1) = (at.saturating_sub(window), at.saturating_add(window));
-    let rows = query::who(&conn, &ip, port, t0, t1, at, &filter)
-        .with_context(|| format!("querying {db}"))?;
-    let damage = warn_damage(&db, None);
-    let cov = query::coverage(&conn, t0, t1)?;
+    let store::Answer { rows, damage } = st.who(&ip, port, (t0, t1), at, &filter)?;
+    warn_damage(&db, None, &damage);
+    let cov = st.coverage(t0, t1)?;
     warn_coverage(&cov);
     let q = json!({"ip": ip.to_string(), "port": port, "at": format_rfc3339(at), "window_s": window / 1_000_000});
     print_rows(
@@ -256,7 +252,7 @@ fn who_filter(proto: Option<&str>, remote: Option<&str>) -> anyhow::Result<WhoFi
 const BATCH_COVERAGE_FIELDS: &[&str] = &["coverage", "coverage_detail"];
 
 /// `complete` or `incomplete`, and the warnings that say why, for one CSV cell each.
-fn coverage_cells(cov: &query::Coverage) -> [String; 2] {
+fn coverage_cells(cov: &Coverage) -> [String; 2] {
     let detail: Vec<String> = coverage_warnings(cov)
         .into_iter()
         .map(|w| w.strip_prefix("warning: ").map(str::to_string).unwrap_or(w))
@@ -292,7 +288,7 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone, zout: &Zone) -> anyhow::Result
         ))
     };
     let db = a.db.path();
-    let conn = store::open_ro(&db)?;
+    let st = store::open_read(&db)?;
     let mut csv_in = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -352,10 +348,9 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone, zout: &Zone) -> anyhow::Result
         };
         // The same range and the same coverage check as a single `who`.
         let (t0, t1) = (at.saturating_sub(win), at.saturating_add(win));
-        let rows = query::who(&conn, &ip, port, t0, t1, at, &filt)
-            .with_context(|| format!("querying {db}"))?;
-        let damage = warn_damage(&db, Some(line));
-        let cov = query::coverage(&conn, t0, t1)?;
+        let store::Answer { rows, damage } = st.who(&ip, port, (t0, t1), at, &filt)?;
+        warn_damage(&db, Some(line), &damage);
+        let cov = st.coverage(t0, t1)?;
         for warning in coverage_warnings(&cov) {
             eprintln!("pfstatelog: --batch line {line}: {warning}");
         }
@@ -468,20 +463,19 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<u8> {
     let port = a.port.as_deref().map(parse_port).transpose()?;
     let filter = who_filter(a.proto.as_deref(), a.remote.as_deref())?;
     let db = a.db.path();
-    let conn = store::open_ro(&db)?;
-    let mut rows = query::history(&conn, &lo, &hi, from, to, port)
-        .with_context(|| format!("querying {db}"))?;
+    let st = store::open_read(&db)?;
+    let store::Answer { mut rows, damage } = st.history((&lo, &hi), (from, to), port)?;
     // Filtered on the rows the host query already read: one SQL shape for history.
     rows.retain(|l| {
         filter.proto.is_none_or(|p| l.proto == p)
             && filter.remote_ip.is_none_or(|ip| l.remote_ip == ip)
             && filter.remote_port.is_none_or(|p| l.remote_port == p)
     });
-    let damage = warn_damage(&db, None);
+    warn_damage(&db, None, &damage);
     let cov = if from > i64::MIN && to < i64::MAX {
-        query::coverage(&conn, from, to)?
+        st.coverage(from, to)?
     } else {
-        query::Coverage::default()
+        Coverage::default()
     };
     warn_coverage(&cov);
     let q = json!({"host": a.host, "from": a.from, "to": a.to, "port": port, "proto": a.proto, "remote": a.remote});
@@ -499,13 +493,12 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<u8> {
 
 pub fn stats(a: StatsArgs) -> anyhow::Result<u8> {
     let db = a.db.path();
-    let conn = store::open_ro(&db)?;
-    let s = store::query::stats(&conn, &db).with_context(|| format!("reading {db}"))?;
+    let s = store::open_read(&db)?.stats()?;
     let mut out = super::out::stdout();
     if a.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&s)?)?;
     } else {
-        writeln!(out, "{}", store::query::stats_text(&s))?;
+        writeln!(out, "{}", crate::report::stats_text(&s))?;
     }
     out.flush()?;
     Ok(0)
@@ -521,11 +514,7 @@ pub fn prune(a: PruneArgs) -> anyhow::Result<u8> {
         (None, None) => bail!("--before TIME or --older-than DUR is required"),
     };
     let db = a.db.path();
-    if !std::path::Path::new(&db).exists() {
-        return Err(store::StoreError::Missing { path: db }.into());
-    }
-    let conn = store::open_rw(&db)?;
-    let n = store::query::prune(&conn, before).with_context(|| format!("pruning {db}"))?;
+    let n = store::open_retention(&db)?.prune(before)?;
     eprintln!(
         "pfstatelog: pruned {n} lifetimes that ended before {}",
         format_rfc3339(before)

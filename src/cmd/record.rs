@@ -4,7 +4,7 @@
 use crate::cli::RecordArgs;
 use crate::ingest::Ingest;
 use crate::source::live::{drop_gap, Captured, Live};
-use crate::store::writer::RunInfo;
+use crate::store::RunInfo;
 use crate::syslog::{Facility, Logger};
 use crate::time::format_duration;
 use anyhow::Context;

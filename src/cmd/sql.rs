@@ -4,7 +4,7 @@
 //! one line).
 
 use crate::cli::{SqlArgs, SqlFormat};
-use crate::store::{self, vtab};
+use crate::store::sqlite::{self as store, vtab};
 use anyhow::{bail, Context};
 use rusqlite::fallible_iterator::FallibleIterator as _;
 use rusqlite::types::ValueRef;

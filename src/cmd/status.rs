@@ -3,7 +3,7 @@
 //! Exit 0 healthy, 1 degraded, 2 error.
 
 use crate::cli::{StatusArgs, StatusFormat};
-use crate::store::{self, health::Health};
+use crate::store::{self, Health};
 use crate::time::{format_duration, format_rfc3339};
 use std::io::Write;
 
@@ -57,9 +57,8 @@ fn judge(h: &Health, now: i64, silent_after: i64) -> Verdict {
 
 pub fn run(a: StatusArgs) -> anyhow::Result<u8> {
     let db = a.db.path();
-    let conn = store::open_ro(&db)?;
     let now = super::wall_us();
-    let h = store::health::read(&conn, &db, now)?;
+    let h = store::open_read(&db)?.health(now)?;
     let v = judge(&h, now, a.silent_after);
     let mut out = super::out::stdout();
     match a.format {

@@ -6,7 +6,7 @@
 
 use crate::cli::VerifyExportArgs;
 use crate::report::manifest;
-use crate::store::export_sqlite;
+use crate::store::sqlite::export_sqlite;
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 use std::io::Write;

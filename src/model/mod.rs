@@ -3,8 +3,10 @@
 
 pub mod event;
 pub mod ifname;
+pub mod record;
 pub mod state;
 
 pub use event::*;
 pub use ifname::{IfName, IFNAME_CAP};
+pub use record::Lifetime;
 pub use state::*;

@@ -50,3 +50,54 @@ pub fn hex_id(id: u64) -> String {
 pub fn hex_creator(c: u32) -> String {
     format!("{c:08x}")
 }
+
+pub fn stats_text(s: &crate::store::Stats) -> String {
+    let mut t = format!(
+        "database      {} ({:.1} MiB)\nstates        {} ({} open, {} sealed, {} ended not sealed yet), {} evidence-only rows\nreplaced      {} (ended by another state under the same id)\ntime span     {} .. {}\n",
+        s.path,
+        s.size_bytes as f64 / 1048576.0,
+        s.states,
+        s.open,
+        s.sealed,
+        s.ended_unsealed,
+        s.evidence_only,
+        s.replaced,
+        s.first_start.as_deref().unwrap_or("-"),
+        s.last_seen.as_deref().unwrap_or("-"),
+    );
+    for c in &s.creators {
+        t.push_str(&format!(
+            "creator       {} {} v{} {} states, seen {} .. {}\n",
+            c["creator_id"].as_str().unwrap_or("?"),
+            c["flavor"].as_str().unwrap_or("?"),
+            c["record_version"]
+                .as_i64()
+                .or(c["header_version"].as_i64())
+                .unwrap_or(0),
+            c["states"],
+            c["first_seen"].as_str().unwrap_or("-"),
+            c["last_seen"].as_str().unwrap_or("-"),
+        ));
+    }
+    for r in &s.runs {
+        t.push_str(&format!(
+            "run           {} {} {} .. {} {} packets, {} drops, {} decode errors ({})\n",
+            r["kind"].as_str().unwrap_or("?"),
+            r["source"].as_str().unwrap_or("?"),
+            r["from"].as_str().unwrap_or("-"),
+            r["to"].as_str().unwrap_or("-"),
+            r["packets"],
+            r["drops"],
+            r["decode_errors"],
+            match r["status"].as_str().unwrap_or("?") {
+                "abnormal" => "ended abnormally",
+                st => st,
+            },
+        ));
+    }
+    t.push_str(&format!(
+        "gaps          {} recorded; decode errors {}; pcap drops {}; time jumps {}",
+        s.gaps, s.decode_errors, s.pcap_drops, s.time_jumps
+    ));
+    t
+}

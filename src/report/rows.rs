@@ -7,7 +7,7 @@
 
 use super::table::{af_name, dir_name};
 use super::{hex_creator, hex_id, proto_name};
-use crate::store::query::Lifetime;
+use crate::model::Lifetime;
 use crate::time::format_rfc3339;
 use rusqlite::types::Value;
 

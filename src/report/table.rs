@@ -1,7 +1,8 @@
 //! Query results for people (comfy-table) and for scripts (JSON, CSV).
 
 use super::{endpoint, hex_creator, hex_id, proto_name};
-use crate::store::query::{distance, Coverage, Lifetime};
+use crate::model::Lifetime;
+use crate::store::Coverage;
 use crate::time::{format_duration, format_in, format_rfc3339, Zone};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde_json::{json, Value};
@@ -134,7 +135,7 @@ pub fn table(rows: &[Lifetime], zone: &Zone, at: Option<i64>) -> String {
             hex_creator(l.creator_id),
         ];
         if let Some(at) = at {
-            let d = distance(l, at);
+            let d = l.distance(at);
             r.push(if d == 0 {
                 "exact".into()
             } else {

@@ -1,594 +1,334 @@
-//! The SQLite store: schema and migrations, the batched writer, and the queries.
-//! All SQL of pfstatelog lives under this module.
+//! The store: where lifetimes, runs and gaps are kept, and read back for the queries.
+//!
+//! Two faces, as traits, so that more than one store can sit side by side:
+//! - the write side, [`LifetimeSink`], takes the tracker's events, run counters and gaps
+//!   from the pipeline (`ingest`, `commit`);
+//! - the read side, [`ReadStore`] (and [`Retention`] for `prune`), answers the query
+//!   commands (`cmd/`) and feeds the printers (`report/`).
+//!
+//! `sqlite` is the embedded store: one file, written by `record` and `import`. Nothing
+//! outside its folder names SQLite.
 
-pub mod export;
-pub mod export_sqlite;
-pub mod health;
-pub mod identity;
-pub mod pack;
-pub mod pagesum;
-pub mod query;
-pub mod sealed;
-pub mod unloaded;
-pub mod vtab;
-pub mod writer;
-pub mod young;
+pub mod lazy_open;
+pub mod sqlite;
 
-use rusqlite::{Connection, OpenFlags};
+use crate::model::{Event, Flavor, Lifetime, Micros, OpenState, StateRef};
+use lazy_open::{Group, Unloaded};
+use roaring::RoaringTreemap;
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::Path;
-use std::time::Duration;
 
-/// `PRAGMA application_id` of a pfstatelog database ("pfst"), so another program's SQLite
-/// file is recognised and left alone.
-pub const APPLICATION_ID: i32 = 0x7066_7374;
+pub use sqlite::writer::{RunCounters, RunInfo};
+pub use sqlite::StoreError;
 
-/// Migrations, applied in order; schema n (n of them applied) is stored as `PRAGMA
-/// user_version` = [`USER_VERSION_BASE`] + n.
-const MIGRATIONS: &[(&str, &str)] = &[
-    (
-        "0001_schema",
-        include_str!("../../migrations/0001_schema.sql"),
-    ),
-    (
-        "0002_identity",
-        include_str!("../../migrations/0002_identity.sql"),
-    ),
-];
-
-/// The oldest schema readers read as it is: schema 2 only adds the identity table, which
-/// a reader of a schema-1 file reports as absent (a writer upgrades the file).
-const READABLE_FROM: i32 = 1;
-
-/// Development builds before the first release numbered their schemas 1 to 10 in
-/// `user_version`, under the same application id. Counting ours from 100 keeps such a file
-/// from passing for a current one (it is refused, see [`StoreError::EarlierBuild`]), and
-/// those builds refuse ours as newer than they understand instead of migrating it.
-const USER_VERSION_BASE: i32 = 99;
-
-pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{path}: no such database (record or import creates one)")]
-    Missing { path: String },
-    #[error("{path}: not a pfstatelog database ({why})")]
-    Foreign { path: String, why: String },
-    #[error("{path}: database schema {found} is newer than this pfstatelog understands ({known}); upgrade pfstatelog")]
-    TooNew {
-        path: String,
-        found: i32,
-        known: i32,
-    },
-    #[error("{path}: written by an earlier development build of pfstatelog (schema {found}); re-import its captures into a new file")]
-    EarlierBuild { path: String, found: i32 },
-    #[error("{path}: database schema {found} is older than this pfstatelog ({known}); run `pfstatelog migrate --db {path}` (or restart the recorder) to upgrade it")]
-    TooOld {
-        path: String,
-        found: i32,
-        known: i32,
-    },
-    #[error("{path}: {source}")]
-    Sqlite {
-        path: String,
-        #[source]
-        source: rusqlite::Error,
-    },
-    #[error("{path}: {why}")]
-    Io { path: String, why: String },
-}
-
-pub type Result<T> = std::result::Result<T, StoreError>;
-
-fn sq(path: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |source| StoreError::Sqlite {
-        path: path.to_string(),
-        source,
-    }
-}
-
-/// Open for writing (record, import, prune): creates the file and applies migrations.
-pub fn open_rw(path: &str) -> Result<Connection> {
-    check_path(path)?;
-    if let Some(dir) = Path::new(path).parent() {
-        if !dir.as_os_str().is_empty() && !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
-                path: dir.display().to_string(),
-                why: format!("cannot create the database directory: {e}"),
-            })?;
-        }
-    }
-    // A new file (or an empty one) gets the reserved bytes of the page checksums before
-    // its first page is written; an older file without them stays unchecked.
-    let new = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
-    let mut conn = pagesum::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-    )
-    .map_err(sq(path))?;
-    if new {
-        pagesum::reserve_on_create(&conn).map_err(sq(path))?;
-    }
-    conn.busy_timeout(Duration::from_secs(10))
-        .map_err(sq(path))?;
-    // Transactions take the write lock when they begin (IMMEDIATE), waiting for it as
-    // long as the busy timeout allows. A DEFERRED one that reads first cannot wait: when
-    // another connection commits between its first read and its first write (prune beside
-    // an import), SQLite fails it at once with "database is locked".
-    conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
-    stable_plans(&conn, path)?;
-    check_identity(&conn, path, true)?;
-    // WAL so queries never wait for the recorder; NORMAL sync: a power cut may lose the
-    // last transaction but never corrupts.
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(sq(path))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(sq(path))?;
-    conn.pragma_update(None, "foreign_keys", "ON")
-        .map_err(sq(path))?;
-    // A page cache that holds what a writer touches again and again: the recent buckets of
-    // the indexes and the rows of the states still open (UPD_C, DEL_C). At 20,000 states/s
-    // 64 MiB missed 8,000 pages a second (soak run); fixed, whatever the database's size.
-    conn.pragma_update(None, "cache_size", -262_144)
-        .map_err(sq(path))?;
-    // Checkpoint every 64 MiB of WAL, not every 4 MiB: a hot page rewritten by many commits
-    // is copied into the database once per checkpoint, and fsynced far less often.
-    conn.pragma_update(None, "wal_autocheckpoint", 16_384)
-        .map_err(sq(path))?;
-    conn.set_prepared_statement_cache_capacity(64);
-    // No temporary files outside the database directory (unveil on OpenBSD, chroot).
-    conn.pragma_update(None, "temp_store", "MEMORY")
-        .map_err(sq(path))?;
-    migrate(&conn, path)?;
-    Ok(conn)
-}
-
-/// Refuse, with a line naming the problem, a `--db` that is a directory or a file this
-/// user may not read (SQLite says only "disk I/O error" or "unable to open database file").
-/// A path that does not exist yet is fine here (writers create it).
-pub fn check_path(path: &str) -> Result<()> {
-    let io = |why: String| StoreError::Io {
-        path: path.into(),
-        why,
-    };
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return Err(io(
-                "permission denied: this user may not reach the database file".into(),
-            ))
-        }
-        Err(e) => return Err(io(format!("cannot read the database file: {e}"))),
-    };
-    if meta.is_dir() {
-        return Err(io(
-            "is a directory; --db names the database file (e.g. DIR/pfstatelog.db)".into(),
-        ));
-    }
-    // A FIFO would block the open below (and SQLite) for ever; a device is no database.
-    if !meta.is_file() {
-        return Err(io("not a regular file, so not a database".into()));
-    }
-    if let Err(e) = std::fs::File::open(path) {
-        return Err(io(if e.kind() == std::io::ErrorKind::PermissionDenied {
-            "permission denied: this user may not read the database file".into()
-        } else {
-            format!("cannot read the database file: {e}")
-        }));
-    }
-    Ok(())
-}
-
-/// Open for queries: never creates, never writes.
+/// The write side of a store: what the pipeline hands it. Every write is a merge that
+/// commutes and repeats harmlessly (docs/pfsync.md §8), so importing a capture twice, or
+/// overlapping captures in any order, leaves what one import leaves.
 ///
-/// Evidence is often a write-protected copy: a read-only file, folder or mount. SQLite's
-/// ordinary read-only open of a WAL database needs to create or write the `-shm` index
-/// beside it, and fails there. Then the file is opened `immutable` (SQLite takes no lock
-/// and reads only the database file), with a note on stderr when that may miss something:
-/// a `-wal` holding commits not copied into the database yet, or a writer at work.
-pub fn open_ro(path: &str) -> Result<Connection> {
-    if !Path::new(path).exists() {
-        check_path(path)?;
-        return Err(StoreError::Missing { path: path.into() });
+/// Besides the events, a store and the tracker share the open lifetimes: the store holds
+/// those of earlier runs (and those the tracker evicts), and hands them back when a message
+/// names them, so a restarted recorder or a later import carries on.
+pub trait LifetimeSink: Send {
+    /// One event from the tracker, in order; written by the next flush.
+    fn push(&mut self, e: Event);
+    /// A blind moment in the run (drops, damage, untrusted packets, time jumps).
+    fn gap(&mut self, from: Micros, to: Micros, kind: &'static str, count: u64, detail: String);
+    /// Write what is pending, with the run's counters, as one transaction.
+    fn flush(&mut self, counters: &RunCounters) -> Result<(), StoreError>;
+    /// Write what is pending and close the run with `status` at wall time `wall`.
+    fn finish(
+        self: Box<Self>,
+        counters: &RunCounters,
+        status: &str,
+        wall: Micros,
+    ) -> Result<(), StoreError>;
+    /// Events (and held lifetimes) not yet written.
+    fn pending(&self) -> usize;
+    /// Events in the batch being built.
+    fn batch_len(&self) -> usize;
+    /// Whether the last flush was also a periodic archive pass (a longer commit by design).
+    fn archived_in_flush(&self) -> bool;
+    /// A live recorder: also write health samples.
+    fn set_live(&mut self);
+    /// Size the write cache, MiB (`--cache-mib`).
+    fn set_cache_mib(&self, mib: u32) -> Result<(), StoreError>;
+
+    /// The tracker holds the run's new open lifetimes (an import); the store need not.
+    fn let_tracker_hold(&mut self);
+    /// The keys of the open lifetimes stored by earlier runs, by group, for lazy loading.
+    fn open_keys(&mut self) -> Result<Unloaded, StoreError>;
+    /// The ids of one group's stored open lifetimes, up to `max`.
+    fn group_keys(&mut self, g: Group, max: u64) -> Result<Vec<u64>, StoreError>;
+    /// Every stored open lifetime.
+    fn load_open(&mut self) -> Result<Vec<OpenState>, StoreError>;
+    /// The stored open lifetimes that `keep` selects.
+    fn load_open_where(
+        &mut self,
+        keep: &dyn Fn(&StateRef) -> bool,
+    ) -> Result<Vec<OpenState>, StoreError>;
+    /// The stored open lifetimes of one creator with these ids.
+    fn load_open_of(
+        &mut self,
+        creator_id: u32,
+        ids: &RoaringTreemap,
+    ) -> Result<Vec<OpenState>, StoreError>;
+    /// Before finish: the lifetimes the tracker still holds open, to be stored open.
+    fn hold_tracked(&mut self, open: &mut dyn Iterator<Item = &OpenState>);
+    /// Open lifetimes the tracker evicted, stored whole by the next flush.
+    fn store_open(&mut self, open: Vec<OpenState>);
+    /// Keys of evicted open lifetimes whose events the store has (commit thread).
+    fn evict_open(&mut self, keys: Vec<StateRef>);
+    /// Whether evictions wait for a flush.
+    fn evictions_pending(&self) -> bool;
+    /// The flavour each known creator spoke (so a pfctl snapshot does not relabel a
+    /// FreeBSD firewall).
+    fn creator_flavors(&mut self) -> Result<HashMap<u32, Flavor>, StoreError>;
+}
+
+/// Open a store to write a run into: today the SQLite file at `db`, created if missing.
+pub fn open_write(db: &str, run: &RunInfo) -> Result<Box<dyn LifetimeSink>, StoreError> {
+    Ok(Box::new(sqlite::sink::SqliteSink::open(db, run)?))
+}
+
+/// What a query found: the lifetimes, and the stored groups that did not read back whole
+/// (left out of the rows, and named so the answer can say it is incomplete).
+#[derive(Debug, Clone, Default)]
+pub struct Answer {
+    pub rows: Vec<Lifetime>,
+    pub damage: Vec<DamagedGroup>,
+}
+
+/// The read side of a store: everything the query commands ask.
+pub trait ReadStore {
+    /// Where the answers come from, as the user named it (a path or a URL).
+    fn location(&self) -> &str;
+    /// The store's schema version, for export headers.
+    fn schema_version(&self) -> anyhow::Result<i64>;
+    /// Lifetimes whose public (translated) address and port are `ip:port` and whose
+    /// `[start, end]` overlaps `[t0, t1]`, nearest to `at` first (README, "What the answers
+    /// mean").
+    fn who(
+        &self,
+        ip: &IpAddr,
+        port: u16,
+        range: (Micros, Micros),
+        at: Micros,
+        filter: &WhoFilter,
+    ) -> anyhow::Result<Answer>;
+    /// Lifetimes of the private (inside) addresses `lo..=hi` overlapping `[from, to]`,
+    /// optionally of one private port, by start.
+    fn history(
+        &self,
+        hosts: (&IpAddr, &IpAddr),
+        range: (Micros, Micros),
+        port: Option<u16>,
+    ) -> anyhow::Result<Answer>;
+    /// What the recorders saw of `[from, to]`: runs, the parts no run watched, and gaps.
+    fn coverage(&self, from: Micros, to: Micros) -> anyhow::Result<Coverage>;
+    /// Hand every lifetime overlapping `[from, to]` to `f`, one at a time (memory does not
+    /// grow with the range), and say what the walk met.
+    fn each_lifetime(
+        &self,
+        from: Micros,
+        to: Micros,
+        f: &mut dyn FnMut(&Lifetime) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Walked>;
+    /// Counts for `stats`.
+    fn stats(&self) -> anyhow::Result<Stats>;
+    /// The newest recorder's health for `status`, at wall time `now_us`.
+    fn health(&self, now_us: Micros) -> anyhow::Result<Health>;
+    /// Read every stored lifetime back and check the store's own structures (`check`).
+    fn check(&self) -> anyhow::Result<CheckReport>;
+    /// The UUID the store was given at creation, for evidence manifests.
+    fn identity(&self) -> anyhow::Result<Option<String>>;
+    /// Write every lifetime overlapping `[from, to]`, with the runs, gaps and creators,
+    /// into a new plain SQLite file `out` (`export --format sqlite`), `info` as its
+    /// `export_info` rows.
+    fn export_sqlite(
+        &self,
+        from: Micros,
+        to: Micros,
+        out: &std::path::Path,
+        info: &[(&str, String)],
+    ) -> anyhow::Result<Walked>;
+}
+
+/// Retention: `prune` deletes what ended before a time.
+pub trait Retention {
+    /// Delete every lifetime that ended before `before`; how many went.
+    fn prune(&self, before: Micros) -> anyhow::Result<u64>;
+}
+
+/// Open a store to read: today the SQLite file at `db`.
+pub fn open_read(db: &str) -> anyhow::Result<Box<dyn ReadStore>> {
+    Ok(Box::new(sqlite::reader::SqliteReader::open(db)?))
+}
+
+/// Bring a store to this binary's schema: (schema before, schema after).
+pub fn migrate(db: &str) -> Result<(i32, i32), StoreError> {
+    sqlite::migrate_file(db)
+}
+
+/// Open a store to prune.
+pub fn open_retention(db: &str) -> anyhow::Result<Box<dyn Retention>> {
+    Ok(Box::new(sqlite::reader::SqlitePruner::open(db)?))
+}
+
+/// Whether an error is damage in the stored data, and a note naming it (a page that fails
+/// its checksum), for the one line the user sees.
+pub fn damage_in(e: &anyhow::Error) -> Option<String> {
+    sqlite::damage_in(e)
+}
+
+/// What `check` found.
+#[derive(Debug, Clone, Default)]
+pub struct CheckReport {
+    /// Lifetimes read back whole.
+    pub lifetimes: u64,
+    /// Other structures read back (history rows, id lists), by name.
+    pub structures: Vec<(String, u64)>,
+    /// The store's own integrity check: `["ok"]` when sound.
+    pub integrity: Vec<String>,
+    /// Reading stopped at these errors.
+    pub stopped: Vec<String>,
+    /// Damaged groups, named.
+    pub damage: Vec<DamagedGroup>,
+    /// Damaged rows counted but not named.
+    pub unnamed: u64,
+}
+
+impl CheckReport {
+    pub fn sound(&self) -> bool {
+        self.integrity == ["ok"]
+            && self.stopped.is_empty()
+            && self.damage.is_empty()
+            && self.unnamed == 0
     }
-    check_path(path)?;
-    match open_ro_as(path, false) {
-        Err(StoreError::Sqlite {
-            source: rusqlite::Error::SqliteFailure(f, _),
-            ..
-        }) if matches!(
-            f.code,
-            rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly
-        ) =>
-        {
-            let conn = open_ro_as(path, true)?;
-            if let Some(note) = immutable_note(path) {
-                eprintln!("pfstatelog: note: {path}: {note}");
-            }
-            Ok(conn)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WhoFilter {
+    pub proto: Option<u8>,
+    pub remote_ip: Option<IpAddr>,
+    pub remote_port: Option<u16>,
+}
+
+/// What the recorder saw of a time range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// Parts of the range no run watched.
+    pub uncovered: Vec<(Micros, Micros)>,
+    /// Known blind moments inside the range: (start, end, kind, count, detail).
+    pub gaps: Vec<(Micros, Micros, String, i64, String)>,
+    /// Runs touching the range: (kind, source, first, last).
+    pub runs: Vec<(String, String, Micros, Micros)>,
+}
+
+impl Coverage {
+    pub fn is_clean(&self) -> bool {
+        self.uncovered.is_empty() && self.gaps.is_empty()
+    }
+}
+
+/// What `stats` reports.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Stats {
+    pub path: String,
+    pub size_bytes: u64,
+    pub states: i64,
+    pub open: i64,
+    /// Closed lifetimes held packed (seals), of `states`.
+    pub sealed: i64,
+    /// Closed lifetimes not sealed yet, of `states`: rows of `states` a later message
+    /// brought back or ended there, and a recorder's young ones that ended (journal), which
+    /// its next start seals. open + sealed + ended_unsealed = states.
+    pub ended_unsealed: i64,
+    /// Lifetimes another state under the same (creator, id) replaced (track.rs).
+    pub replaced: i64,
+    pub evidence_only: i64,
+    pub first_start: Option<String>,
+    pub last_seen: Option<String>,
+    pub creators: Vec<serde_json::Value>,
+    pub runs: Vec<serde_json::Value>,
+    pub gaps: i64,
+    /// Breaks in imported captures' packet time (kind `time-jump` gaps).
+    pub time_jumps: i64,
+    pub decode_errors: i64,
+    pub pcap_drops: i64,
+}
+
+/// A stored group that does not read back whole (its checksum or its packing is wrong):
+/// which one, and the starts of the lifetimes it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedGroup {
+    /// The table and key, for a person.
+    pub what: String,
+    /// Lifetimes that started in [from, to] are filed there (None: no bound that way).
+    pub from: Option<Micros>,
+    pub to: Option<Micros>,
+    pub why: &'static str,
+}
+
+impl std::fmt::Display for DamagedGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::time::format_rfc3339;
+        write!(f, "{}", self.what)?;
+        match (self.from, self.to) {
+            (Some(a), Some(b)) => write!(
+                f,
+                ", lifetimes started {} to {}",
+                format_rfc3339(a),
+                format_rfc3339(b)
+            )?,
+            (None, Some(b)) => write!(f, ", lifetimes ended by {}", format_rfc3339(b))?,
+            _ => write!(f, ", lifetimes of any time")?,
         }
-        r => r,
+        write!(f, " ({})", self.why)
     }
 }
 
-fn open_ro_as(path: &str, immutable: bool) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = if immutable {
-        pagesum::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
-    } else {
-        pagesum::open_with_flags(path, flags)
-    }
-    .map_err(sq(path))?;
-    conn.busy_timeout(Duration::from_secs(10))
-        .map_err(sq(path))?;
-    stable_plans(&conn, path)?;
-    check_identity(&conn, path, false)?;
-    let v: i32 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(sq(path))?;
-    if v == 0 {
-        return Err(StoreError::Foreign {
-            path: path.into(),
-            why: "no pfstatelog schema in it".into(),
-        });
-    }
-    if v - USER_VERSION_BASE < READABLE_FROM {
-        return Err(StoreError::TooOld {
-            path: path.into(),
-            found: v - USER_VERSION_BASE,
-            known: SCHEMA_VERSION,
-        });
-    }
-    Ok(conn)
+/// The newest recorder run and what its health rows say.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Health {
+    /// A writer holds the database's lock now, and its pid (from the lock file).
+    pub writer_pid: Option<u32>,
+    /// The newest `record` run, if any.
+    pub run: Option<RunFacts>,
+    /// New lifetimes per second over the last minute and the last hour (None: no rows yet).
+    pub states_per_s_minute: Option<f64>,
+    pub states_per_s_hour: Option<f64>,
+    pub open_states: Option<i64>,
+    /// Capture time of the newest pfsync frame of the newest recorder run.
+    pub last_packet_us: Option<i64>,
+    pub drops_hour: i64,
+    pub decode_errors_hour: i64,
+    /// Gaps (drops, damage, untrusted packets) that end within the last hour, and day.
+    pub gaps_hour: i64,
+    pub gaps_day: i64,
+    /// Database file plus its WAL, bytes.
+    pub db_bytes: u64,
+    /// Growth per day, from the recorder's rows of the last day (None: under an hour of rows).
+    pub growth_per_day: Option<f64>,
 }
 
-/// `file:PATH?mode=ro&immutable=1`, the path percent-encoded (a `?`, `#` or `%` in a file
-/// name would otherwise be read as URI syntax).
-fn immutable_uri(path: &str) -> String {
-    let mut uri = String::from("file:");
-    for b in path.bytes() {
-        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
-            uri.push(b as char);
-        } else {
-            uri.push_str(&format!("%{b:02X}"));
-        }
-    }
-    uri.push_str("?mode=ro&immutable=1");
-    uri
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunFacts {
+    pub id: i64,
+    pub source: String,
+    pub pid: Option<i64>,
+    pub version: Option<String>,
+    pub started_wall: i64,
+    pub stopped_wall: Option<i64>,
+    pub status: String,
 }
 
-/// What an immutable open of `path` may not see, if anything: commits still in the
-/// `-wal` file (SQLite reads them only through a `-shm` index it can write), or a writer
-/// holding the one-writer lock (its changes during the query are not seen, and a
-/// checkpoint under the query may be misread).
-fn immutable_note(path: &str) -> Option<String> {
-    let mut notes = Vec::new();
-    if writer_active(path) {
-        notes.push(
-            "a pfstatelog writer holds this database's lock: what it writes while this query runs is not seen and may be misread; query a copy, or where the -shm file can be written".to_string(),
-        );
-    }
-    let wal = format!("{path}-wal");
-    if let Ok(m) = std::fs::metadata(&wal) {
-        if m.len() > 0 {
-            notes.push(format!(
-                "its write-ahead log {wal} ({} bytes) is not read here, so the latest commits may be missing: copy the database with its -wal file into a writable folder to read them",
-                m.len()
-            ));
-        }
-    }
-    if notes.is_empty() {
-        None
-    } else {
-        Some(format!(
-            "opened read-only as immutable (the folder or mount cannot be written); {}",
-            notes.join("; ")
-        ))
-    }
-}
-
-/// Whether a writer holds [`WriterLock`]: a shared flock(2) tried and released at once, on
-/// a descriptor opened read-only (nothing is created; a writer is never kept waiting).
-fn writer_active(db: &str) -> bool {
-    use std::os::unix::io::AsRawFd;
-    let Ok(f) = std::fs::File::open(format!("{db}.lock")) else {
-        return false;
-    };
-    // SAFETY: flock on a descriptor we own; no memory is shared.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
-    if rc != 0 {
-        return true;
-    }
-    // SAFETY: as above.
-    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
-    false
-}
-
-/// The query planner stability guarantee: one plan per statement, whatever the bound
-/// values. Without it the bundled SQLite (built with STAT4) re-plans a statement on every
-/// call when a bound value meets an indexed column in a range or ORDER BY, which once cost
-/// most of an import's time (BENCHMARKS.md).
-fn stable_plans(conn: &Connection, path: &str) -> Result<()> {
-    conn.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-        true,
-    )
-    .map_err(sq(path))?;
-    Ok(())
-}
-
-/// The schema version of a database, and the one this binary writes.
-pub fn schema_versions(conn: &Connection) -> rusqlite::Result<(i32, i32)> {
-    let v: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    Ok(((v - USER_VERSION_BASE).max(0), SCHEMA_VERSION))
-}
-
-/// Refuse files that are not SQLite, SQLite files of other programs, and newer schemas.
-fn check_identity(conn: &Connection, path: &str, writable: bool) -> Result<()> {
-    let foreign = |why: String| StoreError::Foreign {
-        path: path.into(),
-        why,
-    };
-    let app: i32 = conn
-        .pragma_query_value(None, "application_id", |r| r.get(0))
-        .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
-                foreign("not an SQLite database, or a damaged one".into())
-            }
-            e => StoreError::Sqlite {
-                path: path.into(),
-                source: e,
-            },
-        })?;
-    let version: i32 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(sq(path))?;
-    if app == 0 {
-        let tables: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
-            .map_err(sq(path))?;
-        if tables > 0 || version != 0 {
-            return Err(foreign("it is an SQLite file of another program".into()));
-        }
-        if !writable {
-            return Err(foreign("empty database".into()));
-        }
-    } else if app != APPLICATION_ID {
-        return Err(foreign(format!("application id 0x{app:08x}")));
-    }
-    // Before anything is written: a writer must leave such a file as it is.
-    if app == APPLICATION_ID && (1..=USER_VERSION_BASE).contains(&version) {
-        return Err(StoreError::EarlierBuild {
-            path: path.into(),
-            found: version,
-        });
-    }
-    if version - USER_VERSION_BASE > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            path: path.into(),
-            found: version - USER_VERSION_BASE,
-            known: SCHEMA_VERSION,
-        });
-    }
-    Ok(())
-}
-
-fn migrate(conn: &Connection, path: &str) -> Result<()> {
-    let version: i32 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(sq(path))?;
-    for (i, (name, sql)) in MIGRATIONS.iter().enumerate() {
-        let n = USER_VERSION_BASE + i as i32 + 1;
-        if n <= version {
-            continue;
-        }
-        let tx = conn.unchecked_transaction().map_err(sq(path))?;
-        tx.execute_batch(sql).map_err(|e| StoreError::Io {
-            path: path.into(),
-            why: format!("migration {name} failed: {e}"),
-        })?;
-        if *name == "0002_identity" {
-            identity::give(&tx, version == 0).map_err(sq(path))?;
-        }
-        tx.pragma_update(None, "application_id", APPLICATION_ID)
-            .map_err(sq(path))?;
-        tx.pragma_update(None, "user_version", n)
-            .map_err(sq(path))?;
-        tx.commit().map_err(sq(path))?;
-    }
-    Ok(())
-}
-
-/// Move every sealed lifetime back into `states`, one row each (tests compare whole
-/// databases this way, whichever path each lifetime took); how many moved.
-pub fn unseal_all(conn: &Connection) -> rusqlite::Result<u64> {
-    let tx = conn.unchecked_transaction()?;
-    let names = sealed::Names::load(&tx)?;
-    let n = sealed::unseal_all(&tx, &names, |tx, s| writer::insert_stored(tx, s, true))?;
-    tx.commit()?;
-    Ok(n)
-}
-
-/// An address as stored: 4 bytes for IPv4, 16 for IPv6.
-pub fn addr_blob(a: &IpAddr) -> Vec<u8> {
-    match a {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
-    }
-}
-
-/// The inverse of [`addr_blob`]; anything else is damage in the database.
-pub fn blob_addr(b: &[u8]) -> Option<IpAddr> {
-    match b.len() {
-        4 => Some(IpAddr::from([b[0], b[1], b[2], b[3]])),
-        16 => {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(b);
-            Some(IpAddr::from(a))
-        }
-        _ => None,
-    }
-}
-
-/// The one-writer rule: `record` and `import` hold an exclusive flock(2) on `DB.lock` for
-/// as long as they write; a second writer is refused at once. Readers take no lock (WAL).
-pub struct WriterLock {
-    _file: std::fs::File,
-}
-
-impl WriterLock {
-    pub fn acquire(db: &str) -> Result<WriterLock> {
-        use std::io::{Read, Seek, Write};
-        use std::os::unix::io::AsRawFd;
-        // Before the lock file is made beside a directory or a file that cannot be read.
-        check_path(db)?;
-        let path = format!("{db}.lock");
-        let io = |why: String| StoreError::Io {
-            path: path.clone(),
-            why,
-        };
-        if let Some(dir) = Path::new(db).parent() {
-            if !dir.as_os_str().is_empty() && !dir.exists() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| io(format!("cannot create the database directory: {e}")))?;
-            }
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| io(format!("cannot open the lock file: {e}")))?;
-        // SAFETY: flock on a descriptor we own; no memory is shared.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let mut holder = String::new();
-            let _ = f.read_to_string(&mut holder);
-            let holder = holder.trim();
-            return Err(StoreError::Io {
-                path: db.into(),
-                why: format!(
-                    "another pfstatelog record or import is writing this database{}; only one writer at a time (queries are fine)",
-                    if holder.is_empty() { String::new() } else { format!(" (pid {holder})") }
-                ),
-            });
-        }
-        let _ = f.set_len(0);
-        let _ = f.rewind();
-        let _ = writeln!(f, "{}", std::process::id());
-        Ok(WriterLock { _file: f })
-    }
-}
-
-/// Whether a writer (`record`, `import`) is alive on `db`, for readers, which take no lock:
-/// the lock file names the pid of its last holder. Testing the flock itself would take it
-/// for a moment and could refuse a writer starting then. A pid reused since reads as alive:
-/// the run then shows as running, which claims nothing (its coverage ends at its last
-/// commit either way).
-pub fn writer_alive(db: &str) -> bool {
-    let Ok(s) = std::fs::read_to_string(format!("{db}.lock")) else {
-        return false;
-    };
-    let Ok(pid) = s.trim().parse::<libc::pid_t>() else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-/// Copies the WAL into the database on a thread of its own. A writer's commits are then
-/// only sequential appends to the WAL (synchronous=NORMAL: no fsync), and never wait for a
-/// checkpoint's scattered page writes and its fsyncs, which otherwise stall the recorder
-/// once a second under load (BENCHMARKS.md, "The live recorder").
-pub struct Checkpointer {
-    /// Dropping it wakes the thread at once and ends it: a stop never waits out a round,
-    /// which every import would otherwise pay at its end.
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// How often the checkpointer copies what the WAL holds.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-/// The writer checkpoints by itself only when the WAL passes this (1 GiB of 4 KiB pages):
-/// a safety valve if the checkpointer falls behind, never the normal path.
-const WRITER_CHECKPOINT_PAGES: i64 = 262_144;
-
-impl Checkpointer {
-    /// Start checkpointing `path`, whose writer is `writer`.
-    pub fn start(path: &str, writer: &Connection) -> Result<Checkpointer> {
-        Self::start_every(path, writer, CHECKPOINT_EVERY)
-    }
-
-    fn start_every(path: &str, writer: &Connection, every: Duration) -> Result<Checkpointer> {
-        use std::sync::mpsc::RecvTimeoutError;
-        let conn = pagesum::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sq(path))?;
-        // A checkpoint never waits: what a reader still uses is copied next time.
-        conn.busy_timeout(Duration::ZERO).map_err(sq(path))?;
-        writer
-            .pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
-            .map_err(sq(path))?;
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("checkpoint".into())
-            .spawn(move || {
-                // No last round on stop: the writer's own closing checkpoint follows.
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                    // Errors (disk full, a busy lock) are the writer's to report: its own
-                    // writes meet the same condition. Retried on the next round.
-                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-                }
-            })
-            .map_err(|e| StoreError::Io {
-                path: path.into(),
-                why: format!("cannot start the checkpoint thread: {e}"),
-            })?;
-        Ok(Checkpointer {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-#[cfg(test)]
-mod checkpointer_tests {
-    use super::*;
-
-    /// Every import and every stop waits for this drop: it must not sit out the period.
-    #[test]
-    fn stopping_does_not_wait_for_the_next_round() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("c.db");
-        let db = db.to_str().expect("utf-8 path");
-        let writer = open_rw(db).expect("open");
-        let c = Checkpointer::start_every(db, &writer, Duration::from_secs(3600)).expect("start");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            drop(c);
-            let _ = tx.send(());
-        });
-        // A hang guard, not a speed claim: the period is an hour, the guard a minute.
-        assert!(
-            rx.recv_timeout(Duration::from_secs(60)).is_ok(),
-            "dropping the checkpointer waited for its period"
-        );
-    }
+/// What a walk over the range met.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Walked {
+    /// Lifetimes handed to the callback.
+    pub rows: u64,
+    /// Rows in the range whose addresses could not be decoded (damage), skipped.
+    pub damaged: u64,
+    /// The damaged groups it met, named.
+    pub groups: Vec<DamagedGroup>,
 }

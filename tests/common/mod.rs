@@ -305,7 +305,7 @@ pub fn imported_events(capture: &Path, db: &Path) -> Vec<String> {
 
 /// `PRAGMA integrity_check` of the database `db`: "ok" when it is sound.
 pub fn integrity(db: &Path) -> String {
-    pfstatelog::store::pagesum::open(db)
+    pfstatelog::store::sqlite::pagesum::open(db)
         .and_then(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
         .unwrap_or_else(|e| panic!("integrity_check {}: {e}", db.display()))
 }

@@ -4,6 +4,7 @@
 
 use super::writer::RunCounters;
 use super::{sq, Result};
+use crate::store::{Health, RunFacts};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
@@ -55,41 +56,6 @@ struct Sample {
     decode_errors: i64,
     last_packet_us: Option<i64>,
     db_bytes: i64,
-}
-
-/// The newest recorder run and what its health rows say.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Health {
-    /// A writer holds the database's lock now, and its pid (from the lock file).
-    pub writer_pid: Option<u32>,
-    /// The newest `record` run, if any.
-    pub run: Option<RunFacts>,
-    /// New lifetimes per second over the last minute and the last hour (None: no rows yet).
-    pub states_per_s_minute: Option<f64>,
-    pub states_per_s_hour: Option<f64>,
-    pub open_states: Option<i64>,
-    /// Capture time of the newest pfsync frame of the newest recorder run.
-    pub last_packet_us: Option<i64>,
-    pub drops_hour: i64,
-    pub decode_errors_hour: i64,
-    /// Gaps (drops, damage, untrusted packets) that end within the last hour, and day.
-    pub gaps_hour: i64,
-    pub gaps_day: i64,
-    /// Database file plus its WAL, bytes.
-    pub db_bytes: u64,
-    /// Growth per day, from the recorder's rows of the last day (None: under an hour of rows).
-    pub growth_per_day: Option<f64>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunFacts {
-    pub id: i64,
-    pub source: String,
-    pub pid: Option<i64>,
-    pub version: Option<String>,
-    pub started_wall: i64,
-    pub stopped_wall: Option<i64>,
-    pub status: String,
 }
 
 fn sample_row(r: &rusqlite::Row) -> rusqlite::Result<Sample> {

@@ -6,16 +6,17 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use pfstatelog::gen::{self, DbBuilder, GenConfig, LINKTYPE_ETHERNET, LINKTYPE_PFSYNC};
 use pfstatelog::model::Flavor;
 use pfstatelog::model::{Event, Micros};
 use pfstatelog::pipeline::{decode_frame, DecodeStats, Outcome};
 use pfstatelog::report::line::event_line;
 use pfstatelog::source::file::CaptureFile;
-use pfstatelog::store::query::{self, WhoFilter};
-use pfstatelog::store::writer::{RunCounters, RunInfo, Writer};
-use pfstatelog::store::{self, blob_addr};
+use pfstatelog::store::sqlite::query;
+use pfstatelog::store::sqlite::writer::{RunCounters, RunInfo, Writer};
+use pfstatelog::store::sqlite::{self as store, blob_addr};
+use pfstatelog::store::WhoFilter;
 use pfstatelog::track::Tracker;
+use pfstatelog_bench::gen::{self, DbBuilder, GenConfig, LINKTYPE_ETHERNET, LINKTYPE_PFSYNC};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;
@@ -599,8 +600,8 @@ fn verify_db(g: &GenArgs, dir: &str) -> anyhow::Result<()> {
     let r = run_import_inproc(&a, &cap, false, ConnTweaks::default())?;
     println!("imported: {} states opened, {} closed", r.opened, r.closed);
     DbBuilder::build(&cfg, &b, &mut |_, _| {})?;
-    let ca = pfstatelog::store::pagesum::open(&a)?;
-    let cb = pfstatelog::store::pagesum::open(&b)?;
+    let ca = pfstatelog::store::sqlite::pagesum::open(&a)?;
+    let cb = pfstatelog::store::sqlite::pagesum::open(&b)?;
     let dump = |c: &Connection| -> anyhow::Result<Vec<Vec<rusqlite::types::Value>>> {
         let mut st = c.prepare(&format!("SELECT {CMP_COLS} FROM states ORDER BY id"))?;
         let n = st.column_count();
@@ -811,22 +812,22 @@ fn run_import_inproc(
 }
 
 fn count_states(db: &str) -> anyhow::Result<(i64, i64)> {
-    let c = pfstatelog::store::pagesum::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let c =
+        pfstatelog::store::sqlite::pagesum::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     // A count, not max(id): the recorder takes the rows of lifetimes that end out of states
     // to seal them (max(id) counted those twice: 89 instead of 169 bytes per state).
     let n: i64 = c.query_row("SELECT count(*) FROM states", [], |r| r.get(0))?;
     let open: i64 = c.query_row("SELECT count(*) FROM states WHERE dcls = 14", [], |r| {
         r.get(0)
     })?;
-    Ok((n + sealed_count(&c), open))
+    Ok((n + sealed_count(&c)?, open))
 }
 
-/// Sealed lifetimes (schema 4; an older database has none).
-fn sealed_count(c: &Connection) -> i64 {
+/// Sealed lifetimes.
+fn sealed_count(c: &Connection) -> rusqlite::Result<i64> {
     c.query_row("SELECT coalesce(sum(n), 0) FROM sealed_buckets", [], |r| {
         r.get(0)
     })
-    .unwrap_or(0)
 }
 
 fn import_bench(
@@ -1005,8 +1006,8 @@ fn sample_rows(
     nat_only: bool,
 ) -> anyhow::Result<Vec<Sampled>> {
     let mut max: i64 = c.query_row("SELECT coalesce(max(id), 0) FROM states", [], |r| r.get(0))?;
-    // A database built by imports holds most lifetimes sealed (schema 4): sample those.
-    let sealed = sealed_count(c);
+    // A database built by imports holds most lifetimes sealed: sample those.
+    let sealed = sealed_count(c)?;
     if sealed > max {
         return sample_sealed(c, n, rng, nat_only, sealed);
     }
@@ -1077,7 +1078,7 @@ fn sample_sealed(
     let every = (total as u64 / (n as u64 * 4).max(1)).max(1);
     let mut seen = 0u64;
     let mut out: Vec<Sampled> = Vec::new();
-    pfstatelog::store::export::each_lifetime(c, i64::MIN / 4, i64::MAX / 4, |l| {
+    pfstatelog::store::sqlite::export::each_lifetime(c, i64::MIN / 4, i64::MAX / 4, |l| {
         seen += 1;
         if seen % every != 0 || (nat_only && !(l.nat && l.direction == 2)) {
             return Ok::<(), rusqlite::Error>(());
@@ -1121,7 +1122,7 @@ fn sample_pair(
     let (t0, t1): (i64, i64) = c.query_row(span_sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let mut out = Vec::new();
     let mut tries = 0;
-    let f = query::WhoFilter::default();
+    let f = WhoFilter::default();
     while out.len() < n && !pairs.is_empty() && tries < n * 10 {
         tries += 1;
         let (ip, port) = pairs[rng.below(pairs.len() as u64) as usize];
@@ -1503,7 +1504,8 @@ fn batch_bench(
 // Where the bytes and the time go.
 
 fn size(db: &str) -> anyhow::Result<()> {
-    let c = pfstatelog::store::pagesum::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let c =
+        pfstatelog::store::sqlite::pagesum::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let n = count_states(db)?.0;
     let free: i64 = c.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
     let page: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;

@@ -4,12 +4,12 @@
 //! start comes from the earliest full message, counters from the newest, the end is the
 //! earliest end event, "last seen" the latest message.
 
-use super::pack::{Stored, REASONS};
-use super::sealed::{self, Names, SealIndex};
-use super::unloaded::{group_of, group_range, Group, Unloaded};
+use super::archive::{self, Names, SealIndex};
+use super::codec::{Stored, REASONS};
 use super::{addr_blob, blob_addr, sq, Result};
 use crate::model::{key_of, EndReason, Event, Micros, OpenState, OrphanKind};
 use crate::model::{Af, Direction, Flavor, FullState, Key, StateMap, StateRef, StateSet};
+use crate::store::lazy_open::{group_of, group_range, Group, Unloaded};
 use roaring::RoaringTreemap;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
@@ -175,7 +175,7 @@ pub struct Writer {
     /// of an import).
     seal_buf: Vec<Stored>,
     /// The lists a seal sorts, kept the same way.
-    seal_lists: sealed::SealLists,
+    seal_lists: archive::SealLists,
     /// Whether the lookups since the last flush share a read transaction (see
     /// [`Writer::begin_read`]).
     reading: bool,
@@ -191,10 +191,10 @@ pub struct Writer {
     /// Whether any seal exists, so messages about known states look there first.
     any_sealed: Option<bool>,
     /// Lifetimes this writer sealed per duration class: the rate a new bucket's layout is
-    /// sized by (sealed::expected_in_bucket).
+    /// sized by (archive::expected_in_bucket).
     sealed_by_class: [u64; 16],
     /// History buckets (class, 72-minute bucket) this writer sealed into, whose rows per
-    /// private host are merged once complete ([`sealed::merge_private`]).
+    /// private host are merged once complete ([`archive::merge_private`]).
     private_pending: HashSet<(i64, i64)>,
     /// An import's ended lifetimes, waiting until no later packet can add to their sealed
     /// bucket: each bucket is then written once, whole, in key order, and no merge reads
@@ -933,7 +933,7 @@ impl Writer {
             ready: Vec::new(),
             ready_spare: Vec::new(),
             seal_buf: Vec::new(),
-            seal_lists: sealed::SealLists::default(),
+            seal_lists: archive::SealLists::default(),
             reading: false,
             lazy_last: StateMap::default(),
             next_seal: None,
@@ -1457,7 +1457,7 @@ impl Writer {
                     )
                     .unwrap_or(Some(i64::MAX));
                 let sealed =
-                    sealed::max_id(&self.conn, k.creator_id, group.1).unwrap_or(Some(i64::MAX));
+                    archive::max_id(&self.conn, k.creator_id, group.1).unwrap_or(Some(i64::MAX));
                 let base = stored.max(sealed);
                 self.opened.insert(group, (base, RoaringTreemap::new(), 0));
                 base
@@ -1525,7 +1525,7 @@ impl Writer {
             })
             .unwrap_or(true);
         !in_states
-            && sealed::find(&self.conn, &mut self.seal_index, &self.names, &k)
+            && archive::find(&self.conn, &mut self.seal_index, &self.names, &k)
                 .is_ok_and(|v| v.is_empty())
     }
 
@@ -1626,7 +1626,7 @@ impl Writer {
                             stay.push(r);
                             continue;
                         }
-                        match r.end.and_then(|e| sealed::complete_at(r.start, e.0)) {
+                        match r.end.and_then(|e| archive::complete_at(r.start, e.0)) {
                             Some(t) => self
                                 .waiting
                                 .insert(r.stored(), t.saturating_add(WAIT_SLACK_US)),
@@ -1682,7 +1682,7 @@ impl Writer {
             || self.young.clock >= self.young.sealed_at.saturating_add(SEAL_EVERY_US);
         // Room for every lifetime that may be sealed but the waiting ones (sealed where they
         // are): grown row by row, the list was copied at each doubling.
-        sealed::emptied(to_seal, self.ready.len() + self.young.unsealed.len());
+        archive::emptied(to_seal, self.ready.len() + self.young.unsealed.len());
         // An unsealed lifetime a pending event names goes into states, where it merges.
         let mut unjournal = store_named(
             &tx,
@@ -1734,7 +1734,7 @@ impl Writer {
         for (i, r) in self.ready.iter().enumerate() {
             match r.end {
                 Some(e) if !named.contains(&r.key()) => {
-                    let complete = sealed::complete_at(r.start, e.0)
+                    let complete = archive::complete_at(r.start, e.0)
                         .map_or(Micros::MAX, |t| t.saturating_add(WAIT_SLACK_US));
                     if self.hold_open && complete > watermark && over == 0 {
                         wait.push(i);
@@ -1799,7 +1799,7 @@ impl Writer {
                         let mine = match sealed_of.entry(k) {
                             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                             std::collections::hash_map::Entry::Vacant(v) => {
-                                v.insert(sealed::find(&tx, &mut self.seal_index, &self.names, &k)?)
+                                v.insert(archive::find(&tx, &mut self.seal_index, &self.names, &k)?)
                             }
                         };
                         if mine.is_empty() {
@@ -1807,7 +1807,7 @@ impl Writer {
                         } else if changes_nothing(&tx, &k, mine, e)? {
                             continue;
                         } else {
-                            for s in sealed::take(&tx, &mut self.seal_index, &self.names, &k)? {
+                            for s in archive::take(&tx, &mut self.seal_index, &self.names, &k)? {
                                 insert_stored(&tx, &s, true)?;
                             }
                             sealed_of.remove(&k);
@@ -1825,7 +1825,7 @@ impl Writer {
         if !to_seal.is_empty() || !due.is_empty() {
             let no = match self.next_seal {
                 Some(n) => n,
-                None => sealed::next_seal(&tx)?,
+                None => archive::next_seal(&tx)?,
             };
             let (young, rest) = to_seal.split_at(young_n);
             let mut rows: Vec<&Stored> = Vec::with_capacity(to_seal.len() + due.len());
@@ -1833,7 +1833,7 @@ impl Writer {
             rows.append(&mut due);
             rows.extend(rest);
             for r in &rows {
-                let c = sealed::filed(r).0;
+                let c = archive::filed(r).0;
                 self.sealed_by_class[c.clamp(0, 15) as usize] += 1;
             }
             let by_class = self.sealed_by_class;
@@ -1842,9 +1842,9 @@ impl Writer {
                 _ => 0,
             };
             let expect = |c: i64, n: u64| {
-                sealed::expected_in_bucket(c, n, by_class[c.clamp(0, 15) as usize], span)
+                archive::expected_in_bucket(c, n, by_class[c.clamp(0, 15) as usize], span)
             };
-            journal.history = sealed::write_seal_with(
+            journal.history = archive::write_seal_with(
                 &tx,
                 &rows,
                 no,
@@ -1857,8 +1857,8 @@ impl Writer {
             self.any_sealed = Some(true);
             // Buckets no later packet can add to become one row per pair now.
             if let Some(w) = counters.last_us {
-                for (c, b) in sealed::buckets_to_merge(&tx, Some(w))? {
-                    sealed::merge_bucket(&tx, &self.names, c, b)?;
+                for (c, b) in archive::buckets_to_merge(&tx, Some(w))? {
+                    archive::merge_bucket(&tx, &self.names, c, b)?;
                 }
             }
         }
@@ -1868,13 +1868,13 @@ impl Writer {
             .private_pending
             .iter()
             .chain(journal.history.iter())
-            .filter(|(c, hb)| watermark.is_some_and(|w| sealed::history_complete(*c, *hb, w)))
+            .filter(|(c, hb)| watermark.is_some_and(|w| archive::history_complete(*c, *hb, w)))
             .copied()
             .collect();
         complete.sort_unstable();
         complete.dedup();
         for &(c, hb) in &complete {
-            sealed::merge_private(&tx, c, hb)?;
+            archive::merge_private(&tx, c, hb)?;
         }
         journal.history_merged = complete;
         for (c, (flavor, rv, first, last)) in &self.creators {
@@ -1963,13 +1963,13 @@ impl Writer {
         // Every bucket this import wrote into several times becomes one row per pair.
         if self.next_seal.is_some() {
             let tx = self.conn.transaction().map_err(sq(&self.path))?;
-            for (c, b) in sealed::buckets_to_merge(&tx, None).map_err(sq(&self.path))? {
-                sealed::merge_bucket(&tx, &self.names, c, b).map_err(sq(&self.path))?;
+            for (c, b) in archive::buckets_to_merge(&tx, None).map_err(sq(&self.path))? {
+                archive::merge_bucket(&tx, &self.names, c, b).map_err(sq(&self.path))?;
             }
             let mut history: Vec<(i64, i64)> = self.private_pending.iter().copied().collect();
             history.sort_unstable();
             for (c, hb) in history {
-                sealed::merge_private(&tx, c, hb).map_err(sq(&self.path))?;
+                archive::merge_private(&tx, c, hb).map_err(sq(&self.path))?;
             }
             tx.commit().map_err(sq(&self.path))?;
         }
@@ -2777,8 +2777,8 @@ fn end_row(tx: &Connection, id: i64, end: Micros, reason: EndReason) -> rusqlite
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Lifetime;
     use crate::model::{Flavor, FullState};
-    use crate::store::query::Lifetime;
 
     const S: Micros = 1_000_000;
 
@@ -2787,7 +2787,9 @@ mod tests {
         let mut w = Waiting::default();
         // Each time's list longer than a chunk, so places cross from one into the next.
         let n = 3 * Slots::CHUNK as u64 + 9;
-        let rows: Vec<Stored> = (0..n).map(crate::store::pack::tests::stored).collect();
+        let rows: Vec<Stored> = (0..n)
+            .map(crate::store::sqlite::codec::tests::stored)
+            .collect();
         for (i, r) in rows.iter().enumerate() {
             w.insert(r.clone(), 100 + (i as Micros % 3) * 10);
         }
@@ -2871,7 +2873,7 @@ mod tests {
     /// Every lifetime stored, from states and from seals (as `export` reads them).
     fn lifetimes(conn: &Connection) -> Vec<Lifetime> {
         let mut out = Vec::new();
-        crate::store::export::each_lifetime(conn, 0, Micros::MAX, |l| {
+        crate::store::sqlite::export::each_lifetime(conn, 0, Micros::MAX, |l| {
             out.push(l.clone());
             Ok::<(), rusqlite::Error>(())
         })
@@ -2920,7 +2922,7 @@ mod tests {
     /// A writer of a run of `kind` on a new database in `dir`; its database path.
     fn writer(dir: &tempfile::TempDir, kind: &'static str, source: &str) -> (Writer, String) {
         let db = dir.path().join("t.db").display().to_string();
-        let conn = crate::store::open_rw(&db).expect("open");
+        let conn = crate::store::sqlite::open_rw(&db).expect("open");
         let run = RunInfo {
             kind,
             source: source.into(),
@@ -2962,8 +2964,8 @@ mod tests {
     /// `who` for the pair every test state holds, as the CLI asks it.
     fn who_at(conn: &Connection, at: Micros) -> Vec<(u64, Option<Micros>)> {
         let ip: IpAddr = "203.0.113.1".parse().expect("ip");
-        let f = crate::store::query::WhoFilter::default();
-        crate::store::query::who(conn, &ip, 61234, at, at, at, &f)
+        let f = crate::store::WhoFilter::default();
+        crate::store::sqlite::query::who(conn, &ip, 61234, at, at, at, &f)
             .expect("who")
             .iter()
             .map(|l| (l.state_id, l.end))
@@ -2973,7 +2975,7 @@ mod tests {
     /// `history` of the private host every test state has.
     fn history_at(conn: &Connection, at: Micros) -> Vec<u64> {
         let ip: IpAddr = "192.168.1.10".parse().expect("ip");
-        crate::store::query::history(conn, &ip, &ip, at, at, None)
+        crate::store::sqlite::query::history(conn, &ip, &ip, at, at, None)
             .expect("history")
             .iter()
             .map(|l| l.state_id)
@@ -2995,7 +2997,7 @@ mod tests {
         assert_eq!(who_at(w.conn(), t0 + 5 * S), vec![(1, None), (2, None)]);
         assert_eq!(history_at(w.conn(), t0 + 5 * S), vec![1, 2]);
         assert_eq!(lifetimes(w.conn()).len(), 2);
-        let st = crate::store::query::stats(w.conn(), "t.db").expect("stats");
+        let st = crate::store::sqlite::query::stats(w.conn(), "t.db").expect("stats");
         assert_eq!((st.states, st.open), (2, 2));
 
         // A young state that ends is journaled again, ended, until the next seal (at most
@@ -3018,7 +3020,7 @@ mod tests {
             assert_eq!(who_at(w.conn(), t0 + 30 * S), vec![(2, None)]);
             assert_eq!(history_at(w.conn(), t0 + 5 * S), vec![1, 2]);
             assert_eq!(history_at(w.conn(), t0 + 30 * S), vec![2]);
-            let st = crate::store::query::stats(w.conn(), "t.db").expect("stats");
+            let st = crate::store::sqlite::query::stats(w.conn(), "t.db").expect("stats");
             assert_eq!((st.states, st.open), (2, 1));
             assert_eq!(lifetimes(w.conn()).len(), 2);
         };
@@ -3038,7 +3040,7 @@ mod tests {
             t0
         );
         assert_eq!(count(w.conn(), "SELECT sum(n) FROM sealed"), 1);
-        let st = crate::store::query::stats(w.conn(), "t.db").expect("stats");
+        let st = crate::store::sqlite::query::stats(w.conn(), "t.db").expect("stats");
         assert_eq!(st.sealed, 1);
         ended_answers(&w);
         // ...seen more, it is journaled again, as it is now (a crash loses at most a minute
@@ -3179,7 +3181,7 @@ mod tests {
         open(&mut w, 2, t0 + S);
         let db = dir.path().join("t.db").display().to_string();
         w.finish(&c, "stopped", 0).expect("finish");
-        let conn = crate::store::open_ro(&db).expect("ro");
+        let conn = crate::store::sqlite::open_ro(&db).expect("ro");
         assert_eq!(
             count(&conn, "SELECT count(*) FROM states WHERE dcls = 14"),
             2
@@ -3236,7 +3238,7 @@ mod tests {
         touch(&mut w, 1, t0 + 80 * S);
         w.finish(&c, "stopped", 0).expect("finish");
         let db = dir.path().join("t.db");
-        let conn = crate::store::pagesum::open(db).expect("reopen");
+        let conn = crate::store::sqlite::pagesum::open(db).expect("reopen");
         let last: Micros = conn
             .query_row("SELECT last_us FROM states WHERE state_id = 1", [], |r| {
                 r.get(0)
@@ -3292,7 +3294,7 @@ mod tests {
             "written once: nothing to merge"
         );
         w.finish(&at(past), "done", 0).expect("finish");
-        let conn = crate::store::pagesum::open(&db).expect("open");
+        let conn = crate::store::sqlite::pagesum::open(&db).expect("open");
         let mut l: Vec<(u64, Option<Micros>)> = lifetimes(&conn)
             .iter()
             .map(|l| (l.state_id, l.end))
@@ -3334,7 +3336,7 @@ mod tests {
             ..RunCounters::default()
         };
         w.finish(&c, "done", 0).expect("finish");
-        let conn = crate::store::pagesum::open(db).expect("open");
+        let conn = crate::store::sqlite::pagesum::open(db).expect("open");
         let mut h = history_at(&conn, t0 + 2 * S);
         h.extend(history_at(&conn, t0 + 402 * S));
         (before, h, conn)
@@ -3411,7 +3413,7 @@ mod tests {
         };
         w.hold_tracked([&still(2), &still(3)]);
         w.finish(&c, "stopped", 0).expect("finish");
-        let conn = crate::store::pagesum::open(&db).expect("open");
+        let conn = crate::store::sqlite::pagesum::open(&db).expect("open");
         let mut got: Vec<(u64, Option<Micros>, Micros)> = lifetimes(&conn)
             .iter()
             .map(|l| (l.state_id, l.end, l.last_seen))

@@ -8,9 +8,10 @@
 //! it), under a temporary name renamed into place once complete, so a file named OUT.db
 //! is always whole.
 
-use super::export::{each_lifetime, Walked};
+use super::export::each_lifetime;
 use super::vtab::readable_tables;
 use crate::report::rows::{lifetime_value, lifetimes_ddl, LIFETIME_COLUMNS};
+use crate::store::Walked;
 use anyhow::{bail, Context};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};

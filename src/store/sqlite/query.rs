@@ -1,36 +1,13 @@
 //! Read side: who, history, coverage, stats, prune.
 
-use super::pack::{Stored, REASONS};
-use super::sealed::{self, Names};
+use super::archive::{self, Names};
+use super::codec::{Stored, REASONS};
 use super::{addr_blob, blob_addr, sq, Result};
+use crate::model::Lifetime;
 use crate::model::Micros;
+use crate::store::{Coverage, Stats, WhoFilter};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::net::IpAddr;
-
-/// One state lifetime as the query commands print it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lifetime {
-    pub private_ip: IpAddr,
-    pub private_port: u16,
-    pub public_ip: IpAddr,
-    pub public_port: u16,
-    pub remote_ip: IpAddr,
-    pub remote_port: u16,
-    pub proto: u8,
-    /// 2 inet, 24 inet6.
-    pub af: u8,
-    pub direction: u8,
-    pub ifname: String,
-    pub nat: bool,
-    pub start: Micros,
-    pub end: Option<Micros>,
-    pub end_reason: Option<String>,
-    pub last_seen: Micros,
-    pub state_id: u64,
-    pub creator_id: u32,
-    pub packets: [u64; 2],
-    pub bytes: [u64; 2],
-}
 
 impl From<&Stored> for Lifetime {
     fn from(s: &Stored) -> Lifetime {
@@ -231,13 +208,6 @@ pub fn each_range(
     Ok(())
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct WhoFilter {
-    pub proto: Option<u8>,
-    pub remote_ip: Option<IpAddr>,
-    pub remote_port: Option<u16>,
-}
-
 /// States whose WIRE key addr[1]:port[1] is ip:port and whose [start, end] overlaps
 /// [t0, t1] (README, "What the answers mean"); ordered by distance from `at`.
 pub fn who(
@@ -250,8 +220,8 @@ pub fn who(
     f: &WhoFilter,
 ) -> rusqlite::Result<Vec<Lifetime>> {
     let _read = snapshot(conn)?;
-    // Damaged groups are left out of the answer and named (sealed::damage_seen).
-    let _tolerant = sealed::tolerate();
+    // Damaged groups are left out of the answer and named (archive::damage_seen).
+    let _tolerant = archive::tolerate();
     let mut extra = String::new();
     // ?5 = class, ?6 = its longest duration, ?7 = time bucket.
     let mut args: Vec<rusqlite::types::Value> = vec![
@@ -300,7 +270,7 @@ pub fn who(
     // Sealed lifetimes: one group per class and bucket, filtered as the SQL above filters.
     let names = Names::load(conn)?;
     each_range(conn, Ranges::Sealed, t0, t1, |c, b, max| {
-        for s in sealed::group(conn, &names, c, b, ip, port)? {
+        for s in archive::group(conn, &names, c, b, ip, port)? {
             if s.start >= t0.saturating_sub(max)
                 && s.start <= t1
                 && s.end >= t0
@@ -315,7 +285,7 @@ pub fn who(
     })?;
     // The recorder's young lifetimes (journal).
     out.extend(
-        super::young::Journal::open(conn)?
+        super::journal::Journal::open(conn)?
             .who(conn, ip, port, t0, t1)?
             .into_iter()
             .filter(|l| {
@@ -324,20 +294,8 @@ pub fn who(
                     && f.remote_port.is_none_or(|p| p == l.remote_port)
             }),
     );
-    out.sort_by_key(|l| (distance(l, at), l.start, l.state_id));
+    out.sort_by_key(|l| (l.distance(at), l.start, l.state_id));
     Ok(out)
-}
-
-/// 0 when the lifetime contains `at`, else the gap to its nearest edge.
-pub fn distance(l: &Lifetime, at: Micros) -> i64 {
-    if at < l.start {
-        l.start - at
-    } else {
-        match l.end {
-            Some(e) if at > e => at - e,
-            _ => 0,
-        }
-    }
 }
 
 /// States whose private (STACK key index 1) address lies in [lo, hi] (same family), and
@@ -352,8 +310,8 @@ pub fn history(
 ) -> rusqlite::Result<Vec<Lifetime>> {
     use rusqlite::types::Value;
     let _read = snapshot(conn)?;
-    // Damaged groups are left out of the answer and named (sealed::damage_seen).
-    let _tolerant = sealed::tolerate();
+    // Damaged groups are left out of the answer and named (archive::damage_seen).
+    let _tolerant = archive::tolerate();
     let port_test = if port.is_some() {
         " AND s_port1 = ?8"
     } else {
@@ -406,12 +364,12 @@ pub fn history(
     let (lo_b, hi_b) = (addr_blob(lo), addr_blob(hi));
     let mut sealed_out = Vec::new();
     each_range(conn, Ranges::SealedPrivate, from, to, |c, b, max| {
-        let mut pairs = sealed::private_pairs(conn, c, b, &lo_b, &hi_b)?;
+        let mut pairs = archive::private_pairs(conn, c, b, &lo_b, &hi_b)?;
         pairs.sort();
         pairs.dedup();
         for bucket in pairs.chunk_by(|x, y| x.0 == y.0) {
             let spots: Vec<_> = bucket.iter().map(|p| p.1).collect();
-            for s in sealed::at_spots(conn, &names, c, bucket[0].0, &spots)? {
+            for s in archive::at_spots(conn, &names, c, bucket[0].0, &spots)? {
                 let host = addr_blob(&s.s_addr[1]);
                 if host.len() == lo_b.len()
                     && host >= lo_b
@@ -428,7 +386,7 @@ pub fn history(
         Ok(())
     })?;
     // The recorder's young open lifetimes (journal), newest of all.
-    sealed_out.extend(super::young::Journal::open(conn)?.history(conn, lo, hi, from, to, port)?);
+    sealed_out.extend(super::journal::Journal::open(conn)?.history(conn, lo, hi, from, to, port)?);
     // Rows in the order they were written, sealed ones after the stored rows of the same start.
     let mut all: Vec<(Micros, i64, u64, Lifetime)> = out
         .into_iter()
@@ -441,23 +399,6 @@ pub fn history(
         .collect();
     all.sort_by_key(|a| (a.0, a.1, a.2));
     Ok(all.into_iter().map(|(_, _, _, l)| l).collect())
-}
-
-/// What the recorder saw of a time range.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Coverage {
-    /// Parts of the range no run watched.
-    pub uncovered: Vec<(Micros, Micros)>,
-    /// Known blind moments inside the range: (start, end, kind, count, detail).
-    pub gaps: Vec<(Micros, Micros, String, i64, String)>,
-    /// Runs touching the range: (kind, source, first, last).
-    pub runs: Vec<(String, String, Micros, Micros)>,
-}
-
-impl Coverage {
-    pub fn is_clean(&self) -> bool {
-        self.uncovered.is_empty() && self.gaps.is_empty()
-    }
 }
 
 /// A run's state as readers should take it: `running` only while its writer is alive (the
@@ -606,33 +547,6 @@ pub fn coverage(conn: &Connection, t0: Micros, t1: Micros) -> Result<Coverage> {
     Ok(c)
 }
 
-/// What `stats` reports.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Stats {
-    pub path: String,
-    pub size_bytes: u64,
-    pub states: i64,
-    pub open: i64,
-    /// Closed lifetimes held packed (seals), of `states`.
-    pub sealed: i64,
-    /// Closed lifetimes not sealed yet, of `states`: rows of `states` a later message
-    /// brought back or ended there, and a recorder's young ones that ended (journal), which
-    /// its next start seals. open + sealed + ended_unsealed = states.
-    pub ended_unsealed: i64,
-    /// Lifetimes another state under the same (creator, id) replaced (track.rs).
-    pub replaced: i64,
-    pub evidence_only: i64,
-    pub first_start: Option<String>,
-    pub last_seen: Option<String>,
-    pub creators: Vec<serde_json::Value>,
-    pub runs: Vec<serde_json::Value>,
-    pub gaps: i64,
-    /// Breaks in imported captures' packet time (kind `time-jump` gaps).
-    pub time_jumps: i64,
-    pub decode_errors: i64,
-    pub pcap_drops: i64,
-}
-
 pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
     use crate::time::format_rfc3339;
     let mut s = Stats {
@@ -668,7 +582,7 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
         r.get(0)
     })?;
     // A running (or crashed) recorder's young lifetimes (journal), open or ended.
-    let young = super::young::Journal::open(conn)?.summary(conn)?;
+    let young = super::journal::Journal::open(conn)?.summary(conn)?;
     s.states += young.n;
     s.open += young.open;
     s.ended_unsealed += young.n - young.open;
@@ -748,64 +662,13 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
     Ok(s)
 }
 
-pub fn stats_text(s: &Stats) -> String {
-    let mut t = format!(
-        "database      {} ({:.1} MiB)\nstates        {} ({} open, {} sealed, {} ended not sealed yet), {} evidence-only rows\nreplaced      {} (ended by another state under the same id)\ntime span     {} .. {}\n",
-        s.path,
-        s.size_bytes as f64 / 1048576.0,
-        s.states,
-        s.open,
-        s.sealed,
-        s.ended_unsealed,
-        s.evidence_only,
-        s.replaced,
-        s.first_start.as_deref().unwrap_or("-"),
-        s.last_seen.as_deref().unwrap_or("-"),
-    );
-    for c in &s.creators {
-        t.push_str(&format!(
-            "creator       {} {} v{} {} states, seen {} .. {}\n",
-            c["creator_id"].as_str().unwrap_or("?"),
-            c["flavor"].as_str().unwrap_or("?"),
-            c["record_version"]
-                .as_i64()
-                .or(c["header_version"].as_i64())
-                .unwrap_or(0),
-            c["states"],
-            c["first_seen"].as_str().unwrap_or("-"),
-            c["last_seen"].as_str().unwrap_or("-"),
-        ));
-    }
-    for r in &s.runs {
-        t.push_str(&format!(
-            "run           {} {} {} .. {} {} packets, {} drops, {} decode errors ({})\n",
-            r["kind"].as_str().unwrap_or("?"),
-            r["source"].as_str().unwrap_or("?"),
-            r["from"].as_str().unwrap_or("-"),
-            r["to"].as_str().unwrap_or("-"),
-            r["packets"],
-            r["drops"],
-            r["decode_errors"],
-            match r["status"].as_str().unwrap_or("?") {
-                "abnormal" => "ended abnormally",
-                st => st,
-            },
-        ));
-    }
-    t.push_str(&format!(
-        "gaps          {} recorded; decode errors {}; pcap drops {}; time jumps {}",
-        s.gaps, s.decode_errors, s.pcap_drops, s.time_jumps
-    ));
-    t
-}
-
 /// Delete lifetimes that ended before `before`, in short transactions so a running recorder
 /// never waits long, then hand freed pages back.
 pub fn prune(conn: &Connection, before: Micros) -> rusqlite::Result<u64> {
     // Sealed groups first: one that does not read back stops the prune (it would be
     // deleted with its bucket, unread) before anything else is deleted.
     let tx = conn.unchecked_transaction()?;
-    let mut total = sealed::prune(&tx, &Names::load(&tx)?, before)?;
+    let mut total = archive::prune(&tx, &Names::load(&tx)?, before)?;
     tx.commit()?;
     loop {
         let n = conn.execute(

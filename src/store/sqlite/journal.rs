@@ -7,7 +7,8 @@
 //! it is empty (no recorder running, or stopped cleanly).
 
 use super::addr_blob;
-use super::query::{lifetime, Lifetime, COLS};
+use super::query::{lifetime, COLS};
+use crate::model::Lifetime;
 use crate::model::Micros;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;

@@ -1,21 +1,14 @@
 //! Bulk reads: every lifetime overlapping a range, one row at a time (`export`), and the
 //! few facts the export header and the snapshot import need from the store.
 
-use super::query::{each_range, lifetime, Lifetime, Ranges, COLS};
-use super::sealed::{self, Names};
+use super::archive::{self, Names};
+use super::query::{each_range, lifetime, Ranges, COLS};
 use crate::model::Flavor;
+use crate::model::Lifetime;
 use crate::model::Micros;
+use crate::store::Walked;
 use rusqlite::{params, Connection};
 use std::collections::HashMap;
-
-/// What a walk over the range met.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Walked {
-    /// Lifetimes handed to the callback.
-    pub rows: u64,
-    /// Rows in the range whose addresses could not be decoded (damage), skipped.
-    pub damaged: u64,
-}
 
 /// Hand every lifetime whose `[start, end]` overlaps `[from, to]` (an open one has no end)
 /// to `f`, one at a time, straight off the SQLite cursor: memory does not grow with the
@@ -32,8 +25,8 @@ where
     E: From<rusqlite::Error>,
 {
     let _read = super::query::snapshot(conn)?;
-    // A damaged group is counted and left out, as a damaged row is (sealed::damage_seen).
-    let _tolerant = sealed::tolerate();
+    // A damaged group is counted and left out, as a damaged row is (archive::damage_seen).
+    let _tolerant = archive::tolerate();
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLS} FROM states
           WHERE start_us IS NOT NULL AND start_us <= ?2 AND (end_us IS NULL OR end_us >= ?1)
@@ -53,7 +46,7 @@ where
     }
     drop(rows);
     // Then the recorder's young open lifetimes (journal)...
-    let young = super::young::Journal::open(conn)?.each(conn, from, to, |l| {
+    let young = super::journal::Journal::open(conn)?.each(conn, from, to, |l| {
         match l {
             Some(l) => {
                 if let Err(e) = f(&l) {
@@ -73,7 +66,7 @@ where
     // ...then the sealed lifetimes, bucket by bucket (class, then time).
     let names = Names::load(conn)?;
     let walked = each_range(conn, Ranges::Sealed, from, to, |c, b, _| {
-        w.damaged += sealed::each_in_bucket(conn, &names, c, b, |s| {
+        w.damaged += archive::each_in_bucket(conn, &names, c, b, |s| {
             if s.start <= to && s.end >= from {
                 if let Err(e) = f(&Lifetime::from(&s)) {
                     failed = Some(e);

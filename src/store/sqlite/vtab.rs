@@ -14,11 +14,13 @@
 //! superset of the answer.
 
 use super::export::each_lifetime;
-use super::query::{self, Lifetime, WhoFilter};
+use super::query;
+use crate::model::Lifetime;
 use crate::report::rows::{
     lifetime_value, lifetimes_ddl, COL_END_US, COL_PRIVATE_IP, COL_PUBLIC_IP, COL_PUBLIC_PORT,
     COL_START_US, COL_UNTIL_US, LIFETIME_COLUMNS,
 };
+use crate::store::WhoFilter;
 use crate::time::format_rfc3339;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::Value;
@@ -69,7 +71,7 @@ impl Shared {
             .map(|mut d| std::mem::take(&mut *d))
             .unwrap_or_default();
         v.extend(
-            super::sealed::damage_seen()
+            super::archive::damage_seen()
                 .into_iter()
                 .map(|d| d.to_string()),
         );
@@ -479,7 +481,7 @@ impl LifetimesCursor {
                     }
                     Ok(())
                 });
-                let mut damage: Vec<String> = super::sealed::damage_seen()
+                let mut damage: Vec<String> = super::archive::damage_seen()
                     .into_iter()
                     .map(|d| d.to_string())
                     .collect();
