@@ -302,3 +302,12 @@ CREATE TABLE replacements (
     ts_us       INTEGER NOT NULL,        -- the end of the replaced lifetime
     PRIMARY KEY (creator_id, state_id, ts_us)
 ) WITHOUT ROWID;
+
+-- The database's identity: a random UUID given when the file is created, so an export's
+-- evidence manifest names the database it came from wherever the file is copied or moved.
+CREATE TABLE identity (
+    one        INTEGER PRIMARY KEY CHECK (one = 1),
+    uuid       TEXT NOT NULL,        -- random UUID (version 4), lower-case hyphenated
+    created_us INTEGER NOT NULL,     -- wall clock when it was given, µs UTC
+    how        TEXT NOT NULL         -- created
+);

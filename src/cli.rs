@@ -39,6 +39,12 @@ pub enum Command {
     /// Every lifetime overlapping a time range, streamed as CSV or JSON lines (archives,
     /// evidence).
     Export(ExportArgs),
+    /// Read-only SQL (SQLite's dialect) over every lifetime, run, gap and creator, in a
+    /// readable form.
+    Sql(SqlArgs),
+    /// Check an export against its manifest: same bytes (SHA-256), same row count, the
+    /// format it claims (exit 0 matches, 1 does not, 2 error).
+    VerifyExport(VerifyExportArgs),
     /// Upgrade a database to this pfstatelog's schema (record, import and prune also do).
     Migrate(MigrateArgs),
     /// Read every stored lifetime and SQLite's integrity check: is the file sound? (exit 0
@@ -388,6 +394,9 @@ pub enum ExportFormat {
     Csv,
     /// One JSON object per line: a header object, one per lifetime, an end object.
     Json,
+    /// A plain SQLite file OUT (tables lifetimes, runs, gaps, creators, export_info), for
+    /// any SQLite tool.
+    Sqlite,
 }
 
 #[derive(Debug, Args)]
@@ -402,8 +411,46 @@ pub struct ExportArgs {
     pub to: String,
     #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
     pub format: ExportFormat,
+    /// Also write an evidence manifest (JSON: tool version, database path and UUID, range,
+    /// row count, coverage, SHA-256 of the exported bytes) that `verify-export` checks.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
     #[command(flatten)]
     pub tz: TzArg,
+    /// Write the export to this new file instead of standard output (required for
+    /// --format sqlite); an existing file is never replaced.
+    #[arg(value_name = "OUT")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqlFormat {
+    Table,
+    /// A JSON array of objects per statement that returns rows.
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+    pub format: SqlFormat,
+    /// SQL statements ("-" for stdin): tables lifetimes, runs, gaps, creators; functions
+    /// us(TIME) and rfc3339(US). Only temp tables may be written.
+    #[arg(value_name = "QUERY", allow_hyphen_values = true)]
+    pub query: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyExportArgs {
+    /// The manifest `export --manifest` wrote.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: PathBuf,
+    /// The exported file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -196,6 +196,16 @@ enum Cmd {
         #[arg(long)]
         rewrite_secs: Option<u64>,
     },
+    /// `pfstatelog sql` in process: the `lifetimes` table asked for a public ip:port at a
+    /// time (against store::query::who on the same probes), and a full count.
+    SqlBench {
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value_t = 2000)]
+        queries: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// Latency of store::query::who on known public ip:port at times inside lifetimes.
     WhoBench {
         #[arg(long)]
@@ -296,6 +306,7 @@ fn main() -> anyhow::Result<()> {
                 rewrite_secs,
             },
         ),
+        Cmd::SqlBench { db, queries, seed } => sql_bench(&db, queries, seed),
         Cmd::WhoBench {
             db,
             queries,
@@ -1609,6 +1620,85 @@ fn explain(db: &str, queries: usize, seed: u64) -> anyhow::Result<()> {
                 &format!("who {label}: index entries read (all classes)"),
                 &visited
             )
+        );
+    }
+    Ok(())
+}
+
+/// `sql` against `who` on the same probes, warm, both in process; then the rate of a full
+/// `SELECT count(*) FROM lifetimes`.
+fn sql_bench(db: &str, queries: usize, seed: u64) -> anyhow::Result<()> {
+    let c = open_ro(db)?;
+    let mut rng = gen::Rng::new(seed);
+    let nat: Vec<Probe> = sample_rows(&c, queries, &mut rng, true)?
+        .into_iter()
+        .map(|x| x.0)
+        .collect();
+    let (hot, _) = find_pairs(&c)?;
+    let hotp: Vec<(IpAddr, u16)> = hot.iter().map(|x| (x.0, x.1)).collect();
+    let hot_probes = sample_pair(&c, &hotp, queries / 2, &mut rng)?;
+    let (sqlc, _shared) = store::vtab::open(open_ro(db)?, db)?;
+    let mut st = sqlc.prepare(
+        "SELECT * FROM lifetimes WHERE public_ip = ?1 AND public_port = ?2
+           AND start_us <= ?3 AND until_us >= ?3",
+    )?;
+    let cols = st.column_count();
+    for (label, probes) in [("NAT public", &nat), ("hot pairs", &hot_probes)] {
+        if probes.is_empty() {
+            continue;
+        }
+        let mut who_ms = Vec::new();
+        let mut sql_ms = Vec::new();
+        for round in 0..3 {
+            for p in probes.iter() {
+                let t = Instant::now();
+                let rows = query::who(&c, &p.ip, p.port, p.at, p.at, p.at, &WhoFilter::default())?;
+                let w = t.elapsed().as_secs_f64() * 1000.0;
+                let t = Instant::now();
+                let mut n = 0usize;
+                let mut q = st.query(rusqlite::params![p.ip.to_string(), p.port, p.at])?;
+                while let Some(r) = q.next()? {
+                    for i in 0..cols {
+                        std::hint::black_box(r.get_ref(i)?);
+                    }
+                    n += 1;
+                }
+                let s = t.elapsed().as_secs_f64() * 1000.0;
+                anyhow::ensure!(n == rows.len(), "sql found {n}, who {}", rows.len());
+                if round == 2 {
+                    who_ms.push(w);
+                    sql_ms.push(s);
+                }
+            }
+        }
+        let (w, s) = (Stat::new(who_ms), Stat::new(sql_ms));
+        println!("{}", w.line(&format!("who {label}, warm")));
+        println!("{}", s.line(&format!("sql {label}, warm")));
+        println!(
+            "sql / who {label}: p50 {:.2}x, p90 {:.2}x",
+            s.p(0.5) / w.p(0.5),
+            s.p(0.9) / w.p(0.9)
+        );
+    }
+    // The store's own walk alone (what `export` reads), for scale.
+    let t = Instant::now();
+    let w = store::export::each_lifetime(&c, i64::MIN, i64::MAX, |l| {
+        std::hint::black_box(l);
+        Ok::<(), rusqlite::Error>(())
+    })?;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "store::export::each_lifetime alone: {} in {secs:.2} s, {:.0} lifetimes/s",
+        w.rows,
+        w.rows as f64 / secs
+    );
+    for _ in 0..2 {
+        let t = Instant::now();
+        let n: i64 = sqlc.query_row("SELECT count(*) FROM lifetimes", [], |r| r.get(0))?;
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "sql SELECT count(*) FROM lifetimes: {n} in {secs:.2} s, {:.0} lifetimes/s",
+            n as f64 / secs
         );
     }
     Ok(())

@@ -5,9 +5,12 @@
 //! whatever the range. The output says what it is: first which database and which coverage
 //! (CSV: `#` comment lines; JSON: a `{"pfstatelog_export": {...}}` line), then the rows in
 //! the format of `who`/`history` (the same functions make them), then an end marker with
-//! the row count, so a truncated file can be told from a complete one.
+//! the row count, so a truncated file can be told from a complete one. `--format sqlite`
+//! writes a plain SQLite file instead (store/export_sqlite.rs); `--manifest` adds the
+//! evidence manifest (report/manifest.rs) with the SHA-256 of the bytes written.
 
 use crate::cli::{ExportArgs, ExportFormat};
+use crate::report::manifest::{self, Hashing};
 use crate::report::table::{coverage_json, csv_record, lifetime_json, CSV_FIELDS};
 use crate::store;
 use crate::time::{format_rfc3339, parse_time, Zone};
@@ -25,6 +28,9 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
     if from > to {
         bail!("--from is after --to");
     }
+    if a.format == ExportFormat::Sqlite && a.out.is_none() {
+        bail!("--format sqlite writes a file: give its name (export ... --format sqlite OUT.db)");
+    }
     let db = a.db.path();
     let st = store::open_read(&db)?;
     let cov = st
@@ -36,6 +42,9 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
         .unwrap_or_else(|_| db.clone());
     let generated = format_rfc3339(super::wall_us());
     let cov_json = coverage_json(&cov);
+    let uuid = st.identity()?;
+    const SELECTION: &str =
+        "every lifetime whose [start, end] overlaps [from, to]; open lifetimes have no end";
     let header = json!({
         "pfstatelog_export": {
             "pfstatelog": env!("CARGO_PKG_VERSION"),
@@ -44,12 +53,38 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
             "from": format_rfc3339(from),
             "to": format_rfc3339(to),
             "generated": generated,
-            "selection": "every lifetime whose [start, end] overlaps [from, to]; open lifetimes have no end",
+            "database_uuid": uuid,
+            "selection": SELECTION,
             "coverage": cov_json,
         }
     });
-    let mut out = super::out::stdout();
+    let sink: Box<dyn Write> = match (&a.out, a.format) {
+        (_, ExportFormat::Sqlite) | (None, _) => Box::new(super::out::stdout()),
+        (Some(p), _) => Box::new(std::io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(p)
+                .with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+    };
+    let mut out = Hashing::new(sink);
     let walked = match a.format {
+        ExportFormat::Sqlite => {
+            let file = a.out.as_deref().unwrap_or(std::path::Path::new(""));
+            let info = [
+                ("pfstatelog", env!("CARGO_PKG_VERSION").to_string()),
+                ("database", database.clone()),
+                ("database_uuid", uuid.clone().unwrap_or_default()),
+                ("schema_version", schema.to_string()),
+                ("from", format_rfc3339(from)),
+                ("to", format_rfc3339(to)),
+                ("generated", generated.clone()),
+                ("selection", SELECTION.to_string()),
+                ("coverage", cov_json.to_string()),
+            ];
+            st.export_sqlite(from, to, file, &info)?
+        }
         ExportFormat::Json => {
             writeln!(out, "{header}")?;
             let w = st.each_lifetime(from, to, &mut |l| -> anyhow::Result<()> {
@@ -137,6 +172,34 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
         }
     };
     out.flush()?;
+    let (mut sha256, mut bytes, _) = out.finish();
+    if let (ExportFormat::Sqlite, Some(file)) = (a.format, &a.out) {
+        (sha256, bytes) = manifest::file_digest(file)
+            .with_context(|| format!("reading back {}", file.display()))?;
+    }
+    if let Some(m) = &a.manifest {
+        let facts = manifest::Facts {
+            database: &database,
+            uuid: uuid.clone(),
+            schema,
+            from: format_rfc3339(from),
+            to: format_rfc3339(to),
+            generated: generated.clone(),
+            selection: SELECTION,
+            format: match a.format {
+                ExportFormat::Csv => "csv",
+                ExportFormat::Json => "json",
+                ExportFormat::Sqlite => "sqlite",
+            },
+            file: a.out.as_ref().map(|p| p.display().to_string()),
+            rows: walked.rows,
+            damaged: walked.damaged,
+            sha256,
+            bytes,
+            coverage: cov_json.clone(),
+        };
+        manifest::write(m, &manifest::manifest(&facts))?;
+    }
     if walked.damaged > 0 {
         eprintln!(
             "pfstatelog: warning: {} rows or groups of {db} could not be read (damaged) and were left out",

@@ -10,7 +10,9 @@ pub mod migrate;
 pub mod out;
 pub mod query;
 pub mod record;
+pub mod sql;
 pub mod status;
+pub mod verify_export;
 
 use crate::cli::Command;
 
@@ -34,6 +36,8 @@ pub fn run(c: Command) -> anyhow::Result<u8> {
         Command::Prune(a) => query::prune(a),
         Command::ImportPfctl(a) => import_pfctl::run(a),
         Command::Export(a) => export::run(a),
+        Command::Sql(a) => sql::run(a),
+        Command::VerifyExport(a) => verify_export::run(a),
         Command::Migrate(a) => migrate::run(a),
         Command::Check(a) => check::run(a),
         Command::Man(a) => man::man(a),

@@ -2,6 +2,8 @@
 
 pub mod decode;
 pub mod line;
+pub mod manifest;
+pub mod rows;
 pub mod table;
 
 use std::net::IpAddr;

@@ -31,7 +31,7 @@ pub const CSV_FIELDS: &[&str] = &[
     "bytes_in",
 ];
 
-fn af_name(af: u8) -> &'static str {
+pub fn af_name(af: u8) -> &'static str {
     if af == 24 {
         "inet6"
     } else {
@@ -39,7 +39,7 @@ fn af_name(af: u8) -> &'static str {
     }
 }
 
-fn dir_name(d: u8) -> &'static str {
+pub fn dir_name(d: u8) -> &'static str {
     match d {
         1 => "in",
         2 => "out",

@@ -139,6 +139,18 @@ pub trait ReadStore {
     fn health(&self, now_us: Micros) -> anyhow::Result<Health>;
     /// Read every stored lifetime back and check the store's own structures (`check`).
     fn check(&self) -> anyhow::Result<CheckReport>;
+    /// The UUID the store was given at creation, for evidence manifests.
+    fn identity(&self) -> anyhow::Result<Option<String>>;
+    /// Write every lifetime overlapping `[from, to]`, with the runs, gaps and creators,
+    /// into a new plain SQLite file `out` (`export --format sqlite`), `info` as its
+    /// `export_info` rows.
+    fn export_sqlite(
+        &self,
+        from: Micros,
+        to: Micros,
+        out: &std::path::Path,
+        info: &[(&str, String)],
+    ) -> anyhow::Result<Walked>;
 }
 
 /// Retention: `prune` deletes what ended before a time.

@@ -4,12 +4,15 @@
 pub mod archive;
 pub mod codec;
 pub mod export;
+pub mod export_sqlite;
 pub mod health;
+pub mod identity;
 pub mod journal;
 pub mod pagesum;
 pub mod query;
 pub mod reader;
 pub mod sink;
+pub mod vtab;
 pub mod writer;
 
 use rusqlite::{Connection, OpenFlags};
@@ -391,6 +394,10 @@ fn migrate(conn: &Connection, path: &str) -> Result<()> {
             path: path.into(),
             why: format!("migration {name} failed: {e}"),
         })?;
+        if version == 0 {
+            // A new file: its identity, for the manifests of its exports.
+            identity::give(&tx).map_err(sq(path))?;
+        }
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(sq(path))?;
         tx.pragma_update(None, "user_version", n)

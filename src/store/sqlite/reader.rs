@@ -35,6 +35,20 @@ impl ReadStore for SqliteReader {
         &self.path
     }
 
+    fn identity(&self) -> anyhow::Result<Option<String>> {
+        super::identity::uuid(&self.conn).with_context(|| format!("reading {}", self.path))
+    }
+
+    fn export_sqlite(
+        &self,
+        from: Micros,
+        to: Micros,
+        out: &std::path::Path,
+        info: &[(&str, String)],
+    ) -> anyhow::Result<Walked> {
+        super::export_sqlite::write(&self.conn, &self.path, from, to, out, info)
+    }
+
     fn schema_version(&self) -> anyhow::Result<i64> {
         export::schema_version(&self.conn).with_context(|| format!("reading {}", self.path))
     }

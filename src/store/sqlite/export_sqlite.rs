@@ -1,0 +1,152 @@
+//! `export --format sqlite OUT.db`: a plain SQLite file that describes itself, for DB
+//! Browser, Datasette or a colleague without pfstatelog: one `lifetimes` table with the
+//! columns of `pfstatelog sql` (report/rows.rs), `runs`, `gaps` and `creators` in the same
+//! readable form, and `export_info` (what was exported, from where, when, and the coverage).
+//! Every column's meaning is a comment in its CREATE TABLE, which SQLite keeps.
+//!
+//! Written through SQLite's default VFS (no pfstatelog page checksums: any SQLite reads
+//! it), under a temporary name renamed into place once complete, so a file named OUT.db
+//! is always whole.
+
+use super::export::each_lifetime;
+use super::vtab::readable_tables;
+use crate::report::rows::{lifetime_value, lifetimes_ddl, LIFETIME_COLUMNS};
+use crate::store::Walked;
+use anyhow::{bail, Context};
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+
+/// Indexes for the questions people ask of an export (who held a pair, what did a host
+/// do, what happened in a window); built after the rows, which is cheaper than keeping
+/// them up to date row by row.
+const INDEXES: &str = "
+CREATE INDEX lifetimes_public ON lifetimes (public_ip, public_port, start_us);
+CREATE INDEX lifetimes_private ON lifetimes (private_ip, start_us);
+CREATE INDEX lifetimes_start ON lifetimes (start_us);
+";
+
+/// Write every lifetime overlapping [from, to] of `store` (at `path`) into a new SQLite
+/// file `out`, with `info` as the rows of `export_info`. Refuses to replace a file.
+pub fn write(
+    store: &Connection,
+    path: &str,
+    from: i64,
+    to: i64,
+    out: &Path,
+    info: &[(&str, String)],
+) -> anyhow::Result<Walked> {
+    if out.exists() {
+        bail!("{}: already exists; not overwritten", out.display());
+    }
+    let mut partial = out.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    // create_new: never write into a file someone else made under that name.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    let walked = fill(store, path, from, to, &partial, info);
+    if walked.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    let walked = walked.with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::File::open(&partial)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("flushing {}", partial.display()))?;
+    if out.exists() {
+        let _ = std::fs::remove_file(&partial);
+        bail!(
+            "{}: appeared while exporting; not overwritten",
+            out.display()
+        );
+    }
+    std::fs::rename(&partial, out)
+        .with_context(|| format!("renaming {} to {}", partial.display(), out.display()))?;
+    Ok(walked)
+}
+
+fn fill(
+    store: &Connection,
+    path: &str,
+    from: i64,
+    to: i64,
+    file: &Path,
+    info: &[(&str, String)],
+) -> anyhow::Result<Walked> {
+    let conn = Connection::open(file)?;
+    // One writer, a new file: no rollback journal (a failed export is deleted whole), no
+    // fsync per commit (one at the end), so the file is the rows and nothing else.
+    conn.execute_batch(
+        "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE;
+         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;",
+    )?;
+    conn.execute_batch(&format!(
+        "{};\n{}",
+        lifetimes_ddl("CREATE TABLE lifetimes"),
+        "CREATE TABLE export_info (
+            key   TEXT PRIMARY KEY, -- what pfstatelog wrote this file from, and when
+            value TEXT
+        );"
+    ))?;
+    readable_tables(store, &conn, path)?;
+    let tx = conn.unchecked_transaction()?;
+    let walked = {
+        let cols = LIFETIME_COLUMNS.len();
+        let marks = vec!["?"; cols].join(", ");
+        let mut ins = tx.prepare(&format!("INSERT INTO lifetimes VALUES ({marks})"))?;
+        each_lifetime(store, from, to, |l| -> anyhow::Result<()> {
+            for i in 0..cols {
+                ins.raw_bind_parameter(i + 1, lifetime_value(l, i))?;
+            }
+            ins.raw_execute()?;
+            Ok(())
+        })?
+    };
+    {
+        let mut ins = tx.prepare("INSERT INTO export_info VALUES (?1, ?2)")?;
+        for (k, v) in info {
+            ins.execute([k, v.as_str()])?;
+        }
+        ins.execute(["rows", walked.rows.to_string().as_str()])?;
+        ins.execute(["damaged_rows_skipped", walked.damaged.to_string().as_str()])?;
+    }
+    tx.execute_batch(INDEXES)?;
+    tx.commit()?;
+    conn.close().map_err(|(_, e)| e)?;
+    Ok(walked)
+}
+
+/// Rows of an SQLite export as its own tables say: (rows of `lifetimes`, `export_info`'s
+/// `rows`). Opened read-only and immutable: checking the file leaves it byte for byte.
+pub fn rows_of(file: &Path) -> Result<(u64, u64), String> {
+    let mut uri = String::from("file:");
+    for b in file.display().to_string().bytes() {
+        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    let conn = Connection::open_with_flags(
+        &uri,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(|e| e.to_string())?;
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM lifetimes", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    let said: String = conn
+        .query_row(
+            "SELECT value FROM export_info WHERE key = 'rows'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| e.to_string())?;
+    let said = said
+        .parse::<u64>()
+        .map_err(|_| "export_info rows is not a number".to_string())?;
+    Ok((n.max(0) as u64, said))
+}
