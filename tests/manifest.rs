@@ -262,26 +262,3 @@ fn standard_output_is_hashed_as_written() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
 }
-
-#[test]
-fn a_schema_1_database_is_read_and_its_uuid_reported_absent() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = imported(dir.path(), "all-features-l5-ether.pcap");
-    {
-        // As a file written before schema 2: no identity table, user_version 100.
-        let c = pfstatelog::store::sqlite::pagesum::open(&db).expect("open");
-        c.execute_batch("DROP TABLE identity; PRAGMA user_version = 100;")
-            .expect("downgrade");
-    }
-    let m = dir.path().join("m.json");
-    export_to(&db, "csv", &dir.path().join("e.csv"), &m);
-    let man: Value = serde_json::from_str(&std::fs::read_to_string(&m).expect("m")).expect("json");
-    assert_eq!(man["database"]["uuid"], Value::Null);
-    assert_eq!(man["database"]["schema_version"], json!(1));
-    // A writer upgrades it, and from then on it has one.
-    run_ok(&["migrate", "--db", &db]);
-    let m2 = dir.path().join("m2.json");
-    export_to(&db, "csv", &dir.path().join("e2.csv"), &m2);
-    let man: Value = serde_json::from_str(&std::fs::read_to_string(&m2).expect("m")).expect("json");
-    assert!(man["database"]["uuid"].is_string());
-}
