@@ -39,6 +39,9 @@ pub enum Command {
     /// Every lifetime overlapping a time range, streamed as CSV or JSON lines (archives,
     /// evidence).
     Export(ExportArgs),
+    /// Send what a local database holds to a central ClickHouse database, where `who`,
+    /// `history`, `export` and `stats` answer for every firewall shipped there.
+    Ship(ShipArgs),
     /// Upgrade a database to this pfstatelog's schema (record, import and prune also do).
     Migrate(MigrateArgs),
     /// Read every stored lifetime and SQLite's integrity check: is the file sound? (exit 0
@@ -295,6 +298,24 @@ pub struct HistoryArgs {
     pub format: OutFormat,
     #[command(flatten)]
     pub tz: TzArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ShipArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// The central database: clickhouse://[USER@]HOST[:PORT]/DATABASE (HTTP, port 8123 by
+    /// default). The password comes from $PFSTATELOG_CLICKHOUSE_PASSWORD or --password-file,
+    /// never from the command line.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// This recorder's name on the server, which its runs and gaps carry [default: the
+    /// host name].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Read the password from the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod out;
 pub mod query;
 pub mod record;
+pub mod ship;
 pub mod status;
 
 use crate::cli::Command;
@@ -34,6 +35,7 @@ pub fn run(c: Command) -> anyhow::Result<u8> {
         Command::Prune(a) => query::prune(a),
         Command::ImportPfctl(a) => import_pfctl::run(a),
         Command::Export(a) => export::run(a),
+        Command::Ship(a) => ship::run(a),
         Command::Migrate(a) => migrate::run(a),
         Command::Check(a) => check::run(a),
         Command::Man(a) => man::man(a),
