@@ -56,7 +56,8 @@ pub enum Command {
 #[derive(Debug, Args, Clone)]
 pub struct DbArg {
     /// Database path [default: $PFSTATELOG_DB, else /var/db/pfstatelog/pfstatelog.db on
-    /// OpenBSD, /var/lib/pfstatelog/pfstatelog.db elsewhere]
+    /// OpenBSD, /var/lib/pfstatelog/pfstatelog.db elsewhere]; who, history, export, stats
+    /// and prune also read clickhouse://[USER@]HOST[:PORT]/DATABASE (docs/clickhouse.md)
     #[arg(long, value_name = "PATH", env = "PFSTATELOG_DB")]
     pub db: Option<PathBuf>,
 }

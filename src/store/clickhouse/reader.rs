@@ -554,7 +554,7 @@ impl Retention for ClickhousePruner {
         for table in ["lifetimes", "gaps"] {
             let end = if table == "lifetimes" {
                 // An open lifetime keeps its month.
-                format!("max(ifNull(end_us, {}))", lit(i64::MAX))
+                format!("max(ifNull(end_us, toInt64({})))", lit(i64::MAX))
             } else {
                 "max(end_us)".to_string()
             };
