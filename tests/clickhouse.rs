@@ -338,6 +338,41 @@ fn two_firewalls_shipped_to_one_server_answer_every_fixture_query() {
         wrong.join("\n")
     );
 
+    // history and export answer as the file does (export's header names the store: the
+    // rows are compared, in the order each store walks them, sorted).
+    let a_path = a.to_str().expect("utf-8 path");
+    let (from, to) = ("2025-03-14T00:00:00Z", "2025-03-15T00:00:00Z");
+    for host in ["192.168.0.0/16", "198.51.100.107"] {
+        let args = |db: &str| -> Output {
+            pf(&[
+                "history", "--db", db, "--host", host, "--from", from, "--to", to, "--format",
+                "csv",
+            ])
+        };
+        let (s, f) = (args(&url), args(a_path));
+        assert_eq!(
+            (s.stdout, s.stderr, s.status.code()),
+            (f.stdout, f.stderr, f.status.code()),
+            "history --host {host}"
+        );
+    }
+    let rows = |db: &str| -> Vec<String> {
+        let o = pf(&[
+            "export", "--db", db, "--from", from, "--to", to, "--format", "csv",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    let exported = rows(&url);
+    assert!(exported.len() > 100, "{} rows exported", exported.len());
+    assert_eq!(exported, rows(a_path), "export");
+
     // stats counts each lifetime once, whatever was shipped twice.
     let states = |db: &str| -> i64 {
         let o = pf(&["stats", "--db", db, "--json"]);
