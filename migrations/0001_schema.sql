@@ -174,7 +174,7 @@ CREATE TABLE sealed_private (
     s_addr1  BLOB NOT NULL,
     seal     INTEGER NOT NULL,
     pairs    BLOB NOT NULL,
-    form     INTEGER,
+    form     INTEGER NOT NULL,
     PRIMARY KEY (dcls, tb, s_addr1, seal)
 ) WITHOUT ROWID;
 
@@ -189,7 +189,7 @@ CREATE TABLE sealed_buckets (
     first_us INTEGER NOT NULL,
     last_us  INTEGER NOT NULL,
     end_us   INTEGER NOT NULL,
-    bits     INTEGER,
+    bits     INTEGER NOT NULL,
     PRIMARY KEY (dcls, tb)
 ) WITHOUT ROWID;
 
@@ -215,7 +215,7 @@ CREATE TABLE seals (
     max_id     INTEGER NOT NULL,
     end_us     INTEGER NOT NULL,
     ids        BLOB NOT NULL,
-    form       INTEGER,
+    form       INTEGER NOT NULL,
     PRIMARY KEY (seal, creator_id, grp, min_id)
 ) WITHOUT ROWID;
 

@@ -15,7 +15,7 @@
 #   scripts/bench.sh size [--lifetimes M] [--workdir DIR]
 #       bytes per lifetime of an import of M lifetimes into an empty file.
 #
-# Needs: a release build (cargo build --release; built here if missing), /usr/bin/time
+# Needs: a release build (cargo build --release --workspace; built here if missing), /usr/bin/time
 # (Debian package `time`), python3. Data goes to the workdir (default /tmp/pfstatelog-bench),
 # never into the repository.
 set -euo pipefail
@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
-[ -x target/release/pfstatelog ] && [ -x target/release/pfstatelog-bench ] || cargo build --release
+[ -x target/release/pfstatelog ] && [ -x target/release/pfstatelog-bench ] || cargo build --release --workspace
 [ -x /usr/bin/time ] || { echo "bench.sh: needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
 P=$PWD/target/release/pfstatelog
 B=$PWD/target/release/pfstatelog-bench

@@ -71,7 +71,7 @@ done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PFSL=$ROOT/target/release/pfstatelog
 BENCH=$ROOT/target/release/pfstatelog-bench
-[ -x "$PFSL" ] && [ -x "$BENCH" ] || die "build first: cargo build --release"
+[ -x "$PFSL" ] && [ -x "$BENCH" ] || die "build first: cargo build --release --workspace"
 
 # --- tools ------------------------------------------------------------------------------
 command -v jq >/dev/null || apt-get install -y jq >/dev/null || die "cannot install jq"

@@ -60,8 +60,8 @@ for pkg in tcpreplay jq; do
 done
 command -v ip >/dev/null || die "needs ip (iproute2)"
 if [ ! -x "$PFSL" ] || [ ! -x "$BENCH" ]; then
-    log "binaries missing: cargo build --release"
-    (cd "$ROOT" && cargo build --release) || die "cargo build --release failed"
+    log "binaries missing: cargo build --release --workspace"
+    (cd "$ROOT" && cargo build --release --workspace) || die "cargo build --release --workspace failed"
 fi
 
 # --- the capture ------------------------------------------------------------------------

@@ -11,9 +11,9 @@
 #   2. `pfstatelog who` on WORKDIR/big.db, for a public ip:port taken from the file
 #   3. `pfstatelog import` of examples/sample-ha-pair.pcap into a new database
 # and prints p50 and p99 in milliseconds. It uses hyperfine if installed (no shell
-# between runs, -N), else a plain loop. Runs `cargo build --release` only if a binary is
-# missing. On a shared machine read the figures with the load average printed first;
-# `perf stat -r 200 target/release/pfstatelog --version` gives CPU time, which load
+# between runs, -N), else a plain loop. Runs `cargo build --release --workspace` only if a
+# binary is missing. On a shared machine read the figures with the load average printed
+# first; `perf stat -r 200 target/release/pfstatelog --version` gives CPU time, which load
 # disturbs less.
 set -euo pipefail
 
@@ -36,7 +36,7 @@ bin="$repo/target/release/pfstatelog"
 bench="$repo/target/release/pfstatelog-bench"
 sample="$repo/examples/sample-ha-pair.pcap"
 if [ ! -x "$bin" ] || [ ! -x "$bench" ]; then
-    (cd "$repo" && cargo build --release)
+    (cd "$repo" && cargo build --release --workspace)
 fi
 mkdir -p "$workdir"
 cap="$workdir/big-$states.pcap"

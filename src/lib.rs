@@ -7,7 +7,6 @@
 pub mod cli;
 pub mod cmd;
 pub mod commit;
-pub mod gen;
 pub mod ingest;
 pub mod model;
 pub mod pfctl;

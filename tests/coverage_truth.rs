@@ -7,7 +7,7 @@ mod common;
 
 use common::live::{setup, start_recorder};
 use common::{bin, read_frames, run, run_ok, write_pcap, Proc};
-use pfstatelog::gen::{write_capture, GenConfig};
+use pfstatelog_bench::gen::{write_capture, GenConfig};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;

@@ -238,7 +238,7 @@ fn max_rss_kib(args: &[&str]) -> u64 {
 #[cfg(target_os = "linux")]
 #[test]
 fn export_memory_does_not_grow_with_rows() {
-    use pfstatelog::gen::{DbBuilder, GenConfig};
+    use pfstatelog_bench::gen::{DbBuilder, GenConfig};
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rss = Vec::new();
     for (name, states) in [("small.db", 2_000u64), ("large.db", 200_000)] {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{bin, run_ok};
-use pfstatelog::gen::{write_capture, GenConfig, DEFAULT_START_US};
+use pfstatelog_bench::gen::{write_capture, GenConfig, DEFAULT_START_US};
 use std::path::Path;
 use std::process::{Command, Stdio};
 

@@ -7,7 +7,7 @@
 mod common;
 
 use common::run_ok;
-use pfstatelog::gen::{write_capture, GenConfig, DEFAULT_START_US};
+use pfstatelog_bench::gen::{write_capture, GenConfig, DEFAULT_START_US};
 use std::path::Path;
 
 /// A classic pcap of generated traffic.

@@ -13,7 +13,7 @@
 mod common;
 
 use common::{bin, run, run_ok};
-use pfstatelog::gen::{write_capture, GenConfig};
+use pfstatelog_bench::gen::{write_capture, GenConfig};
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -2,16 +2,19 @@
 //! an item length, and full states in the three record layouts 1301, 1400 and 1500
 //! (docs/pfsync.md §5, §7). The action code alone selects the record layout.
 
+#[cfg(feature = "emit")]
+use super::ifname_to;
 use super::layout::{self, addr16, need, Section, Subheader};
 use super::message::*;
-use super::{ifname_from, ifname_to, WireError, WireErrorKind};
+use super::{ifname_from, WireError, WireErrorKind};
 use crate::model::*;
 use byteorder::{ByteOrder, BE};
 
 pub const VERSION: u8 = 5;
+#[cfg(feature = "emit")]
+pub use super::layout::{emit_bus, emit_clr, emit_ref};
 pub use super::layout::{
-    emit_bus, emit_clr, emit_ref, parse_bus, parse_clr, parse_ref, KeyRepr, PeerRepr, UpdCRepr,
-    HEADER_LEN, SUBHEADER_LEN,
+    parse_bus, parse_clr, parse_ref, KeyRepr, PeerRepr, UpdCRepr, HEADER_LEN, SUBHEADER_LEN,
 };
 
 /// Action codes (docs/pfsync.md §5, FreeBSD 15 naming).
@@ -261,6 +264,7 @@ impl CommonRepr {
             creator_id: BE::read_u32(&b[CREATORID..]),
         })
     }
+    #[cfg(feature = "emit")]
     /// Write bytes 0–231; `b` must hold at least 232 bytes (a caller bug otherwise).
     pub fn emit(&self, b: &mut [u8]) {
         use field::*;
@@ -307,6 +311,7 @@ impl CommonRepr {
             peer_state: [self.src.state, self.dst.state],
         }
     }
+    #[cfg(feature = "emit")]
     /// From a neutral state; fields it lacks get pf's values for "none" (all-ones anchor
     /// and NAT rule numbers).
     fn from_full(s: &FullState) -> CommonRepr {
@@ -363,6 +368,7 @@ impl State1301 {
             updates: b[UPDATES],
         })
     }
+    #[cfg(feature = "emit")]
     /// Write 242 bytes; `b` must hold at least that many (a caller bug otherwise).
     pub fn emit(&self, b: &mut [u8]) {
         use field::v1301::*;
@@ -383,6 +389,7 @@ impl State1301 {
         self.common
             .to_full([af, af], self.proto, self.direction, self.timeout)
     }
+    #[cfg(feature = "emit")]
     pub fn from_full(s: &FullState) -> State1301 {
         State1301 {
             common: CommonRepr::from_full(s),
@@ -452,6 +459,7 @@ impl State1400 {
             rt_ifname: ifname_from(&b[RT_IFNAME]),
         })
     }
+    #[cfg(feature = "emit")]
     /// Write 277 bytes; `b` must hold at least that many (a caller bug otherwise).
     pub fn emit(&self, b: &mut [u8]) {
         use field::v1400::*;
@@ -484,6 +492,7 @@ impl State1400 {
         self.common
             .to_full([af, af], self.proto, self.direction, self.timeout)
     }
+    #[cfg(feature = "emit")]
     pub fn from_full(s: &FullState) -> State1400 {
         State1400 {
             common: CommonRepr::from_full(s),
@@ -560,6 +569,7 @@ impl State1500 {
             spare: [b[SPARE], b[SPARE + 1], b[SPARE + 2]],
         })
     }
+    #[cfg(feature = "emit")]
     /// Write 360 bytes; `b` must hold at least that many (a caller bug otherwise).
     pub fn emit(&self, b: &mut [u8]) {
         use field::v1500::*;
@@ -602,6 +612,7 @@ impl State1500 {
             self.timeout,
         )
     }
+    #[cfg(feature = "emit")]
     pub fn from_full(s: &FullState) -> State1500 {
         let wire_af = s.key[0].af;
         let stack_af = s.key[1].af;
@@ -620,6 +631,7 @@ impl State1500 {
     }
 }
 
+#[cfg(feature = "emit")]
 /// The stack-side protocol of an af-to state: ICMP and ICMPv6 swap with the family.
 fn af_to_proto(proto: u8, wire: Af, stack: Af) -> u8 {
     const ICMP: u8 = 1;
@@ -654,6 +666,7 @@ impl StateRepr {
             StateRepr::V1500(_) => RecordVersion::V1500,
         }
     }
+    #[cfg(feature = "emit")]
     /// Write the record; `b` must hold `self.version().size()` bytes (a caller bug otherwise).
     pub fn emit(&self, b: &mut [u8]) {
         match self {
@@ -669,6 +682,7 @@ impl StateRepr {
             StateRepr::V1500(s) => s.to_full(),
         }
     }
+    #[cfg(feature = "emit")]
     pub fn from_full(s: &FullState, version: RecordVersion) -> StateRepr {
         match version {
             RecordVersion::V1301 => StateRepr::V1301(State1301::from_full(s)),
@@ -676,6 +690,7 @@ impl StateRepr {
             RecordVersion::V1500 => StateRepr::V1500(State1500::from_full(s)),
         }
     }
+    #[cfg(feature = "emit")]
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = vec![0u8; self.version().size()];
         self.emit(&mut b);
@@ -710,6 +725,7 @@ impl TdbRepr {
             updates: b[T_UPDATES],
         })
     }
+    #[cfg(feature = "emit")]
     /// Write 48 bytes; `b` must hold at least that many (a caller bug otherwise).
     pub fn emit(&self, b: &mut [u8]) {
         use field::*;
@@ -732,6 +748,7 @@ impl TdbRepr {
             rdomain: 0,
         }
     }
+    #[cfg(feature = "emit")]
     /// The replay counter is 32 bits on FreeBSD: higher bits are dropped.
     pub fn from_msg(t: &Tdb) -> TdbRepr {
         TdbRepr {
@@ -839,6 +856,7 @@ pub(crate) fn walk(buf: &[u8], bound: usize, items: &mut Vec<Item>) {
     )));
 }
 
+#[cfg(feature = "emit")]
 /// Where a message goes in a FreeBSD-built frame (INS, INS_ACK, UPD, UPD_C, DEL_C,
 /// UPD_REQ, then the appended CLR/BUS region). DEL and TDB, which FreeBSD never sends, go
 /// before that region; unknown actions last, just before EOF.
@@ -859,6 +877,7 @@ fn section_rank(m: &Message) -> u8 {
     }
 }
 
+#[cfg(feature = "emit")]
 /// Encode one message: its action code and item bytes. Full INS/UPD use `version`; DEL is
 /// always the 1301 layout (action 6). `Eof` and `Unknown` have no item.
 pub fn emit_message(m: &Message, version: RecordVersion) -> (u8, Vec<u8>) {
@@ -896,6 +915,7 @@ pub fn emit_message(m: &Message, version: RecordVersion) -> (u8, Vec<u8>) {
     }
 }
 
+#[cfg(feature = "emit")]
 /// Build a whole version-5 frame from `msgs` as a FreeBSD sender lays it out: one section
 /// per kind in FreeBSD's order (message order kept within a kind), then EOF with count 1.
 /// Full states use `record_version` (1301, 1400 or 1500; any other value means 1400, the

@@ -4,8 +4,10 @@
 //! one set of length checks for both flavours (docs/pfsync.md). Every multi-byte field is
 //! big-endian, read and written with `byteorder` after the length has been checked.
 
+#[cfg(feature = "emit")]
+use super::ifname_to;
 use super::message::*;
-use super::{ifname_to, WireError, WireErrorKind};
+use super::{WireError, WireErrorKind};
 use crate::model::*;
 use byteorder::{ByteOrder, BE};
 
@@ -115,6 +117,7 @@ impl KeyRepr {
             port: [BE::read_u16(&b[K_PORT0..]), BE::read_u16(&b[K_PORT1..])],
         })
     }
+    #[cfg(feature = "emit")]
     /// Write the 36 bytes; `b` must hold at least that many (a caller bug otherwise).
     pub fn emit(&self, b: &mut [u8]) {
         use field::*;
@@ -133,6 +136,7 @@ impl KeyRepr {
             af,
         }
     }
+    #[cfg(feature = "emit")]
     pub fn from_key(k: &Key) -> KeyRepr {
         KeyRepr {
             addr: [addr_to(&k.addr[0]), addr_to(&k.addr[1])],
@@ -176,6 +180,7 @@ impl PeerRepr {
             wscale: b[P_WSCALE],
         })
     }
+    #[cfg(feature = "emit")]
     /// Write the 32 bytes; `b` must hold at least that many (a caller bug otherwise).
     pub fn emit(&self, b: &mut [u8]) {
         use field::*;
@@ -193,6 +198,7 @@ impl PeerRepr {
         b[P_WSCALE] = self.wscale;
         b[P_PAD].fill(0);
     }
+    #[cfg(feature = "emit")]
     pub(crate) fn with_state(state: u8) -> PeerRepr {
         PeerRepr {
             state,
@@ -226,6 +232,7 @@ impl UpdCRepr {
             timeout: b[UC_TIMEOUT],
         })
     }
+    #[cfg(feature = "emit")]
     /// Write 84 bytes; `b` must hold at least that many (a caller bug otherwise).
     pub fn emit(&self, b: &mut [u8]) {
         use field::*;
@@ -247,6 +254,7 @@ impl UpdCRepr {
             peer_state: [self.src.state, self.dst.state],
         }
     }
+    #[cfg(feature = "emit")]
     pub fn from_msg(u: &UpdC) -> UpdCRepr {
         UpdCRepr {
             id: u.id,
@@ -269,6 +277,7 @@ pub fn parse_ref(b: &[u8]) -> Result<StateRef, WireError> {
     })
 }
 
+#[cfg(feature = "emit")]
 /// Write 12 bytes; `b` must hold at least that many (a caller bug otherwise).
 pub fn emit_ref(r: &StateRef, b: &mut [u8]) {
     use field::*;
@@ -285,6 +294,7 @@ pub fn parse_clr(b: &[u8]) -> Result<Clr, WireError> {
     })
 }
 
+#[cfg(feature = "emit")]
 /// Write 20 bytes; `b` must hold at least that many (a caller bug otherwise).
 pub fn emit_clr(c: &Clr, b: &mut [u8]) {
     use field::*;
@@ -306,6 +316,7 @@ pub fn parse_bus(b: &[u8]) -> Result<Bus, WireError> {
     })
 }
 
+#[cfg(feature = "emit")]
 /// Write 12 bytes; `b` must hold at least that many (a caller bug otherwise).
 pub fn emit_bus(m: &Bus, b: &mut [u8]) {
     use field::*;

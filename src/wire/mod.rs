@@ -4,7 +4,9 @@
 //! Everything here is pure: bytes in, typed values or typed errors out. No I/O, no clock,
 //! no panics on any input (fuzzed in `fuzz/`). The shape follows smoltcp: per format a
 //! `field` module of byte ranges mirroring the C struct, a checked view and an owned `Repr`
-//! with `parse` and `emit`.
+//! with `parse` and `emit`. The encoders (`emit`, `from_*`, `emit_packet`) are compiled only
+//! with the `emit` feature: the generator in `bench/` and the tests write packets, the
+//! product only reads them.
 
 pub mod error;
 pub mod freebsd;
@@ -24,6 +26,7 @@ pub(crate) fn ifname_from(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
+#[cfg(feature = "emit")]
 pub(crate) fn ifname_to(name: &str, out: &mut [u8]) {
     out.fill(0);
     let src = name.as_bytes();

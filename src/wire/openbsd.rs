@@ -1,15 +1,17 @@
 //! OpenBSD pfsync protocol version 6 (docs/pfsync.md §2–§6): header, subheaders, every
 //! message layout, and `struct pfsync_state` in all five layouts L1–L5.
 
+#[cfg(feature = "emit")]
+use super::ifname_to;
 use super::layout::{self, need, Section, Subheader, UpdCRepr};
 use super::message::*;
-use super::{ifname_to, WireError, WireErrorKind};
+use super::{WireError, WireErrorKind};
 use crate::model::*;
 use byteorder::{ByteOrder, BE};
 
-pub use super::layout::{
-    emit_bus, emit_clr, emit_ref, parse_bus, parse_clr, parse_ref, HEADER_LEN, SUBHEADER_LEN,
-};
+#[cfg(feature = "emit")]
+pub use super::layout::{emit_bus, emit_clr, emit_ref};
+pub use super::layout::{parse_bus, parse_clr, parse_ref, HEADER_LEN, SUBHEADER_LEN};
 
 pub const VERSION: u8 = 6;
 
@@ -99,6 +101,7 @@ impl KeyRepr {
             af: b[K_AF],
         })
     }
+    #[cfg(feature = "emit")]
     fn emit(&self, b: &mut [u8]) {
         use field::*;
         layout::KeyRepr {
@@ -152,6 +155,7 @@ impl PeerRepr {
             wscale: p.wscale,
         })
     }
+    #[cfg(feature = "emit")]
     /// Write the 32 bytes; `b` must hold at least that many (a caller bug otherwise).
     pub fn emit(&self, b: &mut [u8]) {
         layout::PeerRepr {
@@ -292,6 +296,7 @@ impl StateRepr {
         })
     }
 
+    #[cfg(feature = "emit")]
     /// Write the 264-byte state into `b` (which must hold at least 264 bytes).
     pub fn emit(&self, b: &mut [u8]) {
         use field::*;
@@ -361,6 +366,7 @@ impl StateRepr {
         }
     }
 
+    #[cfg(feature = "emit")]
     /// A repr from a neutral state (for generators and tests): the fields the neutral form
     /// lacks are given pf's usual values.
     pub fn from_full(s: &FullState) -> StateRepr {
@@ -404,6 +410,7 @@ pub fn parse_upd_c(b: &[u8]) -> Result<UpdC, WireError> {
     Ok(UpdCRepr::parse(b)?.to_msg())
 }
 
+#[cfg(feature = "emit")]
 /// Write 84 bytes; `b` must hold at least that many (a caller bug otherwise).
 pub fn emit_upd_c(u: &UpdC, b: &mut [u8]) {
     UpdCRepr::from_msg(u).emit(b);
@@ -432,6 +439,7 @@ pub fn parse_tdb(b: &[u8], wide: bool) -> Result<Tdb, WireError> {
     }
 }
 
+#[cfg(feature = "emit")]
 pub fn emit_tdb(t: &Tdb, b: &mut [u8]) {
     b[..size::TDB].fill(0);
     BE::write_u32(&mut b[0..], t.spi);
@@ -477,6 +485,7 @@ pub fn parse_message(act: u8, b: &[u8]) -> Result<Message, WireError> {
     })
 }
 
+#[cfg(feature = "emit")]
 /// One section to emit: the action, the stride in dwords (normally the message size / 4)
 /// and the message bodies.
 pub struct SectionOut {
@@ -485,6 +494,7 @@ pub struct SectionOut {
     pub bodies: Vec<Vec<u8>>,
 }
 
+#[cfg(feature = "emit")]
 /// Encode a message body (the inverse of [`parse_message`]); `Eof` and `Unknown` have none.
 pub fn emit_message(m: &Message) -> (u8, Vec<u8>) {
     use self::action as a;
@@ -534,6 +544,7 @@ pub fn emit_message(m: &Message) -> (u8, Vec<u8>) {
     }
 }
 
+#[cfg(feature = "emit")]
 /// Build a whole v6 packet (header + sections). `checksum` fills the 16-byte pfcksum.
 pub fn emit_packet(sections: &[SectionOut], checksum: [u8; 16]) -> Vec<u8> {
     let mut out = vec![0u8; HEADER_LEN];
@@ -558,6 +569,7 @@ pub fn emit_packet(sections: &[SectionOut], checksum: [u8; 16]) -> Vec<u8> {
     out
 }
 
+#[cfg(feature = "emit")]
 /// Group messages into one section per run of the same action (what a sender does).
 pub fn sections_for(msgs: &[Message]) -> Vec<SectionOut> {
     let mut out: Vec<SectionOut> = Vec::new();

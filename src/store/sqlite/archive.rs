@@ -2,7 +2,7 @@
 //! taking a lifetime back out ("unseal"), and reading them for the queries.
 
 use super::addr_blob;
-use super::codec::{self, Damaged, Filed, Pair, Public, Spot, Stored};
+use super::codec::{self, Damaged, Filed, Pair, Spot, Stored};
 use super::query::{class_of, sealed_bucket_of, sealed_shift, CLASS_MAX_US};
 use crate::model::Micros;
 use crate::model::{IfName, StateRef};
@@ -19,9 +19,9 @@ use std::net::IpAddr;
 const COMPLETE_SLACK_US: Micros = 600_000_000;
 
 /// History rows of one host from several seals: (seal, blob, form).
-type Blobs = Vec<(i64, Vec<u8>, Option<i64>)>;
+type Blobs = Vec<(i64, Vec<u8>, i64)>;
 /// A row of `sealed_private` as a merge reads it: (s_addr1, seal, pairs, form).
-type HistoryRow = (Vec<u8>, i64, Vec<u8>, Option<i64>);
+type HistoryRow = (Vec<u8>, i64, Vec<u8>, i64);
 /// The key of a group's rows in `sealed`: (dcls, tb, w_addr1, w_port1).
 type RowKey = (i64, i64, Vec<u8>, i64);
 /// A row of `sealed` as a merge reads it: (w_addr1, w_port1, seal, n, rows).
@@ -103,73 +103,56 @@ const PER_GROUP: u64 = 8;
 /// At most 2^24 groups per bucket.
 const MAX_BITS: u32 = 24;
 
-/// How a bucket's rows are keyed (migrations/0001_schema.sql).
+/// How a bucket's rows are keyed (migrations/0001_schema.sql): 2^bits rows, by hash of the
+/// public pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// One row per public pair (buckets written before schema 6).
-    Pairs,
-    /// 2^bits rows, by hash of the public pair.
-    Hashed(u32),
-}
+pub struct Layout(u32);
 
 impl Layout {
     /// The layout of a new bucket expected to hold `n` lifetimes.
     pub fn for_expected(n: u64) -> Layout {
         let groups = n.div_ceil(PER_GROUP).max(1);
-        Layout::Hashed((64 - (groups - 1).leading_zeros()).min(MAX_BITS))
+        Layout((64 - (groups - 1).leading_zeros()).min(MAX_BITS))
     }
 
     /// The row key (w_addr1, w_port1) of a public pair's lifetimes.
     fn key(self, addr: &IpAddr, port: u16) -> (Vec<u8>, i64) {
-        match self {
-            Layout::Pairs => (addr_blob(addr), i64::from(port)),
-            Layout::Hashed(bits) => (vec![bits as u8], codec::hashed_group(addr, port, bits)),
-        }
+        (vec![self.0 as u8], codec::hashed_group(addr, port, self.0))
     }
 
-    /// The spot of a public pair's lifetimes, for id lists and history rows.
-    fn spot(self, addr: &IpAddr, port: u16) -> Spot {
-        match self {
-            Layout::Pairs => Spot::Pair(*addr, port),
-            Layout::Hashed(_) => Spot::hashed(addr, port),
-        }
-    }
-
-    /// The row key of a spot; None: a hash in a pair-keyed bucket, which no writer files
-    /// (a bucket keeps its layout, and one created again after a prune is hashed).
-    fn spot_key(self, spot: &Spot) -> Option<(Vec<u8>, i64)> {
-        match (self, spot) {
-            (_, Spot::Pair(a, p)) => Some(self.key(a, *p)),
-            (Layout::Hashed(bits), Spot::Hash(h)) => {
-                Some((vec![bits as u8], codec::spot_group(*h, bits)))
-            }
-            (Layout::Pairs, Spot::Hash(_)) => None,
-        }
-    }
-
-    fn bits(self) -> Option<u32> {
-        match self {
-            Layout::Pairs => None,
-            Layout::Hashed(b) => Some(b),
-        }
+    /// The row key of a spot.
+    fn spot_key(self, spot: &Spot) -> (Vec<u8>, i64) {
+        (vec![self.0 as u8], codec::spot_group(spot.0, self.0))
     }
 }
 
-/// The layout of bucket (c, b); None: no such bucket.
+/// The layout of bucket (c, b); None: no such bucket, or one whose `bits` is out of range
+/// (damage: skipped where damage is tolerated, an error elsewhere).
 fn layout_of(conn: &Connection, c: i64, b: i64) -> rusqlite::Result<Option<Layout>> {
-    let bits: Option<Option<i64>> = conn
+    let bits: Option<i64> = conn
         .prepare_cached("SELECT bits FROM sealed_buckets WHERE dcls = ?1 AND tb = ?2")?
         .query_row(params![c, b], |r| r.get(0))
         .optional()?;
-    Ok(bits.map(|b| match b {
-        None => Layout::Pairs,
-        Some(b) => Layout::Hashed(u32::try_from(b).unwrap_or(0).min(MAX_BITS)),
-    }))
+    let Some(bits) = bits else {
+        return Ok(None);
+    };
+    match u32::try_from(bits) {
+        Ok(bits) if bits <= MAX_BITS => Ok(Some(Layout(bits))),
+        _ => {
+            let (from, to) = bucket_span(b, usize::try_from(c).ok().and_then(sealed_shift));
+            met(DamagedGroup {
+                what: format!("sealed bucket (class {c}, bucket {b})"),
+                from,
+                to,
+                why: "bucket bits",
+            })?;
+            Ok(None)
+        }
+    }
 }
 
-/// Pack a row of lifetimes by its key: a one-byte address (the bucket's bits) is a hashed
-/// group.
-fn pack_row(key_addr: &[u8], rows: &mut [&Stored], names: &Names) -> Vec<u8> {
+/// Pack a row of lifetimes (one hashed group, or part of one).
+fn pack_row(rows: &mut [&Stored], names: &Names) -> Vec<u8> {
     // A row's lifetimes mostly share one interface: its id is looked up once per run of it
     // (hashing the name for every lifetime was ~3 % of an import).
     let mut last: Option<(IfName, u64)> = None;
@@ -181,15 +164,12 @@ fn pack_row(key_addr: &[u8], rows: &mut [&Stored], names: &Names) -> Vec<u8> {
             id
         }
     };
-    if key_addr.len() == 1 {
-        codec::pack_sections(rows, id)
-    } else {
-        codec::pack_rows(rows, id)
-    }
+    codec::pack_sections(rows, id)
 }
 
 /// Unpack a row by its key (its checksum checked first): every lifetime, or those of the
-/// public pair `only`.
+/// public pair `only`. A row's key address is one byte, its bucket's bits; any other is
+/// damage.
 fn unpack_row(
     (c, b, key_addr, key_port): (i64, i64, &[u8], i64),
     blob: &[u8],
@@ -197,15 +177,10 @@ fn unpack_row(
     only: Option<(&IpAddr, u16)>,
 ) -> Result<Vec<Stored>, Damaged> {
     let blob = codec::verified(&[&row_key(c, b, key_addr, key_port)], blob)?;
-    if key_addr.len() == 1 {
-        return codec::unpack_sections(blob, only, |i| names.name(i));
+    if key_addr.len() != 1 {
+        return Err(Damaged("row key"));
     }
-    let addr = super::blob_addr(key_addr).ok_or(Damaged("row address"))?;
-    let port = u16::try_from(key_port).map_err(|_| Damaged("row port"))?;
-    if only.is_some_and(|(a, p)| *a != addr || p != port) {
-        return Ok(Vec::new());
-    }
-    codec::unpack_rows(blob, Public { addr: &addr, port }, |i| names.name(i))
+    codec::unpack_sections(blob, only, |i| names.name(i))
 }
 
 /// What a row of `sealed` checksums besides its blob: class, bucket, address and port.
@@ -220,12 +195,12 @@ fn row_key(c: i64, b: i64, addr: &[u8], port: i64) -> Vec<u8> {
 }
 
 /// What a row of `sealed_private` checksums besides its blob: class, bucket, host, form.
-fn pairs_key(c: i64, hb: i64, host: &[u8], form: Option<i64>) -> Vec<u8> {
+fn pairs_key(c: i64, hb: i64, host: &[u8], form: i64) -> Vec<u8> {
     let mut k = Vec::with_capacity(41);
     k.push(b'p');
     k.extend_from_slice(&c.to_le_bytes());
     k.extend_from_slice(&hb.to_le_bytes());
-    k.extend_from_slice(&form.unwrap_or(-1).to_le_bytes());
+    k.extend_from_slice(&form.to_le_bytes());
     k.extend_from_slice(host);
     k
 }
@@ -252,14 +227,9 @@ fn bucket_span(b: i64, shift: Option<u32>) -> (Option<Micros>, Option<Micros>) {
 
 /// A damaged row of `sealed`.
 fn damaged_row(c: i64, b: i64, addr: &[u8], port: i64, why: Damaged) -> DamagedGroup {
-    let public = if addr.len() == 1 {
-        format!("hash group {port} of {}", 1u64 << addr[0].min(63))
-    } else {
-        match super::blob_addr(addr) {
-            Some(a @ IpAddr::V6(_)) => format!("public [{a}]:{port}"),
-            Some(a) => format!("public {a}:{port}"),
-            None => format!("public address of {} bytes", addr.len()),
-        }
+    let public = match addr {
+        [bits] => format!("hash group {port} of {}", 1u64 << (*bits).min(63)),
+        _ => format!("row key of {} bytes", addr.len()),
     };
     let (from, to) = bucket_span(b, usize::try_from(c).ok().and_then(sealed_shift));
     DamagedGroup {
@@ -414,19 +384,18 @@ pub fn write_seal(
     write_seal_with(tx, &rows, seal, names, expect, &mut SealLists::default())
 }
 
-/// A lifetime's group row as a seal sorts them (32 bytes).
+/// A lifetime's group row as a seal sorts them (12 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct GroupKey {
     /// Rank of its bucket among the seal's buckets (sorted: ranks order as buckets do).
     bucket: u32,
-    /// Public address and port, or for a hashed bucket zero and the hash group.
-    public: AddrKey,
-    port: u32,
+    /// Its hash group in that bucket.
+    group: u32,
     /// Index in the seal's rows.
     i: u32,
 }
 
-/// A lifetime's history row as a seal sorts them (64 bytes).
+/// A lifetime's history row as a seal sorts them (48 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct HistoryKey {
     class: i64,
@@ -436,23 +405,14 @@ struct HistoryKey {
     host: AddrKey,
     /// Rank of its sealed bucket (as in [`GroupKey`]).
     bucket: u32,
-    /// Spot: a public pair (port + 1), or zero and the hash (port 0).
-    spot: AddrKey,
-    port: u32,
+    spot: Spot,
     i: u32,
 }
 
 impl HistoryKey {
     /// All but the index: lifetimes of one host with the same spot make one pair.
-    fn pair(&self) -> (i64, i64, AddrKey, u32, AddrKey, u32) {
-        (
-            self.class,
-            self.hb,
-            self.host,
-            self.bucket,
-            self.spot,
-            self.port,
-        )
+    fn pair(&self) -> (i64, i64, AddrKey, u32, Spot) {
+        (self.class, self.hb, self.host, self.bucket, self.spot)
     }
 }
 
@@ -599,24 +559,11 @@ pub fn write_seal_with(
         for &i in &lists.members[w[0]..w[1]] {
             let (r, bucket) = (rows[i as usize], cb[i as usize]);
             let ((c, b), layout) = ranked[bucket as usize];
-            let spot = layout.spot(&r.w_addr[1], r.w_port[1]);
-            let (spot_addr, spot_port) = match spot {
-                Spot::Pair(a, p) => (addr_key(&a), u32::from(p) + 1),
-                Spot::Hash(h) => ([0, 0, 0, 0, h], 0),
-            };
-            order.push(match (layout, spot) {
-                (Layout::Hashed(bits), Spot::Hash(h)) => GroupKey {
-                    bucket,
-                    public: [0; 5],
-                    port: codec::spot_group(h, bits) as u32,
-                    i,
-                },
-                _ => GroupKey {
-                    bucket,
-                    public: addr_key(&r.w_addr[1]),
-                    port: u32::from(r.w_port[1]),
-                    i,
-                },
+            let spot = Spot::hashed(&r.w_addr[1], r.w_port[1]);
+            order.push(GroupKey {
+                bucket,
+                group: layout.spot_key(&spot).1 as u32,
+                i,
             });
             // History finds a host's groups through 72-minute buckets (as states_private),
             // each pair with the sealed bucket its group is in.
@@ -625,8 +572,7 @@ pub fn write_seal_with(
                 hb: history_bucket(r.start, c),
                 host: addr_key(&r.s_addr[1]),
                 bucket,
-                spot: spot_addr,
-                port: spot_port,
+                spot,
                 i,
             });
             let g = group_of(&r.key());
@@ -647,14 +593,19 @@ pub fn write_seal_with(
             group.push(rows[k.i as usize]);
             if order
                 .get(n + 1)
-                .is_some_and(|x| (x.bucket, x.public, x.port) == (k.bucket, k.public, k.port))
+                .is_some_and(|x| (x.bucket, x.group) == (k.bucket, k.group))
             {
                 continue;
             }
-            let r = &rows[k.i as usize];
             let ((c, b), layout) = ranked[k.bucket as usize];
-            let (key, port) = layout.key(&r.w_addr[1], r.w_port[1]);
-            put_rows(&mut put, names, (c, b, &key, port), seal, &mut group)?;
+            let key = [layout.0 as u8];
+            put_rows(
+                &mut put,
+                names,
+                (c, b, &key, i64::from(k.group)),
+                seal,
+                &mut group,
+            )?;
             group.clear();
         }
         private.sort_unstable();
@@ -662,10 +613,7 @@ pub fn write_seal_with(
         for (n, k) in private.iter().enumerate() {
             let r = &rows[k.i as usize];
             let tb = ranked[k.bucket as usize].0 .1;
-            pairs.push(match k.port {
-                0 => (tb, Spot::Hash(k.spot[4])),
-                _ => (tb, Spot::Pair(r.w_addr[1], r.w_port[1])),
-            });
+            pairs.push((tb, k.spot));
             if private
                 .get(n + 1)
                 .is_some_and(|x| (x.class, x.hb, x.host) == (k.class, k.hb, k.host))
@@ -680,7 +628,7 @@ pub fn write_seal_with(
     }
     drop(put);
     let mut ins = tx.prepare_cached(
-        "INSERT INTO seals (seal, creator_id, grp, min_id, max_id, end_us, ids, form) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 2)",
+        "INSERT INTO seals (seal, creator_id, grp, min_id, max_id, end_us, ids, form) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     for (g, list) in ids.iter_mut().filter(|(_, l)| !l.is_empty()) {
         list.sort_unstable_by_key(|(id, _)| *id);
@@ -699,7 +647,8 @@ pub fn write_seal_with(
                 codec::summed(
                     &[&ids_key(i64::from(g.0), i64::from(g.1), to_i64(lo))],
                     codec::pack_ids(chunk)
-                )
+                ),
+                codec::IDS_FORM
             ])?;
         }
     }
@@ -711,7 +660,7 @@ pub fn write_seal_with(
     )?;
     for ((c, b), layout) in &ranked {
         let (n, first, last, end) = buckets[&(*c, *b)];
-        up.execute(params![c, b, n, first, last, end, layout.bits()])?;
+        up.execute(params![c, b, n, first, last, end, layout.0])?;
     }
     count_creators(tx, &creators)?;
     Ok(history)
@@ -739,8 +688,8 @@ const ROW_BYTES: usize = 960;
 const PART_SHIFT: u32 = 40;
 
 /// Insert the lifetimes of one key with `put` (the INSERT of `put_group`): one row, or for
-/// a hashed group larger than [`ROW_BYTES`] (a public pair reused hundreds of times in a
-/// bucket), several, told apart by their seal numbers (`seal + k << PART_SHIFT`).
+/// a group larger than [`ROW_BYTES`] (a public pair reused hundreds of times in a bucket),
+/// several, told apart by their seal numbers (`seal + k << PART_SHIFT`).
 fn put_rows(
     put: &mut rusqlite::CachedStatement,
     names: &Names,
@@ -749,8 +698,8 @@ fn put_rows(
     rows: &mut [&Stored],
 ) -> rusqlite::Result<()> {
     let key = row_key(c, b, addr, port);
-    let blob = pack_row(addr, rows, names);
-    if addr.len() != 1 || blob.len() <= ROW_BYTES || rows.len() < 2 {
+    let blob = pack_row(rows, names);
+    if blob.len() <= ROW_BYTES || rows.len() < 2 {
         let blob = codec::summed(&[&key], blob);
         put.execute(params![c, b, addr, port, seal, rows.len() as i64, blob])?;
         return Ok(());
@@ -762,7 +711,7 @@ fn put_rows(
         let per = rows.len().div_ceil(parts);
         let packed: Vec<(usize, Vec<u8>)> = rows
             .chunks_mut(per)
-            .map(|part| (part.len(), pack_row(addr, part, names)))
+            .map(|part| (part.len(), pack_row(part, names)))
             .collect();
         if parts < rows.len() && packed.iter().any(|(_, b)| b.len() > ROW_BYTES) {
             parts = (parts + parts / 4 + 1).min(rows.len());
@@ -795,11 +744,8 @@ fn put_pairs(
     pairs: &[Pair],
 ) -> rusqlite::Result<()> {
     let blob = codec::pack_pairs(pairs, pairs_base(key.0, key.1));
-    let blob = codec::summed(
-        &[&pairs_key(key.0, key.1, key.2, Some(codec::PAIRS_FORM))],
-        blob,
-    );
-    put_pairs_blob(tx, key, seal, &blob, Some(codec::PAIRS_FORM))
+    let blob = codec::summed(&[&pairs_key(key.0, key.1, key.2, codec::PAIRS_FORM)], blob);
+    put_pairs_blob(tx, key, seal, &blob, codec::PAIRS_FORM)
 }
 
 /// A history row whose pairs are packed already, in `form` (column value).
@@ -808,7 +754,7 @@ fn put_pairs_blob(
     (c, b, host): (i64, i64, &[u8]),
     seal: i64,
     blob: &[u8],
-    form: Option<i64>,
+    form: i64,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO sealed_private (dcls, tb, s_addr1, seal, pairs, form) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -821,18 +767,18 @@ fn put_pairs_blob(
 fn read_pairs(
     (c, hb, host): (i64, i64, &[u8]),
     blob: &[u8],
-    form: Option<i64>,
+    form: i64,
 ) -> Result<Vec<Pair>, Damaged> {
     let blob = codec::verified(&[&pairs_key(c, hb, host, form)], blob)?;
-    if form != Some(codec::PAIRS_FORM) {
+    if form != codec::PAIRS_FORM {
         return Err(Damaged("history form"));
     }
     codec::unpack_pairs(blob, pairs_base(c, hb))
 }
 
 /// An id list's `form` column: the one form written, anything else is damage.
-fn ids_form(form: Option<i64>) -> Result<(), Damaged> {
-    if form == Some(codec::IDS_FORM) {
+fn ids_form(form: i64) -> Result<(), Damaged> {
+    if form == codec::IDS_FORM {
         Ok(())
     } else {
         Err(Damaged("id list form"))
@@ -905,8 +851,8 @@ fn bucket_end(c: i64, b: i64) -> Option<Micros> {
         .checked_add(*max)
 }
 
-/// Merge every group of bucket (c, b) written by several seals into one row, and the same
-/// for the private hosts' pairs; `who` then reads one row per public pair.
+/// Merge the rows several seals wrote for each group of bucket (c, b) into one (or parts of
+/// at most [`ROW_BYTES`]); `who` then reads one row per group.
 pub fn merge_bucket(tx: &Connection, names: &Names, c: i64, b: i64) -> rusqlite::Result<u64> {
     const CHUNK: usize = 20_000;
     let mut merged = 0u64;
@@ -920,11 +866,11 @@ pub fn merge_bucket(tx: &Connection, names: &Names, c: i64, b: i64) -> rusqlite:
         .optional()?
         .unwrap_or(0);
     let regroup = match layout_of(tx, c, b)? {
-        Some(Layout::Hashed(old)) => match Layout::for_expected(n.max(0) as u64) {
-            Layout::Hashed(new) if new > old + 1 => Some((old, new)),
+        Some(Layout(old)) => match Layout::for_expected(n.max(0) as u64) {
+            Layout(new) if new > old + 1 => Some((old, new)),
             _ => None,
         },
-        _ => None,
+        None => None,
     };
     loop {
         // A chunk of the bucket in key order; the last pair of a full chunk may continue in
@@ -1232,7 +1178,7 @@ impl SealIndex {
                 if self.parsed.len() >= CHUNKS_CACHED {
                     self.parsed.clear();
                 }
-                let blob: Option<(Vec<u8>, Option<i64>)> = conn
+                let blob: Option<(Vec<u8>, i64)> = conn
                     .prepare_cached(
                         "SELECT ids, form FROM seals WHERE seal = ?1 AND creator_id = ?2 AND grp = ?3 AND min_id = ?4",
                     )?
@@ -1328,7 +1274,7 @@ fn rows_of(
 ) -> rusqlite::Result<Vec<RowKey>> {
     let mut keys = Vec::new();
     for f in index.places(conn, k)? {
-        if let Some((a, p)) = layout_of(conn, f.dcls, f.tb)?.and_then(|l| l.spot_key(&f.spot)) {
+        if let Some((a, p)) = layout_of(conn, f.dcls, f.tb)?.map(|l| l.spot_key(&f.spot)) {
             keys.push((f.dcls, f.tb, a, p));
         }
     }
@@ -1374,10 +1320,8 @@ pub fn take(
                 .execute(params![dcls, tb, a, port, seal])?;
             } else {
                 let mut refs: Vec<&Stored> = rest.iter().collect();
-                let blob = codec::summed(
-                    &[&row_key(dcls, tb, &a, port)],
-                    pack_row(&a, &mut refs, names),
-                );
+                let blob =
+                    codec::summed(&[&row_key(dcls, tb, &a, port)], pack_row(&mut refs, names));
                 tx.prepare_cached(
                     "UPDATE sealed SET n = ?6, rows = ?7
                       WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND seal = ?5",
@@ -1449,8 +1393,8 @@ pub fn group(
     at_key(conn, names, (c, b, &a, p), Some((addr, port)))
 }
 
-/// The sealed lifetimes at `spots` in bucket (c, b), each once: those of a pair spot's
-/// pair, and of the pairs whose hash a hash spot holds (the caller picks by private address).
+/// The sealed lifetimes at `spots` in bucket (c, b), each once: those of the pairs whose
+/// hash a spot holds (the caller picks by private address).
 pub fn at_spots(
     conn: &Connection,
     names: &Names,
@@ -1462,21 +1406,16 @@ pub fn at_spots(
         return Ok(Vec::new());
     };
     // Several spots can name one row (one group, several hashes): each row is read once.
-    let mut keys: Vec<(Vec<u8>, i64)> = spots.iter().filter_map(|s| layout.spot_key(s)).collect();
+    let mut keys: Vec<(Vec<u8>, i64)> = spots.iter().map(|s| layout.spot_key(s)).collect();
     keys.sort();
     keys.dedup();
     let wanted: HashSet<Spot> = spots.iter().copied().collect();
-    let hashes = spots.iter().any(|s| matches!(s, Spot::Hash(_)));
     let mut out = Vec::new();
     for (a, p) in keys {
         out.extend(
             at_key(conn, names, (c, b, &a, p), None)?
                 .into_iter()
-                .filter(|s| {
-                    let (addr, port) = (&s.w_addr[1], s.w_port[1]);
-                    wanted.contains(&Spot::Pair(*addr, port))
-                        || (hashes && wanted.contains(&Spot::hashed(addr, port)))
-                }),
+                .filter(|s| wanted.contains(&Spot::hashed(&s.w_addr[1], s.w_port[1]))),
         );
     }
     Ok(out)
@@ -1498,7 +1437,7 @@ pub fn private_pairs(
     let mut rows = st.query(params![c, b, lo, hi])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let (host, blob, form): (Vec<u8>, Vec<u8>, Option<i64>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let (host, blob, form): (Vec<u8>, Vec<u8>, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
         match read_pairs((c, b, &host), &blob, form) {
             Ok(v) => out.extend(v),
             Err(e) => met(damaged_pairs(c, b, &host, e))?,
@@ -1515,7 +1454,9 @@ pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result
         .collect::<rusqlite::Result<_>>()?;
     let mut gone = 0u64;
     for (c, b, end) in buckets {
-        let layout = layout_of(tx, c, b)?.unwrap_or(Layout::Pairs);
+        let Some(layout) = layout_of(tx, c, b)? else {
+            continue;
+        };
         let mut keep: HashMap<(Vec<u8>, i64), Vec<Stored>> = HashMap::default();
         let mut removed: HashMap<u32, i64> = HashMap::default();
         let mut kept = 0i64;
@@ -1610,7 +1551,7 @@ pub fn check_lists(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
     let mut rows = st.query([])?;
     let mut history = 0;
     while let Some(r) = rows.next()? {
-        let (c, hb, host, blob, form): (i64, i64, Vec<u8>, Vec<u8>, Option<i64>) =
+        let (c, hb, host, blob, form): (i64, i64, Vec<u8>, Vec<u8>, i64) =
             (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
         history += 1;
         if let Err(e) = read_pairs((c, hb, &host), &blob, form) {
@@ -1621,7 +1562,7 @@ pub fn check_lists(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
     let mut rows = st.query([])?;
     let mut lists = 0;
     while let Some(r) = rows.next()? {
-        let (seal, creator, grp, lo, blob, form): (i64, i64, i64, i64, Vec<u8>, Option<i64>) = (
+        let (seal, creator, grp, lo, blob, form): (i64, i64, i64, i64, Vec<u8>, i64) = (
             r.get(0)?,
             r.get(1)?,
             r.get(2)?,
@@ -2045,36 +1986,61 @@ mod tests {
     }
 
     #[test]
-    fn a_bucket_written_before_schema_6_keeps_one_row_per_pair() {
+    fn a_bucket_whose_bits_are_out_of_range_is_damage_named_by_a_reader_and_an_error_to_a_writer() {
         let (_d, conn) = db();
-        let all = lifetimes(0, 6);
-        let (c, b) = filed(&all[0]);
-        // As schema 5 left it: the bucket exists, without bits.
-        conn.execute(
-            "INSERT INTO sealed_buckets (dcls, tb, seals, n, first_us, last_us, end_us)
-             VALUES (?1, ?2, 0, 0, ?3, ?3, ?3)",
-            params![c, b, all[0].start],
-        )
-        .expect("old bucket");
-        seal(&conn, &all[..3], 1);
-        seal(&conn, &all[3..], 2);
-        let by_pair: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sealed WHERE w_addr1 = x'c0000202' AND w_port1 = 61234",
-                [],
-                |r| r.get(0),
-            )
-            .expect("count");
-        assert_eq!((by_pair, groups(&conn)), (2, 2));
-        let t = all[2].start + 11 * S;
-        let alive = all.iter().filter(|s| s.start <= t && s.end >= t).count();
-        assert_eq!((who(&conn, t).len(), alive), (5, 5));
-        let names = Names::load(&conn).expect("names");
+        let all = lifetimes(0, 4);
+        seal(&conn, &all[..2], 1);
+        let t = all[1].start + 11 * S;
+        assert_eq!(who(&conn, t).len(), 2);
+        conn.execute("UPDATE sealed_buckets SET bits = 99", [])
+            .expect("damage");
+        let named = {
+            let _tolerant = tolerate();
+            assert!(who(&conn, t).is_empty());
+            damage_seen()
+        };
+        assert_eq!(named.len(), 1, "{named:?}");
+        assert!(named[0].what.starts_with("sealed bucket (class 2"));
+        assert_eq!(named[0].why, "bucket bits");
+        // A writer stops: sealed into that bucket, its lifetimes could not be found again.
+        let mut names = Names::load(&conn).expect("names");
         let tx = conn.unchecked_transaction().expect("tx");
-        assert_eq!(merge_bucket(&tx, &names, c, b).expect("merge"), 6);
-        tx.commit().expect("commit");
-        assert_eq!(groups(&conn), 1);
-        assert_eq!(who(&conn, t).len(), 5);
+        let e = write_seal(&tx, &all[2..], 2, &mut names, &|_, n| n).expect_err("damage");
+        assert!(is_damage(&e), "{e}");
+    }
+
+    #[test]
+    fn a_row_keyed_by_a_public_pair_is_damage_even_with_a_matching_checksum() {
+        let (_d, conn) = db();
+        let all = lifetimes(0, 3);
+        seal(&conn, &all, 1);
+        // The one row, moved under the key of its public pair, checksummed for that key.
+        let (c, b, blob): (i64, i64, Vec<u8>) = conn
+            .query_row("SELECT dcls, tb, rows FROM sealed", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .expect("row");
+        let pair = addr_blob(&all[0].w_addr[1]);
+        let port = i64::from(all[0].w_port[1]);
+        let payload = blob[..blob.len() - codec::SUM_BYTES].to_vec();
+        let moved = codec::summed(&[&row_key(c, b, &pair, port)], payload);
+        conn.execute(
+            "UPDATE sealed SET w_addr1 = ?1, w_port1 = ?2, rows = ?3",
+            params![pair, port, moved],
+        )
+        .expect("move");
+        let walked = crate::store::sqlite::export::each_lifetime(&conn, 0, i64::MAX, |_| {
+            Ok::<(), rusqlite::Error>(())
+        })
+        .expect("walk");
+        assert_eq!((walked.rows, walked.damaged), (0, 1));
+        let _tolerant = tolerate();
+        let _ = damage_seen();
+        let names = Names::load(&conn).expect("names");
+        each_in_bucket(&conn, &names, c, b, |_| Ok(())).expect("tolerated");
+        let named = damage_seen();
+        assert_eq!(named.len(), 1, "{named:?}");
+        assert_eq!(named[0].why, "row key");
     }
 
     #[test]

@@ -200,27 +200,18 @@ fn code(v: u8, usual: [u8; 3]) -> u32 {
 const AFS: [u8; 3] = [2, 24, 0];
 const DIRS: [u8; 3] = [1, 2, 0];
 
-/// The group's context: the public pair is in the row key, not in the blob.
+/// A section's public pair: in the section header, not in each lifetime.
 #[derive(Debug, Clone, Copy)]
-pub struct Public<'a> {
-    pub addr: &'a IpAddr,
-    pub port: u16,
+struct Public<'a> {
+    addr: &'a IpAddr,
+    port: u16,
 }
 
-/// Pack `rows` (one group, any order: sorted here by start) into a blob.
-/// `name` maps an ifname to its id in `names`.
-pub fn pack_rows(rows: &mut [&Stored], name: impl FnMut(&IfName) -> u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(rows.len() * 48);
-    pack_rows_from(&mut out, rows, name, Base::default());
-    out
-}
-
-/// What the first lifetime of a packed run is a delta from: (start, creator, state id);
-/// and whether its flags are in the order of hashed groups ([`SECTION_FLAGS`]).
+/// What the first lifetime of a packed run is a delta from: (start, creator, state id).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Base(i64, i64, i64, bool);
+struct Base(i64, i64, i64);
 
-/// Flag bits of a lifetime in a hashed group: (bit as in a per-pair group, bit here). The
+/// Flag bits of a packed lifetime: (bit as the `F_*` constants number it, bit stored). The
 /// common ones (NAT, direction, end reason) fit the varint's first byte, so most lifetimes
 /// spend one byte on flags instead of two.
 const SECTION_FLAGS: [(u32, u32); 14] = [
@@ -240,7 +231,7 @@ const SECTION_FLAGS: [(u32, u32); 14] = [
     (4, 13),
 ];
 
-/// Move flag bits from one order to the other (`to_section`: group order -> section order).
+/// Move flag bits from one order to the other (`to_section`: `F_*` order -> stored order).
 fn reorder_flags(f: u32, to_section: bool) -> u32 {
     SECTION_FLAGS.iter().fold(0, |acc, &(g, sec)| {
         let (from, to) = if to_section { (g, sec) } else { (sec, g) };
@@ -248,9 +239,10 @@ fn reorder_flags(f: u32, to_section: bool) -> u32 {
     })
 }
 
-/// [`pack_rows`] into `out`, the first lifetime's start, creator and id as deltas from
-/// `base` (the row's first lifetime, in a hashed group: most runs there hold one or two
-/// lifetimes, and absolute values cost ~22 bytes each).
+/// Pack one public pair's lifetimes (any order: sorted here by start) into `out`, the first
+/// lifetime's start, creator and id as deltas from `base` (the row's first lifetime: most
+/// runs hold one or two lifetimes, and absolute values cost ~22 bytes each). `name` maps an
+/// ifname to its id in `names`.
 fn pack_rows_from(
     out: &mut Vec<u8>,
     rows: &mut [&Stored],
@@ -258,7 +250,7 @@ fn pack_rows_from(
     base: Base,
 ) {
     rows.sort_by_key(|r| (r.start, r.creator_id, r.state_id));
-    let Base(mut start, mut creator, mut id, _) = base;
+    let Base(mut start, mut creator, mut id) = base;
     for r in rows.iter() {
         let s0_differs = r.s_addr[0] != r.w_addr[0] || r.s_port[0] != r.w_port[0];
         let mut f = (u32::from(r.reason.min(3)) << REASON_SHIFT)
@@ -278,7 +270,7 @@ fn pack_rows_from(
                 f |= bit;
             }
         }
-        put(out, if base.3 { reorder_flags(f, true) } else { f });
+        put(out, reorder_flags(f, true));
         if code(r.af, AFS) == 3 {
             out.push(r.af);
         }
@@ -319,18 +311,8 @@ fn pack_rows_from(
     }
 }
 
-/// Unpack a group's blob; `name` resolves an ifname id (None: damage).
-pub fn unpack_rows(
-    blob: &[u8],
-    public: Public,
-    name: impl FnMut(u64) -> Option<String>,
-) -> Res<Vec<Stored>> {
-    let mut out = Vec::new();
-    unpack_rows_from(&mut out, blob, public, name, Base::default())?;
-    Ok(out)
-}
-
-/// The inverse of [`pack_rows_from`], appending to `out`.
+/// The inverse of [`pack_rows_from`], appending to `out`; `name` resolves an ifname id
+/// (None: damage).
 fn unpack_rows_from(
     out: &mut Vec<Stored>,
     blob: &[u8],
@@ -339,10 +321,9 @@ fn unpack_rows_from(
     base: Base,
 ) -> Res<()> {
     let mut c = Cur { b: blob };
-    let Base(mut start, mut creator, mut id, _) = base;
+    let Base(mut start, mut creator, mut id) = base;
     while !c.done() {
-        let f: u32 = c.var("flags")?;
-        let f = if base.3 { reorder_flags(f, false) } else { f };
+        let f = reorder_flags(c.var("flags")?, false);
         let raw = |c: &mut Cur, code: u32, usual: [u8; 3]| -> Res<u8> {
             if code == 3 {
                 c.byte("code")
@@ -448,13 +429,13 @@ pub fn hashed_group(addr: &IpAddr, port: u16, bits: u32) -> i64 {
 
 /// Pack the lifetimes of a hashed group (several public pairs): the start, creator and id
 /// every run is a delta from, a table of the public addresses, then per pair its address
-/// (index), port and the length of its lifetimes packed as [`pack_rows`] packs them, then
+/// (index), port and the length of its lifetimes packed by [`pack_rows_from`], then
 /// those. A reader after one pair skips the others unread.
 pub fn pack_sections(rows: &mut [&Stored], mut name: impl FnMut(&IfName) -> u64) -> Vec<u8> {
     sort_for_sections(rows);
     let mut out = Vec::with_capacity(rows.len() * 48);
-    let base = rows.first().map_or(Base(0, 0, 0, true), |r| {
-        Base(r.start, i64::from(r.creator_id), r.state_id as i64, true)
+    let base = rows.first().map_or(Base::default(), |r| {
+        Base(r.start, i64::from(r.creator_id), r.state_id as i64)
     });
     for v in [base.0, base.1, base.2] {
         put(&mut out, v);
@@ -513,7 +494,6 @@ pub fn unpack_sections(
         c.var("base start")?,
         c.var("base creator")?,
         c.var("base id")?,
-        true,
     );
     let addrs = get_addrs(&mut c)?;
     while !c.done() {
@@ -532,25 +512,21 @@ pub fn unpack_sections(
     Ok(out)
 }
 
-/// Bits of a pair's hash a [`Spot::Hash`] keeps: as many as a bucket's groups can use.
+/// Bits of a pair's hash a [`Spot`] keeps: as many as a bucket's groups can use.
 pub const SPOT_BITS: u32 = 24;
 
-/// Where in its bucket a sealed lifetime's row is.
+/// Where in its bucket a sealed lifetime's row is: the top [`SPOT_BITS`] of its public
+/// pair's hash ([`hashed_group`]). In a bucket of 2^bits hashed groups its group is the top
+/// `bits` of them, whatever bits a later merge chooses. Three bytes instead of an address
+/// and a port; the reader then finds the lifetime among its group's by id or private
+/// address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Spot {
-    /// Its public pair: found in a bucket of either layout.
-    Pair(IpAddr, u16),
-    /// The top [`SPOT_BITS`] of its pair's hash ([`hashed_group`]): in a bucket of 2^bits
-    /// hashed groups its group is the top `bits` of them, whatever bits a later merge
-    /// chooses. Three bytes instead of an address and a port; the reader then finds the
-    /// lifetime among its group's by id or private address.
-    Hash(u32),
-}
+pub struct Spot(pub u32);
 
 impl Spot {
-    /// The spot of pair (addr, port) in a hashed bucket.
+    /// The spot of pair (addr, port).
     pub fn hashed(addr: &IpAddr, port: u16) -> Spot {
-        Spot::Hash(hashed_group(addr, port, SPOT_BITS) as u32)
+        Spot(hashed_group(addr, port, SPOT_BITS) as u32)
     }
 }
 
@@ -591,13 +567,6 @@ fn get_addrs(c: &mut Cur) -> Res<Vec<IpAddr>> {
         .collect()
 }
 
-fn index_of(addrs: &mut Vec<IpAddr>, idx: &mut ahash::AHashMap<IpAddr, u64>, a: IpAddr) -> u64 {
-    *idx.entry(a).or_insert_with(|| {
-        addrs.push(a);
-        addrs.len() as u64 - 1
-    })
-}
-
 /// Column `form` of `seals`: the one form [`pack_ids`] writes (any other is damage).
 pub const IDS_FORM: i64 = 2;
 
@@ -619,77 +588,55 @@ fn get_hash(c: &mut Cur) -> Res<u32> {
     Ok(u32::from_be_bytes([0, b[0], b[1], b[2]]))
 }
 
-/// The addresses of a list's pair spots, as a table for [`put_addrs`].
-fn pair_table(spots: impl Iterator<Item = Spot>) -> (Vec<IpAddr>, ahash::AHashMap<IpAddr, u64>) {
-    let (mut addrs, mut idx) = (Vec::new(), ahash::AHashMap::new());
-    for s in spots {
-        if let Spot::Pair(a, _) = s {
-            index_of(&mut addrs, &mut idx, a);
-        }
+/// The first byte of an id list and of a history list: always zero (anything else is
+/// damage).
+fn put_head(out: &mut Vec<u8>) {
+    out.push(0);
+}
+
+fn get_head(c: &mut Cur) -> Res<()> {
+    match c.byte("list head")? {
+        0 => Ok(()),
+        _ => Err(Damaged("list head")),
     }
-    (addrs, idx)
 }
 
 /// The ids of one seal (one creator, one id group), each with where it is filed; `ids`
-/// sorted by id. Packed as [`IDS_FORM`]: per id its delta, then class (< 16, as
-/// `class_of` gives), bucket delta and spot kind in one varint, then the spot.
+/// sorted by id. Packed as [`IDS_FORM`]: after the head, per id its delta, then class (< 16,
+/// as `class_of` gives), bucket delta and a set bit 4 in one varint (bit 4 clear is damage),
+/// then the spot's three bytes.
 pub fn pack_ids(ids: &[(u64, Filed)]) -> Vec<u8> {
-    let (addrs, idx) = pair_table(ids.iter().map(|(_, f)| f.spot));
-    let mut out = Vec::with_capacity(ids.len() * 5 + addrs.len() * 5 + 2);
-    put_addrs(&mut out, &addrs);
+    let mut out = Vec::with_capacity(ids.len() * 5 + 1);
+    put_head(&mut out);
     let (mut prev_id, mut prev_tb) = (ids.first().map_or(0, |i| i.0), [0i64; 16]);
     for (id, f) in ids {
         put(&mut out, id.wrapping_sub(prev_id));
         let slot = f.dcls.clamp(0, 15) as usize;
-        let kind = u64::from(matches!(f.spot, Spot::Hash(_)));
         let d = zigzag(f.tb.wrapping_sub(prev_tb[slot]));
-        put(&mut out, d << 5 | kind << 4 | (f.dcls as u64 & 15));
-        put_spot(&mut out, &f.spot, &idx, addrs.len());
+        put(&mut out, d << 5 | 1 << 4 | (f.dcls as u64 & 15));
+        put_hash(&mut out, f.spot.0);
         (prev_id, prev_tb[slot]) = (*id, f.tb);
     }
     out
 }
 
-/// A spot: a hash, or a pair (its address by index unless the table has one address).
-fn put_spot(out: &mut Vec<u8>, s: &Spot, idx: &ahash::AHashMap<IpAddr, u64>, n: usize) {
-    match s {
-        Spot::Hash(h) => put_hash(out, *h),
-        Spot::Pair(a, p) => {
-            if n != 1 {
-                put(out, idx.get(a).copied().unwrap_or(0));
-            }
-            out.extend_from_slice(&p.to_be_bytes());
-        }
-    }
-}
-
-fn get_spot(c: &mut Cur, hash: bool, addrs: &[IpAddr]) -> Res<Spot> {
-    if hash {
-        return Ok(Spot::Hash(get_hash(c)?));
-    }
-    let a: u64 = if addrs.len() == 1 {
-        0
-    } else {
-        c.var("address")?
-    };
-    let addr = *addrs.get(a as usize).ok_or(Damaged("address index"))?;
-    Ok(Spot::Pair(addr, c.port()?))
-}
-
 /// The inverse of [`pack_ids`], given the seal's lowest id.
 pub fn unpack_ids(blob: &[u8], min_id: u64) -> Res<Vec<(u64, Filed)>> {
     let mut c = Cur { b: blob };
-    let addrs = get_addrs(&mut c)?;
+    get_head(&mut c)?;
     let mut out = Vec::new();
     let (mut id, mut prev_tb) = (min_id, [0i64; 16]);
     while !c.done() {
         id = id.wrapping_add(c.var::<u64>("id")?);
         let x: u64 = c.var("class and bucket")?;
-        let (dcls, delta, hash) = ((x & 15) as i64, unzigzag(x >> 5), x & 16 != 0);
+        if x & 16 == 0 {
+            return Err(Damaged("spot kind"));
+        }
+        let (dcls, delta) = ((x & 15) as i64, unzigzag(x >> 5));
         let slot = dcls as usize;
         let tb = prev_tb[slot].wrapping_add(delta);
         prev_tb[slot] = tb;
-        let spot = get_spot(&mut c, hash, &addrs)?;
+        let spot = Spot(get_hash(&mut c)?);
         out.push((id, Filed { dcls, tb, spot }));
     }
     Ok(out)
@@ -703,19 +650,17 @@ pub type Pair = (i64, Spot);
 /// damage).
 pub const PAIRS_FORM: i64 = 1;
 
-/// A history row's list: buckets as deltas from `base`, the sealed bucket its history
-/// bucket starts in (most entries are a delta of 0 or 1 from it), and spots as in id
-/// lists. `base` is the sealed bucket its history
-/// bucket starts in (most entries are a delta of 0 or 1 from it).
+/// A history row's list: after the head, per entry its bucket as a delta from the
+/// previous one, shifted left once over a set low bit (clear is damage), then the spot's
+/// three bytes. The first is a delta from `base`, the sealed bucket its history bucket
+/// starts in (most entries are a delta of 0 or 1 from it).
 pub fn pack_pairs(pairs: &[Pair], base: i64) -> Vec<u8> {
-    let (addrs, idx) = pair_table(pairs.iter().map(|p| p.1));
-    let mut out = Vec::with_capacity(pairs.len() * 4 + addrs.len() * 5 + 2);
-    put_addrs(&mut out, &addrs);
+    let mut out = Vec::with_capacity(pairs.len() * 4 + 1);
+    put_head(&mut out);
     let mut prev_tb = base;
     for (tb, spot) in pairs {
-        let kind = u64::from(matches!(spot, Spot::Hash(_)));
-        put(&mut out, zigzag(tb.wrapping_sub(prev_tb)) << 1 | kind);
-        put_spot(&mut out, spot, &idx, addrs.len());
+        put(&mut out, zigzag(tb.wrapping_sub(prev_tb)) << 1 | 1);
+        put_hash(&mut out, spot.0);
         prev_tb = *tb;
     }
     out
@@ -724,13 +669,16 @@ pub fn pack_pairs(pairs: &[Pair], base: i64) -> Vec<u8> {
 /// The inverse of [`pack_pairs`].
 pub fn unpack_pairs(blob: &[u8], base: i64) -> Res<Vec<Pair>> {
     let mut c = Cur { b: blob };
-    let addrs = get_addrs(&mut c)?;
+    get_head(&mut c)?;
     let mut out = Vec::new();
     let mut tb = base;
     while !c.done() {
         let x: u64 = c.var("bucket")?;
+        if x & 1 == 0 {
+            return Err(Damaged("spot kind"));
+        }
         tb = tb.wrapping_add(unzigzag(x >> 1));
-        out.push((tb, get_spot(&mut c, x & 1 != 0, &addrs)?));
+        out.push((tb, Spot(get_hash(&mut c)?)));
     }
     Ok(out)
 }
@@ -798,17 +746,9 @@ pub(crate) mod tests {
         rows[11].first = rows[11].start - 3;
         let (name, table) = names();
         let mut refs: Vec<&Stored> = rows.iter().collect();
-        let blob = pack_rows(&mut refs, name);
-        let public = IpAddr::from([192, 0, 2, 2]);
-        let back = unpack_rows(
-            &blob,
-            Public {
-                addr: &public,
-                port: 61234,
-            },
-            |i| table.get(i as usize).cloned(),
-        )
-        .expect("decodes");
+        let blob = pack_sections(&mut refs, name);
+        let back =
+            unpack_sections(&blob, None, |i| table.get(i as usize).cloned()).expect("decodes");
         let mut want = rows.clone();
         want.sort_by_key(|r| r.start);
         assert_eq!(back, want);
@@ -825,24 +765,37 @@ pub(crate) mod tests {
         let rows: Vec<Stored> = (0..5).map(stored).collect();
         let (name, table) = names();
         let mut refs: Vec<&Stored> = rows.iter().collect();
-        let blob = pack_rows(&mut refs, name);
-        let public = IpAddr::from([192, 0, 2, 2]);
-        let p = Public {
-            addr: &public,
-            port: 1,
-        };
+        let blob = pack_sections(&mut refs, name);
+        let get = |i: u64| table.get(i as usize).cloned();
         for cut in 0..blob.len() {
-            let r = unpack_rows(&blob[..cut], p, |i| table.get(i as usize).cloned());
-            if cut > 0 {
-                assert!(r.is_err() || r.is_ok_and(|v| v.len() < 5), "cut at {cut}");
-            }
+            let r = unpack_sections(&blob[..cut], None, get);
+            assert!(r.is_err() || r.is_ok_and(|v| v.len() < 5), "cut at {cut}");
         }
-        for i in 0..blob.len() {
-            let mut b = blob.clone();
-            b[i] ^= 0xff;
-            let _ = unpack_rows(&b, p, |i| table.get(i as usize).cloned());
-            let _ = unpack_ids(&b, 0);
-            let _ = unpack_pairs(&b, 7);
+        let spots: Vec<(u64, Filed)> = ids();
+        let lists = [
+            blob,
+            pack_ids(&spots),
+            pack_pairs(
+                &spots
+                    .iter()
+                    .map(|(_, f)| (f.tb, f.spot))
+                    .collect::<Vec<_>>(),
+                7,
+            ),
+        ];
+        for b in &lists {
+            for cut in 0..b.len() {
+                let _ = unpack_sections(&b[..cut], None, get);
+                let _ = unpack_ids(&b[..cut], 0);
+                let _ = unpack_pairs(&b[..cut], 7);
+            }
+            for i in 0..b.len() {
+                let mut b = b.clone();
+                b[i] ^= 0xff;
+                let _ = unpack_sections(&b, None, get);
+                let _ = unpack_ids(&b, 0);
+                let _ = unpack_pairs(&b, 7);
+            }
         }
     }
 
@@ -891,11 +844,11 @@ pub(crate) mod tests {
         assert!(unpack_sections(&blob, Some((&absent, 1)), get)
             .expect("no such pair")
             .is_empty());
-        // Deltas from the row's first lifetime: each pair's run costs less than packed
-        // alone (its first start, creator and id absolute, ~22 bytes).
+        // The pairs of a row share its base (a start, creator and id, ~22 bytes) and its
+        // address table: the row costs less than its pairs packed as rows of their own.
         let alone_total: usize = want
             .chunk_by(|a, b| (a.w_addr[1], a.w_port[1]) == (b.w_addr[1], b.w_port[1]))
-            .map(|run| pack_rows(&mut run.iter().collect::<Vec<_>>(), names().0).len())
+            .map(|run| pack_sections(&mut run.iter().collect::<Vec<_>>(), names().0).len())
             .sum();
         assert!(
             blob.len() + 7 * 10 < alone_total,
@@ -941,7 +894,7 @@ pub(crate) mod tests {
         );
     }
 
-    fn ids(hashes: bool) -> Vec<(u64, Filed)> {
+    fn ids() -> Vec<(u64, Filed)> {
         let v6: IpAddr = "2001:db8::7".parse().expect("v6");
         (0..100u64)
             .map(|i| {
@@ -950,12 +903,7 @@ pub(crate) mod tests {
                 } else {
                     IpAddr::from([203, 0, 113, 5])
                 };
-                let port = 50000 + i as u16;
-                let spot = if hashes && i % 3 > 0 {
-                    Spot::hashed(&addr, port)
-                } else {
-                    Spot::Pair(addr, port)
-                };
+                let spot = Spot::hashed(&addr, 50000 + i as u16);
                 let dcls = (i % 7) as i64;
                 let tb = (1_767_571_200_000_000 + i as i64 * 1_000_000) >> (22 + 2 * (i % 7));
                 (1000 + i * 3, Filed { dcls, tb, spot })
@@ -965,16 +913,11 @@ pub(crate) mod tests {
 
     #[test]
     fn id_lists_round_trip() {
-        let mixed = ids(true);
-        let blob = pack_ids(&mixed);
-        assert_eq!(unpack_ids(&blob, 1000).expect("ids"), mixed);
-        // An id in a hashed bucket: its id delta, one byte of class and bucket, 3 of hash.
-        let hashed: Vec<_> = mixed
-            .iter()
-            .filter(|(_, f)| matches!(f.spot, Spot::Hash(_)))
-            .cloned()
-            .collect();
-        assert!(pack_ids(&hashed).len() <= 1 + hashed.len() * 6);
+        let list = ids();
+        let blob = pack_ids(&list);
+        assert_eq!(unpack_ids(&blob, 1000).expect("ids"), list);
+        // Per id: its delta, one byte of class and bucket, 3 of hash.
+        assert!(blob.len() <= 1 + list.len() * 6);
         let empty = pack_ids(&[]);
         assert_eq!(unpack_ids(&empty, 5).expect("empty"), vec![]);
         let bad = [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200];
@@ -983,27 +926,68 @@ pub(crate) mod tests {
 
     #[test]
     fn history_lists_round_trip() {
-        let mixed: Vec<Pair> = ids(true).iter().map(|(_, f)| (f.tb, f.spot)).collect();
-        let base = mixed[0].0 - 1;
-        let blob = pack_pairs(&mixed, base);
-        assert_eq!(unpack_pairs(&blob, base).expect("pairs"), mixed);
-        // One NAT address: entries carry no index; near the base, one byte of bucket.
-        let nat = IpAddr::from([203, 0, 113, 5]);
-        let one: Vec<Pair> = (0..50).map(|i| (base, Spot::Pair(nat, 1000 + i))).collect();
-        assert_eq!(pack_pairs(&one, base).len(), 1 + 5 + 50 * 3);
+        let list: Vec<Pair> = ids().iter().map(|(_, f)| (f.tb, f.spot)).collect();
+        let base = list[0].0 - 1;
+        let blob = pack_pairs(&list, base);
+        assert_eq!(unpack_pairs(&blob, base).expect("pairs"), list);
+        // Near the base: one byte of bucket, three of hash.
+        let near: Vec<Pair> = list.iter().map(|p| (base, p.1)).collect();
+        assert_eq!(pack_pairs(&near, base).len(), 1 + near.len() * 4);
         assert_eq!(
-            unpack_pairs(&pack_pairs(&one, base), base).expect("one"),
-            one
+            unpack_pairs(&pack_pairs(&near, base), base).expect("near"),
+            near
         );
+    }
+
+    #[test]
+    fn the_packed_lists_keep_their_bytes() {
+        // Stored on disk: a change here is a change of the file format.
+        let f = |tb, h| Filed {
+            dcls: 2,
+            tb,
+            spot: Spot(h),
+        };
+        let list = [(1000, f(5, 0xab_cdef)), (1003, f(6, 0x12_3456))];
+        assert_eq!(
+            pack_ids(&list),
+            [0, 0, 0xd2, 0x02, 0xab, 0xcd, 0xef, 3, 0x52, 0x12, 0x34, 0x56]
+        );
+        let pairs = [(5, Spot(0xab_cdef)), (4, Spot(0x12_3456))];
+        assert_eq!(
+            pack_pairs(&pairs, 5),
+            [0, 1, 0xab, 0xcd, 0xef, 3, 0x12, 0x34, 0x56]
+        );
+    }
+
+    #[test]
+    fn a_list_entry_of_another_form_is_damage_not_a_value() {
+        let list = ids();
+        let (blob, pairs) = (pack_ids(&list[..1]), pack_pairs(&[(7, list[0].1.spot)], 7));
+        // The first byte is always zero.
+        for (mut b, ids) in [(blob.clone(), true), (pairs.clone(), false)] {
+            b[0] = 1;
+            let e = if ids {
+                unpack_ids(&b, 0).err()
+            } else {
+                unpack_pairs(&b, 7).err()
+            };
+            assert_eq!(e, Some(Damaged("list head")));
+        }
+        // An entry's kind bit is always set: bit 4 of an id's class byte, bit 0 of a
+        // history entry's bucket byte.
+        let mut b = blob;
+        b[2] &= !16;
+        assert_eq!(unpack_ids(&b, 0).err(), Some(Damaged("spot kind")));
+        let mut b = pairs;
+        b[1] &= !1;
+        assert_eq!(unpack_pairs(&b, 7).err(), Some(Damaged("spot kind")));
     }
 
     #[test]
     fn a_hash_spot_names_the_group_of_every_bucket_size() {
         let a = IpAddr::from([198, 51, 100, 9]);
         for port in [1, 443, 61234] {
-            let Spot::Hash(h) = Spot::hashed(&a, port) else {
-                panic!("hash")
-            };
+            let h = Spot::hashed(&a, port).0;
             for bits in 0..=SPOT_BITS {
                 assert_eq!(spot_group(h, bits), hashed_group(&a, port, bits), "{bits}");
             }

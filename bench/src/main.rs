@@ -6,7 +6,6 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use pfstatelog::gen::{self, DbBuilder, GenConfig, LINKTYPE_ETHERNET, LINKTYPE_PFSYNC};
 use pfstatelog::model::Flavor;
 use pfstatelog::model::{Event, Micros};
 use pfstatelog::pipeline::{decode_frame, DecodeStats, Outcome};
@@ -17,6 +16,7 @@ use pfstatelog::store::sqlite::writer::{RunCounters, RunInfo, Writer};
 use pfstatelog::store::sqlite::{self as store, blob_addr};
 use pfstatelog::store::WhoFilter;
 use pfstatelog::track::Tracker;
+use pfstatelog_bench::gen::{self, DbBuilder, GenConfig, LINKTYPE_ETHERNET, LINKTYPE_PFSYNC};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;
@@ -809,15 +809,14 @@ fn count_states(db: &str) -> anyhow::Result<(i64, i64)> {
     let open: i64 = c.query_row("SELECT count(*) FROM states WHERE dcls = 14", [], |r| {
         r.get(0)
     })?;
-    Ok((n + sealed_count(&c), open))
+    Ok((n + sealed_count(&c)?, open))
 }
 
-/// Sealed lifetimes (schema 4; an older database has none).
-fn sealed_count(c: &Connection) -> i64 {
+/// Sealed lifetimes.
+fn sealed_count(c: &Connection) -> rusqlite::Result<i64> {
     c.query_row("SELECT coalesce(sum(n), 0) FROM sealed_buckets", [], |r| {
         r.get(0)
     })
-    .unwrap_or(0)
 }
 
 fn import_bench(
@@ -996,8 +995,8 @@ fn sample_rows(
     nat_only: bool,
 ) -> anyhow::Result<Vec<Sampled>> {
     let mut max: i64 = c.query_row("SELECT coalesce(max(id), 0) FROM states", [], |r| r.get(0))?;
-    // A database built by imports holds most lifetimes sealed (schema 4): sample those.
-    let sealed = sealed_count(c);
+    // A database built by imports holds most lifetimes sealed: sample those.
+    let sealed = sealed_count(c)?;
     if sealed > max {
         return sample_sealed(c, n, rng, nat_only, sealed);
     }

@@ -20,11 +20,11 @@
 //!   (the messages go through the real [`Tracker`]; only the SQL is batched differently),
 //!   for building 50–100 million-state databases in minutes.
 
-use crate::model::{Af, Direction, Flavor, FullState, Key, StateRef};
-use crate::model::{Event, Micros};
-use crate::store::sqlite::{self as store, addr_blob};
-use crate::track::Tracker;
-use crate::wire::{freebsd, openbsd, Decoded, Message, UpdC};
+use pfstatelog::model::{Af, Direction, Flavor, FullState, Key, StateRef};
+use pfstatelog::model::{Event, Micros};
+use pfstatelog::store::sqlite::{self as store, addr_blob};
+use pfstatelog::track::Tracker;
+use pfstatelog::wire::{freebsd, openbsd, Decoded, Message, UpdC};
 use rusqlite::{params, Connection};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -1203,7 +1203,7 @@ impl DbBuilder {
                     "pfstatelog-bench gen-db seed={} states={} rate={} reuse={}x{}",
                     cfg.seed, cfg.states, cfg.rate, cfg.hot_pairs, cfg.reuse
                 ),
-                crate::time::wall_us(),
+                pfstatelog::time::wall_us(),
                 first_us,
                 last_us,
                 gstats.packets as i64,
@@ -1448,7 +1448,7 @@ fn insert_rows(tx: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::decode_pfsync;
+    use pfstatelog::wire::decode_pfsync;
 
     fn small() -> GenConfig {
         GenConfig {
@@ -1505,7 +1505,7 @@ mod tests {
         let pf = encode_pfsync(&p, Flavor::OpenBsd);
         let mut buf = Vec::new();
         frame(&pf, 1, 7, LINKTYPE_ETHERNET, &mut buf);
-        let f = crate::wire::link::strip(LINKTYPE_ETHERNET, &buf).unwrap();
+        let f = pfstatelog::wire::link::strip(LINKTYPE_ETHERNET, &buf).unwrap();
         assert_eq!(f.pfsync, &pf[..]);
         assert_eq!(f.ip.unwrap().ttl, 255);
     }
