@@ -4,8 +4,8 @@
 -- (IPv4) or 16 bytes (IPv6), so equality and prefix ranges compare as bytes for both.
 -- A lifetime is in one of three places, read together by every query: `states` (open
 -- lifetimes the recorder keeps past their first ten minutes, evidence rows, lifetimes a
--- later message changed), `young` (the running recorder's journal of new open states) and
--- the sealed tables (closed lifetimes, packed by what `who` asks for).
+-- later message changed), `journal` (the running recorder's journal of new open states) and
+-- the archived tables (closed lifetimes, packed by what `who` asks for).
 
 -- One row per state lifetime. w_* is the WIRE key (key[0]), s_* the STACK key (key[1]).
 -- public = w_addr1:w_port1, private = s_addr1:s_port1, remote = w_addr0:w_port0.
@@ -38,7 +38,7 @@ CREATE TABLE states (
     -- 19 h, 3.2 d, 13 d, 51 d, 203 d), so for each class only starts in [t0 - max(c), t1]
     -- can overlap. Class 13 is longer, class 14 still open. Evidence rows have none. The same
     -- constants are in src/store/query.rs (CLASS_MAX_US).
-    dcls INTEGER GENERATED ALWAYS AS (
+    dur_class INTEGER GENERATED ALWAYS AS (
     CASE
         WHEN start_us IS NULL THEN NULL
         WHEN end_us IS NULL THEN 14
@@ -61,12 +61,12 @@ CREATE TABLE states (
     -- times the class's longest duration; one bucket for classes 13 and 14. Leading the
     -- indexes with (class, bucket) keeps every insert in the recent buckets, which stay in
     -- the page cache however large the database grows (BENCHMARKS.md).
-    tb INTEGER GENERATED ALWAYS AS (
+    start_bucket INTEGER GENERATED ALWAYS AS (
     CASE
-        WHEN dcls IS NULL THEN NULL
-        WHEN dcls >= 13 THEN 0
-        WHEN dcls <= 5 THEN start_us >> 32
-        ELSE start_us >> (22 + 2 * dcls)
+        WHEN dur_class IS NULL THEN NULL
+        WHEN dur_class >= 13 THEN 0
+        WHEN dur_class <= 5 THEN start_us >> 32
+        ELSE start_us >> (22 + 2 * dur_class)
     END) VIRTUAL
 );
 CREATE INDEX states_key ON states (creator_id, state_id);
@@ -135,80 +135,80 @@ CREATE TABLE bus (
 ) WITHOUT ROWID;
 
 -- who: class, bucket, public ip:port, start, end (overlap decided inside the index).
-CREATE INDEX states_who ON states (dcls, tb, w_addr1, w_port1, start_us, end_us);
+CREATE INDEX states_who ON states (dur_class, start_bucket, w_addr1, w_port1, start_us, end_us);
 -- history: class, bucket, the private host (or a prefix's range), start.
-CREATE INDEX states_private ON states (dcls, tb, s_addr1, start_us);
+CREATE INDEX states_private ON states (dur_class, start_bucket, s_addr1, start_us);
 
--- Closed lifetimes written in bulk ("sealed"), a few bytes each. An import or the recorder
+-- Closed lifetimes written in bulk ("archived"), a few bytes each. An import or the recorder
 -- knows a lifetime whole once it has ended, so it writes each flush's closed lifetimes ("a
--- seal") grouped by what `who` asks for: per duration class and time bucket (of the start,
--- four times the class's longest duration wide: src/store/query.rs, sealed_shift), a bucket
--- holds 2^bits rows (`sealed_buckets.bits`): `w_addr1` is one byte, bits, and `w_port1` the
+-- batch") grouped by what `who` asks for: per duration class and time bucket (of the start,
+-- four times the class's longest duration wide: src/store/query.rs, archive_shift), a bucket
+-- holds 2^bits rows (`archive_buckets.bits`): `w_addr1` is one byte, bits, and `w_port1` the
 -- group number, a fixed hash of the public pair (src/store/pack.rs, hashed_group). Each
 -- row's blob holds its pairs' lifetimes one pair after the other (pack_sections), so `who`
 -- skips the other pairs of a row unread. A merge that finds a bucket holding far more than
--- its first seal foresaw regroups it under more bits; a group still over 960 bytes is
--- written as several rows, told apart by `seal` (seal + k << 40 for the k-th). Groups of
--- several seals are merged once their bucket can get no more lifetimes. A later message
--- about a sealed lifetime moves it back to `states` first ("unseal").
--- Every packed blob (`sealed.rows`, `sealed_private.pairs`, `seals.ids`) ends with four
+-- its first batch foresaw regroups it under more bits; a group still over 960 bytes is
+-- written as several rows, told apart by `batch` (batch + k << 40 for the k-th). Groups of
+-- several batches are merged once their bucket can get no more lifetimes. A later message
+-- about a archived lifetime moves it back to `states` first ("unarchive").
+-- Every packed blob (`archived.rows`, `archive_hosts.pairs`, `batches.ids`) ends with four
 -- bytes: the CRC-32 (little-endian) of the row's key and of the packed bytes before it
 -- (src/store/pack.rs, summed), checked before it is decoded.
-CREATE TABLE sealed (
-    dcls     INTEGER NOT NULL,
-    tb       INTEGER NOT NULL,
+CREATE TABLE archive (
+    dur_class     INTEGER NOT NULL,
+    start_bucket       INTEGER NOT NULL,
     w_addr1  BLOB NOT NULL,
     w_port1  INTEGER NOT NULL,
-    seal     INTEGER NOT NULL,
+    batch     INTEGER NOT NULL,
     n        INTEGER NOT NULL,           -- lifetimes in rows
     rows     BLOB NOT NULL,
-    PRIMARY KEY (dcls, tb, w_addr1, w_port1, seal)
+    PRIMARY KEY (dur_class, start_bucket, w_addr1, w_port1, batch)
 ) WITHOUT ROWID;
 
--- history: per class, bucket and private host, where its sealed lifetimes are filed: per
+-- history: per class, bucket and private host, where its archived lifetimes are filed: per
 -- lifetime the top 24 bits of its public pair's hash (src/store/pack.rs, pack_pairs), with
 -- buckets as deltas from the row's own history bucket. `form` is always 1.
-CREATE TABLE sealed_private (
-    dcls     INTEGER NOT NULL,
-    tb       INTEGER NOT NULL,
+CREATE TABLE archive_hosts (
+    dur_class     INTEGER NOT NULL,
+    start_bucket       INTEGER NOT NULL,
     s_addr1  BLOB NOT NULL,
-    seal     INTEGER NOT NULL,
+    batch     INTEGER NOT NULL,
     pairs    BLOB NOT NULL,
     form     INTEGER NOT NULL,
-    PRIMARY KEY (dcls, tb, s_addr1, seal)
+    PRIMARY KEY (dur_class, start_bucket, s_addr1, batch)
 ) WITHOUT ROWID;
 
--- Per class and bucket: how many seals wrote into it since its last merge, how many
+-- Per class and bucket: how many batches wrote into it since its last merge, how many
 -- lifetimes it holds, the earliest start, the latest last-seen and end (stats, prune), and
 -- its number of hash bits (2^bits group rows).
-CREATE TABLE sealed_buckets (
-    dcls     INTEGER NOT NULL,
-    tb       INTEGER NOT NULL,
-    seals    INTEGER NOT NULL,
+CREATE TABLE archive_buckets (
+    dur_class     INTEGER NOT NULL,
+    start_bucket       INTEGER NOT NULL,
+    batches    INTEGER NOT NULL,
     n        INTEGER NOT NULL,
     first_us INTEGER NOT NULL,
     last_us  INTEGER NOT NULL,
     end_us   INTEGER NOT NULL,
     bits     INTEGER NOT NULL,
-    PRIMARY KEY (dcls, tb)
+    PRIMARY KEY (dur_class, start_bucket)
 ) WITHOUT ROWID;
 
 -- The buckets waiting for a merge, found without reading every bucket of every class.
-CREATE INDEX sealed_buckets_pending ON sealed_buckets (dcls, tb) WHERE seals > 1;
+CREATE INDEX archive_buckets_pending ON archive_buckets (dur_class, start_bucket) WHERE batches > 1;
 
--- Sealed lifetimes per creator (stats).
-CREATE TABLE sealed_creators (
+-- Archived lifetimes per creator (stats).
+CREATE TABLE archive_creators (
     creator_id INTEGER PRIMARY KEY,
     n          INTEGER NOT NULL
 );
 
--- Per seal, creator and top byte of the state id (FreeBSD puts the CPU there), in chunks of
+-- Per batch, creator and top byte of the state id (FreeBSD puts the CPU there), in chunks of
 -- 4,096 consecutive ids: the ids it holds and where each one is filed (class, bucket and
 -- hash spot: pack.rs, pack_ids), so a later message about one of them finds it without an
--- index entry per lifetime; end_us is the latest end of the seal's lifetimes of that
+-- index entry per lifetime; end_us is the latest end of the batch's lifetimes of that
 -- creator (prune). `form` is always 2.
-CREATE TABLE seals (
-    seal       INTEGER NOT NULL,
+CREATE TABLE archive_batches (
+    batch       INTEGER NOT NULL,
     creator_id INTEGER NOT NULL,
     grp        INTEGER NOT NULL,
     min_id     INTEGER NOT NULL,
@@ -216,7 +216,7 @@ CREATE TABLE seals (
     end_us     INTEGER NOT NULL,
     ids        BLOB NOT NULL,
     form       INTEGER NOT NULL,
-    PRIMARY KEY (seal, creator_id, grp, min_id)
+    PRIMARY KEY (batch, creator_id, grp, min_id)
 ) WITHOUT ROWID;
 
 -- Names that would repeat in every packed row: creators' ifnames.
@@ -225,19 +225,19 @@ CREATE TABLE names (
     name  TEXT NOT NULL UNIQUE
 );
 
--- The recorder's young open states, in a journal written in order. Most states end within
+-- The recorder's journal open states, in a journal written in order. Most states end within
 -- minutes, so the recorder keeps a new state in memory for its first ten minutes
 -- (src/store/writer.rs, YOUNG_FOR_US) and journals it here at the commit that first sees
 -- it open, keyed by that commit's number `seq`: each commit appends one run of rows at the
--- end of the table and of its index. A young state that ends is sealed like any other and
--- its key appended to young_ends. A young state seen more than a minute past what its row
--- says is journaled again in the current run, and its key appended to young_ends, which so
+-- end of the table and of its index. A journal state that ends is archived like any other and
+-- its key appended to journal_ends. A journal state seen more than a minute past what its row
+-- says is journaled again in the current run, and its key appended to journal_ends, which so
 -- closes the older row. Runs leave from the front: deleted once none of their rows is live,
 -- or after ten minutes, when their live states move into `states` in the same commit.
--- Readers read the journal run by run, leaving out rows young_ends closes at a later seq. A
--- clean stop moves everything still young into `states`; a recorder started after a crash
+-- Readers read the journal run by run, leaving out rows journal_ends closes at a later seq. A
+-- clean stop moves everything still journal into `states`; a recorder started after a crash
 -- does so first. Columns as in `states`, so readers share one column list.
-CREATE TABLE young (
+CREATE TABLE journal (
     seq         INTEGER NOT NULL,
     creator_id  INTEGER NOT NULL,
     state_id    INTEGER NOT NULL,
@@ -262,12 +262,12 @@ CREATE TABLE young (
     PRIMARY KEY (seq, w_addr1, w_port1, creator_id, state_id)
 ) WITHOUT ROWID;
 -- history: per seq, the private host.
-CREATE INDEX young_private ON young (seq, s_addr1, start_us);
+CREATE INDEX young_private ON journal (seq, s_addr1, start_us);
 
 -- Keys whose journal rows of earlier seqs no longer say "open" as of commit `seq`: the state
--- ended (and was sealed, or closed in states), was journaled again at `seq`, or moved into
+-- ended (and was archived, or closed in states), was journaled again at `seq`, or moved into
 -- states.
-CREATE TABLE young_ends (
+CREATE TABLE journal_ends (
     seq         INTEGER NOT NULL,
     creator_id  INTEGER NOT NULL,
     state_id    INTEGER NOT NULL,
@@ -295,7 +295,7 @@ CREATE TABLE health (
 -- Lifetimes ended because another state took over their (creator, id): a full state whose
 -- keys differ from those of the open lifetime of its id ends that lifetime where the new
 -- one begins (end_reason 'replaced'). Kept so that `stats` counts them without unpacking
--- the seals; the key makes a re-import of the same capture count nothing twice.
+-- the batches; the key makes a re-import of the same capture count nothing twice.
 CREATE TABLE replacements (
     creator_id  INTEGER NOT NULL,
     state_id    INTEGER NOT NULL,        -- u64 stored as its i64 bit pattern

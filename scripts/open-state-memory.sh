@@ -19,7 +19,7 @@
 #   before the replay of the N-state capture and once every state is open (its
 #   database says so and it has gone idle); reports the difference / the open states.
 #   Needs root. The replay runs at --pps packets/s (~5 INS a packet). With --after S,
-#   VmRSS is read once more S seconds later (after 600 s the young journal has handed
+#   VmRSS is read once more S seconds later (after 600 s the journal journal has handed
 #   its states over to the database).
 #
 # Exit status: 0 when every measurement ran and every state ended up open; 1 when a
@@ -190,7 +190,7 @@ if [ "$DO_RECORD" = 1 ]; then
     wait "$REPLAY_PID" || problem "tcpreplay exited $?"
     REPLAY_PID=
 
-    # Every state open in the database (the young journal is committed on a timer) and the
+    # Every state open in the database (the journal journal is committed on a timer) and the
     # recorder idle for 2 s: then nothing is left in flight.
     HZ=$(getconf CLK_TCK)
     OPEN=0

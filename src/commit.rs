@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 const BATCH_EVENTS: usize = 200_000;
 /// ...or, committing in line (`import`), this many. An import's flush writes little (its
 /// lifetimes wait for their buckets to be complete), but the lists a batch fills (ended rows,
-/// and at the end their copies for the seal) are sized by it: ~200 bytes an event, faulted
+/// and at the end their copies for the batch) are sized by it: ~200 bytes an event, faulted
 /// in once. 1 M lifetimes into the 50 M file: RSS 546 MiB instead of 585.
 const INLINE_BATCH_EVENTS: usize = 50_000;
 /// ...or when the oldest unflushed data is this old (at most 1 s of data unflushed)...
@@ -151,8 +151,8 @@ impl<'l> Committer<'l> {
                 self.oldest_pending = None;
                 self.retry_after = None;
                 self.flushed = pending;
-                // The seal every 30 s is a longer commit by design, not a sign of a disk
-                // that cannot keep up: the regular commits between seals set the pace.
+                // The batch every 30 s is a longer commit by design, not a sign of a disk
+                // that cannot keep up: the regular commits between batches set the pace.
                 if !self.writer.archived_in_flush() {
                     self.pace(started.elapsed());
                 }

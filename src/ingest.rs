@@ -149,7 +149,7 @@ impl<'l> Ingest<'l> {
     pub fn open(db: &str, run: &RunInfo, log: &'l Logger) -> Result<Ingest<'l>, StoreError> {
         let mut writer = store::open_write(db, run)?;
         // An import's new open lifetimes are in the tracker's table only (a recorder holds
-        // its young ones in the writer, for its journal: this does nothing for it).
+        // its journal ones in the writer, for its journal: this does nothing for it).
         writer.let_tracker_hold();
         let unloaded = writer.open_keys()?;
         Ok(Ingest {

@@ -49,13 +49,13 @@ fn lifetimes(db: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// A row of `sealed`: (dcls, tb, w_addr1, w_port1, seal).
+/// A row of `archive`: (dur_class, start_bucket, w_addr1, w_port1, batch).
 type Key = (i64, i64, Vec<u8>, i64, i64);
 
 /// The key and blob of the archived group with the most lifetimes.
 fn largest_group(conn: &Connection) -> (Key, Vec<u8>) {
     conn.query_row(
-        "SELECT dcls, tb, w_addr1, w_port1, seal, rows FROM sealed ORDER BY n DESC, length(rows) DESC LIMIT 1",
+        "SELECT dur_class, start_bucket, w_addr1, w_port1, batch, rows FROM archive ORDER BY n DESC, length(rows) DESC LIMIT 1",
         [],
         |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?), r.get(5)?)),
     )
@@ -64,7 +64,7 @@ fn largest_group(conn: &Connection) -> (Key, Vec<u8>) {
 
 fn put_group(conn: &Connection, k: &Key, blob: &[u8]) {
     conn.execute(
-        "UPDATE sealed SET rows = ?6 WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND seal = ?5",
+        "UPDATE archive SET rows = ?6 WHERE dur_class = ?1 AND start_bucket = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND batch = ?5",
         rusqlite::params![k.0, k.1, k.2, k.3, k.4, blob],
     )
     .expect("update");
@@ -98,10 +98,10 @@ fn stored_rows(db: &str) -> Vec<String> {
     let mut all = Vec::new();
     for t in [
         "states",
-        "sealed",
-        "sealed_private",
-        "seals",
-        "sealed_buckets",
+        "archived",
+        "archive_hosts",
+        "batches",
+        "archive_buckets",
     ] {
         let mut st = conn.prepare(&format!("SELECT * FROM {t}")).expect("select");
         all.extend(
@@ -140,7 +140,7 @@ fn who_warns_that_the_range_holds_damaged_data_instead_of_answering_nothing() {
     assert_ne!(o.status.code(), Some(1), "a plain 'nothing': {out}{err}");
     assert!(!out.contains("no state matched"), "{out}");
     assert!(
-        err.contains("damaged") && err.contains("sealed group") && err.contains("class"),
+        err.contains("damaged") && err.contains("archived group") && err.contains("class"),
         "{err}"
     );
     if o.status.code() != Some(0) {
@@ -166,7 +166,7 @@ fn who_warns_that_the_range_holds_damaged_data_instead_of_answering_nothing() {
     assert!(
         d["group"]
             .as_str()
-            .is_some_and(|g| g.contains("sealed group")),
+            .is_some_and(|g| g.contains("archived group")),
         "{v}"
     );
     assert!(d["from"].is_string() && d["to"].is_string(), "{v}");
@@ -262,7 +262,7 @@ fn a_byte_flipped_in_the_stored_data_never_changes_an_answer_silently() {
             "byte {i}: a changed lifetime\n{err}"
         );
         if now != before {
-            assert!(err.contains("damaged sealed group"), "byte {i}: {err}");
+            assert!(err.contains("damaged archived group"), "byte {i}: {err}");
         }
     }
     put(&blob);
@@ -284,7 +284,7 @@ fn check_says_sound_or_names_the_damaged_group() {
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(
         out.lines()
-            .any(|l| l.starts_with("damaged: sealed group (class") && l.contains("started")),
+            .any(|l| l.starts_with("damaged: archived group (class") && l.contains("started")),
         "{out}"
     );
     let o = run(&["check", "--db", "/nonexistent/p.db"]);

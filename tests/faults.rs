@@ -22,7 +22,7 @@ fn mkfifo(p: &Path) {
 
 fn states(db: &Path) -> Vec<String> {
     let c = pfstatelog::store::sqlite::pagesum::open(db).expect("open");
-    pfstatelog::store::sqlite::unseal_all(&c).expect("unseal");
+    pfstatelog::store::sqlite::unarchive_all(&c).expect("unarchive");
     let mut st = c
         .prepare(
             "SELECT creator_id, state_id, hex(w_addr1), w_port1, hex(s_addr1), s_port1, start_us, first_us,
@@ -37,7 +37,7 @@ fn count(db: &Path) -> i64 {
     pfstatelog::store::sqlite::pagesum::open(db)
         .and_then(|c| {
             c.query_row(
-                "SELECT (SELECT count(*) FROM states) + (SELECT coalesce(sum(n), 0) FROM sealed_buckets)",
+                "SELECT (SELECT count(*) FROM states) + (SELECT coalesce(sum(n), 0) FROM archive_buckets)",
                 [],
                 |r| r.get(0),
             )

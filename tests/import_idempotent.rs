@@ -66,7 +66,7 @@ fn import(db: &Path, caps: &[&Path]) {
 /// Every lifetime, in a canonical order, without row ids.
 fn dump(db: &Path) -> Vec<String> {
     let c = pfstatelog::store::sqlite::pagesum::open(db).expect("open db");
-    pfstatelog::store::sqlite::unseal_all(&c).expect("unseal");
+    pfstatelog::store::sqlite::unarchive_all(&c).expect("unarchive");
     let mut st = c
         .prepare(
             "SELECT creator_id, state_id, ifname, af, proto, direction,
@@ -91,15 +91,15 @@ fn dump(db: &Path) -> Vec<String> {
     rows.map(|r| r.expect("row")).collect()
 }
 
-/// Lifetimes held sealed (packed) rather than one row each.
-fn sealed(db: &Path) -> i64 {
+/// Lifetimes held archived (packed) rather than one row each.
+fn archived(db: &Path) -> i64 {
     pfstatelog::store::sqlite::pagesum::open(db)
         .and_then(|c| {
-            c.query_row("SELECT coalesce(sum(n), 0) FROM sealed_buckets", [], |r| {
+            c.query_row("SELECT coalesce(sum(n), 0) FROM archive_buckets", [], |r| {
                 r.get(0)
             })
         })
-        .expect("sealed count")
+        .expect("archived count")
 }
 
 /// Rows present on one side only, for a readable failure.
@@ -145,12 +145,12 @@ fn importing_twice_equals_importing_once() {
         import(&once, &[&fixture(name)]);
         import(&twice, &[&fixture(name)]);
         import(&twice, &[&fixture(name)]);
-        // The second import changes nothing, so what the first sealed stays sealed.
-        let (sealed_once, sealed_twice) = (sealed(&once), sealed(&twice));
-        assert!(sealed_once > 100, "{name}: {sealed_once} sealed");
+        // The second import changes nothing, so what the first archived stays archived.
+        let (archived_once, archived_twice) = (archived(&once), archived(&twice));
+        assert!(archived_once > 100, "{name}: {archived_once} archived");
         assert_eq!(
-            sealed_once, sealed_twice,
-            "{name}: a re-import unsealed lifetimes"
+            archived_once, archived_twice,
+            "{name}: a re-import unarchived lifetimes"
         );
         let (a, b) = (dump(&once), dump(&twice));
         assert!(a.len() > 100, "{name}: too few rows ({})", a.len());

@@ -180,14 +180,14 @@ fn stats(db: &str) -> Value {
     serde_json::from_str(&run_ok(&["stats", "--db", db, "--json"])).expect("stats JSON")
 }
 
-/// Rows in the recorder's journal of young states.
+/// Rows in the recorder's journal of journal states.
 fn young_rows(db: &str) -> i64 {
     let c = pfstatelog::store::sqlite::pagesum::open_with_flags(
         db,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
     .expect("open");
-    c.query_row("SELECT count(*) FROM young", [], |r| r.get(0))
+    c.query_row("SELECT count(*) FROM journal", [], |r| r.get(0))
         .expect("count")
 }
 
@@ -425,7 +425,7 @@ fn record_interface_stores_what_import_stores() {
         |_| stats(&db)["states"] == want_states,
         |p| p.err.drain(Duration::from_millis(200)),
     );
-    assert!(young_rows(&db) > 0, "the open states are young");
+    assert!(young_rows(&db) > 0, "the open states are journal");
     ask("running");
     let took = p.stop(STOP);
     let t1 = now_us();
@@ -451,8 +451,8 @@ fn record_interface_stores_what_import_stores() {
     assert_eq!(s["open"], r["open"]);
     // What ended is packed, live as by an import: states keeps the open ones.
     let closed_n = s["states"].as_i64().unwrap_or(0) - s["open"].as_i64().unwrap_or(0);
-    assert!(s["sealed"].as_i64().unwrap_or(0) > 0, "{s}");
-    assert!(s["sealed"].as_i64().unwrap_or(0) <= closed_n, "{s}");
+    assert!(s["archived"].as_i64().unwrap_or(0) > 0, "{s}");
+    assert!(s["archived"].as_i64().unwrap_or(0) <= closed_n, "{s}");
     let creators = |v: &Value| -> BTreeMap<String, Value> {
         v["creators"]
             .as_array()
@@ -503,7 +503,7 @@ fn record_interface_stores_what_import_stores() {
     );
 }
 
-/// The recorder killed with -9 while its states are young (in the journal): readers still
+/// The recorder killed with -9 while its states are journal (in the journal): readers still
 /// answer from the journal; a recorder started again carries on from it, and once the rest
 /// of the capture is sent the database holds the lifetimes an import of the whole capture
 /// holds. Lost states: none.
@@ -537,7 +537,7 @@ fn record_killed_with_young_states_then_restarted_loses_none() {
     let journaled = young_rows(&db);
     assert!(
         journaled > 0,
-        "the killed recorder left its young states in the journal"
+        "the killed recorder left its journal states in the journal"
     );
     let s = stats(&db);
     assert!(s["open"].as_i64().unwrap_or(0) >= journaled, "{s}");

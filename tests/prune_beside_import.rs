@@ -30,7 +30,7 @@ fn prune_waits_its_turn_beside_an_import() {
     let old = dir.path().join("old.pcap");
     let new = dir.path().join("new.pcap");
     // The old capture: every lifetime ends; the cut falls inside it, so each prune reads
-    // many sealed buckets it keeps (a read before its first write, the moment an
+    // many archived buckets it keeps (a read before its first write, the moment an
     // import's commit used to fail it).
     capture(
         &old,

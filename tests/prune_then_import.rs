@@ -52,7 +52,7 @@ fn small(seed: u64, start_us: i64) -> GenConfig {
 }
 
 /// The capture imported, pruned past every lifetime it closed, imported again: the prune
-/// emptied the id lists the next seal is numbered from, and the second import's history rows
+/// emptied the id lists the next batch is numbered from, and the second import's history rows
 /// met those the first one left under the same number.
 #[test]
 fn a_capture_imported_again_after_a_prune_of_all_it_closed_is_stored_again() {

@@ -135,20 +135,20 @@ fn fill(path: &Path) -> u64 {
 
 /// Every stored lifetime without its times (live capture restamps packets), sorted.
 fn rows(db: &Path) -> Vec<String> {
-    // Sealed lifetimes become one row each again, in a copy: the database may be a running
+    // Archived lifetimes become one row each again, in a copy: the database may be a running
     // recorder's, on a full disk, and the test must not write it.
-    let sealed: i64 =
+    let archived: i64 =
         pfstatelog::store::sqlite::pagesum::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .and_then(|c| c.query_row("SELECT count(*) FROM seals", [], |r| r.get(0)))
+            .and_then(|c| c.query_row("SELECT count(*) FROM archive_batches", [], |r| r.get(0)))
             .unwrap_or(0);
     let copy = tempfile::tempdir().expect("tmp");
-    let db = if sealed > 0 {
+    let db = if archived > 0 {
         let to = copy.path().join("copy.db");
         pfstatelog::store::sqlite::pagesum::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .and_then(|c| c.execute("VACUUM INTO ?1", [to.display().to_string()]))
             .expect("copy the database");
         let c = pfstatelog::store::sqlite::pagesum::open(&to).expect("open the copy");
-        pfstatelog::store::sqlite::unseal_all(&c).expect("unseal");
+        pfstatelog::store::sqlite::unarchive_all(&c).expect("unarchive");
         to
     } else {
         db.to_path_buf()
@@ -161,7 +161,7 @@ fn rows(db: &Path) -> Vec<String> {
     .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
     c.busy_timeout(Duration::from_secs(5))
         .expect("busy timeout");
-    // A running recorder's young open lifetimes are in its journal (those not ended since).
+    // A running recorder's journal open lifetimes are in its journal (those not ended since).
     const COLS: &str = "creator_id, state_id, ifname, af, proto, direction,
                     hex(w_addr0), w_port0, hex(w_addr1), w_port1, hex(s_addr0), s_port0,
                     hex(s_addr1), s_port1, nat, start_us IS NULL, end_us IS NULL, end_reason,
@@ -170,8 +170,8 @@ fn rows(db: &Path) -> Vec<String> {
         .prepare(&format!(
             "SELECT {COLS} FROM states
              UNION ALL
-             SELECT {COLS} FROM young y
-              WHERE NOT EXISTS (SELECT 1 FROM young_ends e WHERE e.creator_id = y.creator_id
+             SELECT {COLS} FROM journal y
+              WHERE NOT EXISTS (SELECT 1 FROM journal_ends e WHERE e.creator_id = y.creator_id
                                    AND e.state_id = y.state_id AND e.seq > y.seq)"
         ))
         .expect("prepare");
@@ -180,7 +180,7 @@ fn rows(db: &Path) -> Vec<String> {
     v
 }
 
-/// `rows` as a running recorder promises them: the counters of a young open lifetime may
+/// `rows` as a running recorder promises them: the counters of a journal open lifetime may
 /// be up to a minute behind (its journal row is rewritten only then; a clean stop writes
 /// them all), so they are left out of open rows. Whether a commit during the full period
 /// fitted in WAL space decides which counters the journal got.

@@ -246,7 +246,7 @@ fn stats_counts_add_up_on_the_sample() {
         .find(|l| l.starts_with("states "))
         .unwrap_or_else(|| panic!("no states line: {s}"));
     let (total, parts) = total_and_parts(line);
-    assert!(parts.len() >= 3, "open, sealed and the rest: {line}");
+    assert!(parts.len() >= 3, "open, archived and the rest: {line}");
     assert_eq!(parts.iter().sum::<u64>(), total, "{line}");
     let by_creator: u64 = s
         .lines()

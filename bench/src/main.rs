@@ -187,7 +187,7 @@ enum Cmd {
         /// network and its timing.
         #[arg(long, default_value_t = 0)]
         record_every_ms: u64,
-        /// inproc with --record-every-ms: how long new lifetimes stay young (journaled)
+        /// inproc with --record-every-ms: how long new lifetimes stay journal (journaled)
         /// before they move into states, seconds (default: the recorder's).
         #[arg(long)]
         young_secs: Option<u64>,
@@ -656,7 +656,7 @@ struct ConnTweaks {
     batch_events: usize,
     /// Write as the recorder and commit every this many ms of capture time (0: import).
     record_every_ms: u64,
-    /// The recorder's young time, seconds (None: its default).
+    /// The recorder's journal time, seconds (None: its default).
     young_secs: Option<u64>,
     /// When a journal run is rewritten, seconds (None: the recorder's).
     rewrite_secs: Option<u64>,
@@ -804,17 +804,19 @@ fn count_states(db: &str) -> anyhow::Result<(i64, i64)> {
     let c =
         pfstatelog::store::sqlite::pagesum::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     // A count, not max(id): the recorder takes the rows of lifetimes that end out of states
-    // to seal them (max(id) counted those twice: 89 instead of 169 bytes per state).
+    // to batch them (max(id) counted those twice: 89 instead of 169 bytes per state).
     let n: i64 = c.query_row("SELECT count(*) FROM states", [], |r| r.get(0))?;
-    let open: i64 = c.query_row("SELECT count(*) FROM states WHERE dcls = 14", [], |r| {
-        r.get(0)
-    })?;
-    Ok((n + sealed_count(&c)?, open))
+    let open: i64 = c.query_row(
+        "SELECT count(*) FROM states WHERE dur_class = 14",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok((n + archived_count(&c)?, open))
 }
 
-/// Sealed lifetimes.
-fn sealed_count(c: &Connection) -> rusqlite::Result<i64> {
-    c.query_row("SELECT coalesce(sum(n), 0) FROM sealed_buckets", [], |r| {
+/// Archived lifetimes.
+fn archived_count(c: &Connection) -> rusqlite::Result<i64> {
+    c.query_row("SELECT coalesce(sum(n), 0) FROM archive_buckets", [], |r| {
         r.get(0)
     })
 }
@@ -995,10 +997,10 @@ fn sample_rows(
     nat_only: bool,
 ) -> anyhow::Result<Vec<Sampled>> {
     let mut max: i64 = c.query_row("SELECT coalesce(max(id), 0) FROM states", [], |r| r.get(0))?;
-    // A database built by imports holds most lifetimes sealed: sample those.
-    let sealed = sealed_count(c)?;
-    if sealed > max {
-        return sample_sealed(c, n, rng, nat_only, sealed);
+    // A database built by imports holds most lifetimes archived: sample those.
+    let archived = archived_count(c)?;
+    if archived > max {
+        return sample_archived(c, n, rng, nat_only, archived);
     }
     // Rows a later import added are not in a twin built from the same generator run.
     if let Some(cap) = std::env::var("BENCH_MAX_ID")
@@ -1055,9 +1057,9 @@ fn sample_rows(
     Ok(out)
 }
 
-/// `sample_rows` over sealed lifetimes: every k-th lifetime of a walk over all of them
+/// `sample_rows` over archived lifetimes: every k-th lifetime of a walk over all of them
 /// (export order), k chosen for about `n` samples.
-fn sample_sealed(
+fn sample_archived(
     c: &Connection,
     n: usize,
     rng: &mut gen::Rng,
@@ -1139,7 +1141,7 @@ fn sample_pair(
 fn pair_count(c: &Connection, ip: &IpAddr, port: u16) -> anyhow::Result<i64> {
     let mut st = c.prepare_cached(
         "SELECT count(*) FROM states INDEXED BY states_who
-          WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
+          WHERE dur_class = ?1 AND start_bucket = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
     )?;
     let mut n = 0i64;
     query::each_range(
@@ -1546,7 +1548,7 @@ fn explain(db: &str, queries: usize, seed: u64) -> anyhow::Result<()> {
     let c = open_ro(db)?;
     // The statements of store::query::who and ::history (one host), without filters.
     let q = "SELECT 1 FROM states INDEXED BY states_who
-           WHERE dcls = ?5 AND tb = ?7 AND w_addr1 = ?1 AND w_port1 = ?2
+           WHERE dur_class = ?5 AND start_bucket = ?7 AND w_addr1 = ?1 AND w_port1 = ?2
              AND start_us >= ?3 - ?6 AND start_us <= ?4
              AND (end_us IS NULL OR end_us >= ?3)";
     let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {q}"))?;
@@ -1558,7 +1560,7 @@ fn explain(db: &str, queries: usize, seed: u64) -> anyhow::Result<()> {
         println!("  {}", r?);
     }
     let h = "SELECT 1 FROM states INDEXED BY states_private
-               WHERE dcls = ?4 AND tb = ?6 AND s_addr1 = ?1
+               WHERE dur_class = ?4 AND start_bucket = ?6 AND s_addr1 = ?1
                  AND start_us >= ?2 - ?5 AND start_us <= ?3 AND (end_us IS NULL OR end_us >= ?2)";
     let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {h}"))?;
     println!("history of one host, per duration class and bucket:");
@@ -1581,7 +1583,7 @@ fn explain(db: &str, queries: usize, seed: u64) -> anyhow::Result<()> {
     let rdr_probes = sample_pair(&c, &rdrp, queries / 10, &mut rng)?;
     let mut scan = c.prepare(
         "SELECT count(*) FROM states INDEXED BY states_who
-         WHERE dcls = ?4 AND tb = ?6 AND w_addr1 = ?1 AND w_port1 = ?2
+         WHERE dur_class = ?4 AND start_bucket = ?6 AND w_addr1 = ?1 AND w_port1 = ?2
            AND start_us >= ?3 - ?5 AND start_us <= ?3",
     )?;
     for (label, ps) in [

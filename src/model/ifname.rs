@@ -1,10 +1,10 @@
 //! An interface name, held inline.
 //!
 //! Every state carries one. As a `String` it cost a heap allocation at decode and at every
-//! copy (tracker, store), and a cache miss at every look (the seal compares each lifetime's
+//! copy (tracker, store), and a cache miss at every look (the batch compares each lifetime's
 //! name with the previous one's): ~5 % of an import (perf, measured then; git log -p BENCHMARKS.md).
 //! It is as large as a wire name (IFNAMSIZ), not larger: every state in memory (tracked,
-//! held, waiting to be sealed) and every event carries one, and they are copied often.
+//! held, waiting to be archived) and every event carries one, and they are copied often.
 
 use std::fmt;
 

@@ -51,13 +51,13 @@ pub fn hex_creator(c: u32) -> String {
 
 pub fn stats_text(s: &crate::store::Stats) -> String {
     let mut t = format!(
-        "database      {} ({:.1} MiB)\nstates        {} ({} open, {} sealed, {} ended not sealed yet), {} evidence-only rows\nreplaced      {} (ended by another state under the same id)\ntime span     {} .. {}\n",
+        "database      {} ({:.1} MiB)\nstates        {} ({} open, {} archived, {} ended not archived yet), {} evidence-only rows\nreplaced      {} (ended by another state under the same id)\ntime span     {} .. {}\n",
         s.path,
         s.size_bytes as f64 / 1048576.0,
         s.states,
         s.open,
-        s.sealed,
-        s.ended_unsealed,
+        s.archived,
+        s.ended_unarchived,
         s.evidence_only,
         s.replaced,
         s.first_start.as_deref().unwrap_or("-"),

@@ -248,12 +248,12 @@ pub struct Stats {
     pub size_bytes: u64,
     pub states: i64,
     pub open: i64,
-    /// Closed lifetimes held packed (seals), of `states`.
-    pub sealed: i64,
-    /// Closed lifetimes not sealed yet, of `states`: rows of `states` a later message
-    /// brought back or ended there, and a recorder's young ones that ended (journal), which
-    /// its next start seals. open + sealed + ended_unsealed = states.
-    pub ended_unsealed: i64,
+    /// Closed lifetimes held packed (batches), of `states`.
+    pub archived: i64,
+    /// Closed lifetimes not archived yet, of `states`: rows of `states` a later message
+    /// brought back or ended there, and a recorder's journal ones that ended (journal), which
+    /// its next start batches. open + archived + ended_unarchived = states.
+    pub ended_unarchived: i64,
     /// Lifetimes another state under the same (creator, id) replaced (track.rs).
     pub replaced: i64,
     pub evidence_only: i64,

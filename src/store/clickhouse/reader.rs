@@ -53,13 +53,13 @@ fn class_ranges(t0: Micros, t1: Micros) -> String {
         .enumerate()
         .map(|(c, max)| {
             format!(
-                "(dcls = {c} AND start_us >= {} AND start_us <= {})",
+                "(dur_class = {c} AND start_us >= {} AND start_us <= {})",
                 lit(t0.saturating_sub(*max)),
                 lit(t1)
             )
         })
         .collect();
-    parts.push(format!("(dcls >= 13 AND start_us <= {})", lit(t1)));
+    parts.push(format!("(dur_class >= 13 AND start_us <= {})", lit(t1)));
     parts.join(" OR ")
 }
 
@@ -198,7 +198,7 @@ impl ClickhouseReader {
             let list: Vec<String> = starts.iter().map(i64::to_string).collect();
             let body = self.c.select_all(&format!(
                 "SELECT DISTINCT {IDENTITY} FROM lifetimes
-                  WHERE {scope} AND dcls < {OPEN_CLASS} AND start_us IN ({})",
+                  WHERE {scope} AND dur_class < {OPEN_CLASS} AND start_us IN ({})",
                 list.join(", ")
             ))?;
             for k in rows_of_identity(&body)? {
@@ -443,7 +443,7 @@ impl ReadStore for ClickhouseReader {
         {
             s.states = *n;
             s.open = *open;
-            s.ended_unsealed = n - open;
+            s.ended_unarchived = n - open;
             if *n > 0 {
                 s.first_start = Some(format_rfc3339(*first));
                 s.last_seen = Some(format_rfc3339(*last));

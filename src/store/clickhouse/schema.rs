@@ -12,7 +12,8 @@ use anyhow::bail;
 pub const SCHEMA_VERSION: i64 = 1;
 
 /// The columns of a lifetime, in the order rows are written and read.
-pub const LIFETIME_COLS: &str = "public_ip, public_port, dcls, start_us, creator_id, state_id, \
+pub const LIFETIME_COLS: &str =
+    "public_ip, public_port, dur_class, start_us, creator_id, state_id, \
      end_us, end_reason, last_us, private_ip, private_port, remote_ip, remote_port, \
      proto, af, direction, ifname, nat, packets0, packets1, bytes0, bytes1";
 
@@ -28,7 +29,7 @@ const TABLES: &[&str] = &[
     // class 14; once its end is known a row of its closed class and a higher version is
     // added, and reads keep that one.
     "CREATE TABLE IF NOT EXISTS lifetimes (
-        public_ip FixedString(16), public_port UInt16, dcls UInt8, start_us Int64,
+        public_ip FixedString(16), public_port UInt16, dur_class UInt8, start_us Int64,
         creator_id UInt32, state_id UInt64,
         end_us Nullable(Int64), end_reason Nullable(String), last_us Int64,
         private_ip FixedString(16), private_port UInt16,
@@ -38,7 +39,7 @@ const TABLES: &[&str] = &[
         recorder String, version UInt64
     ) ENGINE = ReplacingMergeTree(version)
       PARTITION BY toYYYYMM(toDateTime(intDiv(start_us, 1000000)))
-      ORDER BY (public_ip, public_port, dcls, start_us, creator_id, state_id)",
+      ORDER BY (public_ip, public_port, dur_class, start_us, creator_id, state_id)",
     "CREATE TABLE IF NOT EXISTS runs (
         recorder String, id Int64, kind String, source String,
         first_us Nullable(Int64), last_us Nullable(Int64),

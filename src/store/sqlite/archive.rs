@@ -1,9 +1,9 @@
-//! Sealed lifetimes (migrations/0001_schema.sql): writing a seal, merging a bucket's seals,
-//! taking a lifetime back out ("unseal"), and reading them for the queries.
+//! Archived lifetimes (migrations/0001_schema.sql): writing a batch, merging a bucket's batches,
+//! taking a lifetime back out ("unarchive"), and reading them for the queries.
 
 use super::addr_blob;
 use super::codec::{self, Damaged, Filed, Pair, Spot, Stored};
-use super::query::{class_of, sealed_bucket_of, sealed_shift, CLASS_MAX_US};
+use super::query::{archive_bucket_of, archive_shift, class_of, CLASS_MAX_US};
 use crate::model::Micros;
 use crate::model::{IfName, StateRef};
 use crate::store::lazy_open::group_of;
@@ -18,21 +18,21 @@ use std::net::IpAddr;
 /// have been read (captures are not perfectly ordered).
 const COMPLETE_SLACK_US: Micros = 600_000_000;
 
-/// History rows of one host from several seals: (seal, blob, form).
+/// History rows of one host from several batches: (batch, blob, form).
 type Blobs = Vec<(i64, Vec<u8>, i64)>;
-/// A row of `sealed_private` as a merge reads it: (s_addr1, seal, pairs, form).
+/// A row of `archive_hosts` as a merge reads it: (s_addr1, batch, pairs, form).
 type HistoryRow = (Vec<u8>, i64, Vec<u8>, i64);
-/// The key of a group's rows in `sealed`: (dcls, tb, w_addr1, w_port1).
+/// The key of a group's rows in `archive`: (dur_class, start_bucket, w_addr1, w_port1).
 type RowKey = (i64, i64, Vec<u8>, i64);
-/// A row of `sealed` as a merge reads it: (w_addr1, w_port1, seal, n, rows).
-type SealedRow = (Vec<u8>, i64, i64, i64, Vec<u8>);
-/// The rows of one key: ((w_addr1, w_port1), [(seal, n, rows)]).
+/// A row of `archive` as a merge reads it: (w_addr1, w_port1, batch, n, rows).
+type ArchivedRow = (Vec<u8>, i64, i64, i64, Vec<u8>);
+/// The rows of one key: ((w_addr1, w_port1), [(batch, n, rows)]).
 type KeyRows = ((Vec<u8>, i64), Vec<(i64, i64, Vec<u8>)>);
-/// (seal, lowest id, highest id) of a chunk of a seal's ids.
-type SealRange = (i64, i64, i64);
-/// A row of `seals`: (seal, creator, id group, lowest id).
+/// (batch, lowest id, highest id) of a chunk of a batch's ids.
+type BatchRange = (i64, i64, i64);
+/// A row of `archive_batches`: (batch, creator, id group, lowest id).
 type ChunkKey = (i64, u32, u8, i64);
-/// State ids per row of `seals`.
+/// State ids per row of `archive_batches`.
 const IDS_PER_CHUNK: usize = 4096;
 /// Parsed id chunks the writer keeps (~60 bytes per id).
 const CHUNKS_CACHED: usize = 256;
@@ -83,7 +83,7 @@ impl Names {
     }
 }
 
-/// The 72-minute (class 6 on: wider) bucket of states_private, for sealed_private.
+/// The 72-minute (class 6 on: wider) bucket of states_private, for archive_hosts.
 pub fn history_bucket(start: Micros, c: i64) -> i64 {
     match usize::try_from(c).ok().and_then(super::query::bucket_shift) {
         Some(shift) => start >> shift,
@@ -91,10 +91,10 @@ pub fn history_bucket(start: Micros, c: i64) -> i64 {
     }
 }
 
-/// The class and sealed bucket a closed lifetime is filed under.
+/// The class and archived bucket a closed lifetime is filed under.
 pub fn filed(r: &Stored) -> (i64, i64) {
     let c = class_of(r.end - r.start);
-    (c, sealed_bucket_of(r.start, c))
+    (c, archive_bucket_of(r.start, c))
 }
 
 /// Lifetimes a hashed group is sized for: rows of ~0.5 KB stay within their B-tree page
@@ -130,7 +130,9 @@ impl Layout {
 /// (damage: skipped where damage is tolerated, an error elsewhere).
 fn layout_of(conn: &Connection, c: i64, b: i64) -> rusqlite::Result<Option<Layout>> {
     let bits: Option<i64> = conn
-        .prepare_cached("SELECT bits FROM sealed_buckets WHERE dcls = ?1 AND tb = ?2")?
+        .prepare_cached(
+            "SELECT bits FROM archive_buckets WHERE dur_class = ?1 AND start_bucket = ?2",
+        )?
         .query_row(params![c, b], |r| r.get(0))
         .optional()?;
     let Some(bits) = bits else {
@@ -139,9 +141,9 @@ fn layout_of(conn: &Connection, c: i64, b: i64) -> rusqlite::Result<Option<Layou
     match u32::try_from(bits) {
         Ok(bits) if bits <= MAX_BITS => Ok(Some(Layout(bits))),
         _ => {
-            let (from, to) = bucket_span(b, usize::try_from(c).ok().and_then(sealed_shift));
+            let (from, to) = bucket_span(b, usize::try_from(c).ok().and_then(archive_shift));
             met(DamagedGroup {
-                what: format!("sealed bucket (class {c}, bucket {b})"),
+                what: format!("archived bucket (class {c}, bucket {b})"),
                 from,
                 to,
                 why: "bucket bits",
@@ -183,7 +185,7 @@ fn unpack_row(
     codec::unpack_sections(blob, only, |i| names.name(i))
 }
 
-/// What a row of `sealed` checksums besides its blob: class, bucket, address and port.
+/// What a row of `archive` checksums besides its blob: class, bucket, address and port.
 fn row_key(c: i64, b: i64, addr: &[u8], port: i64) -> Vec<u8> {
     let mut k = Vec::with_capacity(41);
     k.push(b'r');
@@ -194,7 +196,7 @@ fn row_key(c: i64, b: i64, addr: &[u8], port: i64) -> Vec<u8> {
     k
 }
 
-/// What a row of `sealed_private` checksums besides its blob: class, bucket, host, form.
+/// What a row of `archive_hosts` checksums besides its blob: class, bucket, host, form.
 fn pairs_key(c: i64, hb: i64, host: &[u8], form: i64) -> Vec<u8> {
     let mut k = Vec::with_capacity(41);
     k.push(b'p');
@@ -205,7 +207,7 @@ fn pairs_key(c: i64, hb: i64, host: &[u8], form: i64) -> Vec<u8> {
     k
 }
 
-/// What a row of `seals` checksums besides its blob: creator, id group, lowest id.
+/// What a row of `archive_batches` checksums besides its blob: creator, id group, lowest id.
 fn ids_key(creator: i64, grp: i64, min_id: i64) -> Vec<u8> {
     let mut k = Vec::with_capacity(25);
     k.push(b'i');
@@ -225,22 +227,22 @@ fn bucket_span(b: i64, shift: Option<u32>) -> (Option<Micros>, Option<Micros>) {
     (from, to)
 }
 
-/// A damaged row of `sealed`.
+/// A damaged row of `archive`.
 fn damaged_row(c: i64, b: i64, addr: &[u8], port: i64, why: Damaged) -> DamagedGroup {
     let public = match addr {
         [bits] => format!("hash group {port} of {}", 1u64 << (*bits).min(63)),
         _ => format!("row key of {} bytes", addr.len()),
     };
-    let (from, to) = bucket_span(b, usize::try_from(c).ok().and_then(sealed_shift));
+    let (from, to) = bucket_span(b, usize::try_from(c).ok().and_then(archive_shift));
     DamagedGroup {
-        what: format!("sealed group (class {c}, bucket {b}, {public})"),
+        what: format!("archived group (class {c}, bucket {b}, {public})"),
         from,
         to,
         why: why.0,
     }
 }
 
-/// A damaged row of `sealed_private`.
+/// A damaged row of `archive_hosts`.
 fn damaged_pairs(c: i64, hb: i64, host: &[u8], why: Damaged) -> DamagedGroup {
     let host = super::blob_addr(host).map_or_else(|| "?".to_string(), |a| a.to_string());
     let shift = usize::try_from(c).ok().and_then(super::query::bucket_shift);
@@ -321,12 +323,12 @@ fn met(d: DamagedGroup) -> rusqlite::Result<()> {
     }
 }
 
-/// How many lifetimes a bucket of class `c` may get, from the `n` of this seal and the rate
-/// the writer has sealed that class at so far (`total` lifetimes over `span_us` of traffic).
+/// How many lifetimes a bucket of class `c` may get, from the `n` of this batch and the rate
+/// the writer has archived that class at so far (`total` lifetimes over `span_us` of traffic).
 pub fn expected_in_bucket(c: i64, n: u64, total: u64, span_us: Micros) -> u64 {
     let width = usize::try_from(c)
         .ok()
-        .and_then(sealed_shift)
+        .and_then(archive_shift)
         .map_or(span_us, |s| 1i64 << s);
     if span_us < 1_000_000 {
         return n;
@@ -339,11 +341,11 @@ fn to_i64(v: u64) -> i64 {
     v as i64
 }
 
-/// (class, sealed bucket).
+/// (class, archived bucket).
 type Bucket = (i64, i64);
 /// An address as a sort key (`addr_key`): 0 for IPv4 or 1 for IPv6, then the address's
 /// 32-bit words, most significant first. Words rather than a u128: a u128 made every key
-/// holding one 16-byte aligned, and the seal's lists of keys were then half again as large
+/// holding one 16-byte aligned, and the batch's lists of keys were then half again as large
 /// (their pages zeroed and their entries moved by each sort: perf, ~5 % of an import).
 type AddrKey = [u32; 5];
 
@@ -369,33 +371,40 @@ fn words(x: u128) -> [u32; 4] {
     ]
 }
 
-/// Write `rows` (closed lifetimes new to the store) as seal number `seal`.
+/// Write `rows` (closed lifetimes new to the store) as batch number `batch`.
 ///
-/// A bucket this seal creates gets the layout for the lifetimes `expect(class, n)` says it
-/// will hold, `n` being those of this seal.
-pub fn write_seal(
+/// A bucket this batch creates gets the layout for the lifetimes `expect(class, n)` says it
+/// will hold, `n` being those of this batch.
+pub fn write_batch(
     tx: &Connection,
     rows: &[Stored],
-    seal: i64,
+    batch: i64,
     names: &mut Names,
     expect: &dyn Fn(i64, u64) -> u64,
 ) -> rusqlite::Result<Vec<Bucket>> {
     let rows: Vec<&Stored> = rows.iter().collect();
-    write_seal_with(tx, &rows, seal, names, expect, &mut SealLists::default())
+    write_batch_with(
+        tx,
+        &rows,
+        batch,
+        names,
+        expect,
+        &mut ArchiveLists::default(),
+    )
 }
 
-/// A lifetime's group row as a seal sorts them (12 bytes).
+/// A lifetime's group row as a batch sorts them (12 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct GroupKey {
-    /// Rank of its bucket among the seal's buckets (sorted: ranks order as buckets do).
+    /// Rank of its bucket among the batch's buckets (sorted: ranks order as buckets do).
     bucket: u32,
     /// Its hash group in that bucket.
     group: u32,
-    /// Index in the seal's rows.
+    /// Index in the batch's rows.
     i: u32,
 }
 
-/// A lifetime's history row as a seal sorts them (48 bytes).
+/// A lifetime's history row as a batch sorts them (48 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct HistoryKey {
     class: i64,
@@ -403,7 +412,7 @@ struct HistoryKey {
     hb: i64,
     /// Private host.
     host: AddrKey,
-    /// Rank of its sealed bucket (as in [`GroupKey`]).
+    /// Rank of its archived bucket (as in [`GroupKey`]).
     bucket: u32,
     spot: Spot,
     i: u32,
@@ -416,11 +425,11 @@ impl HistoryKey {
     }
 }
 
-/// The lists [`write_seal_with`] sorts (~180 bytes a lifetime), kept by a writer from seal
-/// to seal for their capacity: allocated anew, their pages were faulted in and zeroed at
-/// every seal (perf: ~3 % of an import).
+/// The lists [`write_batch_with`] sorts (~180 bytes a lifetime), kept by a writer from batch
+/// to batch for their capacity: allocated anew, their pages were faulted in and zeroed at
+/// every batch (perf: ~3 % of an import).
 #[derive(Debug, Default)]
-pub struct SealLists {
+pub struct ArchiveLists {
     order: Vec<GroupKey>,
     private: Vec<HistoryKey>,
     /// Per creator and id group, its ids and where each is filed.
@@ -432,7 +441,7 @@ pub struct SealLists {
     slices: Vec<usize>,
 }
 
-/// The seal's lifetimes grouped by duration class, in row order within one: their indices
+/// The batch's lifetimes grouped by duration class, in row order within one: their indices
 /// go into `members`, and the returned bounds are where each class starts, then the end.
 /// `ranked` is sorted, so each class's buckets are a run of ranks.
 fn by_class<'a>(
@@ -441,7 +450,7 @@ fn by_class<'a>(
     members: &mut Vec<u32>,
     bounds: &'a mut Vec<usize>,
 ) -> &'a [usize] {
-    // Per rank, the index of its class among the seal's classes.
+    // Per rank, the index of its class among the batch's classes.
     let mut slot = Vec::with_capacity(ranked.len());
     let mut n = 0;
     for (k, ((c, _), _)) in ranked.iter().enumerate() {
@@ -479,14 +488,14 @@ pub(crate) fn emptied<T>(v: &mut Vec<T>, n: usize) -> &mut Vec<T> {
     v
 }
 
-/// [`write_seal`] with the lists of an earlier seal (`lists`, emptied first).
-pub fn write_seal_with(
+/// [`write_batch`] with the lists of an earlier batch (`lists`, emptied first).
+pub fn write_batch_with(
     tx: &Connection,
     rows: &[&Stored],
-    seal: i64,
+    batch: i64,
     names: &mut Names,
     expect: &dyn Fn(i64, u64) -> u64,
-    lists: &mut SealLists,
+    lists: &mut ArchiveLists,
 ) -> rusqlite::Result<Vec<Bucket>> {
     if rows.is_empty() {
         return Ok(Vec::new());
@@ -513,7 +522,7 @@ pub fn write_seal_with(
         k.3 = k.3.max(r.end);
         *per_group.entry(group_of(&r.key())).or_default() += 1;
     }
-    // The seal's buckets sorted, each with its layout (kept from its creation); a lifetime
+    // The batch's buckets sorted, each with its layout (kept from its creation); a lifetime
     // names its bucket by rank.
     let mut ranked: Vec<(Bucket, Layout)> = Vec::with_capacity(buckets.len());
     let mut keys: Vec<Bucket> = buckets.keys().copied().collect();
@@ -529,8 +538,8 @@ pub fn write_seal_with(
     }
     let cb = emptied(&mut lists.filed, rows.len());
     cb.extend(rows.iter().map(|r| rank[&filed(r)]));
-    // One duration class at a time: its buckets, sealed and history, are its own, so the
-    // sort lists hold one class's lifetimes, not the seal's. An import seals most of a
+    // One duration class at a time: its buckets, archived and history, are its own, so the
+    // sort lists hold one class's lifetimes, not the batch's. An import batches most of a
     // capture at its end, and lists of every lifetime (~100 bytes each) were the largest
     // memory it faulted in.
     let slices = by_class(&ranked, cb, &mut lists.members, &mut lists.slices);
@@ -549,7 +558,7 @@ pub fn write_seal_with(
     let mut creators: HashMap<u32, i64> = HashMap::default();
     let mut history: Vec<Bucket> = Vec::new();
     let mut put = tx.prepare_cached(
-        "INSERT INTO sealed (dcls, tb, w_addr1, w_port1, seal, n, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO archive (dur_class, start_bucket, w_addr1, w_port1, batch, n, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     let mut group: Vec<&Stored> = Vec::new();
     let mut pairs: Vec<Pair> = Vec::new();
@@ -566,7 +575,7 @@ pub fn write_seal_with(
                 i,
             });
             // History finds a host's groups through 72-minute buckets (as states_private),
-            // each pair with the sealed bucket its group is in.
+            // each pair with the archived bucket its group is in.
             private.push(HistoryKey {
                 class: c,
                 hb: history_bucket(r.start, c),
@@ -579,8 +588,8 @@ pub fn write_seal_with(
             ids.entry(g).or_default().push((
                 r.state_id,
                 Filed {
-                    dcls: c,
-                    tb: b,
+                    dur_class: c,
+                    start_bucket: b,
                     spot,
                 },
             ));
@@ -603,7 +612,7 @@ pub fn write_seal_with(
                 &mut put,
                 names,
                 (c, b, &key, i64::from(k.group)),
-                seal,
+                batch,
                 &mut group,
             )?;
             group.clear();
@@ -612,15 +621,15 @@ pub fn write_seal_with(
         private.dedup_by_key(|x| x.pair());
         for (n, k) in private.iter().enumerate() {
             let r = &rows[k.i as usize];
-            let tb = ranked[k.bucket as usize].0 .1;
-            pairs.push((tb, k.spot));
+            let start_bucket = ranked[k.bucket as usize].0 .1;
+            pairs.push((start_bucket, k.spot));
             if private
                 .get(n + 1)
                 .is_some_and(|x| (x.class, x.hb, x.host) == (k.class, k.hb, k.host))
             {
                 continue;
             }
-            put_pairs(tx, (k.class, k.hb, &addr_blob(&r.s_addr[1])), seal, &pairs)?;
+            put_pairs(tx, (k.class, k.hb, &addr_blob(&r.s_addr[1])), batch, &pairs)?;
             pairs.clear();
         }
         history.extend(private.iter().map(|p| (p.class, p.hb)));
@@ -628,17 +637,17 @@ pub fn write_seal_with(
     }
     drop(put);
     let mut ins = tx.prepare_cached(
-        "INSERT INTO seals (seal, creator_id, grp, min_id, max_id, end_us, ids, form) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO archive_batches (batch, creator_id, grp, min_id, max_id, end_us, ids, form) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     for (g, list) in ids.iter_mut().filter(|(_, l)| !l.is_empty()) {
         list.sort_unstable_by_key(|(id, _)| *id);
-        // Chunks of consecutive ids: a seal's ids span back to its longest lifetime's, so
-        // one range per seal would contain almost every id; a chunk's range is tight, and a
+        // Chunks of consecutive ids: a batch's ids span back to its longest lifetime's, so
+        // one range per batch would contain almost every id; a chunk's range is tight, and a
         // lookup reads a few small chunks.
         for chunk in list.chunks(IDS_PER_CHUNK) {
             let (lo, hi) = (chunk[0].0, chunk[chunk.len() - 1].0);
             ins.execute(params![
-                seal,
+                batch,
                 g.0,
                 g.1,
                 to_i64(lo),
@@ -653,8 +662,8 @@ pub fn write_seal_with(
         }
     }
     let mut up = tx.prepare_cached(
-        "INSERT INTO sealed_buckets (dcls, tb, seals, n, first_us, last_us, end_us, bits) VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (dcls, tb) DO UPDATE SET seals = seals + 1, n = n + excluded.n,
+        "INSERT INTO archive_buckets (dur_class, start_bucket, batches, n, first_us, last_us, end_us, bits) VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (dur_class, start_bucket) DO UPDATE SET batches = batches + 1, n = n + excluded.n,
             first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us),
             end_us = max(end_us, excluded.end_us)",
     )?;
@@ -671,37 +680,37 @@ fn put_group(
     tx: &Connection,
     names: &Names,
     key: (i64, i64, &[u8], i64),
-    seal: i64,
+    batch: i64,
     rows: &mut [&Stored],
 ) -> rusqlite::Result<()> {
     let mut put = tx.prepare_cached(
-        "INSERT INTO sealed (dcls, tb, w_addr1, w_port1, seal, n, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO archive (dur_class, start_bucket, w_addr1, w_port1, batch, n, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    put_rows(&mut put, names, key, seal, rows)
+    put_rows(&mut put, names, key, batch, rows)
 }
 
 /// A hashed group's rows stay below this many bytes: SQLite keeps up to ~1 KB of a row in
 /// its B-tree page and moves the rest to overflow pages of their own, mostly empty for a
 /// row of 1–2 KB (48 % of a 12 M-state import's pages were such).
 const ROW_BYTES: usize = 960;
-/// Parts of one group after the first take seal numbers above every real one.
+/// Parts of one group after the first take batch numbers above every real one.
 const PART_SHIFT: u32 = 40;
 
 /// Insert the lifetimes of one key with `put` (the INSERT of `put_group`): one row, or for
 /// a group larger than [`ROW_BYTES`] (a public pair reused hundreds of times in a bucket),
-/// several, told apart by their seal numbers (`seal + k << PART_SHIFT`).
+/// several, told apart by their batch numbers (`batch + k << PART_SHIFT`).
 fn put_rows(
     put: &mut rusqlite::CachedStatement,
     names: &Names,
     (c, b, addr, port): (i64, i64, &[u8], i64),
-    seal: i64,
+    batch: i64,
     rows: &mut [&Stored],
 ) -> rusqlite::Result<()> {
     let key = row_key(c, b, addr, port);
     let blob = pack_row(rows, names);
     if blob.len() <= ROW_BYTES || rows.len() < 2 {
         let blob = codec::summed(&[&key], blob);
-        put.execute(params![c, b, addr, port, seal, rows.len() as i64, blob])?;
+        put.execute(params![c, b, addr, port, batch, rows.len() as i64, blob])?;
         return Ok(());
     }
     // Parts in the sections' order (pair, start), each under ROW_BYTES where one can be.
@@ -718,7 +727,7 @@ fn put_rows(
             continue;
         }
         for (k, (n, blob)) in packed.into_iter().enumerate() {
-            let s = seal.wrapping_add((k as i64) << PART_SHIFT);
+            let s = batch.wrapping_add((k as i64) << PART_SHIFT);
             let blob = codec::summed(&[&key], blob);
             put.execute(params![c, b, addr, port, s, n as i64, blob])?;
         }
@@ -726,40 +735,40 @@ fn put_rows(
     }
 }
 
-/// The sealed bucket history bucket `hb` of class `c` starts in: what a history row's
+/// The archived bucket history bucket `hb` of class `c` starts in: what a history row's
 /// buckets are deltas from.
 fn pairs_base(c: i64, hb: i64) -> i64 {
     usize::try_from(c)
         .ok()
         .and_then(super::query::bucket_shift)
         .and_then(|shift| hb.checked_mul(1i64.checked_shl(shift)?))
-        .map_or(0, |start| sealed_bucket_of(start, c))
+        .map_or(0, |start| archive_bucket_of(start, c))
 }
 
 /// One history row: where a private host's groups of class c and 72-minute bucket b are.
 fn put_pairs(
     tx: &Connection,
     key: (i64, i64, &[u8]),
-    seal: i64,
+    batch: i64,
     pairs: &[Pair],
 ) -> rusqlite::Result<()> {
     let blob = codec::pack_pairs(pairs, pairs_base(key.0, key.1));
     let blob = codec::summed(&[&pairs_key(key.0, key.1, key.2, codec::PAIRS_FORM)], blob);
-    put_pairs_blob(tx, key, seal, &blob, codec::PAIRS_FORM)
+    put_pairs_blob(tx, key, batch, &blob, codec::PAIRS_FORM)
 }
 
 /// A history row whose pairs are packed already, in `form` (column value).
 fn put_pairs_blob(
     tx: &Connection,
     (c, b, host): (i64, i64, &[u8]),
-    seal: i64,
+    batch: i64,
     blob: &[u8],
     form: i64,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO sealed_private (dcls, tb, s_addr1, seal, pairs, form) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO archive_hosts (dur_class, start_bucket, s_addr1, batch, pairs, form) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![c, b, host, seal, blob, form])?;
+    .execute(params![c, b, host, batch, blob, form])?;
     Ok(())
 }
 
@@ -787,7 +796,7 @@ fn ids_form(form: i64) -> Result<(), Damaged> {
 
 fn count_creators(tx: &Connection, by: &HashMap<u32, i64>) -> rusqlite::Result<()> {
     let mut up = tx.prepare_cached(
-        "INSERT INTO sealed_creators (creator_id, n) VALUES (?1, ?2)
+        "INSERT INTO archive_creators (creator_id, n) VALUES (?1, ?2)
          ON CONFLICT (creator_id) DO UPDATE SET n = n + excluded.n",
     )?;
     for (c, n) in by {
@@ -796,26 +805,31 @@ fn count_creators(tx: &Connection, by: &HashMap<u32, i64>) -> rusqlite::Result<(
     Ok(())
 }
 
-/// The next seal number.
-pub fn next_seal(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT coalesce(max(seal), 0) + 1 FROM seals", [], |r| {
-        r.get(0)
-    })
+/// The next batch number.
+pub fn next_batch(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT coalesce(max(batch), 0) + 1 FROM archive_batches",
+        [],
+        |r| r.get(0),
+    )
 }
 
-/// Highest sealed state id of a creator's id group.
+/// Highest archived state id of a creator's id group.
 pub fn max_id(conn: &Connection, creator_id: u32, grp: u8) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached("SELECT max(max_id) FROM seals WHERE creator_id = ?1 AND grp = ?2")?
-        .query_row(params![creator_id, grp], |r| r.get(0))
+    conn.prepare_cached(
+        "SELECT max(max_id) FROM archive_batches WHERE creator_id = ?1 AND grp = ?2",
+    )?
+    .query_row(params![creator_id, grp], |r| r.get(0))
 }
 
-/// Buckets that more than one seal wrote into, and that can get no more lifetimes from
+/// Buckets that more than one batch wrote into, and that can get no more lifetimes from
 /// packets up to `watermark` (None: every such bucket).
 pub fn buckets_to_merge(
     conn: &Connection,
     watermark: Option<Micros>,
 ) -> rusqlite::Result<Vec<(i64, i64)>> {
-    let mut st = conn.prepare_cached("SELECT dcls, tb FROM sealed_buckets WHERE seals > 1")?;
+    let mut st = conn
+        .prepare_cached("SELECT dur_class, start_bucket FROM archive_buckets WHERE batches > 1")?;
     let all: Vec<(i64, i64)> = st
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
@@ -830,38 +844,38 @@ pub fn buckets_to_merge(
         .collect())
 }
 
-/// When neither the sealed bucket nor the history bucket a lifetime [start, end] is filed
+/// When neither the archived bucket nor the history bucket a lifetime [start, end] is filed
 /// in can get more lifetimes: the latest end any lifetime of its class and buckets can have
-/// (None: unbounded). An import seals a lifetime then. The short classes' sealed buckets
-/// (4 s to 18 min) end long before their 72-minute history bucket; sealed at the former,
-/// they left a history row per host and seal, read and merged again once the history
+/// (None: unbounded). An import batches a lifetime then. The short classes' archived buckets
+/// (4 s to 18 min) end long before their 72-minute history bucket; archived at the former,
+/// they left a history row per host and batch, read and merged again once the history
 /// bucket was complete (perf: merging ~7 % of a 1 M import, the extra rows ~4 %).
 pub fn complete_at(start: Micros, end: Micros) -> Option<Micros> {
     let c = class_of(end - start);
-    let sealed = bucket_end(c, sealed_bucket_of(start, c))?;
-    Some(sealed.max(history_end(c, history_bucket(start, c))?))
+    let archived = bucket_end(c, archive_bucket_of(start, c))?;
+    Some(archived.max(history_end(c, history_bucket(start, c))?))
 }
 
 /// The latest end a lifetime of class `c` filed in bucket `b` can have (None: unbounded).
 fn bucket_end(c: i64, b: i64) -> Option<Micros> {
-    let shift = sealed_shift(usize::try_from(c).ok()?)?;
+    let shift = archive_shift(usize::try_from(c).ok()?)?;
     let max = CLASS_MAX_US.get(usize::try_from(c).ok()?)?;
     b.checked_add(1)?
         .checked_mul(1i64.checked_shl(shift)?)?
         .checked_add(*max)
 }
 
-/// Merge the rows several seals wrote for each group of bucket (c, b) into one (or parts of
+/// Merge the rows several batches wrote for each group of bucket (c, b) into one (or parts of
 /// at most [`ROW_BYTES`]); `who` then reads one row per group.
 pub fn merge_bucket(tx: &Connection, names: &Names, c: i64, b: i64) -> rusqlite::Result<u64> {
     const CHUNK: usize = 20_000;
     let mut merged = 0u64;
     let mut after: (Vec<u8>, i64) = (Vec::new(), -1);
-    // A hashed bucket that got far more lifetimes than its first seal foresaw is regrouped
+    // A hashed bucket that got far more lifetimes than its first batch foresaw is regrouped
     // under more bits: its rows would spill into overflow pages. The new rows' keys (one
     // byte: the new bits) sort after the old ones, which this walk reads alone.
     let n: i64 = tx
-        .prepare_cached("SELECT n FROM sealed_buckets WHERE dcls = ?1 AND tb = ?2")?
+        .prepare_cached("SELECT n FROM archive_buckets WHERE dur_class = ?1 AND start_bucket = ?2")?
         .query_row(params![c, b], |r| r.get(0))
         .optional()?
         .unwrap_or(0);
@@ -875,11 +889,11 @@ pub fn merge_bucket(tx: &Connection, names: &Names, c: i64, b: i64) -> rusqlite:
     loop {
         // A chunk of the bucket in key order; the last pair of a full chunk may continue in
         // the next one, so it is left for that one.
-        let rows: Vec<SealedRow> = tx
+        let rows: Vec<ArchivedRow> = tx
             .prepare_cached(
-                "SELECT w_addr1, w_port1, seal, n, rows FROM sealed
-                  WHERE dcls = ?1 AND tb = ?2 AND (w_addr1, w_port1) > (?3, ?4)
-                  ORDER BY w_addr1, w_port1, seal LIMIT ?5",
+                "SELECT w_addr1, w_port1, batch, n, rows FROM archive
+                  WHERE dur_class = ?1 AND start_bucket = ?2 AND (w_addr1, w_port1) > (?3, ?4)
+                  ORDER BY w_addr1, w_port1, batch LIMIT ?5",
             )?
             .query_map(params![c, b, after.0, after.1, CHUNK as i64], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
@@ -912,14 +926,14 @@ pub fn merge_bucket(tx: &Connection, names: &Names, c: i64, b: i64) -> rusqlite:
         };
         // The whole key range goes, then comes back in key order: rows rewritten in place
         // one by one (a merged row is larger) left pages half empty (51 % unused after a
-        // 12 M-state import whose buckets were sealed in parts).
+        // 12 M-state import whose buckets were archived in parts).
         tx.prepare_cached(
-            "DELETE FROM sealed WHERE dcls = ?1 AND tb = ?2
+            "DELETE FROM archive WHERE dur_class = ?1 AND start_bucket = ?2
                AND (w_addr1, w_port1) >= (?3, ?4) AND (w_addr1, w_port1) <= (?5, ?6)",
         )?
         .execute(params![c, b, first.0, first.1, last.0, last.1])?;
         let mut put = tx.prepare_cached(
-            "INSERT INTO sealed (dcls, tb, w_addr1, w_port1, seal, n, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO archive (dur_class, start_bucket, w_addr1, w_port1, batch, n, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for ((a, p), blobs) in pairs {
             let mut all = Vec::new();
@@ -938,17 +952,17 @@ pub fn merge_bucket(tx: &Connection, names: &Names, c: i64, b: i64) -> rusqlite:
                 }
             }
             if all.is_empty() {
-                for (seal, n, blob) in &blobs {
-                    put.execute(params![c, b, a, p, seal, n, blob])?;
+                for (batch, n, blob) in &blobs {
+                    put.execute(params![c, b, a, p, batch, n, blob])?;
                 }
                 continue;
             }
             let rows: Vec<Stored> = all.into_iter().flatten().collect();
-            let seal = blobs.iter().map(|(s, _, _)| *s).min().unwrap_or(0);
+            let batch = blobs.iter().map(|(s, _, _)| *s).min().unwrap_or(0);
             merged += rows.len() as u64;
             let Some((_, new)) = regroup else {
                 let mut refs: Vec<&Stored> = rows.iter().collect();
-                put_rows(&mut put, names, (c, b, &a, p), seal, &mut refs)?;
+                put_rows(&mut put, names, (c, b, &a, p), batch, &mut refs)?;
                 continue;
             };
             let mut by_group: Vec<(i64, &Stored)> = rows
@@ -959,7 +973,7 @@ pub fn merge_bucket(tx: &Connection, names: &Names, c: i64, b: i64) -> rusqlite:
             let key = vec![new as u8];
             for part in by_group.chunk_by(|x, y| x.0 == y.0) {
                 let mut refs: Vec<&Stored> = part.iter().map(|(_, s)| *s).collect();
-                put_rows(&mut put, names, (c, b, &key, part[0].0), seal, &mut refs)?;
+                put_rows(&mut put, names, (c, b, &key, part[0].0), batch, &mut refs)?;
             }
         }
         if !full {
@@ -967,17 +981,21 @@ pub fn merge_bucket(tx: &Connection, names: &Names, c: i64, b: i64) -> rusqlite:
         }
         after = last;
     }
-    tx.prepare_cached("UPDATE sealed_buckets SET seals = 1 WHERE dcls = ?1 AND tb = ?2")?
-        .execute(params![c, b])?;
+    tx.prepare_cached(
+        "UPDATE archive_buckets SET batches = 1 WHERE dur_class = ?1 AND start_bucket = ?2",
+    )?
+    .execute(params![c, b])?;
     if let Some((_, new)) = regroup {
-        tx.prepare_cached("UPDATE sealed_buckets SET bits = ?3 WHERE dcls = ?1 AND tb = ?2")?
-            .execute(params![c, b, new])?;
+        tx.prepare_cached(
+            "UPDATE archive_buckets SET bits = ?3 WHERE dur_class = ?1 AND start_bucket = ?2",
+        )?
+        .execute(params![c, b, new])?;
     }
     Ok(merged)
 }
 
 /// Whether no later packet can add to history bucket `hb` of class `c` (72 minutes for the
-/// short classes, as `sealed_private` files them) once packets up to `watermark` were read.
+/// short classes, as `archive_hosts` files them) once packets up to `watermark` were read.
 pub fn history_complete(c: i64, hb: i64, watermark: Micros) -> bool {
     history_end(c, hb)
         .and_then(|e| e.checked_add(COMPLETE_SLACK_US))
@@ -994,18 +1012,18 @@ fn history_end(c: i64, hb: i64) -> Option<Micros> {
         .checked_add(*max)
 }
 
-/// Merge the rows several seals wrote for each private host of class `c` and history bucket
-/// `hb` into one (the writers call it once the bucket is complete: a seal every 30 s had
-/// left a row per seal and host), when hosts have 1.5 rows or more on average.
+/// Merge the rows several batches wrote for each private host of class `c` and history bucket
+/// `hb` into one (the writers call it once the bucket is complete: a batch every 30 s had
+/// left a row per batch and host), when hosts have 1.5 rows or more on average.
 pub fn merge_private(tx: &Connection, c: i64, b: i64) -> rusqlite::Result<()> {
     const CHUNK: usize = 20_000;
     // A merge rewrites every row of the bucket; it pays where hosts have several rows each
-    // (the recorder seals every 30 s). An import writes few, large seals: in a 1 M-state
+    // (the recorder batches every 30 s). An import writes few, large batches: in a 1 M-state
     // import hosts had 1.19 rows each, and merging them took 13 % of its CPU to save ~1
     // byte per state.
     let (rows, hosts): (i64, i64) = tx
         .prepare_cached(
-            "SELECT count(*), count(DISTINCT s_addr1) FROM sealed_private WHERE dcls = ?1 AND tb = ?2",
+            "SELECT count(*), count(DISTINCT s_addr1) FROM archive_hosts WHERE dur_class = ?1 AND start_bucket = ?2",
         )?
         .query_row(params![c, b], |r| Ok((r.get(0)?, r.get(1)?)))?;
     if rows * 2 < hosts * 3 {
@@ -1015,8 +1033,8 @@ pub fn merge_private(tx: &Connection, c: i64, b: i64) -> rusqlite::Result<()> {
     loop {
         let rows: Vec<HistoryRow> = tx
             .prepare_cached(
-                "SELECT s_addr1, seal, pairs, form FROM sealed_private
-                  WHERE dcls = ?1 AND tb = ?2 AND s_addr1 > ?3 ORDER BY s_addr1, seal LIMIT ?4",
+                "SELECT s_addr1, batch, pairs, form FROM archive_hosts
+                  WHERE dur_class = ?1 AND start_bucket = ?2 AND s_addr1 > ?3 ORDER BY s_addr1, batch LIMIT ?4",
             )?
             .query_map(params![c, b, after, CHUNK as i64], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -1042,7 +1060,7 @@ pub fn merge_private(tx: &Connection, c: i64, b: i64) -> rusqlite::Result<()> {
         // As in merge_bucket: the chunk's range goes and comes back in key order, so the
         // merged rows fill their pages.
         tx.prepare_cached(
-            "DELETE FROM sealed_private WHERE dcls = ?1 AND tb = ?2 AND s_addr1 >= ?3 AND s_addr1 <= ?4",
+            "DELETE FROM archive_hosts WHERE dur_class = ?1 AND start_bucket = ?2 AND s_addr1 >= ?3 AND s_addr1 <= ?4",
         )?
         .execute(params![c, b, first, last])?;
         for (a, blobs) in hosts {
@@ -1060,15 +1078,15 @@ pub fn merge_private(tx: &Connection, c: i64, b: i64) -> rusqlite::Result<()> {
             }
             if as_is {
                 // One row, or a damaged one: back as it was.
-                for (seal, blob, form) in &blobs {
-                    put_pairs_blob(tx, (c, b, &a), *seal, blob, *form)?;
+                for (batch, blob, form) in &blobs {
+                    put_pairs_blob(tx, (c, b, &a), *batch, blob, *form)?;
                 }
                 continue;
             }
             let mut pairs: Vec<Pair> = set.into_iter().collect();
             pairs.sort();
-            let seal = blobs.iter().map(|(s, ..)| *s).min().unwrap_or(0);
-            put_pairs(tx, (c, b, &a), seal, &pairs)?;
+            let batch = blobs.iter().map(|(s, ..)| *s).min().unwrap_or(0);
+            put_pairs(tx, (c, b, &a), batch, &pairs)?;
         }
         if !full {
             break;
@@ -1078,23 +1096,23 @@ pub fn merge_private(tx: &Connection, c: i64, b: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The id ranges of every seal, and the parsed id lists of the ones looked into: how the
-/// writer finds out whether a state it did not take as new is sealed.
+/// The id ranges of every batch, and the parsed id lists of the ones looked into: how the
+/// writer finds out whether a state it did not take as new is archived.
 #[derive(Debug, Default)]
-pub struct SealIndex {
+pub struct BatchIndex {
     loaded: bool,
-    /// (creator, group) -> (seal, min id, max id).
+    /// (creator, group) -> (batch, min id, max id).
     ranges: HashMap<(u32, u8), Ranges>,
     parsed: HashMap<ChunkKey, HashMap<u64, Vec<Filed>>>,
 }
 
-/// One group's id ranges (chunks of seals), found by binary search: a file of 100 M
+/// One group's id ranges (chunks of batches), found by binary search: a file of 100 M
 /// lifetimes has ~25,000 chunks, and a scan of them all for each state an older capture
 /// names was ~6 % of its import.
 #[derive(Debug, Default)]
 struct Ranges {
-    /// (seal, min id, max id), by min id.
-    by_lo: Vec<SealRange>,
+    /// (batch, min id, max id), by min id.
+    by_lo: Vec<BatchRange>,
     /// The highest max id among the first i + 1: where a search back from the chunks that
     /// start at or below an id can stop.
     reach: Vec<i64>,
@@ -1103,7 +1121,7 @@ struct Ranges {
 impl Ranges {
     fn sort(&mut self) {
         self.by_lo
-            .sort_unstable_by_key(|&(seal, lo, hi)| (lo, hi, seal));
+            .sort_unstable_by_key(|&(batch, lo, hi)| (lo, hi, batch));
         let mut top = i64::MIN;
         self.reach = self
             .by_lo
@@ -1115,7 +1133,7 @@ impl Ranges {
             .collect();
     }
 
-    /// (seal, min id) of the chunks whose range holds `id`.
+    /// (batch, min id) of the chunks whose range holds `id`.
     fn containing(&self, id: i64) -> Vec<(i64, i64)> {
         let mut out = Vec::new();
         let mut i = self.by_lo.partition_point(|&(_, lo, _)| lo <= id);
@@ -1124,36 +1142,37 @@ impl Ranges {
             if self.reach[i] < id {
                 break;
             }
-            let (seal, lo, hi) = self.by_lo[i];
+            let (batch, lo, hi) = self.by_lo[i];
             if id <= hi {
-                out.push((seal, lo));
+                out.push((batch, lo));
             }
         }
         out
     }
 }
 
-impl SealIndex {
-    /// Forget everything (after a rollback, or when seals were added).
+impl BatchIndex {
+    /// Forget everything (after a rollback, or when batches were added).
     pub fn reset(&mut self) {
-        *self = SealIndex::default();
+        *self = BatchIndex::default();
     }
 
-    /// Count a seal just written in (its id lists are read when needed).
+    /// Count a batch just written in (its id lists are read when needed).
     fn load(&mut self, conn: &Connection) -> rusqlite::Result<()> {
         if self.loaded {
             return Ok(());
         }
-        let mut st = conn.prepare("SELECT seal, creator_id, grp, min_id, max_id FROM seals")?;
+        let mut st =
+            conn.prepare("SELECT batch, creator_id, grp, min_id, max_id FROM archive_batches")?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
-            let (seal, creator, grp, lo, hi): (i64, i64, i64, i64, i64) =
+            let (batch, creator, grp, lo, hi): (i64, i64, i64, i64, i64) =
                 (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
             self.ranges
                 .entry((creator as u32, grp as u8))
                 .or_default()
                 .by_lo
-                .push((seal, lo, hi));
+                .push((batch, lo, hi));
         }
         for r in self.ranges.values_mut() {
             r.sort();
@@ -1162,7 +1181,7 @@ impl SealIndex {
         Ok(())
     }
 
-    /// Where the sealed lifetimes of `k` may be filed: each group once, in key order.
+    /// Where the archived lifetimes of `k` may be filed: each group once, in key order.
     fn places(&mut self, conn: &Connection, k: &StateRef) -> rusqlite::Result<Vec<Filed>> {
         self.load(conn)?;
         let g = group_of(k);
@@ -1172,17 +1191,17 @@ impl SealIndex {
             None => return Ok(Vec::new()),
         };
         let mut out = Vec::new();
-        for (seal, lo) in chunks {
-            let key = (seal, g.0, g.1, lo);
+        for (batch, lo) in chunks {
+            let key = (batch, g.0, g.1, lo);
             if !self.parsed.contains_key(&key) {
                 if self.parsed.len() >= CHUNKS_CACHED {
                     self.parsed.clear();
                 }
                 let blob: Option<(Vec<u8>, i64)> = conn
                     .prepare_cached(
-                        "SELECT ids, form FROM seals WHERE seal = ?1 AND creator_id = ?2 AND grp = ?3 AND min_id = ?4",
+                        "SELECT ids, form FROM archive_batches WHERE batch = ?1 AND creator_id = ?2 AND grp = ?3 AND min_id = ?4",
                     )?
-                    .query_row(params![seal, g.0, g.1, lo], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .query_row(params![batch, g.0, g.1, lo], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
                 let mut map: HashMap<u64, Vec<Filed>> = HashMap::default();
                 if let Some((blob, form)) = blob {
@@ -1202,7 +1221,7 @@ impl SealIndex {
                         }
                         Err(e) => met(DamagedGroup {
                             what: format!(
-                                "id list (seal {seal}, creator {:08x}, ids from {lo:016x})",
+                                "id list (batch {batch}, creator {:08x}, ids from {lo:016x})",
                                 g.0
                             ),
                             from: None,
@@ -1218,16 +1237,16 @@ impl SealIndex {
             }
         }
         // Each group once, in key order.
-        out.sort_by_key(|f| (f.dcls, f.tb, f.spot));
+        out.sort_by_key(|f| (f.dur_class, f.start_bucket, f.spot));
         out.dedup();
         Ok(out)
     }
 }
 
-/// Every sealed lifetime of `k`, left where it is.
+/// Every archived lifetime of `k`, left where it is.
 pub fn find(
     conn: &Connection,
-    index: &mut SealIndex,
+    index: &mut BatchIndex,
     names: &Names,
     k: &StateRef,
 ) -> rusqlite::Result<Vec<Stored>> {
@@ -1242,7 +1261,7 @@ pub fn find(
     Ok(found)
 }
 
-/// Every lifetime (or those of public pair `only`) in the rows of `sealed` at one key;
+/// Every lifetime (or those of public pair `only`) in the rows of `archive` at one key;
 /// a damaged row is skipped and kept for the reader's warning, or an error ([`tolerate`]).
 fn at_key(
     conn: &Connection,
@@ -1251,7 +1270,7 @@ fn at_key(
     only: Option<(&IpAddr, u16)>,
 ) -> rusqlite::Result<Vec<Stored>> {
     let mut st = conn.prepare_cached(
-        "SELECT rows FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
+        "SELECT rows FROM archive WHERE dur_class = ?1 AND start_bucket = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
     )?;
     let mut rows = st.query(params![c, b, a, p])?;
     let mut out = Vec::new();
@@ -1265,17 +1284,19 @@ fn at_key(
     Ok(out)
 }
 
-/// The rows of `sealed` (dcls, tb, w_addr1, w_port1) the sealed lifetimes of `k` may be
+/// The rows of `archive` (dur_class, start_bucket, w_addr1, w_port1) the archived lifetimes of `k` may be
 /// in, each once (two spots can name one row).
 fn rows_of(
     conn: &Connection,
-    index: &mut SealIndex,
+    index: &mut BatchIndex,
     k: &StateRef,
 ) -> rusqlite::Result<Vec<RowKey>> {
     let mut keys = Vec::new();
     for f in index.places(conn, k)? {
-        if let Some((a, p)) = layout_of(conn, f.dcls, f.tb)?.map(|l| l.spot_key(&f.spot)) {
-            keys.push((f.dcls, f.tb, a, p));
+        if let Some((a, p)) =
+            layout_of(conn, f.dur_class, f.start_bucket)?.map(|l| l.spot_key(&f.spot))
+        {
+            keys.push((f.dur_class, f.start_bucket, a, p));
         }
     }
     keys.sort();
@@ -1283,27 +1304,27 @@ fn rows_of(
     Ok(keys)
 }
 
-/// Take every sealed lifetime of `k` out of the sealed tables (the writer then writes them
+/// Take every archived lifetime of `k` out of the archived tables (the writer then writes them
 /// into `states`, where its merges apply).
 pub fn take(
     tx: &Connection,
-    index: &mut SealIndex,
+    index: &mut BatchIndex,
     names: &Names,
     k: &StateRef,
 ) -> rusqlite::Result<Vec<Stored>> {
     let mut taken = Vec::new();
-    for (dcls, tb, a, port) in rows_of(tx, index, k)? {
+    for (dur_class, start_bucket, a, port) in rows_of(tx, index, k)? {
         let groups: Vec<(i64, Vec<u8>)> = tx
             .prepare_cached(
-                "SELECT seal, rows FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
+                "SELECT batch, rows FROM archive WHERE dur_class = ?1 AND start_bucket = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
             )?
-            .query_map(params![dcls, tb, a, port], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(params![dur_class, start_bucket, a, port], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
-        for (seal, blob) in groups {
-            let rows = match unpack_row((dcls, tb, &a, port), &blob, names, None) {
+        for (batch, blob) in groups {
+            let rows = match unpack_row((dur_class, start_bucket, &a, port), &blob, names, None) {
                 Ok(rows) => rows,
                 Err(e) => {
-                    met(damaged_row(dcls, tb, &a, port, e))?;
+                    met(damaged_row(dur_class, start_bucket, &a, port, e))?;
                     continue;
                 }
             };
@@ -1315,29 +1336,33 @@ pub fn take(
             }
             if rest.is_empty() {
                 tx.prepare_cached(
-                    "DELETE FROM sealed WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND seal = ?5",
+                    "DELETE FROM archive WHERE dur_class = ?1 AND start_bucket = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND batch = ?5",
                 )?
-                .execute(params![dcls, tb, a, port, seal])?;
+                .execute(params![dur_class, start_bucket, a, port, batch])?;
             } else {
                 let mut refs: Vec<&Stored> = rest.iter().collect();
-                let blob =
-                    codec::summed(&[&row_key(dcls, tb, &a, port)], pack_row(&mut refs, names));
+                let blob = codec::summed(
+                    &[&row_key(dur_class, start_bucket, &a, port)],
+                    pack_row(&mut refs, names),
+                );
                 tx.prepare_cached(
-                    "UPDATE sealed SET n = ?6, rows = ?7
-                      WHERE dcls = ?1 AND tb = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND seal = ?5",
+                    "UPDATE archive SET n = ?6, rows = ?7
+                      WHERE dur_class = ?1 AND start_bucket = ?2 AND w_addr1 = ?3 AND w_port1 = ?4 AND batch = ?5",
                 )?
                 .execute(params![
-                    dcls,
-                    tb,
+                    dur_class,
+                    start_bucket,
                     a,
                     port,
-                    seal,
+                    batch,
                     rest.len() as i64,
                     blob
                 ])?;
             }
-            tx.prepare_cached("UPDATE sealed_buckets SET n = n - ?3 WHERE dcls = ?1 AND tb = ?2")?
-                .execute(params![dcls, tb, mine.len() as i64])?;
+            tx.prepare_cached(
+                "UPDATE archive_buckets SET n = n - ?3 WHERE dur_class = ?1 AND start_bucket = ?2",
+            )?
+            .execute(params![dur_class, start_bucket, mine.len() as i64])?;
             count_creators(
                 tx,
                 &[(k.creator_id, -(mine.len() as i64))].into_iter().collect(),
@@ -1348,7 +1373,7 @@ pub fn take(
     Ok(taken)
 }
 
-/// Every sealed lifetime of bucket (c, b), group by group, to `f`; damaged groups are
+/// Every archived lifetime of bucket (c, b), group by group, to `f`; damaged groups are
 /// counted where damage is tolerated ([`tolerate`]), an error elsewhere (prune).
 pub fn each_in_bucket(
     conn: &Connection,
@@ -1357,8 +1382,9 @@ pub fn each_in_bucket(
     b: i64,
     mut f: impl FnMut(Stored) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<u64> {
-    let mut st = conn
-        .prepare_cached("SELECT w_addr1, w_port1, rows FROM sealed WHERE dcls = ?1 AND tb = ?2")?;
+    let mut st = conn.prepare_cached(
+        "SELECT w_addr1, w_port1, rows FROM archive WHERE dur_class = ?1 AND start_bucket = ?2",
+    )?;
     let mut rows = st.query(params![c, b])?;
     let mut damaged = 0;
     while let Some(r) = rows.next()? {
@@ -1378,7 +1404,7 @@ pub fn each_in_bucket(
     Ok(damaged)
 }
 
-/// The sealed lifetimes of one public pair in bucket (c, b).
+/// The archived lifetimes of one public pair in bucket (c, b).
 pub fn group(
     conn: &Connection,
     names: &Names,
@@ -1393,7 +1419,7 @@ pub fn group(
     at_key(conn, names, (c, b, &a, p), Some((addr, port)))
 }
 
-/// The sealed lifetimes at `spots` in bucket (c, b), each once: those of the pairs whose
+/// The archived lifetimes at `spots` in bucket (c, b), each once: those of the pairs whose
 /// hash a spot holds (the caller picks by private address).
 pub fn at_spots(
     conn: &Connection,
@@ -1422,7 +1448,7 @@ pub fn at_spots(
 }
 
 /// Where the groups of private hosts in [lo, hi] (same length) of class `c` and history
-/// bucket `b` are: (sealed bucket, spot).
+/// bucket `b` are: (archived bucket, spot).
 pub fn private_pairs(
     conn: &Connection,
     c: i64,
@@ -1431,8 +1457,8 @@ pub fn private_pairs(
     hi: &[u8],
 ) -> rusqlite::Result<Vec<Pair>> {
     let mut st = conn.prepare_cached(
-        "SELECT s_addr1, pairs, form FROM sealed_private
-          WHERE dcls = ?1 AND tb = ?2 AND s_addr1 >= ?3 AND s_addr1 <= ?4 AND length(s_addr1) = length(?3)",
+        "SELECT s_addr1, pairs, form FROM archive_hosts
+          WHERE dur_class = ?1 AND start_bucket = ?2 AND s_addr1 >= ?3 AND s_addr1 <= ?4 AND length(s_addr1) = length(?3)",
     )?;
     let mut rows = st.query(params![c, b, lo, hi])?;
     let mut out = Vec::new();
@@ -1446,10 +1472,10 @@ pub fn private_pairs(
     Ok(out)
 }
 
-/// Delete sealed lifetimes that ended before `before`; how many.
+/// Delete archived lifetimes that ended before `before`; how many.
 pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result<u64> {
     let buckets: Vec<(i64, i64, Micros)> = tx
-        .prepare("SELECT dcls, tb, end_us FROM sealed_buckets WHERE first_us < ?1")?
+        .prepare("SELECT dur_class, start_bucket, end_us FROM archive_buckets WHERE first_us < ?1")?
         .query_map([before], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let mut gone = 0u64;
@@ -1475,11 +1501,13 @@ pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result
             continue;
         }
         gone += removed.values().map(|n| -n).sum::<i64>() as u64;
-        tx.prepare_cached("DELETE FROM sealed WHERE dcls = ?1 AND tb = ?2")?
+        tx.prepare_cached("DELETE FROM archive WHERE dur_class = ?1 AND start_bucket = ?2")?
             .execute(params![c, b])?;
         if end < before || kept == 0 {
-            tx.prepare_cached("DELETE FROM sealed_buckets WHERE dcls = ?1 AND tb = ?2")?
-                .execute(params![c, b])?;
+            tx.prepare_cached(
+                "DELETE FROM archive_buckets WHERE dur_class = ?1 AND start_bucket = ?2",
+            )?
+            .execute(params![c, b])?;
         } else {
             for ((a, p), rows) in &keep {
                 let mut refs: Vec<&Stored> = rows.iter().collect();
@@ -1487,19 +1515,19 @@ pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result
             }
             let first = keep.values().flatten().map(|s| s.start).min().unwrap_or(0);
             tx.prepare_cached(
-                "UPDATE sealed_buckets SET n = ?3, first_us = ?4, seals = 1 WHERE dcls = ?1 AND tb = ?2",
+                "UPDATE archive_buckets SET n = ?3, first_us = ?4, batches = 1 WHERE dur_class = ?1 AND start_bucket = ?2",
             )?
             .execute(params![c, b, kept, first])?;
         }
         count_creators(tx, &removed)?;
     }
-    // One id row of the newest seal stays even once its lifetimes are gone: next_seal
-    // counts from it, and a number handed out again would meet the history rows that seal
+    // One id row of the newest batch stays even once its lifetimes are gone: next_batch
+    // counts from it, and a number handed out again would meet the history rows that batch
     // wrote (prune keeps those of recent buckets, below). A stale id list only points at
-    // lifetimes no longer there, as that of a seal pruned in part does.
+    // lifetimes no longer there, as that of a batch pruned in part does.
     tx.execute(
-        "DELETE FROM seals WHERE end_us < ?1 AND (seal, creator_id, grp, min_id) !=
-           (SELECT seal, creator_id, grp, min_id FROM seals ORDER BY seal DESC LIMIT 1)",
+        "DELETE FROM archive_batches WHERE end_us < ?1 AND (batch, creator_id, grp, min_id) !=
+           (SELECT batch, creator_id, grp, min_id FROM archive_batches ORDER BY batch DESC LIMIT 1)",
         [before],
     )?;
     // History entries of 72-minute buckets whose every lifetime ended before; those of a
@@ -1507,22 +1535,24 @@ pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result
     for (c, max) in CLASS_MAX_US.iter().enumerate() {
         if let Some(shift) = super::query::bucket_shift(c) {
             let dead_below = (before.saturating_sub(*max) >> shift) - 1;
-            tx.prepare_cached("DELETE FROM sealed_private WHERE dcls = ?1 AND tb < ?2")?
-                .execute(params![c as i64, dead_below])?;
+            tx.prepare_cached(
+                "DELETE FROM archive_hosts WHERE dur_class = ?1 AND start_bucket < ?2",
+            )?
+            .execute(params![c as i64, dead_below])?;
         }
     }
     Ok(gone)
 }
 
-/// Move every sealed lifetime back into `states` (tests compare whole databases this way;
+/// Move every archived lifetime back into `states` (tests compare whole databases this way;
 /// also a way back for anyone who wants one row per lifetime).
-pub fn unseal_all(
+pub fn unarchive_all(
     tx: &Connection,
     names: &Names,
     mut insert: impl FnMut(&Connection, &Stored) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<u64> {
     let buckets: Vec<(i64, i64)> = tx
-        .prepare("SELECT dcls, tb FROM sealed_buckets")?
+        .prepare("SELECT dur_class, start_bucket FROM archive_buckets")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let mut n = 0;
@@ -1538,8 +1568,8 @@ pub fn unseal_all(
         n += rows.len() as u64;
     }
     tx.execute_batch(
-        "DELETE FROM sealed; DELETE FROM sealed_private; DELETE FROM sealed_buckets;
-         DELETE FROM sealed_creators; DELETE FROM seals;",
+        "DELETE FROM archive; DELETE FROM archive_hosts; DELETE FROM archive_buckets;
+         DELETE FROM archive_creators; DELETE FROM archive_batches;",
     )?;
     Ok(n)
 }
@@ -1547,7 +1577,8 @@ pub fn unseal_all(
 /// Read every history row and id list back (checksum, then decoding); damaged ones go
 /// through [`met`] like a damaged group. How many of each were read: (history, id lists).
 pub fn check_lists(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
-    let mut st = conn.prepare("SELECT dcls, tb, s_addr1, pairs, form FROM sealed_private")?;
+    let mut st =
+        conn.prepare("SELECT dur_class, start_bucket, s_addr1, pairs, form FROM archive_hosts")?;
     let mut rows = st.query([])?;
     let mut history = 0;
     while let Some(r) = rows.next()? {
@@ -1558,11 +1589,12 @@ pub fn check_lists(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
             met(damaged_pairs(c, hb, &host, e))?;
         }
     }
-    let mut st = conn.prepare("SELECT seal, creator_id, grp, min_id, ids, form FROM seals")?;
+    let mut st =
+        conn.prepare("SELECT batch, creator_id, grp, min_id, ids, form FROM archive_batches")?;
     let mut rows = st.query([])?;
     let mut lists = 0;
     while let Some(r) = rows.next()? {
-        let (seal, creator, grp, lo, blob, form): (i64, i64, i64, i64, Vec<u8>, i64) = (
+        let (batch, creator, grp, lo, blob, form): (i64, i64, i64, i64, Vec<u8>, i64) = (
             r.get(0)?,
             r.get(1)?,
             r.get(2)?,
@@ -1577,7 +1609,7 @@ pub fn check_lists(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
         });
         if let Err(e) = list {
             met(DamagedGroup {
-                what: format!("id list (seal {seal}, creator {creator:08x}, ids from {lo:016x})"),
+                what: format!("id list (batch {batch}, creator {creator:08x}, ids from {lo:016x})"),
                 from: None,
                 to: None,
                 why: e.0,
@@ -1597,7 +1629,7 @@ mod tests {
             ids in proptest::collection::vec(-5i64..1100, 1..20),
         ) {
             let mut r = super::Ranges {
-                by_lo: chunks.iter().map(|&(seal, lo, len)| (seal, lo, lo + len)).collect(),
+                by_lo: chunks.iter().map(|&(batch, lo, len)| (batch, lo, lo + len)).collect(),
                 ..Default::default()
             };
             r.sort();
@@ -1630,10 +1662,10 @@ mod tests {
         (dir, conn)
     }
 
-    fn seal(conn: &Connection, rows: &[Stored], no: i64) {
+    fn batch(conn: &Connection, rows: &[Stored], no: i64) {
         let mut names = Names::load(conn).expect("names");
         let tx = conn.unchecked_transaction().expect("tx");
-        let written = write_seal(&tx, rows, no, &mut names, &|_, n| n).expect("seal");
+        let written = write_batch(&tx, rows, no, &mut names, &|_, n| n).expect("batch");
         assert!(!written.is_empty());
         tx.commit().expect("commit");
     }
@@ -1647,16 +1679,16 @@ mod tests {
     }
 
     fn groups(conn: &Connection) -> i64 {
-        conn.query_row("SELECT count(*) FROM sealed", [], |r| r.get(0))
+        conn.query_row("SELECT count(*) FROM archive", [], |r| r.get(0))
             .expect("count")
     }
 
-    /// The start of the class-2 sealed bucket the test lifetimes begin in.
+    /// The start of the class-2 archived bucket the test lifetimes begin in.
     fn all_base() -> Micros {
         ((1_767_571_200 * S) >> 26) << 26
     }
 
-    /// Lifetimes 0..n of one public pair, one every second from the start of a class-2 sealed
+    /// Lifetimes 0..n of one public pair, one every second from the start of a class-2 archived
     /// bucket (67 s), each 12 s long (class 2).
     fn lifetimes(from: u64, n: u64) -> Vec<Stored> {
         let base = all_base();
@@ -1676,7 +1708,7 @@ mod tests {
     #[test]
     fn a_seal_of_mixed_durations_files_each_lifetime_in_its_class_and_gives_it_back() {
         let (_d, conn) = db();
-        // Four classes interleaved row by row: the seal takes them one class at a time.
+        // Four classes interleaved row by row: the batch takes them one class at a time.
         let lengths = [1, 30, 700, 4000];
         let mut all = lifetimes(0, 60);
         for (i, s) in all.iter_mut().enumerate() {
@@ -1685,7 +1717,7 @@ mod tests {
             s.end = s.start + lengths[i % 4] * S;
             s.last = s.end;
         }
-        seal(&conn, &all, 1);
+        batch(&conn, &all, 1);
         let per_class = |sql: &str| -> Vec<(i64, i64)> {
             conn.prepare(sql)
                 .expect("prepare")
@@ -1697,25 +1729,27 @@ mod tests {
         let mut want: Vec<(i64, i64)> = lengths.iter().map(|l| (class_of(l * S), 15)).collect();
         want.sort();
         assert_eq!(
-            per_class("SELECT dcls, sum(n) FROM sealed GROUP BY dcls ORDER BY dcls"),
+            per_class(
+                "SELECT dur_class, sum(n) FROM archive GROUP BY dur_class ORDER BY dur_class"
+            ),
             want
         );
         // Each class has its hosts' history: seven hosts, all in each class.
         let hosts: Vec<(i64, i64)> = want.iter().map(|(c, _)| (*c, 7)).collect();
         assert_eq!(
             per_class(
-                "SELECT dcls, count(DISTINCT s_addr1) FROM sealed_private GROUP BY dcls ORDER BY dcls"
+                "SELECT dur_class, count(DISTINCT s_addr1) FROM archive_hosts GROUP BY dur_class ORDER BY dur_class"
             ),
             hosts
         );
         let names = Names::load(&conn).expect("names");
         let tx = conn.unchecked_transaction().expect("tx");
         let mut back = Vec::new();
-        unseal_all(&tx, &names, |_, s| {
+        unarchive_all(&tx, &names, |_, s| {
             back.push(s.clone());
             Ok(())
         })
-        .expect("unseal");
+        .expect("unarchive");
         back.sort_by_key(|s| s.state_id);
         assert_eq!(back, all);
     }
@@ -1725,9 +1759,9 @@ mod tests {
         let (_d, conn) = db();
         let all = lifetimes(0, 30);
         for (no, part) in all.chunks(10).enumerate() {
-            seal(&conn, part, no as i64 + 1);
+            batch(&conn, part, no as i64 + 1);
         }
-        assert_eq!(groups(&conn), 3, "one group per seal before the merge");
+        assert_eq!(groups(&conn), 3, "one group per batch before the merge");
         let probes: Vec<Micros> = all.iter().map(|s| s.start + 11 * S).collect();
         let before: Vec<_> = probes.iter().map(|t| who(&conn, *t)).collect();
         let overlaps: Vec<usize> = before.iter().map(Vec::len).collect();
@@ -1762,10 +1796,10 @@ mod tests {
         for (i, s) in all.iter_mut().enumerate() {
             s.w_port[1] = 61234 + (i % 16) as u16;
         }
-        seal(&conn, &all, 1);
+        batch(&conn, &all, 1);
         let hashed: i64 = conn
             .query_row(
-                "SELECT count(*) FROM sealed WHERE length(w_addr1) = 1",
+                "SELECT count(*) FROM archive WHERE length(w_addr1) = 1",
                 [],
                 |r| r.get(0),
             )
@@ -1773,7 +1807,7 @@ mod tests {
         assert_eq!(hashed, groups(&conn), "a new bucket is hashed");
         assert!(groups(&conn) <= 8, "{} rows for 16 pairs", groups(&conn));
         let bits: i64 = conn
-            .query_row("SELECT bits FROM sealed_buckets", [], |r| r.get(0))
+            .query_row("SELECT bits FROM archive_buckets", [], |r| r.get(0))
             .expect("bits");
         assert_eq!(bits, 3);
         // who for 192.0.2.2:61234 meets the lifetimes of that pair only.
@@ -1792,7 +1826,7 @@ mod tests {
             creator_id: all[16].creator_id,
         };
         let tx = conn.unchecked_transaction().expect("tx");
-        let taken = take(&tx, &mut SealIndex::default(), &names, &k).expect("take");
+        let taken = take(&tx, &mut BatchIndex::default(), &names, &k).expect("take");
         tx.commit().expect("commit");
         assert_eq!(taken, vec![all[16].clone()]);
         let left = crate::store::sqlite::export::each_lifetime(&conn, 0, i64::MAX, |_| {
@@ -1806,18 +1840,18 @@ mod tests {
     fn history_rows_are_merged_only_where_hosts_have_several() {
         let (_d, conn) = db();
         let rows = || {
-            conn.query_row("SELECT count(*) FROM sealed_private", [], |r| {
+            conn.query_row("SELECT count(*) FROM archive_hosts", [], |r| {
                 r.get::<_, i64>(0)
             })
             .expect("count")
         };
-        // Ten hosts in seal 1, one of them again in seal 2: 11 rows for 10 hosts stay.
+        // Ten hosts in batch 1, one of them again in batch 2: 11 rows for 10 hosts stay.
         let mut all = lifetimes(0, 12);
         for (i, s) in all.iter_mut().enumerate() {
             s.s_addr[1] = IpAddr::from([10, 0, 1, (i % 10) as u8]);
         }
-        seal(&conn, &all[..10], 1);
-        seal(&conn, &all[10..11], 2);
+        batch(&conn, &all[..10], 1);
+        batch(&conn, &all[10..11], 2);
         let (c, hb) = (2, history_bucket(all[0].start, 2));
         let merge = || {
             let tx = conn.unchecked_transaction().expect("tx");
@@ -1826,13 +1860,13 @@ mod tests {
         };
         merge();
         assert_eq!(rows(), 11, "1.1 rows per host: left as written");
-        // Every host in five more seals: 61 rows for 10 hosts become one each.
+        // Every host in five more batches: 61 rows for 10 hosts become one each.
         for no in 3..8 {
             let mut more = lifetimes(12 + 10 * no as u64, 10);
             for (i, s) in more.iter_mut().enumerate() {
                 s.s_addr[1] = IpAddr::from([10, 0, 1, i as u8]);
             }
-            seal(&conn, &more, no);
+            batch(&conn, &more, no);
         }
         merge();
         assert_eq!(rows(), 10);
@@ -1859,10 +1893,10 @@ mod tests {
             s.s_addr[1] = host;
             s.w_port[1] = 61234 + i as u16;
         }
-        seal(&conn, &all, 1);
+        batch(&conn, &all, 1);
         let forms: (i64, i64) = conn
             .query_row(
-                "SELECT (SELECT min(form) FROM seals), (SELECT min(form) FROM sealed_private)",
+                "SELECT (SELECT min(form) FROM archive_batches), (SELECT min(form) FROM archive_hosts)",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -1883,14 +1917,14 @@ mod tests {
             id: all[9].state_id,
             creator_id: all[9].creator_id,
         };
-        let found = find(&conn, &mut SealIndex::default(), &names, &k).expect("find");
+        let found = find(&conn, &mut BatchIndex::default(), &names, &k).expect("find");
         assert_eq!(found, vec![all[9].clone()]);
     }
 
     #[test]
     fn a_bucket_far_larger_than_its_first_seal_foresaw_is_regrouped_by_its_merge() {
         let (_d, conn) = db();
-        // 608 lifetimes of 608 public pairs in one class-2 bucket: the first seal holds 8.
+        // 608 lifetimes of 608 public pairs in one class-2 bucket: the first batch holds 8.
         let mut all = lifetimes(0, 608);
         for (i, s) in all.iter_mut().enumerate() {
             let shift = (i as i64 % 50) * S - (s.start - all_base());
@@ -1901,13 +1935,13 @@ mod tests {
             s.last += shift;
             s.w_port[1] = 1000 + i as u16;
         }
-        seal(&conn, &all[..8], 1);
-        seal(&conn, &all[8..], 2);
+        batch(&conn, &all[..8], 1);
+        batch(&conn, &all[8..], 2);
         let bits = |conn: &Connection| -> i64 {
-            conn.query_row("SELECT bits FROM sealed_buckets", [], |r| r.get(0))
+            conn.query_row("SELECT bits FROM archive_buckets", [], |r| r.get(0))
                 .expect("bits")
         };
-        assert_eq!(bits(&conn), 0, "sized for the first seal's 8");
+        assert_eq!(bits(&conn), 0, "sized for the first batch's 8");
         let pair_at = |conn: &Connection, i: usize| -> Vec<u64> {
             let public = all[i].w_addr[1];
             let t = all[i].start + S;
@@ -1957,8 +1991,8 @@ mod tests {
     fn a_pair_reused_sixty_times_in_a_bucket_is_written_in_rows_that_fit_a_page() {
         let (_d, conn) = db();
         let all = lifetimes(0, 60);
-        seal(&conn, &all[..30], 1);
-        seal(&conn, &all[30..], 2);
+        batch(&conn, &all[..30], 1);
+        batch(&conn, &all[30..], 2);
         let t = all[40].start + 5 * S;
         let alive = all.iter().filter(|s| s.start <= t && s.end >= t).count();
         let names = Names::load(&conn).expect("names");
@@ -1967,7 +2001,7 @@ mod tests {
         assert_eq!(merge_bucket(&tx, &names, c, b).expect("merge"), 60);
         tx.commit().expect("commit");
         let (rows, longest): (i64, i64) = conn
-            .query_row("SELECT count(*), max(length(rows)) FROM sealed", [], |r| {
+            .query_row("SELECT count(*), max(length(rows)) FROM archive", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .expect("rows");
@@ -1979,7 +2013,7 @@ mod tests {
             creator_id: all[40].creator_id,
         };
         let tx = conn.unchecked_transaction().expect("tx");
-        let taken = take(&tx, &mut SealIndex::default(), &names, &k).expect("take");
+        let taken = take(&tx, &mut BatchIndex::default(), &names, &k).expect("take");
         tx.commit().expect("commit");
         assert_eq!(taken, vec![all[40].clone()]);
         assert_eq!(who(&conn, t).len(), alive - 1);
@@ -1989,10 +2023,10 @@ mod tests {
     fn a_bucket_whose_bits_are_out_of_range_is_damage_named_by_a_reader_and_an_error_to_a_writer() {
         let (_d, conn) = db();
         let all = lifetimes(0, 4);
-        seal(&conn, &all[..2], 1);
+        batch(&conn, &all[..2], 1);
         let t = all[1].start + 11 * S;
         assert_eq!(who(&conn, t).len(), 2);
-        conn.execute("UPDATE sealed_buckets SET bits = 99", [])
+        conn.execute("UPDATE archive_buckets SET bits = 99", [])
             .expect("damage");
         let named = {
             let _tolerant = tolerate();
@@ -2000,12 +2034,12 @@ mod tests {
             damage_seen()
         };
         assert_eq!(named.len(), 1, "{named:?}");
-        assert!(named[0].what.starts_with("sealed bucket (class 2"));
+        assert!(named[0].what.starts_with("archived bucket (class 2"));
         assert_eq!(named[0].why, "bucket bits");
-        // A writer stops: sealed into that bucket, its lifetimes could not be found again.
+        // A writer stops: archived into that bucket, its lifetimes could not be found again.
         let mut names = Names::load(&conn).expect("names");
         let tx = conn.unchecked_transaction().expect("tx");
-        let e = write_seal(&tx, &all[2..], 2, &mut names, &|_, n| n).expect_err("damage");
+        let e = write_batch(&tx, &all[2..], 2, &mut names, &|_, n| n).expect_err("damage");
         assert!(is_damage(&e), "{e}");
     }
 
@@ -2013,19 +2047,21 @@ mod tests {
     fn a_row_keyed_by_a_public_pair_is_damage_even_with_a_matching_checksum() {
         let (_d, conn) = db();
         let all = lifetimes(0, 3);
-        seal(&conn, &all, 1);
+        batch(&conn, &all, 1);
         // The one row, moved under the key of its public pair, checksummed for that key.
         let (c, b, blob): (i64, i64, Vec<u8>) = conn
-            .query_row("SELECT dcls, tb, rows FROM sealed", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                "SELECT dur_class, start_bucket, rows FROM archive",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .expect("row");
         let pair = addr_blob(&all[0].w_addr[1]);
         let port = i64::from(all[0].w_port[1]);
         let payload = blob[..blob.len() - codec::SUM_BYTES].to_vec();
         let moved = codec::summed(&[&row_key(c, b, &pair, port)], payload);
         conn.execute(
-            "UPDATE sealed SET w_addr1 = ?1, w_port1 = ?2, rows = ?3",
+            "UPDATE archive SET w_addr1 = ?1, w_port1 = ?2, rows = ?3",
             params![pair, port, moved],
         )
         .expect("move");
@@ -2047,8 +2083,8 @@ mod tests {
     fn a_bucket_is_merged_only_once_no_later_packet_can_add_to_it() {
         let (_d, conn) = db();
         let all = lifetimes(0, 4);
-        seal(&conn, &all[..2], 1);
-        seal(&conn, &all[2..], 2);
+        batch(&conn, &all[..2], 1);
+        batch(&conn, &all[2..], 2);
         let (c, b) = filed(&all[0]);
         let end = bucket_end(c, b).expect("bounded class");
         assert!(buckets_to_merge(&conn, Some(end)).expect("b").is_empty());
@@ -2062,9 +2098,9 @@ mod tests {
     fn take_moves_a_sealed_lifetime_out_and_leaves_the_others() {
         let (_d, conn) = db();
         let all = lifetimes(0, 5);
-        seal(&conn, &all, 1);
+        batch(&conn, &all, 1);
         let names = Names::load(&conn).expect("names");
-        let mut index = SealIndex::default();
+        let mut index = BatchIndex::default();
         let k = StateRef {
             id: all[2].state_id,
             creator_id: all[2].creator_id,
@@ -2077,18 +2113,18 @@ mod tests {
         assert!(take(&tx, &mut index, &names, &k).expect("again").is_empty());
         tx.commit().expect("commit");
         let left: i64 = conn
-            .query_row("SELECT n FROM sealed", [], |r| r.get(0))
+            .query_row("SELECT n FROM archive", [], |r| r.get(0))
             .expect("n");
         assert_eq!(left, 4);
         let st = query::stats(&conn, "x").expect("stats");
-        assert_eq!(st.states, 4, "stats count what is still sealed");
+        assert_eq!(st.states, 4, "stats count what is still archived");
     }
 
     #[test]
     fn prune_drops_what_ended_before_and_keeps_the_rest() {
         let (_d, conn) = db();
         let all = lifetimes(0, 10);
-        seal(&conn, &all, 1);
+        batch(&conn, &all, 1);
         let cut = all[4].end + 1;
         assert_eq!(query::prune(&conn, cut).expect("prune"), 5);
         let st = query::stats(&conn, "x").expect("stats");
@@ -2105,8 +2141,8 @@ mod tests {
     fn a_damaged_group_is_skipped_not_a_panic() {
         let (_d, conn) = db();
         let all = lifetimes(0, 3);
-        seal(&conn, &all, 1);
-        conn.execute("UPDATE sealed SET rows = x'ffffffffffffffffffff01'", [])
+        batch(&conn, &all, 1);
+        conn.execute("UPDATE archive SET rows = x'ffffffffffffffffffff01'", [])
             .expect("damage");
         assert!(who(&conn, all[1].start + S).is_empty());
         let mut n = 0;

@@ -1,5 +1,5 @@
-//! The packed forms of sealed lifetimes (migrations/0001_schema.sql): a group of lifetimes in
-//! one blob, the public pairs of a private host, and the state ids of a seal.
+//! The packed forms of archived lifetimes (migrations/0001_schema.sql): a group of lifetimes in
+//! one blob, the public pairs of a private host, and the state ids of a batch.
 //!
 //! Varints (LEB128, signed ones zigzag) from `integer-encoding`; times as deltas from the
 //! previous lifetime of the group (sorted by start), so a lifetime of a NAT pair costs about
@@ -12,8 +12,8 @@ use std::net::IpAddr;
 use crate::model::Micros;
 use crate::model::{IfName, StateRef};
 
-/// One lifetime with every column `states` holds for it (a sealed lifetime has a start and an
-/// end; evidence rows never get sealed).
+/// One lifetime with every column `states` holds for it (a archived lifetime has a start and an
+/// end; evidence rows never get archived).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub creator_id: u32,
@@ -515,7 +515,7 @@ pub fn unpack_sections(
 /// Bits of a pair's hash a [`Spot`] keeps: as many as a bucket's groups can use.
 pub const SPOT_BITS: u32 = 24;
 
-/// Where in its bucket a sealed lifetime's row is: the top [`SPOT_BITS`] of its public
+/// Where in its bucket a archived lifetime's row is: the top [`SPOT_BITS`] of its public
 /// pair's hash ([`hashed_group`]). In a bucket of 2^bits hashed groups its group is the top
 /// `bits` of them, whatever bits a later merge chooses. Three bytes instead of an address
 /// and a port; the reader then finds the lifetime among its group's by id or private
@@ -535,11 +535,11 @@ pub fn spot_group(hash: u32, bits: u32) -> i64 {
     i64::from(hash >> (SPOT_BITS - bits.min(SPOT_BITS)))
 }
 
-/// Where a sealed lifetime is filed: class, bucket and spot.
+/// Where a archived lifetime is filed: class, bucket and spot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Filed {
-    pub dcls: i64,
-    pub tb: i64,
+    pub dur_class: i64,
+    pub start_bucket: i64,
     pub spot: Spot,
 }
 
@@ -567,7 +567,7 @@ fn get_addrs(c: &mut Cur) -> Res<Vec<IpAddr>> {
         .collect()
 }
 
-/// Column `form` of `seals`: the one form [`pack_ids`] writes (any other is damage).
+/// Column `form` of `archive_batches`: the one form [`pack_ids`] writes (any other is damage).
 pub const IDS_FORM: i64 = 2;
 
 fn zigzag(d: i64) -> u64 {
@@ -601,7 +601,7 @@ fn get_head(c: &mut Cur) -> Res<()> {
     }
 }
 
-/// The ids of one seal (one creator, one id group), each with where it is filed; `ids`
+/// The ids of one batch (one creator, one id group), each with where it is filed; `ids`
 /// sorted by id. Packed as [`IDS_FORM`]: after the head, per id its delta, then class (< 16,
 /// as `class_of` gives), bucket delta and a set bit 4 in one varint (bit 4 clear is damage),
 /// then the spot's three bytes.
@@ -611,16 +611,16 @@ pub fn pack_ids(ids: &[(u64, Filed)]) -> Vec<u8> {
     let (mut prev_id, mut prev_tb) = (ids.first().map_or(0, |i| i.0), [0i64; 16]);
     for (id, f) in ids {
         put(&mut out, id.wrapping_sub(prev_id));
-        let slot = f.dcls.clamp(0, 15) as usize;
-        let d = zigzag(f.tb.wrapping_sub(prev_tb[slot]));
-        put(&mut out, d << 5 | 1 << 4 | (f.dcls as u64 & 15));
+        let slot = f.dur_class.clamp(0, 15) as usize;
+        let d = zigzag(f.start_bucket.wrapping_sub(prev_tb[slot]));
+        put(&mut out, d << 5 | 1 << 4 | (f.dur_class as u64 & 15));
         put_hash(&mut out, f.spot.0);
-        (prev_id, prev_tb[slot]) = (*id, f.tb);
+        (prev_id, prev_tb[slot]) = (*id, f.start_bucket);
     }
     out
 }
 
-/// The inverse of [`pack_ids`], given the seal's lowest id.
+/// The inverse of [`pack_ids`], given the batch's lowest id.
 pub fn unpack_ids(blob: &[u8], min_id: u64) -> Res<Vec<(u64, Filed)>> {
     let mut c = Cur { b: blob };
     get_head(&mut c)?;
@@ -632,36 +632,46 @@ pub fn unpack_ids(blob: &[u8], min_id: u64) -> Res<Vec<(u64, Filed)>> {
         if x & 16 == 0 {
             return Err(Damaged("spot kind"));
         }
-        let (dcls, delta) = ((x & 15) as i64, unzigzag(x >> 5));
-        let slot = dcls as usize;
-        let tb = prev_tb[slot].wrapping_add(delta);
-        prev_tb[slot] = tb;
+        let (dur_class, delta) = ((x & 15) as i64, unzigzag(x >> 5));
+        let slot = dur_class as usize;
+        let start_bucket = prev_tb[slot].wrapping_add(delta);
+        prev_tb[slot] = start_bucket;
         let spot = Spot(get_hash(&mut c)?);
-        out.push((id, Filed { dcls, tb, spot }));
+        out.push((
+            id,
+            Filed {
+                dur_class,
+                start_bucket,
+                spot,
+            },
+        ));
     }
     Ok(out)
 }
 
-/// Where a private host's sealed lifetimes of one class and 72-minute bucket are filed: the
-/// (sealed bucket, spot) of each group, sorted.
+/// Where a private host's archived lifetimes of one class and 72-minute bucket are filed: the
+/// (archived bucket, spot) of each group, sorted.
 pub type Pair = (i64, Spot);
 
-/// Column `form` of `sealed_private`: the one form [`pack_pairs`] writes (any other is
+/// Column `form` of `archive_hosts`: the one form [`pack_pairs`] writes (any other is
 /// damage).
 pub const PAIRS_FORM: i64 = 1;
 
 /// A history row's list: after the head, per entry its bucket as a delta from the
 /// previous one, shifted left once over a set low bit (clear is damage), then the spot's
-/// three bytes. The first is a delta from `base`, the sealed bucket its history bucket
+/// three bytes. The first is a delta from `base`, the archived bucket its history bucket
 /// starts in (most entries are a delta of 0 or 1 from it).
 pub fn pack_pairs(pairs: &[Pair], base: i64) -> Vec<u8> {
     let mut out = Vec::with_capacity(pairs.len() * 4 + 1);
     put_head(&mut out);
     let mut prev_tb = base;
-    for (tb, spot) in pairs {
-        put(&mut out, zigzag(tb.wrapping_sub(prev_tb)) << 1 | 1);
+    for (start_bucket, spot) in pairs {
+        put(
+            &mut out,
+            zigzag(start_bucket.wrapping_sub(prev_tb)) << 1 | 1,
+        );
         put_hash(&mut out, spot.0);
-        prev_tb = *tb;
+        prev_tb = *start_bucket;
     }
     out
 }
@@ -671,14 +681,14 @@ pub fn unpack_pairs(blob: &[u8], base: i64) -> Res<Vec<Pair>> {
     let mut c = Cur { b: blob };
     get_head(&mut c)?;
     let mut out = Vec::new();
-    let mut tb = base;
+    let mut start_bucket = base;
     while !c.done() {
         let x: u64 = c.var("bucket")?;
         if x & 1 == 0 {
             return Err(Damaged("spot kind"));
         }
-        tb = tb.wrapping_add(unzigzag(x >> 1));
-        out.push((tb, Spot(get_hash(&mut c)?)));
+        start_bucket = start_bucket.wrapping_add(unzigzag(x >> 1));
+        out.push((start_bucket, Spot(get_hash(&mut c)?)));
     }
     Ok(out)
 }
@@ -778,7 +788,7 @@ pub(crate) mod tests {
             pack_pairs(
                 &spots
                     .iter()
-                    .map(|(_, f)| (f.tb, f.spot))
+                    .map(|(_, f)| (f.start_bucket, f.spot))
                     .collect::<Vec<_>>(),
                 7,
             ),
@@ -904,9 +914,17 @@ pub(crate) mod tests {
                     IpAddr::from([203, 0, 113, 5])
                 };
                 let spot = Spot::hashed(&addr, 50000 + i as u16);
-                let dcls = (i % 7) as i64;
-                let tb = (1_767_571_200_000_000 + i as i64 * 1_000_000) >> (22 + 2 * (i % 7));
-                (1000 + i * 3, Filed { dcls, tb, spot })
+                let dur_class = (i % 7) as i64;
+                let start_bucket =
+                    (1_767_571_200_000_000 + i as i64 * 1_000_000) >> (22 + 2 * (i % 7));
+                (
+                    1000 + i * 3,
+                    Filed {
+                        dur_class,
+                        start_bucket,
+                        spot,
+                    },
+                )
             })
             .collect()
     }
@@ -926,7 +944,10 @@ pub(crate) mod tests {
 
     #[test]
     fn history_lists_round_trip() {
-        let list: Vec<Pair> = ids().iter().map(|(_, f)| (f.tb, f.spot)).collect();
+        let list: Vec<Pair> = ids()
+            .iter()
+            .map(|(_, f)| (f.start_bucket, f.spot))
+            .collect();
         let base = list[0].0 - 1;
         let blob = pack_pairs(&list, base);
         assert_eq!(unpack_pairs(&blob, base).expect("pairs"), list);
@@ -942,9 +963,9 @@ pub(crate) mod tests {
     #[test]
     fn the_packed_lists_keep_their_bytes() {
         // Stored on disk: a change here is a change of the file format.
-        let f = |tb, h| Filed {
-            dcls: 2,
-            tb,
+        let f = |start_bucket, h| Filed {
+            dur_class: 2,
+            start_bucket,
             spot: Spot(h),
         };
         let list = [(1000, f(5, 0xab_cdef)), (1003, f(6, 0x12_3456))];

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 /// Hand every lifetime whose `[start, end]` overlaps `[from, to]` (an open one has no end)
 /// to `f`, one at a time, straight off the SQLite cursor: memory does not grow with the
 /// range. Rows of `states` come in the order they were first written (rowid), which needs
-/// no sort, then sealed lifetimes by duration class and time bucket;
+/// no sort, then archived lifetimes by duration class and time bucket;
 /// evidence-only rows (no keys, no start) are not lifetimes and are left out.
 pub fn each_lifetime<E>(
     conn: &Connection,
@@ -45,8 +45,8 @@ where
         }
     }
     drop(rows);
-    // Then the recorder's young open lifetimes (journal)...
-    let young = super::journal::Journal::open(conn)?.each(conn, from, to, |l| {
+    // Then the recorder's journal open lifetimes (journal)...
+    let journal = super::journal::Journal::open(conn)?.each(conn, from, to, |l| {
         match l {
             Some(l) => {
                 if let Err(e) = f(&l) {
@@ -62,10 +62,10 @@ where
     if let Some(e) = failed.take() {
         return Err(e);
     }
-    young?;
-    // ...then the sealed lifetimes, bucket by bucket (class, then time).
+    journal?;
+    // ...then the archived lifetimes, bucket by bucket (class, then time).
     let names = Names::load(conn)?;
-    let walked = each_range(conn, Ranges::Sealed, from, to, |c, b, _| {
+    let walked = each_range(conn, Ranges::Archived, from, to, |c, b, _| {
         w.damaged += archive::each_in_bucket(conn, &names, c, b, |s| {
             if s.start <= to && s.end >= from {
                 if let Err(e) = f(&Lifetime::from(&s)) {

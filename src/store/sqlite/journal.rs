@@ -1,7 +1,7 @@
-//! Reading the recorder's journal of young open lifetimes (migrations/0001_schema.sql).
+//! Reading the recorder's journal of journal open lifetimes (migrations/0001_schema.sql).
 //!
 //! The journal is a run of rows per commit (`seq`); a journal row is closed by its key in
-//! `young_ends` at a later seq (the lifetime ended, was journaled again, or moved into
+//! `journal_ends` at a later seq (the lifetime ended, was journaled again, or moved into
 //! `states`). Runs leave from the front, when dead or ten minutes old, so it holds up to ten
 //! minutes of runs, and readers probe it run by run: an index lookup per run, and none when
 //! it is empty (no recorder running, or stopped cleanly).
@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-/// The seqs present in `table` (young or young_ends), ascending.
+/// The seqs present in `table` (journal or journal_ends), ascending.
 fn seqs(conn: &Connection, table: &str) -> rusqlite::Result<Vec<i64>> {
     let mut next = conn.prepare_cached(&format!(
         "SELECT seq FROM {table} WHERE seq > ?1 ORDER BY seq LIMIT 1"
@@ -28,7 +28,7 @@ fn seqs(conn: &Connection, table: &str) -> rusqlite::Result<Vec<i64>> {
     Ok(out)
 }
 
-/// The journal as a reader sees it: its runs, and the seqs at which young lifetimes ended.
+/// The journal as a reader sees it: its runs, and the seqs at which journal lifetimes ended.
 pub struct Journal {
     runs: Vec<i64>,
     ends: Vec<i64>,
@@ -36,11 +36,11 @@ pub struct Journal {
 
 impl Journal {
     pub fn open(conn: &Connection) -> rusqlite::Result<Journal> {
-        let runs = seqs(conn, "young")?;
+        let runs = seqs(conn, "journal")?;
         let ends = if runs.is_empty() {
             Vec::new()
         } else {
-            seqs(conn, "young_ends")?
+            seqs(conn, "journal_ends")?
         };
         Ok(Journal { runs, ends })
     }
@@ -52,7 +52,7 @@ impl Journal {
     /// Whether the row journaled at `seq` was closed at a later commit.
     fn ended(&self, conn: &Connection, seq: i64, creator: u32, id: u64) -> rusqlite::Result<bool> {
         let mut probe = conn.prepare_cached(
-            "SELECT 1 FROM young_ends WHERE seq = ?1 AND creator_id = ?2 AND state_id = ?3",
+            "SELECT 1 FROM journal_ends WHERE seq = ?1 AND creator_id = ?2 AND state_id = ?3",
         )?;
         for e in self.ends.iter().filter(|e| **e > seq) {
             if probe.exists(params![e, creator, id as i64])? {
@@ -91,7 +91,7 @@ impl Journal {
     }
 
     /// Young lifetimes of a public ip:port that overlap [t0, t1] (open ones overlap anything
-    /// after their start; ended ones wait here for their seal).
+    /// after their start; ended ones wait here for their batch).
     pub fn who(
         &self,
         conn: &Connection,
@@ -106,7 +106,7 @@ impl Journal {
         self.collect(
             conn,
             &format!(
-                "SELECT {COLS} FROM young
+                "SELECT {COLS} FROM journal
                   WHERE seq = ?1 AND w_addr1 = ?2 AND w_port1 = ?3 AND start_us <= ?4"
             ),
             &[addr_blob(ip).into(), i64::from(port).into(), t1.into()],
@@ -131,7 +131,7 @@ impl Journal {
         let found = self.collect(
             conn,
             &format!(
-                "SELECT {COLS} FROM young INDEXED BY young_private
+                "SELECT {COLS} FROM journal INDEXED BY young_private
                   WHERE seq = ?1 AND s_addr1 >= ?2 AND s_addr1 <= ?3 AND length(s_addr1) = ?4
                     AND start_us <= ?5"
             ),
@@ -149,7 +149,7 @@ impl Journal {
             .collect())
     }
 
-    /// Every young lifetime that overlaps [from, to], in journal order (export).
+    /// Every journal lifetime that overlaps [from, to], in journal order (export).
     pub fn each(
         &self,
         conn: &Connection,
@@ -162,7 +162,7 @@ impl Journal {
         }
         let ended = ended_at(conn)?;
         let mut stmt = conn.prepare(&format!(
-            "SELECT {COLS}, seq FROM young WHERE start_us <= ?1 ORDER BY seq, first_us"
+            "SELECT {COLS}, seq FROM journal WHERE start_us <= ?1 ORDER BY seq, first_us"
         ))?;
         let mut rows = stmt.query([to])?;
         while let Some(r) = rows.next()? {
@@ -181,7 +181,7 @@ impl Journal {
         Ok(())
     }
 
-    /// How many young lifetimes there are and how many of them are open, the earliest
+    /// How many journal lifetimes there are and how many of them are open, the earliest
     /// start and the latest sighting.
     pub fn summary(&self, conn: &Connection) -> rusqlite::Result<Summary> {
         let mut s = Summary::default();
@@ -207,9 +207,9 @@ pub struct Summary {
     pub last: Option<Micros>,
 }
 
-/// The latest seq at which each young lifetime ended.
+/// The latest seq at which each journal lifetime ended.
 fn ended_at(conn: &Connection) -> rusqlite::Result<HashMap<(u32, u64), i64>> {
-    let mut stmt = conn.prepare("SELECT creator_id, state_id, seq FROM young_ends")?;
+    let mut stmt = conn.prepare("SELECT creator_id, state_id, seq FROM journal_ends")?;
     let mut rows = stmt.query([])?;
     let mut out = HashMap::new();
     while let Some(r) = rows.next()? {

@@ -400,12 +400,12 @@ fn migrate(conn: &Connection, path: &str) -> Result<()> {
     Ok(())
 }
 
-/// Move every sealed lifetime back into `states`, one row each (tests compare whole
+/// Move every archived lifetime back into `states`, one row each (tests compare whole
 /// databases this way, whichever path each lifetime took); how many moved.
-pub fn unseal_all(conn: &Connection) -> rusqlite::Result<u64> {
+pub fn unarchive_all(conn: &Connection) -> rusqlite::Result<u64> {
     let tx = conn.unchecked_transaction()?;
     let names = archive::Names::load(&tx)?;
-    let n = archive::unseal_all(&tx, &names, |tx, s| writer::insert_stored(tx, s, true))?;
+    let n = archive::unarchive_all(&tx, &names, |tx, s| writer::insert_stored(tx, s, true))?;
     tx.commit()?;
     Ok(n)
 }

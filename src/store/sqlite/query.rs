@@ -76,7 +76,7 @@ pub(crate) fn lifetime(r: &Row) -> rusqlite::Result<Option<Lifetime>> {
 }
 
 /// A read transaction unless one is open, so that every statement of one answer sees the
-/// same commit: the recorder moves lifetimes between tables (journal, states, seals) as it
+/// same commit: the recorder moves lifetimes between tables (journal, states, batches) as it
 /// commits. Dropped (rolled back) when the answer is read.
 pub(crate) fn snapshot(conn: &Connection) -> rusqlite::Result<Option<rusqlite::Transaction<'_>>> {
     if conn.is_autocommit() {
@@ -86,7 +86,7 @@ pub(crate) fn snapshot(conn: &Connection) -> rusqlite::Result<Option<rusqlite::T
     }
 }
 
-/// The longest lifetime of each duration class `dcls` (migrations/0001_schema.sql):
+/// The longest lifetime of each duration class `dur_class` (migrations/0001_schema.sql):
 /// 2^(20+2c) µs for classes 0..=12; class 13 (longer) and 14 (open) have no bound.
 pub const CLASS_MAX_US: [i64; 15] = {
     let mut m = [UNBOUNDED; 15];
@@ -100,7 +100,7 @@ pub const CLASS_MAX_US: [i64; 15] = {
 /// Far enough back for any start, small enough that `t0 - UNBOUNDED` cannot overflow.
 const UNBOUNDED: i64 = 1 << 62;
 
-/// The width of a class's time buckets (generated column `tb`) as a shift of the start;
+/// The width of a class's time buckets (generated column `start_bucket`) as a shift of the start;
 /// `None`: one bucket (0) for the whole class.
 pub(crate) fn bucket_shift(class: usize) -> Option<u32> {
     match class {
@@ -110,48 +110,48 @@ pub(crate) fn bucket_shift(class: usize) -> Option<u32> {
     }
 }
 
-/// The duration class of a closed lifetime (the SQL of `dcls`, for sealed lifetimes).
+/// The duration class of a closed lifetime (the SQL of `dur_class`, for archived lifetimes).
 pub(crate) fn class_of(dur: Micros) -> i64 {
     (0..13)
         .find(|c| dur <= CLASS_MAX_US[*c])
         .map_or(13, |c| c as i64)
 }
 
-/// Sealed groups are filed in buckets four times their class's longest duration (4 s for
-/// class 0 up to 72 min for class 5; from class 6 as `tb` of states). A bucket then gets a
-/// few seals before no later packet can add to it and it is merged; with 72-minute buckets
-/// for every short class, each seal rewrote most of the leaves of one large bucket (22 GB
+/// Archived groups are filed in buckets four times their class's longest duration (4 s for
+/// class 0 up to 72 min for class 5; from class 6 as `start_bucket` of states). A bucket then gets a
+/// few batches before no later packet can add to it and it is merged; with 72-minute buckets
+/// for every short class, each batch rewrote most of the leaves of one large bucket (22 GB
 /// of WAL for a 10 M-state import, BENCHMARKS.md).
-pub(crate) fn sealed_shift(class: usize) -> Option<u32> {
+pub(crate) fn archive_shift(class: usize) -> Option<u32> {
     match class {
         0..=12 => Some(22 + 2 * class as u32),
         _ => None,
     }
 }
 
-/// The sealed bucket of a start in class `c`.
-pub(crate) fn sealed_bucket_of(start: Micros, c: i64) -> i64 {
-    match usize::try_from(c).ok().and_then(sealed_shift) {
+/// The archived bucket of a start in class `c`.
+pub(crate) fn archive_bucket_of(start: Micros, c: i64) -> i64 {
+    match usize::try_from(c).ok().and_then(archive_shift) {
         Some(shift) => start >> shift,
         None => 0,
     }
 }
 
 /// Where `each_range` finds the buckets that exist: hot rows through either index, or the
-/// sealed groups.
+/// archived groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ranges {
     Who,
     Private,
-    Sealed,
-    SealedPrivate,
+    Archived,
+    ArchiveHosts,
 }
 
 impl Ranges {
     fn shift(self, class: usize) -> Option<u32> {
         match self {
-            Ranges::Who | Ranges::Private | Ranges::SealedPrivate => bucket_shift(class),
-            Ranges::Sealed => sealed_shift(class),
+            Ranges::Who | Ranges::Private | Ranges::ArchiveHosts => bucket_shift(class),
+            Ranges::Archived => archive_shift(class),
         }
     }
 
@@ -159,8 +159,8 @@ impl Ranges {
         match self {
             Ranges::Who => "states INDEXED BY states_who",
             Ranges::Private => "states INDEXED BY states_private",
-            Ranges::Sealed => "sealed",
-            Ranges::SealedPrivate => "sealed_private",
+            Ranges::Archived => "archive",
+            Ranges::ArchiveHosts => "archive_hosts",
         }
     }
 }
@@ -177,8 +177,8 @@ pub fn each_range(
     mut f: impl FnMut(i64, i64, i64) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<()> {
     let mut next = conn.prepare_cached(&format!(
-        "SELECT tb FROM {}
-          WHERE dcls = ?1 AND tb >= ?2 AND tb <= ?3 ORDER BY dcls, tb LIMIT 1",
+        "SELECT start_bucket FROM {}
+          WHERE dur_class = ?1 AND start_bucket >= ?2 AND start_bucket <= ?3 ORDER BY dur_class, start_bucket LIMIT 1",
         index.from()
     ))?;
     for (c, max) in CLASS_MAX_US.iter().enumerate() {
@@ -249,7 +249,7 @@ pub fn who(
     // times costs about the states alive near t0, not its whole history.
     let sql = format!(
         "SELECT {COLS} FROM states INDEXED BY states_who
-           WHERE dcls = ?5 AND tb = ?7 AND w_addr1 = ?1 AND w_port1 = ?2
+           WHERE dur_class = ?5 AND start_bucket = ?7 AND w_addr1 = ?1 AND w_port1 = ?2
              AND start_us >= ?3 - ?6 AND start_us <= ?4
              AND (end_us IS NULL OR end_us >= ?3){extra}"
     );
@@ -267,9 +267,9 @@ pub fn who(
         }
         Ok(())
     })?;
-    // Sealed lifetimes: one group per class and bucket, filtered as the SQL above filters.
+    // Archived lifetimes: one group per class and bucket, filtered as the SQL above filters.
     let names = Names::load(conn)?;
-    each_range(conn, Ranges::Sealed, t0, t1, |c, b, max| {
+    each_range(conn, Ranges::Archived, t0, t1, |c, b, max| {
         for s in archive::group(conn, &names, c, b, ip, port)? {
             if s.start >= t0.saturating_sub(max)
                 && s.start <= t1
@@ -283,7 +283,7 @@ pub fn who(
         }
         Ok(())
     })?;
-    // The recorder's young lifetimes (journal).
+    // The recorder's journal lifetimes (journal).
     out.extend(
         super::journal::Journal::open(conn)?
             .who(conn, ip, port, t0, t1)?
@@ -349,7 +349,7 @@ pub fn history(
     };
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLS}, id FROM states INDEXED BY states_private
-           WHERE dcls = ?4 AND tb = ?6 AND {addr_test}
+           WHERE dur_class = ?4 AND start_bucket = ?6 AND {addr_test}
              AND start_us >= ?2 - ?5 AND start_us <= ?3
              AND (end_us IS NULL OR end_us >= ?2){port_test}"
     ))?;
@@ -359,11 +359,11 @@ pub fn history(
         args[5] = b.into();
         push(&mut stmt.query(params_from_iter(args.iter()))?)
     })?;
-    // Sealed lifetimes: the host's public pairs per class and bucket, then those groups.
+    // Archived lifetimes: the host's public pairs per class and bucket, then those groups.
     let names = Names::load(conn)?;
     let (lo_b, hi_b) = (addr_blob(lo), addr_blob(hi));
-    let mut sealed_out = Vec::new();
-    each_range(conn, Ranges::SealedPrivate, from, to, |c, b, max| {
+    let mut archived_out = Vec::new();
+    each_range(conn, Ranges::ArchiveHosts, from, to, |c, b, max| {
         let mut pairs = archive::private_pairs(conn, c, b, &lo_b, &hi_b)?;
         pairs.sort();
         pairs.dedup();
@@ -379,20 +379,21 @@ pub fn history(
                     && s.end >= from
                     && port.is_none_or(|p| p == s.s_port[1])
                 {
-                    sealed_out.push(Lifetime::from(&s));
+                    archived_out.push(Lifetime::from(&s));
                 }
             }
         }
         Ok(())
     })?;
-    // The recorder's young open lifetimes (journal), newest of all.
-    sealed_out.extend(super::journal::Journal::open(conn)?.history(conn, lo, hi, from, to, port)?);
-    // Rows in the order they were written, sealed ones after the stored rows of the same start.
+    // The recorder's journal open lifetimes (journal), newest of all.
+    archived_out
+        .extend(super::journal::Journal::open(conn)?.history(conn, lo, hi, from, to, port)?);
+    // Rows in the order they were written, archived ones after the stored rows of the same start.
     let mut all: Vec<(Micros, i64, u64, Lifetime)> = out
         .into_iter()
         .map(|(id, l)| (l.start, id, 0, l))
         .chain(
-            sealed_out
+            archived_out
                 .into_iter()
                 .map(|l| (l.start, i64::MAX, l.state_id, l)),
         )
@@ -517,45 +518,54 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
         [],
         |r| r.get(0),
     )?;
-    s.open = conn.query_row("SELECT count(*) FROM states WHERE dcls = 14", [], |r| {
-        r.get(0)
-    })?;
+    s.open = conn.query_row(
+        "SELECT count(*) FROM states WHERE dur_class = 14",
+        [],
+        |r| r.get(0),
+    )?;
     s.evidence_only = conn.query_row(
         "SELECT count(*) FROM states WHERE start_us IS NULL",
         [],
         |r| r.get(0),
     )?;
-    let (sealed_n, sealed_first, sealed_last): (i64, Option<i64>, Option<i64>) = conn.query_row(
-        "SELECT coalesce(sum(n), 0), min(first_us), max(last_us) FROM sealed_buckets WHERE n > 0",
+    let (archived_n, archived_first, archived_last): (i64, Option<i64>, Option<i64>) = conn
+        .query_row(
+        "SELECT coalesce(sum(n), 0), min(first_us), max(last_us) FROM archive_buckets WHERE n > 0",
         [],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    s.states += sealed_n;
-    s.sealed = sealed_n;
-    s.ended_unsealed = conn.query_row("SELECT count(*) FROM states WHERE dcls < 14", [], |r| {
-        r.get(0)
-    })?;
-    // A running (or crashed) recorder's young lifetimes (journal), open or ended.
-    let young = super::journal::Journal::open(conn)?.summary(conn)?;
-    s.states += young.n;
-    s.open += young.open;
-    s.ended_unsealed += young.n - young.open;
+    s.states += archived_n;
+    s.archived = archived_n;
+    s.ended_unarchived = conn.query_row(
+        "SELECT count(*) FROM states WHERE dur_class < 14",
+        [],
+        |r| r.get(0),
+    )?;
+    // A running (or crashed) recorder's journal lifetimes (journal), open or ended.
+    let journal = super::journal::Journal::open(conn)?.summary(conn)?;
+    s.states += journal.n;
+    s.open += journal.open;
+    s.ended_unarchived += journal.n - journal.open;
     s.replaced = conn.query_row("SELECT count(*) FROM replacements", [], |r| r.get(0))?;
     let first: Option<i64> =
         conn.query_row("SELECT min(start_us) FROM states", [], |r| r.get(0))?;
     let last: Option<i64> = conn.query_row("SELECT max(last_us) FROM states", [], |r| r.get(0))?;
     let first = first
         .into_iter()
-        .chain(sealed_first)
-        .chain(young.first)
+        .chain(archived_first)
+        .chain(journal.first)
         .min();
-    let last = last.into_iter().chain(sealed_last).chain(young.last).max();
+    let last = last
+        .into_iter()
+        .chain(archived_last)
+        .chain(journal.last)
+        .max();
     s.first_start = first.map(format_rfc3339);
     s.last_seen = last.map(format_rfc3339);
     let mut st = conn.prepare(
         "SELECT c.creator_id, c.flavor, c.version, c.record_version, c.first_us, c.last_us,
                 (SELECT count(*) FROM states s WHERE s.creator_id = c.creator_id AND s.start_us IS NOT NULL)
-                + coalesce((SELECT n FROM sealed_creators z WHERE z.creator_id = c.creator_id), 0)
+                + coalesce((SELECT n FROM archive_creators z WHERE z.creator_id = c.creator_id), 0)
          FROM creators c ORDER BY c.creator_id",
     )?;
     let rows = st.query_map([], |r| {
@@ -619,7 +629,7 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
 /// Delete lifetimes that ended before `before`, in short transactions so a running recorder
 /// never waits long, then hand freed pages back.
 pub fn prune(conn: &Connection, before: Micros) -> rusqlite::Result<u64> {
-    // Sealed groups first: one that does not read back stops the prune (it would be
+    // Archived groups first: one that does not read back stops the prune (it would be
     // deleted with its bucket, unread) before anything else is deleted.
     let tx = conn.unchecked_transaction()?;
     let mut total = archive::prune(&tx, &Names::load(&tx)?, before)?;

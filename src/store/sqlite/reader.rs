@@ -132,7 +132,7 @@ impl ReadStore for SqliteReader {
         let named = r
             .damage
             .iter()
-            .filter(|d| d.what.starts_with("sealed group"))
+            .filter(|d| d.what.starts_with("archived group"))
             .count() as u64;
         r.unnamed = skipped.saturating_sub(named);
         Ok(r)

@@ -62,7 +62,7 @@ impl LifetimeSink for SqliteSink {
         self.writer.batch_len()
     }
     fn archived_in_flush(&self) -> bool {
-        self.writer.sealed_young()
+        self.writer.archived_journal()
     }
     fn set_live(&mut self) {
         self.writer.set_live()

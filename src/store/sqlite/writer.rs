@@ -4,7 +4,7 @@
 //! start comes from the earliest full message, counters from the newest, the end is the
 //! earliest end event, "last seen" the latest message.
 
-use super::archive::{self, Names, SealIndex};
+use super::archive::{self, BatchIndex, Names};
 use super::codec::{Stored, REASONS};
 use super::{addr_blob, blob_addr, sq, Result};
 use crate::model::{key_of, EndReason, Event, Micros, OpenState, OrphanKind};
@@ -32,13 +32,13 @@ const SLACK_US: Micros = 2_000_000;
 /// or an end.
 const TOUCH_EVERY_US: Micros = 60_000_000;
 
-/// Keys remembered as already looked for in the seals (~40 bytes each).
+/// Keys remembered as already looked for in the batches (~40 bytes each).
 const LOOKED_MAX: usize = 1 << 20;
 
-/// The recorder seals the young lifetimes that ended at most this often (event time):
-/// meanwhile each is journaled, ended, in `young`. A seal files its lifetimes among those of
-/// earlier seals of the same buckets, so each seal rewrites most leaves of the buckets it
-/// touches whatever its size: sealed every second, that was ~100 MB/s of page writes at
+/// The recorder batches the journal lifetimes that ended at most this often (event time):
+/// meanwhile each is journaled, ended, in `journal`. A batch files its lifetimes among those of
+/// earlier batches of the same buckets, so each batch rewrites most leaves of the buckets it
+/// touches whatever its size: archived every second, that was ~100 MB/s of page writes at
 /// 20,000 states/s (measured then; git log -p BENCHMARKS.md).
 const SEAL_EVERY_US: Micros = 30_000_000;
 /// ...or when this many wait (memory: about 350 bytes each).
@@ -47,13 +47,13 @@ const UNSEALED_MAX: usize = 1_000_000;
 /// Ids a writer remembers having seen open, per group (dense ids: about a bit each).
 const OPENED_MAX: u64 = 1 << 26;
 
-/// How long the recorder keeps a new open lifetime in memory, journaled in `young`
+/// How long the recorder keeps a new open lifetime in memory, journaled in `journal`
 /// (migrations/0001_schema.sql), before it moves into `states`. Most states end within
-/// it and are sealed without ever costing `states` an insert and a delete, each of which
+/// it and are archived without ever costing `states` an insert and a delete, each of which
 /// touches four B-trees at places spread over all open states (measured then; git log -p BENCHMARKS.md).
 pub const YOUNG_FOR_US: Micros = 600_000_000;
 
-/// A young lifetime seen this long after the "last seen" its journal row has is journaled
+/// A journal lifetime seen this long after the "last seen" its journal row has is journaled
 /// again, as it is now, in the current run (the rule of [`TOUCH_EVERY_US`] for stored
 /// ones): a crash loses no more of its "last seen" and counters than that. Rows nothing
 /// new happened to are never rewritten (rewriting every run each minute was the journal's
@@ -130,7 +130,7 @@ pub struct Writer {
     /// Per creator and top byte: the highest id stored when this writer first met the
     /// group, and the ids above it this writer has seen open. A message about an id above
     /// that which this writer never saw open (its INS was dropped, or it is made up) can
-    /// have no sealed lifetime, so it costs no look in the seals: after packet drops those
+    /// have no archived lifetime, so it costs no look in the batches: after packet drops those
     /// messages came by the thousand a second, each reading hundreds of id lists.
     opened: Opened,
     /// Per creator, the ids at or below their group's highest stored id that this writer's
@@ -170,56 +170,56 @@ pub struct Writer {
     /// An empty list kept for its capacity (the next flush's rows that do not wait).
     #[allow(clippy::vec_box)]
     ready_spare: Vec<Box<Row>>,
-    /// The list a flush seals, kept empty between flushes for its capacity: allocated anew,
-    /// its pages (~200 bytes a lifetime) were faulted in and zeroed at every seal (perf: ~7 %
+    /// The list a flush batches, kept empty between flushes for its capacity: allocated anew,
+    /// its pages (~200 bytes a lifetime) were faulted in and zeroed at every batch (perf: ~7 %
     /// of an import).
-    seal_buf: Vec<Stored>,
-    /// The lists a seal sorts, kept the same way.
-    seal_lists: archive::SealLists,
+    archive_buf: Vec<Stored>,
+    /// The lists a batch sorts, kept the same way.
+    archive_lists: archive::ArchiveLists,
     /// Whether the lookups since the last flush share a read transaction (see
     /// [`Writer::begin_read`]).
     reading: bool,
     /// Stored open lifetimes whose "last seen" is written lazily ([`TOUCH_EVERY_US`]).
     lazy_last: StateMap<LastSeen>,
-    /// Lifetimes that end are sealed (sealed.rs): held ones instead of being inserted, stored
+    /// Lifetimes that end are archived (archived.rs): held ones instead of being inserted, stored
     /// open ones taken out of `states`, which so holds little more than the open states and
-    /// stays small and hot in the cache however large the database grows. The next seal's
+    /// stays small and hot in the cache however large the database grows. The next batch's
     /// number, once known.
-    next_seal: Option<i64>,
+    next_batch: Option<i64>,
     names: Names,
-    seal_index: SealIndex,
-    /// Whether any seal exists, so messages about known states look there first.
-    any_sealed: Option<bool>,
-    /// Lifetimes this writer sealed per duration class: the rate a new bucket's layout is
+    batch_index: BatchIndex,
+    /// Whether any batch exists, so messages about known states look there first.
+    any_archived: Option<bool>,
+    /// Lifetimes this writer archived per duration class: the rate a new bucket's layout is
     /// sized by (archive::expected_in_bucket).
-    sealed_by_class: [u64; 16],
-    /// History buckets (class, 72-minute bucket) this writer sealed into, whose rows per
+    archived_by_class: [u64; 16],
+    /// History buckets (class, 72-minute bucket) this writer archived into, whose rows per
     /// private host are merged once complete ([`archive::merge_private`]).
     private_pending: HashSet<(i64, i64)>,
-    /// An import's ended lifetimes, waiting until no later packet can add to their sealed
+    /// An import's ended lifetimes, waiting until no later packet can add to their archived
     /// bucket: each bucket is then written once, whole, in key order, and no merge reads
     /// and rewrites it ([`Waiting`]).
     waiting: Waiting,
-    /// Keys whose sealed lifetimes were already looked for (a key that was not new never
-    /// becomes new, so it can never be sealed later by this writer).
+    /// Keys whose archived lifetimes were already looked for (a key that was not new never
+    /// becomes new, so it can never be archived later by this writer).
     looked: StateSet,
-    young: Young,
-    /// The last flush sealed the recorder's young lifetimes (every 30 s: a longer commit).
-    sealed_young: bool,
+    journal: Young,
+    /// The last flush archived the recorder's journal lifetimes (every 30 s: a longer commit).
+    archived_journal: bool,
 }
 
-/// The recorder's young lifetimes ([`YOUNG_FOR_US`]): held rows, journaled in `young`.
+/// The recorder's journal lifetimes ([`YOUNG_FOR_US`]): held rows, journaled in `journal`.
 ///
 /// A row is journaled once, at the first commit that sees it open, and written again only
 /// when it has been seen [`REJOURNAL_US`] past what its journal row says (the newer row
-/// supersedes the older through `young_ends`). Runs leave the journal from the front: when
+/// supersedes the older through `journal_ends`). Runs leave the journal from the front: when
 /// none of their rows is live any more, or when they are [`YOUNG_FOR_US`] old (their live
 /// rows then move into `states`).
 #[derive(Debug)]
 struct Young {
-    /// How long they stay young (0: into `states` at the first commit).
+    /// How long they stay journal (0: into `states` at the first commit).
     young_for: Micros,
-    /// How far past its journal row a young lifetime may be seen before the row is
+    /// How far past its journal row a journal lifetime may be seen before the row is
     /// rewritten ([`REJOURNAL_US`]).
     rewrite_after: Micros,
     /// Held rows not journaled yet...
@@ -230,12 +230,12 @@ struct Young {
     journaled: StateMap<i64>,
     /// ...and the runs of the journal, oldest first.
     runs: VecDeque<YoungRun>,
-    /// Young lifetimes that ended, journaled ended at a seq, waiting for the next seal.
-    unsealed: StateMap<(Row, i64)>,
-    /// The clock at the last seal of `unsealed`.
-    sealed_at: Micros,
+    /// Young lifetimes that ended, journaled ended at a seq, waiting for the next batch.
+    unarchived: StateMap<(Row, i64)>,
+    /// The clock at the last batch of `unarchived`.
+    archived_at: Micros,
     next_seq: Option<i64>,
-    /// Latest time any event named: young lifetimes move when this much older than it.
+    /// Latest time any event named: journal lifetimes move when this much older than it.
     clock: Micros,
     /// Held rows the tracker dropped from memory (`record --max-open`): into `states` at
     /// the next commit, whatever their age, where the tracker reads them back.
@@ -264,7 +264,7 @@ impl Young {
     }
 
     /// Memory after a commit's journal work is durable: lifetimes now in `states` are
-    /// stored open (later UPD_C rewrite "last seen" lazily), journaled ones are young, ended
+    /// stored open (later UPD_C rewrite "last seen" lazily), journaled ones are journal, ended
     /// ones are gone.
     #[allow(clippy::vec_box)] // `Writer::ready`
     fn commit(
@@ -282,12 +282,12 @@ impl Young {
             }
         }
         for k in &j.unjournaled {
-            if let Some((_, seq)) = self.unsealed.remove(k) {
+            if let Some((_, seq)) = self.unarchived.remove(k) {
                 self.left(seq);
             }
         }
-        if j.sealed_young {
-            self.sealed_at = self.clock;
+        if j.archived_journal {
+            self.archived_at = self.clock;
         }
         let deferred: StateSet = j.deferred.iter().copied().collect();
         let run_seq = j.run.as_ref().map(|r| r.seq);
@@ -297,7 +297,7 @@ impl Young {
                 self.left(seq);
             }
             if let (true, Some(seq)) = (deferred.contains(&k), run_seq) {
-                self.unsealed.insert(k, (*r, seq));
+                self.unarchived.insert(k, (*r, seq));
             }
         }
         for k in j.stored {
@@ -337,11 +337,11 @@ impl Young {
         self.stale.clear();
     }
 
-    /// The recorder's part of a commit: young lifetimes that ended leave the journal's
+    /// The recorder's part of a commit: journal lifetimes that ended leave the journal's
     /// "open"; runs at the front that are dead or old leave the journal (their live rows
     /// into `states`); rows that lag are journaled again, fresh ones for the first time.
-    /// `defer`: young lifetimes that ended, journaled ended until the next seal; `unjournal`:
-    /// keys of unsealed lifetimes leaving the journal (sealed now, or into states).
+    /// `defer`: journal lifetimes that ended, journaled ended until the next batch; `unjournal`:
+    /// keys of unarchived lifetimes leaving the journal (archived now, or into states).
     fn write(
         &self,
         tx: &Connection,
@@ -355,17 +355,17 @@ impl Young {
         let seq = match self.next_seq {
             Some(n) => n,
             None => tx.query_row(
-                "SELECT max(coalesce((SELECT max(seq) FROM young), 0),
-                            coalesce((SELECT max(seq) FROM young_ends), 0)) + 1",
+                "SELECT max(coalesce((SELECT max(seq) FROM journal), 0),
+                            coalesce((SELECT max(seq) FROM journal_ends), 0)) + 1",
                 [],
                 |r| r.get(0),
             )?,
         };
-        // A key in young_ends at seq closes its journal rows of earlier seqs: ended, or
+        // A key in journal_ends at seq closes its journal rows of earlier seqs: ended, or
         // superseded by a newer row, or moved into states.
         let close = |k: &StateRef| -> rusqlite::Result<()> {
             tx.prepare_cached(
-                "INSERT OR IGNORE INTO young_ends (seq, creator_id, state_id) VALUES (?1, ?2, ?3)",
+                "INSERT OR IGNORE INTO journal_ends (seq, creator_id, state_id) VALUES (?1, ?2, ?3)",
             )?
             .execute(params![seq, k.creator_id, u64_to_i64(k.id)])?;
             Ok(())
@@ -383,7 +383,7 @@ impl Young {
         }
         let due = self.clock.saturating_sub(self.young_for);
         let mut to_store: Vec<(&StateRef, &Row)> = Vec::new();
-        let mut young: Vec<(&StateRef, &Row)> = Vec::new();
+        let mut journal: Vec<(&StateRef, &Row)> = Vec::new();
         let mut gone_upto = i64::MIN;
         for run in &self.runs {
             let old = self.young_for == 0 || run.written <= due;
@@ -400,7 +400,7 @@ impl Young {
                 to_store.push((k, r));
                 j.stored.push(*k);
             }
-            tx.prepare_cached("DELETE FROM young WHERE seq = ?1")?
+            tx.prepare_cached("DELETE FROM journal WHERE seq = ?1")?
                 .execute([run.seq])?;
             j.moved_runs += 1;
             gone_upto = run.seq;
@@ -415,7 +415,7 @@ impl Young {
                 to_store.push((k, r));
                 j.stored.push(*k);
             } else {
-                young.push((k, r));
+                journal.push((k, r));
             }
         }
         for (k, r) in self.fresh.iter().filter_map(|k| held.get_key_value(k)) {
@@ -423,7 +423,7 @@ impl Young {
                 to_store.push((k, r));
                 j.stored.push(*k);
             } else {
-                young.push((k, r));
+                journal.push((k, r));
             }
         }
         // Into states in the order they were first seen, as an import writes them.
@@ -436,15 +436,15 @@ impl Young {
         // at or after e, it closes none.
         let oldest = match self.runs.get(j.moved_runs) {
             Some(run) => run.seq,
-            None if young.is_empty() && defer.is_empty() => i64::MAX,
+            None if journal.is_empty() && defer.is_empty() => i64::MAX,
             None => seq,
         };
-        tx.prepare_cached("DELETE FROM young_ends WHERE seq <= ?1")?
+        tx.prepare_cached("DELETE FROM journal_ends WHERE seq <= ?1")?
             .execute([oldest])?;
-        if !young.is_empty() || !defer.is_empty() {
+        if !journal.is_empty() || !defer.is_empty() {
             // In about key order, so the run is appended page by page (IpAddr's order is
             // the blobs' within a family; without allocating a blob per comparison).
-            let mut all: Vec<&Row> = young.iter().map(|(_, r)| *r).collect();
+            let mut all: Vec<&Row> = journal.iter().map(|(_, r)| *r).collect();
             all.extend_from_slice(defer);
             all.sort_unstable_by_key(|r| {
                 let public = &r.state.key[0];
@@ -461,8 +461,8 @@ impl Young {
             j.run = Some(YoungRun {
                 seq,
                 written: self.clock,
-                live: young.len() + defer.len(),
-                keys: young.iter().map(|(k, _)| **k).collect(),
+                live: journal.len() + defer.len(),
+                keys: journal.iter().map(|(k, _)| **k).collect(),
             });
             j.deferred = defer.iter().map(|r| r.key()).collect();
             j.seq = Some(seq);
@@ -471,7 +471,7 @@ impl Young {
     }
 }
 
-/// One commit's run of the young journal.
+/// One commit's run of the journal journal.
 #[derive(Debug)]
 struct YoungRun {
     seq: i64,
@@ -480,11 +480,11 @@ struct YoungRun {
     written: Micros,
     keys: Vec<StateRef>,
     /// Its rows still live: open ones not ended, superseded or moved, and ended ones not
-    /// sealed yet (a run leaves the journal only once none is left).
+    /// archived yet (a run leaves the journal only once none is left).
     live: usize,
 }
 
-/// What a commit did to the young journal, applied to memory once it is durable.
+/// What a commit did to the journal journal, applied to memory once it is durable.
 #[derive(Debug, Default)]
 struct Journal {
     /// The run written, if any.
@@ -497,26 +497,26 @@ struct Journal {
     seq: Option<i64>,
     /// Young lifetimes that ended, journaled ended in the run written.
     deferred: Vec<StateRef>,
-    /// Unsealed lifetimes that left the journal.
+    /// Unarchived lifetimes that left the journal.
     unjournaled: Vec<StateRef>,
-    /// Whether the unsealed lifetimes were sealed.
-    sealed_young: bool,
-    /// Waiting lifetimes this commit sealed or stored.
-    /// Waiting lifetimes that went into states, by place, and the lists sealed.
+    /// Whether the unarchived lifetimes were archived.
+    archived_journal: bool,
+    /// Waiting lifetimes this commit archived or stored.
+    /// Waiting lifetimes that went into states, by place, and the lists archived.
     unwaited: Vec<(Micros, u32)>,
-    sealed_lists: Vec<Micros>,
+    archived_lists: Vec<Micros>,
     /// Indices into `ready` of the lifetimes that wait from this commit on.
     wait: Vec<usize>,
-    /// History buckets this commit sealed into, and those whose private rows it merged.
+    /// History buckets this commit archived into, and those whose private rows it merged.
     history: Vec<(i64, i64)>,
     history_merged: Vec<(i64, i64)>,
 }
 
-/// Lifetimes an import waits to seal, by when their bucket is complete.
+/// Lifetimes an import waits to batch, by when their bucket is complete.
 ///
-/// Kept as the rows they will be sealed as, in lists by that time, and sealed where they
+/// Kept as the rows they will be archived as, in lists by that time, and archived where they
 /// are: held in a map of whole rows, up to a million of them cost ~550 MB (a table twice
-/// their number), and moving each into the seal's own list touched ~200 MB more per seal
+/// their number), and moving each into the batch's own list touched ~200 MB more per batch
 /// (perf: page faults, copies).
 ///
 /// There is no index by key: each waiting lifetime paid three probes of a table as large as
@@ -664,7 +664,7 @@ impl Waiting {
         }
     }
 
-    /// Let every lifetime of the lists of `times` leave (sealed, or into states).
+    /// Let every lifetime of the lists of `times` leave (archived, or into states).
     fn remove_lists(&mut self, times: &[Micros]) {
         for t in times {
             if let Some(list) = self.by_time.remove(t) {
@@ -677,7 +677,7 @@ impl Waiting {
     /// Into `to`, the lifetimes whose bucket is complete at `watermark`, and beyond it the
     /// `over` that complete first (counting those `named`, which go into states instead),
     /// in that order; the times of their lists into `times`. They stay here until their
-    /// lists are removed once their seal is durable, so a seal that fails leaves them as
+    /// lists are removed once their batch is durable, so a batch that fails leaves them as
     /// they were.
     fn due<'a>(
         &'a self,
@@ -703,10 +703,10 @@ impl Waiting {
 }
 
 /// Lifetimes an import keeps waiting for their bucket, at most (~250 bytes each); beyond,
-/// those whose bucket completes first are sealed early (and merged later).
+/// those whose bucket completes first are archived early (and merged later).
 const WAITING_MAX: usize = 1_000_000;
-/// An import seals a bucket once packets this much past its last possible end were read
-/// (later lifetimes of the bucket, from a disordered capture, go into a second seal).
+/// An import batches a bucket once packets this much past its last possible end were read
+/// (later lifetimes of the bucket, from a disordered capture, go into a second batch).
 const WAIT_SLACK_US: Micros = 60_000_000;
 
 /// "Last seen" of a stored open lifetime: as written, and as known.
@@ -726,7 +726,7 @@ struct Row {
     updated: Micros,
     last: Micros,
     end: Option<(Micros, EndReason)>,
-    /// "Last seen" as its journal row has it (young lifetimes).
+    /// "Last seen" as its journal row has it (journal lifetimes).
     journaled_last: Micros,
 }
 
@@ -846,9 +846,9 @@ fn reason_code(r: EndReason) -> u8 {
 /// how many (a treemap counts by walking its bitmaps: ~1 % of an import, once per INS).
 type Opened = HashMap<(u32, u8), (Option<i64>, RoaringTreemap, u64)>;
 
-/// Whether `k` can have no sealed lifetime: an id above what the store held when the writer
+/// Whether `k` can have no archived lifetime: an id above what the store held when the writer
 /// met its group, never seen open by that writer.
-fn never_sealed(opened: &Opened, k: &StateRef) -> bool {
+fn never_archived(opened: &Opened, k: &StateRef) -> bool {
     opened.get(&group_of(k)).is_some_and(|(base, ids, _)| {
         base.is_none_or(|b| u64_to_i64(k.id) > b) && !ids.contains(k.id)
     })
@@ -907,7 +907,7 @@ impl Writer {
                 }
             }
         };
-        // A recorder stopped by a crash left its young lifetimes in the journal.
+        // A recorder stopped by a crash left its journal lifetimes in the journal.
         promote_journal(&conn).map_err(sq(path))?;
         let names = Names::load(&conn).map_err(sq(path))?;
         Ok(Writer {
@@ -932,19 +932,19 @@ impl Writer {
             evicted: Vec::new(),
             ready: Vec::new(),
             ready_spare: Vec::new(),
-            seal_buf: Vec::new(),
-            seal_lists: archive::SealLists::default(),
+            archive_buf: Vec::new(),
+            archive_lists: archive::ArchiveLists::default(),
             reading: false,
             lazy_last: StateMap::default(),
-            next_seal: None,
+            next_batch: None,
             names,
-            seal_index: SealIndex::default(),
-            any_sealed: None,
-            sealed_by_class: [0; 16],
+            batch_index: BatchIndex::default(),
+            any_archived: None,
+            archived_by_class: [0; 16],
             waiting: Waiting::default(),
             private_pending: HashSet::default(),
             looked: StateSet::default(),
-            young: Young {
+            journal: Young {
                 young_for: if run.kind == "import" {
                     0
                 } else {
@@ -955,36 +955,36 @@ impl Writer {
                 stale: StateSet::default(),
                 journaled: StateMap::default(),
                 runs: VecDeque::new(),
-                unsealed: StateMap::default(),
-                sealed_at: Micros::MIN,
+                unarchived: StateMap::default(),
+                archived_at: Micros::MIN,
                 next_seq: None,
                 clock: Micros::MIN,
                 evict: StateSet::default(),
                 evicted_since: false,
             },
-            sealed_young: false,
+            archived_journal: false,
         })
     }
 
-    /// The recorder seals its young lifetimes that ended every SEAL_EVERY_US (an import,
-    /// and a recorder without young lifetimes, at every flush).
-    fn defers_seals(&self) -> bool {
-        !self.hold_open && self.young.young_for > 0
+    /// The recorder batches its journal lifetimes that ended every SEAL_EVERY_US (an import,
+    /// and a recorder without journal lifetimes, at every flush).
+    fn defers_batches(&self) -> bool {
+        !self.hold_open && self.journal.young_for > 0
     }
 
-    /// Whether the last flush was the recorder's periodic seal of its young lifetimes.
-    pub fn sealed_young(&self) -> bool {
-        self.sealed_young
+    /// Whether the last flush was the recorder's periodic batch of its journal lifetimes.
+    pub fn archived_journal(&self) -> bool {
+        self.archived_journal
     }
 
-    /// How long new open lifetimes stay young (tests; 0: none do).
+    /// How long new open lifetimes stay journal (tests; 0: none do).
     pub fn set_young_for(&mut self, us: Micros) {
-        self.young.young_for = us.max(0);
+        self.journal.young_for = us.max(0);
     }
 
     /// How long after it was written a run of the journal is rewritten (benchmarks).
     pub fn set_rewrite_after(&mut self, us: Micros) {
-        self.young.rewrite_after = us.max(0);
+        self.journal.rewrite_after = us.max(0);
     }
 
     pub fn run_id(&self) -> i64 {
@@ -1018,7 +1018,9 @@ impl Writer {
         };
         let mut stmt = self
             .conn
-            .prepare(&format!("SELECT {OPEN_COLS} FROM {from} WHERE dcls = 14"))
+            .prepare(&format!(
+                "SELECT {OPEN_COLS} FROM {from} WHERE dur_class = 14"
+            ))
             .map_err(sq(&self.path))?;
         // Sized once (a count the file gave; bounded, as any number read from it).
         let n = usize::try_from(expect).unwrap_or(0).min(1 << 26);
@@ -1037,7 +1039,7 @@ impl Writer {
     }
 
     /// How many lifetimes are open in the store, and whether they are most of `states`
-    /// (they are once lifetimes are sealed: `states` then holds little but the open ones).
+    /// (they are once lifetimes are archived: `states` then holds little but the open ones).
     fn count_open(&self) -> Result<(i64, bool)> {
         // Open ones are every row but the closed (class below 14) and the evidence-only (no
         // class): two short index ranges when most are open, where counting class 14 read
@@ -1046,8 +1048,8 @@ impl Writer {
         let (all, closed, evidence): (i64, i64, i64) = self
             .conn
             .query_row(
-                "SELECT (SELECT count(*) FROM states), (SELECT count(*) FROM states WHERE dcls < 14),
-                        (SELECT count(*) FROM states WHERE dcls IS NULL)",
+                "SELECT (SELECT count(*) FROM states), (SELECT count(*) FROM states WHERE dur_class < 14),
+                        (SELECT count(*) FROM states WHERE dur_class IS NULL)",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
@@ -1102,7 +1104,7 @@ impl Writer {
     }
 
     /// The state ids `states` holds in group `g` up to `max` (open ones, and the few closed
-    /// ones not sealed yet: those read as nothing when a message names them).
+    /// ones not archived yet: those read as nothing when a message names them).
     pub fn group_keys(&mut self, g: Group, max: u64) -> Result<Vec<u64>> {
         self.begin_read();
         let (lo, hi) = group_range(g);
@@ -1145,7 +1147,7 @@ impl Writer {
             .conn
             .prepare_cached(&format!(
                 "SELECT {OPEN_COLS} FROM states
-                 WHERE creator_id = ?1 AND state_id = ?2 AND dcls = 14"
+                 WHERE creator_id = ?1 AND state_id = ?2 AND dur_class = 14"
             ))
             .map_err(sq(&self.path))?;
         let mut out = Vec::new();
@@ -1164,7 +1166,7 @@ impl Writer {
 
     pub fn push(&mut self, e: Event) {
         if let Some(t) = event_time(&e) {
-            self.young.clock = self.young.clock.max(t);
+            self.journal.clock = self.journal.clock.max(t);
         }
         if let Event::End {
             state,
@@ -1231,7 +1233,7 @@ impl Writer {
                 if row.end.is_some() {
                     self.ready.push(slot.remove());
                 } else {
-                    self.young.seen(k, row);
+                    self.journal.seen(k, row);
                 }
                 return;
             }
@@ -1287,7 +1289,7 @@ impl Writer {
                 self.held
                     .insert(k, Box::new(Row::new(state, start, seen, flavor)));
                 if !self.hold_open {
-                    self.young.fresh.insert(k);
+                    self.journal.fresh.insert(k);
                 }
             }
             e => self.pending.push(e),
@@ -1298,7 +1300,7 @@ impl Writer {
     /// writer keeps their keys, not a second copy of each (a table probe, an allocation and
     /// ~230 bytes a lifetime: perf, ~10 % of an import). Their end event carries the whole
     /// lifetime; [`Writer::hold_tracked`] must hand back those still open before
-    /// [`Writer::finish`]. The recorder holds its young lifetimes itself (journaled).
+    /// [`Writer::finish`]. The recorder holds its journal lifetimes itself (journaled).
     pub fn let_tracker_hold(&mut self) {
         self.tracker_holds = self.hold_open;
     }
@@ -1375,19 +1377,19 @@ impl Writer {
 
     /// Open lifetimes the recorder's tracker dropped from memory (`record --max-open`): the
     /// next commit leaves each whole in `states` and nothing of it here but its row id, so
-    /// that [`Writer::load_open_of`] reads it back as the tracker had it. Held (young) ones
+    /// that [`Writer::load_open_of`] reads it back as the tracker had it. Held (journal) ones
     /// are written early; a stored one gets its lazily kept "last seen".
     pub fn evict_open(&mut self, keys: impl IntoIterator<Item = StateRef>) {
-        self.young.evicted_since = true;
+        self.journal.evicted_since = true;
         for k in keys {
             if self.held.contains_key(&k) {
-                if self.young.journaled.contains_key(&k) {
+                if self.journal.journaled.contains_key(&k) {
                     // Its journal row is closed and the row stored, as a stale one's.
-                    self.young.stale.insert(k);
+                    self.journal.stale.insert(k);
                 } else {
-                    self.young.fresh.insert(k);
+                    self.journal.fresh.insert(k);
                 }
-                self.young.evict.insert(k);
+                self.journal.evict.insert(k);
             } else if let Some(l) = self.lazy_last.remove(&k) {
                 if l.known > l.written {
                     self.pending.push(Event::Touch {
@@ -1401,7 +1403,7 @@ impl Writer {
 
     /// Whether evicted lifetimes wait for the next commit to be readable in `states`.
     pub fn evictions_pending(&self) -> bool {
-        self.young.evicted_since
+        self.journal.evicted_since
     }
 
     /// The row of a lifetime the tracker held: as it reports it, (first full message,
@@ -1456,9 +1458,9 @@ impl Writer {
                         |r| r.get::<_, Option<i64>>(0),
                     )
                     .unwrap_or(Some(i64::MAX));
-                let sealed =
+                let archived =
                     archive::max_id(&self.conn, k.creator_id, group.1).unwrap_or(Some(i64::MAX));
-                let base = stored.max(sealed);
+                let base = stored.max(archived);
                 self.opened.insert(group, (base, RoaringTreemap::new(), 0));
                 base
             }
@@ -1468,7 +1470,7 @@ impl Writer {
         if let (Event::Open { .. }, Some((base, ids, n))) = (e, self.opened.get_mut(&group)) {
             if base.is_none_or(|b| id > b) {
                 if *n >= OPENED_MAX {
-                    // Bounded: older ids take the look in the seals again.
+                    // Bounded: older ids take the look in the batches again.
                     *base = ids.max().map(u64_to_i64).max(*base);
                     ids.clear();
                     *n = 0;
@@ -1489,7 +1491,7 @@ impl Writer {
     /// Whether `e` opens a lifetime at or below the stored ids (an older capture imported
     /// into a newer file) of which the store holds nothing, and that no earlier event of
     /// this writer named: it is then held as a new one, not written into `states` and
-    /// taken out again to be sealed (an INSERT and a DELETE in four indexes per lifetime:
+    /// taken out again to be archived (an INSERT and a DELETE in four indexes per lifetime:
     /// such imports ran at a sixth of the speed of new ones, measured then; git log -p BENCHMARKS.md).
     /// Run after [`Writer::is_new`], which knows the group's stored maximum.
     fn absent(&mut self, e: &Event) -> bool {
@@ -1525,12 +1527,12 @@ impl Writer {
             })
             .unwrap_or(true);
         !in_states
-            && archive::find(&self.conn, &mut self.seal_index, &self.names, &k)
+            && archive::find(&self.conn, &mut self.batch_index, &self.names, &k)
                 .is_ok_and(|v| v.is_empty())
     }
 
     /// Lookups between flushes (an older capture's states, looked for in `states` and in
-    /// the seals; stored open states a message names) share one read transaction, ended
+    /// the batches; stored open states a message names) share one read transaction, ended
     /// by the next flush before it writes (`finish` flushes first): each on its own took
     /// and released the WAL's read lock, two fcntl calls (~10 % of an older capture's
     /// import).
@@ -1574,7 +1576,7 @@ impl Writer {
     /// Statements the next flush will run, about: one per pending event and per held row
     /// (what sizes a batch).
     pub fn batch_len(&self) -> usize {
-        self.pending.len() + self.ready.len() + self.young.fresh.len()
+        self.pending.len() + self.ready.len() + self.journal.fresh.len()
     }
 
     /// Record a moment of partial blindness (written with the next flush).
@@ -1595,20 +1597,20 @@ impl Writer {
     pub fn flush(&mut self, counters: &RunCounters) -> Result<()> {
         self.end_read();
         let path = self.path.clone();
-        // Waiting lifetimes this flush seals stay in `waiting` until it is durable.
-        let mut to_seal = std::mem::take(&mut self.seal_buf);
-        self.sealed_young = false;
-        let done = self.write_pending(counters, &mut to_seal);
-        to_seal.clear();
-        self.seal_buf = to_seal;
+        // Waiting lifetimes this flush batches stay in `waiting` until it is durable.
+        let mut to_archive = std::mem::take(&mut self.archive_buf);
+        self.archived_journal = false;
+        let done = self.write_pending(counters, &mut to_archive);
+        to_archive.clear();
+        self.archive_buf = to_archive;
         match done {
             Ok(mut j) => {
-                self.sealed_young = j.sealed_young && self.defers_seals();
+                self.archived_journal = j.archived_journal && self.defers_batches();
                 self.pending.clear();
                 for at in std::mem::take(&mut j.unwaited) {
                     self.waiting.remove(at);
                 }
-                self.waiting.remove_lists(&j.sealed_lists);
+                self.waiting.remove_lists(&j.archived_lists);
                 self.private_pending.extend(std::mem::take(&mut j.history));
                 for h in std::mem::take(&mut j.history_merged) {
                     self.private_pending.remove(&h);
@@ -1635,7 +1637,7 @@ impl Writer {
                     }
                     self.ready_spare = std::mem::replace(&mut ended, stay);
                 }
-                self.young
+                self.journal
                     .commit(j, &mut ended, &mut self.held, &mut self.lazy_last);
                 self.ready = ended;
                 self.creators.clear();
@@ -1647,59 +1649,59 @@ impl Writer {
             Err(e) => {
                 // Row ids learnt inside the rolled-back transaction may not exist: forget
                 // them all; lookups fall back to the (creator, id) index. The same for
-                // names, seal numbers and what was taken out of seals.
+                // names, batch numbers and what was taken out of batches.
                 self.rows.clear();
-                self.next_seal = None;
-                self.seal_index.reset();
+                self.next_batch = None;
+                self.batch_index.reset();
                 self.looked.clear();
-                self.any_sealed = None;
+                self.any_archived = None;
                 let _ = self.names.reload(&self.conn);
                 Err(sq(&path)(e))
             }
         }
     }
 
-    /// `to_seal`: an empty list for the lifetimes sealed that are not waiting ones.
+    /// `to_archive`: an empty list for the lifetimes archived that are not waiting ones.
     fn write_pending(
         &mut self,
         counters: &RunCounters,
-        to_seal: &mut Vec<Stored>,
+        to_archive: &mut Vec<Stored>,
     ) -> rusqlite::Result<Journal> {
-        let deferring = self.defers_seals();
+        let deferring = self.defers_batches();
         let tx = self.conn.transaction()?;
         for r in &self.evicted {
             insert_row(&tx, r)?;
             self.rows.insert(r.key(), tx.last_insert_rowid());
         }
         // Held lifetimes first: every pending event about their key came after their end.
-        // They are sealed, except those a pending event names: that event merges into
+        // They are archived, except those a pending event names: that event merges into
         // their row in states.
         let named: StateSet = self.pending.iter().filter_map(event_key).collect();
-        // The recorder seals its young lifetimes that ended every SEAL_EVERY_US; until then
+        // The recorder batches its journal lifetimes that ended every SEAL_EVERY_US; until then
         // they are journaled, ended.
-        let seal_young = !deferring
-            || self.young.unsealed.len() >= UNSEALED_MAX
-            || self.young.clock >= self.young.sealed_at.saturating_add(SEAL_EVERY_US);
-        // Room for every lifetime that may be sealed but the waiting ones (sealed where they
+        let archive_journal = !deferring
+            || self.journal.unarchived.len() >= UNSEALED_MAX
+            || self.journal.clock >= self.journal.archived_at.saturating_add(SEAL_EVERY_US);
+        // Room for every lifetime that may be archived but the waiting ones (archived where they
         // are): grown row by row, the list was copied at each doubling.
-        archive::emptied(to_seal, self.ready.len() + self.young.unsealed.len());
-        // An unsealed lifetime a pending event names goes into states, where it merges.
+        archive::emptied(to_archive, self.ready.len() + self.journal.unarchived.len());
+        // An unarchived lifetime a pending event names goes into states, where it merges.
         let mut unjournal = store_named(
             &tx,
             &named,
-            |k| self.young.unsealed.get(k).map(|(r, _)| r),
+            |k| self.journal.unarchived.get(k).map(|(r, _)| r),
             insert_row,
         )?;
-        if seal_young {
-            for (k, (r, _)) in &self.young.unsealed {
+        if archive_journal {
+            for (k, (r, _)) in &self.journal.unarchived {
                 if !named.contains(k) {
-                    to_seal.push(r.stored());
+                    to_archive.push(r.stored());
                     unjournal.push(*k);
                 }
             }
         }
         // An import's waiting lifetimes: into states if a pending event names them (it
-        // merges there), sealed once their bucket is complete (or memory is short, or the
+        // merges there), archived once their bucket is complete (or memory is short, or the
         // import ends).
         // (Ended: stored closed.)
         let waiting_named = self.waiting.find(&named);
@@ -1723,12 +1725,12 @@ impl Writer {
         } else {
             0
         };
-        // Sealed in this order: young ones, waiting ones (where they are), then the others.
-        let young_n = to_seal.len();
+        // Archived in this order: journal ones, waiting ones (where they are), then the others.
+        let young_n = to_archive.len();
         let mut due: Vec<&Stored> = Vec::new();
-        let mut sealed_lists = Vec::new();
+        let mut archived_lists = Vec::new();
         self.waiting
-            .due((watermark, over), &named, &mut due, &mut sealed_lists);
+            .due((watermark, over), &named, &mut due, &mut archived_lists);
         let mut defer = Vec::new();
         let mut wait = Vec::new();
         for (i, r) in self.ready.iter().enumerate() {
@@ -1738,8 +1740,8 @@ impl Writer {
                         .map_or(Micros::MAX, |t| t.saturating_add(WAIT_SLACK_US));
                     if self.hold_open && complete > watermark && over == 0 {
                         wait.push(i);
-                    } else if seal_young {
-                        to_seal.push(r.stored());
+                    } else if archive_journal {
+                        to_archive.push(r.stored());
                     } else {
                         defer.push(&**r);
                     }
@@ -1747,12 +1749,12 @@ impl Writer {
                 _ => insert_row(&tx, r)?,
             }
         }
-        // The recorder: open lifetimes are in the store at every commit, young ones in the
+        // The recorder: open lifetimes are in the store at every commit, journal ones in the
         // journal; later events about stored ones update their rows.
         let mut journal = if self.hold_open {
             Journal::default()
         } else {
-            self.young.write(
+            self.journal.write(
                 &tx,
                 &self.ready,
                 &defer,
@@ -1762,18 +1764,20 @@ impl Writer {
             )?
         };
         journal.unjournaled = unjournal;
-        journal.sealed_young = seal_young;
+        journal.archived_journal = archive_journal;
         journal.unwaited = unwaited;
-        journal.sealed_lists = sealed_lists;
+        journal.archived_lists = archived_lists;
         journal.wait = wait;
-        if self.any_sealed.is_none() {
+        if self.any_archived.is_none() {
             let any: bool =
-                tx.query_row("SELECT EXISTS (SELECT 1 FROM seals)", [], |r| r.get(0))?;
-            self.any_sealed = Some(any);
+                tx.query_row("SELECT EXISTS (SELECT 1 FROM archive_batches)", [], |r| {
+                    r.get(0)
+                })?;
+            self.any_archived = Some(any);
         }
-        // Sealed lifetimes of the keys met in this batch, read once.
-        let mut sealed_of: StateMap<Vec<Stored>> = StateMap::default();
-        // Stored open lifetimes that ended in this batch, taken out of states to be sealed.
+        // Archived lifetimes of the keys met in this batch, read once.
+        let mut archived_of: StateMap<Vec<Stored>> = StateMap::default();
+        // Stored open lifetimes that ended in this batch, taken out of states to be archived.
         let mut closing: StateMap<Stored> = StateMap::default();
         for e in &self.pending {
             if let Some(k) = event_key(e) {
@@ -1783,10 +1787,10 @@ impl Writer {
                     insert_stored(&tx, &s, true)?;
                 }
             }
-            // A message about a lifetime that may be sealed: if it would change nothing (a
+            // A message about a lifetime that may be archived: if it would change nothing (a
             // re-import, an overlapping capture) it is done; else the lifetime goes back into
             // states first, where the merges below apply to it as to any stored row.
-            if self.any_sealed == Some(true) {
+            if self.any_archived == Some(true) {
                 if let Some(k) = event_key(e) {
                     if self.looked.len() >= LOOKED_MAX {
                         // Forgetting only costs a second look: memory stays bounded.
@@ -1794,23 +1798,23 @@ impl Writer {
                     }
                     if !self.rows.contains_key(&k)
                         && !self.looked.contains(&k)
-                        && !never_sealed(&self.opened, &k)
+                        && !never_archived(&self.opened, &k)
                     {
-                        let mine = match sealed_of.entry(k) {
+                        let mine = match archived_of.entry(k) {
                             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                            std::collections::hash_map::Entry::Vacant(v) => {
-                                v.insert(archive::find(&tx, &mut self.seal_index, &self.names, &k)?)
-                            }
+                            std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                                archive::find(&tx, &mut self.batch_index, &self.names, &k)?,
+                            ),
                         };
                         if mine.is_empty() {
                             self.looked.insert(k);
                         } else if changes_nothing(&tx, &k, mine, e)? {
                             continue;
                         } else {
-                            for s in archive::take(&tx, &mut self.seal_index, &self.names, &k)? {
+                            for s in archive::take(&tx, &mut self.batch_index, &self.names, &k)? {
                                 insert_stored(&tx, &s, true)?;
                             }
-                            sealed_of.remove(&k);
+                            archived_of.remove(&k);
                             self.looked.insert(k);
                         }
                     }
@@ -1820,23 +1824,23 @@ impl Writer {
         }
         for (k, s) in closing {
             self.looked.remove(&k);
-            to_seal.push(s);
+            to_archive.push(s);
         }
-        if !to_seal.is_empty() || !due.is_empty() {
-            let no = match self.next_seal {
+        if !to_archive.is_empty() || !due.is_empty() {
+            let no = match self.next_batch {
                 Some(n) => n,
-                None => archive::next_seal(&tx)?,
+                None => archive::next_batch(&tx)?,
             };
-            let (young, rest) = to_seal.split_at(young_n);
-            let mut rows: Vec<&Stored> = Vec::with_capacity(to_seal.len() + due.len());
-            rows.extend(young);
+            let (from_journal, rest) = to_archive.split_at(young_n);
+            let mut rows: Vec<&Stored> = Vec::with_capacity(to_archive.len() + due.len());
+            rows.extend(from_journal);
             rows.append(&mut due);
             rows.extend(rest);
             for r in &rows {
                 let c = archive::filed(r).0;
-                self.sealed_by_class[c.clamp(0, 15) as usize] += 1;
+                self.archived_by_class[c.clamp(0, 15) as usize] += 1;
             }
-            let by_class = self.sealed_by_class;
+            let by_class = self.archived_by_class;
             let span = match (counters.first_us, counters.last_us) {
                 (Some(a), Some(b)) => b.saturating_sub(a),
                 _ => 0,
@@ -1844,17 +1848,17 @@ impl Writer {
             let expect = |c: i64, n: u64| {
                 archive::expected_in_bucket(c, n, by_class[c.clamp(0, 15) as usize], span)
             };
-            journal.history = archive::write_seal_with(
+            journal.history = archive::write_batch_with(
                 &tx,
                 &rows,
                 no,
                 &mut self.names,
                 &expect,
-                &mut self.seal_lists,
+                &mut self.archive_lists,
             )?;
-            self.next_seal = Some(no + 1);
-            self.seal_index.reset();
-            self.any_sealed = Some(true);
+            self.next_batch = Some(no + 1);
+            self.batch_index.reset();
+            self.any_archived = Some(true);
             // Buckets no later packet can add to become one row per pair now.
             if let Some(w) = counters.last_us {
                 for (c, b) in archive::buckets_to_merge(&tx, Some(w))? {
@@ -1946,12 +1950,12 @@ impl Writer {
             });
         }
         // Lifetimes still open at the end of an import are stored open, as the recorder
-        // stores them at every flush; the recorder's young ones move into states.
+        // stores them at every flush; the recorder's journal ones move into states.
         if self.hold_open {
-            self.young.fresh.extend(self.held.keys().copied());
+            self.journal.fresh.extend(self.held.keys().copied());
         }
         self.hold_open = false;
-        self.young.young_for = 0;
+        self.journal.young_for = 0;
         let late: Vec<Event> = self
             .lazy_last
             .drain()
@@ -1961,7 +1965,7 @@ impl Writer {
         self.pending.extend(late);
         self.flush(counters)?;
         // Every bucket this import wrote into several times becomes one row per pair.
-        if self.next_seal.is_some() {
+        if self.next_batch.is_some() {
             let tx = self.conn.transaction().map_err(sq(&self.path))?;
             for (c, b) in archive::buckets_to_merge(&tx, None).map_err(sq(&self.path))? {
                 archive::merge_bucket(&tx, &self.names, c, b).map_err(sq(&self.path))?;
@@ -2003,13 +2007,13 @@ impl Writer {
     }
 }
 
-/// Whether [`apply`] of `e` would leave the one sealed lifetime of `k` alive at the event's
-/// time as it is (then it stays sealed). Anything less certain (several alive, a stored row
-/// alive too) answers no, and the lifetime is unsealed and merged as any row.
+/// Whether [`apply`] of `e` would leave the one archived lifetime of `k` alive at the event's
+/// time as it is (then it stays archived). Anything less certain (several alive, a stored row
+/// alive too) answers no, and the lifetime is unarchived and merged as any row.
 fn changes_nothing(
     tx: &Connection,
     k: &StateRef,
-    sealed: &[Stored],
+    archived: &[Stored],
     e: &Event,
 ) -> rusqlite::Result<bool> {
     let ts = match e {
@@ -2020,14 +2024,14 @@ fn changes_nothing(
         Event::End { end, .. } => *end,
         Event::Clear { .. } | Event::Bus { .. } => return Ok(false),
     };
-    // find_alive's rule, over the sealed lifetimes (find_alive_as's for a full state).
+    // find_alive's rule, over the archived lifetimes (find_alive_as's for a full state).
     let keys = match e {
         Event::Open { state, .. } | Event::Refresh { state, .. } | Event::End { state, .. } => {
             Some(state)
         }
         _ => None,
     };
-    let mut alive = sealed.iter().filter(|l| {
+    let mut alive = archived.iter().filter(|l| {
         l.end >= ts - SLACK_US
             && l.start <= ts + SLACK_US
             && keys.is_none_or(|s| stored_same_keys(l, s))
@@ -2134,7 +2138,7 @@ fn find_alive_as(tx: &Connection, s: &FullState, ts: Micros) -> rusqlite::Result
     Ok(best)
 }
 
-/// Whether sealed lifetime `l` has the keys of full state `s` ([`find_alive_as`]).
+/// Whether archived lifetime `l` has the keys of full state `s` ([`find_alive_as`]).
 fn stored_same_keys(l: &Stored, s: &FullState) -> bool {
     l.af == s.af.to_openbsd()
         && l.proto == s.proto
@@ -2183,26 +2187,26 @@ fn event_time(e: &Event) -> Option<Micros> {
     }
 }
 
-/// A young lifetime into the journal, under the commit's `seq` (columns as in states; with
+/// A journal lifetime into the journal, under the commit's `seq` (columns as in states; with
 /// its end if `closed`).
 fn journal_stored(tx: &Connection, seq: i64, s: &Stored, closed: bool) -> rusqlite::Result<()> {
     write_stored(
         tx,
-        stored_insert!("INSERT OR REPLACE INTO young", ", seq", ", ?32"),
+        stored_insert!("INSERT OR REPLACE INTO journal", ", seq", ", ?32"),
         s,
         closed,
         Some(seq),
     )
 }
 
-/// The young lifetimes a crashed recorder left in the journal, into `states` (open, or
-/// closed if they had ended and were waiting for a seal),
+/// The journal lifetimes a crashed recorder left in the journal, into `states` (open, or
+/// closed if they had ended and were waiting for a batch),
 /// and the journal emptied, in one transaction. A row that does not read back whole is
 /// damage: dropped with the journal (its state's later messages are kept as evidence).
 /// How many moved.
 pub(crate) fn promote_journal(conn: &Connection) -> rusqlite::Result<u64> {
     let any: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM young) OR EXISTS (SELECT 1 FROM young_ends)",
+        "SELECT EXISTS (SELECT 1 FROM journal) OR EXISTS (SELECT 1 FROM journal_ends)",
         [],
         |r| r.get(0),
     )?;
@@ -2213,27 +2217,27 @@ pub(crate) fn promote_journal(conn: &Connection) -> rusqlite::Result<u64> {
     let mut n = 0;
     {
         let mut st = tx.prepare(&format!(
-            "SELECT {STORED_COLS} FROM young y
-              WHERE NOT EXISTS (SELECT 1 FROM young_ends e WHERE e.creator_id = y.creator_id
+            "SELECT {STORED_COLS} FROM journal y
+              WHERE NOT EXISTS (SELECT 1 FROM journal_ends e WHERE e.creator_id = y.creator_id
                                    AND e.state_id = y.state_id AND e.seq > y.seq)
               ORDER BY first_us, creator_id, state_id"
         ))?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             if let Some(s) = stored_of(r, 0) {
-                // Young lifetimes that ended are journaled with their end until sealed.
+                // Young lifetimes that ended are journaled with their end until archived.
                 let closed = r.get::<_, Option<i64>>(29).ok().flatten().is_some();
                 insert_stored(&tx, &s, closed)?;
                 n += 1;
             }
         }
     }
-    tx.execute_batch("DELETE FROM young; DELETE FROM young_ends;")?;
+    tx.execute_batch("DELETE FROM journal; DELETE FROM journal_ends;")?;
     tx.commit()?;
     Ok(n)
 }
 
-/// Insert into `states`, in key order, the lifetimes held back from sealing (`held` finds
+/// Insert into `states`, in key order, the lifetimes held back from archiving (`held` finds
 /// them; `insert` writes one) that a pending event in `named` is about: the event merges
 /// with them there. Their keys.
 fn store_named<'a, T: 'a>(
@@ -2425,8 +2429,8 @@ fn row_of(
 }
 
 /// Take the open lifetime stored as row `id` out of states, ended at `end` (as
-/// [`end_row`] would end it), to be sealed. None, and the row untouched, if it is closed
-/// already or lacks a column a sealed lifetime has (then the SQL merges keep it).
+/// [`end_row`] would end it), to be archived. None, and the row untouched, if it is closed
+/// already or lacks a column a archived lifetime has (then the SQL merges keep it).
 fn take_open(
     tx: &Connection,
     id: i64,
@@ -2457,7 +2461,7 @@ pub(crate) const STORED_COLS: &str = "creator_id, state_id, ifname, af, proto, d
     start_us, first_us, last_us, updated_us, expire,
     packets0, packets1, bytes0, bytes1, rule, flavor, end_us, end_reason";
 
-/// A row of [`STORED_COLS`] (from column `at` on) as a sealed lifetime (end 0 while open), if every column has a
+/// A row of [`STORED_COLS`] (from column `at` on) as a archived lifetime (end 0 while open), if every column has a
 /// value of its type and a closed one a known end reason: database content is not trusted.
 pub(crate) fn stored_of(r: &rusqlite::Row, at: usize) -> Option<Stored> {
     let int = |i: usize| r.get::<_, Option<i64>>(at + i).ok().flatten();
@@ -2508,7 +2512,7 @@ pub(crate) fn stored_of(r: &rusqlite::Row, at: usize) -> Option<Stored> {
 }
 
 /// One event into the store, merged into the row of its lifetime if there is one. A stored
-/// open lifetime that ends is taken out of states into `closing`, to be sealed.
+/// open lifetime that ends is taken out of states into `closing`, to be archived.
 fn apply(
     tx: &Connection,
     rows: &mut StateMap<i64>,
@@ -2822,10 +2826,10 @@ mod tests {
             assert_eq!(w.get(place), Some(&rows[i]));
         }
         assert!(w.find(&StateSet::default()).is_empty());
-        // A seal that fails changes nothing: the next try seals the same.
+        // A batch that fails changes nothing: the next try batches the same.
         assert_eq!(w.len(), n as usize);
         assert_eq!(due(&w).0, want);
-        // Once durable, the named ones (gone into states) and the sealed lists leave.
+        // Once durable, the named ones (gone into states) and the archived lists leave.
         for place in at.values() {
             w.remove(*place);
         }
@@ -2870,7 +2874,7 @@ mod tests {
         mine[0].last_seen
     }
 
-    /// Every lifetime stored, from states and from seals (as `export` reads them).
+    /// Every lifetime stored, from states and from batches (as `export` reads them).
     fn lifetimes(conn: &Connection) -> Vec<Lifetime> {
         let mut out = Vec::new();
         crate::store::sqlite::export::each_lifetime(conn, 0, Micros::MAX, |l| {
@@ -2911,7 +2915,7 @@ mod tests {
         });
     }
 
-    /// A recorder that stores open lifetimes at the first commit (no young journal): the
+    /// A recorder that stores open lifetimes at the first commit (no journal journal): the
     /// paths of stored open rows.
     fn recorder(dir: &tempfile::TempDir) -> Writer {
         let mut w = young_recorder(dir);
@@ -2939,7 +2943,7 @@ mod tests {
         (w, db)
     }
 
-    /// A recorder as `record` runs it, new lifetimes young for [`YOUNG_FOR_US`].
+    /// A recorder as `record` runs it, new lifetimes journal for [`YOUNG_FOR_US`].
     fn young_recorder(dir: &tempfile::TempDir) -> Writer {
         writer(dir, "record", "pfsync0").0
     }
@@ -2992,7 +2996,7 @@ mod tests {
         open(&mut w, 2, t0);
         w.flush(&c).expect("flush");
         // Durable in the journal, not in states; every reader sees both as open.
-        assert_eq!(count(w.conn(), "SELECT count(*) FROM young"), 2);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM journal"), 2);
         assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
         assert_eq!(who_at(w.conn(), t0 + 5 * S), vec![(1, None), (2, None)]);
         assert_eq!(history_at(w.conn(), t0 + 5 * S), vec![1, 2]);
@@ -3000,15 +3004,15 @@ mod tests {
         let st = crate::store::sqlite::query::stats(w.conn(), "t.db").expect("stats");
         assert_eq!((st.states, st.open), (2, 2));
 
-        // A young state that ends is journaled again, ended, until the next seal (at most
+        // A journal state that ends is journaled again, ended, until the next batch (at most
         // SEAL_EVERY_US later); the journal stops calling it open.
         end(&mut w, 1, t0, t0 + 10 * S);
         w.flush(&c).expect("flush");
-        assert_eq!(count(w.conn(), "SELECT count(*) FROM young_ends"), 1);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM journal_ends"), 1);
         assert_eq!(
             count(
                 w.conn(),
-                "SELECT count(*) FROM young WHERE end_us IS NOT NULL"
+                "SELECT count(*) FROM journal WHERE end_us IS NOT NULL"
             ),
             1
         );
@@ -3025,23 +3029,23 @@ mod tests {
             assert_eq!(lifetimes(w.conn()).len(), 2);
         };
         ended_answers(&w);
-        assert_eq!(count(w.conn(), "SELECT count(*) FROM seals"), 0);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM archive_batches"), 0);
         assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
 
         // Seen less than a minute past its journal row, state 2 is not rewritten; state 1 is
-        // sealed now (half a minute has passed) and leaves the journal: the same answers.
+        // archived now (half a minute has passed) and leaves the journal: the same answers.
         touch(&mut w, 2, t0 + 59 * S);
         w.flush(&c).expect("flush");
         assert_eq!(
             count(
                 w.conn(),
-                "SELECT max(last_us) FROM young WHERE state_id = 2"
+                "SELECT max(last_us) FROM journal WHERE state_id = 2"
             ),
             t0
         );
-        assert_eq!(count(w.conn(), "SELECT sum(n) FROM sealed"), 1);
+        assert_eq!(count(w.conn(), "SELECT sum(n) FROM archive"), 1);
         let st = crate::store::sqlite::query::stats(w.conn(), "t.db").expect("stats");
-        assert_eq!(st.sealed, 1);
+        assert_eq!(st.archived, 1);
         ended_answers(&w);
         // ...seen more, it is journaled again, as it is now (a crash loses at most a minute
         // of its "last seen"), and the newer row closes the older.
@@ -3050,7 +3054,7 @@ mod tests {
         assert_eq!(
             count(
                 w.conn(),
-                "SELECT max(last_us) FROM young WHERE state_id = 2"
+                "SELECT max(last_us) FROM journal WHERE state_id = 2"
             ),
             t0 + 61 * S
         );
@@ -3059,26 +3063,26 @@ mod tests {
         // The first run, now without a live row, leaves the journal with the next commit,
         // and so do the keys that closed its rows.
         w.flush(&c).expect("flush");
-        assert_eq!(count(w.conn(), "SELECT count(*) FROM young"), 1);
-        assert_eq!(count(w.conn(), "SELECT count(*) FROM young_ends"), 0);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM journal"), 1);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM journal_ends"), 0);
         assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
         assert_eq!(who_at(w.conn(), t0 + 70 * S), vec![(2, None)]);
-        // Once no longer young, it moves into states with what it learnt since, and the
+        // Once no longer journal, it moves into states with what it learnt since, and the
         // journal empties.
         let old = t0 + YOUNG_FOR_US + S;
         touch(&mut w, 2, old);
         w.flush(&c).expect("flush");
         assert_eq!(
-            count(w.conn(), "SELECT count(*) FROM states WHERE dcls = 14"),
+            count(w.conn(), "SELECT count(*) FROM states WHERE dur_class = 14"),
             1
         );
         assert_eq!(who_at(w.conn(), t0 + 70 * S), vec![(2, None)]);
         w.flush(&c).expect("flush");
-        assert_eq!(count(w.conn(), "SELECT count(*) FROM young"), 0);
-        assert_eq!(count(w.conn(), "SELECT count(*) FROM young_ends"), 0);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM journal"), 0);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM journal_ends"), 0);
         assert_eq!(last_us(&w, 2), old);
         assert_eq!(who_at(w.conn(), t0 + 70 * S), vec![(2, None)]);
-        // From there on it is a stored open state: its end takes it out to be sealed.
+        // From there on it is a stored open state: its end takes it out to be archived.
         end(&mut w, 2, t0, old + 30 * S);
         w.flush(&c).expect("flush");
         assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
@@ -3099,17 +3103,17 @@ mod tests {
             w.flush(&c).expect("flush");
         }
         assert_eq!(
-            count(w.conn(), "SELECT count(*) FROM young WHERE state_id = 1"),
+            count(w.conn(), "SELECT count(*) FROM journal WHERE state_id = 1"),
             1,
             "written once, never rewritten"
         );
-        assert_eq!(count(w.conn(), "SELECT count(*) FROM young"), 10);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM journal"), 10);
         assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 0);
         // Ten minutes after its run was written, it moves into states, run and all.
         open(&mut w, 200, t0 + YOUNG_FOR_US + S);
         w.flush(&c).expect("flush");
         assert_eq!(
-            count(w.conn(), "SELECT count(*) FROM young WHERE state_id = 1"),
+            count(w.conn(), "SELECT count(*) FROM journal WHERE state_id = 1"),
             0
         );
         assert_eq!(
@@ -3119,7 +3123,7 @@ mod tests {
             ),
             1
         );
-        assert_eq!(count(w.conn(), "SELECT count(*) FROM young"), 10);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM journal"), 10);
         assert_eq!(who_at(w.conn(), t0 + 5 * S), vec![(1, None)]);
     }
 
@@ -3136,11 +3140,11 @@ mod tests {
             w.flush(&c).expect("flush");
             end(&mut w, 1, t0, t0 + 10 * S);
             w.flush(&c).expect("flush");
-            // State 1 waits, ended, in the journal for its seal.
+            // State 1 waits, ended, in the journal for its batch.
             assert_eq!(
                 count(
                     w.conn(),
-                    "SELECT count(*) FROM young WHERE end_us IS NOT NULL"
+                    "SELECT count(*) FROM journal WHERE end_us IS NOT NULL"
                 ),
                 1
             );
@@ -3148,8 +3152,8 @@ mod tests {
             end(&mut w, 3, t0, t0 + 11 * S);
         }
         let mut w = young_recorder(&dir);
-        assert_eq!(count(w.conn(), "SELECT count(*) FROM young"), 0);
-        assert_eq!(count(w.conn(), "SELECT count(*) FROM young_ends"), 0);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM journal"), 0);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM journal_ends"), 0);
         let open: Vec<u64> = w
             .load_open()
             .expect("load")
@@ -3183,11 +3187,11 @@ mod tests {
         w.finish(&c, "stopped", 0).expect("finish");
         let conn = crate::store::sqlite::open_ro(&db).expect("ro");
         assert_eq!(
-            count(&conn, "SELECT count(*) FROM states WHERE dcls = 14"),
+            count(&conn, "SELECT count(*) FROM states WHERE dur_class = 14"),
             2
         );
-        assert_eq!(count(&conn, "SELECT count(*) FROM young"), 0);
-        assert_eq!(count(&conn, "SELECT count(*) FROM young_ends"), 0);
+        assert_eq!(count(&conn, "SELECT count(*) FROM journal"), 0);
+        assert_eq!(count(&conn, "SELECT count(*) FROM journal_ends"), 0);
     }
 
     #[test]
@@ -3262,9 +3266,9 @@ mod tests {
             end(&mut w, id, t0, t0 + 5 * S);
         }
         w.flush(&at(t0 + 6 * S)).expect("flush");
-        let sealed = "SELECT count(*) FROM sealed";
+        let archived = "SELECT count(*) FROM archive";
         assert_eq!(
-            count(w.conn(), sealed),
+            count(w.conn(), archived),
             0,
             "the bucket may still get lifetimes"
         );
@@ -3273,23 +3277,23 @@ mod tests {
         // capture) merges into it in states: the earliest end wins, nothing is duplicated.
         end(&mut w, 1, t0, t0 + 4 * S);
         w.flush(&at(t0 + 7 * S)).expect("flush");
-        assert_eq!(count(w.conn(), sealed), 0);
+        assert_eq!(count(w.conn(), archived), 0);
         assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 1);
 
-        // Past the sealed bucket's last possible end, but not past the 72-minute history
+        // Past the archived bucket's last possible end, but not past the 72-minute history
         // bucket's: they still wait, so that the host's history is written once too.
         w.flush(&at(t0 + 600 * S)).expect("flush");
         assert_eq!(
-            count(w.conn(), sealed),
+            count(w.conn(), archived),
             0,
             "the history bucket may still grow"
         );
-        // Packets well past both: 2 and 3 sealed, in one seal.
+        // Packets well past both: 2 and 3 archived, in one batch.
         let past = t0 + (1 << 32) + 600 * S;
         w.flush(&at(past)).expect("flush");
-        assert_eq!(count(w.conn(), "SELECT sum(n) FROM sealed"), 2);
+        assert_eq!(count(w.conn(), "SELECT sum(n) FROM archive"), 2);
         assert_eq!(
-            count(w.conn(), "SELECT max(seals) FROM sealed_buckets"),
+            count(w.conn(), "SELECT max(batches) FROM archive_buckets"),
             1,
             "written once: nothing to merge"
         );
@@ -3313,7 +3317,7 @@ mod tests {
 
     /// Three 5-s lifetimes of one private host, 200 s apart from the start of a 72-minute
     /// history bucket, each followed by a commit; then the end of the run. Returns the
-    /// (seals, history rows) after the three commits, and the ids `history` finds.
+    /// (batches, history rows) after the three commits, and the ids `history` finds.
     fn three_lifetimes_of_one_host(mut w: Writer, db: &str) -> ((i64, i64), Vec<u64>, Connection) {
         let t0 = ((1_700_000_000 * S) >> 32) << 32;
         for i in 0..3u64 {
@@ -3327,9 +3331,9 @@ mod tests {
             };
             w.flush(&c).expect("flush");
         }
-        let rows = "SELECT count(*) FROM sealed_private";
-        let seals = "SELECT count(DISTINCT seal) FROM sealed";
-        let before = (count(w.conn(), seals), count(w.conn(), rows));
+        let rows = "SELECT count(*) FROM archive_hosts";
+        let batches = "SELECT count(DISTINCT batch) FROM archive";
+        let before = (count(w.conn(), batches), count(w.conn(), rows));
         let c = RunCounters {
             first_us: Some(t0),
             last_us: Some(t0 + 700 * S),
@@ -3344,14 +3348,14 @@ mod tests {
 
     #[test]
     fn a_hosts_history_rows_from_several_seals_become_one() {
-        // The recorder seals each commit's ended lifetimes (every 30 s): three seals, three
+        // The recorder batches each commit's ended lifetimes (every 30 s): three batches, three
         // history rows of one host, merged into one at the end.
         let dir = tempfile::tempdir().expect("tmp");
         let (mut w, db) = writer(&dir, "record", "pfsync0");
         w.set_young_for(0);
         let (before, h, conn) = three_lifetimes_of_one_host(w, &db);
         assert_eq!(before, (3, 3));
-        let rows = "SELECT count(*) FROM sealed_private";
+        let rows = "SELECT count(*) FROM archive_hosts";
         assert_eq!(count(&conn, rows), 1, "one row for the host and its bucket");
         assert_eq!(h, vec![1, 3]);
     }
@@ -3359,17 +3363,17 @@ mod tests {
     #[test]
     fn an_import_writes_a_hosts_history_bucket_in_one_seal() {
         // An import keeps them waiting until their history bucket is complete (here: the
-        // end of the run), and then seals them together: one history row, nothing to merge.
+        // end of the run), and then batches them together: one history row, nothing to merge.
         let dir = tempfile::tempdir().expect("tmp");
         let (w, db) = importer(&dir);
         let (before, h, conn) = three_lifetimes_of_one_host(w, &db);
-        assert_eq!(before, (0, 0), "nothing sealed while the bucket can grow");
-        let one = "SELECT count(DISTINCT seal), count(*) FROM sealed";
-        let (seals, rows): (i64, i64) = conn
+        assert_eq!(before, (0, 0), "nothing archived while the bucket can grow");
+        let one = "SELECT count(DISTINCT batch), count(*) FROM archive";
+        let (batches, rows): (i64, i64) = conn
             .query_row(one, [], |r| Ok((r.get(0)?, r.get(1)?)))
             .expect("count");
-        assert_eq!(seals, 1, "{rows} rows");
-        let rows = "SELECT count(*) FROM sealed_private";
+        assert_eq!(batches, 1, "{rows} rows");
+        let rows = "SELECT count(*) FROM archive_hosts";
         assert_eq!(count(&conn, rows), 1);
         assert_eq!(h, vec![1, 3]);
     }
@@ -3459,9 +3463,9 @@ mod tests {
             1,
             "only 2 is left"
         );
-        assert_eq!(count(w.conn(), "SELECT sum(n) FROM sealed"), 1);
+        assert_eq!(count(w.conn(), "SELECT sum(n) FROM archive"), 1);
         let l = lifetimes(w.conn());
-        let one = l.iter().find(|l| l.state_id == 1).expect("sealed 1");
+        let one = l.iter().find(|l| l.state_id == 1).expect("archived 1");
         assert_eq!(
             (one.start, one.end, one.last_seen),
             (t0, Some(t0 + 5 * S), t0 + 5 * S)
@@ -3474,7 +3478,7 @@ mod tests {
         assert_eq!(count(w.conn(), "SELECT count(*) FROM states"), 1);
         assert_eq!(lifetimes(w.conn()).len(), 2);
 
-        // An earlier end than the one sealed (an overlapping capture): the earliest wins.
+        // An earlier end than the one archived (an overlapping capture): the earliest wins.
         end(&mut w, 1, t0, t0 + 4 * S);
         w.flush(&c).expect("flush");
         let l = lifetimes(w.conn());
@@ -3496,14 +3500,14 @@ mod tests {
                 kind: OrphanKind::DelC,
             })
         };
-        // 1 and 3 were seen open and sealed; 2 (its INS dropped) and 9 never were.
+        // 1 and 3 were seen open and archived; 2 (its INS dropped) and 9 never were.
         for id in [1, 3] {
             open(&mut w, id, t0);
             end(&mut w, id, t0, t0 + 5 * S);
         }
         w.flush(&c).expect("flush");
-        assert_eq!(count(w.conn(), "SELECT sum(n) FROM sealed"), 2);
-        // A late DEL_C of a sealed lifetime is found there (and merged into it)...
+        assert_eq!(count(w.conn(), "SELECT sum(n) FROM archive"), 2);
+        // A late DEL_C of a archived lifetime is found there (and merged into it)...
         del_c(&mut w, 3, t0 + 6 * S);
         // ...one for an id never seen open is kept as evidence, below or above the others.
         del_c(&mut w, 2, t0 + 6 * S);
@@ -3522,7 +3526,7 @@ mod tests {
         let three: Vec<_> = l.iter().filter(|l| l.state_id == 3).collect();
         assert_eq!(three.len(), 1, "{three:?}");
         assert_eq!((three[0].start, three[0].end), (t0, Some(t0 + 5 * S)));
-        // A writer started later knows 1..9 from the store: it looks in the seals again.
+        // A writer started later knows 1..9 from the store: it looks in the batches again.
         drop(w);
         let mut w = young_recorder(&dir);
         del_c(&mut w, 1, t0 + 7 * S);
@@ -3580,27 +3584,30 @@ mod tests {
 
     #[test]
     fn the_recorder_says_which_flush_was_its_periodic_seal() {
-        // The committer paces commits by their duration, except the seal's (commit.rs).
+        // The committer paces commits by their duration, except the batch's (commit.rs).
         let dir = tempfile::tempdir().expect("tmp");
         let c = RunCounters::default();
         let t0 = 1_700_000_000 * S;
         let mut w = young_recorder(&dir);
-        let mut sealed = Vec::new();
+        let mut archived = Vec::new();
         for (i, at) in [0, 1, 10, 29, 31, 32, 40, 62].into_iter().enumerate() {
             open(&mut w, i as u64 + 1, t0 + at * S);
             end(&mut w, i as u64 + 1, t0 + at * S, t0 + at * S + S / 2);
             w.flush(&c).expect("flush");
-            sealed.push(w.sealed_young());
+            archived.push(w.archived_journal());
         }
         assert_eq!(
-            sealed,
+            archived,
             [true, false, false, false, true, false, false, true],
-            "a seal at the first flush, then once 30 s of traffic have passed since the last"
+            "a batch at the first flush, then once 30 s of traffic have passed since the last"
         );
         let (mut imp, _) = writer(&dir, "import", "x.pcap");
         open(&mut imp, 100, t0 + 100 * S);
         imp.flush(&c).expect("flush");
-        assert!(!imp.sealed_young(), "an import has no young lifetimes");
+        assert!(
+            !imp.archived_journal(),
+            "an import has no journal lifetimes"
+        );
     }
 
     #[test]
@@ -3646,7 +3653,7 @@ mod tests {
         let (g, max) = keys.unread_group(&k3).expect("unread group");
         assert_eq!(max, 200);
         let group = w.group_keys(g, max).expect("group keys");
-        assert_eq!(group.len(), 199, "all but the sealed one");
+        assert_eq!(group.len(), 199, "all but the archived one");
         keys.read(g, group);
         assert_eq!(keys.unread_group(&k3), None);
         // What was read is known: its end closes its row.
@@ -3735,13 +3742,13 @@ mod tests {
         let t0 = 1_700_000_000 * S;
         open(&mut w, 1, t0);
         w.flush(&c).expect("flush");
-        // Damage (or a row from an older version): a NULL where a sealed lifetime has a value.
+        // Damage (or a row from an older version): a NULL where a archived lifetime has a value.
         w.conn()
             .execute("UPDATE states SET rule = NULL", [])
             .expect("damage");
         end(&mut w, 1, t0, t0 + 3 * S);
         w.flush(&c).expect("flush");
-        assert_eq!(count(w.conn(), "SELECT count(*) FROM seals"), 0);
+        assert_eq!(count(w.conn(), "SELECT count(*) FROM archive_batches"), 0);
         let ended = "SELECT count(*) FROM states WHERE end_us IS NOT NULL";
         assert_eq!(count(w.conn(), ended), 1);
     }
