@@ -45,6 +45,9 @@ pub enum Command {
     /// Check an export against its manifest: same bytes (SHA-256), same row count, the
     /// format it claims (exit 0 matches, 1 does not, 2 error).
     VerifyExport(VerifyExportArgs),
+    /// Send what a local database holds to a central ClickHouse database, where `who`,
+    /// `history`, `export` and `stats` answer for every firewall shipped there.
+    Ship(ShipArgs),
     /// Upgrade a database to this pfstatelog's schema (record, import and prune also do).
     Migrate(MigrateArgs),
     /// Read every stored lifetime and SQLite's integrity check: is the file sound? (exit 0
@@ -59,7 +62,8 @@ pub enum Command {
 #[derive(Debug, Args, Clone)]
 pub struct DbArg {
     /// Database path [default: $PFSTATELOG_DB, else /var/db/pfstatelog/pfstatelog.db on
-    /// OpenBSD, /var/lib/pfstatelog/pfstatelog.db elsewhere]
+    /// OpenBSD, /var/lib/pfstatelog/pfstatelog.db elsewhere]; who, history, export, stats
+    /// and prune also read clickhouse://[USER@]HOST[:PORT]/DATABASE (docs/clickhouse.md)
     #[arg(long, value_name = "PATH", env = "PFSTATELOG_DB")]
     pub db: Option<PathBuf>,
 }
@@ -301,6 +305,24 @@ pub struct HistoryArgs {
     pub format: OutFormat,
     #[command(flatten)]
     pub tz: TzArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ShipArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// The central database: clickhouse://[USER@]HOST[:PORT]/DATABASE (HTTP, port 8123 by
+    /// default). The password comes from $PFSTATELOG_CLICKHOUSE_PASSWORD or --password-file,
+    /// never from the command line.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// This recorder's name on the server, which its runs and gaps carry [default: the
+    /// host name].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Read the password from the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -77,6 +77,10 @@ const TAIL: &str = r#".SH ENVIRONMENT
 .B PFSTATELOG_DB
 Database path used when \fB\-\-db\fR is not given.
 .TP
+.B PFSTATELOG_CLICKHOUSE_PASSWORD
+Password for a \fB\-\-db\fR or \fB\-\-to\fR of the form clickhouse://[USER@]HOST[:PORT]/DATABASE
+(ship reads \fB\-\-password\-file\fR instead when given).
+.TP
 .B TZ
 Time zone of times given without one ("YYYY\-MM\-DD HH:MM:SS").
 .SH FILES

@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod out;
 pub mod query;
 pub mod record;
+pub mod ship;
 pub mod sql;
 pub mod status;
 pub mod verify_export;
@@ -38,6 +39,7 @@ pub fn run(c: Command) -> anyhow::Result<u8> {
         Command::Export(a) => export::run(a),
         Command::Sql(a) => sql::run(a),
         Command::VerifyExport(a) => verify_export::run(a),
+        Command::Ship(a) => ship::run(a),
         Command::Migrate(a) => migrate::run(a),
         Command::Check(a) => check::run(a),
         Command::Man(a) => man::man(a),

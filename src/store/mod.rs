@@ -7,8 +7,11 @@
 //!   commands (`cmd/`) and feeds the printers (`report/`).
 //!
 //! `sqlite` is the embedded store: one file, written by `record` and `import`. Nothing
-//! outside its folder names SQLite.
+//! outside its folder names SQLite, except `clickhouse::ship`, which reads such a file to
+//! send it to `clickhouse`, the central store many recorders ship to.
 
+pub mod clickhouse;
+pub mod coverage;
 pub mod lazy_open;
 pub mod sqlite;
 
@@ -87,6 +90,7 @@ pub trait LifetimeSink: Send {
 
 /// Open a store to write a run into: today the SQLite file at `db`, created if missing.
 pub fn open_write(db: &str, run: &RunInfo) -> Result<Box<dyn LifetimeSink>, StoreError> {
+    refuse_url(db)?;
     Ok(Box::new(sqlite::sink::SqliteSink::open(db, run)?))
 }
 
@@ -159,18 +163,37 @@ pub trait Retention {
     fn prune(&self, before: Micros) -> anyhow::Result<u64>;
 }
 
-/// Open a store to read: today the SQLite file at `db`.
+/// Open a store to read: a ClickHouse database for a URL (`clickhouse://…`), else the
+/// SQLite file at `db`.
 pub fn open_read(db: &str) -> anyhow::Result<Box<dyn ReadStore>> {
+    if clickhouse::is_url(db) {
+        return Ok(Box::new(clickhouse::reader::ClickhouseReader::open(db)?));
+    }
     Ok(Box::new(sqlite::reader::SqliteReader::open(db)?))
 }
 
 /// Bring a store to this binary's schema: (schema before, schema after).
 pub fn migrate(db: &str) -> Result<(i32, i32), StoreError> {
+    refuse_url(db)?;
     sqlite::migrate_file(db)
+}
+
+/// The writers (record, import, migrate) write a local file; a server is fed by `ship`.
+fn refuse_url(db: &str) -> Result<(), StoreError> {
+    if clickhouse::is_url(db) {
+        return Err(StoreError::Io {
+            path: db.into(),
+            why: "a server is written by `pfstatelog ship --db FILE --to URL`; this command writes a local database file".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Open a store to prune.
 pub fn open_retention(db: &str) -> anyhow::Result<Box<dyn Retention>> {
+    if clickhouse::is_url(db) {
+        return Ok(Box::new(clickhouse::reader::ClickhousePruner::open(db)?));
+    }
     Ok(Box::new(sqlite::reader::SqlitePruner::open(db)?))
 }
 

@@ -417,17 +417,10 @@ fn status_now(status: String, newest: bool, alive: &mut Option<bool>, db: Option
     }
 }
 
-/// Whether an import's range is vouched for: only once it ended and everything it decoded
-/// is stored. A running, failed or killed import holds lifetimes in memory (until their
-/// time bucket is complete) that the store does not have yet, or never will.
-fn import_unfinished(kind: &str, status: &str) -> bool {
-    kind == "import" && matches!(status, "running" | "abnormal")
-}
-
 pub fn coverage(conn: &Connection, t0: Micros, t1: Micros) -> Result<Coverage> {
+    use crate::store::coverage::{assemble, DiedRun, RunRow};
     let path = "database";
     let db = conn.path().filter(|p| !p.is_empty()).map(str::to_string);
-    let mut c = Coverage::default();
     let newest: Option<i64> = conn
         .query_row("SELECT max(id) FROM runs", [], |r| r.get(0))
         .map_err(sq(path))?;
@@ -439,7 +432,7 @@ pub fn coverage(conn: &Connection, t0: Micros, t1: Micros) -> Result<Coverage> {
              ORDER BY first_us",
         )
         .map_err(sq(path))?;
-    let runs = stmt
+    let rows = stmt
         .query_map(params![t0, t1], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
@@ -451,41 +444,17 @@ pub fn coverage(conn: &Connection, t0: Micros, t1: Micros) -> Result<Coverage> {
             ))
         })
         .map_err(sq(path))?;
-    let mut unfinished = Vec::new();
-    for r in runs {
-        let (id, kind, source, a, b, status) = r.map_err(sq(path))?;
+    let mut runs = Vec::new();
+    for r in rows {
+        let (id, kind, source, first, last, status) = r.map_err(sq(path))?;
         let status = status_now(status, Some(id) == newest, &mut alive, db.as_deref());
-        if import_unfinished(&kind, &status) {
-            // Not watched time: reported as a gap, and left out of what covers the range.
-            let why = if status == "running" {
-                "is still running"
-            } else {
-                "stopped before it ended (killed, or a write failed)"
-            };
-            unfinished.push((
-                a,
-                b,
-                "import-unfinished".to_string(),
-                1,
-                format!("the import of {source} {why}: its lifetimes are not all stored; import it again"),
-            ));
-            continue;
-        }
-        c.runs.push((kind, source, a, b));
-    }
-    // Walk the covered intervals in start order and note the holes in [t0, t1].
-    let mut cursor = t0;
-    for (_, _, a, b) in &c.runs {
-        if *a > cursor {
-            c.uncovered.push((cursor, (*a - 1).min(t1)));
-        }
-        cursor = cursor.max(b.saturating_add(1));
-        if cursor > t1 {
-            break;
-        }
-    }
-    if cursor <= t1 {
-        c.uncovered.push((cursor, t1));
+        runs.push(RunRow {
+            kind,
+            source,
+            first,
+            last,
+            status,
+        });
     }
     let mut stmt = conn
         .prepare_cached(
@@ -493,15 +462,15 @@ pub fn coverage(conn: &Connection, t0: Micros, t1: Micros) -> Result<Coverage> {
              WHERE start_us <= ?2 AND end_us >= ?1 ORDER BY start_us LIMIT 100",
         )
         .map_err(sq(path))?;
-    let gaps = stmt
+    let rows = stmt
         .query_map(params![t0, t1], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .map_err(sq(path))?;
-    for g in gaps {
-        c.gaps.push(g.map_err(sq(path))?);
+    let mut gaps = Vec::new();
+    for g in rows {
+        gaps.push(g.map_err(sq(path))?);
     }
-    c.gaps.extend(unfinished);
     // A recorder that died: from its last commit to the next run's start, nothing watched.
     let mut stmt = conn
         .prepare_cached(
@@ -512,7 +481,7 @@ pub fn coverage(conn: &Connection, t0: Micros, t1: Micros) -> Result<Coverage> {
                AND r.last_us IS NOT NULL AND r.last_us <= ?2",
         )
         .map_err(sq(path))?;
-    let died = stmt
+    let rows = stmt
         .query_map(params![t0, t1], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
@@ -523,29 +492,14 @@ pub fn coverage(conn: &Connection, t0: Micros, t1: Micros) -> Result<Coverage> {
             ))
         })
         .map_err(sq(path))?;
-    for d in died {
+    let mut died = Vec::new();
+    for d in rows {
         let (id, source, last, status, next) = d.map_err(sq(path))?;
-        if status_now(status, Some(id) == newest, &mut alive, db.as_deref()) != "abnormal" {
-            continue;
+        if status_now(status, Some(id) == newest, &mut alive, db.as_deref()) == "abnormal" {
+            died.push(DiedRun { source, last, next });
         }
-        let to = next.map_or(t1.max(last), |n| n.saturating_sub(1).max(last));
-        if to < t0 {
-            continue;
-        }
-        c.gaps.push((
-            last,
-            to,
-            "abnormal-end".to_string(),
-            1,
-            format!(
-                "the recorder on {source} ended abnormally (killed, crashed or power lost) after its last commit at {}; nothing was watched until {}",
-                crate::time::format_rfc3339(last),
-                next.map_or("the next run".to_string(), crate::time::format_rfc3339)
-            ),
-        ));
     }
-    c.gaps.sort_by_key(|g| g.0);
-    Ok(c)
+    Ok(assemble(t0, t1, runs, gaps, died))
 }
 
 pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {

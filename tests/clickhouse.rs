@@ -1,0 +1,546 @@
+//! The central store on a real ClickHouse server (Debian's 18.16, the oldest we support):
+//! captures imported into local files, shipped to one database, and every expected query
+//! of their fixtures answered from the server as from the local file, however often and
+//! from however many log hosts the same states were shipped.
+//!
+//! Needs `clickhouse-server`; without it the tests say so and pass, unless
+//! PFSTATELOG_REQUIRE_CLICKHOUSE=1 (as in .ci/run), which makes that a failure.
+
+mod common;
+
+use common::{bin, fixture, read_frames, write_pcap};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "ship-test-pw";
+
+/// A ClickHouse server of our own on 127.0.0.1, stopped when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn url(&self, db: &str) -> String {
+        format!("clickhouse://pfs@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+fn server_binary() -> Option<PathBuf> {
+    ["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Start a server, or say why not (a failure when PFSTATELOG_REQUIRE_CLICKHOUSE=1).
+fn start(test: &str) -> Option<Server> {
+    let Some(exe) = server_binary() else {
+        let why = "clickhouse-server is not installed (apt-get install clickhouse-server)";
+        if std::env::var("PFSTATELOG_REQUIRE_CLICKHOUSE").as_deref() == Ok("1") {
+            panic!("{test}: {why}, and PFSTATELOG_REQUIRE_CLICKHOUSE=1");
+        }
+        eprintln!("SKIPPED {test}: {why}");
+        return None;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display().to_string();
+    let (http, tcp) = (free_port(), free_port());
+    std::fs::write(
+        dir.path().join("config.xml"),
+        format!(
+            r#"<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/error.log</errorlog></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>{http}</http_port>
+  <tcp_port>{tcp}</tcp_port>
+  <path>{d}/data/</path>
+  <tmp_path>{d}/tmp/</tmp_path>
+  <user_files_path>{d}/user_files/</user_files_path>
+  <format_schema_path>{d}/format_schemas/</format_schema_path>
+  <mark_cache_size>5368709120</mark_cache_size>
+  <users_config>{d}/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+</yandex>
+"#
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("users.xml"),
+        format!(
+            r#"<?xml version="1.0"?>
+<yandex>
+  <profiles><default></default></profiles>
+  <users>
+    <pfs><password>{PASSWORD}</password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></pfs>
+  </users>
+  <quotas><default></default></quotas>
+</yandex>
+"#
+        ),
+    )
+    .expect("users");
+    let child = Command::new(exe)
+        .arg(format!("--config-file={d}/config.xml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start clickhouse-server");
+    let mut s = Server {
+        child,
+        port: http,
+        _dir: dir,
+    };
+    let t0 = Instant::now();
+    loop {
+        let up = ureq::get(&format!("http://127.0.0.1:{http}/ping"))
+            .timeout(Duration::from_secs(2))
+            .call()
+            .is_ok();
+        if up {
+            return Some(s);
+        }
+        if let Ok(Some(st)) = s.child.try_wait() {
+            let log = std::fs::read_to_string(s._dir.path().join("error.log")).unwrap_or_default();
+            panic!("clickhouse-server exited at start ({st}): {log}");
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "clickhouse-server did not answer within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Run the binary with the server's password in the environment.
+fn pf(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("PFSTATELOG_CLICKHOUSE_PASSWORD", PASSWORD)
+        .env_remove("PFSTATELOG_DB")
+        .output()
+        .expect("run pfstatelog")
+}
+
+fn pf_ok(args: &[&str]) {
+    let o = pf(args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn import(db: &Path, captures: &[&Path]) {
+    let mut args = vec!["import", "--db", db.to_str().expect("utf-8 path")];
+    args.extend(captures.iter().map(|c| c.to_str().expect("utf-8 path")));
+    pf_ok(&args);
+}
+
+fn ship(db: &Path, url: &str, name: &str) {
+    pf_ok(&[
+        "ship",
+        "--db",
+        db.to_str().expect("utf-8 path"),
+        "--to",
+        url,
+        "--name",
+        name,
+    ]);
+}
+
+fn expected_queries(stem: &str) -> Vec<Value> {
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture(&format!("{stem}.expected.json"))).expect("read"),
+    )
+    .expect("json");
+    doc["queries"].as_array().cloned().expect("queries")
+}
+
+fn who(db: &str, q: &Value) -> Output {
+    pf(&[
+        "who",
+        "--db",
+        db,
+        "--ip",
+        q["ip"].as_str().unwrap_or_default(),
+        "--port",
+        &q["port"].to_string(),
+        "--at",
+        q["at"].as_str().unwrap_or_default(),
+        "--window",
+        &format!("{}s", q["window_s"]),
+        "--format",
+        "json",
+    ])
+}
+
+/// RFC 3339 to microseconds.
+fn micros(v: &Value) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str()?)
+        .ok()
+        .map(|t| t.timestamp_micros())
+}
+
+type MatchKey = (String, u64, String, u64, String, String, String);
+
+fn key(o: &Value) -> MatchKey {
+    let ip = |k: &str| {
+        o[k].as_str()
+            .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    };
+    let s = |k: &str| o[k].as_str().unwrap_or("").to_string();
+    (
+        ip("private_ip"),
+        o["private_port"].as_u64().unwrap_or(u64::MAX),
+        ip("remote_ip"),
+        o["remote_port"].as_u64().unwrap_or(u64::MAX),
+        s("proto"),
+        s("creator_id"),
+        s("state_id"),
+    )
+}
+
+/// What differs between an answer and the fixture's expected lifetimes (as
+/// tests/who_fixtures.rs compares: same states, start and end within 1 s).
+fn against_expected(expected: &[Value], got: &[Value]) -> Vec<String> {
+    let mut probs = Vec::new();
+    let exp: BTreeMap<_, _> = expected.iter().map(|o| (key(o), o)).collect();
+    let mut seen = BTreeMap::new();
+    for o in got {
+        if seen.insert(key(o), o).is_some() {
+            probs.push(format!("duplicate {:?}", key(o)));
+        }
+    }
+    let close = |a: Option<i64>, b: Option<i64>| matches!((a, b), (Some(a), Some(b)) if (a - b).abs() <= 1_000_000);
+    for (k, e) in &exp {
+        let Some(g) = seen.get(k) else {
+            probs.push(format!("missing {k:?}"));
+            continue;
+        };
+        if !close(micros(&e["start"]), micros(&g["start"])) {
+            probs.push(format!("start of {k:?}"));
+        }
+        let end_ok = if e["end"].is_null() {
+            g["end"].is_null()
+        } else {
+            close(micros(&e["end"]), micros(&g["end"]))
+        };
+        if !end_ok {
+            probs.push(format!(
+                "end of {k:?}: got {}, expected {}",
+                g["end"], e["end"]
+            ));
+        }
+    }
+    for k in seen.keys() {
+        if !exp.contains_key(k) {
+            probs.push(format!("extra {k:?}"));
+        }
+    }
+    probs
+}
+
+/// Every expected query of `stem`, from the server and from the local file: the server's
+/// answer must be the expected one, and byte for byte what the file answers (rows, order,
+/// coverage warnings, exit code).
+fn check_queries(stem: &str, local: &Path, url: &str) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let local = local.to_str().expect("utf-8 path");
+    for q in expected_queries(stem) {
+        let from_server = who(url, &q);
+        let from_file = who(local, &q);
+        let what = format!("{stem} {} {} at {}", q["ip"], q["port"], q["at"]);
+        let got: Vec<Value> = serde_json::from_slice(&from_server.stdout).unwrap_or_default();
+        let expected = q["expected"].as_array().cloned().unwrap_or_default();
+        let mut probs = against_expected(&expected, &got);
+        match (expected.is_empty(), from_server.status.code()) {
+            (true, Some(1)) | (false, Some(0)) => {}
+            (_, code) => probs.push(format!(
+                "exit {code:?} with {} expected: {}",
+                expected.len(),
+                String::from_utf8_lossy(&from_server.stderr)
+            )),
+        }
+        if from_server.stdout != from_file.stdout {
+            probs.push("rows differ from the local file's".into());
+        }
+        if from_server.stderr != from_file.stderr {
+            probs.push(format!(
+                "warnings differ: server {:?}, file {:?}",
+                String::from_utf8_lossy(&from_server.stderr),
+                String::from_utf8_lossy(&from_file.stderr)
+            ));
+        }
+        if from_server.status.code() != from_file.status.code() {
+            probs.push("exit code differs from the local file's".into());
+        }
+        if !probs.is_empty() {
+            wrong.push(format!("{what}: {}", probs.join("; ")));
+        }
+    }
+    wrong
+}
+
+const OPENBSD: &str = "ha-pair-clr-l5-ether";
+const FREEBSD: &str = "freebsd-1400-ha-ether";
+
+#[test]
+fn two_firewalls_shipped_to_one_server_answer_every_fixture_query() {
+    let Some(srv) = start("two_firewalls_shipped_to_one_server_answer_every_fixture_query") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (tmp.path().join("a.db"), tmp.path().join("b.db"));
+    import(&a, &[&fixture(&format!("{OPENBSD}.pcap"))]);
+    import(&b, &[&fixture(&format!("{FREEBSD}.pcap"))]);
+    let url = srv.url("pf");
+    ship(&a, &url, "loghost-a");
+    ship(&b, &url, "loghost-b");
+    let mut wrong = check_queries(OPENBSD, &a, &url);
+    wrong.extend(check_queries(FREEBSD, &b, &url));
+    assert!(wrong.is_empty(), "after one ship:\n{}", wrong.join("\n"));
+
+    // Shipping again, and a second log host shipping the same states, change no answer.
+    ship(&a, &url, "loghost-a");
+    ship(&b, &url, "loghost-b");
+    ship(&a, &url, "loghost-a2");
+    let mut wrong = check_queries(OPENBSD, &a, &url);
+    wrong.extend(check_queries(FREEBSD, &b, &url));
+    assert!(
+        wrong.is_empty(),
+        "after shipping again:\n{}",
+        wrong.join("\n")
+    );
+
+    // history and export answer as the file does (export's header names the store: the
+    // rows are compared, in the order each store walks them, sorted).
+    let a_path = a.to_str().expect("utf-8 path");
+    let (from, to) = ("2025-03-14T00:00:00Z", "2025-03-15T00:00:00Z");
+    for host in ["192.168.0.0/16", "198.51.100.107"] {
+        let args = |db: &str| -> Output {
+            pf(&[
+                "history", "--db", db, "--host", host, "--from", from, "--to", to, "--format",
+                "csv",
+            ])
+        };
+        let (s, f) = (args(&url), args(a_path));
+        assert_eq!(
+            (s.stdout, s.stderr, s.status.code()),
+            (f.stdout, f.stderr, f.status.code()),
+            "history --host {host}"
+        );
+    }
+    let rows = |db: &str| -> Vec<String> {
+        let o = pf(&[
+            "export", "--db", db, "--from", from, "--to", to, "--format", "csv",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    let exported = rows(&url);
+    assert!(exported.len() > 100, "{} rows exported", exported.len());
+    assert_eq!(exported, rows(a_path), "export");
+
+    // stats counts each lifetime once, whatever was shipped twice.
+    let states = |db: &str| -> i64 {
+        let o = pf(&["stats", "--db", db, "--json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).expect("stats json");
+        v["states"].as_i64().expect("states")
+    };
+    assert_eq!(
+        states(&url),
+        states(a.to_str().expect("path")) + states(b.to_str().expect("path"))
+    );
+}
+
+#[test]
+fn an_open_lifetime_shipped_is_replaced_by_its_end() {
+    let Some(srv) = start("an_open_lifetime_shipped_is_replaced_by_its_end") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let frames = read_frames(&fixture(&format!("{OPENBSD}.pcap")));
+    let half = frames.len() / 2;
+    let (first, rest) = (tmp.path().join("first.pcap"), tmp.path().join("rest.pcap"));
+    write_pcap(&first, &frames[..half]);
+    write_pcap(&rest, &frames[half..]);
+    let db = tmp.path().join("split.db");
+    let url = srv.url("split");
+    let open = |db: &str| -> i64 {
+        let o = pf(&["stats", "--db", db, "--json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).expect("stats json");
+        v["open"].as_i64().expect("open")
+    };
+    let dbs = db.to_str().expect("utf-8 path");
+    import(&db, &[&first]);
+    ship(&db, &url, "loghost");
+    let open_then = open(&url);
+    let before = lifetimes(dbs);
+    import(&db, &[&rest]);
+    ship(&db, &url, "loghost");
+    assert!(
+        open(&url) < open_then,
+        "the second half ends lifetimes the first left open ({open_then} open after the first ship)"
+    );
+    // The server holds both copies of those lifetimes; every answer is the file's.
+    let mut wrong = check_queries(OPENBSD, &db, &url);
+    // Asked well after such a lifetime ended, its open copy must not answer: a read bounded
+    // by duration class does not meet its ended copy there.
+    let mut asked = 0;
+    for l in lifetimes(dbs) {
+        let k = (
+            l["creator_id"].clone(),
+            l["state_id"].clone(),
+            l["start"].clone(),
+        );
+        let was_open = before.iter().any(|b| {
+            b["end"].is_null()
+                && (
+                    b["creator_id"].clone(),
+                    b["state_id"].clone(),
+                    b["start"].clone(),
+                ) == k
+        });
+        let (Some(start), Some(end)) = (micros(&l["start"]), micros(&l["end"])) else {
+            continue;
+        };
+        if !was_open {
+            continue;
+        }
+        asked += 1;
+        let at = end + 4 * (end - start) + 60_000_000;
+        let at = chrono::DateTime::from_timestamp_micros(at)
+            .expect("time")
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let q = serde_json::json!({"ip": l["public_ip"], "port": l["public_port"], "at": at, "window_s": 1});
+        let (s, f) = (who(&url, &q), who(dbs, &q));
+        if (s.stdout.clone(), s.status.code()) != (f.stdout.clone(), f.status.code()) {
+            wrong.push(format!(
+                "{q}: server answered {}, the file {}",
+                String::from_utf8_lossy(&s.stdout),
+                String::from_utf8_lossy(&f.stdout)
+            ));
+        }
+    }
+    assert!(asked > 0, "no lifetime was open after the first half");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Every lifetime of a database, as `export --format json` writes them.
+fn lifetimes(db: &str) -> Vec<Value> {
+    let o = pf(&[
+        "export",
+        "--db",
+        db,
+        "--format",
+        "json",
+        "--from",
+        "@0",
+        "--to",
+        "@4000000000",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("state_id").is_some())
+        .collect()
+}
+
+#[test]
+fn a_wrong_password_or_no_server_is_one_line_and_exit_2() {
+    let Some(srv) = start("a_wrong_password_or_no_server_is_one_line_and_exit_2") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = tmp.path().join("a.db");
+    import(&db, &[&fixture(&format!("{FREEBSD}.pcap"))]);
+    let db = db.to_str().expect("path");
+    let pw_file = tmp.path().join("pw");
+    std::fs::write(&pw_file, "not-the-password\n").expect("write");
+    let closed = format!("clickhouse://pfs@127.0.0.1:{}/pf", free_port());
+    for (args, says) in [
+        (
+            vec![
+                "ship",
+                "--db",
+                db,
+                "--to",
+                &srv.url("pf"),
+                "--password-file",
+                pw_file.to_str().expect("path"),
+            ],
+            "refused the user or password",
+        ),
+        (
+            vec!["ship", "--db", db, "--to", &closed],
+            "cannot reach the server",
+        ),
+        (
+            vec![
+                "who",
+                "--db",
+                &closed,
+                "--ip",
+                "192.0.2.1",
+                "--port",
+                "1",
+                "--at",
+                "2025-05-20T14:00:00Z",
+            ],
+            "cannot reach the server",
+        ),
+        (
+            vec!["ship", "--db", db, "--to", "http://127.0.0.1/pf"],
+            "unknown scheme",
+        ),
+        (
+            vec!["ship", "--db", db, "--to", "clickhouse://127.0.0.1:0/pf"],
+            "bad port",
+        ),
+    ] {
+        let o = pf(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // Nothing was shipped by the refused attempts: the database was never created.
+    let o = pf(&["stats", "--db", &srv.url("pf")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no database"));
+}
