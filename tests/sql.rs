@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{export_all, fixture, run, run_ok};
+use common::{export_all, fixture, run, run_ok, sorted, who_shape};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -30,32 +30,6 @@ fn imported(dir: &tempfile::TempDir, cap: &std::path::Path) -> String {
 fn sql_json(db: &str, q: &str) -> Vec<Value> {
     let out = run_ok(&["sql", "--db", db, "--format", "json", q]);
     serde_json::from_str(&out).expect("sql --format json prints one JSON array")
-}
-
-/// A `lifetimes` row in the shape `who --format json` prints.
-fn who_shape(r: &Value) -> Value {
-    let mut o = r.as_object().expect("row object").clone();
-    o.insert("nat".into(), json!(r["nat"].as_i64() == Some(1)));
-    o.insert("packets".into(), json!([r["packets_out"], r["packets_in"]]));
-    o.insert("bytes".into(), json!([r["bytes_out"], r["bytes_in"]]));
-    for k in [
-        "packets_out",
-        "packets_in",
-        "bytes_out",
-        "bytes_in",
-        "start_us",
-        "end_us",
-        "until_us",
-    ] {
-        o.remove(k);
-    }
-    Value::Object(o)
-}
-
-fn sorted(v: impl IntoIterator<Item = Value>) -> Vec<String> {
-    let mut s: Vec<String> = v.into_iter().map(|x| x.to_string()).collect();
-    s.sort();
-    s
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub mod live;
 
 use pfstatelog::source::file::CaptureFile;
 use pfstatelog::source::Frame;
+use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -324,4 +325,33 @@ pub fn row_strings(st: &mut rusqlite::Statement) -> Vec<String> {
     .expect("query")
     .map(|r| r.expect("row"))
     .collect()
+}
+
+/// A `lifetimes` row in the shape `who --format json` prints.
+/// A row of `sql`'s `lifetimes` (or an SQLite export) in the shape of `who --format json`:
+/// `nat` a boolean, counters as pairs, the integer times left out.
+pub fn who_shape(r: &Value) -> Value {
+    let mut o = r.as_object().expect("row object").clone();
+    o.insert("nat".into(), json!(r["nat"].as_i64() == Some(1)));
+    o.insert("packets".into(), json!([r["packets_out"], r["packets_in"]]));
+    o.insert("bytes".into(), json!([r["bytes_out"], r["bytes_in"]]));
+    for k in [
+        "packets_out",
+        "packets_in",
+        "bytes_out",
+        "bytes_in",
+        "start_us",
+        "end_us",
+        "until_us",
+    ] {
+        o.remove(k);
+    }
+    Value::Object(o)
+}
+
+/// The rows as sorted JSON strings, to compare sets of rows.
+pub fn sorted(v: impl IntoIterator<Item = Value>) -> Vec<String> {
+    let mut s: Vec<String> = v.into_iter().map(|x| x.to_string()).collect();
+    s.sort();
+    s
 }
