@@ -6,7 +6,7 @@ use pfstatelog::report;
 use pfstatelog::source::Frame;
 use pfstatelog::wire::{link, DecodedPacket, Item};
 
-/// The link types the decoder strips (CLI.md, pfsync-v6.md §1). The first input byte picks
+/// The link types the decoder strips (docs/pfsync.md §1). The first input byte picks
 /// one (modulo the length); `fuzz/seed.sh` writes the same indices.
 pub const LINKTYPES: [u32; 13] = [0, 1, 12, 14, 18, 101, 108, 113, 121, 228, 229, 246, 276];
 
