@@ -63,7 +63,9 @@ pub trait LifetimeSink: Send {
     /// The ids of one group's stored open lifetimes, up to `max`.
     fn group_keys(&mut self, g: Group, max: u64) -> Result<Vec<u64>, StoreError>;
     /// Every stored open lifetime.
-    fn load_open(&mut self) -> Result<Vec<OpenState>, StoreError>;
+    fn load_open(&mut self) -> Result<Vec<OpenState>, StoreError> {
+        self.load_open_where(&|_| true)
+    }
     /// The stored open lifetimes that `keep` selects.
     fn load_open_where(
         &mut self,

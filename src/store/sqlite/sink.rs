@@ -79,9 +79,6 @@ impl LifetimeSink for SqliteSink {
     fn group_keys(&mut self, g: Group, max: u64) -> Result<Vec<u64>> {
         self.writer.group_keys(g, max)
     }
-    fn load_open(&mut self) -> Result<Vec<OpenState>> {
-        self.writer.load_open()
-    }
     fn load_open_where(&mut self, keep: &dyn Fn(&StateRef) -> bool) -> Result<Vec<OpenState>> {
         self.writer.load_open_where(keep)
     }
@@ -101,11 +98,6 @@ impl LifetimeSink for SqliteSink {
         self.writer.evictions_pending()
     }
     fn creator_flavors(&mut self) -> Result<HashMap<u32, Flavor>> {
-        super::export::creator_flavors(self.writer.conn()).map_err(|source| {
-            super::StoreError::Sqlite {
-                path: self.path.clone(),
-                source,
-            }
-        })
+        super::export::creator_flavors(self.writer.conn()).map_err(super::sq(&self.path))
     }
 }
