@@ -85,3 +85,23 @@ fn one_line(e: &anyhow::Error) -> String {
     }
     parts.join(": ").replace('\n', " ")
 }
+
+/// libdbus-1.a (linked with libpcap.a, see build.rs) refers to systemd's socket-activation
+/// calls, which only a D-Bus *server* makes; libpcap is a client. Defining them here keeps
+/// libsystemd, and the seven libraries it loads, out of every start.
+#[cfg(target_os = "linux")]
+#[no_mangle]
+pub extern "C" fn sd_listen_fds(_unset_environment: libc::c_int) -> libc::c_int {
+    0
+}
+
+#[cfg(target_os = "linux")]
+#[no_mangle]
+pub extern "C" fn sd_is_socket(
+    _fd: libc::c_int,
+    _family: libc::c_int,
+    _kind: libc::c_int,
+    _listening: libc::c_int,
+) -> libc::c_int {
+    -libc::ENOSYS
+}

@@ -405,6 +405,8 @@ fn a_write_ahead_log_that_cannot_be_read_is_said() {
     let wal_only = ev.root.join("wal-only");
     {
         let c = pfstatelog::store::sqlite::pagesum::open(&live_db).expect("open");
+        // As a running recorder has it (a finished import leaves rollback mode).
+        c.pragma_update(None, "journal_mode", "WAL").expect("WAL");
         c.pragma_update(None, "wal_autocheckpoint", 0)
             .expect("no checkpoint");
         // The probe's lifetime (an open one) is gone in the last commit, which only the
@@ -554,5 +556,26 @@ fn a_fifo_as_db_is_refused_without_waiting() {
         let err = p.err.seen.join("\n");
         assert_eq!(status.and_then(|s| s.code()), Some(2), "{args:?}: {err}");
         assert!(err.contains("not a regular file"), "{args:?}: {err}");
+    }
+}
+
+/// A finished import hands the file back in rollback mode: a query on it, even in a
+/// folder it could write, opens that one file and leaves nothing beside it (no `-wal` or
+/// `-shm` to build and tear down: a lone `who` starts faster, and the evidence folder
+/// stays as it was handed over).
+#[test]
+fn a_query_on_a_finished_database_leaves_nothing_beside_it() {
+    let ev = Evidence::new();
+    let before = snapshot(&ev.folder, ev.name);
+    let db = ev.folder.join(ev.name).display().to_string();
+    for q in ev.queries(&db) {
+        let args: Vec<&str> = q.iter().map(String::as_str).collect();
+        run_ok(&args);
+        let after = snapshot(&ev.folder, ev.name);
+        assert_eq!(
+            after.names, before.names,
+            "{q:?} left files beside the database"
+        );
+        assert!(after.bytes == before.bytes, "{q:?} changed the database");
     }
 }
