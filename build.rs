@@ -34,6 +34,24 @@ fn static_libpcap() {
     else {
         return;
     };
+    // What the archive needs besides libc: only D-Bus (and, through it, systemd) is
+    // provided for below; anything else, or no pkg-config to ask, keeps the shared library.
+    let needs = match std::process::Command::new("pkg-config")
+        .args(["--static", "--libs-only-l", "libpcap"])
+        .output()
+    {
+        Ok(o) if o.status.success() => o,
+        _ => return,
+    };
+    let needs = String::from_utf8_lossy(&needs.stdout).into_owned();
+    let dbus = needs.split_whitespace().any(|l| l == "-ldbus-1");
+    if needs
+        .split_whitespace()
+        .any(|l| !["-lpcap", "-ldbus-1", "-lsystemd"].contains(&l))
+        || (dbus && !dir.join("libdbus-1.a").exists())
+    {
+        return;
+    }
     let link = std::path::Path::new(&out).join("static-pcap");
     let _ = std::fs::create_dir_all(&link);
     let _ = std::fs::remove_file(link.join("libpcap.a"));
@@ -44,7 +62,7 @@ fn static_libpcap() {
     // What libpcap.a needs, after it on the command line: Debian's is built with D-Bus
     // capture, whose archive needs two systemd socket-activation calls (defined in
     // src/main.rs: a D-Bus client never uses them).
-    if dir.join("libdbus-1.a").exists() {
+    if dbus {
         println!("cargo:rustc-link-arg=-l:libdbus-1.a");
     }
 }
