@@ -282,10 +282,21 @@ pub struct Stats {
     pub pcap_drops: i64,
 }
 
+/// What a damaged group held: the walk of lifetimes skips an archived group's lifetimes;
+/// the other kinds are indexes and structures beside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DamageKind {
+    ArchiveBucket,
+    ArchiveGroup,
+    HistoryRow,
+    IdList,
+}
+
 /// A stored group that does not read back whole (its checksum or its packing is wrong):
 /// which one, and the starts of the lifetimes it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DamagedGroup {
+    pub kind: DamageKind,
     /// The table and key, for a person.
     pub what: String,
     /// Lifetimes that started in [from, to] are filed there (None: no bound that way).

@@ -7,7 +7,7 @@ use super::query::{archive_bucket_of, archive_shift, class_of, CLASS_MAX_US};
 use crate::model::Micros;
 use crate::model::{IfName, StateRef};
 use crate::store::lazy_open::group_of;
-use crate::store::DamagedGroup;
+use crate::store::{DamageKind, DamagedGroup};
 use rusqlite::{params, Connection, OptionalExtension};
 /// Maps keyed by small tuples, hashed with ahash (SipHash was ~4 % of an import).
 type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
@@ -143,6 +143,7 @@ fn layout_of(conn: &Connection, c: i64, b: i64) -> rusqlite::Result<Option<Layou
         _ => {
             let (from, to) = bucket_span(b, usize::try_from(c).ok().and_then(archive_shift));
             met(DamagedGroup {
+                kind: DamageKind::ArchiveBucket,
                 what: format!("archived bucket (class {c}, bucket {b})"),
                 from,
                 to,
@@ -235,6 +236,7 @@ fn damaged_row(c: i64, b: i64, addr: &[u8], port: i64, why: Damaged) -> DamagedG
     };
     let (from, to) = bucket_span(b, usize::try_from(c).ok().and_then(archive_shift));
     DamagedGroup {
+        kind: DamageKind::ArchiveGroup,
         what: format!("archived group (class {c}, bucket {b}, {public})"),
         from,
         to,
@@ -248,6 +250,7 @@ fn damaged_pairs(c: i64, hb: i64, host: &[u8], why: Damaged) -> DamagedGroup {
     let shift = usize::try_from(c).ok().and_then(super::query::bucket_shift);
     let (from, to) = bucket_span(hb, shift);
     DamagedGroup {
+        kind: DamageKind::HistoryRow,
         what: format!("history row (class {c}, bucket {hb}, private host {host})"),
         from,
         to,
@@ -1220,6 +1223,7 @@ impl BatchIndex {
                             }
                         }
                         Err(e) => met(DamagedGroup {
+                            kind: DamageKind::IdList,
                             what: format!(
                                 "id list (batch {batch}, creator {:08x}, ids from {lo:016x})",
                                 g.0
@@ -1609,6 +1613,7 @@ pub fn check_lists(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
         });
         if let Err(e) = list {
             met(DamagedGroup {
+                kind: DamageKind::IdList,
                 what: format!("id list (batch {batch}, creator {creator:08x}, ids from {lo:016x})"),
                 from: None,
                 to: None,

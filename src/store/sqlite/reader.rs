@@ -3,7 +3,8 @@
 use super::{archive, export, health, pagesum, query};
 use crate::model::{Lifetime, Micros};
 use crate::store::{
-    Answer, CheckReport, Coverage, Health, ReadStore, Retention, Stats, Walked, WhoFilter,
+    Answer, CheckReport, Coverage, DamageKind, Health, ReadStore, Retention, Stats, Walked,
+    WhoFilter,
 };
 use anyhow::Context;
 use rusqlite::Connection;
@@ -146,7 +147,7 @@ impl ReadStore for SqliteReader {
         let named = r
             .damage
             .iter()
-            .filter(|d| d.what.starts_with("archived group"))
+            .filter(|d| d.kind == DamageKind::ArchiveGroup)
             .count() as u64;
         r.unnamed = skipped.saturating_sub(named);
         Ok(r)
