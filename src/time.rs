@@ -619,15 +619,6 @@ where
     Some(dt.format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string())
 }
 
-/// RFC 3339 UTC in whole seconds (truncated): `2025-03-14T09:00:45Z`.
-pub fn format_seconds(us: Micros) -> String {
-    // %S drops the fraction, which truncates toward the past as wanted.
-    match utc(us) {
-        Some(dt) => dt.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        None => fallback(us),
-    }
-}
-
 /// Human-friendly duration from the largest to the smallest non-zero unit:
 /// `1h02m03s`, `45s`, `2d03h`, `0.250s`, `1m05.000001s`, `0s`. The output parses back
 /// with [`parse_duration`] to the same value.
@@ -941,12 +932,10 @@ mod tests {
     fn formatting() {
         let t = utc_t("2025-03-14T09:00:45.173988Z");
         assert_eq!(format_rfc3339(t), "2025-03-14T09:00:45.173988Z");
-        assert_eq!(format_seconds(t), "2025-03-14T09:00:45Z");
         assert_eq!(format_in(t, &Zone::Utc), "2025-03-14T09:00:45.173988Z");
         assert_eq!(format_in(t, &paris()), "2025-03-14T10:00:45.173988+01:00");
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000000Z");
         // Truncation toward the past, also before 1970.
-        assert_eq!(format_seconds(-1), "1969-12-31T23:59:59Z");
         assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59.999999Z");
     }
 
@@ -1003,7 +992,6 @@ mod tests {
     fn extremes_do_not_panic() {
         for us in [i64::MIN, i64::MIN + 1, i64::MAX, -1, 0] {
             let _ = format_rfc3339(us);
-            let _ = format_seconds(us);
             let _ = format_duration(us);
             for z in [Zone::Utc, Zone::Local, paris()] {
                 let _ = format_in(us, &z);
@@ -1043,7 +1031,6 @@ mod tests {
         #[test]
         fn formatting_never_panics(us: i64) {
             let _ = format_rfc3339(us);
-            let _ = format_seconds(us);
             let _ = format_duration(us);
             let _ = format_in(us, &paris());
             let _ = format_in(us, &Zone::Local);
