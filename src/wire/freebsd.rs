@@ -457,13 +457,10 @@ pub fn parse_message(act: u8, b: &[u8]) -> Result<Message, WireError> {
             _ => Message::Upd(s),
         });
     }
+    if let Some(m) = layout::parse_shared(act, b) {
+        return m;
+    }
     Ok(match act {
-        a::CLR => Message::Clr(parse_clr(b)?),
-        a::INS_ACK => Message::InsAck(parse_ref(b)?),
-        a::UPD_C => Message::UpdC(UpdCRepr::parse(b)?.to_msg()),
-        a::UPD_REQ => Message::UpdReq(parse_ref(b)?),
-        a::DEL_C => Message::DelC(parse_ref(b)?),
-        a::BUS => Message::Bus(parse_bus(b)?),
         a::TDB => Message::Tdb(TdbRepr::parse(b)?.to_msg()),
         a::EOF => Message::Eof,
         _ => Message::Unknown { action: act },
@@ -565,37 +562,19 @@ fn section_rank(m: &Message) -> u8 {
 /// Encode one message: its action code and item bytes. Full INS/UPD use `version`; DEL is
 /// always the 1301 layout (action 6). `Eof` and `Unknown` have no item.
 pub fn emit_message(m: &Message, version: RecordVersion) -> (u8, Vec<u8>) {
-    use self::action as a;
-    let sized = |n: usize, f: &dyn Fn(&mut [u8])| {
-        let mut b = vec![0u8; n];
-        f(&mut b);
-        b
-    };
+    if let Some(shared) = layout::emit_shared(m) {
+        return shared;
+    }
+    let state = |s: &FullState, v: RecordVersion| StateRepr::from_full(s, v).to_bytes();
     match m {
-        Message::Clr(c) => (a::CLR, sized(size::CLR, &|b| emit_clr(c, b))),
-        Message::InsAck(r) => (a::INS_ACK, sized(size::INS_ACK, &|b| emit_ref(r, b))),
-        Message::UpdReq(r) => (a::UPD_REQ, sized(size::UPD_REQ, &|b| emit_ref(r, b))),
-        Message::DelC(r) => (a::DEL_C, sized(size::DEL_C, &|b| emit_ref(r, b))),
-        Message::UpdC(u) => (
-            a::UPD_C,
-            sized(size::UPD_C, &|b| UpdCRepr::from_msg(u).emit(b)),
+        Message::Tdb(t) => (
+            action::TDB,
+            layout::body(size::TDB, |b| TdbRepr::from_msg(t).emit(b)),
         ),
-        Message::Bus(m) => (a::BUS, sized(size::BUS, &|b| emit_bus(m, b))),
-        Message::Tdb(t) => (a::TDB, sized(size::TDB, &|b| TdbRepr::from_msg(t).emit(b))),
-        Message::Ins(s) => (
-            version.ins_action(),
-            StateRepr::from_full(s, version).to_bytes(),
-        ),
-        Message::Upd(s) => (
-            version.upd_action(),
-            StateRepr::from_full(s, version).to_bytes(),
-        ),
-        Message::Del(s) => (
-            a::DEL,
-            StateRepr::from_full(s, RecordVersion::V1301).to_bytes(),
-        ),
-        Message::Eof => (a::EOF, Vec::new()),
-        Message::Unknown { action } => (*action, Vec::new()),
+        Message::Ins(s) => (version.ins_action(), state(s, version)),
+        Message::Upd(s) => (version.upd_action(), state(s, version)),
+        Message::Del(s) => (action::DEL, state(s, RecordVersion::V1301)),
+        _ => unreachable!("emit_shared encodes every other message"),
     }
 }
 

@@ -336,6 +336,50 @@ pub fn emit_bus(m: &Bus, b: &mut [u8]) {
     };
 }
 
+/// Decode a message both flavours lay out alike (CLR, the state references, UPD_C, BUS);
+/// `None` for other actions.
+pub(crate) fn parse_shared(act: u8, b: &[u8]) -> Option<Result<Message, WireError>> {
+    use action as a;
+    Some(match act {
+        a::CLR => parse_clr(b).map(Message::Clr),
+        a::INS_ACK => parse_ref(b).map(Message::InsAck),
+        a::UPD_C => UpdCRepr::parse(b).map(|u| Message::UpdC(u.to_msg())),
+        a::UPD_REQ => parse_ref(b).map(Message::UpdReq),
+        a::DEL_C => parse_ref(b).map(Message::DelC),
+        a::BUS => parse_bus(b).map(Message::Bus),
+        _ => return None,
+    })
+}
+
+#[cfg(feature = "emit")]
+/// A message body of `n` bytes, zeroed, then written by `write`.
+pub(crate) fn body(n: usize, write: impl FnOnce(&mut [u8])) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    write(&mut b);
+    b
+}
+
+#[cfg(feature = "emit")]
+/// The action and body of a message both flavours encode alike (those of
+/// [`parse_shared`], and EOF and unknown actions, which have no body); `None` for others.
+pub(crate) fn emit_shared(m: &Message) -> Option<(u8, Vec<u8>)> {
+    use action as a;
+    Some(match m {
+        Message::Clr(c) => (a::CLR, body(size::CLR, |b| emit_clr(c, b))),
+        Message::InsAck(r) => (a::INS_ACK, body(size::INS_ACK, |b| emit_ref(r, b))),
+        Message::UpdReq(r) => (a::UPD_REQ, body(size::UPD_REQ, |b| emit_ref(r, b))),
+        Message::DelC(r) => (a::DEL_C, body(size::DEL_C, |b| emit_ref(r, b))),
+        Message::UpdC(u) => (
+            a::UPD_C,
+            body(size::UPD_C, |b| UpdCRepr::from_msg(u).emit(b)),
+        ),
+        Message::Bus(m) => (a::BUS, body(size::BUS, |b| emit_bus(m, b))),
+        Message::Eof => (a::EOF, Vec::new()),
+        Message::Unknown { action } => (*action, Vec::new()),
+        _ => return None,
+    })
+}
+
 /// A subheader: the action, OpenBSD's item length in dwords (a pad byte on FreeBSD) and the
 /// item count.
 #[derive(Debug, Clone, Copy)]

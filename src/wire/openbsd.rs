@@ -1,7 +1,7 @@
 //! OpenBSD pfsync protocol version 6 (docs/pfsync.md §2–§6): header, subheaders, every
 //! message layout, and `struct pfsync_state` in all five layouts L1–L5.
 
-use super::layout::{self, need, wire_struct, Section, Subheader, UpdCRepr};
+use super::layout::{self, need, wire_struct, Section, Subheader};
 use super::message::*;
 use super::{WireError, WireErrorKind};
 use crate::model::*;
@@ -240,17 +240,6 @@ impl StateRepr {
     }
 }
 
-/// UPD_C as both flavours lay it out; OpenBSD's state flags (bytes 81–82) are not read.
-pub fn parse_upd_c(b: &[u8]) -> Result<UpdC, WireError> {
-    Ok(UpdCRepr::parse(b)?.to_msg())
-}
-
-#[cfg(feature = "emit")]
-/// Write 84 bytes; `b` must hold at least that many (a caller bug otherwise).
-pub fn emit_upd_c(u: &UpdC, b: &mut [u8]) {
-    UpdCRepr::from_msg(u).emit(b);
-}
-
 /// TDB: action 15 (64-bit rpl, 52 bytes) or 11 (2010, 32-bit rpl, 48 bytes).
 pub fn parse_tdb(b: &[u8], wide: bool) -> Result<Tdb, WireError> {
     if wide {
@@ -301,17 +290,15 @@ pub fn message_size(act: u8) -> Option<usize> {
     })
 }
 
-/// Decode one message of a known action from its bytes (at least `message_size`).
+/// Decode one message of a known action from its bytes (at least `message_size`). UPD_C
+/// is read as both flavours lay it out; OpenBSD's state flags (bytes 81–82) are not read.
 pub fn parse_message(act: u8, b: &[u8]) -> Result<Message, WireError> {
     use self::action as a;
+    if let Some(m) = layout::parse_shared(act, b) {
+        return m;
+    }
     Ok(match act {
-        a::CLR => Message::Clr(parse_clr(b)?),
-        a::INS_ACK => Message::InsAck(parse_ref(b)?),
-        a::UPD_C => Message::UpdC(parse_upd_c(b)?),
-        a::UPD_REQ => Message::UpdReq(parse_ref(b)?),
         a::DEL => Message::Del(StateRepr::parse_full(b)?),
-        a::DEL_C => Message::DelC(parse_ref(b)?),
-        a::BUS => Message::Bus(parse_bus(b)?),
         a::OTDB => Message::Tdb(parse_tdb(b, false)?),
         a::TDB => Message::Tdb(parse_tdb(b, true)?),
         a::INS => Message::Ins(StateRepr::parse_full(b)?),
@@ -333,49 +320,16 @@ pub struct SectionOut {
 /// Encode a message body (the inverse of [`parse_message`]); `Eof` and `Unknown` have none.
 pub fn emit_message(m: &Message) -> (u8, Vec<u8>) {
     use self::action as a;
+    if let Some(shared) = layout::emit_shared(m) {
+        return shared;
+    }
+    let state = |s: &FullState| layout::body(size::STATE, |b| StateRepr::from_full(s).emit(b));
     match m {
-        Message::Clr(c) => {
-            let mut b = vec![0; size::CLR];
-            emit_clr(c, &mut b);
-            (a::CLR, b)
-        }
-        Message::InsAck(r) | Message::UpdReq(r) | Message::DelC(r) => {
-            let mut b = vec![0; size::DEL_C];
-            emit_ref(r, &mut b);
-            let act = match m {
-                Message::InsAck(_) => a::INS_ACK,
-                Message::UpdReq(_) => a::UPD_REQ,
-                _ => a::DEL_C,
-            };
-            (act, b)
-        }
-        Message::UpdC(u) => {
-            let mut b = vec![0; size::UPD_C];
-            emit_upd_c(u, &mut b);
-            (a::UPD_C, b)
-        }
-        Message::Bus(m) => {
-            let mut b = vec![0; size::BUS];
-            emit_bus(m, &mut b);
-            (a::BUS, b)
-        }
-        Message::Tdb(t) => {
-            let mut b = vec![0; size::TDB];
-            emit_tdb(t, &mut b);
-            (a::TDB, b)
-        }
-        Message::Ins(s) | Message::Upd(s) | Message::Del(s) => {
-            let mut b = vec![0; size::STATE];
-            StateRepr::from_full(s).emit(&mut b);
-            let act = match m {
-                Message::Ins(_) => a::INS,
-                Message::Upd(_) => a::UPD,
-                _ => a::DEL,
-            };
-            (act, b)
-        }
-        Message::Eof => (a::EOF, Vec::new()),
-        Message::Unknown { action } => (*action, Vec::new()),
+        Message::Tdb(t) => (a::TDB, layout::body(size::TDB, |b| emit_tdb(t, b))),
+        Message::Ins(s) => (a::INS, state(s)),
+        Message::Upd(s) => (a::UPD, state(s)),
+        Message::Del(s) => (a::DEL, state(s)),
+        _ => unreachable!("emit_shared encodes every other message"),
     }
 }
 
