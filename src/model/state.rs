@@ -42,30 +42,29 @@ pub enum Af {
 
 impl Af {
     pub fn from_openbsd(v: u8) -> Af {
-        match v {
-            2 => Af::Inet,
-            24 => Af::Inet6,
-            o => Af::Other(o),
-        }
+        Af::from_code(v, 24)
     }
     pub fn to_openbsd(self) -> u8 {
-        match self {
-            Af::Inet => 2,
-            Af::Inet6 => 24,
-            Af::Other(o) => o,
-        }
+        self.code(24)
     }
     pub fn from_freebsd(v: u8) -> Af {
+        Af::from_code(v, 28)
+    }
+    pub fn to_freebsd(self) -> u8 {
+        self.code(28)
+    }
+    /// AF_INET is 2 on both; AF_INET6 is the sender's `inet6`.
+    fn from_code(v: u8, inet6: u8) -> Af {
         match v {
             2 => Af::Inet,
-            28 => Af::Inet6,
+            v if v == inet6 => Af::Inet6,
             o => Af::Other(o),
         }
     }
-    pub fn to_freebsd(self) -> u8 {
+    fn code(self, inet6: u8) -> u8 {
         match self {
             Af::Inet => 2,
-            Af::Inet6 => 28,
+            Af::Inet6 => inet6,
             Af::Other(o) => o,
         }
     }
@@ -86,6 +85,7 @@ pub fn addr_from(af: Af, raw: &[u8; 16]) -> IpAddr {
     }
 }
 
+#[cfg(feature = "emit")]
 pub fn addr_to(a: &IpAddr) -> [u8; 16] {
     match a {
         IpAddr::V4(v4) => {
