@@ -51,36 +51,21 @@ pub fn parse_cidr(s: &str) -> anyhow::Result<(IpAddr, IpAddr)> {
         None => (s, None),
     };
     let ip: IpAddr = a.trim().parse().map_err(|_| bad())?;
-    Ok(match ip {
-        IpAddr::V4(v) => {
-            let len = len.unwrap_or(32);
-            if len > 32 {
-                return Err(bad());
-            }
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            let n = u32::from(v);
-            (
-                IpAddr::from((n & mask).to_be_bytes()),
-                IpAddr::from((n | !mask).to_be_bytes()),
-            )
-        }
-        IpAddr::V6(v) => {
-            let len = len.unwrap_or(128);
-            if len > 128 {
-                return Err(bad());
-            }
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - len)
-            };
-            let n = u128::from(v);
-            (
-                IpAddr::from((n & mask).to_be_bytes()),
-                IpAddr::from((n | !mask).to_be_bytes()),
-            )
-        }
-    })
+    let (bits, n) = match ip {
+        IpAddr::V4(v) => (32, u128::from(u32::from(v))),
+        IpAddr::V6(v) => (128, u128::from(v)),
+    };
+    let len = len.unwrap_or(bits);
+    if len > bits {
+        return Err(bad());
+    }
+    // The host part: the low bits - len bits (none for a whole address).
+    let host = u128::MAX.checked_shr(128 - (bits - len)).unwrap_or(0);
+    let addr = |x: u128| match ip {
+        IpAddr::V4(_) => IpAddr::from(std::net::Ipv4Addr::from(x as u32)),
+        IpAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::from(x)),
+    };
+    Ok((addr(n & !host), addr(n | host)))
 }
 
 /// Input zone (naive times) and output zone (UTC unless --tz).
