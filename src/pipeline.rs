@@ -100,7 +100,7 @@ impl DecodeStats {
         }
     }
 
-    pub fn error_total(&self) -> u64 {
+    pub(crate) fn error_total(&self) -> u64 {
         self.errors.values().sum()
     }
 

@@ -481,7 +481,7 @@ where
 
 /// Parse a DUR argument: a bare number of seconds (`90`, `1.5`) or a sequence of
 /// `<number><unit>` with units `us`, `ms`, `s`, `m`, `h`, `d`, `w` (`1h30m`, `0.250s`).
-pub fn parse_duration(s: &str) -> Result<Micros, TimeError> {
+pub(crate) fn parse_duration(s: &str) -> Result<Micros, TimeError> {
     let t = s.trim();
     if t.is_empty() {
         return Err(dur_err(s, format!("empty; {DURATION_HINT}")));
@@ -590,7 +590,7 @@ pub fn format_rfc3339(us: Micros) -> String {
 
 /// RFC 3339 with microseconds in `zone`: `Z` for UTC, else the zone's offset
 /// (`2025-03-14T10:00:45.173988+01:00`).
-pub fn format_in(us: Micros, zone: &Zone) -> String {
+pub(crate) fn format_in(us: Micros, zone: &Zone) -> String {
     // Zone lookups outside years 0..=9999 can fail inside chrono; show those in UTC.
     let in_range = (MIN_SECS + 86_400..=MAX_SECS - 86_400).contains(&us.div_euclid(US_PER_SEC));
     let dt = match utc(us) {
@@ -622,7 +622,7 @@ where
 /// Human-friendly duration from the largest to the smallest non-zero unit:
 /// `1h02m03s`, `45s`, `2d03h`, `0.250s`, `1m05.000001s`, `0s`. The output parses back
 /// with [`parse_duration`] to the same value.
-pub fn format_duration(us: Micros) -> String {
+pub(crate) fn format_duration(us: Micros) -> String {
     let mut out = String::new();
     if us < 0 {
         out.push('-');

@@ -152,7 +152,7 @@ $ pfstatelog export \-\-from 2025\-03\-14T00:00:00Z \e
 
 /// pfstatelog(8): the top-level page plus a section per command with its synopsis and
 /// options, so `man pfstatelog` alone documents everything.
-pub fn main_page() -> anyhow::Result<String> {
+pub(crate) fn main_page() -> anyhow::Result<String> {
     let cmd = command();
     let man = Man::new(cmd.clone())
         .title("PFSTATELOG")
@@ -263,7 +263,7 @@ fn sub_pages() -> Vec<(String, Man)> {
         .collect()
 }
 
-pub fn man(a: ManArgs) -> anyhow::Result<u8> {
+pub(crate) fn man(a: ManArgs) -> anyhow::Result<u8> {
     let page = main_page()?;
     match &a.out {
         None => {
@@ -290,7 +290,7 @@ pub fn man(a: ManArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-pub fn completions(a: CompletionsArgs) -> anyhow::Result<u8> {
+pub(crate) fn completions(a: CompletionsArgs) -> anyhow::Result<u8> {
     use clap_complete::{generate, Shell};
     let shell = match a.shell {
         CompletionShell::Bash => Shell::Bash,
@@ -310,7 +310,7 @@ pub fn completions(a: CompletionsArgs) -> anyhow::Result<u8> {
 /// `record --check-args`: resolve everything that does not depend on the host (facility,
 /// database path, chroot layout, BPF filter syntax) and print it; touch no interface, user
 /// or database. Exit 0 when `record` would get past its arguments.
-pub fn check_record_args(a: RecordArgs) -> anyhow::Result<u8> {
+pub(crate) fn check_record_args(a: RecordArgs) -> anyhow::Result<u8> {
     let facility: crate::syslog::Facility = a
         .syslog_facility
         .parse()

@@ -14,13 +14,13 @@ use serde_json::json;
 use std::io::{BufRead, Write};
 use std::net::IpAddr;
 
-pub fn parse_ip(s: &str) -> anyhow::Result<IpAddr> {
+pub(crate) fn parse_ip(s: &str) -> anyhow::Result<IpAddr> {
     s.trim().parse().map_err(|_| {
         anyhow!("invalid IP address \"{s}\": expected IPv4 (203.0.113.5) or IPv6 (2001:db8::1)")
     })
 }
 
-pub fn parse_port(s: &str) -> anyhow::Result<u16> {
+pub(crate) fn parse_port(s: &str) -> anyhow::Result<u16> {
     s.trim().parse().map_err(|_| {
         if s.trim().parse::<i128>().is_ok() {
             anyhow!("invalid port \"{s}\": out of range 0-65535")
@@ -31,7 +31,7 @@ pub fn parse_port(s: &str) -> anyhow::Result<u16> {
 }
 
 /// `IP`, `IP:PORT`, `[IPv6]:PORT`.
-pub fn parse_remote(s: &str) -> anyhow::Result<(IpAddr, Option<u16>)> {
+pub(crate) fn parse_remote(s: &str) -> anyhow::Result<(IpAddr, Option<u16>)> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok((ip, None));
     }
@@ -42,7 +42,7 @@ pub fn parse_remote(s: &str) -> anyhow::Result<(IpAddr, Option<u16>)> {
 }
 
 /// `IP` or `IP/LEN` -> the first and last address of the prefix.
-pub fn parse_cidr(s: &str) -> anyhow::Result<(IpAddr, IpAddr)> {
+pub(crate) fn parse_cidr(s: &str) -> anyhow::Result<(IpAddr, IpAddr)> {
     let bad = || {
         anyhow!("invalid host \"{s}\": expected an address or a prefix like 192.168.1.0/24 or 2001:db8::/64")
     };
@@ -182,7 +182,7 @@ fn answer_code(found: bool, damaged: bool) -> u8 {
     }
 }
 
-pub fn who(a: WhoArgs) -> anyhow::Result<u8> {
+pub(crate) fn who(a: WhoArgs) -> anyhow::Result<u8> {
     let (zin, zout) = zones(&a.tz)?;
     if let Some(batch) = &a.batch {
         return who_batch(&a, batch, &zin, &zout);
@@ -431,7 +431,7 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone, zout: &Zone) -> anyhow::Result
     })
 }
 
-pub fn history(a: HistoryArgs) -> anyhow::Result<u8> {
+pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<u8> {
     let (zin, zout) = zones(&a.tz)?;
     let (lo, hi) = parse_cidr(&a.host)?;
     let from = match &a.from {
@@ -476,7 +476,7 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<u8> {
     Ok(answer_code(!rows.is_empty(), !damage.is_empty()))
 }
 
-pub fn stats(a: StatsArgs) -> anyhow::Result<u8> {
+pub(crate) fn stats(a: StatsArgs) -> anyhow::Result<u8> {
     let db = a.db.path();
     let s = store::open_read(&db)?.stats()?;
     let mut out = super::out::stdout();
@@ -489,7 +489,7 @@ pub fn stats(a: StatsArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-pub fn prune(a: PruneArgs) -> anyhow::Result<u8> {
+pub(crate) fn prune(a: PruneArgs) -> anyhow::Result<u8> {
     let zin = Zone::Local;
     let before = match (&a.before, &a.older_than) {
         (Some(t), _) => parse_time(t, &zin).map_err(|e| anyhow!("--before: {e}"))?,

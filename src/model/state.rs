@@ -78,7 +78,7 @@ impl Af {
 }
 
 /// pf_addr: 16 bytes; IPv4 in the first four.
-pub fn addr_from(af: Af, raw: &[u8; 16]) -> IpAddr {
+pub(crate) fn addr_from(af: Af, raw: &[u8; 16]) -> IpAddr {
     match af {
         Af::Inet6 => IpAddr::V6(Ipv6Addr::from(*raw)),
         _ => IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3])),
@@ -86,7 +86,7 @@ pub fn addr_from(af: Af, raw: &[u8; 16]) -> IpAddr {
 }
 
 #[cfg(feature = "emit")]
-pub fn addr_to(a: &IpAddr) -> [u8; 16] {
+pub(crate) fn addr_to(a: &IpAddr) -> [u8; 16] {
     match a {
         IpAddr::V4(v4) => {
             let mut r = [0u8; 16];
@@ -195,9 +195,9 @@ pub struct StateRef {
 /// A map keyed by state. Keys come from the network, so the hasher is keyed at random (no
 /// flooding with colliding ids), but several times cheaper than std's SipHash, which the
 /// tracker and the writer paid on every message (perf: ~5 % of an import).
-pub type StateMap<V> = std::collections::HashMap<StateRef, V, ahash::RandomState>;
+pub(crate) type StateMap<V> = std::collections::HashMap<StateRef, V, ahash::RandomState>;
 /// The set counterpart of [`StateMap`].
-pub type StateSet = std::collections::HashSet<StateRef, ahash::RandomState>;
+pub(crate) type StateSet = std::collections::HashSet<StateRef, ahash::RandomState>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BusStatus {

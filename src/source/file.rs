@@ -29,7 +29,7 @@ impl CaptureFile {
     }
 
     /// As `open`, adding to `read` every byte read from the file (for a progress bar).
-    pub fn open_counted(
+    pub(crate) fn open_counted(
         path: &str,
         read: Option<Arc<AtomicU64>>,
     ) -> Result<CaptureFile, SourceError> {

@@ -44,7 +44,7 @@ pub mod size {
 
 /// The fixed item size of an action; `None` for actions whose size is unknown (8, 9, >16),
 /// which can therefore not be stepped over.
-pub fn item_size(act: u8) -> Option<usize> {
+pub(crate) fn item_size(act: u8) -> Option<usize> {
     use self::action as a;
     Some(match act {
         a::CLR => size::CLR,

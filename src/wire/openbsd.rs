@@ -241,7 +241,7 @@ impl StateRepr {
 }
 
 /// TDB: action 15 (64-bit rpl, 52 bytes) or 11 (2010, 32-bit rpl, 48 bytes).
-pub fn parse_tdb(b: &[u8], wide: bool) -> Result<Tdb, WireError> {
+pub(crate) fn parse_tdb(b: &[u8], wide: bool) -> Result<Tdb, WireError> {
     if wide {
         need(b, size::TDB, "pfsync_tdb")?;
         Ok(Tdb {
@@ -264,7 +264,7 @@ pub fn parse_tdb(b: &[u8], wide: bool) -> Result<Tdb, WireError> {
 }
 
 #[cfg(feature = "emit")]
-pub fn emit_tdb(t: &Tdb, b: &mut [u8]) {
+pub(crate) fn emit_tdb(t: &Tdb, b: &mut [u8]) {
     b[..size::TDB].fill(0);
     BE::write_u32(&mut b[0..], t.spi);
     BE::write_u64(&mut b[32..], t.rpl);

@@ -34,11 +34,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 /// The name the VFS is registered under.
-pub const VFS_NAME: &str = "pfstatelog-sum";
+pub(crate) const VFS_NAME: &str = "pfstatelog-sum";
 const VFS_NAME_C: &std::ffi::CStr = c"pfstatelog-sum";
 
 /// Bytes reserved at the end of every page for the checksum.
-pub const RESERVE: u8 = 8;
+pub(crate) const RESERVE: u8 = 8;
 
 /// One open file of the VFS. SQLite allocates `szOsFile` bytes for it: this struct, then
 /// the default VFS's own file structure right behind it (`real`).
@@ -56,7 +56,7 @@ struct SumFile {
 }
 
 /// Register the VFS, once per process. Errors only if the default VFS is missing.
-pub fn register() -> rusqlite::Result<()> {
+pub(crate) fn register() -> rusqlite::Result<()> {
     static ONCE: std::sync::Once = std::sync::Once::new();
     static RC: AtomicI32 = AtomicI32::new(ffi::SQLITE_OK);
     ONCE.call_once(|| {
@@ -128,7 +128,7 @@ pub fn open_with_flags<P: AsRef<Path>>(path: P, flags: OpenFlags) -> rusqlite::R
 
 /// Ask for [`RESERVE`] bytes per page in a database that has no page yet; the first table
 /// created fixes it. A no-op on a database that has pages.
-pub fn reserve_on_create(conn: &Connection) -> rusqlite::Result<()> {
+pub(crate) fn reserve_on_create(conn: &Connection) -> rusqlite::Result<()> {
     let mut n: c_int = RESERVE.into();
     // SAFETY: the handle is valid while `conn` lives; the argument is the int the file
     // control reads and overwrites with the previous value.
@@ -152,7 +152,7 @@ pub fn reserve_on_create(conn: &Connection) -> rusqlite::Result<()> {
 static LAST_BAD_PAGE: AtomicU64 = AtomicU64::new(0);
 
 /// Whether `e` is a page that failed its checksum: then what to say of it.
-pub fn mismatch(e: &rusqlite::Error) -> Option<String> {
+pub(crate) fn mismatch(e: &rusqlite::Error) -> Option<String> {
     match e {
         rusqlite::Error::SqliteFailure(f, _) if f.extended_code == ffi::SQLITE_IOERR_DATA => {
             Some(match LAST_BAD_PAGE.load(Ordering::Relaxed) {
@@ -165,7 +165,7 @@ pub fn mismatch(e: &rusqlite::Error) -> Option<String> {
 }
 
 /// `e` as a person should read it: a checksum mismatch named as such.
-pub fn describe(e: &rusqlite::Error) -> String {
+pub(crate) fn describe(e: &rusqlite::Error) -> String {
     mismatch(e).unwrap_or_else(|| e.to_string())
 }
 
