@@ -71,51 +71,40 @@ pub enum RecordVersion {
 }
 
 impl RecordVersion {
+    /// Each layout's number, record size, INS action and UPD action.
+    #[rustfmt::skip]
+    const TABLE: [(RecordVersion, u16, usize, u8, u8); 3] = [
+        (Self::V1301, 1301, size::STATE_1301, action::INS_1301, action::UPD_1301),
+        (Self::V1400, 1400, size::STATE_1400, action::INS_1400, action::UPD_1400),
+        (Self::V1500, 1500, size::STATE_1500, action::INS_1500, action::UPD_1500),
+    ];
+    fn row(self) -> (RecordVersion, u16, usize, u8, u8) {
+        Self::TABLE[self as usize]
+    }
     pub fn from_u16(v: u16) -> Option<RecordVersion> {
-        match v {
-            1301 => Some(RecordVersion::V1301),
-            1400 => Some(RecordVersion::V1400),
-            1500 => Some(RecordVersion::V1500),
-            _ => None,
-        }
+        Self::TABLE.iter().find(|r| r.1 == v).map(|r| r.0)
     }
     pub fn as_u16(self) -> u16 {
-        match self {
-            RecordVersion::V1301 => 1301,
-            RecordVersion::V1400 => 1400,
-            RecordVersion::V1500 => 1500,
-        }
+        self.row().1
     }
     pub fn size(self) -> usize {
-        match self {
-            RecordVersion::V1301 => size::STATE_1301,
-            RecordVersion::V1400 => size::STATE_1400,
-            RecordVersion::V1500 => size::STATE_1500,
-        }
+        self.row().2
     }
     /// The layout a full-state action carries (DEL is 1301).
     pub fn of_action(act: u8) -> Option<RecordVersion> {
-        use self::action as a;
-        match act {
-            a::INS_1301 | a::UPD_1301 | a::DEL => Some(RecordVersion::V1301),
-            a::INS_1400 | a::UPD_1400 => Some(RecordVersion::V1400),
-            a::INS_1500 | a::UPD_1500 => Some(RecordVersion::V1500),
-            _ => None,
+        if act == action::DEL {
+            return Some(RecordVersion::V1301);
         }
+        Self::TABLE
+            .iter()
+            .find(|r| r.3 == act || r.4 == act)
+            .map(|r| r.0)
     }
     pub fn ins_action(self) -> u8 {
-        match self {
-            RecordVersion::V1301 => action::INS_1301,
-            RecordVersion::V1400 => action::INS_1400,
-            RecordVersion::V1500 => action::INS_1500,
-        }
+        self.row().3
     }
     pub fn upd_action(self) -> u8 {
-        match self {
-            RecordVersion::V1301 => action::UPD_1301,
-            RecordVersion::V1400 => action::UPD_1400,
-            RecordVersion::V1500 => action::UPD_1500,
-        }
+        self.row().4
     }
 }
 
