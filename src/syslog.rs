@@ -14,57 +14,48 @@ use std::str::FromStr;
 /// Prefix of warning and error lines on stderr.
 const PREFIX: &str = "pfstatelog: ";
 
-/// A syslog facility, as in `--syslog-facility NAME`; its value is libc's `LOG_*` code
-/// (already shifted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(i32)]
-pub enum Facility {
-    Auth = libc::LOG_AUTH,
-    Authpriv = libc::LOG_AUTHPRIV,
-    Cron = libc::LOG_CRON,
+/// The facilities: variant, libc's `LOG_*` code (already shifted, the variant's value)
+/// and name, in the order error messages list them.
+macro_rules! facilities {
+    ($($(#[$m:meta])* $f:ident = $code:ident, $name:literal;)*) => {
+        /// A syslog facility, as in `--syslog-facility NAME`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+        #[repr(i32)]
+        pub enum Facility {
+            $($(#[$m])* $f = libc::$code,)*
+        }
+
+        impl Facility {
+            /// Every facility with its name, in the order shown by error messages.
+            pub const ALL: [(Facility, &'static str); 19] = [$((Facility::$f, $name),)*];
+        }
+    };
+}
+
+facilities! {
+    Auth = LOG_AUTH, "auth";
+    Authpriv = LOG_AUTHPRIV, "authpriv";
+    Cron = LOG_CRON, "cron";
     #[default]
-    Daemon = libc::LOG_DAEMON,
-    Ftp = libc::LOG_FTP,
-    Lpr = libc::LOG_LPR,
-    Mail = libc::LOG_MAIL,
-    News = libc::LOG_NEWS,
-    Syslog = libc::LOG_SYSLOG,
-    User = libc::LOG_USER,
-    Uucp = libc::LOG_UUCP,
-    Local0 = libc::LOG_LOCAL0,
-    Local1 = libc::LOG_LOCAL1,
-    Local2 = libc::LOG_LOCAL2,
-    Local3 = libc::LOG_LOCAL3,
-    Local4 = libc::LOG_LOCAL4,
-    Local5 = libc::LOG_LOCAL5,
-    Local6 = libc::LOG_LOCAL6,
-    Local7 = libc::LOG_LOCAL7,
+    Daemon = LOG_DAEMON, "daemon";
+    Ftp = LOG_FTP, "ftp";
+    Lpr = LOG_LPR, "lpr";
+    Mail = LOG_MAIL, "mail";
+    News = LOG_NEWS, "news";
+    Syslog = LOG_SYSLOG, "syslog";
+    User = LOG_USER, "user";
+    Uucp = LOG_UUCP, "uucp";
+    Local0 = LOG_LOCAL0, "local0";
+    Local1 = LOG_LOCAL1, "local1";
+    Local2 = LOG_LOCAL2, "local2";
+    Local3 = LOG_LOCAL3, "local3";
+    Local4 = LOG_LOCAL4, "local4";
+    Local5 = LOG_LOCAL5, "local5";
+    Local6 = LOG_LOCAL6, "local6";
+    Local7 = LOG_LOCAL7, "local7";
 }
 
 impl Facility {
-    /// Every facility with its name, in the order shown by error messages.
-    pub const ALL: [(Facility, &'static str); 19] = [
-        (Facility::Auth, "auth"),
-        (Facility::Authpriv, "authpriv"),
-        (Facility::Cron, "cron"),
-        (Facility::Daemon, "daemon"),
-        (Facility::Ftp, "ftp"),
-        (Facility::Lpr, "lpr"),
-        (Facility::Mail, "mail"),
-        (Facility::News, "news"),
-        (Facility::Syslog, "syslog"),
-        (Facility::User, "user"),
-        (Facility::Uucp, "uucp"),
-        (Facility::Local0, "local0"),
-        (Facility::Local1, "local1"),
-        (Facility::Local2, "local2"),
-        (Facility::Local3, "local3"),
-        (Facility::Local4, "local4"),
-        (Facility::Local5, "local5"),
-        (Facility::Local6, "local6"),
-        (Facility::Local7, "local7"),
-    ];
-
     /// The lowercase name, as accepted by `FromStr`.
     pub fn name(self) -> &'static str {
         Facility::ALL
