@@ -270,11 +270,7 @@ pub(crate) fn restrict(db: &str) -> anyhow::Result<()> {
         fn pledge(promises: *const libc::c_char, execpromises: *const libc::c_char) -> libc::c_int;
         fn unveil(path: *const libc::c_char, permissions: *const libc::c_char) -> libc::c_int;
     }
-    let dir = Path::new(db)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let dir = CString::new(dir.display().to_string()).context("database directory")?;
+    let dir = CString::new(db_dir(db).display().to_string()).context("database directory")?;
     let rwc = CString::new("rwc").context("unveil permissions")?;
     // bpf: the BIOCGSTATS ioctl behind the drop counters.
     let promises = CString::new("stdio rpath wpath cpath flock bpf").context("pledge promises")?;
