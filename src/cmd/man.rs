@@ -154,11 +154,7 @@ $ pfstatelog export \-\-from 2025\-03\-14T00:00:00Z \e
 /// options, so `man pfstatelog` alone documents everything.
 pub(crate) fn main_page() -> anyhow::Result<String> {
     let cmd = command();
-    let man = Man::new(cmd.clone())
-        .title("PFSTATELOG")
-        .section("8")
-        .manual("System Manager's Manual")
-        .source(format!("pfstatelog {}", env!("CARGO_PKG_VERSION")));
+    let man = page(cmd.clone(), "PFSTATELOG");
     let mut out = Vec::new();
     man.render_title(&mut out)?;
     man.render_name_section(&mut out)?;
@@ -246,6 +242,15 @@ fn synopsis(sub: &clap::Command) -> String {
     line
 }
 
+/// A section 8 page of `cmd` titled `title`.
+fn page(cmd: clap::Command, title: &str) -> Man {
+    Man::new(cmd)
+        .title(title)
+        .section("8")
+        .manual("System Manager's Manual")
+        .source(format!("pfstatelog {}", env!("CARGO_PKG_VERSION")))
+}
+
 /// pfstatelog-COMMAND(8) for every command, as clap_mangen renders them.
 fn sub_pages() -> Vec<(String, Man)> {
     command()
@@ -253,11 +258,7 @@ fn sub_pages() -> Vec<(String, Man)> {
         .filter(|s| !s.is_hide_set())
         .map(|s| {
             let name = format!("pfstatelog-{}", s.get_name());
-            let man = Man::new(s.clone().display_name(name.clone()))
-                .title(name.to_uppercase())
-                .section("8")
-                .manual("System Manager's Manual")
-                .source(format!("pfstatelog {}", env!("CARGO_PKG_VERSION")));
+            let man = page(s.clone().display_name(name.clone()), &name.to_uppercase());
             (format!("{name}.8"), man)
         })
         .collect()
