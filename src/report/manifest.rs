@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 /// The manifest layout's version (`pfstatelog_manifest`).
@@ -51,18 +51,8 @@ fn hex(b: &[u8]) -> String {
 
 /// SHA-256 (hex) and length of a file.
 pub(crate) fn file_digest(path: &Path) -> io::Result<(String, u64)> {
-    let mut f = std::fs::File::open(path)?;
     let mut sha = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        sha.update(&buf[..k]);
-        n += k as u64;
-    }
+    let n = io::copy(&mut std::fs::File::open(path)?, &mut sha)?;
     Ok((hex(&sha.finalize()), n))
 }
 
