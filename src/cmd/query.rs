@@ -343,19 +343,16 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone, zout: &Zone) -> anyhow::Result
         unknown |= rows.is_empty() && !damage.is_empty();
         match a.format {
             OutFormat::Csv => {
-                let input = [f(0), f(1), f(2), f(3), f(4)];
                 let cells = batch_coverage_cells(&cov, &damage);
-                if rows.is_empty() {
-                    let mut r: Vec<String> = input.to_vec();
-                    r.push("0".into());
-                    r.extend(std::iter::repeat_n(String::new(), CSV_FIELDS.len()));
-                    r.extend(cells.iter().cloned());
-                    out.write_all(&csv_line(&r)?)?;
-                }
-                for l in &rows {
-                    let mut r: Vec<String> = input.to_vec();
-                    r.push(rows.len().to_string());
-                    r.extend(csv_record(l));
+                // No match is still a line, its lifetime fields empty.
+                let lifetimes = if rows.is_empty() {
+                    vec![vec![String::new(); CSV_FIELDS.len()]]
+                } else {
+                    rows.iter().map(csv_record).collect()
+                };
+                for l in lifetimes {
+                    let mut r = vec![f(0), f(1), f(2), f(3), f(4), rows.len().to_string()];
+                    r.extend(l);
                     r.extend(cells.iter().cloned());
                     out.write_all(&csv_line(&r)?)?;
                 }
@@ -434,14 +431,12 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone, zout: &Zone) -> anyhow::Result
 pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<u8> {
     let (zin, zout) = zones(&a.tz)?;
     let (lo, hi) = parse_cidr(&a.host)?;
-    let from = match &a.from {
-        Some(t) => parse_time(t, &zin).map_err(|e| anyhow!("--from: {e}"))?,
-        None => i64::MIN,
+    let time = |t: &Option<String>, flag: &str, none: Micros| match t {
+        Some(t) => parse_time(t, &zin).map_err(|e| anyhow!("--{flag}: {e}")),
+        None => Ok(none),
     };
-    let to = match &a.to {
-        Some(t) => parse_time(t, &zin).map_err(|e| anyhow!("--to: {e}"))?,
-        None => i64::MAX,
-    };
+    let from = time(&a.from, "from", i64::MIN)?;
+    let to = time(&a.to, "to", i64::MAX)?;
     if from > to {
         bail!("--from is after --to");
     }

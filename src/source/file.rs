@@ -242,6 +242,16 @@ pub struct PcapNgFile {
 }
 
 impl PcapNgFile {
+    /// A damaged block ends the file (pcap-file gives no offset).
+    fn damaged(&mut self, why: String) -> Option<Result<Frame, SourceError>> {
+        self.failed = true;
+        Some(Err(SourceError::Damaged {
+            path: self.path.clone(),
+            offset: 0,
+            why,
+        }))
+    }
+
     fn next_frame(&mut self) -> Option<Result<Frame, SourceError>> {
         loop {
             if self.failed {
@@ -250,14 +260,7 @@ impl PcapNgFile {
             let reader = self.reader.as_mut()?;
             let block = match reader.next_block()? {
                 Ok(b) => b,
-                Err(e) => {
-                    self.failed = true;
-                    return Some(Err(SourceError::Damaged {
-                        path: self.path.clone(),
-                        offset: 0,
-                        why: e.to_string(),
-                    }));
-                }
+                Err(e) => return self.damaged(e.to_string()),
             };
             match block {
                 Block::SectionHeader(_) => self.resolutions.clear(),
@@ -273,6 +276,7 @@ impl PcapNgFile {
                 Block::EnhancedPacket(epb) => {
                     let Some(&(linktype, tps)) = self.resolutions.get(epb.interface_id as usize)
                     else {
+                        // `epb` still borrows the reader: the fields, not `self.damaged`.
                         self.failed = true;
                         return Some(Err(SourceError::Damaged {
                             path: self.path.clone(),
