@@ -254,6 +254,13 @@ unsafe extern "C" fn x_open(
     rc
 }
 
+/// Learn from a header read or written at offset 0 whether pages are checksummed.
+unsafe fn note_header(s: *mut SumFile, data: &[u8], off: i64) {
+    if let Some(c) = header_checks(data).filter(|_| off == 0) {
+        (*s).check = Some(c);
+    }
+}
+
 /// Whether the pages of main database file `f` are checksummed, from its header: the one
 /// SQLite read or wrote at offset 0 through this file, else read now. A connection that
 /// opened the file empty learns it once another wrote the first page (a checkpoint).
@@ -290,11 +297,7 @@ unsafe extern "C" fn x_read(
         return rc;
     }
     let data = std::slice::from_raw_parts(buf.cast::<u8>(), amt as usize);
-    if off == 0 {
-        if let Some(c) = header_checks(data) {
-            (*s).check = Some(c);
-        }
-    }
+    note_header(s, data, off);
     if is_page(amt, off) && checked(f) && !intact(data) {
         LAST_BAD_PAGE.store((off / i64::from(amt) + 1) as u64, Ordering::Relaxed);
         return ffi::SQLITE_IOERR_DATA;
@@ -313,11 +316,7 @@ unsafe extern "C" fn x_write(
         return pass!(f, xWrite, buf, amt, off);
     }
     let data = std::slice::from_raw_parts(buf.cast::<u8>(), amt as usize);
-    if off == 0 {
-        if let Some(c) = header_checks(data) {
-            (*s).check = Some(c);
-        }
-    }
+    note_header(s, data, off);
     if !(is_page(amt, off) && checked(f)) {
         return pass!(f, xWrite, buf, amt, off);
     }
