@@ -323,6 +323,11 @@ impl Cursor<'_> {
         Some(s.iter().fold(0, |a, b| a * 10 + u32::from(b - b'0')))
     }
 
+    /// `sep`, then exactly `n` ASCII digits.
+    fn after(&mut self, sep: u8, n: usize) -> Option<u32> {
+        self.eat(sep).then(|| self.num(n)).flatten()
+    }
+
     fn digits(&mut self) -> &[u8] {
         let start = self.i;
         while self.peek().is_some_and(|b| b.is_ascii_digit()) {
@@ -342,15 +347,10 @@ fn parse_datetime(input: &str, t: &str, zone: &Zone) -> Result<Micros, TimeError
         b: t.as_bytes(),
         i: 0,
     };
-    let year = c.num(4).ok_or_else(|| syn("expected a date YYYY-MM-DD"))?;
-    if !c.eat(b'-') {
-        return Err(syn("expected a date YYYY-MM-DD"));
-    }
-    let month = c.num(2).ok_or_else(|| syn("expected a date YYYY-MM-DD"))?;
-    if !c.eat(b'-') {
-        return Err(syn("expected a date YYYY-MM-DD"));
-    }
-    let day = c.num(2).ok_or_else(|| syn("expected a date YYYY-MM-DD"))?;
+    let bad_date = || syn("expected a date YYYY-MM-DD");
+    let year = c.num(4).ok_or_else(bad_date)?;
+    let month = c.after(b'-', 2).ok_or_else(bad_date)?;
+    let day = c.after(b'-', 2).ok_or_else(bad_date)?;
     if !(1..=12).contains(&month) {
         return Err(syn("month out of range"));
     }
@@ -364,15 +364,13 @@ fn parse_datetime(input: &str, t: &str, zone: &Zone) -> Result<Micros, TimeError
     if !(c.eat(b'T') || c.eat(b't') || c.eat(b' ')) {
         return Err(syn("expected T or a space after the date"));
     }
-    let hour = c.num(2).ok_or_else(|| syn("expected a time HH:MM:SS"))?;
-    if !c.eat(b':') {
-        return Err(syn("expected a time HH:MM:SS"));
-    }
-    let minute = c.num(2).ok_or_else(|| syn("expected a time HH:MM:SS"))?;
+    let bad_time = || syn("expected a time HH:MM:SS");
+    let hour = c.num(2).ok_or_else(bad_time)?;
+    let minute = c.after(b':', 2).ok_or_else(bad_time)?;
     let mut second = 0;
     let mut frac_us = 0;
     if c.eat(b':') {
-        second = c.num(2).ok_or_else(|| syn("expected a time HH:MM:SS"))?;
+        second = c.num(2).ok_or_else(bad_time)?;
         if c.eat(b'.') || c.eat(b',') {
             frac_us = fraction_micros(c.digits()).ok_or_else(|| syn("bad fraction"))?;
         }
