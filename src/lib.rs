@@ -6,12 +6,12 @@
 
 pub mod cli;
 pub mod cmd;
-pub mod commit;
+pub(crate) mod commit;
 pub mod ingest;
 pub mod model;
 pub mod pfctl;
 pub mod pipeline;
-pub mod privdrop;
+pub(crate) mod privdrop;
 pub mod report;
 pub mod source;
 pub mod store;

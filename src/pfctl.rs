@@ -216,31 +216,23 @@ impl<'a> Tokens<'a> {
             return err(self.line, format!("unexpected \"{t}\""));
         }
         self.i += 1;
-        if rdomain_token(inner).is_some() {
-            let rd = rdomain_token(inner);
+        // `((N) host)`: the rdomain is a token of its own.
+        let rdomain = rdomain_token(inner);
+        let (h, shown) = if rdomain.is_some() {
             let h = self.next("the end of a parenthesised endpoint")?;
-            let Some(h) = h.strip_suffix(')') else {
-                return err(
-                    self.line,
-                    format!("\"{h}\": expected a closing parenthesis"),
-                );
-            };
-            let (addr, port) = parse_addr_port(h, self.line)?;
-            return Ok(Some(Host {
-                rdomain: rd,
-                addr,
-                port,
-            }));
-        }
-        let Some(h) = inner.strip_suffix(')') else {
+            (h, h)
+        } else {
+            (inner, t)
+        };
+        let Some(h) = h.strip_suffix(')') else {
             return err(
                 self.line,
-                format!("\"{t}\": expected a closing parenthesis"),
+                format!("\"{shown}\": expected a closing parenthesis"),
             );
         };
         let (addr, port) = parse_addr_port(h, self.line)?;
         Ok(Some(Host {
-            rdomain: None,
+            rdomain,
             addr,
             port,
         }))
@@ -511,8 +503,9 @@ fn apply_id(s: &mut FullState, text: &str, line: usize) -> Result<(), ParseError
 /// A state line read, waiting for its `age` and `id` lines.
 // One per parser, never in a collection: its size does not matter.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
+#[derive(Debug, Default)]
 enum Pending {
+    #[default]
     None,
     State {
         line: usize,
@@ -525,22 +518,14 @@ enum Pending {
 }
 
 /// A line-by-line parser: feed lines, collect states and errors.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Parser {
     pending: Pending,
 }
 
-impl Default for Parser {
-    fn default() -> Self {
-        Parser::new()
-    }
-}
-
 impl Parser {
     pub fn new() -> Parser {
-        Parser {
-            pending: Pending::None,
-        }
+        Parser::default()
     }
 
     fn complete(&mut self, out: &mut VecDeque<Result<FullState, ParseError>>) {

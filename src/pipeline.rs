@@ -100,7 +100,7 @@ impl DecodeStats {
         }
     }
 
-    pub fn error_total(&self) -> u64 {
+    pub(crate) fn error_total(&self) -> u64 {
         self.errors.values().sum()
     }
 
@@ -110,24 +110,19 @@ impl DecodeStats {
 
     /// `INS 258, UPD_C 559, DEL_C 244`
     pub fn messages_line(&self) -> String {
-        if self.messages.is_empty() {
-            return "none".into();
-        }
-        self.messages
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        counts_line(&self.messages)
     }
 
     pub fn errors_line(&self) -> String {
-        if self.errors.is_empty() {
-            return "none".into();
-        }
-        self.errors
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        counts_line(&self.errors)
     }
+}
+
+/// `name count, name count`, or `none`.
+fn counts_line<K: std::fmt::Display>(counts: &BTreeMap<K, u64>) -> String {
+    if counts.is_empty() {
+        return "none".into();
+    }
+    let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    parts.join(", ")
 }

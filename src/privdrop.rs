@@ -14,7 +14,7 @@ use nix::unistd::{
 use std::path::{Component, Path, PathBuf};
 
 /// Who to become.
-pub struct Target {
+pub(crate) struct Target {
     pub user: User,
     /// The user's primary group names no other member, so a database directory writable by
     /// that group (systemd's `StateDirectory=`, root:NAME 0770) is writable by root and the
@@ -23,7 +23,7 @@ pub struct Target {
     pub own_group: bool,
 }
 
-pub fn lookup(name: &str) -> anyhow::Result<Target> {
+pub(crate) fn lookup(name: &str) -> anyhow::Result<Target> {
     let user = User::from_name(name)
         .with_context(|| format!("looking up user \"{name}\""))?
         .ok_or_else(|| anyhow!("no such user \"{name}\" (--user)"))?;
@@ -53,7 +53,7 @@ fn db_dir(db: &str) -> &Path {
 /// database, its `-wal`/`-shm` and the lock file are created and opened only after the
 /// drop, with the user's rights, so a symlink or hard link planted there reaches nothing
 /// the user could not reach anyway. [`check_db`] then refuses such a folder clearly.
-pub fn prepare_db(db: &str, t: &Target) -> anyhow::Result<()> {
+pub(crate) fn prepare_db(db: &str, t: &Target) -> anyhow::Result<()> {
     let dir = db_dir(db);
     if Path::new(db).file_name().is_none() {
         bail!("--db {db} names no file");
@@ -72,7 +72,7 @@ pub fn prepare_db(db: &str, t: &Target) -> anyhow::Result<()> {
 /// from feeding the recorder files and says clearly what is wrong. Root-owned files are
 /// refused, never chowned: the user could have hard-linked any root file there earlier, and
 /// one whose other name has since gone (a replaced password file) would look like ours.
-pub fn check_db(db: &str, t: &Target) -> anyhow::Result<()> {
+pub(crate) fn check_db(db: &str, t: &Target) -> anyhow::Result<()> {
     let dir = db_dir(db);
     let Some(file) = Path::new(db).file_name() else {
         bail!("--db {db} names no file");
@@ -220,7 +220,7 @@ fn create_dir(dir: &Path, t: &Target) -> anyhow::Result<()> {
 
 /// With `--chroot DIR`: DIR resolved, and the database path as seen inside it. An argument
 /// error, so checked before anything else is.
-pub fn chroot_layout(
+pub(crate) fn chroot_layout(
     chroot_dir: Option<&Path>,
     db: &str,
 ) -> anyhow::Result<Option<(PathBuf, String)>> {
@@ -243,7 +243,7 @@ pub fn chroot_layout(
 
 /// chroot (optional), then drop groups, gid and uid; check root cannot be regained.
 /// Returns the database path as seen after the chroot.
-pub fn drop_to(t: &Target, chroot_dir: Option<&Path>, db: &str) -> anyhow::Result<String> {
+pub(crate) fn drop_to(t: &Target, chroot_dir: Option<&Path>, db: &str) -> anyhow::Result<String> {
     let mut db_after = db.to_string();
     if let Some((dir, inside)) = chroot_layout(chroot_dir, db)? {
         db_after = inside;
@@ -264,17 +264,13 @@ pub fn drop_to(t: &Target, chroot_dir: Option<&Path>, db: &str) -> anyhow::Resul
 
 /// OpenBSD: after the database is open, allow only what the recorder needs from then on.
 #[cfg(target_os = "openbsd")]
-pub fn restrict(db: &str) -> anyhow::Result<()> {
+pub(crate) fn restrict(db: &str) -> anyhow::Result<()> {
     use std::ffi::CString;
     extern "C" {
         fn pledge(promises: *const libc::c_char, execpromises: *const libc::c_char) -> libc::c_int;
         fn unveil(path: *const libc::c_char, permissions: *const libc::c_char) -> libc::c_int;
     }
-    let dir = Path::new(db)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let dir = CString::new(dir.display().to_string()).context("database directory")?;
+    let dir = CString::new(db_dir(db).display().to_string()).context("database directory")?;
     let rwc = CString::new("rwc").context("unveil permissions")?;
     // bpf: the BIOCGSTATS ioctl behind the drop counters.
     let promises = CString::new("stdio rpath wpath cpath flock bpf").context("pledge promises")?;
@@ -294,6 +290,6 @@ pub fn restrict(db: &str) -> anyhow::Result<()> {
 }
 
 #[cfg(not(target_os = "openbsd"))]
-pub fn restrict(_db: &str) -> anyhow::Result<()> {
+pub(crate) fn restrict(_db: &str) -> anyhow::Result<()> {
     Ok(())
 }

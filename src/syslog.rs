@@ -14,55 +14,48 @@ use std::str::FromStr;
 /// Prefix of warning and error lines on stderr.
 const PREFIX: &str = "pfstatelog: ";
 
-/// A syslog facility, as in `--syslog-facility NAME`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Facility {
-    Auth,
-    Authpriv,
-    Cron,
+/// The facilities: variant, libc's `LOG_*` code (already shifted, the variant's value)
+/// and name, in the order error messages list them.
+macro_rules! facilities {
+    ($($(#[$m:meta])* $f:ident = $code:ident, $name:literal;)*) => {
+        /// A syslog facility, as in `--syslog-facility NAME`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+        #[repr(i32)]
+        pub enum Facility {
+            $($(#[$m])* $f = libc::$code,)*
+        }
+
+        impl Facility {
+            /// Every facility with its name, in the order shown by error messages.
+            pub const ALL: [(Facility, &'static str); 19] = [$((Facility::$f, $name),)*];
+        }
+    };
+}
+
+facilities! {
+    Auth = LOG_AUTH, "auth";
+    Authpriv = LOG_AUTHPRIV, "authpriv";
+    Cron = LOG_CRON, "cron";
     #[default]
-    Daemon,
-    Ftp,
-    Lpr,
-    Mail,
-    News,
-    Syslog,
-    User,
-    Uucp,
-    Local0,
-    Local1,
-    Local2,
-    Local3,
-    Local4,
-    Local5,
-    Local6,
-    Local7,
+    Daemon = LOG_DAEMON, "daemon";
+    Ftp = LOG_FTP, "ftp";
+    Lpr = LOG_LPR, "lpr";
+    Mail = LOG_MAIL, "mail";
+    News = LOG_NEWS, "news";
+    Syslog = LOG_SYSLOG, "syslog";
+    User = LOG_USER, "user";
+    Uucp = LOG_UUCP, "uucp";
+    Local0 = LOG_LOCAL0, "local0";
+    Local1 = LOG_LOCAL1, "local1";
+    Local2 = LOG_LOCAL2, "local2";
+    Local3 = LOG_LOCAL3, "local3";
+    Local4 = LOG_LOCAL4, "local4";
+    Local5 = LOG_LOCAL5, "local5";
+    Local6 = LOG_LOCAL6, "local6";
+    Local7 = LOG_LOCAL7, "local7";
 }
 
 impl Facility {
-    /// Every facility with its name, in the order shown by error messages.
-    pub const ALL: [(Facility, &'static str); 19] = [
-        (Facility::Auth, "auth"),
-        (Facility::Authpriv, "authpriv"),
-        (Facility::Cron, "cron"),
-        (Facility::Daemon, "daemon"),
-        (Facility::Ftp, "ftp"),
-        (Facility::Lpr, "lpr"),
-        (Facility::Mail, "mail"),
-        (Facility::News, "news"),
-        (Facility::Syslog, "syslog"),
-        (Facility::User, "user"),
-        (Facility::Uucp, "uucp"),
-        (Facility::Local0, "local0"),
-        (Facility::Local1, "local1"),
-        (Facility::Local2, "local2"),
-        (Facility::Local3, "local3"),
-        (Facility::Local4, "local4"),
-        (Facility::Local5, "local5"),
-        (Facility::Local6, "local6"),
-        (Facility::Local7, "local7"),
-    ];
-
     /// The lowercase name, as accepted by `FromStr`.
     pub fn name(self) -> &'static str {
         Facility::ALL
@@ -73,27 +66,7 @@ impl Facility {
 
     /// The libc `LOG_*` facility code (already shifted).
     pub fn code(self) -> libc::c_int {
-        match self {
-            Facility::Auth => libc::LOG_AUTH,
-            Facility::Authpriv => libc::LOG_AUTHPRIV,
-            Facility::Cron => libc::LOG_CRON,
-            Facility::Daemon => libc::LOG_DAEMON,
-            Facility::Ftp => libc::LOG_FTP,
-            Facility::Lpr => libc::LOG_LPR,
-            Facility::Mail => libc::LOG_MAIL,
-            Facility::News => libc::LOG_NEWS,
-            Facility::Syslog => libc::LOG_SYSLOG,
-            Facility::User => libc::LOG_USER,
-            Facility::Uucp => libc::LOG_UUCP,
-            Facility::Local0 => libc::LOG_LOCAL0,
-            Facility::Local1 => libc::LOG_LOCAL1,
-            Facility::Local2 => libc::LOG_LOCAL2,
-            Facility::Local3 => libc::LOG_LOCAL3,
-            Facility::Local4 => libc::LOG_LOCAL4,
-            Facility::Local5 => libc::LOG_LOCAL5,
-            Facility::Local6 => libc::LOG_LOCAL6,
-            Facility::Local7 => libc::LOG_LOCAL7,
-        }
+        self as libc::c_int
     }
 }
 
@@ -137,26 +110,21 @@ impl fmt::Display for Facility {
     }
 }
 
-/// A syslog severity.
+/// A syslog severity; its value is libc's `LOG_*` code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
 pub enum Level {
-    Err,
-    Warning,
-    Notice,
-    Info,
-    Debug,
+    Err = libc::LOG_ERR,
+    Warning = libc::LOG_WARNING,
+    Notice = libc::LOG_NOTICE,
+    Info = libc::LOG_INFO,
+    Debug = libc::LOG_DEBUG,
 }
 
 impl Level {
     /// The libc `LOG_*` severity code.
     pub fn code(self) -> libc::c_int {
-        match self {
-            Level::Err => libc::LOG_ERR,
-            Level::Warning => libc::LOG_WARNING,
-            Level::Notice => libc::LOG_NOTICE,
-            Level::Info => libc::LOG_INFO,
-            Level::Debug => libc::LOG_DEBUG,
-        }
+        self as libc::c_int
     }
 }
 
@@ -344,153 +312,153 @@ mod tests {
         assert_eq!(c_string("a\0b\0").as_bytes(), b"ab");
         assert_eq!(c_string("").as_bytes(), b"");
     }
-}
 
-/// Proves that lines reach a real syslog socket, without touching the host's syslog:
-/// the test re-executes itself as a child that enters a private mount namespace, bind-mounts
-/// a temporary directory holding our datagram socket `log` over `/dev` (visible to that
-/// child only), and logs. glibc's syslog(3) then connects to `/dev/log`, which is our socket.
-#[cfg(all(test, target_os = "linux"))]
-mod linux_socket_tests {
-    use super::*;
-    use std::os::unix::net::UnixDatagram;
-    use std::path::Path;
-    use std::process::Command;
-    use std::time::Duration;
+    /// Proves that lines reach a real syslog socket, without touching the host's syslog:
+    /// the test re-executes itself as a child that enters a private mount namespace, bind-mounts
+    /// a temporary directory holding our datagram socket `log` over `/dev` (visible to that
+    /// child only), and logs. glibc's syslog(3) then connects to `/dev/log`, which is our socket.
+    #[cfg(target_os = "linux")]
+    mod linux_socket_tests {
+        use crate::syslog::*;
+        use std::os::unix::net::UnixDatagram;
+        use std::path::Path;
+        use std::process::Command;
+        use std::time::Duration;
 
-    const CHILD_ENV: &str = "PFSTATELOG_SYSLOG_TEST_DIR";
-    /// Child exit status meaning "cannot run here"; it prints the reason.
-    const SKIP: i32 = 77;
+        const CHILD_ENV: &str = "PFSTATELOG_SYSLOG_TEST_DIR";
+        /// Child exit status meaning "cannot run here"; it prints the reason.
+        const SKIP: i32 = 77;
 
-    /// %-directives and a NUL prove the "%s" format and the NUL stripping.
-    const MSG1: &str = "state start 192.0.2.1:4500\0 %s %n %x";
-    const MSG2: &str = "pf state table full";
-    const MSG3: &str = "after reopen";
+        /// %-directives and a NUL prove the "%s" format and the NUL stripping.
+        const MSG1: &str = "state start 192.0.2.1:4500\0 %s %n %x";
+        const MSG2: &str = "pf state table full";
+        const MSG3: &str = "after reopen";
 
-    #[test]
-    fn lines_reach_dev_log() {
-        if let Some(dir) = std::env::var_os(CHILD_ENV) {
-            child(Path::new(&dir));
-            return;
-        }
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            println!("skipped: needs root to create a mount namespace");
-            return;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sock = UnixDatagram::bind(dir.path().join("log")).expect("bind socket");
-        sock.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
+        #[test]
+        fn lines_reach_dev_log() {
+            if let Some(dir) = std::env::var_os(CHILD_ENV) {
+                child(Path::new(&dir));
+                return;
+            }
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } != 0 {
+                println!("skipped: needs root to create a mount namespace");
+                return;
+            }
+            let dir = tempfile::tempdir().expect("tempdir");
+            let sock = UnixDatagram::bind(dir.path().join("log")).expect("bind socket");
+            sock.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
 
-        let exe = std::env::current_exe().expect("current_exe");
-        // The test's name inside the test binary: module path without the crate name.
-        let path = module_path!();
-        let name = format!(
-            "{}::lines_reach_dev_log",
-            path.split_once("::").map_or(path, |(_, rest)| rest)
-        );
-        let proc = Command::new(exe)
-            .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, dir.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run child");
-        let pid = proc.id();
-        let out = proc.wait_with_output().expect("wait for child");
-        let child_out = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if out.status.code() == Some(SKIP) {
-            // libtest prints "test NAME ... " before the child's line, so search within lines.
-            let why = child_out
-                .find("skipped:")
-                .and_then(|at| child_out[at..].lines().next())
-                .unwrap_or("skipped: child could not set up a mount namespace");
-            println!("{why}");
-            return;
-        }
-        assert!(out.status.success(), "child failed: {child_out}");
-
-        let mut lines = Vec::new();
-        let mut buf = [0u8; 4096];
-        for _ in 0..3 {
-            let n = sock
-                .recv(&mut buf)
-                .unwrap_or_else(|e| panic!("no datagram ({e}); child said: {child_out}"));
-            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-        // glibc format: "<PRI>Mmm dd hh:mm:ss ident[pid]: message".
-        let tag = format!(" pfstatelog-test[{pid}]: ");
-        // daemon (3 << 3) | info (6) = 30; | warning (4) = 28; local3 (19 << 3) | err (3) = 155.
-        for (line, pri, msg) in [
-            (&lines[0], "<30>", "state start 192.0.2.1:4500 %s %n %x"),
-            (&lines[1], "<28>", MSG2),
-            (&lines[2], "<155>", MSG3),
-        ] {
-            assert!(line.starts_with(pri), "{line:?} should start with {pri}");
-            assert!(
-                line.ends_with(&format!("{tag}{msg}")),
-                "{line:?} should end with {tag}{msg}"
+            let exe = std::env::current_exe().expect("current_exe");
+            // The test's name inside the test binary: module path without the crate name.
+            let path = module_path!();
+            let name = format!(
+                "{}::lines_reach_dev_log",
+                path.split_once("::").map_or(path, |(_, rest)| rest)
             );
-        }
-        println!("received: {lines:?}");
-    }
+            let proc = Command::new(exe)
+                .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+                .env(CHILD_ENV, dir.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run child");
+            let pid = proc.id();
+            let out = proc.wait_with_output().expect("wait for child");
+            let child_out = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if out.status.code() == Some(SKIP) {
+                // libtest prints "test NAME ... " before the child's line, so search within lines.
+                let why = child_out
+                    .find("skipped:")
+                    .and_then(|at| child_out[at..].lines().next())
+                    .unwrap_or("skipped: child could not set up a mount namespace");
+                println!("{why}");
+                return;
+            }
+            assert!(out.status.success(), "child failed: {child_out}");
 
-    /// The child: private mount namespace, socket dir over /dev, then log.
-    fn child(dir: &Path) {
-        fn skip(why: String) -> ! {
-            println!("skipped: {why}");
-            std::process::exit(SKIP);
+            let mut lines = Vec::new();
+            let mut buf = [0u8; 4096];
+            for _ in 0..3 {
+                let n = sock
+                    .recv(&mut buf)
+                    .unwrap_or_else(|e| panic!("no datagram ({e}); child said: {child_out}"));
+                lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            // glibc format: "<PRI>Mmm dd hh:mm:ss ident[pid]: message".
+            let tag = format!(" pfstatelog-test[{pid}]: ");
+            // daemon (3 << 3) | info (6) = 30; | warning (4) = 28; local3 (19 << 3) | err (3) = 155.
+            for (line, pri, msg) in [
+                (&lines[0], "<30>", "state start 192.0.2.1:4500 %s %n %x"),
+                (&lines[1], "<28>", MSG2),
+                (&lines[2], "<155>", MSG3),
+            ] {
+                assert!(line.starts_with(pri), "{line:?} should start with {pri}");
+                assert!(
+                    line.ends_with(&format!("{tag}{msg}")),
+                    "{line:?} should end with {tag}{msg}"
+                );
+            }
+            println!("received: {lines:?}");
         }
-        // SAFETY: plain syscalls with valid NUL-terminated arguments. CLONE_NEWNS affects
-        // only this thread, which is the one that logs below.
-        unsafe {
-            if libc::unshare(libc::CLONE_NEWNS) != 0 {
-                skip(format!(
-                    "unshare(CLONE_NEWNS): {}",
-                    std::io::Error::last_os_error()
-                ));
+
+        /// The child: private mount namespace, socket dir over /dev, then log.
+        fn child(dir: &Path) {
+            fn skip(why: String) -> ! {
+                println!("skipped: {why}");
+                std::process::exit(SKIP);
             }
-            // Private first, so that the bind mount cannot propagate to the host.
-            let flags = libc::MS_REC | libc::MS_PRIVATE;
-            if libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                flags,
-                std::ptr::null(),
-            ) != 0
-            {
-                skip(format!(
-                    "make / private: {}",
-                    std::io::Error::last_os_error()
-                ));
+            // SAFETY: plain syscalls with valid NUL-terminated arguments. CLONE_NEWNS affects
+            // only this thread, which is the one that logs below.
+            unsafe {
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    skip(format!(
+                        "unshare(CLONE_NEWNS): {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+                // Private first, so that the bind mount cannot propagate to the host.
+                let flags = libc::MS_REC | libc::MS_PRIVATE;
+                if libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    flags,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    skip(format!(
+                        "make / private: {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+                let src = CString::new(dir.as_os_str().as_encoded_bytes()).expect("dir path");
+                if libc::mount(
+                    src.as_ptr(),
+                    c"/dev".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    skip(format!(
+                        "bind mount over /dev: {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
             }
-            let src = CString::new(dir.as_os_str().as_encoded_bytes()).expect("dir path");
-            if libc::mount(
-                src.as_ptr(),
-                c"/dev".as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND,
-                std::ptr::null(),
-            ) != 0
-            {
-                skip(format!(
-                    "bind mount over /dev: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
+            let s = Syslog::open("pfstatelog-test", Facility::Daemon);
+            s.log(Level::Info, MSG1);
+            let logger = Logger::with_syslog(Some(s), false);
+            logger.warn(MSG2);
+            let s = Syslog::open("pfstatelog-test", Facility::Local3);
+            s.reopen();
+            s.log(Level::Err, MSG3);
         }
-        let s = Syslog::open("pfstatelog-test", Facility::Daemon);
-        s.log(Level::Info, MSG1);
-        let logger = Logger::with_syslog(Some(s), false);
-        logger.warn(MSG2);
-        let s = Syslog::open("pfstatelog-test", Facility::Local3);
-        s.reopen();
-        s.log(Level::Err, MSG3);
     }
 }

@@ -323,6 +323,11 @@ impl Cursor<'_> {
         Some(s.iter().fold(0, |a, b| a * 10 + u32::from(b - b'0')))
     }
 
+    /// `sep`, then exactly `n` ASCII digits.
+    fn after(&mut self, sep: u8, n: usize) -> Option<u32> {
+        self.eat(sep).then(|| self.num(n)).flatten()
+    }
+
     fn digits(&mut self) -> &[u8] {
         let start = self.i;
         while self.peek().is_some_and(|b| b.is_ascii_digit()) {
@@ -342,15 +347,10 @@ fn parse_datetime(input: &str, t: &str, zone: &Zone) -> Result<Micros, TimeError
         b: t.as_bytes(),
         i: 0,
     };
-    let year = c.num(4).ok_or_else(|| syn("expected a date YYYY-MM-DD"))?;
-    if !c.eat(b'-') {
-        return Err(syn("expected a date YYYY-MM-DD"));
-    }
-    let month = c.num(2).ok_or_else(|| syn("expected a date YYYY-MM-DD"))?;
-    if !c.eat(b'-') {
-        return Err(syn("expected a date YYYY-MM-DD"));
-    }
-    let day = c.num(2).ok_or_else(|| syn("expected a date YYYY-MM-DD"))?;
+    let bad_date = || syn("expected a date YYYY-MM-DD");
+    let year = c.num(4).ok_or_else(bad_date)?;
+    let month = c.after(b'-', 2).ok_or_else(bad_date)?;
+    let day = c.after(b'-', 2).ok_or_else(bad_date)?;
     if !(1..=12).contains(&month) {
         return Err(syn("month out of range"));
     }
@@ -364,15 +364,13 @@ fn parse_datetime(input: &str, t: &str, zone: &Zone) -> Result<Micros, TimeError
     if !(c.eat(b'T') || c.eat(b't') || c.eat(b' ')) {
         return Err(syn("expected T or a space after the date"));
     }
-    let hour = c.num(2).ok_or_else(|| syn("expected a time HH:MM:SS"))?;
-    if !c.eat(b':') {
-        return Err(syn("expected a time HH:MM:SS"));
-    }
-    let minute = c.num(2).ok_or_else(|| syn("expected a time HH:MM:SS"))?;
+    let bad_time = || syn("expected a time HH:MM:SS");
+    let hour = c.num(2).ok_or_else(bad_time)?;
+    let minute = c.after(b':', 2).ok_or_else(bad_time)?;
     let mut second = 0;
     let mut frac_us = 0;
     if c.eat(b':') {
-        second = c.num(2).ok_or_else(|| syn("expected a time HH:MM:SS"))?;
+        second = c.num(2).ok_or_else(bad_time)?;
         if c.eat(b'.') || c.eat(b',') {
             frac_us = fraction_micros(c.digits()).ok_or_else(|| syn("bad fraction"))?;
         }
@@ -481,7 +479,7 @@ where
 
 /// Parse a DUR argument: a bare number of seconds (`90`, `1.5`) or a sequence of
 /// `<number><unit>` with units `us`, `ms`, `s`, `m`, `h`, `d`, `w` (`1h30m`, `0.250s`).
-pub fn parse_duration(s: &str) -> Result<Micros, TimeError> {
+pub(crate) fn parse_duration(s: &str) -> Result<Micros, TimeError> {
     let t = s.trim();
     if t.is_empty() {
         return Err(dur_err(s, format!("empty; {DURATION_HINT}")));
@@ -590,7 +588,7 @@ pub fn format_rfc3339(us: Micros) -> String {
 
 /// RFC 3339 with microseconds in `zone`: `Z` for UTC, else the zone's offset
 /// (`2025-03-14T10:00:45.173988+01:00`).
-pub fn format_in(us: Micros, zone: &Zone) -> String {
+pub(crate) fn format_in(us: Micros, zone: &Zone) -> String {
     // Zone lookups outside years 0..=9999 can fail inside chrono; show those in UTC.
     let in_range = (MIN_SECS + 86_400..=MAX_SECS - 86_400).contains(&us.div_euclid(US_PER_SEC));
     let dt = match utc(us) {
@@ -619,19 +617,10 @@ where
     Some(dt.format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string())
 }
 
-/// RFC 3339 UTC in whole seconds (truncated): `2025-03-14T09:00:45Z`.
-pub fn format_seconds(us: Micros) -> String {
-    // %S drops the fraction, which truncates toward the past as wanted.
-    match utc(us) {
-        Some(dt) => dt.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        None => fallback(us),
-    }
-}
-
 /// Human-friendly duration from the largest to the smallest non-zero unit:
 /// `1h02m03s`, `45s`, `2d03h`, `0.250s`, `1m05.000001s`, `0s`. The output parses back
 /// with [`parse_duration`] to the same value.
-pub fn format_duration(us: Micros) -> String {
+pub(crate) fn format_duration(us: Micros) -> String {
     let mut out = String::new();
     if us < 0 {
         out.push('-');
@@ -941,12 +930,10 @@ mod tests {
     fn formatting() {
         let t = utc_t("2025-03-14T09:00:45.173988Z");
         assert_eq!(format_rfc3339(t), "2025-03-14T09:00:45.173988Z");
-        assert_eq!(format_seconds(t), "2025-03-14T09:00:45Z");
         assert_eq!(format_in(t, &Zone::Utc), "2025-03-14T09:00:45.173988Z");
         assert_eq!(format_in(t, &paris()), "2025-03-14T10:00:45.173988+01:00");
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000000Z");
         // Truncation toward the past, also before 1970.
-        assert_eq!(format_seconds(-1), "1969-12-31T23:59:59Z");
         assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59.999999Z");
     }
 
@@ -1003,7 +990,6 @@ mod tests {
     fn extremes_do_not_panic() {
         for us in [i64::MIN, i64::MIN + 1, i64::MAX, -1, 0] {
             let _ = format_rfc3339(us);
-            let _ = format_seconds(us);
             let _ = format_duration(us);
             for z in [Zone::Utc, Zone::Local, paris()] {
                 let _ = format_in(us, &z);
@@ -1043,7 +1029,6 @@ mod tests {
         #[test]
         fn formatting_never_panics(us: i64) {
             let _ = format_rfc3339(us);
-            let _ = format_seconds(us);
             let _ = format_duration(us);
             let _ = format_in(us, &paris());
             let _ = format_in(us, &Zone::Local);

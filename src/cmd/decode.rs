@@ -11,7 +11,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-pub fn run(a: DecodeArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(a: DecodeArgs) -> anyhow::Result<u8> {
     let mut out = super::out::stdout();
     let mut stats = DecodeStats::default();
     let limit = a.count.unwrap_or(u64::MAX);

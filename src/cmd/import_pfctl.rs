@@ -29,7 +29,7 @@ const BATCH: usize = 20_000;
 
 /// What loading a snapshot did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// States read and applied.
     pub states: u64,
     /// Of those, lifetimes the tracker did not have open (new, or merged into a stored row).
@@ -44,7 +44,7 @@ pub struct Summary {
 }
 
 /// How to load: where, as which run, at which time.
-pub struct Load<'a> {
+pub(crate) struct Load<'a> {
     pub db: &'a str,
     pub run: RunInfo,
     /// When the snapshot was taken (start = taken − age).
@@ -57,7 +57,7 @@ pub struct Load<'a> {
 }
 
 /// Feed parsed states into the database through the tracker and the writer.
-pub fn load(
+pub(crate) fn load(
     items: impl Iterator<Item = Result<FullState, ParseError>>,
     l: &Load,
     mut on_error: impl FnMut(&ParseError),
@@ -151,7 +151,7 @@ fn plural(n: u64, what: &str) -> String {
 }
 
 /// `--creator HEX`.
-pub fn parse_creator(s: &str) -> anyhow::Result<u32> {
+pub(crate) fn parse_creator(s: &str) -> anyhow::Result<u32> {
     let h = s.trim();
     let h = h
         .strip_prefix("0x")
@@ -181,7 +181,7 @@ fn summary_line(source: &str, taken: Micros, s: &Summary) -> String {
     )
 }
 
-pub fn run(a: ImportPfctlArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(a: ImportPfctlArgs) -> anyhow::Result<u8> {
     let db = a.db.path();
     let creator = a.creator.as_deref().map(parse_creator).transpose()?;
     let now = super::wall_us();
@@ -260,7 +260,7 @@ pub fn run(a: ImportPfctlArgs) -> anyhow::Result<u8> {
 }
 
 /// `record --snapshot`, first half, as root: run `pfctl -ss -vv` and read its states.
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub taken: Micros,
     pub states: Vec<FullState>,
     pub errors: Vec<ParseError>,
@@ -278,7 +278,7 @@ fn pfctl_path() -> &'static str {
 /// Run `pfctl -ss -vv` (needs root: /dev/pf) and parse its output as it streams, so only
 /// the states are held, not the text. `None` (after a warning) when there is no pfctl or
 /// it fails: recording goes on without the snapshot.
-pub fn take_snapshot(log: &Logger) -> Option<Snapshot> {
+pub(crate) fn take_snapshot(log: &Logger) -> Option<Snapshot> {
     use std::process::{Command, Stdio};
     let taken = super::wall_us();
     let child = Command::new(pfctl_path())
@@ -346,7 +346,7 @@ pub fn take_snapshot(log: &Logger) -> Option<Snapshot> {
 
 /// `record --snapshot`, second half, after privileges are dropped: load what pfctl showed.
 /// Never fails the recorder: problems are logged.
-pub fn store_snapshot(snap: Snapshot, db: &str, iface: &str, log: &Logger) {
+pub(crate) fn store_snapshot(snap: Snapshot, db: &str, iface: &str, log: &Logger) {
     let n_err = snap.errors.len();
     let items = snap
         .errors

@@ -152,13 +152,9 @@ $ pfstatelog export \-\-from 2025\-03\-14T00:00:00Z \e
 
 /// pfstatelog(8): the top-level page plus a section per command with its synopsis and
 /// options, so `man pfstatelog` alone documents everything.
-pub fn main_page() -> anyhow::Result<String> {
+pub(crate) fn main_page() -> anyhow::Result<String> {
     let cmd = command();
-    let man = Man::new(cmd.clone())
-        .title("PFSTATELOG")
-        .section("8")
-        .manual("System Manager's Manual")
-        .source(format!("pfstatelog {}", env!("CARGO_PKG_VERSION")));
+    let man = page(cmd.clone(), "PFSTATELOG");
     let mut out = Vec::new();
     man.render_title(&mut out)?;
     man.render_name_section(&mut out)?;
@@ -246,6 +242,15 @@ fn synopsis(sub: &clap::Command) -> String {
     line
 }
 
+/// A section 8 page of `cmd` titled `title`.
+fn page(cmd: clap::Command, title: &str) -> Man {
+    Man::new(cmd)
+        .title(title)
+        .section("8")
+        .manual("System Manager's Manual")
+        .source(format!("pfstatelog {}", env!("CARGO_PKG_VERSION")))
+}
+
 /// pfstatelog-COMMAND(8) for every command, as clap_mangen renders them.
 fn sub_pages() -> Vec<(String, Man)> {
     command()
@@ -253,17 +258,13 @@ fn sub_pages() -> Vec<(String, Man)> {
         .filter(|s| !s.is_hide_set())
         .map(|s| {
             let name = format!("pfstatelog-{}", s.get_name());
-            let man = Man::new(s.clone().display_name(name.clone()))
-                .title(name.to_uppercase())
-                .section("8")
-                .manual("System Manager's Manual")
-                .source(format!("pfstatelog {}", env!("CARGO_PKG_VERSION")));
+            let man = page(s.clone().display_name(name.clone()), &name.to_uppercase());
             (format!("{name}.8"), man)
         })
         .collect()
 }
 
-pub fn man(a: ManArgs) -> anyhow::Result<u8> {
+pub(crate) fn man(a: ManArgs) -> anyhow::Result<u8> {
     let page = main_page()?;
     match &a.out {
         None => {
@@ -290,7 +291,7 @@ pub fn man(a: ManArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-pub fn completions(a: CompletionsArgs) -> anyhow::Result<u8> {
+pub(crate) fn completions(a: CompletionsArgs) -> anyhow::Result<u8> {
     use clap_complete::{generate, Shell};
     let shell = match a.shell {
         CompletionShell::Bash => Shell::Bash,
@@ -310,7 +311,7 @@ pub fn completions(a: CompletionsArgs) -> anyhow::Result<u8> {
 /// `record --check-args`: resolve everything that does not depend on the host (facility,
 /// database path, chroot layout, BPF filter syntax) and print it; touch no interface, user
 /// or database. Exit 0 when `record` would get past its arguments.
-pub fn check_record_args(a: RecordArgs) -> anyhow::Result<u8> {
+pub(crate) fn check_record_args(a: RecordArgs) -> anyhow::Result<u8> {
     let facility: crate::syslog::Facility = a
         .syslog_facility
         .parse()

@@ -14,13 +14,13 @@ use serde_json::json;
 use std::io::{BufRead, Write};
 use std::net::IpAddr;
 
-pub fn parse_ip(s: &str) -> anyhow::Result<IpAddr> {
+pub(crate) fn parse_ip(s: &str) -> anyhow::Result<IpAddr> {
     s.trim().parse().map_err(|_| {
         anyhow!("invalid IP address \"{s}\": expected IPv4 (203.0.113.5) or IPv6 (2001:db8::1)")
     })
 }
 
-pub fn parse_port(s: &str) -> anyhow::Result<u16> {
+pub(crate) fn parse_port(s: &str) -> anyhow::Result<u16> {
     s.trim().parse().map_err(|_| {
         if s.trim().parse::<i128>().is_ok() {
             anyhow!("invalid port \"{s}\": out of range 0-65535")
@@ -31,7 +31,7 @@ pub fn parse_port(s: &str) -> anyhow::Result<u16> {
 }
 
 /// `IP`, `IP:PORT`, `[IPv6]:PORT`.
-pub fn parse_remote(s: &str) -> anyhow::Result<(IpAddr, Option<u16>)> {
+pub(crate) fn parse_remote(s: &str) -> anyhow::Result<(IpAddr, Option<u16>)> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok((ip, None));
     }
@@ -42,7 +42,7 @@ pub fn parse_remote(s: &str) -> anyhow::Result<(IpAddr, Option<u16>)> {
 }
 
 /// `IP` or `IP/LEN` -> the first and last address of the prefix.
-pub fn parse_cidr(s: &str) -> anyhow::Result<(IpAddr, IpAddr)> {
+pub(crate) fn parse_cidr(s: &str) -> anyhow::Result<(IpAddr, IpAddr)> {
     let bad = || {
         anyhow!("invalid host \"{s}\": expected an address or a prefix like 192.168.1.0/24 or 2001:db8::/64")
     };
@@ -51,36 +51,21 @@ pub fn parse_cidr(s: &str) -> anyhow::Result<(IpAddr, IpAddr)> {
         None => (s, None),
     };
     let ip: IpAddr = a.trim().parse().map_err(|_| bad())?;
-    Ok(match ip {
-        IpAddr::V4(v) => {
-            let len = len.unwrap_or(32);
-            if len > 32 {
-                return Err(bad());
-            }
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            let n = u32::from(v);
-            (
-                IpAddr::from((n & mask).to_be_bytes()),
-                IpAddr::from((n | !mask).to_be_bytes()),
-            )
-        }
-        IpAddr::V6(v) => {
-            let len = len.unwrap_or(128);
-            if len > 128 {
-                return Err(bad());
-            }
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - len)
-            };
-            let n = u128::from(v);
-            (
-                IpAddr::from((n & mask).to_be_bytes()),
-                IpAddr::from((n | !mask).to_be_bytes()),
-            )
-        }
-    })
+    let (bits, n) = match ip {
+        IpAddr::V4(v) => (32, u128::from(u32::from(v))),
+        IpAddr::V6(v) => (128, u128::from(v)),
+    };
+    let len = len.unwrap_or(bits);
+    if len > bits {
+        return Err(bad());
+    }
+    // The host part: the low bits - len bits (none for a whole address).
+    let host = u128::MAX.checked_shr(128 - (bits - len)).unwrap_or(0);
+    let addr = |x: u128| match ip {
+        IpAddr::V4(_) => IpAddr::from(std::net::Ipv4Addr::from(x as u32)),
+        IpAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::from(x)),
+    };
+    Ok((addr(n & !host), addr(n | host)))
 }
 
 /// Input zone (naive times) and output zone (UTC unless --tz).
@@ -197,7 +182,7 @@ fn answer_code(found: bool, damaged: bool) -> u8 {
     }
 }
 
-pub fn who(a: WhoArgs) -> anyhow::Result<u8> {
+pub(crate) fn who(a: WhoArgs) -> anyhow::Result<u8> {
     let (zin, zout) = zones(&a.tz)?;
     if let Some(batch) = &a.batch {
         return who_batch(&a, batch, &zin, &zout);
@@ -358,19 +343,16 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone, zout: &Zone) -> anyhow::Result
         unknown |= rows.is_empty() && !damage.is_empty();
         match a.format {
             OutFormat::Csv => {
-                let input = [f(0), f(1), f(2), f(3), f(4)];
                 let cells = batch_coverage_cells(&cov, &damage);
-                if rows.is_empty() {
-                    let mut r: Vec<String> = input.to_vec();
-                    r.push("0".into());
-                    r.extend(std::iter::repeat_n(String::new(), CSV_FIELDS.len()));
-                    r.extend(cells.iter().cloned());
-                    out.write_all(&csv_line(&r)?)?;
-                }
-                for l in &rows {
-                    let mut r: Vec<String> = input.to_vec();
-                    r.push(rows.len().to_string());
-                    r.extend(csv_record(l));
+                // No match is still a line, its lifetime fields empty.
+                let lifetimes = if rows.is_empty() {
+                    vec![vec![String::new(); CSV_FIELDS.len()]]
+                } else {
+                    rows.iter().map(csv_record).collect()
+                };
+                for l in lifetimes {
+                    let mut r = vec![f(0), f(1), f(2), f(3), f(4), rows.len().to_string()];
+                    r.extend(l);
                     r.extend(cells.iter().cloned());
                     out.write_all(&csv_line(&r)?)?;
                 }
@@ -446,17 +428,15 @@ fn who_batch(a: &WhoArgs, path: &str, zin: &Zone, zout: &Zone) -> anyhow::Result
     })
 }
 
-pub fn history(a: HistoryArgs) -> anyhow::Result<u8> {
+pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<u8> {
     let (zin, zout) = zones(&a.tz)?;
     let (lo, hi) = parse_cidr(&a.host)?;
-    let from = match &a.from {
-        Some(t) => parse_time(t, &zin).map_err(|e| anyhow!("--from: {e}"))?,
-        None => i64::MIN,
+    let time = |t: &Option<String>, flag: &str, none: Micros| match t {
+        Some(t) => parse_time(t, &zin).map_err(|e| anyhow!("--{flag}: {e}")),
+        None => Ok(none),
     };
-    let to = match &a.to {
-        Some(t) => parse_time(t, &zin).map_err(|e| anyhow!("--to: {e}"))?,
-        None => i64::MAX,
-    };
+    let from = time(&a.from, "from", i64::MIN)?;
+    let to = time(&a.to, "to", i64::MAX)?;
     if from > to {
         bail!("--from is after --to");
     }
@@ -491,7 +471,7 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<u8> {
     Ok(answer_code(!rows.is_empty(), !damage.is_empty()))
 }
 
-pub fn stats(a: StatsArgs) -> anyhow::Result<u8> {
+pub(crate) fn stats(a: StatsArgs) -> anyhow::Result<u8> {
     let db = a.db.path();
     let s = store::open_read(&db)?.stats()?;
     let mut out = super::out::stdout();
@@ -504,7 +484,7 @@ pub fn stats(a: StatsArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-pub fn prune(a: PruneArgs) -> anyhow::Result<u8> {
+pub(crate) fn prune(a: PruneArgs) -> anyhow::Result<u8> {
     let zin = Zone::Local;
     let before = match (&a.before, &a.older_than) {
         (Some(t), _) => parse_time(t, &zin).map_err(|e| anyhow!("--before: {e}"))?,

@@ -55,7 +55,7 @@ fn judge(h: &Health, now: i64, silent_after: i64) -> Verdict {
     }
 }
 
-pub fn run(a: StatusArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(a: StatusArgs) -> anyhow::Result<u8> {
     let db = a.db.path();
     let now = super::wall_us();
     let h = store::open_read(&db)?.health(now)?;

@@ -29,13 +29,10 @@ impl EndReason {
         }
     }
     pub fn from_name(s: &str) -> Option<EndReason> {
-        Some(match s {
-            "delete" => EndReason::Delete,
-            "delete-full" => EndReason::DeleteFull,
-            "clear" => EndReason::Clear,
-            "replaced" => EndReason::Replaced,
-            _ => return None,
-        })
+        use EndReason::*;
+        [Delete, DeleteFull, Clear, Replaced]
+            .into_iter()
+            .find(|r| r.name() == s)
     }
 }
 

@@ -42,30 +42,29 @@ pub enum Af {
 
 impl Af {
     pub fn from_openbsd(v: u8) -> Af {
-        match v {
-            2 => Af::Inet,
-            24 => Af::Inet6,
-            o => Af::Other(o),
-        }
+        Af::from_code(v, 24)
     }
     pub fn to_openbsd(self) -> u8 {
-        match self {
-            Af::Inet => 2,
-            Af::Inet6 => 24,
-            Af::Other(o) => o,
-        }
+        self.code(24)
     }
     pub fn from_freebsd(v: u8) -> Af {
+        Af::from_code(v, 28)
+    }
+    pub fn to_freebsd(self) -> u8 {
+        self.code(28)
+    }
+    /// AF_INET is 2 on both; AF_INET6 is the sender's `inet6`.
+    fn from_code(v: u8, inet6: u8) -> Af {
         match v {
             2 => Af::Inet,
-            28 => Af::Inet6,
+            v if v == inet6 => Af::Inet6,
             o => Af::Other(o),
         }
     }
-    pub fn to_freebsd(self) -> u8 {
+    fn code(self, inet6: u8) -> u8 {
         match self {
             Af::Inet => 2,
-            Af::Inet6 => 28,
+            Af::Inet6 => inet6,
             Af::Other(o) => o,
         }
     }
@@ -79,14 +78,15 @@ impl Af {
 }
 
 /// pf_addr: 16 bytes; IPv4 in the first four.
-pub fn addr_from(af: Af, raw: &[u8; 16]) -> IpAddr {
+pub(crate) fn addr_from(af: Af, raw: &[u8; 16]) -> IpAddr {
     match af {
         Af::Inet6 => IpAddr::V6(Ipv6Addr::from(*raw)),
         _ => IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3])),
     }
 }
 
-pub fn addr_to(a: &IpAddr) -> [u8; 16] {
+#[cfg(feature = "emit")]
+pub(crate) fn addr_to(a: &IpAddr) -> [u8; 16] {
     match a {
         IpAddr::V4(v4) => {
             let mut r = [0u8; 16];
@@ -195,9 +195,9 @@ pub struct StateRef {
 /// A map keyed by state. Keys come from the network, so the hasher is keyed at random (no
 /// flooding with colliding ids), but several times cheaper than std's SipHash, which the
 /// tracker and the writer paid on every message (perf: ~5 % of an import).
-pub type StateMap<V> = std::collections::HashMap<StateRef, V, ahash::RandomState>;
+pub(crate) type StateMap<V> = std::collections::HashMap<StateRef, V, ahash::RandomState>;
 /// The set counterpart of [`StateMap`].
-pub type StateSet = std::collections::HashSet<StateRef, ahash::RandomState>;
+pub(crate) type StateSet = std::collections::HashSet<StateRef, ahash::RandomState>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BusStatus {

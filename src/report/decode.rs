@@ -44,6 +44,11 @@ fn hms(secs: u32) -> String {
     )
 }
 
+/// `id: ... creatorid: ...`, as tcpdump names a state.
+fn ref_text(id: u64, creator_id: u32) -> String {
+    format!("id: {} creatorid: {}", hex_id(id), hex_creator(creator_id))
+}
+
 fn message_text(d: &Decoded) -> String {
     match &d.msg {
         Message::Clr(c) if c.ifname.is_empty() => {
@@ -54,18 +59,8 @@ fn message_text(d: &Decoded) -> String {
             hex_creator(c.creator_id),
             c.ifname
         ),
-        Message::InsAck(r) | Message::UpdReq(r) | Message::DelC(r) => {
-            format!(
-                "id: {} creatorid: {}",
-                hex_id(r.id),
-                hex_creator(r.creator_id)
-            )
-        }
-        Message::UpdC(u) => format!(
-            "id: {} creatorid: {}",
-            hex_id(u.id),
-            hex_creator(u.creator_id)
-        ),
+        Message::InsAck(r) | Message::UpdReq(r) | Message::DelC(r) => ref_text(r.id, r.creator_id),
+        Message::UpdC(u) => ref_text(u.id, u.creator_id),
         Message::Bus(b) => format!(
             "creatorid: {} age: {} status: {}",
             hex_creator(b.creator_id),
@@ -94,11 +89,8 @@ fn message_text(d: &Decoded) -> String {
             if s.rule != u32::MAX {
                 l.push_str(&format!(", rule {}", s.rule));
             }
-            l.push_str(&format!(
-                "\n\t   id: {} creatorid: {}",
-                hex_id(s.id),
-                hex_creator(s.creator_id)
-            ));
+            l.push_str("\n\t   ");
+            l.push_str(&ref_text(s.id, s.creator_id));
             l
         }
         Message::Eof => String::new(),

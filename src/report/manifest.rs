@@ -4,15 +4,15 @@
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 /// The manifest layout's version (`pfstatelog_manifest`).
-pub const VERSION: u64 = 1;
+pub(crate) const VERSION: u64 = 1;
 
 /// A writer that passes everything through and keeps the SHA-256 and length of it: the
 /// digest of exactly the bytes the export wrote, wherever they went.
-pub struct Hashing<W: Write> {
+pub(crate) struct Hashing<W: Write> {
     inner: W,
     sha: Sha256,
     bytes: u64,
@@ -50,24 +50,14 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// SHA-256 (hex) and length of a file.
-pub fn file_digest(path: &Path) -> io::Result<(String, u64)> {
-    let mut f = std::fs::File::open(path)?;
+pub(crate) fn file_digest(path: &Path) -> io::Result<(String, u64)> {
     let mut sha = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        sha.update(&buf[..k]);
-        n += k as u64;
-    }
+    let n = io::copy(&mut std::fs::File::open(path)?, &mut sha)?;
     Ok((hex(&sha.finalize()), n))
 }
 
 /// What an export knows when it ends.
-pub struct Facts<'a> {
+pub(crate) struct Facts<'a> {
     pub database: &'a str,
     pub uuid: Option<String>,
     pub schema: i64,
@@ -84,7 +74,7 @@ pub struct Facts<'a> {
     pub coverage: Value,
 }
 
-pub fn manifest(f: &Facts) -> Value {
+pub(crate) fn manifest(f: &Facts) -> Value {
     json!({
         "pfstatelog_manifest": VERSION,
         "pfstatelog": env!("CARGO_PKG_VERSION"),
@@ -108,7 +98,7 @@ pub fn manifest(f: &Facts) -> Value {
 }
 
 /// Write the manifest to a new file (never over an existing one).
-pub fn write(path: &Path, m: &Value) -> anyhow::Result<()> {
+pub(crate) fn write(path: &Path, m: &Value) -> anyhow::Result<()> {
     use anyhow::Context;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -123,7 +113,7 @@ pub fn write(path: &Path, m: &Value) -> anyhow::Result<()> {
 
 /// Rows of a CSV export as its own lines say: (data records, the end line's count).
 /// `Err` when it does not read as one.
-pub fn csv_rows(path: &Path) -> Result<(u64, u64), String> {
+pub(crate) fn csv_rows(path: &Path) -> Result<(u64, u64), String> {
     let text = std::fs::read(path).map_err(|e| e.to_string())?;
     let end = text
         .split(|b| *b == b'\n')
@@ -154,7 +144,7 @@ pub fn csv_rows(path: &Path) -> Result<(u64, u64), String> {
 }
 
 /// Rows of a JSON-lines export: (lifetime lines, the end object's count).
-pub fn json_rows(path: &Path) -> Result<(u64, u64), String> {
+pub(crate) fn json_rows(path: &Path) -> Result<(u64, u64), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
     let parse = |l: &str| serde_json::from_str::<Value>(l).map_err(|e| e.to_string());

@@ -1,8 +1,8 @@
 //! Output: decode lines, syslog lines, and the tables / JSON / CSV of the query commands.
 
-pub mod decode;
+pub(crate) mod decode;
 pub mod line;
-pub mod manifest;
+pub(crate) mod manifest;
 pub mod rows;
 pub mod table;
 
@@ -22,7 +22,7 @@ pub fn proto_name(p: u8) -> String {
     }
 }
 
-pub fn parse_proto(s: &str) -> Option<u8> {
+pub(crate) fn parse_proto(s: &str) -> Option<u8> {
     match s.to_ascii_lowercase().as_str() {
         "icmp" => Some(1),
         "tcp" => Some(6),
@@ -36,7 +36,7 @@ pub fn parse_proto(s: &str) -> Option<u8> {
 }
 
 /// pfctl style: `a.b.c.d:port` for IPv4, `addr[port]` for IPv6.
-pub fn endpoint(a: &IpAddr, port: u16) -> String {
+pub(crate) fn endpoint(a: &IpAddr, port: u16) -> String {
     match a {
         IpAddr::V4(_) => format!("{a}:{port}"),
         IpAddr::V6(_) => format!("{a}[{port}]"),
@@ -51,7 +51,7 @@ pub fn hex_creator(c: u32) -> String {
     format!("{c:08x}")
 }
 
-pub fn stats_text(s: &crate::store::Stats) -> String {
+pub(crate) fn stats_text(s: &crate::store::Stats) -> String {
     let mut t = format!(
         "database      {} ({:.1} MiB)\nstates        {} ({} open, {} archived, {} ended not archived yet), {} evidence-only rows\nreplaced      {} (ended by another state under the same id)\ntime span     {} .. {}\n",
         s.path,

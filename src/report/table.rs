@@ -31,7 +31,7 @@ pub const CSV_FIELDS: &[&str] = &[
     "bytes_in",
 ];
 
-pub fn af_name(af: u8) -> &'static str {
+pub(crate) fn af_name(af: u8) -> &'static str {
     if af == 24 {
         "inet6"
     } else {
@@ -39,7 +39,7 @@ pub fn af_name(af: u8) -> &'static str {
     }
 }
 
-pub fn dir_name(d: u8) -> &'static str {
+pub(crate) fn dir_name(d: u8) -> &'static str {
     match d {
         1 => "in",
         2 => "out",
@@ -48,7 +48,7 @@ pub fn dir_name(d: u8) -> &'static str {
 }
 
 /// The JSON object `who --format json` promises (README, "What the answers mean") (IPv6 in RFC 5952 form, which Rust's Display gives).
-pub fn lifetime_json(l: &Lifetime) -> Value {
+pub(crate) fn lifetime_json(l: &Lifetime) -> Value {
     json!({
         "private_ip": l.private_ip.to_string(),
         "private_port": l.private_port,
@@ -72,7 +72,7 @@ pub fn lifetime_json(l: &Lifetime) -> Value {
     })
 }
 
-pub fn csv_record(l: &Lifetime) -> Vec<String> {
+pub(crate) fn csv_record(l: &Lifetime) -> Vec<String> {
     vec![
         l.private_ip.to_string(),
         l.private_port.to_string(),
@@ -99,7 +99,7 @@ pub fn csv_record(l: &Lifetime) -> Vec<String> {
 }
 
 /// A table for people; `at` marks rows that match only thanks to the window.
-pub fn table(rows: &[Lifetime], zone: &Zone, at: Option<i64>) -> String {
+pub(crate) fn table(rows: &[Lifetime], zone: &Zone, at: Option<i64>) -> String {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);
@@ -147,7 +147,7 @@ pub fn table(rows: &[Lifetime], zone: &Zone, at: Option<i64>) -> String {
     t.to_string()
 }
 
-pub fn coverage_json(c: &Coverage) -> Value {
+pub(crate) fn coverage_json(c: &Coverage) -> Value {
     json!({
         "complete": c.is_clean(),
         "uncovered": c.uncovered.iter().map(|(a, b)| json!({"from": format_rfc3339(*a), "to": format_rfc3339(*b)})).collect::<Vec<_>>(),
@@ -157,7 +157,7 @@ pub fn coverage_json(c: &Coverage) -> Value {
 }
 
 /// Warning lines for stderr, empty when the recorder saw the whole range.
-pub fn coverage_warnings(c: &Coverage) -> Vec<String> {
+pub(crate) fn coverage_warnings(c: &Coverage) -> Vec<String> {
     let mut w = Vec::new();
     for (a, b) in &c.uncovered {
         w.push(format!(

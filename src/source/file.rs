@@ -4,6 +4,7 @@
 //! pcap-file, with the interface's if_tsresol applied (pcap-file leaves timestamps raw).
 
 use super::{Frame, SourceError};
+use byteorder::{BigEndian, ByteOrder, LittleEndian};
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use std::fs::File;
@@ -28,7 +29,7 @@ impl CaptureFile {
     }
 
     /// As `open`, adding to `read` every byte read from the file (for a progress bar).
-    pub fn open_counted(
+    pub(crate) fn open_counted(
         path: &str,
         read: Option<Arc<AtomicU64>>,
     ) -> Result<CaptureFile, SourceError> {
@@ -115,7 +116,8 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 pub struct PcapFile {
     path: String,
     r: BufReader<Box<dyn Read + Send>>,
-    big_endian: bool,
+    /// The file's byte order.
+    read_u32: fn(&[u8]) -> u32,
     nanos: bool,
     pub linktype: u32,
     offset: u64,
@@ -150,16 +152,13 @@ impl PcapFile {
                 why: "file header shorter than 24 bytes".into(),
             });
         }
-        let u32at = |o: usize| {
-            let a = [h[o], h[o + 1], h[o + 2], h[o + 3]];
-            if big_endian {
-                u32::from_be_bytes(a)
-            } else {
-                u32::from_le_bytes(a)
-            }
+        let read_u32: fn(&[u8]) -> u32 = if big_endian {
+            BigEndian::read_u32
+        } else {
+            LittleEndian::read_u32
         };
         // The low 16 bits are the link type; the upper bits carry FCS flags (pcap spec).
-        let linktype = u32at(20) & 0xffff;
+        let linktype = read_u32(&h[20..]) & 0xffff;
         if !crate::wire::link::linktype::is_supported(linktype) {
             return Err(SourceError::Damaged {
                 path: path.into(),
@@ -174,7 +173,7 @@ impl PcapFile {
         Ok(PcapFile {
             path: path.into(),
             r,
-            big_endian,
+            read_u32,
             nanos,
             linktype,
             offset: 24,
@@ -207,15 +206,7 @@ impl PcapFile {
         if n < 16 {
             return self.damaged(format!("record header cut after {n} of 16 bytes"));
         }
-        let be = self.big_endian;
-        let u = |o: usize| {
-            let a = [h[o], h[o + 1], h[o + 2], h[o + 3]];
-            if be {
-                u32::from_be_bytes(a)
-            } else {
-                u32::from_le_bytes(a)
-            }
-        };
+        let u = |o: usize| (self.read_u32)(&h[o..]);
         let (sec, frac, incl, orig) = (u(0), u(4), u(8), u(12));
         if incl > MAX_RECORD {
             return self.damaged(format!("record length {incl} is not believable"));
@@ -251,6 +242,16 @@ pub struct PcapNgFile {
 }
 
 impl PcapNgFile {
+    /// A damaged block ends the file (pcap-file gives no offset).
+    fn damaged(&mut self, why: String) -> Option<Result<Frame, SourceError>> {
+        self.failed = true;
+        Some(Err(SourceError::Damaged {
+            path: self.path.clone(),
+            offset: 0,
+            why,
+        }))
+    }
+
     fn next_frame(&mut self) -> Option<Result<Frame, SourceError>> {
         loop {
             if self.failed {
@@ -259,14 +260,7 @@ impl PcapNgFile {
             let reader = self.reader.as_mut()?;
             let block = match reader.next_block()? {
                 Ok(b) => b,
-                Err(e) => {
-                    self.failed = true;
-                    return Some(Err(SourceError::Damaged {
-                        path: self.path.clone(),
-                        offset: 0,
-                        why: e.to_string(),
-                    }));
-                }
+                Err(e) => return self.damaged(e.to_string()),
             };
             match block {
                 Block::SectionHeader(_) => self.resolutions.clear(),
@@ -282,6 +276,7 @@ impl PcapNgFile {
                 Block::EnhancedPacket(epb) => {
                     let Some(&(linktype, tps)) = self.resolutions.get(epb.interface_id as usize)
                     else {
+                        // `epb` still borrows the reader: the fields, not `self.damaged`.
                         self.failed = true;
                         return Some(Err(SourceError::Damaged {
                             path: self.path.clone(),

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Snap length: larger than any pfsync datagram (IP total length is 16 bits).
-pub const SNAPLEN: i32 = 65_535;
+pub(crate) const SNAPLEN: i32 = 65_535;
 /// On link types that are not pfsync itself, only protocol 240 is wanted.
-pub const DEFAULT_FILTER: &str = "ip proto 240 or ip6 proto 240";
+pub(crate) const DEFAULT_FILTER: &str = "ip proto 240 or ip6 proto 240";
 
 /// Longest wait for a packet before `next_frame` returns `Next::Timeout`.
 const POLL_MS: libc::c_int = 250;
 
-pub struct Live {
+pub(crate) struct Live {
     cap: pcap::Capture<pcap::Active>,
     /// Wall clock when the capture was opened: libpcap's counters count from then.
     pub opened_us: i64,
@@ -65,7 +65,7 @@ pub struct DropRead {
 
 /// Widening of a drop gap on each side: clock granularity, and the moment between the
 /// kernel's count and our reading of it.
-pub const DROP_SLACK_US: i64 = 1_000_000;
+pub(crate) const DROP_SLACK_US: i64 = 1_000_000;
 
 /// The time whose packets may be among the drops counted between two readings `prev` and
 /// `cur`, and how many: `None` if none were counted.
@@ -80,7 +80,7 @@ pub const DROP_SLACK_US: i64 = 1_000_000;
 /// of `cur`'s read and its last delivered packet (packet times may not be the wall clock),
 /// widened by [`DROP_SLACK_US`] each side. Wide on purpose: up to the 5 s between reads,
 /// never the time the reading was processed, which lags the capture under load.
-pub fn drop_gap(prev: &DropRead, cur: &DropRead) -> Option<(i64, i64, u64)> {
+pub(crate) fn drop_gap(prev: &DropRead, cur: &DropRead) -> Option<(i64, i64, u64)> {
     let n = cur.dropped.checked_sub(prev.dropped).filter(|n| *n > 0)?;
     let from = prev.last_ts.map_or(prev.wall_us, |t| t.min(prev.wall_us));
     let to = cur.last_ts.map_or(cur.wall_us, |t| t.max(cur.wall_us));
@@ -91,7 +91,7 @@ pub fn drop_gap(prev: &DropRead, cur: &DropRead) -> Option<(i64, i64, u64)> {
     ))
 }
 
-pub enum Next {
+pub(crate) enum Next {
     Frame(Frame),
     /// The read timeout passed with nothing captured; a chance to flush and check signals.
     Timeout,

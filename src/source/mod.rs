@@ -40,7 +40,7 @@ pub enum SourceError {
 /// queued at once: one wake-up per batch, not per frame (a channel woke the reader for every
 /// frame the importer took, ~8 % of an import's CPU), and a frame never waits for a batch to
 /// fill, so a slow pipe is still written within a second.
-pub struct Handover<T> {
+pub(crate) struct Handover<T> {
     inner: std::sync::Mutex<(std::collections::VecDeque<T>, bool)>,
     not_empty: std::sync::Condvar,
     not_full: std::sync::Condvar,

@@ -2,12 +2,11 @@
 //! an item length, and full states in the three record layouts 1301, 1400 and 1500
 //! (docs/pfsync.md §5, §7). The action code alone selects the record layout.
 
-#[cfg(feature = "emit")]
-use super::ifname_to;
-use super::layout::{self, addr16, need, Section, Subheader};
+use super::layout::{self, wire_struct, Section, Subheader};
 use super::message::*;
-use super::{ifname_from, WireError, WireErrorKind};
+use super::{WireError, WireErrorKind};
 use crate::model::*;
+#[cfg(feature = "emit")]
 use byteorder::{ByteOrder, BE};
 
 pub const VERSION: u8 = 5;
@@ -43,109 +42,9 @@ pub mod size {
     pub const STATE_1500: usize = 360;
 }
 
-/// Byte offsets of the state records (docs/pfsync.md §7); the key and peer are shared.
-pub mod field {
-    pub use crate::wire::layout::field::*;
-    use std::ops::Range;
-    // Common prefix, identical in 1301, 1400 and 1500.
-    pub const ID: usize = 0;
-    pub const IFNAME: Range<usize> = 8..24;
-    pub const KEY0: usize = 24;
-    pub const KEY1: usize = 60;
-    pub const SRC_PEER: usize = 96;
-    pub const DST_PEER: usize = 128;
-    pub const RT_ADDR: Range<usize> = 160..176;
-    pub const RULE: usize = 176;
-    pub const ANCHOR: usize = 180;
-    pub const NAT_RULE: usize = 184;
-    pub const CREATION: usize = 188;
-    pub const EXPIRE: usize = 192;
-    pub const PACKETS0: usize = 196;
-    pub const PACKETS1: usize = 204;
-    pub const BYTES0: usize = 212;
-    pub const BYTES1: usize = 220;
-    pub const CREATORID: usize = 228;
-    /// End of the common prefix.
-    pub const PREFIX_END: usize = 232;
-
-    /// 1301 tail.
-    pub mod v1301 {
-        pub const AF: usize = 232;
-        pub const PROTO: usize = 233;
-        pub const DIRECTION: usize = 234;
-        pub const SPARE: usize = 235;
-        pub const LOG: usize = 237;
-        pub const STATE_FLAGS: usize = 238;
-        pub const TIMEOUT: usize = 239;
-        pub const SYNC_FLAGS: usize = 240;
-        pub const UPDATES: usize = 241;
-    }
-
-    /// 1400 tail.
-    pub mod v1400 {
-        use std::ops::Range;
-        pub const AF: usize = 232;
-        pub const PROTO: usize = 233;
-        pub const DIRECTION: usize = 234;
-        pub const STATE_FLAGS: usize = 235;
-        pub const LOG: usize = 237;
-        pub const SPARE: usize = 238;
-        pub const TIMEOUT: usize = 239;
-        pub const SYNC_FLAGS: usize = 240;
-        pub const UPDATES: usize = 241;
-        pub const QID: usize = 242;
-        pub const PQID: usize = 244;
-        pub const DNPIPE: usize = 246;
-        pub const DNRPIPE: usize = 248;
-        pub const RTABLEID: usize = 250;
-        pub const MIN_TTL: usize = 254;
-        pub const SET_TOS: usize = 255;
-        pub const MAX_MSS: usize = 256;
-        pub const SET_PRIO: usize = 258;
-        pub const RT: usize = 260;
-        pub const RT_IFNAME: Range<usize> = 261..277;
-    }
-
-    /// 1500 tail: nothing lines up with 1301/1400 after the prefix.
-    pub mod v1500 {
-        use std::ops::Range;
-        pub const TAGNAME: Range<usize> = 232..296;
-        pub const RT_IFNAME: Range<usize> = 296..312;
-        pub const ORIG_IFNAME: Range<usize> = 312..328;
-        pub const RTABLEID: usize = 328;
-        pub const STATE_FLAGS: usize = 332;
-        pub const QID: usize = 334;
-        pub const PQID: usize = 336;
-        pub const DNPIPE: usize = 338;
-        pub const DNRPIPE: usize = 340;
-        pub const MAX_MSS: usize = 342;
-        pub const WIRE_AF: usize = 344;
-        pub const STACK_AF: usize = 345;
-        pub const RT_AF: usize = 346;
-        pub const WIRE_PROTO: usize = 347;
-        pub const STACK_PROTO: usize = 348;
-        pub const LOG: usize = 349;
-        pub const TIMEOUT: usize = 350;
-        pub const DIRECTION: usize = 351;
-        pub const RT: usize = 352;
-        pub const MIN_TTL: usize = 353;
-        pub const SET_TOS: usize = 354;
-        pub const SET_PRIO: usize = 355;
-        pub const SPARE: usize = 357;
-    }
-
-    // TDB (48 bytes).
-    pub const T_SPI: usize = 0;
-    pub const T_DST: Range<usize> = 4..32;
-    pub const T_RPL: usize = 32;
-    pub const T_CUR_BYTES: usize = 36;
-    pub const T_SPROTO: usize = 44;
-    pub const T_UPDATES: usize = 45;
-}
-
 /// The fixed item size of an action; `None` for actions whose size is unknown (8, 9, >16),
 /// which can therefore not be stepped over.
-pub fn item_size(act: u8) -> Option<usize> {
+pub(crate) fn item_size(act: u8) -> Option<usize> {
     use self::action as a;
     Some(match act {
         a::CLR => size::CLR,
@@ -172,121 +71,65 @@ pub enum RecordVersion {
 }
 
 impl RecordVersion {
+    /// Each layout's number, record size, INS action and UPD action.
+    #[rustfmt::skip]
+    const TABLE: [(RecordVersion, u16, usize, u8, u8); 3] = [
+        (Self::V1301, 1301, size::STATE_1301, action::INS_1301, action::UPD_1301),
+        (Self::V1400, 1400, size::STATE_1400, action::INS_1400, action::UPD_1400),
+        (Self::V1500, 1500, size::STATE_1500, action::INS_1500, action::UPD_1500),
+    ];
+    fn row(self) -> (RecordVersion, u16, usize, u8, u8) {
+        Self::TABLE[self as usize]
+    }
     pub fn from_u16(v: u16) -> Option<RecordVersion> {
-        match v {
-            1301 => Some(RecordVersion::V1301),
-            1400 => Some(RecordVersion::V1400),
-            1500 => Some(RecordVersion::V1500),
-            _ => None,
-        }
+        Self::TABLE.iter().find(|r| r.1 == v).map(|r| r.0)
     }
     pub fn as_u16(self) -> u16 {
-        match self {
-            RecordVersion::V1301 => 1301,
-            RecordVersion::V1400 => 1400,
-            RecordVersion::V1500 => 1500,
-        }
+        self.row().1
     }
     pub fn size(self) -> usize {
-        match self {
-            RecordVersion::V1301 => size::STATE_1301,
-            RecordVersion::V1400 => size::STATE_1400,
-            RecordVersion::V1500 => size::STATE_1500,
-        }
+        self.row().2
     }
     /// The layout a full-state action carries (DEL is 1301).
     pub fn of_action(act: u8) -> Option<RecordVersion> {
-        use self::action as a;
-        match act {
-            a::INS_1301 | a::UPD_1301 | a::DEL => Some(RecordVersion::V1301),
-            a::INS_1400 | a::UPD_1400 => Some(RecordVersion::V1400),
-            a::INS_1500 | a::UPD_1500 => Some(RecordVersion::V1500),
-            _ => None,
+        if act == action::DEL {
+            return Some(RecordVersion::V1301);
         }
+        Self::TABLE
+            .iter()
+            .find(|r| r.3 == act || r.4 == act)
+            .map(|r| r.0)
     }
     pub fn ins_action(self) -> u8 {
-        match self {
-            RecordVersion::V1301 => action::INS_1301,
-            RecordVersion::V1400 => action::INS_1400,
-            RecordVersion::V1500 => action::INS_1500,
-        }
+        self.row().3
     }
     pub fn upd_action(self) -> u8 {
-        match self {
-            RecordVersion::V1301 => action::UPD_1301,
-            RecordVersion::V1400 => action::UPD_1400,
-            RecordVersion::V1500 => action::UPD_1500,
-        }
+        self.row().4
     }
 }
 
-/// Bytes 0–231, identical in all three record layouts.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CommonRepr {
-    pub id: u64,
-    pub ifname: IfName,
-    /// [0] wire key, [1] stack key.
-    pub key: [KeyRepr; 2],
-    pub src: PeerRepr,
-    pub dst: PeerRepr,
-    pub rt_addr: [u8; 16],
-    pub rule: u32,
-    pub anchor: u32,
-    pub nat_rule: u32,
-    pub creation: u32,
-    pub expire: u32,
-    pub packets: [u64; 2],
-    pub bytes: [u64; 2],
-    pub creator_id: u32,
+wire_struct! {
+    /// Bytes 0–231, identical in all three record layouts.
+    pub struct CommonRepr: 232, "pfsync_state prefix" {
+        id: u64 = 0,
+        ifname: IfName = 8,
+        /// [0] wire key, [1] stack key.
+        key: [KeyRepr; 2] = 24,
+        src: PeerRepr = 96,
+        dst: PeerRepr = 128,
+        rt_addr: [u8; 16] = 160,
+        rule: u32 = 176,
+        anchor: u32 = 180,
+        nat_rule: u32 = 184,
+        creation: u32 = 188,
+        expire: u32 = 192,
+        packets: [u64; 2] = 196,
+        bytes: [u64; 2] = 212,
+        creator_id: u32 = 228,
+    }
 }
 
 impl CommonRepr {
-    pub fn parse(b: &[u8]) -> Result<CommonRepr, WireError> {
-        use field::*;
-        need(b, PREFIX_END, "pfsync_state prefix")?;
-        Ok(CommonRepr {
-            id: BE::read_u64(&b[ID..]),
-            ifname: IfName::from_wire(&b[IFNAME]),
-            key: [
-                KeyRepr::parse(&b[KEY0..KEY0 + size::KEY])?,
-                KeyRepr::parse(&b[KEY1..KEY1 + size::KEY])?,
-            ],
-            src: PeerRepr::parse(&b[SRC_PEER..SRC_PEER + size::PEER])?,
-            dst: PeerRepr::parse(&b[DST_PEER..DST_PEER + size::PEER])?,
-            rt_addr: addr16(&b[RT_ADDR]),
-            rule: BE::read_u32(&b[RULE..]),
-            anchor: BE::read_u32(&b[ANCHOR..]),
-            nat_rule: BE::read_u32(&b[NAT_RULE..]),
-            creation: BE::read_u32(&b[CREATION..]),
-            expire: BE::read_u32(&b[EXPIRE..]),
-            packets: [BE::read_u64(&b[PACKETS0..]), BE::read_u64(&b[PACKETS1..])],
-            bytes: [BE::read_u64(&b[BYTES0..]), BE::read_u64(&b[BYTES1..])],
-            creator_id: BE::read_u32(&b[CREATORID..]),
-        })
-    }
-    #[cfg(feature = "emit")]
-    /// Write bytes 0–231; `b` must hold at least 232 bytes (a caller bug otherwise).
-    pub fn emit(&self, b: &mut [u8]) {
-        use field::*;
-        let b = &mut b[..PREFIX_END];
-        BE::write_u64(&mut b[ID..], self.id);
-        ifname_to(&self.ifname, &mut b[IFNAME]);
-        self.key[0].emit(&mut b[KEY0..KEY0 + size::KEY]);
-        self.key[1].emit(&mut b[KEY1..KEY1 + size::KEY]);
-        self.src.emit(&mut b[SRC_PEER..SRC_PEER + size::PEER]);
-        self.dst.emit(&mut b[DST_PEER..DST_PEER + size::PEER]);
-        b[RT_ADDR].copy_from_slice(&self.rt_addr);
-        BE::write_u32(&mut b[RULE..], self.rule);
-        BE::write_u32(&mut b[ANCHOR..], self.anchor);
-        BE::write_u32(&mut b[NAT_RULE..], self.nat_rule);
-        BE::write_u32(&mut b[CREATION..], self.creation);
-        BE::write_u32(&mut b[EXPIRE..], self.expire);
-        BE::write_u64(&mut b[PACKETS0..], self.packets[0]);
-        BE::write_u64(&mut b[PACKETS1..], self.packets[1]);
-        BE::write_u64(&mut b[BYTES0..], self.bytes[0]);
-        BE::write_u64(&mut b[BYTES1..], self.bytes[1]);
-        BE::write_u32(&mut b[CREATORID..], self.creator_id);
-    }
     /// The neutral state minus what the tail supplies (family, protocol, direction,
     /// timeout); `keys_af` gives each key's family.
     fn to_full(&self, keys_af: [Af; 2], proto: u8, direction: u8, timeout: u8) -> FullState {
@@ -334,56 +177,25 @@ impl CommonRepr {
     }
 }
 
-/// `pfsync_state_1301` (242 bytes): also FreeBSD ≤13's `struct pfsync_state`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct State1301 {
-    pub common: CommonRepr,
-    /// FreeBSD family: 2 IPv4, 28 IPv6.
-    pub af: u8,
-    pub proto: u8,
-    pub direction: u8,
-    pub spare: u16,
-    pub log: u8,
-    /// 8 bits only (14+ senders truncate their 16-bit flags here).
-    pub state_flags: u8,
-    pub timeout: u8,
-    pub sync_flags: u8,
-    pub updates: u8,
+wire_struct! {
+    /// `pfsync_state_1301`: also FreeBSD ≤13's `struct pfsync_state`.
+    pub struct State1301: size::STATE_1301, "pfsync_state_1301" {
+        common: CommonRepr = 0,
+        /// FreeBSD family: 2 IPv4, 28 IPv6.
+        af: u8 = 232,
+        proto: u8 = 233,
+        direction: u8 = 234,
+        spare: u16 = 235,
+        log: u8 = 237,
+        /// 8 bits only (14+ senders truncate their 16-bit flags here).
+        state_flags: u8 = 238,
+        timeout: u8 = 239,
+        sync_flags: u8 = 240,
+        updates: u8 = 241,
+    }
 }
 
 impl State1301 {
-    pub fn parse(b: &[u8]) -> Result<State1301, WireError> {
-        use field::v1301::*;
-        need(b, size::STATE_1301, "pfsync_state_1301")?;
-        Ok(State1301 {
-            common: CommonRepr::parse(b)?,
-            af: b[AF],
-            proto: b[PROTO],
-            direction: b[DIRECTION],
-            spare: BE::read_u16(&b[SPARE..]),
-            log: b[LOG],
-            state_flags: b[STATE_FLAGS],
-            timeout: b[TIMEOUT],
-            sync_flags: b[SYNC_FLAGS],
-            updates: b[UPDATES],
-        })
-    }
-    #[cfg(feature = "emit")]
-    /// Write 242 bytes; `b` must hold at least that many (a caller bug otherwise).
-    pub fn emit(&self, b: &mut [u8]) {
-        use field::v1301::*;
-        let b = &mut b[..size::STATE_1301];
-        self.common.emit(b);
-        b[AF] = self.af;
-        b[PROTO] = self.proto;
-        b[DIRECTION] = self.direction;
-        BE::write_u16(&mut b[SPARE..], self.spare);
-        b[LOG] = self.log;
-        b[STATE_FLAGS] = self.state_flags;
-        b[TIMEOUT] = self.timeout;
-        b[SYNC_FLAGS] = self.sync_flags;
-        b[UPDATES] = self.updates;
-    }
     pub fn to_full(&self) -> FullState {
         let af = Af::from_freebsd(self.af);
         self.common
@@ -402,91 +214,37 @@ impl State1301 {
     }
 }
 
-/// `pfsync_state_1400` (277 bytes).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct State1400 {
-    pub common: CommonRepr,
-    pub af: u8,
-    pub proto: u8,
-    pub direction: u8,
-    /// 16 bits at the unaligned offset 235.
-    pub state_flags: u16,
-    pub log: u8,
-    pub spare: u8,
-    pub timeout: u8,
-    pub sync_flags: u8,
-    pub updates: u8,
-    pub qid: u16,
-    pub pqid: u16,
-    pub dnpipe: u16,
-    pub dnrpipe: u16,
-    /// −1 = not set.
-    pub rtableid: i32,
-    pub min_ttl: u8,
-    pub set_tos: u8,
-    pub max_mss: u16,
-    pub set_prio: [u8; 2],
-    /// FreeBSD numbering: 0 none, 1 fastroute, 2 route-to, 3 dup-to, 4 reply-to.
-    pub rt: u8,
-    pub rt_ifname: String,
+wire_struct! {
+    /// `pfsync_state_1400`.
+    pub struct State1400: size::STATE_1400, "pfsync_state_1400" {
+        common: CommonRepr = 0,
+        af: u8 = 232,
+        proto: u8 = 233,
+        direction: u8 = 234,
+        /// 16 bits at the unaligned offset 235.
+        state_flags: u16 = 235,
+        log: u8 = 237,
+        spare: u8 = 238,
+        timeout: u8 = 239,
+        sync_flags: u8 = 240,
+        updates: u8 = 241,
+        qid: u16 = 242,
+        pqid: u16 = 244,
+        dnpipe: u16 = 246,
+        dnrpipe: u16 = 248,
+        /// −1 = not set.
+        rtableid: i32 = 250,
+        min_ttl: u8 = 254,
+        set_tos: u8 = 255,
+        max_mss: u16 = 256,
+        set_prio: [u8; 2] = 258,
+        /// FreeBSD numbering: 0 none, 1 fastroute, 2 route-to, 3 dup-to, 4 reply-to.
+        rt: u8 = 260,
+        rt_ifname: String = 261,
+    }
 }
 
 impl State1400 {
-    pub fn parse(b: &[u8]) -> Result<State1400, WireError> {
-        use field::v1400::*;
-        need(b, size::STATE_1400, "pfsync_state_1400")?;
-        Ok(State1400 {
-            common: CommonRepr::parse(b)?,
-            af: b[AF],
-            proto: b[PROTO],
-            direction: b[DIRECTION],
-            state_flags: BE::read_u16(&b[STATE_FLAGS..]),
-            log: b[LOG],
-            spare: b[SPARE],
-            timeout: b[TIMEOUT],
-            sync_flags: b[SYNC_FLAGS],
-            updates: b[UPDATES],
-            qid: BE::read_u16(&b[QID..]),
-            pqid: BE::read_u16(&b[PQID..]),
-            dnpipe: BE::read_u16(&b[DNPIPE..]),
-            dnrpipe: BE::read_u16(&b[DNRPIPE..]),
-            rtableid: BE::read_i32(&b[RTABLEID..]),
-            min_ttl: b[MIN_TTL],
-            set_tos: b[SET_TOS],
-            max_mss: BE::read_u16(&b[MAX_MSS..]),
-            set_prio: [b[SET_PRIO], b[SET_PRIO + 1]],
-            rt: b[RT],
-            rt_ifname: ifname_from(&b[RT_IFNAME]),
-        })
-    }
-    #[cfg(feature = "emit")]
-    /// Write 277 bytes; `b` must hold at least that many (a caller bug otherwise).
-    pub fn emit(&self, b: &mut [u8]) {
-        use field::v1400::*;
-        let b = &mut b[..size::STATE_1400];
-        self.common.emit(b);
-        b[AF] = self.af;
-        b[PROTO] = self.proto;
-        b[DIRECTION] = self.direction;
-        BE::write_u16(&mut b[STATE_FLAGS..], self.state_flags);
-        b[LOG] = self.log;
-        b[SPARE] = self.spare;
-        b[TIMEOUT] = self.timeout;
-        b[SYNC_FLAGS] = self.sync_flags;
-        b[UPDATES] = self.updates;
-        BE::write_u16(&mut b[QID..], self.qid);
-        BE::write_u16(&mut b[PQID..], self.pqid);
-        BE::write_u16(&mut b[DNPIPE..], self.dnpipe);
-        BE::write_u16(&mut b[DNRPIPE..], self.dnrpipe);
-        BE::write_i32(&mut b[RTABLEID..], self.rtableid);
-        b[MIN_TTL] = self.min_ttl;
-        b[SET_TOS] = self.set_tos;
-        BE::write_u16(&mut b[MAX_MSS..], self.max_mss);
-        b[SET_PRIO] = self.set_prio[0];
-        b[SET_PRIO + 1] = self.set_prio[1];
-        b[RT] = self.rt;
-        ifname_to(&self.rt_ifname, &mut b[RT_IFNAME]);
-    }
     pub fn to_full(&self) -> FullState {
         let af = Af::from_freebsd(self.af);
         self.common
@@ -506,100 +264,41 @@ impl State1400 {
     }
 }
 
-/// `pfsync_state_1500` (360 bytes): separate wire/stack family and protocol (af-to).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct State1500 {
-    pub common: CommonRepr,
-    pub tagname: String,
-    pub rt_ifname: String,
-    /// The real interface, even for floating states.
-    pub orig_ifname: String,
-    pub rtableid: i32,
-    pub state_flags: u16,
-    pub qid: u16,
-    pub pqid: u16,
-    pub dnpipe: u16,
-    pub dnrpipe: u16,
-    pub max_mss: u16,
-    /// Family of key[0].
-    pub wire_af: u8,
-    /// Family of key[1]; differs from `wire_af` for af-to (NAT64) states.
-    pub stack_af: u8,
-    pub rt_af: u8,
-    pub wire_proto: u8,
-    pub stack_proto: u8,
-    pub log: u8,
-    pub timeout: u8,
-    pub direction: u8,
-    pub rt: u8,
-    pub min_ttl: u8,
-    pub set_tos: u8,
-    pub set_prio: [u8; 2],
-    pub spare: [u8; 3],
+wire_struct! {
+    /// `pfsync_state_1500`: separate wire/stack family and protocol (af-to). Nothing after
+    /// the common prefix lines up with 1301/1400.
+    pub struct State1500: size::STATE_1500, "pfsync_state_1500" {
+        common: CommonRepr = 0,
+        tagname: String = 232 => 64,
+        rt_ifname: String = 296,
+        /// The real interface, even for floating states.
+        orig_ifname: String = 312,
+        rtableid: i32 = 328,
+        state_flags: u16 = 332,
+        qid: u16 = 334,
+        pqid: u16 = 336,
+        dnpipe: u16 = 338,
+        dnrpipe: u16 = 340,
+        max_mss: u16 = 342,
+        /// Family of key[0].
+        wire_af: u8 = 344,
+        /// Family of key[1]; differs from `wire_af` for af-to (NAT64) states.
+        stack_af: u8 = 345,
+        rt_af: u8 = 346,
+        wire_proto: u8 = 347,
+        stack_proto: u8 = 348,
+        log: u8 = 349,
+        timeout: u8 = 350,
+        direction: u8 = 351,
+        rt: u8 = 352,
+        min_ttl: u8 = 353,
+        set_tos: u8 = 354,
+        set_prio: [u8; 2] = 355,
+        spare: [u8; 3] = 357,
+    }
 }
 
 impl State1500 {
-    pub fn parse(b: &[u8]) -> Result<State1500, WireError> {
-        use field::v1500::*;
-        need(b, size::STATE_1500, "pfsync_state_1500")?;
-        Ok(State1500 {
-            common: CommonRepr::parse(b)?,
-            tagname: ifname_from(&b[TAGNAME]),
-            rt_ifname: ifname_from(&b[RT_IFNAME]),
-            orig_ifname: ifname_from(&b[ORIG_IFNAME]),
-            rtableid: BE::read_i32(&b[RTABLEID..]),
-            state_flags: BE::read_u16(&b[STATE_FLAGS..]),
-            qid: BE::read_u16(&b[QID..]),
-            pqid: BE::read_u16(&b[PQID..]),
-            dnpipe: BE::read_u16(&b[DNPIPE..]),
-            dnrpipe: BE::read_u16(&b[DNRPIPE..]),
-            max_mss: BE::read_u16(&b[MAX_MSS..]),
-            wire_af: b[WIRE_AF],
-            stack_af: b[STACK_AF],
-            rt_af: b[RT_AF],
-            wire_proto: b[WIRE_PROTO],
-            stack_proto: b[STACK_PROTO],
-            log: b[LOG],
-            timeout: b[TIMEOUT],
-            direction: b[DIRECTION],
-            rt: b[RT],
-            min_ttl: b[MIN_TTL],
-            set_tos: b[SET_TOS],
-            set_prio: [b[SET_PRIO], b[SET_PRIO + 1]],
-            spare: [b[SPARE], b[SPARE + 1], b[SPARE + 2]],
-        })
-    }
-    #[cfg(feature = "emit")]
-    /// Write 360 bytes; `b` must hold at least that many (a caller bug otherwise).
-    pub fn emit(&self, b: &mut [u8]) {
-        use field::v1500::*;
-        let b = &mut b[..size::STATE_1500];
-        self.common.emit(b);
-        ifname_to(&self.tagname, &mut b[TAGNAME]);
-        ifname_to(&self.rt_ifname, &mut b[RT_IFNAME]);
-        ifname_to(&self.orig_ifname, &mut b[ORIG_IFNAME]);
-        BE::write_i32(&mut b[RTABLEID..], self.rtableid);
-        BE::write_u16(&mut b[STATE_FLAGS..], self.state_flags);
-        BE::write_u16(&mut b[QID..], self.qid);
-        BE::write_u16(&mut b[PQID..], self.pqid);
-        BE::write_u16(&mut b[DNPIPE..], self.dnpipe);
-        BE::write_u16(&mut b[DNRPIPE..], self.dnrpipe);
-        BE::write_u16(&mut b[MAX_MSS..], self.max_mss);
-        b[WIRE_AF] = self.wire_af;
-        b[STACK_AF] = self.stack_af;
-        b[RT_AF] = self.rt_af;
-        b[WIRE_PROTO] = self.wire_proto;
-        b[STACK_PROTO] = self.stack_proto;
-        b[LOG] = self.log;
-        b[TIMEOUT] = self.timeout;
-        b[DIRECTION] = self.direction;
-        b[RT] = self.rt;
-        b[MIN_TTL] = self.min_ttl;
-        b[SET_TOS] = self.set_tos;
-        b[SET_PRIO] = self.set_prio[0];
-        b[SET_PRIO + 1] = self.set_prio[1];
-        b[SPARE..SPARE + 3].copy_from_slice(&self.spare);
-    }
     /// The state's family and protocol are the wire key's; each key keeps its own family.
     pub fn to_full(&self) -> FullState {
         self.common.to_full(
@@ -698,46 +397,20 @@ impl StateRepr {
     }
 }
 
-/// `pfsync_tdb` (48 bytes; FreeBSD never sends it, receivers skip it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TdbRepr {
-    pub spi: u32,
-    /// Destination as a raw FreeBSD `sockaddr_in6`-sized union (28 bytes).
-    pub dst: [u8; 28],
-    pub rpl: u32,
-    pub cur_bytes: u64,
-    pub sproto: u8,
-    pub updates: u8,
+wire_struct! {
+    /// `pfsync_tdb` (FreeBSD never sends it, receivers skip it).
+    pub struct TdbRepr: size::TDB, "pfsync_tdb" {
+        spi: u32 = 0,
+        /// Destination as a raw FreeBSD `sockaddr_in6`-sized union.
+        dst: [u8; 28] = 4,
+        rpl: u32 = 32,
+        cur_bytes: u64 = 36,
+        sproto: u8 = 44,
+        updates: u8 = 45,
+    }
 }
 
 impl TdbRepr {
-    pub fn parse(b: &[u8]) -> Result<TdbRepr, WireError> {
-        use field::*;
-        need(b, size::TDB, "pfsync_tdb")?;
-        let mut dst = [0u8; 28];
-        dst.copy_from_slice(&b[T_DST]);
-        Ok(TdbRepr {
-            spi: BE::read_u32(&b[T_SPI..]),
-            dst,
-            rpl: BE::read_u32(&b[T_RPL..]),
-            cur_bytes: BE::read_u64(&b[T_CUR_BYTES..]),
-            sproto: b[T_SPROTO],
-            updates: b[T_UPDATES],
-        })
-    }
-    #[cfg(feature = "emit")]
-    /// Write 48 bytes; `b` must hold at least that many (a caller bug otherwise).
-    pub fn emit(&self, b: &mut [u8]) {
-        use field::*;
-        let b = &mut b[..size::TDB];
-        BE::write_u32(&mut b[T_SPI..], self.spi);
-        b[T_DST].copy_from_slice(&self.dst);
-        BE::write_u32(&mut b[T_RPL..], self.rpl);
-        BE::write_u64(&mut b[T_CUR_BYTES..], self.cur_bytes);
-        b[T_SPROTO] = self.sproto;
-        b[T_UPDATES] = self.updates;
-        b[T_UPDATES + 1..].fill(0);
-    }
     /// FreeBSD's TDB has no routing domain.
     pub fn to_msg(&self) -> Tdb {
         Tdb {
@@ -773,13 +446,10 @@ pub fn parse_message(act: u8, b: &[u8]) -> Result<Message, WireError> {
             _ => Message::Upd(s),
         });
     }
+    if let Some(m) = layout::parse_shared(act, b) {
+        return m;
+    }
     Ok(match act {
-        a::CLR => Message::Clr(parse_clr(b)?),
-        a::INS_ACK => Message::InsAck(parse_ref(b)?),
-        a::UPD_C => Message::UpdC(UpdCRepr::parse(b)?.to_msg()),
-        a::UPD_REQ => Message::UpdReq(parse_ref(b)?),
-        a::DEL_C => Message::DelC(parse_ref(b)?),
-        a::BUS => Message::Bus(parse_bus(b)?),
         a::TDB => Message::Tdb(TdbRepr::parse(b)?.to_msg()),
         a::EOF => Message::Eof,
         _ => Message::Unknown { action: act },
@@ -881,37 +551,19 @@ fn section_rank(m: &Message) -> u8 {
 /// Encode one message: its action code and item bytes. Full INS/UPD use `version`; DEL is
 /// always the 1301 layout (action 6). `Eof` and `Unknown` have no item.
 pub fn emit_message(m: &Message, version: RecordVersion) -> (u8, Vec<u8>) {
-    use self::action as a;
-    let sized = |n: usize, f: &dyn Fn(&mut [u8])| {
-        let mut b = vec![0u8; n];
-        f(&mut b);
-        b
-    };
+    if let Some(shared) = layout::emit_shared(m) {
+        return shared;
+    }
+    let state = |s: &FullState, v: RecordVersion| StateRepr::from_full(s, v).to_bytes();
     match m {
-        Message::Clr(c) => (a::CLR, sized(size::CLR, &|b| emit_clr(c, b))),
-        Message::InsAck(r) => (a::INS_ACK, sized(size::INS_ACK, &|b| emit_ref(r, b))),
-        Message::UpdReq(r) => (a::UPD_REQ, sized(size::UPD_REQ, &|b| emit_ref(r, b))),
-        Message::DelC(r) => (a::DEL_C, sized(size::DEL_C, &|b| emit_ref(r, b))),
-        Message::UpdC(u) => (
-            a::UPD_C,
-            sized(size::UPD_C, &|b| UpdCRepr::from_msg(u).emit(b)),
+        Message::Tdb(t) => (
+            action::TDB,
+            layout::body(size::TDB, |b| TdbRepr::from_msg(t).emit(b)),
         ),
-        Message::Bus(m) => (a::BUS, sized(size::BUS, &|b| emit_bus(m, b))),
-        Message::Tdb(t) => (a::TDB, sized(size::TDB, &|b| TdbRepr::from_msg(t).emit(b))),
-        Message::Ins(s) => (
-            version.ins_action(),
-            StateRepr::from_full(s, version).to_bytes(),
-        ),
-        Message::Upd(s) => (
-            version.upd_action(),
-            StateRepr::from_full(s, version).to_bytes(),
-        ),
-        Message::Del(s) => (
-            a::DEL,
-            StateRepr::from_full(s, RecordVersion::V1301).to_bytes(),
-        ),
-        Message::Eof => (a::EOF, Vec::new()),
-        Message::Unknown { action } => (*action, Vec::new()),
+        Message::Ins(s) => (version.ins_action(), state(s, version)),
+        Message::Upd(s) => (version.upd_action(), state(s, version)),
+        Message::Del(s) => (action::DEL, state(s, RecordVersion::V1301)),
+        _ => unreachable!("emit_shared encodes every other message"),
     }
 }
 

@@ -7,7 +7,7 @@
 #[cfg(feature = "emit")]
 use super::ifname_to;
 use super::message::*;
-use super::{WireError, WireErrorKind};
+use super::{ifname_from, WireError, WireErrorKind};
 use crate::model::*;
 use byteorder::{ByteOrder, BE};
 
@@ -39,52 +39,6 @@ pub mod size {
     pub const PEER: usize = 32;
 }
 
-/// Byte offsets inside the shared parts.
-pub mod field {
-    use std::ops::Range;
-    // Inside a key.
-    pub const K_ADDR0: usize = 0;
-    pub const K_ADDR1: usize = 16;
-    pub const K_PORT0: usize = 32;
-    pub const K_PORT1: usize = 34;
-
-    // Inside a peer: the scrub part (8 bytes), then the TCP window tracking.
-    pub const P_SCRUB: Range<usize> = 0..8;
-    pub const P_SCRUB_FLAGS: usize = 0;
-    pub const P_SCRUB_TTL: usize = 2;
-    pub const P_SCRUB_FLAG: usize = 3;
-    pub const P_SCRUB_TS_MOD: usize = 4;
-    pub const P_SEQLO: usize = 8;
-    pub const P_SEQHI: usize = 12;
-    pub const P_SEQDIFF: usize = 16;
-    pub const P_MAX_WIN: usize = 20;
-    pub const P_MSS: usize = 22;
-    pub const P_STATE: usize = 24;
-    pub const P_WSCALE: usize = 25;
-    pub const P_PAD: Range<usize> = 26..32;
-
-    // UPD_C (84 bytes).
-    pub const UC_ID: usize = 0;
-    pub const UC_SRC: usize = 8;
-    pub const UC_DST: usize = 40;
-    pub const UC_CREATORID: usize = 72;
-    pub const UC_EXPIRE: usize = 76;
-    pub const UC_TIMEOUT: usize = 80;
-
-    // State reference: INS_ACK, UPD_REQ, DEL_C (12 bytes).
-    pub const R_ID: usize = 0;
-    pub const R_CREATORID: usize = 8;
-
-    // CLR (20 bytes).
-    pub const CLR_IFNAME: Range<usize> = 0..16;
-    pub const CLR_CREATORID: usize = 16;
-
-    // BUS (12 bytes).
-    pub const BUS_CREATORID: usize = 0;
-    pub const BUS_ENDTIME: usize = 4;
-    pub const BUS_STATUS: usize = 8;
-}
-
 /// `b` holds at least `n` bytes, or the truncation (offset relative to `b`).
 pub(crate) fn need(b: &[u8], n: usize, what: &'static str) -> Result<(), WireError> {
     if b.len() < n {
@@ -94,39 +48,150 @@ pub(crate) fn need(b: &[u8], n: usize, what: &'static str) -> Result<(), WireErr
     }
 }
 
-/// A `pf_addr` (16 bytes) from the start of `b`, which holds at least that many.
-pub(crate) fn addr16(b: &[u8]) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&b[..16]);
-    a
+/// One field of a wire struct: `LEN` bytes, big-endian, read from or written to the start
+/// of a slice of exactly that length (the struct's `parse` has checked it is there).
+pub(crate) trait Field: Sized {
+    const LEN: usize;
+    fn get(b: &[u8]) -> Self;
+    #[cfg(feature = "emit")]
+    fn put(&self, b: &mut [u8]);
 }
 
-/// `pfsync_state_key`'s addresses and ports (36 bytes; all of FreeBSD's key).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct KeyRepr {
-    pub addr: [[u8; 16]; 2],
-    pub port: [u16; 2],
+impl Field for u8 {
+    const LEN: usize = 1;
+    fn get(b: &[u8]) -> u8 {
+        b[0]
+    }
+    #[cfg(feature = "emit")]
+    fn put(&self, b: &mut [u8]) {
+        b[0] = *self;
+    }
+}
+
+macro_rules! int_field {
+    ($($t:ty: $read:ident, $write:ident;)*) => {$(
+        impl Field for $t {
+            const LEN: usize = std::mem::size_of::<$t>();
+            fn get(b: &[u8]) -> $t {
+                BE::$read(b)
+            }
+            #[cfg(feature = "emit")]
+            fn put(&self, b: &mut [u8]) {
+                BE::$write(b, *self);
+            }
+        }
+    )*};
+}
+
+int_field! {
+    u16: read_u16, write_u16;
+    u32: read_u32, write_u32;
+    u64: read_u64, write_u64;
+    i32: read_i32, write_i32;
+}
+
+/// Consecutive fields of one type (addresses, the two directions' counters).
+impl<T: Field, const N: usize> Field for [T; N] {
+    const LEN: usize = T::LEN * N;
+    fn get(b: &[u8]) -> [T; N] {
+        std::array::from_fn(|i| T::get(&b[i * T::LEN..(i + 1) * T::LEN]))
+    }
+    #[cfg(feature = "emit")]
+    fn put(&self, b: &mut [u8]) {
+        for (i, x) in self.iter().enumerate() {
+            x.put(&mut b[i * T::LEN..(i + 1) * T::LEN]);
+        }
+    }
+}
+
+/// An interface name (IFNAMSIZ).
+impl Field for IfName {
+    const LEN: usize = 16;
+    fn get(b: &[u8]) -> IfName {
+        IfName::from_wire(b)
+    }
+    #[cfg(feature = "emit")]
+    fn put(&self, b: &mut [u8]) {
+        ifname_to(self, b);
+    }
+}
+
+/// A NUL-padded name, IFNAMSIZ unless the field says otherwise (`=> 64`).
+impl Field for String {
+    const LEN: usize = 16;
+    fn get(b: &[u8]) -> String {
+        ifname_from(b)
+    }
+    #[cfg(feature = "emit")]
+    fn put(&self, b: &mut [u8]) {
+        ifname_to(self, b);
+    }
+}
+
+/// A wire struct declared once, as the C struct lays it out: each field with its type and
+/// byte offset (`=> LEN` for a name longer than IFNAMSIZ). Gives the struct, `parse` (its
+/// size checked, then every field), `emit` (zeroed, then every field; pad stays 0) and a
+/// [`Field`] impl so that it nests in a larger struct.
+macro_rules! wire_struct {
+    (@len $t:ty) => { <$t as $crate::wire::layout::Field>::LEN };
+    (@len $t:ty, $len:expr) => { $len };
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident: $size:expr, $what:literal {
+            $($(#[$fmeta:meta])* $f:ident: $t:ty = $off:expr $(=> $len:expr)?,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Default)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $f: $t,)*
+        }
+
+        impl $crate::wire::layout::Field for $name {
+            const LEN: usize = $size;
+            fn get(b: &[u8]) -> $name {
+                $name {
+                    $($f: <$t as $crate::wire::layout::Field>::get(
+                        &b[$off..$off + $crate::wire::layout::wire_struct!(@len $t $(, $len)?)],
+                    ),)*
+                }
+            }
+            #[cfg(feature = "emit")]
+            fn put(&self, b: &mut [u8]) {
+                let b = &mut b[..$size];
+                b.fill(0);
+                $($crate::wire::layout::Field::put(
+                    &self.$f,
+                    &mut b[$off..$off + $crate::wire::layout::wire_struct!(@len $t $(, $len)?)],
+                );)*
+            }
+        }
+
+        impl $name {
+            /// From at least its size in bytes; what follows is not read.
+            pub fn parse(b: &[u8]) -> Result<$name, $crate::wire::WireError> {
+                $crate::wire::layout::need(b, $size, $what)?;
+                Ok(<$name as $crate::wire::layout::Field>::get(b))
+            }
+            #[cfg(feature = "emit")]
+            /// Write its size in bytes; `b` must hold that many (a caller bug otherwise).
+            pub fn emit(&self, b: &mut [u8]) {
+                $crate::wire::layout::Field::put(self, b);
+            }
+        }
+    };
+}
+pub(crate) use wire_struct;
+
+wire_struct! {
+    /// `pfsync_state_key`'s addresses and ports (all of FreeBSD's key).
+    pub struct KeyRepr: size::KEY, "pfsync_state_key" {
+        addr: [[u8; 16]; 2] = 0,
+        port: [u16; 2] = 32,
+    }
 }
 
 impl KeyRepr {
-    pub fn parse(b: &[u8]) -> Result<KeyRepr, WireError> {
-        use field::*;
-        need(b, size::KEY, "pfsync_state_key")?;
-        Ok(KeyRepr {
-            addr: [addr16(&b[K_ADDR0..]), addr16(&b[K_ADDR1..])],
-            port: [BE::read_u16(&b[K_PORT0..]), BE::read_u16(&b[K_PORT1..])],
-        })
-    }
-    #[cfg(feature = "emit")]
-    /// Write the 36 bytes; `b` must hold at least that many (a caller bug otherwise).
-    pub fn emit(&self, b: &mut [u8]) {
-        use field::*;
-        let b = &mut b[..size::KEY];
-        b[K_ADDR0..K_ADDR0 + 16].copy_from_slice(&self.addr[0]);
-        b[K_ADDR1..K_ADDR1 + 16].copy_from_slice(&self.addr[1]);
-        BE::write_u16(&mut b[K_PORT0..], self.port[0]);
-        BE::write_u16(&mut b[K_PORT1..], self.port[1]);
-    }
     /// Neutral key in family `af`; FreeBSD keys carry no routing domain (OpenBSD sets it).
     pub fn to_key(&self, af: Af) -> Key {
         Key {
@@ -145,59 +210,27 @@ impl KeyRepr {
     }
 }
 
-/// `pfsync_state_peer` with its scrub part split out (32 bytes, 6 trailing pad bytes).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PeerRepr {
-    pub scrub_flags: u16,
-    pub scrub_ttl: u8,
-    /// 1 = the scrub fields are valid.
-    pub scrub_flag: u8,
-    pub scrub_ts_mod: u32,
-    pub seqlo: u32,
-    pub seqhi: u32,
-    pub seqdiff: u32,
-    pub max_win: u16,
-    pub mss: u16,
-    pub state: u8,
-    pub wscale: u8,
+wire_struct! {
+    /// `pfsync_state_peer` with its scrub part split out (6 trailing pad bytes).
+    pub struct PeerRepr: size::PEER, "pfsync_state_peer" {
+        scrub_flags: u16 = 0,
+        scrub_ttl: u8 = 2,
+        /// 1 = the scrub fields are valid.
+        scrub_flag: u8 = 3,
+        scrub_ts_mod: u32 = 4,
+        seqlo: u32 = 8,
+        seqhi: u32 = 12,
+        seqdiff: u32 = 16,
+        max_win: u16 = 20,
+        mss: u16 = 22,
+        state: u8 = 24,
+        wscale: u8 = 25,
+    }
 }
 
 impl PeerRepr {
-    pub fn parse(b: &[u8]) -> Result<PeerRepr, WireError> {
-        use field::*;
-        need(b, size::PEER, "pfsync_state_peer")?;
-        Ok(PeerRepr {
-            scrub_flags: BE::read_u16(&b[P_SCRUB_FLAGS..]),
-            scrub_ttl: b[P_SCRUB_TTL],
-            scrub_flag: b[P_SCRUB_FLAG],
-            scrub_ts_mod: BE::read_u32(&b[P_SCRUB_TS_MOD..]),
-            seqlo: BE::read_u32(&b[P_SEQLO..]),
-            seqhi: BE::read_u32(&b[P_SEQHI..]),
-            seqdiff: BE::read_u32(&b[P_SEQDIFF..]),
-            max_win: BE::read_u16(&b[P_MAX_WIN..]),
-            mss: BE::read_u16(&b[P_MSS..]),
-            state: b[P_STATE],
-            wscale: b[P_WSCALE],
-        })
-    }
-    #[cfg(feature = "emit")]
-    /// Write the 32 bytes; `b` must hold at least that many (a caller bug otherwise).
-    pub fn emit(&self, b: &mut [u8]) {
-        use field::*;
-        let b = &mut b[..size::PEER];
-        BE::write_u16(&mut b[P_SCRUB_FLAGS..], self.scrub_flags);
-        b[P_SCRUB_TTL] = self.scrub_ttl;
-        b[P_SCRUB_FLAG] = self.scrub_flag;
-        BE::write_u32(&mut b[P_SCRUB_TS_MOD..], self.scrub_ts_mod);
-        BE::write_u32(&mut b[P_SEQLO..], self.seqlo);
-        BE::write_u32(&mut b[P_SEQHI..], self.seqhi);
-        BE::write_u32(&mut b[P_SEQDIFF..], self.seqdiff);
-        BE::write_u16(&mut b[P_MAX_WIN..], self.max_win);
-        BE::write_u16(&mut b[P_MSS..], self.mss);
-        b[P_STATE] = self.state;
-        b[P_WSCALE] = self.wscale;
-        b[P_PAD].fill(0);
-    }
+    /// Offset of the TCP/UDP peer state inside a peer.
+    pub(crate) const STATE: usize = 24;
     #[cfg(feature = "emit")]
     pub(crate) fn with_state(state: u8) -> PeerRepr {
         PeerRepr {
@@ -207,44 +240,20 @@ impl PeerRepr {
     }
 }
 
-/// `pfsync_upd_c` (84 bytes). Bytes 81–83 are pad on FreeBSD; OpenBSD's are not read.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct UpdCRepr {
-    pub id: u64,
-    pub src: PeerRepr,
-    pub dst: PeerRepr,
-    pub creator_id: u32,
-    /// FreeBSD always sends 0 and ignores it on receipt.
-    pub expire: u32,
-    pub timeout: u8,
+wire_struct! {
+    /// `pfsync_upd_c`. Bytes 81–83 are pad on FreeBSD; OpenBSD's are not read.
+    pub struct UpdCRepr: size::UPD_C, "pfsync_upd_c" {
+        id: u64 = 0,
+        src: PeerRepr = 8,
+        dst: PeerRepr = 40,
+        creator_id: u32 = 72,
+        /// FreeBSD always sends 0 and ignores it on receipt.
+        expire: u32 = 76,
+        timeout: u8 = 80,
+    }
 }
 
 impl UpdCRepr {
-    pub fn parse(b: &[u8]) -> Result<UpdCRepr, WireError> {
-        use field::*;
-        need(b, size::UPD_C, "pfsync_upd_c")?;
-        Ok(UpdCRepr {
-            id: BE::read_u64(&b[UC_ID..]),
-            src: PeerRepr::parse(&b[UC_SRC..UC_SRC + size::PEER])?,
-            dst: PeerRepr::parse(&b[UC_DST..UC_DST + size::PEER])?,
-            creator_id: BE::read_u32(&b[UC_CREATORID..]),
-            expire: BE::read_u32(&b[UC_EXPIRE..]),
-            timeout: b[UC_TIMEOUT],
-        })
-    }
-    #[cfg(feature = "emit")]
-    /// Write 84 bytes; `b` must hold at least that many (a caller bug otherwise).
-    pub fn emit(&self, b: &mut [u8]) {
-        use field::*;
-        let b = &mut b[..size::UPD_C];
-        BE::write_u64(&mut b[UC_ID..], self.id);
-        self.src.emit(&mut b[UC_SRC..UC_SRC + size::PEER]);
-        self.dst.emit(&mut b[UC_DST..UC_DST + size::PEER]);
-        BE::write_u32(&mut b[UC_CREATORID..], self.creator_id);
-        BE::write_u32(&mut b[UC_EXPIRE..], self.expire);
-        b[UC_TIMEOUT] = self.timeout;
-        b[UC_TIMEOUT + 1..].fill(0);
-    }
     pub fn to_msg(&self) -> UpdC {
         UpdC {
             id: self.id,
@@ -267,48 +276,45 @@ impl UpdCRepr {
     }
 }
 
-/// INS_ACK, UPD_REQ, DEL_C: state id and creator id (12 bytes).
+/// INS_ACK, UPD_REQ, DEL_C: state id (bytes 0–7) and creator id (8–11).
 pub fn parse_ref(b: &[u8]) -> Result<StateRef, WireError> {
-    use field::*;
     need(b, size::DEL_C, "state reference")?;
     Ok(StateRef {
-        id: BE::read_u64(&b[R_ID..]),
-        creator_id: BE::read_u32(&b[R_CREATORID..]),
+        id: BE::read_u64(&b[0..]),
+        creator_id: BE::read_u32(&b[8..]),
     })
 }
 
 #[cfg(feature = "emit")]
 /// Write 12 bytes; `b` must hold at least that many (a caller bug otherwise).
 pub fn emit_ref(r: &StateRef, b: &mut [u8]) {
-    use field::*;
-    BE::write_u64(&mut b[R_ID..], r.id);
-    BE::write_u32(&mut b[R_CREATORID..], r.creator_id);
+    BE::write_u64(&mut b[0..], r.id);
+    BE::write_u32(&mut b[8..], r.creator_id);
 }
 
+/// CLR: interface name (bytes 0–15, empty for all) and creator id (16–19).
 pub fn parse_clr(b: &[u8]) -> Result<Clr, WireError> {
-    use field::*;
     need(b, size::CLR, "pfsync_clr")?;
     Ok(Clr {
-        ifname: IfName::from_wire(&b[CLR_IFNAME]),
-        creator_id: BE::read_u32(&b[CLR_CREATORID..]),
+        ifname: IfName::from_wire(&b[0..16]),
+        creator_id: BE::read_u32(&b[16..]),
     })
 }
 
 #[cfg(feature = "emit")]
 /// Write 20 bytes; `b` must hold at least that many (a caller bug otherwise).
 pub fn emit_clr(c: &Clr, b: &mut [u8]) {
-    use field::*;
-    ifname_to(&c.ifname, &mut b[CLR_IFNAME]);
-    BE::write_u32(&mut b[CLR_CREATORID..], c.creator_id);
+    ifname_to(&c.ifname, &mut b[0..16]);
+    BE::write_u32(&mut b[16..], c.creator_id);
 }
 
+/// BUS: creator id (bytes 0–3), end time (4–7), status (8), 3 pad bytes.
 pub fn parse_bus(b: &[u8]) -> Result<Bus, WireError> {
-    use field::*;
     need(b, size::BUS, "pfsync_bus")?;
     Ok(Bus {
-        creator_id: BE::read_u32(&b[BUS_CREATORID..]),
-        endtime: BE::read_u32(&b[BUS_ENDTIME..]),
-        status: match b[BUS_STATUS] {
+        creator_id: BE::read_u32(&b[0..]),
+        endtime: BE::read_u32(&b[4..]),
+        status: match b[8] {
             1 => BusStatus::Start,
             2 => BusStatus::End,
             o => BusStatus::Other(o),
@@ -319,16 +325,59 @@ pub fn parse_bus(b: &[u8]) -> Result<Bus, WireError> {
 #[cfg(feature = "emit")]
 /// Write 12 bytes; `b` must hold at least that many (a caller bug otherwise).
 pub fn emit_bus(m: &Bus, b: &mut [u8]) {
-    use field::*;
     let b = &mut b[..size::BUS];
-    BE::write_u32(&mut b[BUS_CREATORID..], m.creator_id);
-    BE::write_u32(&mut b[BUS_ENDTIME..], m.endtime);
-    b[BUS_STATUS] = match m.status {
+    b.fill(0);
+    BE::write_u32(&mut b[0..], m.creator_id);
+    BE::write_u32(&mut b[4..], m.endtime);
+    b[8] = match m.status {
         BusStatus::Start => 1,
         BusStatus::End => 2,
         BusStatus::Other(o) => o,
     };
-    b[BUS_STATUS + 1..].fill(0);
+}
+
+/// Decode a message both flavours lay out alike (CLR, the state references, UPD_C, BUS);
+/// `None` for other actions.
+pub(crate) fn parse_shared(act: u8, b: &[u8]) -> Option<Result<Message, WireError>> {
+    use action as a;
+    Some(match act {
+        a::CLR => parse_clr(b).map(Message::Clr),
+        a::INS_ACK => parse_ref(b).map(Message::InsAck),
+        a::UPD_C => UpdCRepr::parse(b).map(|u| Message::UpdC(u.to_msg())),
+        a::UPD_REQ => parse_ref(b).map(Message::UpdReq),
+        a::DEL_C => parse_ref(b).map(Message::DelC),
+        a::BUS => parse_bus(b).map(Message::Bus),
+        _ => return None,
+    })
+}
+
+#[cfg(feature = "emit")]
+/// A message body of `n` bytes, zeroed, then written by `write`.
+pub(crate) fn body(n: usize, write: impl FnOnce(&mut [u8])) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    write(&mut b);
+    b
+}
+
+#[cfg(feature = "emit")]
+/// The action and body of a message both flavours encode alike (those of
+/// [`parse_shared`], and EOF and unknown actions, which have no body); `None` for others.
+pub(crate) fn emit_shared(m: &Message) -> Option<(u8, Vec<u8>)> {
+    use action as a;
+    Some(match m {
+        Message::Clr(c) => (a::CLR, body(size::CLR, |b| emit_clr(c, b))),
+        Message::InsAck(r) => (a::INS_ACK, body(size::INS_ACK, |b| emit_ref(r, b))),
+        Message::UpdReq(r) => (a::UPD_REQ, body(size::UPD_REQ, |b| emit_ref(r, b))),
+        Message::DelC(r) => (a::DEL_C, body(size::DEL_C, |b| emit_ref(r, b))),
+        Message::UpdC(u) => (
+            a::UPD_C,
+            body(size::UPD_C, |b| UpdCRepr::from_msg(u).emit(b)),
+        ),
+        Message::Bus(m) => (a::BUS, body(size::BUS, |b| emit_bus(m, b))),
+        Message::Eof => (a::EOF, Vec::new()),
+        Message::Unknown { action } => (*action, Vec::new()),
+        _ => return None,
+    })
 }
 
 /// A subheader: the action, OpenBSD's item length in dwords (a pad byte on FreeBSD) and the

@@ -5,9 +5,9 @@ use byteorder::{ByteOrder, BE, LE};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// IP protocol number of pfsync.
-pub const IPPROTO_PFSYNC: u8 = 240;
+pub(crate) const IPPROTO_PFSYNC: u8 = 240;
 /// The only TTL / hop limit a sync-link packet can have (receivers drop others).
-pub const SYNC_TTL: u8 = 255;
+pub(crate) const SYNC_TTL: u8 = 255;
 
 /// Link types (LINKTYPE_* / DLT_* values) this module strips.
 pub mod linktype {

@@ -2,11 +2,11 @@
 //! into the domain model (`crate::model`) and the messages of [`message`].
 //!
 //! Everything here is pure: bytes in, typed values or typed errors out. No I/O, no clock,
-//! no panics on any input (fuzzed in `fuzz/`). The shape follows smoltcp: per format a
-//! `field` module of byte ranges mirroring the C struct, a checked view and an owned `Repr`
-//! with `parse` and `emit`. The encoders (`emit`, `from_*`, `emit_packet`) are compiled only
-//! with the `emit` feature: the generator in `bench/` and the tests write packets, the
-//! product only reads them.
+//! no panics on any input (fuzzed in `fuzz/`). Each C struct is declared once
+//! (`layout::wire_struct!`), its fields with their types and byte offsets, and gives an
+//! owned `Repr` with `parse` and `emit`. The encoders (`emit`, `from_*`, `emit_packet`) are
+//! compiled only with the `emit` feature: the generator in `bench/` and the tests write
+//! packets, the product only reads them.
 
 pub mod error;
 pub mod freebsd;

@@ -111,7 +111,7 @@ fn rate(now: &Sample, base: Option<&Sample>, started: i64, f: fn(&Sample) -> i64
 }
 
 /// What `status` reports on the database at `path`, read through `conn` (read-only).
-pub fn read(conn: &Connection, path: &str, now_us: i64) -> Result<Health> {
+pub(crate) fn read(conn: &Connection, path: &str, now_us: i64) -> Result<Health> {
     let q = |e| sq(path)(e);
     let run: Option<RunFacts> = conn
         .query_row(
@@ -191,7 +191,7 @@ fn file_len(p: &str) -> u64 {
 
 /// The pid of the writer (record or import) that holds the database's lock, if one does.
 /// Reads the lock file only: takes a shared lock for an instant and never creates it.
-pub fn writer_pid(db: &str) -> Option<u32> {
+pub(crate) fn writer_pid(db: &str) -> Option<u32> {
     use std::os::unix::io::AsRawFd;
     let path = format!("{db}.lock");
     let f = std::fs::File::open(Path::new(&path)).ok()?;

@@ -34,11 +34,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 /// The name the VFS is registered under.
-pub const VFS_NAME: &str = "pfstatelog-sum";
+pub(crate) const VFS_NAME: &str = "pfstatelog-sum";
 const VFS_NAME_C: &std::ffi::CStr = c"pfstatelog-sum";
 
 /// Bytes reserved at the end of every page for the checksum.
-pub const RESERVE: u8 = 8;
+pub(crate) const RESERVE: u8 = 8;
 
 /// One open file of the VFS. SQLite allocates `szOsFile` bytes for it: this struct, then
 /// the default VFS's own file structure right behind it (`real`).
@@ -56,7 +56,7 @@ struct SumFile {
 }
 
 /// Register the VFS, once per process. Errors only if the default VFS is missing.
-pub fn register() -> rusqlite::Result<()> {
+pub(crate) fn register() -> rusqlite::Result<()> {
     static ONCE: std::sync::Once = std::sync::Once::new();
     static RC: AtomicI32 = AtomicI32::new(ffi::SQLITE_OK);
     ONCE.call_once(|| {
@@ -128,7 +128,7 @@ pub fn open_with_flags<P: AsRef<Path>>(path: P, flags: OpenFlags) -> rusqlite::R
 
 /// Ask for [`RESERVE`] bytes per page in a database that has no page yet; the first table
 /// created fixes it. A no-op on a database that has pages.
-pub fn reserve_on_create(conn: &Connection) -> rusqlite::Result<()> {
+pub(crate) fn reserve_on_create(conn: &Connection) -> rusqlite::Result<()> {
     let mut n: c_int = RESERVE.into();
     // SAFETY: the handle is valid while `conn` lives; the argument is the int the file
     // control reads and overwrites with the previous value.
@@ -152,7 +152,7 @@ pub fn reserve_on_create(conn: &Connection) -> rusqlite::Result<()> {
 static LAST_BAD_PAGE: AtomicU64 = AtomicU64::new(0);
 
 /// Whether `e` is a page that failed its checksum: then what to say of it.
-pub fn mismatch(e: &rusqlite::Error) -> Option<String> {
+pub(crate) fn mismatch(e: &rusqlite::Error) -> Option<String> {
     match e {
         rusqlite::Error::SqliteFailure(f, _) if f.extended_code == ffi::SQLITE_IOERR_DATA => {
             Some(match LAST_BAD_PAGE.load(Ordering::Relaxed) {
@@ -165,7 +165,7 @@ pub fn mismatch(e: &rusqlite::Error) -> Option<String> {
 }
 
 /// `e` as a person should read it: a checksum mismatch named as such.
-pub fn describe(e: &rusqlite::Error) -> String {
+pub(crate) fn describe(e: &rusqlite::Error) -> String {
     mismatch(e).unwrap_or_else(|| e.to_string())
 }
 
@@ -254,6 +254,13 @@ unsafe extern "C" fn x_open(
     rc
 }
 
+/// Learn from a header read or written at offset 0 whether pages are checksummed.
+unsafe fn note_header(s: *mut SumFile, data: &[u8], off: i64) {
+    if let Some(c) = header_checks(data).filter(|_| off == 0) {
+        (*s).check = Some(c);
+    }
+}
+
 /// Whether the pages of main database file `f` are checksummed, from its header: the one
 /// SQLite read or wrote at offset 0 through this file, else read now. A connection that
 /// opened the file empty learns it once another wrote the first page (a checkpoint).
@@ -290,11 +297,7 @@ unsafe extern "C" fn x_read(
         return rc;
     }
     let data = std::slice::from_raw_parts(buf.cast::<u8>(), amt as usize);
-    if off == 0 {
-        if let Some(c) = header_checks(data) {
-            (*s).check = Some(c);
-        }
-    }
+    note_header(s, data, off);
     if is_page(amt, off) && checked(f) && !intact(data) {
         LAST_BAD_PAGE.store((off / i64::from(amt) + 1) as u64, Ordering::Relaxed);
         return ffi::SQLITE_IOERR_DATA;
@@ -313,11 +316,7 @@ unsafe extern "C" fn x_write(
         return pass!(f, xWrite, buf, amt, off);
     }
     let data = std::slice::from_raw_parts(buf.cast::<u8>(), amt as usize);
-    if off == 0 {
-        if let Some(c) = header_checks(data) {
-            (*s).check = Some(c);
-        }
-    }
+    note_header(s, data, off);
     if !(is_page(amt, off) && checked(f)) {
         return pass!(f, xWrite, buf, amt, off);
     }
@@ -332,70 +331,32 @@ unsafe extern "C" fn x_write(
     })
 }
 
-unsafe extern "C" fn x_truncate(f: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    pass!(f, xTruncate, size)
+/// File methods that only call the default VFS's file: `name => method(args) = value`,
+/// the value returned when that file lacks the method.
+macro_rules! forward_file {
+    ($($name:ident => $m:ident($($a:ident: $t:ty),*) $(-> $r:ty)? = $none:expr;)*) => {$(
+        unsafe extern "C" fn $name(f: *mut ffi::sqlite3_file $(, $a: $t)*) $(-> $r)? {
+            let r = real(f);
+            (*(*r).pMethods).$m.map_or($none, |m| m(r $(, $a)*))
+        }
+    )*};
 }
-unsafe extern "C" fn x_sync(f: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    pass!(f, xSync, flags)
-}
-unsafe extern "C" fn x_file_size(f: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    pass!(f, xFileSize, size)
-}
-unsafe extern "C" fn x_lock(f: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    pass!(f, xLock, level)
-}
-unsafe extern "C" fn x_unlock(f: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    pass!(f, xUnlock, level)
-}
-unsafe extern "C" fn x_check_reserved_lock(f: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
-    pass!(f, xCheckReservedLock, out)
-}
-unsafe extern "C" fn x_file_control(
-    f: *mut ffi::sqlite3_file,
-    op: c_int,
-    arg: *mut c_void,
-) -> c_int {
-    pass!(f, xFileControl, op, arg)
-}
-unsafe extern "C" fn x_sector_size(f: *mut ffi::sqlite3_file) -> c_int {
-    let r = real(f);
-    match (*(*r).pMethods).xSectorSize {
-        Some(m) => m(r),
-        None => 4096,
-    }
-}
-unsafe extern "C" fn x_device_characteristics(f: *mut ffi::sqlite3_file) -> c_int {
-    let r = real(f);
-    match (*(*r).pMethods).xDeviceCharacteristics {
-        Some(m) => m(r),
-        None => 0,
-    }
-}
-unsafe extern "C" fn x_shm_map(
-    f: *mut ffi::sqlite3_file,
-    region: c_int,
-    size: c_int,
-    extend: c_int,
-    out: *mut *mut c_void,
-) -> c_int {
-    pass!(f, xShmMap, region, size, extend, out)
-}
-unsafe extern "C" fn x_shm_lock(
-    f: *mut ffi::sqlite3_file,
-    offset: c_int,
-    n: c_int,
-    flags: c_int,
-) -> c_int {
-    pass!(f, xShmLock, offset, n, flags)
-}
-unsafe extern "C" fn x_shm_barrier(f: *mut ffi::sqlite3_file) {
-    let r = real(f);
-    if let Some(m) = (*(*r).pMethods).xShmBarrier {
-        m(r)
-    }
-}
-unsafe extern "C" fn x_shm_unmap(f: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
-    pass!(f, xShmUnmap, delete)
+
+forward_file! {
+    x_truncate => xTruncate(size: i64) -> c_int = ffi::SQLITE_IOERR;
+    x_sync => xSync(flags: c_int) -> c_int = ffi::SQLITE_IOERR;
+    x_file_size => xFileSize(size: *mut i64) -> c_int = ffi::SQLITE_IOERR;
+    x_lock => xLock(level: c_int) -> c_int = ffi::SQLITE_IOERR;
+    x_unlock => xUnlock(level: c_int) -> c_int = ffi::SQLITE_IOERR;
+    x_check_reserved_lock => xCheckReservedLock(out: *mut c_int) -> c_int = ffi::SQLITE_IOERR;
+    x_file_control => xFileControl(op: c_int, arg: *mut c_void) -> c_int = ffi::SQLITE_IOERR;
+    x_sector_size => xSectorSize() -> c_int = 4096;
+    x_device_characteristics => xDeviceCharacteristics() -> c_int = 0;
+    x_shm_map => xShmMap(region: c_int, size: c_int, extend: c_int, out: *mut *mut c_void)
+        -> c_int = ffi::SQLITE_IOERR;
+    x_shm_lock => xShmLock(offset: c_int, n: c_int, flags: c_int) -> c_int = ffi::SQLITE_IOERR;
+    x_shm_barrier => xShmBarrier() = ();
+    x_shm_unmap => xShmUnmap(delete: c_int) -> c_int = ffi::SQLITE_IOERR;
 }
 
 static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
@@ -420,86 +381,34 @@ static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
     xUnfetch: None,
 };
 
-// The VFS-level methods: the default VFS's own, called with the default VFS.
-
-unsafe extern "C" fn x_delete(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    sync_dir: c_int,
-) -> c_int {
-    let o = orig(vfs);
-    (*o).xDelete
-        .map_or(ffi::SQLITE_IOERR_DELETE, |m| m(o, name, sync_dir))
-}
-unsafe extern "C" fn x_access(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    flags: c_int,
-    out: *mut c_int,
-) -> c_int {
-    let o = orig(vfs);
-    (*o).xAccess
-        .map_or(ffi::SQLITE_IOERR_ACCESS, |m| m(o, name, flags, out))
-}
-unsafe extern "C" fn x_full_pathname(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    n: c_int,
-    out: *mut c_char,
-) -> c_int {
-    let o = orig(vfs);
-    (*o).xFullPathname
-        .map_or(ffi::SQLITE_CANTOPEN, |m| m(o, name, n, out))
-}
-unsafe extern "C" fn x_dl_open(vfs: *mut ffi::sqlite3_vfs, name: *const c_char) -> *mut c_void {
-    let o = orig(vfs);
-    (*o).xDlOpen.map_or(std::ptr::null_mut(), |m| m(o, name))
-}
-unsafe extern "C" fn x_dl_error(vfs: *mut ffi::sqlite3_vfs, n: c_int, out: *mut c_char) {
-    let o = orig(vfs);
-    if let Some(m) = (*o).xDlError {
-        m(o, n, out)
-    }
-}
 type DlSym = Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)>;
-unsafe extern "C" fn x_dl_sym(
-    vfs: *mut ffi::sqlite3_vfs,
-    h: *mut c_void,
-    sym: *const c_char,
-) -> DlSym {
-    let o = orig(vfs);
-    (*o).xDlSym.and_then(|m| m(o, h, sym))
+
+/// The VFS-level methods: the default VFS's own, called with the default VFS; the value
+/// after `=` when it lacks one.
+macro_rules! forward_vfs {
+    ($($name:ident => $m:ident($($a:ident: $t:ty),*) $(-> $r:ty)? = $none:expr;)*) => {$(
+        unsafe extern "C" fn $name(vfs: *mut ffi::sqlite3_vfs $(, $a: $t)*) $(-> $r)? {
+            let o = orig(vfs);
+            (*o).$m.map_or($none, |m| m(o $(, $a)*))
+        }
+    )*};
 }
-unsafe extern "C" fn x_dl_close(vfs: *mut ffi::sqlite3_vfs, h: *mut c_void) {
-    let o = orig(vfs);
-    if let Some(m) = (*o).xDlClose {
-        m(o, h)
-    }
-}
-unsafe extern "C" fn x_randomness(vfs: *mut ffi::sqlite3_vfs, n: c_int, out: *mut c_char) -> c_int {
-    let o = orig(vfs);
-    (*o).xRandomness.map_or(0, |m| m(o, n, out))
-}
-unsafe extern "C" fn x_sleep(vfs: *mut ffi::sqlite3_vfs, us: c_int) -> c_int {
-    let o = orig(vfs);
-    (*o).xSleep.map_or(0, |m| m(o, us))
-}
-unsafe extern "C" fn x_current_time(vfs: *mut ffi::sqlite3_vfs, out: *mut f64) -> c_int {
-    let o = orig(vfs);
-    (*o).xCurrentTime.map_or(ffi::SQLITE_ERROR, |m| m(o, out))
-}
-unsafe extern "C" fn x_get_last_error(
-    vfs: *mut ffi::sqlite3_vfs,
-    n: c_int,
-    out: *mut c_char,
-) -> c_int {
-    let o = orig(vfs);
-    (*o).xGetLastError.map_or(0, |m| m(o, n, out))
-}
-unsafe extern "C" fn x_current_time_int64(vfs: *mut ffi::sqlite3_vfs, out: *mut i64) -> c_int {
-    let o = orig(vfs);
-    (*o).xCurrentTimeInt64
-        .map_or(ffi::SQLITE_ERROR, |m| m(o, out))
+
+forward_vfs! {
+    x_delete => xDelete(name: *const c_char, sync_dir: c_int) -> c_int = ffi::SQLITE_IOERR_DELETE;
+    x_access => xAccess(name: *const c_char, flags: c_int, out: *mut c_int)
+        -> c_int = ffi::SQLITE_IOERR_ACCESS;
+    x_full_pathname => xFullPathname(name: *const c_char, n: c_int, out: *mut c_char)
+        -> c_int = ffi::SQLITE_CANTOPEN;
+    x_dl_open => xDlOpen(name: *const c_char) -> *mut c_void = std::ptr::null_mut();
+    x_dl_error => xDlError(n: c_int, out: *mut c_char) = ();
+    x_dl_sym => xDlSym(h: *mut c_void, sym: *const c_char) -> DlSym = None;
+    x_dl_close => xDlClose(h: *mut c_void) = ();
+    x_randomness => xRandomness(n: c_int, out: *mut c_char) -> c_int = 0;
+    x_sleep => xSleep(us: c_int) -> c_int = 0;
+    x_current_time => xCurrentTime(out: *mut f64) -> c_int = ffi::SQLITE_ERROR;
+    x_get_last_error => xGetLastError(n: c_int, out: *mut c_char) -> c_int = 0;
+    x_current_time_int64 => xCurrentTimeInt64(out: *mut i64) -> c_int = ffi::SQLITE_ERROR;
 }
 
 #[cfg(test)]
