@@ -3,137 +3,16 @@
 //! of their fixtures answered from the server as from the local file, however often and
 //! from however many log hosts the same states were shipped.
 //!
-//! Needs `clickhouse-server`; without it the tests say so and pass, unless
-//! PFSTATELOG_REQUIRE_CLICKHOUSE=1 (as in .ci/run), which makes that a failure.
+//! Needs `clickhouse-server` (tests/common/clickhouse.rs).
 
 mod common;
 
+use common::clickhouse::{free_port, start, PASSWORD};
 use common::{bin, fixture, read_frames, write_pcap};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const PASSWORD: &str = "ship-test-pw";
-
-/// A ClickHouse server of our own on 127.0.0.1, stopped when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn url(&self, db: &str) -> String {
-        format!("clickhouse://pfs@127.0.0.1:{}/{db}", self.port)
-    }
-}
-
-fn server_binary() -> Option<PathBuf> {
-    ["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// Start a server, or say why not (a failure when PFSTATELOG_REQUIRE_CLICKHOUSE=1).
-fn start(test: &str) -> Option<Server> {
-    let Some(exe) = server_binary() else {
-        let why = "clickhouse-server is not installed (apt-get install clickhouse-server)";
-        if std::env::var("PFSTATELOG_REQUIRE_CLICKHOUSE").as_deref() == Ok("1") {
-            panic!("{test}: {why}, and PFSTATELOG_REQUIRE_CLICKHOUSE=1");
-        }
-        eprintln!("SKIPPED {test}: {why}");
-        return None;
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path().display().to_string();
-    let (http, tcp) = (free_port(), free_port());
-    std::fs::write(
-        dir.path().join("config.xml"),
-        format!(
-            r#"<?xml version="1.0"?>
-<yandex>
-  <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/error.log</errorlog></logger>
-  <listen_host>127.0.0.1</listen_host>
-  <http_port>{http}</http_port>
-  <tcp_port>{tcp}</tcp_port>
-  <path>{d}/data/</path>
-  <tmp_path>{d}/tmp/</tmp_path>
-  <user_files_path>{d}/user_files/</user_files_path>
-  <format_schema_path>{d}/format_schemas/</format_schema_path>
-  <mark_cache_size>5368709120</mark_cache_size>
-  <users_config>{d}/users.xml</users_config>
-  <default_profile>default</default_profile>
-  <default_database>default</default_database>
-</yandex>
-"#
-        ),
-    )
-    .expect("config");
-    std::fs::write(
-        dir.path().join("users.xml"),
-        format!(
-            r#"<?xml version="1.0"?>
-<yandex>
-  <profiles><default></default></profiles>
-  <users>
-    <pfs><password>{PASSWORD}</password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></pfs>
-  </users>
-  <quotas><default></default></quotas>
-</yandex>
-"#
-        ),
-    )
-    .expect("users");
-    let child = Command::new(exe)
-        .arg(format!("--config-file={d}/config.xml"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start clickhouse-server");
-    let mut s = Server {
-        child,
-        port: http,
-        _dir: dir,
-    };
-    let t0 = Instant::now();
-    loop {
-        let up = ureq::get(&format!("http://127.0.0.1:{http}/ping"))
-            .timeout(Duration::from_secs(2))
-            .call()
-            .is_ok();
-        if up {
-            return Some(s);
-        }
-        if let Ok(Some(st)) = s.child.try_wait() {
-            let log = std::fs::read_to_string(s._dir.path().join("error.log")).unwrap_or_default();
-            panic!("clickhouse-server exited at start ({st}): {log}");
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "clickhouse-server did not answer within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use std::path::Path;
+use std::process::{Command, Output};
 
 /// Run the binary with the server's password in the environment.
 fn pf(args: &[&str]) -> Output {

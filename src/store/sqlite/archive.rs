@@ -2272,7 +2272,7 @@ mod tests {
         let all = lifetimes(0, 10);
         batch(&conn, &all, 1);
         let cut = all[4].end + 1;
-        assert_eq!(query::prune(&conn, cut).expect("prune"), 5);
+        assert_eq!(query::prune(&conn, cut).expect("prune"), (5, 0));
         let st = query::stats(&conn, "x").expect("stats");
         assert_eq!(st.states, 5);
         assert!(who(&conn, all[3].start + S).is_empty());
