@@ -15,8 +15,10 @@ use crate::model::Lifetime;
 use crate::store::sqlite::reader::SqliteReader;
 use crate::store::sqlite::shipped;
 use crate::store::ReadStore;
+use crate::syslog::Logger;
 use anyhow::{bail, Context};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Rows per INSERT: few, large inserts are what ClickHouse wants (each is a part on disk).
 const BATCH_ROWS: usize = 100_000;
@@ -261,6 +263,15 @@ impl Shipper {
         Ok(sent)
     }
 
+    /// SQLite's count of commits by other connections to the file (changes when a writer
+    /// committed since the last look).
+    pub fn data_version(&self) -> anyhow::Result<i64> {
+        Ok(self
+            .local
+            .conn()
+            .pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+
     /// Whether the server holds any lifetime this recorder shipped.
     fn server_holds_any(&self) -> anyhow::Result<bool> {
         let body = self.c.select_all(&format!(
@@ -375,3 +386,71 @@ const RUN_COLS: &str =
     "recorder, id, kind, source, first_us, last_us, started_wall, stopped_wall, \
      packets, messages, drops, decode_errors, skipped, status, pid, sw_version, version";
 const GAP_COLS: &str = "recorder, run_id, start_us, kind, end_us, count, detail, version";
+
+/// How often `--follow` looks for new writes.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// The longest wait between two attempts while the server cannot be reached.
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// Keep shipping what the recorder writes until `stop` is set: a round whenever the file
+/// changed (and at least every 30 s, for the running run's progress), retrying with
+/// exponential backoff while the server cannot be reached. An outage is logged once when it
+/// begins and once when it ends; a stop finishes the insert in flight, then returns.
+pub fn follow(s: &mut Shipper, stop: &AtomicBool, log: &Logger) -> anyhow::Result<()> {
+    let mut failing: Option<(std::time::Instant, String)> = None;
+    let mut wait = FOLLOW_EVERY;
+    let mut last_version: Option<i64> = None;
+    let mut last_round = std::time::Instant::now();
+    let mut first = true;
+    while !stop.load(Ordering::Relaxed) {
+        let version = s.data_version().ok();
+        let due = first
+            || failing.is_some()
+            || version.is_none()
+            || version != last_version
+            || last_round.elapsed() >= BACKOFF_CAP;
+        if due {
+            last_round = std::time::Instant::now();
+            match s.once(stop) {
+                Ok(sent) => {
+                    first = false;
+                    last_version = version;
+                    wait = FOLLOW_EVERY;
+                    if let Some((since, _)) = failing.take() {
+                        log.warn_everywhere(&format!(
+                            "{}: shipping again after {} (the spool kept everything meanwhile)",
+                            s.shown(),
+                            crate::time::format_duration(since.elapsed().as_micros() as i64)
+                        ));
+                    }
+                    if sent.lifetimes > 0 && log.verbose() {
+                        log.info(&format!(
+                            "shipped {} lifetimes to {}",
+                            sent.lifetimes,
+                            s.shown()
+                        ));
+                    }
+                }
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    if failing.is_none() {
+                        log.warn_everywhere(&format!(
+                            "cannot ship: {why}; the spool keeps everything, retrying with backoff up to {} s",
+                            BACKOFF_CAP.as_secs()
+                        ));
+                        failing = Some((std::time::Instant::now(), why));
+                        wait = FOLLOW_EVERY;
+                    } else {
+                        wait = (wait * 2).min(BACKOFF_CAP);
+                    }
+                }
+            }
+        }
+        // Sleep in short steps: a stop is heard within a tenth of a second.
+        let until = std::time::Instant::now() + wait;
+        while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
