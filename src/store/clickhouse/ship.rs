@@ -247,10 +247,11 @@ impl Shipper {
             }
         }
         // Everything above was accepted (HTTP 200): only now does the cursor move.
+        // Seqs and batches only grow; an emptied journal must not take the cursor back.
         let to = shipped::Cursor {
             states_chg: clock,
-            journal_seq,
-            batch,
+            journal_seq: journal_seq.max(since.map_or(0, |c| c.journal_seq)),
+            batch: batch.max(since.map_or(0, |c| c.batch)),
         };
         shipped::save(
             &self.cursor_conn,
@@ -263,19 +264,20 @@ impl Shipper {
         Ok(sent)
     }
 
-    /// SQLite's count of commits by other connections to the file (changes when a writer
-    /// committed since the last look).
+    /// SQLite's count of commits to the file by other connections: it changes when a
+    /// writer committed since the last look. Read on the cursor's connection, whose own
+    /// commits (each round's) it does not count.
     pub fn data_version(&self) -> anyhow::Result<i64> {
         Ok(self
-            .local
-            .conn()
+            .cursor_conn
             .pragma_query_value(None, "data_version", |r| r.get(0))?)
     }
 
-    /// Whether the server holds any lifetime this recorder shipped.
+    /// Whether the server holds anything this recorder shipped: its runs (sent by every
+    /// completed ship; a key lookup, where lifetimes would be a scan).
     fn server_holds_any(&self) -> anyhow::Result<bool> {
         let body = self.c.select_all(&format!(
-            "SELECT toUInt8(1) FROM lifetimes WHERE recorder = {} LIMIT 1",
+            "SELECT toUInt8(1) FROM runs WHERE recorder = {} LIMIT 1",
             super::quote(&self.name)
         ))?;
         Ok(!body.is_empty())

@@ -45,11 +45,13 @@ pub fn forget(conn: &Connection, dest: &str) -> rusqlite::Result<()> {
 /// Every `states` row written from now on carries a higher value, so none written while
 /// the ship reads can be missed by the next one.
 pub fn tick(conn: &Connection) -> rusqlite::Result<i64> {
-    let tx = conn.unchecked_transaction()?;
-    let n: i64 = tx.query_row("SELECT n FROM ship_clock WHERE one = 1", [], |r| r.get(0))?;
-    tx.execute("UPDATE ship_clock SET n = ?1 WHERE one = 1", [n + 1])?;
-    tx.commit()?;
-    Ok(n)
+    // One statement: it waits for the write lock (busy timeout) like any writer, where a
+    // read then a write in one transaction could fail at once beside a recorder.
+    conn.query_row(
+        "UPDATE ship_clock SET n = n + 1 WHERE one = 1 RETURNING n - 1",
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// The newest journal seq and archived batch, read inside the ship's snapshot.
