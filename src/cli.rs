@@ -63,7 +63,8 @@ pub enum Command {
 pub struct DbArg {
     /// Database path [default: $PFSTATELOG_DB, else /var/db/pfstatelog/pfstatelog.db on
     /// OpenBSD, /var/lib/pfstatelog/pfstatelog.db elsewhere]; who, history, export, stats
-    /// and prune also read clickhouse://[USER@]HOST[:PORT]/DATABASE (docs/clickhouse.md)
+    /// and prune also read clickhouse://[USER@]HOST[:PORT]/DATABASE, or clickhouses:// for
+    /// HTTPS (docs/clickhouse.md)
     #[arg(long, value_name = "PATH", env = "PFSTATELOG_DB")]
     pub db: Option<PathBuf>,
 }
@@ -325,8 +326,9 @@ pub struct ShipArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// The central database: clickhouse://[USER@]HOST[:PORT]/DATABASE (HTTP, port 8123 by
-    /// default). The password comes from $PFSTATELOG_CLICKHOUSE_PASSWORD or --password-file,
-    /// never from the command line.
+    /// default), or clickhouses:// (HTTPS, port 8443; a private CA's PEM file in
+    /// $PFSTATELOG_CLICKHOUSE_CA). The password comes from $PFSTATELOG_CLICKHOUSE_PASSWORD or
+    /// --password-file, never from the command line.
     #[arg(long, value_name = "URL")]
     pub to: String,
     /// This recorder's name on the server, which its runs and gaps carry [default: the

@@ -423,3 +423,80 @@ fn a_wrong_password_or_no_server_is_one_line_and_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no database"));
 }
+
+/// `clickhouses://`: HTTPS to a server whose certificate a private CA signed, trusted through
+/// $PFSTATELOG_CLICKHOUSE_CA; without it the certificate is refused, in one line, exit 2,
+/// and nothing is shipped.
+#[test]
+fn https_with_a_private_ca_ships_and_answers_as_http_does() {
+    let Some(srv) = common::clickhouse::configured_tls(
+        "https_with_a_private_ca_ships_and_answers_as_http_does",
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = tmp.path().join("a.db");
+    import(&db, &[&fixture(&format!("{FREEBSD}.pcap"))]);
+    let db = db.to_str().expect("path");
+    let https = format!(
+        "clickhouses://pfs@127.0.0.1:{}/pf",
+        srv.https_port.expect("an https port")
+    );
+    let ca = srv.dir.path().join("ca.crt");
+    let with_ca = |args: &[&str], ca: Option<&Path>| -> Output {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .env("PFSTATELOG_CLICKHOUSE_PASSWORD", PASSWORD)
+            .env_remove("PFSTATELOG_DB")
+            .env_remove("PFSTATELOG_CLICKHOUSE_CA");
+        if let Some(ca) = ca {
+            c.env("PFSTATELOG_CLICKHOUSE_CA", ca);
+        }
+        c.output().expect("run pfstatelog")
+    };
+    let o = with_ca(&["ship", "--db", db, "--to", &https], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach the server"), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    let o = pf(&["stats", "--db", &srv.url("pf")]);
+    assert_eq!(o.status.code(), Some(2), "nothing was shipped");
+
+    let o = with_ca(&["ship", "--db", db, "--to", &https], Some(&ca));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let over_https = with_ca(&["stats", "--db", &https, "--json"], Some(&ca));
+    let over_http = pf(&["stats", "--db", &srv.url("pf"), "--json"]);
+    assert!(over_https.status.success());
+    // The same answer, but for the store's name.
+    let without_path = |o: &Output| -> Value {
+        let mut v: Value = serde_json::from_slice(&o.stdout).expect("stats json");
+        v.as_object_mut().map(|m| m.remove("path"));
+        v
+    };
+    assert_eq!(without_path(&over_https), without_path(&over_http));
+    assert!(without_path(&over_https)["states"].as_i64().unwrap_or(0) > 100);
+    let mut wrong = Vec::new();
+    for q in expected_queries(FREEBSD) {
+        let args = [
+            "who",
+            "--db",
+            &https,
+            "--ip",
+            q["ip"].as_str().unwrap_or_default(),
+            "--port",
+            &q["port"].to_string(),
+            "--at",
+            q["at"].as_str().unwrap_or_default(),
+            "--window",
+            &format!("{}s", q["window_s"]),
+            "--format",
+            "json",
+        ];
+        let (s, f) = (with_ca(&args, Some(&ca)), who(db, &q));
+        if (s.stdout.clone(), s.status.code()) != (f.stdout.clone(), f.status.code()) {
+            wrong.push(format!("{q}: {}", String::from_utf8_lossy(&s.stderr)));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -19,6 +19,8 @@ pub struct Server {
     child: Option<Child>,
     exe: PathBuf,
     pub port: u16,
+    /// The HTTPS port, when started with [`configured_tls`].
+    pub https_port: Option<u16>,
     pub dir: tempfile::TempDir,
 }
 
@@ -110,6 +112,84 @@ pub fn start(test: &str) -> Option<Server> {
 
 /// A server's config and ports, not started yet ([`Server::start`]).
 pub fn configured(test: &str) -> Option<Server> {
+    configured_with(test, false)
+}
+
+/// A server that also speaks HTTPS, with a certificate for 127.0.0.1 made by `openssl` and
+/// signed by a CA of the test's own (`DIR/ca.crt`); started.
+pub fn configured_tls(test: &str) -> Option<Server> {
+    let mut s = configured_with(test, true)?;
+    s.start();
+    Some(s)
+}
+
+/// Make `ca.crt` and `server.crt`/`server.key` in `dir` (a CA-signed leaf: a self-signed
+/// CA certificate is no server certificate to rustls).
+fn make_certs(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pfstatelog test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+}
+
+fn configured_with(test: &str, tls: bool) -> Option<Server> {
     let Some(exe) = server_binary() else {
         let why = "clickhouse-server is not installed (apt-get install clickhouse-server)";
         if std::env::var("PFSTATELOG_REQUIRE_CLICKHOUSE").as_deref() == Ok("1") {
@@ -121,6 +201,22 @@ pub fn configured(test: &str) -> Option<Server> {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path().display().to_string();
     let (http, tcp) = (free_port(), free_port());
+    let https = tls.then(free_port);
+    let tls_config = match https {
+        Some(port) => {
+            make_certs(dir.path());
+            format!(
+                r#"<https_port>{port}</https_port>
+  <openSSL><server>
+    <certificateFile>{d}/server.crt</certificateFile><privateKeyFile>{d}/server.key</privateKeyFile>
+    <verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile>
+    <cacheSessions>true</cacheSessions><disableProtocols>sslv2,sslv3</disableProtocols>
+    <preferServerCiphers>true</preferServerCiphers>
+  </server></openSSL>"#
+            )
+        }
+        None => String::new(),
+    };
     std::fs::write(
         dir.path().join("config.xml"),
         format!(
@@ -130,6 +226,7 @@ pub fn configured(test: &str) -> Option<Server> {
   <listen_host>127.0.0.1</listen_host>
   <http_port>{http}</http_port>
   <tcp_port>{tcp}</tcp_port>
+  {tls_config}
   <path>{d}/data/</path>
   <tmp_path>{d}/tmp/</tmp_path>
   <user_files_path>{d}/user_files/</user_files_path>
@@ -162,6 +259,7 @@ pub fn configured(test: &str) -> Option<Server> {
         child: None,
         exe,
         port: http,
+        https_port: https,
         dir,
     })
 }
