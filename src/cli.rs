@@ -63,7 +63,8 @@ pub enum Command {
 pub struct DbArg {
     /// Database path [default: $PFSTATELOG_DB, else /var/db/pfstatelog/pfstatelog.db on
     /// OpenBSD, /var/lib/pfstatelog/pfstatelog.db elsewhere]; who, history, export, stats
-    /// and prune also read clickhouse://[USER@]HOST[:PORT]/DATABASE (docs/clickhouse.md)
+    /// and prune also read clickhouse://[USER@]HOST[:PORT]/DATABASE, or clickhouses:// for
+    /// HTTPS (docs/clickhouse.md)
     #[arg(long, value_name = "PATH", env = "PFSTATELOG_DB")]
     pub db: Option<PathBuf>,
 }
@@ -164,6 +165,19 @@ pub struct RecordArgs {
     pub silent_after: i64,
     /// Parse and resolve the arguments, print them, and exit 0 without capturing (used by
     /// the examples' test).
+    /// Also ship to this central database as the recorder writes:
+    /// clickhouse://[USER@]HOST[:PORT]/DATABASE (as `pfstatelog ship --follow` does, on a
+    /// thread of the recorder; password from $PFSTATELOG_CLICKHOUSE_PASSWORD or
+    /// --password-file).
+    #[arg(long, value_name = "URL")]
+    pub ship_to: Option<String>,
+    /// With --ship-to: this recorder's name on the server [default: the host name].
+    #[arg(long, value_name = "NAME", requires = "ship_to")]
+    pub name: Option<String>,
+    /// With --ship-to: read the password from the first line of FILE (read before
+    /// privileges are dropped).
+    #[arg(long, value_name = "FILE", requires = "ship_to")]
+    pub password_file: Option<PathBuf>,
     #[arg(long, hide = true)]
     pub check_args: bool,
     /// Interface to capture on: pfsync0, or the sync network interface.
@@ -312,8 +326,9 @@ pub struct ShipArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// The central database: clickhouse://[USER@]HOST[:PORT]/DATABASE (HTTP, port 8123 by
-    /// default). The password comes from $PFSTATELOG_CLICKHOUSE_PASSWORD or --password-file,
-    /// never from the command line.
+    /// default), or clickhouses:// (HTTPS, port 8443; a private CA's PEM file in
+    /// $PFSTATELOG_CLICKHOUSE_CA). The password comes from $PFSTATELOG_CLICKHOUSE_PASSWORD or
+    /// --password-file, never from the command line.
     #[arg(long, value_name = "URL")]
     pub to: String,
     /// This recorder's name on the server, which its runs and gaps carry [default: the
@@ -323,6 +338,16 @@ pub struct ShipArgs {
     /// Read the password from the first line of FILE.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// Keep shipping as the recorder writes, until SIGTERM or SIGINT; while the server
+    /// cannot be reached, retry with backoff (up to 30 s) and log the outage once.
+    #[arg(long)]
+    pub follow: bool,
+    /// With --follow: log to stderr only, not syslog.
+    #[arg(long, requires = "follow")]
+    pub no_syslog: bool,
+    /// With --follow: also log each round's count.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]

@@ -262,9 +262,10 @@ pub(crate) fn drop_to(t: &Target, chroot_dir: Option<&Path>, db: &str) -> anyhow
     Ok(db_after)
 }
 
-/// OpenBSD: after the database is open, allow only what the recorder needs from then on.
+/// OpenBSD: after the database is open, allow only what the recorder needs from then on
+/// (`network`: shipping to a central server, which needs sockets and name lookups).
 #[cfg(target_os = "openbsd")]
-pub(crate) fn restrict(db: &str) -> anyhow::Result<()> {
+pub(crate) fn restrict(db: &str, network: bool) -> anyhow::Result<()> {
     use std::ffi::CString;
     extern "C" {
         fn pledge(promises: *const libc::c_char, execpromises: *const libc::c_char) -> libc::c_int;
@@ -273,11 +274,29 @@ pub(crate) fn restrict(db: &str) -> anyhow::Result<()> {
     let dir = CString::new(db_dir(db).display().to_string()).context("database directory")?;
     let rwc = CString::new("rwc").context("unveil permissions")?;
     // bpf: the BIOCGSTATS ioctl behind the drop counters.
-    let promises = CString::new("stdio rpath wpath cpath flock bpf").context("pledge promises")?;
+    let promises = CString::new(if network {
+        "stdio rpath wpath cpath flock bpf inet dns"
+    } else {
+        "stdio rpath wpath cpath flock bpf"
+    })
+    .context("pledge promises")?;
+    let r = CString::new("r").context("unveil permissions")?;
+    let lookups: Vec<CString> = if network {
+        ["/etc/resolv.conf", "/etc/hosts"]
+            .iter()
+            .filter_map(|p| CString::new(*p).ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
     // SAFETY: valid NUL-terminated strings; a NULL pair locks unveil.
     unsafe {
         if unveil(dir.as_ptr(), rwc.as_ptr()) != 0 {
             bail!("unveil: {}", std::io::Error::last_os_error());
+        }
+        for p in &lookups {
+            // A file missing (in a chroot) only makes names unresolvable: not fatal.
+            let _ = unveil(p.as_ptr(), r.as_ptr());
         }
         if unveil(std::ptr::null(), std::ptr::null()) != 0 {
             bail!("unveil lock: {}", std::io::Error::last_os_error());
@@ -290,6 +309,6 @@ pub(crate) fn restrict(db: &str) -> anyhow::Result<()> {
 }
 
 #[cfg(not(target_os = "openbsd"))]
-pub(crate) fn restrict(_db: &str) -> anyhow::Result<()> {
+pub(crate) fn restrict(_db: &str, _network: bool) -> anyhow::Result<()> {
     Ok(())
 }

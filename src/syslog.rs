@@ -245,6 +245,12 @@ impl Logger {
         self.emit(Level::Err, msg, to_stderr, "error: ");
     }
 
+    /// A warning for syslog and stderr both, whatever the verbosity: the few lines an
+    /// operator watching either must see (a central server lost, and found again).
+    pub fn warn_everywhere(&self, msg: &str) {
+        self.emit(Level::Warning, msg, true, "warning: ");
+    }
+
     /// Reopen syslog (SIGHUP); a no-op without syslog.
     pub fn reopen(&self) {
         if let Some(s) = &self.syslog {

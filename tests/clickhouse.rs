@@ -3,137 +3,16 @@
 //! of their fixtures answered from the server as from the local file, however often and
 //! from however many log hosts the same states were shipped.
 //!
-//! Needs `clickhouse-server`; without it the tests say so and pass, unless
-//! PFSTATELOG_REQUIRE_CLICKHOUSE=1 (as in .ci/run), which makes that a failure.
+//! Needs `clickhouse-server` (tests/common/clickhouse.rs).
 
 mod common;
 
+use common::clickhouse::{free_port, start, PASSWORD};
 use common::{bin, fixture, read_frames, write_pcap};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const PASSWORD: &str = "ship-test-pw";
-
-/// A ClickHouse server of our own on 127.0.0.1, stopped when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn url(&self, db: &str) -> String {
-        format!("clickhouse://pfs@127.0.0.1:{}/{db}", self.port)
-    }
-}
-
-fn server_binary() -> Option<PathBuf> {
-    ["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// Start a server, or say why not (a failure when PFSTATELOG_REQUIRE_CLICKHOUSE=1).
-fn start(test: &str) -> Option<Server> {
-    let Some(exe) = server_binary() else {
-        let why = "clickhouse-server is not installed (apt-get install clickhouse-server)";
-        if std::env::var("PFSTATELOG_REQUIRE_CLICKHOUSE").as_deref() == Ok("1") {
-            panic!("{test}: {why}, and PFSTATELOG_REQUIRE_CLICKHOUSE=1");
-        }
-        eprintln!("SKIPPED {test}: {why}");
-        return None;
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path().display().to_string();
-    let (http, tcp) = (free_port(), free_port());
-    std::fs::write(
-        dir.path().join("config.xml"),
-        format!(
-            r#"<?xml version="1.0"?>
-<yandex>
-  <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/error.log</errorlog></logger>
-  <listen_host>127.0.0.1</listen_host>
-  <http_port>{http}</http_port>
-  <tcp_port>{tcp}</tcp_port>
-  <path>{d}/data/</path>
-  <tmp_path>{d}/tmp/</tmp_path>
-  <user_files_path>{d}/user_files/</user_files_path>
-  <format_schema_path>{d}/format_schemas/</format_schema_path>
-  <mark_cache_size>5368709120</mark_cache_size>
-  <users_config>{d}/users.xml</users_config>
-  <default_profile>default</default_profile>
-  <default_database>default</default_database>
-</yandex>
-"#
-        ),
-    )
-    .expect("config");
-    std::fs::write(
-        dir.path().join("users.xml"),
-        format!(
-            r#"<?xml version="1.0"?>
-<yandex>
-  <profiles><default></default></profiles>
-  <users>
-    <pfs><password>{PASSWORD}</password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></pfs>
-  </users>
-  <quotas><default></default></quotas>
-</yandex>
-"#
-        ),
-    )
-    .expect("users");
-    let child = Command::new(exe)
-        .arg(format!("--config-file={d}/config.xml"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start clickhouse-server");
-    let mut s = Server {
-        child,
-        port: http,
-        _dir: dir,
-    };
-    let t0 = Instant::now();
-    loop {
-        let up = ureq::get(&format!("http://127.0.0.1:{http}/ping"))
-            .timeout(Duration::from_secs(2))
-            .call()
-            .is_ok();
-        if up {
-            return Some(s);
-        }
-        if let Ok(Some(st)) = s.child.try_wait() {
-            let log = std::fs::read_to_string(s._dir.path().join("error.log")).unwrap_or_default();
-            panic!("clickhouse-server exited at start ({st}): {log}");
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "clickhouse-server did not answer within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use std::path::Path;
+use std::process::{Command, Output};
 
 /// Run the binary with the server's password in the environment.
 fn pf(args: &[&str]) -> Output {
@@ -543,4 +422,81 @@ fn a_wrong_password_or_no_server_is_one_line_and_exit_2() {
     let o = pf(&["stats", "--db", &srv.url("pf")]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no database"));
+}
+
+/// `clickhouses://`: HTTPS to a server whose certificate a private CA signed, trusted through
+/// $PFSTATELOG_CLICKHOUSE_CA; without it the certificate is refused, in one line, exit 2,
+/// and nothing is shipped.
+#[test]
+fn https_with_a_private_ca_ships_and_answers_as_http_does() {
+    let Some(srv) = common::clickhouse::configured_tls(
+        "https_with_a_private_ca_ships_and_answers_as_http_does",
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = tmp.path().join("a.db");
+    import(&db, &[&fixture(&format!("{FREEBSD}.pcap"))]);
+    let db = db.to_str().expect("path");
+    let https = format!(
+        "clickhouses://pfs@127.0.0.1:{}/pf",
+        srv.https_port.expect("an https port")
+    );
+    let ca = srv.dir.path().join("ca.crt");
+    let with_ca = |args: &[&str], ca: Option<&Path>| -> Output {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .env("PFSTATELOG_CLICKHOUSE_PASSWORD", PASSWORD)
+            .env_remove("PFSTATELOG_DB")
+            .env_remove("PFSTATELOG_CLICKHOUSE_CA");
+        if let Some(ca) = ca {
+            c.env("PFSTATELOG_CLICKHOUSE_CA", ca);
+        }
+        c.output().expect("run pfstatelog")
+    };
+    let o = with_ca(&["ship", "--db", db, "--to", &https], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach the server"), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    let o = pf(&["stats", "--db", &srv.url("pf")]);
+    assert_eq!(o.status.code(), Some(2), "nothing was shipped");
+
+    let o = with_ca(&["ship", "--db", db, "--to", &https], Some(&ca));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let over_https = with_ca(&["stats", "--db", &https, "--json"], Some(&ca));
+    let over_http = pf(&["stats", "--db", &srv.url("pf"), "--json"]);
+    assert!(over_https.status.success());
+    // The same answer, but for the store's name.
+    let without_path = |o: &Output| -> Value {
+        let mut v: Value = serde_json::from_slice(&o.stdout).expect("stats json");
+        v.as_object_mut().map(|m| m.remove("path"));
+        v
+    };
+    assert_eq!(without_path(&over_https), without_path(&over_http));
+    assert!(without_path(&over_https)["states"].as_i64().unwrap_or(0) > 100);
+    let mut wrong = Vec::new();
+    for q in expected_queries(FREEBSD) {
+        let args = [
+            "who",
+            "--db",
+            &https,
+            "--ip",
+            q["ip"].as_str().unwrap_or_default(),
+            "--port",
+            &q["port"].to_string(),
+            "--at",
+            q["at"].as_str().unwrap_or_default(),
+            "--window",
+            &format!("{}s", q["window_s"]),
+            "--format",
+            "json",
+        ];
+        let (s, f) = (with_ca(&args, Some(&ca)), who(db, &q));
+        if (s.stdout.clone(), s.status.code()) != (f.stdout.clone(), f.status.code()) {
+            wrong.push(format!("{q}: {}", String::from_utf8_lossy(&s.stderr)));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

@@ -991,3 +991,100 @@ fn record_max_open_evicts_and_stores_what_import_stores() {
     assert!(evicted > 0, "no eviction said:\n{log}");
     assert_eq!(exported_untimed(&db), want, "{log}");
 }
+
+/// `record --ship-to`: a state started on the wire is answered by `who` from the central
+/// server within 10 s, while it is still open (shipped from the recorder's journal).
+#[test]
+fn record_ship_to_answers_a_new_state_centrally_within_10_s() {
+    const TEST: &str = "record_ship_to_answers_a_new_state_centrally_within_10_s";
+    let Some(link) = setup(TEST, 's') else {
+        return;
+    };
+    let Some(srv) = common::clickhouse::start(TEST) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, format!("{}\n", common::clickhouse::PASSWORD)).expect("password file");
+    let frames = read_frames(&fixture(&format!("{CAPTURE}.pcap")));
+    let first_ins = decode_file(&fixture(&format!("{CAPTURE}.pcap")))
+        .iter()
+        .position(|g| !ids_with_action(g, "INS").is_empty())
+        .expect("a frame with INS");
+    let db = dir.path().join("live.db").display().to_string();
+    let url = srv.url("pf");
+    let mut p = start_recorder(
+        &link.host,
+        &db,
+        &[
+            "--no-syslog",
+            "--ship-to",
+            &url,
+            "--name",
+            "fw-log",
+            "--password-file",
+            pw.to_str().expect("utf-8 path"),
+        ],
+    );
+    let sent = Instant::now();
+    link.sender().send_all(&frames[..=first_ins]);
+    // Which state it was (times are restamped live): the local file says.
+    let mut local: Vec<Value> = Vec::new();
+    p.poll_until(
+        WAIT,
+        "the new state stored locally",
+        |_| {
+            local = all_rows(&db)
+                .into_iter()
+                .filter(|r| r["end"].is_null())
+                .collect();
+            !local.is_empty()
+        },
+        |p| p.err.drain(Duration::from_millis(100)),
+    );
+    let l = local[0].clone();
+    let ask = || -> Vec<Value> {
+        let o = Command::new(bin())
+            .args([
+                "who",
+                "--db",
+                &url,
+                "--ip",
+                l["public_ip"].as_str().unwrap_or_default(),
+                "--port",
+                &l["public_port"].to_string(),
+                "--at",
+                l["start"].as_str().unwrap_or_default(),
+                "--format",
+                "json",
+            ])
+            .env(
+                "PFSTATELOG_CLICKHOUSE_PASSWORD",
+                common::clickhouse::PASSWORD,
+            )
+            .output()
+            .expect("who");
+        serde_json::from_slice(&o.stdout).unwrap_or_default()
+    };
+    let mut answered = false;
+    while sent.elapsed() < Duration::from_secs(10) {
+        if ask().iter().any(|r| r["state_id"] == l["state_id"]) {
+            answered = true;
+            break;
+        }
+        p.err.drain(Duration::from_millis(200));
+    }
+    let took = sent.elapsed();
+    assert!(
+        answered,
+        "not answered centrally within 10 s of the frame (asked for {l})\n{}",
+        p.transcript()
+    );
+    p.stop(STOP);
+    assert!(
+        !p.err.seen.iter().any(|x| x.contains("cannot ship")),
+        "{}",
+        p.transcript()
+    );
+    eprintln!("answered centrally {took:?} after the frame was sent");
+}

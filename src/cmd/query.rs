@@ -494,10 +494,17 @@ pub(crate) fn prune(a: PruneArgs) -> anyhow::Result<u8> {
         (None, None) => bail!("--before TIME or --older-than DUR is required"),
     };
     let db = a.db.path();
-    let n = store::open_retention(&db)?.prune(before)?;
+    let p = store::open_retention(&db)?.prune(before)?;
     eprintln!(
-        "pfstatelog: pruned {n} lifetimes that ended before {}",
+        "pfstatelog: pruned {} lifetimes that ended before {}",
+        p.lifetimes,
         format_rfc3339(before)
     );
+    if p.kept_unshipped > 0 {
+        eprintln!(
+            "pfstatelog: kept {} lifetimes that ended before then: not yet shipped to every central database this file ships to (pfstatelog ship)",
+            p.kept_unshipped
+        );
+    }
     Ok(0)
 }

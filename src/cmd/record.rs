@@ -35,6 +35,20 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .context("installing signal handlers")?;
 
+    // The URL is checked and the password read now: before root is given up, before
+    // anything is captured.
+    let ship_to = match &a.ship_to {
+        Some(url) => {
+            crate::store::clickhouse::Target::parse(url)?;
+            let pw = crate::store::clickhouse::password(a.password_file.as_deref())?;
+            let name = a
+                .name
+                .clone()
+                .unwrap_or_else(crate::store::clickhouse::ship::default_name);
+            Some((url.clone(), name, pw))
+        }
+        None => None,
+    };
     let target = a.user.as_deref().map(crate::privdrop::lookup).transpose()?;
     let live = Live::open(&a.iface, a.filter.as_deref(), a.pcap_buffer_mib)?;
     let linktype = live.linktype;
@@ -69,7 +83,17 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
     let mut ing = Ingest::open(&db, &run, &log)?;
     ing.set_cache_mib(a.cache.mib)?;
     ing.set_max_open(a.max_open.get());
-    crate::privdrop::restrict(&db)?;
+    // Its own connections to the spool: one reading snapshots, one keeping its place.
+    let mut shipper = match &ship_to {
+        Some((url, name, pw)) => Some(crate::store::clickhouse::ship::Shipper::new(
+            &db,
+            url,
+            name,
+            pw.clone(),
+        )?),
+        None => None,
+    };
+    crate::privdrop::restrict(&db, shipper.is_some())?;
     ing.live_since(started);
     log.info(&format!(
         "recording pfsync on {} (link type {}) into {db}; {} open states carried over",
@@ -84,8 +108,24 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
         .context("starting the capture thread")?;
     let mut status = "stopped";
     // Decoding and tracking here, SQLite on the commit thread: each has a core.
+    let ship_stop = AtomicBool::new(false);
     let stored = std::thread::scope(|scope| -> anyhow::Result<bool> {
         let committing = ing.commit_on(scope).context("starting the commit thread")?;
+        let shipping = match shipper.as_mut() {
+            Some(s) => {
+                log.info(&format!("shipping to {} as it is written", s.shown()));
+                let (log, stop) = (&log, &ship_stop);
+                Some(
+                    std::thread::Builder::new()
+                        .name("ship".into())
+                        .spawn_scoped(scope, move || {
+                            crate::store::clickhouse::ship::follow(s, stop, log)
+                        })
+                        .context("starting the ship thread")?,
+                )
+            }
+            None => None,
+        };
         let mut stopping = false;
         let mut silence = Silence::new(a.silent_after);
         loop {
@@ -164,6 +204,16 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
         let closed = ing.tracker.stats.closed;
         let replaced = ing.tracker.stats.replaced;
         let evicted = ing.tracker.stats.evicted;
+        // The shipper finishes the insert in flight; what the last commits wrote goes with
+        // the next ship (the spool keeps it).
+        ship_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = shipping {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log.error(&format!("shipping: {e:#}")),
+                Err(_) => log.error("the ship thread panicked"),
+            }
+        }
         ing.finish(status)?;
         let stored = committing.join().unwrap_or_else(|_| {
             log.error("the commit thread panicked");

@@ -161,8 +161,18 @@ pub trait ReadStore {
 
 /// Retention: `prune` deletes what ended before a time.
 pub trait Retention {
-    /// Delete every lifetime that ended before `before`; how many went.
-    fn prune(&self, before: Micros) -> anyhow::Result<u64>;
+    /// Delete every lifetime that ended before `before`.
+    fn prune(&self, before: Micros) -> anyhow::Result<Pruned>;
+}
+
+/// What a prune did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Pruned {
+    /// Lifetimes deleted.
+    pub lifetimes: u64,
+    /// Lifetimes old enough to go but kept: not yet shipped to a central database this
+    /// file ships to.
+    pub kept_unshipped: u64,
 }
 
 /// Open a store to read: a ClickHouse database for a URL (`clickhouse://…`), else the

@@ -3,6 +3,7 @@
 //! database checks; `live` holds the setup of the live-capture tests.
 #![allow(dead_code)] // each test crate uses its own subset
 
+pub mod clickhouse;
 pub mod live;
 
 use pfstatelog::source::file::CaptureFile;

@@ -17,6 +17,10 @@ use std::time::Duration;
 /// Where the password comes from when no `--password-file` is given.
 pub const PASSWORD_ENV: &str = "PFSTATELOG_CLICKHOUSE_PASSWORD";
 
+/// A PEM file of the certificate authorities to trust for `clickhouses://` instead of the
+/// public ones (a server with a certificate of a private CA).
+pub const CA_ENV: &str = "PFSTATELOG_CLICKHOUSE_CA";
+
 /// Whether a `--db` value names a server rather than a file.
 pub fn is_url(db: &str) -> bool {
     db.contains("://")
@@ -146,23 +150,26 @@ pub struct Client {
 
 impl Client {
     pub fn new(target: Target, password: Option<String>) -> anyhow::Result<Client> {
-        if target.https {
-            bail!(
-                "{}: HTTPS (clickhouses://) is not supported by this build yet; use clickhouse:// through a TLS tunnel",
-                target.shown()
-            );
-        }
-        let agent = ureq::AgentBuilder::new()
+        let mut agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(10))
             .timeout_read(Duration::from_secs(300))
-            .timeout_write(Duration::from_secs(300))
-            .build();
+            .timeout_write(Duration::from_secs(300));
+        if target.https {
+            if let Some(ca) = std::env::var_os(CA_ENV) {
+                agent = agent.tls_config(std::sync::Arc::new(trusting(std::path::Path::new(&ca))?));
+            }
+        }
+        let agent = agent.build();
         let host = if target.host.contains(':') {
             format!("[{}]", target.host)
         } else {
             target.host.clone()
         };
-        let base = format!("http://{host}:{}/", target.port);
+        let base = format!(
+            "{}://{host}:{}/",
+            if target.https { "https" } else { "http" },
+            target.port
+        );
         let user = target.user.clone().unwrap_or_else(|| "default".into());
         let auth = Some(format!(
             "Basic {}",
@@ -290,6 +297,33 @@ impl Client {
             .map(|_| ())
             .with_context(|| format!("{}: reading the answer", self.target.shown()))
     }
+}
+
+/// A TLS configuration trusting only the certificate authorities of the PEM file `ca`.
+fn trusting(ca: &std::path::Path) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let shown = format!("${CA_ENV} {}", ca.display());
+    let pem = std::fs::read(ca).with_context(|| shown.clone())?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| anyhow!("{shown}: not a PEM certificate file ({e})"))?;
+        roots
+            .add(cert)
+            .map_err(|e| anyhow!("{shown}: unusable certificate ({e})"))?;
+    }
+    if roots.is_empty() {
+        bail!("{shown}: no certificate in it (expected PEM, -----BEGIN CERTIFICATE-----)");
+    }
+    // ring's provider, as ureq 2 itself builds it (rustls deprecates its name for the
+    // provider with post-quantum key exchange, which needs aws-lc-rs and a C toolchain).
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| anyhow!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// Standard base64, for the Basic authorization header.

@@ -7,7 +7,7 @@ use super::{fixed16, quote, Client, Target};
 use crate::model::{Lifetime, Micros};
 use crate::store::coverage::{assemble, DiedRun, GapRow, RunRow};
 use crate::store::{
-    Answer, CheckReport, Coverage, Health, ReadStore, Retention, Stats, Walked, WhoFilter,
+    Answer, CheckReport, Coverage, Health, Pruned, ReadStore, Retention, Stats, Walked, WhoFilter,
 };
 use anyhow::{bail, Context};
 use std::collections::{HashMap, HashSet};
@@ -567,7 +567,7 @@ impl ClickhousePruner {
 }
 
 impl Retention for ClickhousePruner {
-    fn prune(&self, before: Micros) -> anyhow::Result<u64> {
+    fn prune(&self, before: Micros) -> anyhow::Result<Pruned> {
         let mut total = 0u64;
         for table in ["lifetimes", "gaps"] {
             let end = if table == "lifetimes" {
@@ -593,6 +593,9 @@ impl Retention for ClickhousePruner {
                 }
             }
         }
-        Ok(total)
+        Ok(Pruned {
+            lifetimes: total,
+            kept_unshipped: 0,
+        })
     }
 }

@@ -13,8 +13,12 @@ use super::schema::{self, LIFETIME_COLS};
 use super::{Client, Target};
 use crate::model::Lifetime;
 use crate::store::sqlite::reader::SqliteReader;
+use crate::store::sqlite::shipped;
 use crate::store::ReadStore;
+use crate::syslog::Logger;
 use anyhow::{bail, Context};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Rows per INSERT: few, large inserts are what ClickHouse wants (each is a part on disk).
 const BATCH_ROWS: usize = 100_000;
@@ -26,6 +30,8 @@ pub struct Shipped {
     pub runs: u64,
     pub gaps: u64,
     pub creators: u64,
+    /// The round was ended by a stop before it was all sent (the cursor did not move).
+    pub stopped: bool,
 }
 
 /// A recorder's name: the host's name unless given.
@@ -84,30 +90,227 @@ fn encode_lifetime(e: &mut Encoder, l: &Lifetime, recorder: &str) {
     e.u64(lifetime_version(l));
 }
 
-/// Ship everything the file at `db` holds to `url` as recorder `name`.
-pub fn ship(db: &str, url: &str, name: &str, password: Option<String>) -> anyhow::Result<Shipped> {
-    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
-        bail!("--name: 1 to 255 printable characters");
-    }
-    let c = Client::new(Target::parse(url)?, password)?;
-    let local = SqliteReader::open(db)?;
-    schema::ensure(&c)?;
-    // One read snapshot for the whole ship: the runs sent last describe exactly the
-    // lifetimes sent before them, even while a recorder writes the file.
-    let conn = local.conn();
-    let _snapshot = conn
-        .unchecked_transaction()
-        .with_context(|| format!("reading {db}"))?;
-    let version = crate::time::wall_us().max(0) as u64;
-    let mut sent = Shipped::default();
+/// A database being shipped to one server: the server's client, the spool read in
+/// snapshots, and a writable connection to the same file for the cursor.
+pub struct Shipper {
+    c: Client,
+    db: String,
+    name: String,
+    /// The cursor's key: the server and database, whoever logs in.
+    dest: String,
+    local: SqliteReader,
+    cursor_conn: rusqlite::Connection,
+    /// The schema was checked and the server asked whether it still holds what the cursor
+    /// says (once per process: a server whose database was dropped gets everything again).
+    checked: bool,
+    /// The runs, gaps and creators last accepted, as sent (without their version): unchanged,
+    /// they are not sent again.
+    small_sent: [Vec<u8>; 3],
+}
 
-    let mut e = Encoder::default();
+impl Shipper {
+    /// Check the arguments and open the file; nothing is sent yet.
+    pub fn new(
+        db: &str,
+        url: &str,
+        name: &str,
+        password: Option<String>,
+    ) -> anyhow::Result<Shipper> {
+        if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+            bail!("--name: 1 to 255 printable characters");
+        }
+        let target = Target::parse(url)?;
+        let dest = format!("{}:{}/{}", target.host, target.port, target.database);
+        let c = Client::new(target, password)?;
+        // Refuses a missing file, another program's, a newer schema: before any write.
+        let local = SqliteReader::open(db)?;
+        let cursor_conn = crate::store::sqlite::open_rw(db).with_context(|| {
+            format!("{db}: ship keeps its place in the file, which must be writable")
+        })?;
+        Ok(Shipper {
+            c,
+            db: db.to_string(),
+            name: name.to_string(),
+            dest,
+            local,
+            cursor_conn,
+            checked: false,
+            small_sent: Default::default(),
+        })
+    }
+
+    /// The server, as messages name it.
+    pub fn shown(&self) -> String {
+        self.c.target.shown()
+    }
+
+    /// Send what the server does not have yet: what changed in the file since the last
+    /// ship the server accepted, then runs, gaps and creators. The cursor moves only once
+    /// the server accepted it all; `stop` set between two inserts ends the round there, the
+    /// cursor where it was.
+    pub fn once(&mut self, stop: &AtomicBool) -> anyhow::Result<Shipped> {
+        let db = self.db.clone();
+        let sq = |e: rusqlite::Error| {
+            anyhow::Error::new(e).context(format!("{db}: keeping the ship's place"))
+        };
+        if !self.checked {
+            schema::ensure(&self.c)?;
+            if shipped::load(&self.cursor_conn, &self.dest)
+                .map_err(sq)?
+                .is_some()
+                && !self.server_holds_any()?
+            {
+                shipped::forget(&self.cursor_conn, &self.dest).map_err(sq)?;
+            }
+            self.checked = true;
+        }
+        let since = shipped::load(&self.cursor_conn, &self.dest).map_err(sq)?;
+        let clock = shipped::tick(&self.cursor_conn).map_err(sq)?;
+        let c = &self.c;
+        let name = self.name.as_str();
+        // One read snapshot for the whole round: the runs sent last describe exactly the
+        // lifetimes sent before them, even while a recorder writes the file.
+        let conn = self.local.conn();
+        let snapshot = conn
+            .unchecked_transaction()
+            .with_context(|| format!("reading {db}"))?;
+        let (journal_seq, batch) = shipped::marks(conn).with_context(|| format!("reading {db}"))?;
+        let version = crate::time::wall_us().max(0) as u64;
+        let mut sent = Shipped::default();
+
+        let cols = format!("{LIFETIME_COLS}, recorder, version");
+        let mut e = Encoder::default();
+        let mut n = 0usize;
+        let mut stopped = false;
+        let mut each = |l: &Lifetime| -> anyhow::Result<()> {
+            encode_lifetime(&mut e, l, name);
+            n += 1;
+            if n >= BATCH_ROWS {
+                c.insert("lifetimes", &cols, &e.buf)?;
+                e.buf.clear();
+                sent.lifetimes += n as u64;
+                n = 0;
+                if stop.load(Ordering::Relaxed) {
+                    stopped = true;
+                    // Not an error the user sees: the round ends here, unrecorded.
+                    bail!(STOPPED);
+                }
+            }
+            Ok(())
+        };
+        let walked = match since {
+            None => self.local.each_lifetime(i64::MIN, i64::MAX, &mut each),
+            Some(since) => shipped::each_changed(conn, &since, &mut each),
+        };
+        let walked = match walked {
+            Err(_) if stopped => {
+                return Ok(Shipped {
+                    stopped: true,
+                    ..sent
+                })
+            }
+            w => w?,
+        };
+        if n > 0 {
+            c.insert("lifetimes", &cols, &e.buf)?;
+            sent.lifetimes += n as u64;
+        }
+        if walked.damaged > 0 || !walked.groups.is_empty() {
+            bail!(
+                "{db}: database damaged: {} lifetime(s) or group(s) could not be read; the rest was shipped, its runs were not (pfstatelog check {db})",
+                walked.damaged + walked.groups.len() as u64
+            );
+        }
+        let small = small_tables(conn, &db, name)?;
+        drop(snapshot);
+        for (i, (table, cols, rows, count)) in small.iter().enumerate() {
+            if rows.is_empty() || self.small_sent[i] == rows.concat() {
+                continue;
+            }
+            let mut body = Vec::new();
+            for r in rows {
+                body.extend_from_slice(r);
+                body.extend_from_slice(&version.to_le_bytes());
+                if body.len() > 16 << 20 {
+                    c.insert(table, cols, &body)?;
+                    body.clear();
+                }
+            }
+            if !body.is_empty() {
+                c.insert(table, cols, &body)?;
+            }
+            self.small_sent[i] = rows.concat();
+            match i {
+                0 => sent.creators = *count,
+                1 => sent.gaps = *count,
+                _ => sent.runs = *count,
+            }
+        }
+        // Everything above was accepted (HTTP 200): only now does the cursor move.
+        // Seqs and batches only grow; an emptied journal must not take the cursor back.
+        let to = shipped::Cursor {
+            states_chg: clock,
+            journal_seq: journal_seq.max(since.map_or(0, |c| c.journal_seq)),
+            batch: batch.max(since.map_or(0, |c| c.batch)),
+        };
+        shipped::save(
+            &self.cursor_conn,
+            &self.dest,
+            &to,
+            sent.lifetimes,
+            version as i64,
+        )
+        .map_err(sq)?;
+        Ok(sent)
+    }
+
+    /// SQLite's count of commits to the file by other connections: it changes when a
+    /// writer committed since the last look. Read on the cursor's connection, whose own
+    /// commits (each round's) it does not count.
+    pub fn data_version(&self) -> anyhow::Result<i64> {
+        Ok(self
+            .cursor_conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+
+    /// Whether the server holds anything this recorder shipped: its runs (sent by every
+    /// completed ship; a key lookup, where lifetimes would be a scan).
+    fn server_holds_any(&self) -> anyhow::Result<bool> {
+        let body = self.c.select_all(&format!(
+            "SELECT toUInt8(1) FROM runs WHERE recorder = {} LIMIT 1",
+            super::quote(&self.name)
+        ))?;
+        Ok(!body.is_empty())
+    }
+}
+
+/// The marker of a round ended by `stop` (never shown).
+const STOPPED: &str = "stopped";
+
+/// Ship what the file at `db` holds and `url` does not, as recorder `name`.
+pub fn ship(db: &str, url: &str, name: &str, password: Option<String>) -> anyhow::Result<Shipped> {
+    Shipper::new(db, url, name, password)?.once(&AtomicBool::new(false))
+}
+
+/// One table's rows, each encoded without its version: (table, columns, rows, count).
+type SmallTable = (&'static str, &'static str, Vec<Vec<u8>>, u64);
+
+/// Creators, gaps and runs as the server takes them, in the order they are sent: runs last,
+/// so a round cut short never makes the server claim it watched a range whose lifetimes it
+/// does not hold.
+fn small_tables(
+    conn: &rusqlite::Connection,
+    db: &str,
+    name: &str,
+) -> anyhow::Result<[SmallTable; 3]> {
+    let mut creators = Vec::new();
     {
         let mut st = conn.prepare(
             "SELECT creator_id, flavor, version, record_version, first_us, last_us FROM creators",
         )?;
         let mut q = st.query([])?;
         while let Some(r) = q.next()? {
+            let mut e = Encoder::default();
             e.str(name);
             e.u32(r.get::<_, i64>(0)? as u32);
             e.str(&r.get::<_, String>(1)?);
@@ -115,50 +318,17 @@ pub fn ship(db: &str, url: &str, name: &str, password: Option<String>) -> anyhow
             e.opt_i64(r.get(3)?);
             e.i64(r.get(4)?);
             e.i64(r.get(5)?);
-            e.u64(version);
-            sent.creators += 1;
+            creators.push(e.buf);
         }
     }
-    if !e.buf.is_empty() {
-        c.insert(
-            "creators",
-            "recorder, creator_id, flavor, header_version, record_version, first_us, last_us, version",
-            &e.buf,
-        )?;
-    }
-
-    let cols = format!("{LIFETIME_COLS}, recorder, version");
-    let mut e = Encoder::default();
-    let mut n = 0usize;
-    let walked = local.each_lifetime(i64::MIN, i64::MAX, &mut |l| {
-        encode_lifetime(&mut e, l, name);
-        n += 1;
-        if n >= BATCH_ROWS {
-            c.insert("lifetimes", &cols, &e.buf)?;
-            e.buf.clear();
-            sent.lifetimes += n as u64;
-            n = 0;
-        }
-        Ok(())
-    })?;
-    if n > 0 {
-        c.insert("lifetimes", &cols, &e.buf)?;
-        sent.lifetimes += n as u64;
-    }
-    if walked.damaged > 0 || !walked.groups.is_empty() {
-        bail!(
-            "{db}: database damaged: {} lifetime(s) or group(s) could not be read; the rest was shipped, its runs were not (pfstatelog check {db})",
-            walked.damaged + walked.groups.len() as u64
-        );
-    }
-
-    let mut e = Encoder::default();
+    let mut gaps = Vec::new();
     {
         let mut st = conn.prepare(
             "SELECT run_id, start_us, end_us, kind, count, coalesce(detail, '') FROM gaps",
         )?;
         let mut q = st.query([])?;
         while let Some(r) = q.next()? {
+            let mut e = Encoder::default();
             e.str(name);
             e.i64(r.get(0)?);
             e.i64(r.get(1)?);
@@ -166,19 +336,10 @@ pub fn ship(db: &str, url: &str, name: &str, password: Option<String>) -> anyhow
             e.i64(r.get(2)?);
             e.i64(r.get(4)?);
             e.str(&r.get::<_, String>(5)?);
-            e.u64(version);
-            sent.gaps += 1;
-            if e.buf.len() > 16 << 20 {
-                c.insert("gaps", GAP_COLS, &e.buf)?;
-                e.buf.clear();
-            }
+            gaps.push(e.buf);
         }
     }
-    if !e.buf.is_empty() {
-        c.insert("gaps", GAP_COLS, &e.buf)?;
-    }
-
-    let mut e = Encoder::default();
+    let mut runs = Vec::new();
     {
         let newest: Option<i64> = conn.query_row("SELECT max(id) FROM runs", [], |r| r.get(0))?;
         let mut st = conn.prepare(
@@ -195,6 +356,7 @@ pub fn ship(db: &str, url: &str, name: &str, password: Option<String>) -> anyhow
             {
                 status = "abnormal".into();
             }
+            let mut e = Encoder::default();
             e.str(name);
             e.i64(id);
             e.str(&r.get::<_, String>(1)?);
@@ -209,19 +371,88 @@ pub fn ship(db: &str, url: &str, name: &str, password: Option<String>) -> anyhow
             e.str(&status);
             e.opt_i64(r.get(13)?);
             e.opt_str(r.get::<_, Option<String>>(14)?.as_deref());
-            e.u64(version);
-            sent.runs += 1;
+            runs.push(e.buf);
         }
     }
-    if !e.buf.is_empty() {
-        c.insert(
-            "runs",
-            "recorder, id, kind, source, first_us, last_us, started_wall, stopped_wall, \
-             packets, messages, drops, decode_errors, skipped, status, pid, sw_version, version",
-            &e.buf,
-        )?;
-    }
-    Ok(sent)
+    let (nc, ng, nr) = (creators.len() as u64, gaps.len() as u64, runs.len() as u64);
+    Ok([
+        ("creators", CREATOR_COLS, creators, nc),
+        ("gaps", GAP_COLS, gaps, ng),
+        ("runs", RUN_COLS, runs, nr),
+    ])
 }
 
+const CREATOR_COLS: &str =
+    "recorder, creator_id, flavor, header_version, record_version, first_us, last_us, version";
+const RUN_COLS: &str =
+    "recorder, id, kind, source, first_us, last_us, started_wall, stopped_wall, \
+     packets, messages, drops, decode_errors, skipped, status, pid, sw_version, version";
 const GAP_COLS: &str = "recorder, run_id, start_us, kind, end_us, count, detail, version";
+
+/// How often `--follow` looks for new writes.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// The longest wait between two attempts while the server cannot be reached.
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// Keep shipping what the recorder writes until `stop` is set: a round whenever the file
+/// changed (and at least every 30 s, for the running run's progress), retrying with
+/// exponential backoff while the server cannot be reached. An outage is logged once when it
+/// begins and once when it ends; a stop finishes the insert in flight, then returns.
+pub fn follow(s: &mut Shipper, stop: &AtomicBool, log: &Logger) -> anyhow::Result<()> {
+    let mut failing: Option<(std::time::Instant, String)> = None;
+    let mut wait = FOLLOW_EVERY;
+    let mut last_version: Option<i64> = None;
+    let mut last_round = std::time::Instant::now();
+    let mut first = true;
+    while !stop.load(Ordering::Relaxed) {
+        let version = s.data_version().ok();
+        let due = first
+            || failing.is_some()
+            || version.is_none()
+            || version != last_version
+            || last_round.elapsed() >= BACKOFF_CAP;
+        if due {
+            last_round = std::time::Instant::now();
+            match s.once(stop) {
+                Ok(sent) => {
+                    first = false;
+                    last_version = version;
+                    wait = FOLLOW_EVERY;
+                    if let Some((since, _)) = failing.take() {
+                        log.warn_everywhere(&format!(
+                            "{}: shipping again after {} (the spool kept everything meanwhile)",
+                            s.shown(),
+                            crate::time::format_duration(since.elapsed().as_micros() as i64)
+                        ));
+                    }
+                    if sent.lifetimes > 0 && log.verbose() {
+                        log.info(&format!(
+                            "shipped {} lifetimes to {}",
+                            sent.lifetimes,
+                            s.shown()
+                        ));
+                    }
+                }
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    if failing.is_none() {
+                        log.warn_everywhere(&format!(
+                            "cannot ship: {why}; the spool keeps everything, retrying with backoff up to {} s",
+                            BACKOFF_CAP.as_secs()
+                        ));
+                        failing = Some((std::time::Instant::now(), why));
+                        wait = FOLLOW_EVERY;
+                    } else {
+                        wait = (wait * 2).min(BACKOFF_CAP);
+                    }
+                }
+            }
+        }
+        // Sleep in short steps: a stop is heard within a tenth of a second.
+        let until = std::time::Instant::now() + wait;
+        while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}

@@ -11,7 +11,7 @@ use crate::store::{DamageKind, DamagedGroup};
 use rusqlite::{params, Connection, OptionalExtension};
 /// Maps keyed by small tuples, hashed with ahash (SipHash was ~4 % of an import).
 type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
-type HashSet<K> = std::collections::HashSet<K, ahash::RandomState>;
+pub type HashSet<K> = std::collections::HashSet<K, ahash::RandomState>;
 use std::net::IpAddr;
 
 /// A bucket can get no more lifetimes once packets this much past its last possible end
@@ -811,7 +811,9 @@ fn count_creators(tx: &Connection, by: &HashMap<u32, i64>) -> rusqlite::Result<(
 /// The next batch number.
 pub fn next_batch(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(
-        "SELECT coalesce(max(batch), 0) + 1 FROM archive_batches",
+        // Above any batch a destination was sent: `ship` takes higher numbers for new.
+        "SELECT max(coalesce((SELECT max(batch) FROM archive_batches), 0),
+                    coalesce((SELECT max(batch) FROM shipped), 0)) + 1",
         [],
         |r| r.get(0),
     )
@@ -1408,6 +1410,128 @@ pub fn each_in_bucket(
     Ok(damaged)
 }
 
+/// The lifetimes archived by batches after `after` (`ship`): their id lists say where each
+/// is filed, and the rows there are read once each. A row merged since holds lifetimes of
+/// older batches too; only ids the new batches list are kept (an id reused in the same
+/// row comes along, a harmless copy). Returns the damaged rows and id lists skipped.
+pub fn each_after_batch(
+    conn: &Connection,
+    names: &Names,
+    after: i64,
+    mut f: impl FnMut(Stored) -> rusqlite::Result<()>,
+) -> rusqlite::Result<u64> {
+    let mut damaged = 0u64;
+    let mut ids: HashSet<(u32, u64)> = HashSet::default();
+    let mut places: HashSet<(i64, i64, Spot)> = HashSet::default();
+    {
+        let mut st = conn.prepare(
+            "SELECT batch, creator_id, grp, min_id, ids, form FROM archive_batches WHERE batch > ?1",
+        )?;
+        let mut rows = st.query([after])?;
+        while let Some(r) = rows.next()? {
+            let (batch, creator, grp, lo): (i64, i64, i64, i64) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            let (blob, form): (Vec<u8>, i64) = (r.get(4)?, r.get(5)?);
+            let list = codec::verified(&[&ids_key(creator, grp, lo)], &blob).and_then(|b| {
+                ids_form(form)?;
+                codec::unpack_ids(b, lo as u64)
+            });
+            match list {
+                Ok(list) => {
+                    for (id, at) in list {
+                        ids.insert((creator as u32, id));
+                        places.insert((at.dur_class, at.start_bucket, at.spot));
+                    }
+                }
+                Err(e) => {
+                    met(DamagedGroup {
+                        kind: DamageKind::IdList,
+                        what: format!(
+                            "id list (batch {batch}, creator {:08x}, ids from {lo:016x})",
+                            creator as u32
+                        ),
+                        from: None,
+                        to: None,
+                        why: e.0,
+                    })?;
+                    damaged += 1;
+                }
+            }
+        }
+    }
+    let mut by_bucket: Vec<(i64, i64, Spot)> = places.into_iter().collect();
+    by_bucket.sort_unstable();
+    let mut keys: Vec<RowKey> = Vec::new();
+    for part in by_bucket.chunk_by(|x, y| (x.0, x.1) == (y.0, y.1)) {
+        let (c, b) = (part[0].0, part[0].1);
+        let Some(layout) = layout_of(conn, c, b)? else {
+            continue;
+        };
+        keys.extend(part.iter().map(|(_, _, s)| {
+            let (a, p) = layout.spot_key(s);
+            (c, b, a, p)
+        }));
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    let mut st = conn.prepare_cached(
+        "SELECT rows FROM archive WHERE dur_class = ?1 AND start_bucket = ?2 AND w_addr1 = ?3 AND w_port1 = ?4",
+    )?;
+    for (c, b, a, p) in keys {
+        let mut rows = st.query(params![c, b, a, p])?;
+        while let Some(r) = rows.next()? {
+            let blob: Vec<u8> = r.get(0)?;
+            match unpack_row((c, b, &a, p), &blob, names, None) {
+                Ok(v) => {
+                    for s in v {
+                        if ids.contains(&(s.creator_id, s.state_id)) {
+                            f(s)?;
+                        }
+                    }
+                }
+                Err(e) => {
+                    met(damaged_row(c, b, &a, p, e))?;
+                    damaged += 1;
+                }
+            }
+        }
+    }
+    Ok(damaged)
+}
+
+/// The (creator, id) of every lifetime archived by batches after `after`: what `prune`
+/// keeps for a destination that has not been sent them.
+pub fn ids_after_batch(conn: &Connection, after: i64) -> rusqlite::Result<HashSet<(u32, u64)>> {
+    let mut out: HashSet<(u32, u64)> = HashSet::default();
+    let mut st = conn.prepare(
+        "SELECT creator_id, grp, min_id, ids, form FROM archive_batches WHERE batch > ?1",
+    )?;
+    let mut rows = st.query([after])?;
+    while let Some(r) = rows.next()? {
+        let (creator, grp, lo): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let (blob, form): (Vec<u8>, i64) = (r.get(3)?, r.get(4)?);
+        let list = codec::verified(&[&ids_key(creator, grp, lo)], &blob).and_then(|b| {
+            ids_form(form)?;
+            codec::unpack_ids(b, lo as u64)
+        });
+        match list {
+            Ok(list) => out.extend(list.into_iter().map(|(id, _)| (creator as u32, id))),
+            // Prune stops rather than delete what it cannot tell is shipped.
+            Err(e) => met(DamagedGroup {
+                kind: DamageKind::IdList,
+                what: format!(
+                    "id list (creator {:08x}, ids from {lo:016x})",
+                    creator as u32
+                ),
+                from: None,
+                to: None,
+                why: e.0,
+            })?,
+        }
+    }
+    Ok(out)
+}
+
 /// The archived lifetimes of one public pair in bucket (c, b).
 pub fn group(
     conn: &Connection,
@@ -1478,12 +1602,25 @@ pub fn private_pairs(
 
 /// Delete archived lifetimes that ended before `before`; how many.
 pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result<u64> {
+    prune_keeping(tx, names, before, None).map(|(gone, _)| gone)
+}
+
+/// [`prune`], keeping the lifetimes whose (creator, id) `unshipped` holds (not yet sent to
+/// every destination this file ships to) and the id lists of batches after `unshipped`'s
+/// batch; (deleted, kept because unshipped).
+pub fn prune_keeping(
+    tx: &Connection,
+    names: &Names,
+    before: Micros,
+    unshipped: Option<(&HashSet<(u32, u64)>, i64)>,
+) -> rusqlite::Result<(u64, u64)> {
+    let mut held = 0u64;
     let buckets: Vec<(i64, i64, Micros)> = tx
         .prepare("SELECT dur_class, start_bucket, end_us FROM archive_buckets WHERE first_us < ?1")?
         .query_map([before], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let mut gone = 0u64;
-    for (c, b, end) in buckets {
+    for (c, b, _) in buckets {
         let Some(layout) = layout_of(tx, c, b)? else {
             continue;
         };
@@ -1491,7 +1628,12 @@ pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result
         let mut removed: HashMap<u32, i64> = HashMap::default();
         let mut kept = 0i64;
         each_in_bucket(tx, names, c, b, |s| {
-            if s.end < before {
+            let keep_unshipped = s.end < before
+                && unshipped.is_some_and(|(ids, _)| ids.contains(&(s.creator_id, s.state_id)));
+            if keep_unshipped {
+                held += 1;
+            }
+            if s.end < before && !keep_unshipped {
                 *removed.entry(s.creator_id).or_default() -= 1;
             } else {
                 kept += 1;
@@ -1507,7 +1649,8 @@ pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result
         gone += removed.values().map(|n| -n).sum::<i64>() as u64;
         tx.prepare_cached("DELETE FROM archive WHERE dur_class = ?1 AND start_bucket = ?2")?
             .execute(params![c, b])?;
-        if end < before || kept == 0 {
+        // Every lifetime gone (its latest end is before, and none is kept unshipped).
+        if kept == 0 {
             tx.prepare_cached(
                 "DELETE FROM archive_buckets WHERE dur_class = ?1 AND start_bucket = ?2",
             )?
@@ -1529,11 +1672,16 @@ pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result
     // counts from it, and a number handed out again would meet the history rows that batch
     // wrote (prune keeps those of recent buckets, below). A stale id list only points at
     // lifetimes no longer there, as that of a batch pruned in part does.
+    // Id lists of batches not yet shipped everywhere stay: ship finds their lifetimes by them.
     tx.execute(
-        "DELETE FROM archive_batches WHERE end_us < ?1 AND (batch, creator_id, grp, min_id) !=
+        "DELETE FROM archive_batches WHERE end_us < ?1 AND batch <= ?2 AND (batch, creator_id, grp, min_id) !=
            (SELECT batch, creator_id, grp, min_id FROM archive_batches ORDER BY batch DESC LIMIT 1)",
-        [before],
+        params![before, unshipped.map_or(i64::MAX, |(_, b)| b)],
     )?;
+    if held > 0 {
+        // The history rows of kept lifetimes stay too (history finds them by these).
+        return Ok((gone, held));
+    }
     // History entries of 72-minute buckets whose every lifetime ended before; those of a
     // bucket pruned in part only point at fewer lifetimes now, which history skips.
     for (c, max) in CLASS_MAX_US.iter().enumerate() {
@@ -1545,7 +1693,7 @@ pub fn prune(tx: &Connection, names: &Names, before: Micros) -> rusqlite::Result
             .execute(params![c as i64, dead_below])?;
         }
     }
-    Ok(gone)
+    Ok((gone, held))
 }
 
 /// Move every archived lifetime back into `states` (tests compare whole databases this way;
@@ -2131,7 +2279,7 @@ mod tests {
         let all = lifetimes(0, 10);
         batch(&conn, &all, 1);
         let cut = all[4].end + 1;
-        assert_eq!(query::prune(&conn, cut).expect("prune"), 5);
+        assert_eq!(query::prune(&conn, cut).expect("prune"), (5, 0));
         let st = query::stats(&conn, "x").expect("stats");
         assert_eq!(st.states, 5);
         assert!(who(&conn, all[3].start + S).is_empty());

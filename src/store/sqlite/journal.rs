@@ -181,6 +181,47 @@ impl Journal {
         Ok(())
     }
 
+    /// Journal lifetimes written at seqs after `after` and not closed since (`ship`: a
+    /// closed row's lifetime was written again elsewhere, where it is seen as new).
+    pub fn each_since(
+        &self,
+        conn: &Connection,
+        after: i64,
+        mut f: impl FnMut(Option<Lifetime>) -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let ended = ended_at(conn)?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLS}, seq FROM journal WHERE seq > ?1 ORDER BY seq"
+        ))?;
+        let mut rows = stmt.query([after])?;
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(super::query::COLS_N)?;
+            let l = lifetime(r)?;
+            let gone = l.as_ref().is_some_and(|l| {
+                ended
+                    .get(&(l.creator_id, l.state_id))
+                    .is_some_and(|e| *e > seq)
+            });
+            if !gone {
+                f(l)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest seq the journal and its ends hold (0: none).
+    pub fn newest_seq(conn: &Connection) -> rusqlite::Result<i64> {
+        conn.query_row(
+            "SELECT max(coalesce((SELECT max(seq) FROM journal), 0),
+                        coalesce((SELECT max(seq) FROM journal_ends), 0))",
+            [],
+            |r| r.get(0),
+        )
+    }
+
     /// How many journal lifetimes there are and how many of them are open, the earliest
     /// start and the latest sighting.
     pub fn summary(&self, conn: &Connection) -> rusqlite::Result<Summary> {

@@ -11,6 +11,7 @@ pub mod journal;
 pub mod pagesum;
 pub mod query;
 pub mod reader;
+pub mod shipped;
 pub mod sink;
 pub mod vtab;
 pub mod writer;
@@ -26,10 +27,16 @@ pub const APPLICATION_ID: i32 = 0x7066_7374;
 
 /// Migrations, applied in order; schema n (n of them applied) is stored as `PRAGMA
 /// user_version` = [`USER_VERSION_BASE`] + n.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_schema",
-    include_str!("../../../migrations/0001_schema.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_schema",
+        include_str!("../../../migrations/0001_schema.sql"),
+    ),
+    (
+        "0002_ship",
+        include_str!("../../../migrations/0002_ship.sql"),
+    ),
+];
 
 /// Development builds before the first release numbered their schemas 1 to 10 in
 /// `user_version`, under the same application id. Counting ours from 100 keeps such a file
@@ -38,6 +45,11 @@ const MIGRATIONS: &[(&str, &str)] = &[(
 const USER_VERSION_BASE: i32 = 199;
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// The oldest schema queries read as it is: later schemas only add what `ship` keeps
+/// (migrations/0002_ship.sql), so a file not yet upgraded is answered, not refused; the
+/// first writer or `ship` upgrades it in place.
+const READABLE_FROM: i32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -239,7 +251,7 @@ fn open_ro_as(path: &str, immutable: bool) -> Result<Connection> {
             why: "no pfstatelog schema in it".into(),
         });
     }
-    if v - USER_VERSION_BASE < SCHEMA_VERSION {
+    if v - USER_VERSION_BASE < READABLE_FROM {
         return Err(StoreError::TooOld {
             path: path.into(),
             found: v - USER_VERSION_BASE,

@@ -628,16 +628,31 @@ pub fn stats(conn: &Connection, path: &str) -> rusqlite::Result<Stats> {
 
 /// Delete lifetimes that ended before `before`, in short transactions so a running recorder
 /// never waits long, then hand freed pages back.
-pub fn prune(conn: &Connection, before: Micros) -> rusqlite::Result<u64> {
+///
+/// A file that ships keeps what some destination it ships to has not been sent yet
+/// (migrations/0002_ship.sql): (deleted, kept because unshipped).
+pub fn prune(conn: &Connection, before: Micros) -> rusqlite::Result<(u64, u64)> {
     // Archived groups first: one that does not read back stops the prune (it would be
     // deleted with its bucket, unread) before anything else is deleted.
     let tx = conn.unchecked_transaction()?;
-    let mut total = archive::prune(&tx, &Names::load(&tx)?, before)?;
+    let unshipped = super::shipped::unshipped(&tx)?;
+    let (mut total, mut kept) = archive::prune_keeping(
+        &tx,
+        &Names::load(&tx)?,
+        before,
+        unshipped.as_ref().map(|u| (&u.archived, u.oldest.batch)),
+    )?;
     tx.commit()?;
+    let chg = unshipped.as_ref().map_or(i64::MAX, |u| u.oldest.states_chg);
+    kept += conn.query_row(
+        "SELECT count(*) FROM states WHERE end_us < ?1 AND chg > ?2",
+        params![before, chg],
+        |r| r.get::<_, i64>(0),
+    )? as u64;
     loop {
         let n = conn.execute(
-            "DELETE FROM states WHERE id IN (SELECT id FROM states WHERE end_us < ?1 LIMIT 5000)",
-            [before],
+            "DELETE FROM states WHERE id IN (SELECT id FROM states WHERE end_us < ?1 AND chg <= ?2 LIMIT 5000)",
+            params![before, chg],
         )?;
         total += n as u64;
         if n == 0 {
@@ -650,5 +665,5 @@ pub fn prune(conn: &Connection, before: Micros) -> rusqlite::Result<u64> {
     conn.execute("DELETE FROM bus WHERE ts_us < ?1", [before])?;
     conn.execute("DELETE FROM runs WHERE last_us < ?1 AND status != 'running' AND id NOT IN (SELECT run_id FROM gaps)", [before])?;
     conn.execute_batch("PRAGMA incremental_vacuum;")?;
-    Ok(total)
+    Ok((total, kept))
 }

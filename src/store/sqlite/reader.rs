@@ -3,7 +3,7 @@
 use super::{archive, export, health, pagesum, query};
 use crate::model::{Lifetime, Micros};
 use crate::store::{
-    Answer, CheckReport, Coverage, DamageKind, Health, ReadStore, Retention, Stats, Walked,
+    Answer, CheckReport, Coverage, DamageKind, Health, Pruned, ReadStore, Retention, Stats, Walked,
     WhoFilter,
 };
 use anyhow::Context;
@@ -173,7 +173,12 @@ impl SqlitePruner {
 }
 
 impl Retention for SqlitePruner {
-    fn prune(&self, before: Micros) -> anyhow::Result<u64> {
-        query::prune(&self.conn, before).with_context(|| format!("pruning {}", self.path))
+    fn prune(&self, before: Micros) -> anyhow::Result<Pruned> {
+        let (lifetimes, kept_unshipped) =
+            query::prune(&self.conn, before).with_context(|| format!("pruning {}", self.path))?;
+        Ok(Pruned {
+            lifetimes,
+            kept_unshipped,
+        })
     }
 }

@@ -359,8 +359,11 @@ impl Young {
         let seq = match self.next_seq {
             Some(n) => n,
             None => tx.query_row(
+                // Above any seq a destination was sent (`ship` takes higher seqs for
+                // new), even once the journal emptied on a clean stop.
                 "SELECT max(coalesce((SELECT max(seq) FROM journal), 0),
-                            coalesce((SELECT max(seq) FROM journal_ends), 0)) + 1",
+                            coalesce((SELECT max(seq) FROM journal_ends), 0),
+                            coalesce((SELECT max(journal_seq) FROM shipped), 0)) + 1",
                 [],
                 |r| r.get(0),
             )?,
