@@ -5,10 +5,10 @@
 //! `pfstatelog sql` and `export --format sqlite` both show lifetimes this way, so a query
 //! written against one runs unchanged against the other.
 
+use super::proto_known;
 use super::table::{af_name, dir_name};
-use super::{hex_creator, hex_id, proto_name};
 use crate::model::Lifetime;
-use crate::time::format_rfc3339;
+use crate::time::{format_rfc3339, rfc3339_into};
 use rusqlite::types::Value;
 
 /// (name, SQL type, what it holds), in column order.
@@ -93,36 +93,74 @@ pub const COL_UNTIL_US: usize = 23;
 
 /// Column `i` of [`LIFETIME_COLUMNS`] for `l` (NULL past the last).
 pub fn lifetime_value(l: &Lifetime, i: usize) -> Value {
-    let int = |v: u64| Value::Integer(v as i64);
-    match i {
-        0 => Value::Text(l.private_ip.to_string()),
-        1 => Value::Integer(l.private_port.into()),
-        2 => Value::Text(l.public_ip.to_string()),
-        3 => Value::Integer(l.public_port.into()),
-        4 => Value::Text(l.remote_ip.to_string()),
-        5 => Value::Integer(l.remote_port.into()),
-        6 => Value::Text(proto_name(l.proto)),
-        7 => Value::Text(af_name(l.af).into()),
-        8 => Value::Text(dir_name(l.direction).into()),
-        9 => Value::Text(l.ifname.clone()),
-        10 => Value::Integer(l.nat.into()),
-        11 => Value::Text(format_rfc3339(l.start)),
-        12 => l
-            .end
-            .map_or(Value::Null, |e| Value::Text(format_rfc3339(e))),
-        13 => Value::Text(hex_id(l.state_id)),
-        14 => Value::Text(hex_creator(l.creator_id)),
-        15 => l.end_reason.clone().map_or(Value::Null, Value::Text),
-        16 => Value::Text(format_rfc3339(l.last_seen)),
-        17 => int(l.packets[0]),
-        18 => int(l.packets[1]),
-        19 => int(l.bytes[0]),
-        20 => int(l.bytes[1]),
-        21 => Value::Integer(l.start),
-        22 => l.end.map_or(Value::Null, Value::Integer),
-        23 => Value::Integer(l.end.unwrap_or(i64::MAX)),
-        _ => Value::Null,
+    let mut text = String::new();
+    match lifetime_cell(l, i, &mut text) {
+        Cell::Null => Value::Null,
+        Cell::Int(v) => Value::Integer(v),
+        Cell::Text(..) => Value::Text(text),
     }
+}
+
+/// One column's value, its text (if any) kept in a buffer that many rows share: an export
+/// writes millions of rows without a string of its own for each column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    /// `text[from..to]` of the buffer it was written to.
+    Text(usize, usize),
+}
+
+/// Column `i` of [`LIFETIME_COLUMNS`] for `l`, its text appended to `text`.
+pub fn lifetime_cell(l: &Lifetime, i: usize, text: &mut String) -> Cell {
+    use std::fmt::Write;
+    let int = |v: u64| Cell::Int(v as i64);
+    let at = text.len();
+    // Writing into a String cannot fail.
+    let time = |t: &mut String, us: i64| {
+        let mut buf = [0u8; 27];
+        match rfc3339_into(us, &mut buf) {
+            Some(s) => t.push_str(s),
+            None => t.push_str(&format_rfc3339(us)),
+        }
+    };
+    match i {
+        0 => drop(write!(text, "{}", l.private_ip)),
+        1 => return Cell::Int(l.private_port.into()),
+        2 => drop(write!(text, "{}", l.public_ip)),
+        3 => return Cell::Int(l.public_port.into()),
+        4 => drop(write!(text, "{}", l.remote_ip)),
+        5 => return Cell::Int(l.remote_port.into()),
+        6 => match proto_known(l.proto) {
+            Some(p) => text.push_str(p),
+            None => drop(write!(text, "{}", l.proto)),
+        },
+        7 => text.push_str(af_name(l.af)),
+        8 => text.push_str(dir_name(l.direction)),
+        9 => text.push_str(&l.ifname),
+        10 => return Cell::Int(l.nat.into()),
+        11 => time(text, l.start),
+        12 => match l.end {
+            Some(e) => time(text, e),
+            None => return Cell::Null,
+        },
+        13 => drop(write!(text, "{:016x}", l.state_id)),
+        14 => drop(write!(text, "{:08x}", l.creator_id)),
+        15 => match &l.end_reason {
+            Some(r) => text.push_str(r),
+            None => return Cell::Null,
+        },
+        16 => time(text, l.last_seen),
+        17 => return int(l.packets[0]),
+        18 => return int(l.packets[1]),
+        19 => return int(l.bytes[0]),
+        20 => return int(l.bytes[1]),
+        21 => return Cell::Int(l.start),
+        22 => return l.end.map_or(Cell::Null, Cell::Int),
+        23 => return Cell::Int(l.end.unwrap_or(i64::MAX)),
+        _ => return Cell::Null,
+    }
+    Cell::Text(at, text.len())
 }
 
 /// `CREATE TABLE name (...)` with every column's meaning as a comment, so the file

@@ -10,10 +10,10 @@
 
 use super::export::each_lifetime;
 use super::vtab::readable_tables;
-use crate::report::rows::{lifetime_value, lifetimes_ddl, LIFETIME_COLUMNS};
+use crate::report::rows::{lifetime_cell, lifetimes_ddl, Cell, LIFETIME_COLUMNS};
 use crate::store::Walked;
 use anyhow::{bail, Context};
-use rusqlite::types::Value;
+use rusqlite::types::Null;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
@@ -63,6 +63,21 @@ pub fn write(
 /// Lifetimes per message from the walk to the thread that writes them.
 const BATCH: usize = 1024;
 
+/// A batch of lifetimes as SQL values, their text in one buffer.
+struct Rows {
+    text: String,
+    cells: Vec<Cell>,
+}
+
+impl Rows {
+    fn new(cols: usize) -> Rows {
+        Rows {
+            text: String::with_capacity(BATCH * 256),
+            cells: Vec::with_capacity(BATCH * cols),
+        }
+    }
+}
+
 fn fill(
     store: &Connection,
     path: &str,
@@ -95,15 +110,21 @@ fn fill(
     // The walk (and turning lifetimes into text) on this thread, SQLite's inserts on
     // another: each is about half of the work.
     let (conn, walked) = std::thread::scope(|scope| -> anyhow::Result<(Connection, Walked)> {
-        let (tx, rx) = sync_channel::<Vec<Value>>(8);
+        let (tx, rx) = sync_channel::<Rows>(8);
         let writer = scope.spawn(move || -> anyhow::Result<Connection> {
             {
                 let marks = vec!["?"; cols].join(", ");
                 let mut ins = conn.prepare(&format!("INSERT INTO lifetimes VALUES ({marks})"))?;
                 for batch in rx {
-                    for row in batch.chunks_exact(cols) {
-                        for (i, v) in row.iter().enumerate() {
-                            ins.raw_bind_parameter(i + 1, v)?;
+                    for row in batch.cells.chunks_exact(cols) {
+                        for (i, c) in row.iter().enumerate() {
+                            match *c {
+                                Cell::Null => ins.raw_bind_parameter(i + 1, Null)?,
+                                Cell::Int(v) => ins.raw_bind_parameter(i + 1, v)?,
+                                Cell::Text(a, b) => {
+                                    ins.raw_bind_parameter(i + 1, batch.text.get(a..b))?
+                                }
+                            }
                         }
                         ins.raw_execute()?;
                     }
@@ -111,18 +132,21 @@ fn fill(
             }
             Ok(conn)
         });
-        let mut batch = Vec::with_capacity(BATCH * cols);
+        let mut batch = Rows::new(cols);
         let walked = each_lifetime(store, from, to, |l| -> anyhow::Result<()> {
-            batch.extend((0..cols).map(|i| lifetime_value(l, i)));
-            if batch.len() == BATCH * cols {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH * cols));
+            for i in 0..cols {
+                let c = lifetime_cell(l, i, &mut batch.text);
+                batch.cells.push(c);
+            }
+            if batch.cells.len() == BATCH * cols {
+                let full = std::mem::replace(&mut batch, Rows::new(cols));
                 // The writer stopped: its error is the one to report.
                 tx.send(full)
                     .map_err(|_| anyhow::anyhow!("the writer stopped"))?;
             }
             Ok(())
         });
-        if walked.is_ok() && !batch.is_empty() {
+        if walked.is_ok() && !batch.cells.is_empty() {
             let _ = tx.send(batch);
         }
         drop(tx);
