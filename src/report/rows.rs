@@ -8,7 +8,7 @@
 use super::proto_known;
 use super::table::{af_name, dir_name};
 use crate::model::Lifetime;
-use crate::time::{format_rfc3339, rfc3339_into};
+use crate::time::format_rfc3339;
 use rusqlite::types::Value;
 
 /// (name, SQL type, what it holds), in column order.
@@ -98,6 +98,7 @@ pub fn lifetime_value(l: &Lifetime, i: usize) -> Value {
         Cell::Null => Value::Null,
         Cell::Int(v) => Value::Integer(v),
         Cell::Text(..) => Value::Text(text),
+        Cell::Time(us) => Value::Text(format_rfc3339(us)),
     }
 }
 
@@ -109,6 +110,9 @@ pub enum Cell {
     Int(i64),
     /// `text[from..to]` of the buffer it was written to.
     Text(usize, usize),
+    /// An instant, as text in RFC 3339 (crate::time::format_rfc3339), left to whoever binds
+    /// it: an export writes it on the thread that inserts, which has less to do.
+    Time(i64),
 }
 
 /// Column `i` of [`LIFETIME_COLUMNS`] for `l`, its text appended to `text`.
@@ -116,14 +120,6 @@ pub fn lifetime_cell(l: &Lifetime, i: usize, text: &mut String) -> Cell {
     use std::fmt::Write;
     let int = |v: u64| Cell::Int(v as i64);
     let at = text.len();
-    // Writing into a String cannot fail.
-    let time = |t: &mut String, us: i64| {
-        let mut buf = [0u8; 27];
-        match rfc3339_into(us, &mut buf) {
-            Some(s) => t.push_str(s),
-            None => t.push_str(&format_rfc3339(us)),
-        }
-    };
     match i {
         0 => push_ip(text, &l.private_ip),
         1 => return Cell::Int(l.private_port.into()),
@@ -139,18 +135,15 @@ pub fn lifetime_cell(l: &Lifetime, i: usize, text: &mut String) -> Cell {
         8 => text.push_str(dir_name(l.direction)),
         9 => text.push_str(&l.ifname),
         10 => return Cell::Int(l.nat.into()),
-        11 => time(text, l.start),
-        12 => match l.end {
-            Some(e) => time(text, e),
-            None => return Cell::Null,
-        },
+        11 => return Cell::Time(l.start),
+        12 => return l.end.map_or(Cell::Null, Cell::Time),
         13 => push_hex(text, l.state_id, 16),
         14 => push_hex(text, u64::from(l.creator_id), 8),
         15 => match &l.end_reason {
             Some(r) => text.push_str(r),
             None => return Cell::Null,
         },
-        16 => time(text, l.last_seen),
+        16 => return Cell::Time(l.last_seen),
         17 => return int(l.packets[0]),
         18 => return int(l.packets[1]),
         19 => return int(l.bytes[0]),

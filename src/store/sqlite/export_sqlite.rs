@@ -12,6 +12,7 @@ use super::export::each_lifetime;
 use super::vtab::readable_tables;
 use crate::report::rows::{lifetime_cell, lifetimes_ddl, Cell, LIFETIME_COLUMNS};
 use crate::store::Walked;
+use crate::time::{format_rfc3339, rfc3339_into};
 use anyhow::{bail, Context};
 use rusqlite::types::Null;
 use rusqlite::Connection;
@@ -123,6 +124,15 @@ fn fill(
                                 Cell::Int(v) => ins.raw_bind_parameter(i + 1, v)?,
                                 Cell::Text(a, b) => {
                                     ins.raw_bind_parameter(i + 1, batch.text.get(a..b))?
+                                }
+                                Cell::Time(us) => {
+                                    let mut buf = [0u8; 27];
+                                    match rfc3339_into(us, &mut buf) {
+                                        Some(t) => ins.raw_bind_parameter(i + 1, t)?,
+                                        None => {
+                                            ins.raw_bind_parameter(i + 1, format_rfc3339(us))?
+                                        }
+                                    }
                                 }
                             }
                         }
