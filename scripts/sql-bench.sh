@@ -7,6 +7,7 @@
 #       - `pfstatelog-bench sql-bench`: in process, warm, the `lifetimes` table asked for a
 #         public ip:port at a time against store::query::who on the same probes (the ratio
 #         of their p50s), and `SELECT count(*) FROM lifetimes` in lifetimes per second;
+#       - `pfstatelog sql "SELECT count(*) FROM lifetimes"` as a user runs it (whole process);
 #       - `pfstatelog export --format sqlite` of every lifetime, as a user runs it: lifetimes
 #         per wall second and per CPU-second (user + system), peak RSS, file size.
 #
@@ -20,7 +21,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --lifetimes) lifetimes=$2; shift 2 ;;
         --workdir) work=$2; shift 2 ;;
-        *) sed -n '2,15p' "$0"; exit 2 ;;
+        *) sed -n '2,16p' "$0"; exit 2 ;;
     esac
 done
 [ -x target/release/pfstatelog ] && [ -x target/release/pfstatelog-bench ] || cargo build --release
@@ -32,6 +33,12 @@ echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) load $(cut -d' '
 db="$work/query-$lifetimes.db"
 [ -s "$db" ] || "$B" gen-db --states "$lifetimes" --reuse $((lifetimes / 1000)) --db "$db" >&2
 "$B" sql-bench --db "$db" --queries 2000
+# The count as a user runs it: the whole process, start to exit.
+/usr/bin/time -f "%U %S %e %M" -o "$work/time" \
+    "$P" sql --db "$db" --format csv "SELECT count(*) FROM lifetimes" > "$work/count" 2>/dev/null
+read -r u s e m < "$work/time"
+n=$(tail -1 "$work/count")
+python3 -c "n=$n; print(f'pfstatelog sql \"SELECT count(*) FROM lifetimes\": {n:,} in {$e} s wall: {n/$e:,.0f} lifetimes/s ({$u}+{$s} CPU-s), peak RSS {$m/1024:,.0f} MiB')"
 out="$work/export-$lifetimes.sqlite"
 rm -f "$out" "$out.partial"
 /usr/bin/time -f "%U %S %e %M" -o "$work/time" \

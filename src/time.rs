@@ -580,10 +580,63 @@ fn fallback(us: Micros) -> String {
 
 /// RFC 3339 UTC with microseconds: `2025-03-14T09:00:45.173988Z`.
 pub fn format_rfc3339(us: Micros) -> String {
+    let mut buf = [0u8; 27];
+    if let Some(s) = rfc3339_into(us, &mut buf) {
+        return s.to_string();
+    }
     match utc(us) {
         Some(dt) => dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
         None => fallback(us),
     }
+}
+
+/// [`format_rfc3339`] of an instant in years 1970..=9999 written into `buf`, without
+/// chrono's format machinery (an export formats three times per lifetime); `None` outside
+/// those years.
+pub fn rfc3339_into(us: Micros, buf: &mut [u8; 27]) -> Option<&str> {
+    // 253402300800 s: 10000-01-01T00:00:00Z.
+    if !(0..253_402_300_800 * US_PER_SEC).contains(&us) {
+        return None;
+    }
+    let secs = us / US_PER_SEC;
+    let micros = us % US_PER_SEC;
+    let days = secs / 86_400;
+    let tod = secs % 86_400;
+    // Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's civil_from_days).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut put = |at: usize, width: usize, mut v: i64| {
+        for i in (at..at + width).rev() {
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, tod / 3600);
+    put(14, 2, tod / 60 % 60);
+    put(17, 2, tod % 60);
+    put(20, 6, micros);
+    for (i, c) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (26, b'Z'),
+    ] {
+        buf[i] = c;
+    }
+    std::str::from_utf8(buf).ok()
 }
 
 /// RFC 3339 with microseconds in `zone`: `Z` for UTC, else the zone's offset
@@ -655,6 +708,41 @@ pub(crate) fn format_duration(us: Micros) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn fast_rfc3339_is_chronos_text() {
+        let chrono_text = |us: Micros| {
+            utc(us)
+                .map(|dt| dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+                .unwrap_or_default()
+        };
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut probes = vec![
+            0,
+            1,
+            US_PER_SEC - 1,
+            951_782_400 * US_PER_SEC, // 2000-02-29
+            4_107_542_399 * US_PER_SEC + 999_999,
+            253_402_300_799 * US_PER_SEC + 999_999,
+        ];
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            probes.push((x % (253_402_300_800 * US_PER_SEC as u64)) as i64);
+        }
+        let mut buf = [0u8; 27];
+        for us in probes {
+            assert_eq!(
+                rfc3339_into(us, &mut buf),
+                Some(chrono_text(us).as_str()),
+                "{us}"
+            );
+        }
+        assert_eq!(rfc3339_into(-1, &mut buf), None);
+        assert_eq!(rfc3339_into(253_402_300_800 * US_PER_SEC, &mut buf), None);
+        assert_eq!(format_rfc3339(-1), chrono_text(-1));
+    }
     use super::*;
 
     fn paris() -> Zone {

@@ -260,3 +260,135 @@ fn a_query_from_stdin_and_a_csv_file_joined() {
         "private_ip,private_port\n192.168.2.17,47952\n"
     );
 }
+
+/// Every lifetime's rowid, sorted, as one query reads them.
+fn rowids(db: &str, q: &str) -> Vec<i64> {
+    let mut v: Vec<i64> = sql_json(db, q)
+        .iter()
+        .map(|r| r["r"].as_i64().expect("rowid"))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// The rows of `states` with a start, and the archived groups, as plain SQLite reads them.
+fn places(db: &str) -> (i64, i64) {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open");
+    let n = |q: &str| c.query_row(q, [], |r| r.get::<_, i64>(0)).expect(q);
+    (
+        n("SELECT count(*) FROM states WHERE start_us IS NOT NULL"),
+        n("SELECT count(*) FROM archive"),
+    )
+}
+
+#[test]
+fn a_count_reads_no_row_yet_gives_exports_count_and_the_rowids_of_the_rows() {
+    // `count(*)` and a bare `rowid` name no column: the table counts rows instead of
+    // building them, and builds them only when the rowid is asked.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut both = 0;
+    for cap in captures() {
+        let db = imported(&dir, &cap);
+        let (hot, packed) = places(&db);
+        both += usize::from(hot > 0 && packed > 0);
+        let end = export_all(&db, "json");
+        let n = serde_json::from_str::<Value>(end.lines().last().expect("end line")).expect("JSON")
+            ["pfstatelog_export_end"]["rows"]
+            .as_u64()
+            .expect("rows");
+        let count = sql_json(&db, "SELECT count(*) AS n FROM lifetimes");
+        assert_eq!(count[0]["n"].as_u64(), Some(n), "{}", cap.display());
+        // Twice through the table in one statement: each scan counts all.
+        let twice = sql_json(
+            &db,
+            "SELECT count(*) AS n FROM lifetimes, (SELECT 1 UNION ALL SELECT 2)",
+        );
+        assert_eq!(twice[0]["n"].as_u64(), Some(2 * n), "{}", cap.display());
+        let bare = rowids(&db, "SELECT rowid AS r FROM lifetimes");
+        let full = rowids(&db, "SELECT rowid AS r, proto FROM lifetimes");
+        assert_eq!(bare.len() as u64, n, "{}", cap.display());
+        assert_eq!(bare, full, "{}: rowids", cap.display());
+    }
+    assert!(
+        both > 0,
+        "no fixture has lifetimes both in states and archived"
+    );
+}
+
+#[test]
+fn a_count_in_a_file_without_page_checksums_is_exports_count() {
+    // A file of an older version keeps no checksum in its pages: there the count reads
+    // every row of `states` through the store's decoder.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cap = captures()
+        .into_iter()
+        .max_by_key(|c| std::fs::metadata(c).map(|m| m.len()).unwrap_or(0))
+        .expect("a capture");
+    let db = imported(&dir, &cap);
+    let old = dir.path().join("old.db").display().to_string();
+    copy_without_reserve(&db, &old);
+    let header = std::fs::read(&old).expect("read copy");
+    assert_eq!(header[20], 0, "the copy still reserves bytes per page");
+    let (hot, _) = places(&old);
+    assert!(hot > 0, "no row of states to count");
+    let end = export_all(&old, "json");
+    let n = serde_json::from_str::<Value>(end.lines().last().expect("end line")).expect("JSON")
+        ["pfstatelog_export_end"]["rows"]
+        .as_u64()
+        .expect("rows");
+    let count = sql_json(&old, "SELECT count(*) AS n FROM lifetimes");
+    assert_eq!(count[0]["n"].as_u64(), Some(n));
+}
+
+/// A copy of the database `src` at `dst` written by plain SQLite with no byte reserved per
+/// page (VACUUM would keep the reserve): tables, rows, indexes and version pragmas.
+fn copy_without_reserve(src: &str, dst: &str) {
+    let c = rusqlite::Connection::open(dst).expect("create copy");
+    c.execute("ATTACH ?1 AS src", [src]).expect("attach");
+    let schema: Vec<(String, String, String)> = {
+        let mut st = c
+            .prepare(
+                "SELECT type, name, sql FROM src.sqlite_schema
+                  WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'
+                  ORDER BY type = 'index', rowid",
+            )
+            .expect("schema");
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("schema rows");
+        rows.map(|r| r.expect("schema row")).collect()
+    };
+    let tx = c.unchecked_transaction().expect("tx");
+    for (ty, name, sql) in &schema {
+        tx.execute_batch(sql).expect(sql);
+        if ty == "table" {
+            // Generated columns (hidden 2 or 3) are computed, not copied.
+            let cols: Vec<String> = {
+                let mut st = tx
+                    .prepare(&format!("PRAGMA src.table_xinfo(\"{name}\")"))
+                    .expect("xinfo");
+                let rows = st
+                    .query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, i64>(6)?)))
+                    .expect("xinfo rows");
+                rows.map(|r| r.expect("column"))
+                    .filter(|(_, hidden)| *hidden < 2)
+                    .map(|(n, _)| format!("\"{n}\""))
+                    .collect()
+            };
+            let cols = cols.join(", ");
+            tx.execute_batch(&format!(
+                "INSERT INTO main.\"{name}\" ({cols}) SELECT {cols} FROM src.\"{name}\""
+            ))
+            .expect(name);
+        }
+    }
+    tx.commit().expect("commit");
+    for p in ["user_version", "application_id"] {
+        let v: i64 = c
+            .query_row(&format!("PRAGMA src.{p}"), [], |r| r.get(0))
+            .expect(p);
+        c.execute_batch(&format!("PRAGMA main.{p} = {v}")).expect(p);
+    }
+    c.execute_batch("DETACH src").expect("detach");
+}

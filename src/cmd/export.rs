@@ -173,7 +173,9 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
     };
     out.flush()?;
     let (mut sha256, mut bytes, _) = out.finish();
-    if let (ExportFormat::Sqlite, Some(file)) = (a.format, &a.out) {
+    // The file's digest only for a manifest: reading back gigabytes costs as much as a
+    // good part of writing them.
+    if let (ExportFormat::Sqlite, Some(file), Some(_)) = (a.format, &a.out, &a.manifest) {
         (sha256, bytes) = manifest::file_digest(file)
             .with_context(|| format!("reading back {}", file.display()))?;
     }

@@ -10,16 +10,21 @@ use std::net::IpAddr;
 
 /// Protocol names as `who --format json` promises them (README) (`tcp`, `udp`, `icmp`, `ipv6-icmp`, else the number).
 pub fn proto_name(p: u8) -> String {
-    match p {
-        1 => "icmp".into(),
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        58 => "ipv6-icmp".into(),
-        132 => "sctp".into(),
-        47 => "gre".into(),
-        50 => "esp".into(),
-        other => other.to_string(),
-    }
+    proto_known(p).map_or_else(|| p.to_string(), str::to_string)
+}
+
+/// The name of a protocol [`proto_name`] names, `None` for one it shows as a number.
+pub fn proto_known(p: u8) -> Option<&'static str> {
+    Some(match p {
+        1 => "icmp",
+        6 => "tcp",
+        17 => "udp",
+        58 => "ipv6-icmp",
+        132 => "sctp",
+        47 => "gre",
+        50 => "esp",
+        _ => return None,
+    })
 }
 
 pub(crate) fn parse_proto(s: &str) -> Option<u8> {

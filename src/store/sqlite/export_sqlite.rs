@@ -10,20 +10,14 @@
 
 use super::export::each_lifetime;
 use super::vtab::readable_tables;
-use crate::report::rows::{lifetime_value, lifetimes_ddl, LIFETIME_COLUMNS};
+use crate::report::rows::{lifetime_cell, lifetimes_ddl, Cell, LIFETIME_COLUMNS};
 use crate::store::Walked;
+use crate::time::{format_rfc3339, rfc3339_into};
 use anyhow::{bail, Context};
+use rusqlite::types::Null;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
-
-/// Indexes for the questions people ask of an export (who held a pair, what did a host
-/// do, what happened in a window); built after the rows, which is cheaper than keeping
-/// them up to date row by row.
-const INDEXES: &str = "
-CREATE INDEX lifetimes_public ON lifetimes (public_ip, public_port, start_us);
-CREATE INDEX lifetimes_private ON lifetimes (private_ip, start_us);
-CREATE INDEX lifetimes_start ON lifetimes (start_us);
-";
+use std::sync::mpsc::sync_channel;
 
 /// Write every lifetime overlapping [from, to] of `store` (at `path`) into a new SQLite
 /// file `out`, with `info` as the rows of `export_info`. Refuses to replace a file.
@@ -67,6 +61,24 @@ pub fn write(
     Ok(walked)
 }
 
+/// Lifetimes per message from the walk to the thread that writes them.
+const BATCH: usize = 1024;
+
+/// A batch of lifetimes as SQL values, their text in one buffer.
+struct Rows {
+    text: String,
+    cells: Vec<Cell>,
+}
+
+impl Rows {
+    fn new(cols: usize) -> Rows {
+        Rows {
+            text: String::with_capacity(BATCH * 256),
+            cells: Vec::with_capacity(BATCH * cols),
+        }
+    }
+}
+
 fn fill(
     store: &Connection,
     path: &str,
@@ -77,10 +89,13 @@ fn fill(
 ) -> anyhow::Result<Walked> {
     let conn = Connection::open(file)?;
     // One writer, a new file: no rollback journal (a failed export is deleted whole), no
-    // fsync per commit (one at the end), so the file is the rows and nothing else.
+    // fsync per commit (one at the end), so the file is the rows and nothing else. No
+    // index: building them would take longer than the export itself, and a reader who
+    // wants them creates them in a minute (README, `export --format sqlite`).
     conn.execute_batch(
-        "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE;
-         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;",
+        "PRAGMA page_size = 16384; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
+         PRAGMA locking_mode = EXCLUSIVE; PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -65536;",
     )?;
     conn.execute_batch(&format!(
         "{};\n{}",
@@ -91,29 +106,75 @@ fn fill(
         );"
     ))?;
     readable_tables(store, &conn, path)?;
-    let tx = conn.unchecked_transaction()?;
-    let walked = {
-        let cols = LIFETIME_COLUMNS.len();
-        let marks = vec!["?"; cols].join(", ");
-        let mut ins = tx.prepare(&format!("INSERT INTO lifetimes VALUES ({marks})"))?;
-        each_lifetime(store, from, to, |l| -> anyhow::Result<()> {
-            for i in 0..cols {
-                ins.raw_bind_parameter(i + 1, lifetime_value(l, i))?;
+    conn.execute_batch("BEGIN")?;
+    let cols = LIFETIME_COLUMNS.len();
+    // The walk (and turning lifetimes into text) on this thread, SQLite's inserts on
+    // another: each is about half of the work.
+    let (conn, walked) = std::thread::scope(|scope| -> anyhow::Result<(Connection, Walked)> {
+        let (tx, rx) = sync_channel::<Rows>(8);
+        let writer = scope.spawn(move || -> anyhow::Result<Connection> {
+            {
+                let marks = vec!["?"; cols].join(", ");
+                let mut ins = conn.prepare(&format!("INSERT INTO lifetimes VALUES ({marks})"))?;
+                for batch in rx {
+                    for row in batch.cells.chunks_exact(cols) {
+                        for (i, c) in row.iter().enumerate() {
+                            match *c {
+                                Cell::Null => ins.raw_bind_parameter(i + 1, Null)?,
+                                Cell::Int(v) => ins.raw_bind_parameter(i + 1, v)?,
+                                Cell::Text(a, b) => {
+                                    ins.raw_bind_parameter(i + 1, batch.text.get(a..b))?
+                                }
+                                Cell::Time(us) => {
+                                    let mut buf = [0u8; 27];
+                                    match rfc3339_into(us, &mut buf) {
+                                        Some(t) => ins.raw_bind_parameter(i + 1, t)?,
+                                        None => {
+                                            ins.raw_bind_parameter(i + 1, format_rfc3339(us))?
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        ins.raw_execute()?;
+                    }
+                }
             }
-            ins.raw_execute()?;
+            Ok(conn)
+        });
+        let mut batch = Rows::new(cols);
+        let walked = each_lifetime(store, from, to, |l| -> anyhow::Result<()> {
+            for i in 0..cols {
+                let c = lifetime_cell(l, i, &mut batch.text);
+                batch.cells.push(c);
+            }
+            if batch.cells.len() == BATCH * cols {
+                let full = std::mem::replace(&mut batch, Rows::new(cols));
+                // The writer stopped: its error is the one to report.
+                tx.send(full)
+                    .map_err(|_| anyhow::anyhow!("the writer stopped"))?;
+            }
             Ok(())
-        })?
-    };
+        });
+        if walked.is_ok() && !batch.cells.is_empty() {
+            let _ = tx.send(batch);
+        }
+        drop(tx);
+        let conn = match writer.join() {
+            Ok(r) => r?,
+            Err(_) => anyhow::bail!("the thread writing the export failed"),
+        };
+        Ok((conn, walked?))
+    })?;
     {
-        let mut ins = tx.prepare("INSERT INTO export_info VALUES (?1, ?2)")?;
+        let mut ins = conn.prepare("INSERT INTO export_info VALUES (?1, ?2)")?;
         for (k, v) in info {
             ins.execute([k, v.as_str()])?;
         }
         ins.execute(["rows", walked.rows.to_string().as_str()])?;
         ins.execute(["damaged_rows_skipped", walked.damaged.to_string().as_str()])?;
     }
-    tx.execute_batch(INDEXES)?;
-    tx.commit()?;
+    conn.execute_batch("COMMIT")?;
     conn.close().map_err(|(_, e)| e)?;
     Ok(walked)
 }

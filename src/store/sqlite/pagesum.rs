@@ -147,6 +147,23 @@ pub(crate) fn reserve_on_create(conn: &Connection) -> rusqlite::Result<()> {
     }
 }
 
+/// Whether the main database of `conn` keeps a checksum in every page (its header reserves
+/// [`RESERVE`] bytes): then every row read from it is a row the store wrote.
+pub fn checksummed(conn: &Connection) -> bool {
+    // -1: only read the value, change nothing.
+    let mut n: c_int = -1;
+    // SAFETY: as in reserve_on_create.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_RESERVE_BYTES,
+            (&mut n as *mut c_int).cast(),
+        )
+    };
+    rc == ffi::SQLITE_OK && n == c_int::from(RESERVE)
+}
+
 /// The number of the last page whose checksum did not match (0: none), for the message:
 /// SQLite says only "disk I/O error".
 static LAST_BAD_PAGE: AtomicU64 = AtomicU64::new(0);

@@ -6,6 +6,7 @@ use super::{addr_blob, blob_addr, sq, Result};
 use crate::model::Lifetime;
 use crate::model::Micros;
 use crate::store::{Coverage, Stats, WhoFilter};
+use rusqlite::types::ValueRef;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::net::IpAddr;
 
@@ -44,8 +45,17 @@ pub(crate) const COLS: &str =
 pub(crate) const COLS_N: usize = 21;
 
 pub(crate) fn lifetime(r: &Row) -> rusqlite::Result<Option<Lifetime>> {
+    // Borrowed, not copied: this runs once per lifetime of every walk.
     let addr = |i: usize| -> rusqlite::Result<Option<IpAddr>> {
-        Ok(r.get::<_, Option<Vec<u8>>>(i)?.and_then(|b| blob_addr(&b)))
+        match r.get_ref(i)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Blob(b) => Ok(blob_addr(b)),
+            v => Err(rusqlite::Error::InvalidColumnType(
+                i,
+                r.as_ref().column_name(i)?.to_string(),
+                v.data_type(),
+            )),
+        }
     };
     let int = |i: usize| -> rusqlite::Result<i64> { Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0)) };
     // A row whose addresses do not decode is damage: skip it rather than print garbage.

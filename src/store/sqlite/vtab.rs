@@ -13,9 +13,9 @@
 //! constraint on the rows returned (none is marked omitted), so a plan only has to return a
 //! superset of the answer.
 
-use super::export::each_lifetime;
+use super::export::{count_lifetimes, each_lifetime};
 use super::query;
-use crate::model::Lifetime;
+use crate::model::{Lifetime, Micros};
 use crate::report::rows::{
     lifetime_value, lifetimes_ddl, COL_END_US, COL_PRIVATE_IP, COL_PUBLIC_IP, COL_PUBLIC_PORT,
     COL_START_US, COL_UNTIL_US, LIFETIME_COLUMNS,
@@ -30,6 +30,7 @@ use rusqlite::vtab::{
 };
 use rusqlite::{params, Connection};
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::ffi::{c_int, CStr, CString};
 use std::net::IpAddr;
 use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
@@ -289,6 +290,8 @@ const ARG_BOTH: u8 = b'B';
 const PLAN_WALK: c_int = 0;
 const PLAN_WHO: c_int = 1;
 const PLAN_HISTORY: c_int = 2;
+/// A walk that reads no column (`count(*)`): rows are counted, not built.
+const PLAN_COUNT: c_int = 3;
 
 unsafe impl<'vtab> VTab<'vtab> for LifetimesTab {
     type Aux = Arc<Shared>;
@@ -381,6 +384,14 @@ unsafe impl<'vtab> VTab<'vtab> for LifetimesTab {
             info.constraint_usage(*i).set_argv_index(n as c_int + 1);
             codes.push(char::from(*code));
         }
+        // No column asked (colUsed counts every column a statement names, constraints
+        // included): the walk need only count. The rowid is not in colUsed, so a counted
+        // row is still built if xRowid asks for it (LifetimesCursor::built_row).
+        let plan = if plan == PLAN_WALK && info.col_used() == 0 {
+            PLAN_COUNT
+        } else {
+            plan
+        };
         info.set_idx_num(plan);
         info.set_idx_str(&codes);
         info.set_estimated_cost(cost);
@@ -395,6 +406,9 @@ unsafe impl<'vtab> VTab<'vtab> for LifetimesTab {
             rows: Vec::new().into_iter(),
             walk: None,
             row: None,
+            counted: None,
+            range: (i64::MIN, i64::MAX),
+            built: RefCell::new(None),
         })
     }
 }
@@ -403,9 +417,11 @@ impl CreateVTab<'_> for LifetimesTab {
     const KIND: VTabKind = VTabKind::Default;
 }
 
-/// What a walk's thread sends: lifetimes in batches, then how it ended.
+/// What a walk's thread sends: lifetimes in batches (or, counting, how many), then how it
+/// ended.
 enum Batch {
     Rows(Vec<Lifetime>),
+    Count(u64),
     Done(Result<(), String>),
 }
 
@@ -423,6 +439,28 @@ struct LifetimesCursor {
     /// on a connection of its own; dropping the receiver stops it at its next batch.
     walk: Option<Receiver<Batch>>,
     row: Option<Lifetime>,
+    /// A counted scan (PLAN_COUNT), while on a row.
+    counted: Option<Counted>,
+    /// The range of the current scan.
+    range: (Micros, Micros),
+    /// A counted scan's rows built after all, up to the current one (xRowid asked).
+    built: RefCell<Option<Built>>,
+}
+
+/// Where a counted scan is: the counts still to come, the rows of the last count not yet
+/// passed, and the number of the current row (from 1).
+struct Counted {
+    walk: Option<Receiver<Batch>>,
+    left: u64,
+    at: u64,
+}
+
+/// A full walk of the same range, positioned at a counted scan's current row.
+struct Built {
+    walk: Option<Receiver<Batch>>,
+    rows: std::vec::IntoIter<Lifetime>,
+    row: Option<Lifetime>,
+    at: u64,
 }
 
 /// A time bound from a constraint's value; `None` when it cannot narrow anything (NULL,
@@ -456,22 +494,30 @@ fn addr_of(v: &Value) -> Option<IpAddr> {
     }
 }
 
-impl LifetimesCursor {
-    fn walk(&mut self, from: i64, to: i64) {
-        let (tx, rx) = sync_channel::<Batch>(4);
-        let shared = self.shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("sql-walk".into())
-            .spawn(move || {
-                let conn = match shared.take() {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = tx.send(Batch::Done(Err(e.to_string())));
-                        return;
-                    }
-                };
-                let mut batch = Vec::with_capacity(BATCH);
-                let walked = each_lifetime(&conn, from, to, |l| -> anyhow::Result<()> {
+/// Start a walk of [from, to] on a thread of its own, on a connection of its own: all its
+/// lifetimes in batches or, `count`, only how many (export::count_lifetimes).
+fn start_walk(shared: &Arc<Shared>, from: i64, to: i64, count: bool) -> Receiver<Batch> {
+    let (tx, rx) = sync_channel::<Batch>(4);
+    let shared = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("sql-walk".into())
+        .spawn(move || {
+            let conn = match shared.take() {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = tx.send(Batch::Done(Err(e.to_string())));
+                    return;
+                }
+            };
+            let mut batch = Vec::new();
+            let walked = if count {
+                count_lifetimes(&conn, from, to, |n| -> anyhow::Result<()> {
+                    tx.send(Batch::Count(n))
+                        .map_err(|_| anyhow::anyhow!("stopped"))
+                })
+            } else {
+                batch.reserve(BATCH);
+                each_lifetime(&conn, from, to, |l| -> anyhow::Result<()> {
                     batch.push(l.clone());
                     if batch.len() == BATCH {
                         let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
@@ -480,71 +526,122 @@ impl LifetimesCursor {
                             .map_err(|_| anyhow::anyhow!("stopped"))?;
                     }
                     Ok(())
-                });
-                let mut damage: Vec<String> = super::archive::damage_seen()
-                    .into_iter()
-                    .map(|d| d.to_string())
-                    .collect();
-                let end = match walked {
-                    Ok(w) => {
-                        if w.damaged > 0 {
-                            damage
-                                .push(format!("{} rows whose addresses do not decode", w.damaged));
-                        }
-                        Ok(())
+                })
+            };
+            let mut damage: Vec<String> = super::archive::damage_seen()
+                .into_iter()
+                .map(|d| d.to_string())
+                .collect();
+            let end = match walked {
+                Ok(w) => {
+                    if w.damaged > 0 {
+                        damage.push(format!("{} rows whose addresses do not decode", w.damaged));
                     }
-                    Err(e) => Err(format!("{e:#}")),
-                };
-                shared.note_damage(damage);
-                shared.give(conn);
-                if !batch.is_empty() && tx.send(Batch::Rows(batch)).is_err() {
-                    return;
+                    Ok(())
                 }
-                let _ = tx.send(Batch::Done(end));
-            });
-        match spawned {
-            Ok(_) => self.walk = Some(rx),
-            Err(e) => {
-                let (tx, rx) = sync_channel::<Batch>(1);
-                let _ = tx.send(Batch::Done(Err(format!("cannot start a walk: {e}"))));
-                self.walk = Some(rx);
+                Err(e) => Err(format!("{e:#}")),
+            };
+            shared.note_damage(damage);
+            shared.give(conn);
+            if !batch.is_empty() && tx.send(Batch::Rows(batch)).is_err() {
+                return;
             }
+            let _ = tx.send(Batch::Done(end));
+        });
+    match spawned {
+        Ok(_) => rx,
+        Err(e) => {
+            let (tx, rx) = sync_channel::<Batch>(1);
+            let _ = tx.send(Batch::Done(Err(format!("cannot start a walk: {e}"))));
+            rx
         }
     }
+}
 
-    /// The next row, from the rows in hand or the walk's next batch.
+/// A walk's next message; `walk` becomes `None` once it has ended.
+fn receive(walk: &mut Option<Receiver<Batch>>) -> rusqlite::Result<Option<Batch>> {
+    let Some(rx) = walk else {
+        return Ok(None);
+    };
+    let got = match rx.try_recv() {
+        Ok(b) => Ok(b),
+        Err(TryRecvError::Empty) => rx.recv().map_err(|_| ()),
+        Err(TryRecvError::Disconnected) => Err(()),
+    };
+    match got {
+        Ok(Batch::Done(Ok(()))) => {
+            *walk = None;
+            Ok(None)
+        }
+        Ok(Batch::Done(Err(e))) => {
+            *walk = None;
+            Err(rusqlite::Error::ModuleError(e))
+        }
+        Ok(b) => Ok(Some(b)),
+        Err(()) => {
+            *walk = None;
+            Err(rusqlite::Error::ModuleError(
+                "the walk over the lifetimes ended without finishing".into(),
+            ))
+        }
+    }
+}
+
+/// The next lifetime of a walk (after the rows in hand), or `None` at its end.
+fn next_lifetime(
+    walk: &mut Option<Receiver<Batch>>,
+    rows: &mut std::vec::IntoIter<Lifetime>,
+) -> rusqlite::Result<Option<Lifetime>> {
+    loop {
+        if let Some(l) = rows.next() {
+            return Ok(Some(l));
+        }
+        match receive(walk)? {
+            Some(Batch::Rows(v)) => *rows = v.into_iter(),
+            Some(_) => {}
+            None => return Ok(None),
+        }
+    }
+}
+
+impl LifetimesCursor {
+    /// The next row, from the rows in hand or the walk's next batch (or count).
     fn advance(&mut self) -> rusqlite::Result<()> {
-        loop {
-            if let Some(l) = self.rows.next() {
-                self.row = Some(l);
-                return Ok(());
+        // A counted scan whose rows had to be built goes on as a walk from there.
+        if let Some(b) = self.built.get_mut().take() {
+            self.counted = None;
+            self.walk = b.walk;
+            self.rows = b.rows;
+        }
+        if let Some(c) = &mut self.counted {
+            loop {
+                if c.left > 0 {
+                    c.left -= 1;
+                    c.at += 1;
+                    return Ok(());
+                }
+                match receive(&mut c.walk) {
+                    Ok(Some(Batch::Count(n))) => c.left = n,
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        self.counted = None;
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        self.counted = None;
+                        return Err(e);
+                    }
+                }
             }
-            let Some(rx) = &self.walk else {
+        }
+        match next_lifetime(&mut self.walk, &mut self.rows) {
+            Ok(l) => {
+                self.row = l;
+                Ok(())
+            }
+            Err(e) => {
                 self.row = None;
-                return Ok(());
-            };
-            let got = match rx.try_recv() {
-                Ok(b) => Ok(b),
-                Err(TryRecvError::Empty) => rx.recv().map_err(|_| ()),
-                Err(TryRecvError::Disconnected) => Err(()),
-            };
-            match got {
-                Ok(Batch::Rows(v)) => self.rows = v.into_iter(),
-                Ok(Batch::Done(Ok(()))) => {
-                    self.walk = None;
-                }
-                Ok(Batch::Done(Err(e))) => {
-                    self.walk = None;
-                    self.row = None;
-                    return Err(rusqlite::Error::ModuleError(e));
-                }
-                Err(()) => {
-                    self.walk = None;
-                    self.row = None;
-                    return Err(rusqlite::Error::ModuleError(
-                        "the walk over the lifetimes ended without finishing".into(),
-                    ));
-                }
+                Err(e)
             }
         }
     }
@@ -605,6 +702,8 @@ unsafe impl VTabCursor for LifetimesCursor {
         self.walk = None;
         self.rows = Vec::new().into_iter();
         self.row = None;
+        self.counted = None;
+        *self.built.get_mut() = None;
         let codes = idx_str.unwrap_or("").as_bytes();
         let (mut from, mut to) = (i64::MIN, i64::MAX);
         let (mut ip, mut port, mut host) = (None, None, None);
@@ -637,7 +736,15 @@ unsafe impl VTabCursor for LifetimesCursor {
         }
         match self.answer(idx_num, ip, port, host, from, to)? {
             Some(rows) => self.rows = rows.into_iter(),
-            None => self.walk(from, to),
+            None if idx_num == PLAN_COUNT => {
+                self.range = (from, to);
+                self.counted = Some(Counted {
+                    walk: Some(start_walk(&self.shared, from, to, true)),
+                    left: 0,
+                    at: 0,
+                });
+            }
+            None => self.walk = Some(start_walk(&self.shared, from, to, false)),
         }
         self.advance()
     }
@@ -647,30 +754,77 @@ unsafe impl VTabCursor for LifetimesCursor {
     }
 
     fn eof(&self) -> bool {
-        self.row.is_none()
+        self.row.is_none() && self.counted.is_none()
     }
 
     fn column(&self, ctx: &mut Context, i: c_int) -> rusqlite::Result<()> {
-        let Some(l) = &self.row else {
-            return ctx.set_result(Value::Null);
-        };
-        let i = usize::try_from(i).unwrap_or(usize::MAX);
-        if i >= LIFETIME_COLUMNS.len() {
-            return ctx.set_result(Value::Null);
+        if self.counted.is_some() {
+            let built = self.built_row()?;
+            return set_column(ctx, built.as_ref().and_then(|b| b.row.as_ref()), i);
         }
-        ctx.set_result(lifetime_value(l, i))
+        set_column(ctx, self.row.as_ref(), i)
     }
 
     fn rowid(&self) -> rusqlite::Result<i64> {
-        // A lifetime is (creator, state id, start); a fixed hash of it, so that SQLite's
-        // own de-duplication by rowid, if a plan uses it, tells lifetimes apart.
-        let Some(l) = &self.row else { return Ok(0) };
-        let h = ahash::RandomState::with_seeds(0x7066, 0x7374, 0x6c6f, 0x6773).hash_one((
-            l.creator_id,
-            l.state_id,
-            l.start,
-        ));
-        Ok(h as i64)
+        if self.counted.is_some() {
+            let built = self.built_row()?;
+            return Ok(rowid_of(built.as_ref().and_then(|b| b.row.as_ref())));
+        }
+        Ok(rowid_of(self.row.as_ref()))
+    }
+}
+
+fn set_column(ctx: &mut Context, l: Option<&Lifetime>, i: c_int) -> rusqlite::Result<()> {
+    let Some(l) = l else {
+        return ctx.set_result(Value::Null);
+    };
+    let i = usize::try_from(i).unwrap_or(usize::MAX);
+    if i >= LIFETIME_COLUMNS.len() {
+        return ctx.set_result(Value::Null);
+    }
+    ctx.set_result(lifetime_value(l, i))
+}
+
+/// A lifetime is (creator, state id, start); a fixed hash of it, so that SQLite's own
+/// de-duplication by rowid, if a plan uses it, tells lifetimes apart.
+fn rowid_of(l: Option<&Lifetime>) -> i64 {
+    let Some(l) = l else { return 0 };
+    let h = ahash::RandomState::with_seeds(0x7066, 0x7374, 0x6c6f, 0x6773).hash_one((
+        l.creator_id,
+        l.state_id,
+        l.start,
+    ));
+    h as i64
+}
+
+impl LifetimesCursor {
+    /// The current row of a counted scan, built: a full walk of the same range, brought
+    /// to the same row (counted and walked rows come in the same order). Only a statement
+    /// that reads the rowid and no column gets here.
+    fn built_row(&self) -> rusqlite::Result<std::cell::Ref<'_, Option<Built>>> {
+        let at = self.counted.as_ref().map_or(0, |c| c.at);
+        {
+            let mut built = self
+                .built
+                .try_borrow_mut()
+                .map_err(|_| rusqlite::Error::ModuleError("lifetimes: cursor in use".into()))?;
+            let b = built.get_or_insert_with(|| Built {
+                walk: Some(start_walk(&self.shared, self.range.0, self.range.1, false)),
+                rows: Vec::new().into_iter(),
+                row: None,
+                at: 0,
+            });
+            while b.at < at {
+                b.row = next_lifetime(&mut b.walk, &mut b.rows)?;
+                if b.row.is_none() {
+                    break;
+                }
+                b.at += 1;
+            }
+        }
+        self.built
+            .try_borrow()
+            .map_err(|_| rusqlite::Error::ModuleError("lifetimes: cursor in use".into()))
     }
 }
 
