@@ -258,6 +258,66 @@ pub fn verify_path(index: u64, size: u64, leaf: &Hash, path: &[Hash], root: &Has
     s == 0 && r == *root
 }
 
+/// One version of a day's root, per creator, as stored and published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayRoot {
+    pub creator_id: u32,
+    pub day: i64,
+    pub count: u64,
+    pub root: Hash,
+    pub version: u32,
+    /// Why this version: `close` for the first, else what changed the day (`import`,
+    /// `late`, `clear`, `prune`).
+    pub reason: String,
+}
+
+impl DayRoot {
+    /// The published line: `digest creator=… day=YYYY-MM-DD lifetimes=N root=HEX
+    /// version=V`, and `reason=…` after the first version. The creator is in hex, as pf
+    /// shows it.
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "digest creator={:08x} day={} lifetimes={} root={} version={}",
+            self.creator_id,
+            day_name(self.day),
+            self.count,
+            hex(&self.root),
+            self.version
+        );
+        if self.version > 1 {
+            s.push_str(&format!(" reason={}", self.reason));
+        }
+        s
+    }
+
+    /// The root a line holds (anywhere in it: a syslog file prefixes its own fields).
+    pub fn parse(line: &str) -> Option<DayRoot> {
+        let rest = &line[line.find("digest creator=")? + "digest ".len()..];
+        let mut r = DayRoot {
+            creator_id: 0,
+            day: 0,
+            count: 0,
+            root: [0; 32],
+            version: 0,
+            reason: "close".into(),
+        };
+        let mut seen = 0;
+        for (k, v) in rest.split_whitespace().filter_map(|f| f.split_once('=')) {
+            match k {
+                "creator" => r.creator_id = u32::from_str_radix(v, 16).ok()?,
+                "day" => r.day = parse_day(v)?,
+                "lifetimes" => r.count = v.parse().ok()?,
+                "root" => r.root = parse_hex(v)?,
+                "version" => r.version = v.parse().ok()?,
+                "reason" => r.reason = v.into(),
+                _ => continue,
+            }
+            seen += 1;
+        }
+        (seen >= 5).then_some(r)
+    }
+}
+
 /// Lowercase hex.
 pub fn hex(h: &Hash) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
@@ -475,6 +535,27 @@ mod tests {
         all.reverse();
         assert_eq!(day_root(all.clone()), root);
         assert_eq!(Tree::new(ordered(all)).root(), root);
+    }
+
+    #[test]
+    fn a_published_line_reads_back() {
+        let r = DayRoot {
+            creator_id: 0x0102abcd,
+            day: 19675,
+            count: 3,
+            root: empty_root(),
+            version: 2,
+            reason: "import".into(),
+        };
+        let line = r.line();
+        assert_eq!(
+            line,
+            format!("digest creator=0102abcd day=2023-11-14 lifetimes=3 root={} version=2 reason=import", hex(&empty_root()))
+        );
+        let logged = format!("Dec  8 01:00:00 fw pfstatelog[42]: {line}");
+        assert_eq!(DayRoot::parse(&logged), Some(r));
+        assert_eq!(DayRoot::parse("digest creator=1 day=2023-11-14"), None);
+        assert_eq!(DayRoot::parse(&line.replace("root=e3", "root=x3")), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod codec;
+pub mod digest;
 pub mod export;
 pub mod export_sqlite;
 pub mod health;
@@ -26,10 +27,16 @@ pub const APPLICATION_ID: i32 = 0x7066_7374;
 
 /// Migrations, applied in order; schema n (n of them applied) is stored as `PRAGMA
 /// user_version` = [`USER_VERSION_BASE`] + n.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_schema",
-    include_str!("../../../migrations/0001_schema.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_schema",
+        include_str!("../../../migrations/0001_schema.sql"),
+    ),
+    (
+        "0002_digests",
+        include_str!("../../../migrations/0002_digests.sql"),
+    ),
+];
 
 /// Development builds before the first release numbered their schemas 1 to 10 in
 /// `user_version`, under the same application id. Counting ours from 100 keeps such a file
@@ -86,7 +93,7 @@ impl StoreError {
     }
 }
 
-fn sq(path: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+pub(crate) fn sq(path: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::Sqlite {
         path: path.to_string(),
         source,
