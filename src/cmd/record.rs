@@ -70,7 +70,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
     ing.set_cache_mib(a.cache.mib)?;
     ing.set_max_open(a.max_open.get());
     crate::privdrop::restrict(&db)?;
-    ing.live_since(started);
+    ing.live_since(started, a.digest.grace);
     log.info(&format!(
         "recording pfsync on {} (link type {}) into {db}; {} open states carried over",
         a.iface,

@@ -54,15 +54,15 @@ fn days_with_lifetimes(conn: &Connection, to: Micros) -> rusqlite::Result<BTreeS
     Ok(days)
 }
 
-/// The leaves of `day`, by creator, and how many of them are open; and whether the walk met
-/// damage.
-pub fn day_leaves(
-    conn: &Connection,
-    day: i64,
-) -> rusqlite::Result<(HashMap<u32, (Vec<Leaf>, u64)>, bool)> {
+/// A day's leaves by creator, and how many of them are open.
+type ByCreator = HashMap<u32, (Vec<Leaf>, u64)>;
+
+/// The leaves of `day`. Damage met is sealed as read: `verify` names it (it recomputes
+/// through the same walk, which counts it).
+fn day_leaves(conn: &Connection, day: i64) -> rusqlite::Result<ByCreator> {
     let (from, to) = day_range(day);
-    let mut by: HashMap<u32, (Vec<Leaf>, u64)> = HashMap::new();
-    let w = each_lifetime(conn, from, to - 1, |l: &Lifetime| {
+    let mut by = ByCreator::new();
+    each_lifetime(conn, from, to - 1, |l: &Lifetime| {
         if (from..to).contains(&l.start) {
             let e = by.entry(l.creator_id).or_default();
             e.0.push(leaf(l));
@@ -70,7 +70,7 @@ pub fn day_leaves(
         }
         Ok::<_, rusqlite::Error>(())
     })?;
-    Ok((by, w.damaged > 0 || !w.groups.is_empty()))
+    Ok(by)
 }
 
 /// Close every marked day that ended more than `grace` before `now` (None: the newest
@@ -125,7 +125,7 @@ pub fn seal(
     }
     let mut published = Vec::new();
     for (day, creators) in due {
-        let (mut leaves, _) = day_leaves(conn, day)?;
+        let mut leaves = day_leaves(conn, day)?;
         let tx = conn.unchecked_transaction()?;
         for (c, why) in creators {
             let (l, open) = leaves.remove(&c).unwrap_or_default();
