@@ -245,3 +245,36 @@ fn roots_sent_to_syslog_are_the_stored_ones() {
     assert!(out.contains("2 published ones compared"), "{out}");
     let _ = run_ok(&["verify", "--db", &db]);
 }
+
+/// A file of schema 1 (before the roots) holding lifetimes: the next import migrates it
+/// and closes its old days too, with the roots a new file gets.
+#[test]
+fn a_file_from_before_the_roots_gets_them_at_its_next_import() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_, want) = closed_db(dir.path());
+    let db = dir.path().join("old.db").display().to_string();
+    run_ok(&[
+        "import",
+        "--db",
+        &db,
+        &fixture("all-features-l5-ether.pcap").display().to_string(),
+    ]);
+    let c = pfstatelog::store::sqlite::open_rw(&db).expect("open");
+    c.execute_batch("DROP TABLE digests; DROP TABLE digest_dirty; PRAGMA user_version = 200;")
+        .expect("back to schema 1");
+    drop(c);
+    let o = run(&["verify", "--db", &db]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("migrate"));
+    let o = run(&[
+        "import",
+        "--db",
+        &db,
+        &fixture("freebsd-1301-nat-dlt246.pcap")
+            .display()
+            .to_string(),
+    ]);
+    assert!(o.status.success());
+    assert_eq!(digest_lines(&String::from_utf8_lossy(&o.stderr)), want);
+    assert_eq!(verify(&db, &[]).0, 0);
+}
