@@ -278,3 +278,31 @@ fn a_file_from_before_the_roots_gets_them_at_its_next_import() {
     assert_eq!(digest_lines(&String::from_utf8_lossy(&o.stderr)), want);
     assert_eq!(verify(&db, &[]).0, 0);
 }
+
+/// Retention is a change the roots record: the next close publishes the pruned days' new
+/// versions, and the file verifies again.
+#[test]
+fn a_prune_is_published_as_a_new_version() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (db, _) = closed_db(dir.path());
+    run_ok(&["prune", "--db", &db, "--before", "2025-03-15T00:00:00Z"]);
+    assert_eq!(verify(&db, &[]).0, 1);
+    let o = run(&[
+        "import",
+        "--db",
+        &db,
+        &fixture("freebsd-1400-bulk-dlt121.pcap")
+            .display()
+            .to_string(),
+    ]);
+    assert!(o.status.success());
+    let lines = digest_lines(&String::from_utf8_lossy(&o.stderr));
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains(" day=2025-03-14 ") && l.ends_with(" version=2 reason=prune")),
+        "{lines:?}"
+    );
+    assert_eq!(verify(&db, &[]).0, 0);
+}
