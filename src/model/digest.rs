@@ -76,44 +76,49 @@ fn addr16(a: &IpAddr) -> [u8; 16] {
     }
 }
 
-/// Bytes of a length-prefixed string (one length byte; a longer string is cut, which no
-/// stored name or reason reaches).
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    let b = &s.as_bytes()[..s.len().min(255)];
-    out.push(b.len() as u8);
-    out.extend_from_slice(b);
-}
-
 /// The canonical encoding of one lifetime (docs/integrity.md lists it byte by byte). What
 /// changes while a state lives (packets, bytes, "last seen") is left out: a day would
 /// otherwise change with every update of a long-lived state; what names a host and when
 /// (keys, times, the end and its reason) is all in.
 pub fn encode(l: &Lifetime, out: &mut Vec<u8>) {
-    out.push(LEAF_VERSION);
-    out.extend_from_slice(&l.creator_id.to_be_bytes());
-    out.extend_from_slice(&l.state_id.to_be_bytes());
-    out.extend_from_slice(&l.start.to_be_bytes());
-    out.push(u8::from(l.end.is_some()));
-    out.extend_from_slice(&l.end.unwrap_or(0).to_be_bytes());
-    out.push(u8::from(l.end_reason.is_some()));
-    put_str(out, l.end_reason.as_deref().unwrap_or(""));
-    out.extend_from_slice(&[l.af, l.proto, l.direction, u8::from(l.nat)]);
-    put_str(out, &l.ifname);
+    encode_to(l, &mut |b| out.extend_from_slice(b));
+}
+
+/// [`encode`], piece by piece (hashed as it goes, with no buffer to allocate).
+fn encode_to(l: &Lifetime, put: &mut impl FnMut(&[u8])) {
+    put(&[LEAF_VERSION]);
+    put(&l.creator_id.to_be_bytes());
+    put(&l.state_id.to_be_bytes());
+    put(&l.start.to_be_bytes());
+    put(&[u8::from(l.end.is_some())]);
+    put(&l.end.unwrap_or(0).to_be_bytes());
+    put(&[u8::from(l.end_reason.is_some())]);
+    put_str(put, l.end_reason.as_deref().unwrap_or(""));
+    put(&[l.af, l.proto, l.direction, u8::from(l.nat)]);
+    put_str(put, &l.ifname);
     for (ip, port) in [
         (&l.private_ip, l.private_port),
         (&l.public_ip, l.public_port),
         (&l.remote_ip, l.remote_port),
     ] {
-        out.extend_from_slice(&addr16(ip));
-        out.extend_from_slice(&port.to_be_bytes());
+        put(&addr16(ip));
+        put(&port.to_be_bytes());
     }
+}
+
+/// A length-prefixed string (one length byte; a longer string is cut, which no stored name
+/// or reason reaches).
+fn put_str(put: &mut impl FnMut(&[u8]), s: &str) {
+    let b = &s.as_bytes()[..s.len().min(255)];
+    put(&[b.len() as u8]);
+    put(b);
 }
 
 /// RFC 6962 leaf hash of a lifetime: SHA-256(0x00 || encoding).
 pub fn leaf_hash(l: &Lifetime) -> Hash {
-    let mut buf = Vec::with_capacity(128);
-    encode(l, &mut buf);
-    hash_leaf(&buf)
+    let mut h = Sha256::new_with_prefix([0u8]);
+    encode_to(l, &mut |b| h.update(b));
+    h.finalize().into()
 }
 
 /// SHA-256(0x00 || data).
