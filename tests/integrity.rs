@@ -306,3 +306,62 @@ fn a_prune_is_published_as_a_new_version() {
     );
     assert_eq!(verify(&db, &[]).0, 0);
 }
+
+/// `record` closes, by the wall clock, the days its file holds from an import (which could
+/// not close them: its data ended that day), at its first commit, and sends their roots to
+/// syslog at its facility, severity notice.
+#[test]
+fn record_closes_old_days_and_sends_their_roots_to_syslog() {
+    const TEST: &str = "record_closes_old_days_and_sends_their_roots_to_syslog";
+    let Some(link) = common::live::setup(TEST, 'i') else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = dir.path().join("r.db").display().to_string();
+    let o = run(&[
+        "import",
+        "--db",
+        &db,
+        &fixture("all-features-l5-ether.pcap").display().to_string(),
+    ]);
+    assert!(digest_lines(&String::from_utf8_lossy(&o.stderr)).is_empty());
+    let devdir = dir.path().join("dev");
+    std::fs::create_dir_all(&devdir).expect("mkdir");
+    let sock = UnixDatagram::bind(devdir.join("log")).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "record",
+        "--db",
+        &db,
+        "--syslog-facility",
+        "local3",
+        &link.host,
+    ]);
+    common::live::in_private_dev(&mut cmd, &devdir);
+    let mut p = common::Proc::spawn(&mut cmd).expect("record");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while got.len() < 2 {
+        let Ok(n) = sock.recv(&mut buf) else {
+            panic!("no roots from record: {got:?}\n{}", p.transcript());
+        };
+        let d = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if d.contains(": digest creator=") {
+            assert!(d.starts_with("<157>"), "{d}");
+            got.push(d);
+        }
+    }
+    p.stop(Duration::from_secs(10));
+    for d in &got {
+        assert!(
+            d.contains(" day=2025-03-14 ") && d.ends_with(" version=1"),
+            "{d}"
+        );
+    }
+    let log = dir.path().join("syslog");
+    std::fs::write(&log, got.join("\n")).expect("write");
+    let (code, out) = verify(&db, &["--roots", &log.display().to_string()]);
+    assert_eq!(code, 0, "{out}");
+}
