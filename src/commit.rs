@@ -111,9 +111,10 @@ impl<'l> Committer<'l> {
     }
 
     /// A live recorder closes the days over by its grace, by the wall clock, and publishes
-    /// their roots: at its first commit, then every SEAL_EVERY (a day is over once a day,
-    /// but a late message may change a closed one). Here, on the commit thread, never on
-    /// the packet path.
+    /// their roots: at start, then every SEAL_EVERY (a day is over once a day, but a late
+    /// message may change a closed one). Here, on the commit thread, never on the packet
+    /// path. It seals what is committed, and flushes nothing itself: a flush out of turn
+    /// would run the writer's periodic work (bucket merges) at another moment.
     fn seal(&mut self) {
         let Some(grace) = self.digest_grace else {
             return;
@@ -122,10 +123,6 @@ impl<'l> Committer<'l> {
             return;
         }
         self.sealed = Some(Instant::now());
-        // What is pending is written first: the day it falls in is then sealed with it.
-        if self.flush_now().is_err() {
-            return;
-        }
         match self.writer.seal(crate::time::wall_us(), grace) {
             Ok(roots) => roots.iter().for_each(|r| self.log.notice(&r.line())),
             Err(e) => self.log.error(&format!("cannot close days: {e}")),
