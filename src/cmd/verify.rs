@@ -38,9 +38,11 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<u8> {
     if let Some(path) = &a.roots {
         let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
         let mut lines: HashMap<(u32, i64, u32), DayRoot> = HashMap::new();
-        for line in std::io::BufReader::new(file).lines() {
+        // A syslog file may hold bytes that are not UTF-8: such a line is read as well as it
+        // can be (a root line is ASCII).
+        for line in std::io::BufReader::new(file).split(b'\n') {
             let line = line.with_context(|| format!("reading {}", path.display()))?;
-            if let Some(r) = DayRoot::parse(&line) {
+            if let Some(r) = DayRoot::parse(&String::from_utf8_lossy(&line)) {
                 lines.insert((r.creator_id, r.day, r.version), r);
             }
         }

@@ -99,6 +99,8 @@ impl LifetimeSink for SqliteSink {
         self.writer.evictions_pending()
     }
     fn seal(&mut self, now: Micros, grace: Micros) -> Result<Vec<DayRoot>> {
+        // The writer's lazy read transaction, if one is open, ends first: closing writes.
+        self.writer.end_read();
         super::digest::seal(self.writer.conn(), Some(now), grace, crate::time::wall_us())
             .map_err(super::sq(&self.path))
     }

@@ -1591,7 +1591,7 @@ impl Writer {
     }
 
     /// End the read transaction of [`Writer::begin_read`], if one is open.
-    fn end_read(&mut self) {
+    pub(crate) fn end_read(&mut self) {
         if std::mem::take(&mut self.reading) && self.conn.execute_batch("COMMIT").is_err() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
