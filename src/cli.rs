@@ -42,6 +42,10 @@ pub enum Command {
     /// Read-only SQL (SQLite's dialect) over every lifetime, run, gap and creator, in a
     /// readable form.
     Sql(SqlArgs),
+    /// Recompute every closed day's Merkle roots from what is stored and compare them with
+    /// the stored roots and those published to syslog (exit 0 all match, 1 one differs,
+    /// 2 error).
+    Verify(VerifyArgs),
     /// Check an export against its manifest: same bytes (SHA-256), same row count, the
     /// format it claims (exit 0 matches, 1 does not, 2 error).
     VerifyExport(VerifyExportArgs),
@@ -163,6 +167,8 @@ pub struct RecordArgs {
     /// cable out, pfsync0 without its syncdev), and say when traffic resumes.
     #[arg(long, value_name = "DUR", default_value = "5m", value_parser = duration_arg)]
     pub silent_after: i64,
+    #[command(flatten)]
+    pub digest: DigestArg,
     /// Parse and resolve the arguments, print them, and exit 0 without capturing (used by
     /// the examples' test).
     /// Also ship to this central database as the recorder writes:
@@ -196,6 +202,11 @@ pub struct ImportArgs {
     pub cache: CacheArg,
     #[command(flatten)]
     pub max_open: MaxOpenArg,
+    #[command(flatten)]
+    pub digest: DigestArg,
+    /// Also publish the day roots to syslog with this facility (they always go to stderr).
+    #[arg(long, value_name = "NAME")]
+    pub syslog_facility: Option<String>,
     /// Capture files (classic pcap in either byte order, micro or nano; pcapng).
     #[arg(value_name = "CAPTURE", required = true)]
     pub captures: Vec<PathBuf>,
@@ -391,6 +402,24 @@ fn duration_arg(s: &str) -> Result<i64, String> {
 pub struct CheckArgs {
     #[command(flatten)]
     pub db: DbArg,
+}
+
+/// When a day is closed (docs/integrity.md).
+#[derive(Debug, Args)]
+pub struct DigestArg {
+    /// Close a UTC day (compute, store and publish its Merkle root) once it ended this long
+    /// ago: by the wall clock for record, by the newest message time stored for import.
+    #[arg(long = "digest-grace", value_name = "DUR", default_value = "2h", value_parser = duration_arg)]
+    pub grace: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// A syslog file: its `digest creator=…` lines are compared with the stored roots too.
+    #[arg(long, value_name = "FILE")]
+    pub roots: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,8 @@ const BATCH_AGE: Duration = Duration::from_secs(1);
 /// size, so a longer batch costs less per state; the alternative is libpcap dropping
 /// packets, which loses them for good.
 const BATCH_AGE_MAX: Duration = Duration::from_secs(8);
+/// How often a live recorder closes days (see [`Committer::seal`]).
+const SEAL_EVERY: Duration = Duration::from_secs(300);
 /// Pause between write attempts while the database cannot be written.
 const RETRY_EVERY: Duration = Duration::from_secs(2);
 /// Longest wait of the commit thread for events before it checks the batch's age.
@@ -63,6 +65,9 @@ pub struct Committer<'l> {
     /// goes through again).
     failing: bool,
     last_write_warning: Option<Instant>,
+    /// `record`'s `--digest-grace`, and when it last closed days.
+    digest_grace: Option<i64>,
+    sealed: Option<Instant>,
     /// A write met damage in the file: the commit thread stops rather than retry (a retry
     /// would meet it again, or write around it).
     damaged: bool,
@@ -84,6 +89,8 @@ impl<'l> Committer<'l> {
             failing: false,
             last_write_warning: None,
             damaged: false,
+            digest_grace: None,
+            sealed: None,
         }
     }
 
@@ -97,9 +104,29 @@ impl<'l> Committer<'l> {
         &mut *self.writer
     }
 
-    pub fn set_live(&mut self) {
+    pub fn set_live(&mut self, digest_grace: i64) {
         self.live = true;
+        self.digest_grace = Some(digest_grace);
         self.writer.set_live();
+    }
+
+    /// A live recorder closes the days over by its grace, by the wall clock, and publishes
+    /// their roots: at start, then every SEAL_EVERY (a day is over once a day, but a late
+    /// message may change a closed one). Here, on the commit thread, never on the packet
+    /// path. It seals what is committed, and flushes nothing itself: a flush out of turn
+    /// would run the writer's periodic work (bucket merges) at another moment.
+    fn seal(&mut self) {
+        let Some(grace) = self.digest_grace else {
+            return;
+        };
+        if self.sealed.is_some_and(|t| t.elapsed() < SEAL_EVERY) || self.failing {
+            return;
+        }
+        self.sealed = Some(Instant::now());
+        match self.writer.seal(crate::time::wall_us(), grace) {
+            Ok(roots) => roots.iter().for_each(|r| self.log.notice(&r.line())),
+            Err(e) => self.log.error(&format!("cannot close days: {e}")),
+        }
     }
 
     /// Events from the decoding side that waited since `since`; flushes a full batch.
@@ -351,6 +378,7 @@ fn run(mut c: Committer, rx: Receiver<ToCommit>) -> bool {
         if c.damaged {
             return false;
         }
+        c.seal();
     };
     let pending = c.pending();
     let log = c.log;

@@ -496,11 +496,12 @@ impl<'l> Ingest<'l> {
         }
     }
 
-    /// A live recorder: coverage runs from `wall` to its last heartbeat.
-    pub fn live_since(&mut self, wall: i64) {
+    /// A live recorder: coverage runs from `wall` to its last heartbeat; it closes the
+    /// days over by `digest_grace` (docs/integrity.md).
+    pub fn live_since(&mut self, wall: i64, digest_grace: i64) {
         self.live = true;
         if let Sink::Inline(c) = &mut self.sink {
-            c.set_live();
+            c.set_live(digest_grace);
         }
         self.counters.first_us = Some(wall);
         self.counters.last_us = Some(wall);

@@ -235,6 +235,12 @@ impl Logger {
         self.emit(Level::Info, msg, self.verbose, "");
     }
 
+    /// A line to keep (a day's root): syslog at notice, stderr when verbose or without it.
+    pub fn notice(&self, msg: &str) {
+        let to_stderr = self.verbose || self.syslog.is_none();
+        self.emit(Level::Notice, msg, to_stderr, "");
+    }
+
     pub fn warn(&self, msg: &str) {
         let to_stderr = self.verbose || self.syslog.is_none();
         self.emit(Level::Warning, msg, to_stderr, "warning: ");

@@ -5,7 +5,7 @@ use crate::ingest::Ingest;
 use crate::source::file::CaptureFile;
 use crate::source::Handover;
 use crate::store::RunInfo;
-use crate::syslog::Logger;
+use crate::syslog::{Logger, Syslog};
 use anyhow::Context;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +15,14 @@ use std::time::{Duration, Instant};
 pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
     let db = a.db.path();
     let log = Logger::console_only(a.verbose);
+    let syslog = match &a.syslog_facility {
+        Some(f) => Some(Syslog::open(
+            "pfstatelog",
+            f.parse()
+                .map_err(|e| anyhow::anyhow!("--syslog-facility: {e}"))?,
+        )),
+        None => None,
+    };
     let mut failed = false;
     for path in &a.captures {
         let path_s = path.display().to_string();
@@ -122,7 +130,21 @@ pub fn run(a: ImportArgs) -> anyhow::Result<u8> {
             failed = true;
         }
     }
+    publish_digests(&db, a.digest.grace, syslog.as_ref())?;
     Ok(if failed { 2 } else { 0 })
+}
+
+/// Close the days the captures completed (by their own time, not the wall clock: old
+/// captures close their days at once) and publish each new root: to stderr, and to syslog
+/// when asked (docs/integrity.md).
+fn publish_digests(db: &str, grace: i64, syslog: Option<&Syslog>) -> anyhow::Result<()> {
+    for r in crate::store::seal(db, grace).with_context(|| format!("closing days in {db}"))? {
+        eprintln!("{}", r.line());
+        if let Some(s) = &syslog {
+            s.log(crate::syslog::Level::Notice, &r.line());
+        }
+    }
+    Ok(())
 }
 
 /// Memory an open state costs an import, all told (the tracker's entry, the writer's key,

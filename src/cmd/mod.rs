@@ -13,6 +13,7 @@ pub mod record;
 pub mod ship;
 pub mod sql;
 pub mod status;
+pub mod verify;
 pub mod verify_export;
 
 use crate::cli::Command;
@@ -38,6 +39,7 @@ pub fn run(c: Command) -> anyhow::Result<u8> {
         Command::ImportPfctl(a) => import_pfctl::run(a),
         Command::Export(a) => export::run(a),
         Command::Sql(a) => sql::run(a),
+        Command::Verify(a) => verify::run(a),
         Command::VerifyExport(a) => verify_export::run(a),
         Command::Ship(a) => ship::run(a),
         Command::Migrate(a) => migrate::run(a),

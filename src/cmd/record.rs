@@ -94,7 +94,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<u8> {
         None => None,
     };
     crate::privdrop::restrict(&db, shipper.is_some())?;
-    ing.live_since(started);
+    ing.live_since(started, a.digest.grace);
     log.info(&format!(
         "recording pfsync on {} (link type {}) into {db}; {} open states carried over",
         a.iface,

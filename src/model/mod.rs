@@ -1,6 +1,7 @@
 //! The domain model, shared by every layer: `wire` decodes into it, `track` turns it into
 //! lifetime events, `store` keeps them and `report` prints them. It depends on none of them.
 
+pub mod digest;
 pub mod event;
 pub mod ifname;
 pub mod lifetime;

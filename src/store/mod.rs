@@ -15,6 +15,7 @@ pub mod coverage;
 pub mod lazy_open;
 pub mod sqlite;
 
+use crate::model::digest::DayRoot;
 use crate::model::{Event, Flavor, Lifetime, Micros, OpenState, StateRef};
 use lazy_open::{Group, Unloaded};
 use roaring::RoaringTreemap;
@@ -88,6 +89,18 @@ pub trait LifetimeSink: Send {
     /// The flavour each known creator spoke (so a pfctl snapshot does not relabel a
     /// FreeBSD firewall).
     fn creator_flavors(&mut self) -> Result<HashMap<u32, Flavor>, StoreError>;
+    /// Close the days over by more than `grace` at `now` (docs/integrity.md): the root
+    /// versions stored, to be published.
+    fn seal(&mut self, now: Micros, grace: Micros) -> Result<Vec<DayRoot>, StoreError>;
+}
+
+/// Close the days of the file at `db` over by more than `grace` before the newest message
+/// time it holds (an import of old captures closes their days): the root versions stored.
+pub fn seal(db: &str, grace: Micros) -> Result<Vec<DayRoot>, StoreError> {
+    refuse_url(db)?;
+    let _lock = sqlite::WriterLock::acquire(db)?;
+    let conn = sqlite::open_rw(db)?;
+    sqlite::digest::seal(&conn, None, grace, crate::time::wall_us()).map_err(sqlite::sq(db))
 }
 
 /// Open a store to write a run into: today the SQLite file at `db`, created if missing.
@@ -157,6 +170,8 @@ pub trait ReadStore {
         out: &std::path::Path,
         info: &[(&str, String)],
     ) -> anyhow::Result<Walked>;
+    /// Every stored version of every closed day's root (docs/integrity.md).
+    fn day_roots(&self) -> anyhow::Result<Vec<DayRoot>>;
 }
 
 /// Retention: `prune` deletes what ended before a time.

@@ -270,6 +270,13 @@ fn rows_of_identity(body: &[u8]) -> anyhow::Result<Vec<(u32, u64, i64)>> {
 }
 
 impl ReadStore for ClickhouseReader {
+    fn day_roots(&self) -> anyhow::Result<Vec<crate::model::digest::DayRoot>> {
+        anyhow::bail!(
+            "{}: verify against ClickHouse is not yet supported; verify the recorder's file",
+            self.location()
+        )
+    }
+
     /// A central store gathers many recorders' files: it has no one identity of its own.
     fn identity(&self) -> anyhow::Result<Option<String>> {
         Ok(None)

@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod codec;
+pub mod digest;
 pub mod export;
 pub mod export_sqlite;
 pub mod health;
@@ -36,6 +37,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_ship",
         include_str!("../../../migrations/0002_ship.sql"),
     ),
+    (
+        "0003_digests",
+        include_str!("../../../migrations/0003_digests.sql"),
+    ),
 ];
 
 /// Development builds before the first release numbered their schemas 1 to 10 in
@@ -46,8 +51,8 @@ const USER_VERSION_BASE: i32 = 199;
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
-/// The oldest schema queries read as it is: later schemas only add what `ship` keeps
-/// (migrations/0002_ship.sql), so a file not yet upgraded is answered, not refused; the
+/// The oldest schema queries read as it is: later schemas only add what `ship` and the
+/// day roots keep (migrations/0002_ship.sql, 0003_digests.sql), so a file not yet upgraded is answered, not refused; the
 /// first writer or `ship` upgrades it in place.
 const READABLE_FROM: i32 = 1;
 
@@ -98,7 +103,7 @@ impl StoreError {
     }
 }
 
-fn sq(path: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+pub(crate) fn sq(path: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::Sqlite {
         path: path.to_string(),
         source,

@@ -670,6 +670,13 @@ pub fn prune(conn: &Connection, before: Micros) -> rusqlite::Result<(u64, u64)> 
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    // The closed days it took lifetimes from get a new version (reason `prune`) at the
+    // next close: retention is a change the roots record, not one they hide.
+    conn.execute(
+        "INSERT OR IGNORE INTO digest_dirty (creator_id, day, reason)
+         SELECT DISTINCT creator_id, day, 'prune' FROM digests WHERE day <= ?1",
+        [crate::model::digest::day_of(before)],
+    )?;
     conn.execute("DELETE FROM gaps WHERE end_us < ?1", [before])?;
     conn.execute("DELETE FROM replacements WHERE ts_us < ?1", [before])?;
     conn.execute("DELETE FROM bus WHERE ts_us < ?1", [before])?;

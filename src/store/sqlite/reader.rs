@@ -50,6 +50,10 @@ impl ReadStore for SqliteReader {
         super::export_sqlite::write(&self.conn, &self.path, from, to, out, info)
     }
 
+    fn day_roots(&self) -> anyhow::Result<Vec<crate::model::digest::DayRoot>> {
+        super::digest::roots(&self.conn).with_context(|| format!("reading {}", self.path))
+    }
+
     fn schema_version(&self) -> anyhow::Result<i64> {
         export::schema_version(&self.conn).with_context(|| format!("reading {}", self.path))
     }

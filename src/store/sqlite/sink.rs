@@ -3,6 +3,7 @@
 
 use super::writer::Writer;
 use super::{Checkpointer, Result, WriterLock};
+use crate::model::digest::DayRoot;
 use crate::model::{Event, Flavor, Micros, OpenState, StateRef};
 use crate::store::lazy_open::{Group, Unloaded};
 use crate::store::{LifetimeSink, RunCounters, RunInfo};
@@ -96,6 +97,12 @@ impl LifetimeSink for SqliteSink {
     }
     fn evictions_pending(&self) -> bool {
         self.writer.evictions_pending()
+    }
+    fn seal(&mut self, now: Micros, grace: Micros) -> Result<Vec<DayRoot>> {
+        // The writer's lazy read transaction, if one is open, ends first: closing writes.
+        self.writer.end_read();
+        super::digest::seal(self.writer.conn(), Some(now), grace, crate::time::wall_us())
+            .map_err(super::sq(&self.path))
     }
     fn creator_flavors(&mut self) -> Result<HashMap<u32, Flavor>> {
         super::export::creator_flavors(self.writer.conn()).map_err(super::sq(&self.path))

@@ -109,6 +109,10 @@ pub struct RunCounters {
 
 pub struct Writer {
     conn: Connection,
+    /// Days written to since the last flush, for the digests (docs/integrity.md), and
+    /// what to call a change they make to a closed day.
+    touched: super::digest::Touched,
+    touched_why: &'static str,
     /// A live recorder: each flush also writes the minute's `health` row (`status`).
     health: bool,
     path: String,
@@ -938,6 +942,12 @@ impl Writer {
             met_old: HashMap::default(),
             last_clear: HashMap::default(),
             hold_open: run.kind == "import",
+            touched: Default::default(),
+            touched_why: if run.kind == "record" {
+                "late"
+            } else {
+                "import"
+            },
             health: false,
             held: StateMap::default(),
             tracker_holds: false,
@@ -1182,6 +1192,16 @@ impl Writer {
     pub fn push(&mut self, e: Event) {
         if let Some(t) = event_time(&e) {
             self.journal.clock = self.journal.clock.max(t);
+        }
+        match &e {
+            Event::Open { state, start, .. } | Event::End { state, start, .. } => {
+                let day = crate::model::digest::day_of(*start);
+                self.touched.days.insert((state.creator_id, day));
+            }
+            Event::Clear { creator_id, .. } => {
+                self.touched.cleared.insert(*creator_id);
+            }
+            _ => {}
         }
         if let Event::End {
             state,
@@ -1574,7 +1594,7 @@ impl Writer {
     }
 
     /// End the read transaction of [`Writer::begin_read`], if one is open.
-    fn end_read(&mut self) {
+    pub(crate) fn end_read(&mut self) {
         if std::mem::take(&mut self.reading) && self.conn.execute_batch("COMMIT").is_err() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
@@ -1964,7 +1984,9 @@ impl Writer {
         if self.health {
             super::health::sample(&tx, self.run_id, counters)?;
         }
+        self.touched.mark(&tx, self.touched_why)?;
         tx.commit()?;
+        self.touched.clear();
         Ok(journal)
     }
 
