@@ -246,7 +246,7 @@ fn roots_sent_to_syslog_are_the_stored_ones() {
     let _ = run_ok(&["verify", "--db", &db]);
 }
 
-/// A file of schema 1 (before the roots) holding lifetimes: the next import migrates it
+/// A file of schema 2 (before the roots) holding lifetimes: the next import migrates it
 /// and closes its old days too, with the roots a new file gets.
 #[test]
 fn a_file_from_before_the_roots_gets_them_at_its_next_import() {
@@ -260,12 +260,16 @@ fn a_file_from_before_the_roots_gets_them_at_its_next_import() {
         &fixture("all-features-l5-ether.pcap").display().to_string(),
     ]);
     let c = pfstatelog::store::sqlite::open_rw(&db).expect("open");
-    c.execute_batch("DROP TABLE digests; DROP TABLE digest_dirty; PRAGMA user_version = 200;")
-        .expect("back to schema 1");
+    c.execute_batch("DROP TABLE digests; DROP TABLE digest_dirty; PRAGMA user_version = 201;")
+        .expect("back to schema 2");
     drop(c);
     let o = run(&["verify", "--db", &db]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("migrate"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("migrate"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = run(&[
         "import",
         "--db",

@@ -1,18 +1,15 @@
 //! `pfstatelog sql [--format table|json|csv] QUERY`: the analyst's own questions, in
-//! SQLite's SQL, over a readable view of the store (src/store/vtab.rs). Read-only: a
-//! statement that would write anything but a temp table is refused before it runs (exit 2,
-//! one line).
+//! SQLite's SQL, over a readable view of the store (src/store/sqlite/vtab.rs). Read-only:
+//! a statement that would write anything but a temp table is refused before it runs (exit
+//! 2, one line). The store runs the statements (src/store/sqlite/sql.rs); this formats.
 
 use crate::cli::{SqlArgs, SqlFormat};
-use crate::store::sqlite::{self as store, vtab};
+use crate::store::sqlite::sql::{self, SqlOut, SqlValue};
 use anyhow::{bail, Context};
-use rusqlite::fallible_iterator::FallibleIterator as _;
-use rusqlite::types::ValueRef;
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
 
 pub fn run(a: SqlArgs) -> anyhow::Result<u8> {
-    let sql = if a.query == "-" {
+    let query = if a.query == "-" {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
@@ -21,128 +18,125 @@ pub fn run(a: SqlArgs) -> anyhow::Result<u8> {
     } else {
         a.query.clone()
     };
-    if sql.trim().is_empty() {
+    if query.trim().is_empty() {
         bail!("empty query");
     }
     let db = a.db.path();
-    let store_conn = store::open_ro(&db)?;
-    let (mut conn, shared) =
-        vtab::open(store_conn, &db).with_context(|| format!("reading {db}"))?;
-    let refused = Arc::new(Mutex::new(None));
-    vtab::read_only_guard(&mut conn, refused.clone())?;
-    let mut out = super::out::stdout();
-    let ran = run_all(&conn, &sql, a.format, &mut out);
-    out.flush()?;
-    if let Err(e) = ran {
-        let Some(sq) = e.downcast_ref::<rusqlite::Error>() else {
-            return Err(e);
-        };
-        let msg = one_line(sq);
-        let denied =
-            sq.sqlite_error_code() == Some(rusqlite::ErrorCode::AuthorizationForStatementDenied);
-        // A virtual table without a write method says so itself.
-        if denied || msg.ends_with("may not be modified") {
-            let what = refused
-                .lock()
-                .ok()
-                .and_then(|r| r.clone())
-                .unwrap_or_else(|| {
-                    let t = msg.strip_prefix("table ").and_then(|m| m.split(' ').next());
-                    format!("a write to {}", t.unwrap_or("a table"))
-                });
-            bail!("sql is read-only: {what} refused (only temp tables may be written)");
-        }
-        bail!("sql: {msg}");
+    let mut out = Printer {
+        csv: (a.format == SqlFormat::Csv).then(|| csv::Writer::from_writer(super::out::stdout())),
+        out: super::out::stdout(),
+        format: a.format,
+        names: Vec::new(),
+        table: None,
+        rows: 0,
+    };
+    let ran = sql::run(&db, &query, &mut out);
+    out.out.flush()?;
+    if let Some(w) = &mut out.csv {
+        w.flush()?;
     }
-    for d in shared.damage() {
+    for d in ran? {
         eprintln!("pfstatelog: warning: {db}: damaged data, left out of this answer: {d}");
     }
     Ok(super::FOUND)
 }
 
-/// Every statement of `sql` in turn; the rows of each that returns rows are printed.
-fn run_all(
-    conn: &rusqlite::Connection,
-    sql: &str,
+/// The rows of each statement in the format asked.
+struct Printer {
+    out: super::out::Out,
     format: SqlFormat,
-    out: &mut super::out::Out,
-) -> anyhow::Result<()> {
-    let mut batch = rusqlite::Batch::new(conn, sql);
-    while let Some(mut stmt) = batch.next()? {
-        if stmt.column_count() == 0 {
-            stmt.execute([])?;
-            continue;
-        }
-        let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
-        let mut rows = stmt.query([])?;
-        match format {
+    names: Vec<String>,
+    table: Option<comfy_table::Table>,
+    /// CSV's own writer over standard output, for the whole run.
+    csv: Option<csv::Writer<super::out::Out>>,
+    rows: u64,
+}
+
+impl SqlOut for Printer {
+    fn columns(&mut self, names: &[String]) -> anyhow::Result<()> {
+        self.names = names.to_vec();
+        self.rows = 0;
+        match self.format {
             SqlFormat::Table => {
                 let mut t = comfy_table::Table::new();
                 t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED)
                     .set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
-                t.set_header(names.clone());
-                let mut n = 0u64;
-                while let Some(r) = rows.next()? {
-                    t.add_row((0..names.len()).map(|i| text(r.get_ref(i), "NULL")));
-                    n += 1;
-                }
-                writeln!(out, "{t}")?;
-                writeln!(out, "({n} row{})", if n == 1 { "" } else { "s" })?;
+                t.set_header(names.to_vec());
+                self.table = Some(t);
             }
             SqlFormat::Csv => {
-                let mut w = csv::Writer::from_writer(&mut *out);
-                w.write_record(&names)?;
-                while let Some(r) = rows.next()? {
-                    w.write_record((0..names.len()).map(|i| text(r.get_ref(i), "")))?;
+                if let Some(w) = &mut self.csv {
+                    w.write_record(names)?;
                 }
-                w.flush()?;
+            }
+            SqlFormat::Json => self.out.write_all(b"[")?,
+        }
+        Ok(())
+    }
+
+    fn row(&mut self, values: &[SqlValue<'_>]) -> anyhow::Result<()> {
+        match self.format {
+            SqlFormat::Table => {
+                if let Some(t) = &mut self.table {
+                    t.add_row(values.iter().map(|v| text(v, "NULL")));
+                }
+            }
+            SqlFormat::Csv => {
+                if let Some(w) = &mut self.csv {
+                    w.write_record(values.iter().map(|v| text(v, "")))?;
+                }
             }
             SqlFormat::Json => {
-                out.write_all(b"[")?;
-                let mut first = true;
-                while let Some(r) = rows.next()? {
-                    let mut o = serde_json::Map::new();
-                    for (i, n) in names.iter().enumerate() {
-                        o.insert(n.clone(), json(r.get_ref(i)));
-                    }
-                    out.write_all(if first { b"\n" } else { b",\n" })?;
-                    first = false;
-                    serde_json::to_writer(&mut *out, &o)?;
+                let mut o = serde_json::Map::new();
+                for (n, v) in self.names.iter().zip(values) {
+                    o.insert(n.clone(), json(v));
                 }
-                out.write_all(if first { b"]\n" } else { b"\n]\n" })?;
+                self.out
+                    .write_all(if self.rows == 0 { b"\n" } else { b",\n" })?;
+                serde_json::to_writer(&mut self.out, &o)?;
             }
         }
+        self.rows += 1;
+        Ok(())
     }
-    Ok(())
+
+    fn end(&mut self) -> anyhow::Result<()> {
+        match self.format {
+            SqlFormat::Table => {
+                if let Some(t) = self.table.take() {
+                    let n = self.rows;
+                    writeln!(self.out, "{t}")?;
+                    writeln!(self.out, "({n} row{})", if n == 1 { "" } else { "s" })?;
+                }
+            }
+            SqlFormat::Csv => {}
+            SqlFormat::Json => {
+                self.out
+                    .write_all(if self.rows == 0 { b"]\n" } else { b"\n]\n" })?;
+            }
+        }
+        Ok(())
+    }
 }
 
-/// SQLite's message alone ("no such column: x"), without rusqlite's wrapping.
-fn one_line(e: &rusqlite::Error) -> String {
-    match e {
-        rusqlite::Error::SqliteFailure(_, Some(m)) => m.clone(),
-        rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
-        e => e.to_string(),
+fn text(v: &SqlValue<'_>, null: &str) -> String {
+    match *v {
+        SqlValue::Null => null.to_string(),
+        SqlValue::Int(i) => i.to_string(),
+        SqlValue::Real(f) => f.to_string(),
+        SqlValue::Text(t) => String::from_utf8_lossy(t).into_owned(),
+        SqlValue::Blob(b) => hex(b),
     }
 }
 
-fn text(v: rusqlite::Result<ValueRef<'_>>, null: &str) -> String {
-    match v {
-        Ok(ValueRef::Null) | Err(_) => null.to_string(),
-        Ok(ValueRef::Integer(i)) => i.to_string(),
-        Ok(ValueRef::Real(f)) => f.to_string(),
-        Ok(ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
-        Ok(ValueRef::Blob(b)) => hex(b),
-    }
-}
-
-fn json(v: rusqlite::Result<ValueRef<'_>>) -> serde_json::Value {
+fn json(v: &SqlValue<'_>) -> serde_json::Value {
     use serde_json::Value as J;
-    match v {
-        Ok(ValueRef::Null) | Err(_) => J::Null,
-        Ok(ValueRef::Integer(i)) => J::from(i),
-        Ok(ValueRef::Real(f)) => serde_json::Number::from_f64(f).map_or(J::Null, J::Number),
-        Ok(ValueRef::Text(t)) => J::String(String::from_utf8_lossy(t).into_owned()),
-        Ok(ValueRef::Blob(b)) => J::String(hex(b)),
+    match *v {
+        SqlValue::Null => J::Null,
+        SqlValue::Int(i) => J::from(i),
+        SqlValue::Real(f) => serde_json::Number::from_f64(f).map_or(J::Null, J::Number),
+        SqlValue::Text(t) => J::String(String::from_utf8_lossy(t).into_owned()),
+        SqlValue::Blob(b) => J::String(hex(b)),
     }
 }
 

@@ -8,8 +8,6 @@
 use super::proto_known;
 use super::table::{af_name, dir_name};
 use crate::model::Lifetime;
-use crate::time::format_rfc3339;
-use rusqlite::types::Value;
 
 /// (name, SQL type, what it holds), in column order.
 pub const LIFETIME_COLUMNS: &[(&str, &str, &str)] = &[
@@ -90,17 +88,6 @@ pub const COL_PUBLIC_PORT: usize = 3;
 pub const COL_START_US: usize = 21;
 pub const COL_END_US: usize = 22;
 pub const COL_UNTIL_US: usize = 23;
-
-/// Column `i` of [`LIFETIME_COLUMNS`] for `l` (NULL past the last).
-pub fn lifetime_value(l: &Lifetime, i: usize) -> Value {
-    let mut text = String::new();
-    match lifetime_cell(l, i, &mut text) {
-        Cell::Null => Value::Null,
-        Cell::Int(v) => Value::Integer(v),
-        Cell::Text(..) => Value::Text(text),
-        Cell::Time(us) => Value::Text(format_rfc3339(us)),
-    }
-}
 
 /// One column's value, its text (if any) kept in a buffer that many rows share: an export
 /// writes millions of rows without a string of its own for each column.

@@ -100,7 +100,10 @@ pub fn seal(db: &str, grace: Micros) -> Result<Vec<DayRoot>, StoreError> {
     refuse_url(db)?;
     let _lock = sqlite::WriterLock::acquire(db)?;
     let conn = sqlite::open_rw(db)?;
-    sqlite::digest::seal(&conn, None, grace, crate::time::wall_us()).map_err(sqlite::sq(db))
+    let roots =
+        sqlite::digest::seal(&conn, None, grace, crate::time::wall_us()).map_err(sqlite::sq(db))?;
+    sqlite::hand_back(&conn);
+    Ok(roots)
 }
 
 /// Open a store to write a run into: today the SQLite file at `db`, created if missing.

@@ -14,6 +14,7 @@ pub mod query;
 pub mod reader;
 pub mod shipped;
 pub mod sink;
+pub mod sql;
 pub mod vtab;
 pub mod writer;
 
@@ -164,6 +165,17 @@ pub fn open_rw(path: &str) -> Result<Connection> {
         .map_err(sq(path))?;
     migrate(&conn, path)?;
     Ok(conn)
+}
+
+/// At the end of a writer's work (import, closing days, prune): the whole WAL into the
+/// file, and the file back in rollback mode when no one else has it open. A later lone
+/// reader (`who` during an incident) then opens one file instead of building a WAL index
+/// in `-shm` and tearing it down again (~0.8 ms of every query). The next writer turns WAL
+/// on again; with another connection open (a recorder, a reader) the switch fails and WAL
+/// stays. Never on a recorder's own connection while it records.
+pub fn hand_back(conn: &Connection) {
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    let _ = conn.pragma_update(None, "journal_mode", "DELETE");
 }
 
 /// Refuse, with a line naming the problem, a `--db` that is a directory or a file this

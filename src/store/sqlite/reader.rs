@@ -51,6 +51,18 @@ impl ReadStore for SqliteReader {
     }
 
     fn day_roots(&self) -> anyhow::Result<Vec<crate::model::digest::DayRoot>> {
+        // The roots came with schema 3; an older file is read as it is by the other
+        // queries, but has none until a writer upgrades it.
+        let (found, known) =
+            super::schema_versions(&self.conn).with_context(|| format!("reading {}", self.path))?;
+        if found < 3 {
+            return Err(super::StoreError::TooOld {
+                path: self.path.clone(),
+                found,
+                known,
+            }
+            .into());
+        }
         super::digest::roots(&self.conn).with_context(|| format!("reading {}", self.path))
     }
 
@@ -180,6 +192,7 @@ impl Retention for SqlitePruner {
     fn prune(&self, before: Micros) -> anyhow::Result<Pruned> {
         let (lifetimes, kept_unshipped) =
             query::prune(&self.conn, before).with_context(|| format!("pruning {}", self.path))?;
+        super::hand_back(&self.conn);
         Ok(Pruned {
             lifetimes,
             kept_unshipped,

@@ -17,7 +17,7 @@ use super::export::{count_lifetimes, each_lifetime};
 use super::query;
 use crate::model::{Lifetime, Micros};
 use crate::report::rows::{
-    lifetime_value, lifetimes_ddl, COL_END_US, COL_PRIVATE_IP, COL_PUBLIC_IP, COL_PUBLIC_PORT,
+    lifetime_cell, lifetimes_ddl, Cell, COL_END_US, COL_PRIVATE_IP, COL_PUBLIC_IP, COL_PUBLIC_PORT,
     COL_START_US, COL_UNTIL_US, LIFETIME_COLUMNS,
 };
 use crate::store::WhoFilter;
@@ -782,7 +782,13 @@ fn set_column(ctx: &mut Context, l: Option<&Lifetime>, i: c_int) -> rusqlite::Re
     if i >= LIFETIME_COLUMNS.len() {
         return ctx.set_result(Value::Null);
     }
-    ctx.set_result(lifetime_value(l, i))
+    let mut text = String::new();
+    match lifetime_cell(l, i, &mut text) {
+        Cell::Null => ctx.set_result(Value::Null),
+        Cell::Int(v) => ctx.set_result(v),
+        Cell::Text(..) => ctx.set_result(text),
+        Cell::Time(us) => ctx.set_result(format_rfc3339(us)),
+    }
 }
 
 /// A lifetime is (creator, state id, start); a fixed hash of it, so that SQLite's own

@@ -2037,14 +2037,7 @@ impl Writer {
                 params![self.run_id, status, wall],
             )
             .map_err(sq(&self.path))?;
-        let _ = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-        // Hand the file back in rollback mode when no one else has it open: a later lone
-        // reader (`who` during an incident) then opens one file instead of building a WAL
-        // index in `-shm` and tearing it down again (~0.8 ms of every query). The next
-        // writer turns WAL on again; with a reader present this fails and WAL stays.
-        let _ = self.conn.pragma_update(None, "journal_mode", "DELETE");
+        super::hand_back(&self.conn);
         Ok(())
     }
 
