@@ -18,7 +18,8 @@
 
 use crate::model::lifetime::clear_names;
 use crate::model::{
-    key_of, EndReason, Event, Flavor, FullState, Micros, OpenState, OrphanKind, StateRef,
+    key_of, CompactState, EndReason, Event, Flavor, FullState, Micros, OpenState, OrphanKind,
+    StateRef,
 };
 
 use crate::wire::{Decoded, Message};
@@ -44,6 +45,9 @@ pub struct Tracker {
     pub stats: TrackStats,
 }
 
+/// An open state as the tracker holds it: compact (160 bytes, not 208; model/compact.rs).
+pub type Held = OpenState<CompactState>;
+
 /// The open states by (creator, id). Boxed: the table stays small, so it grows by moving
 /// pointers, and an import faults in its open states' memory (reused as states end, and
 /// freed one by one when they are handed over) rather than every size the table passed
@@ -51,7 +55,7 @@ pub struct Tracker {
 /// box: 8-byte entries, not 24 (a table at its largest has twice as many entries as states).
 #[derive(Debug, Default)]
 struct Open {
-    table: HashTable<Box<OpenState>>,
+    table: HashTable<Box<Held>>,
     /// Keyed at random: the ids come from the network ([`crate::model::StateMap`]).
     hasher: ahash::RandomState,
 }
@@ -65,37 +69,37 @@ impl Open {
         self.table.len()
     }
 
-    fn entry(&mut self, k: StateRef) -> Entry<'_, Box<OpenState>> {
+    fn entry(&mut self, k: StateRef) -> Entry<'_, Box<Held>> {
         let hasher = &self.hasher;
         self.table.entry(
             hasher.hash_one(k),
-            |o| key_of(&o.state) == k,
-            |o| hasher.hash_one(key_of(&o.state)),
+            |o| o.state_ref() == k,
+            |o| hasher.hash_one(o.state_ref()),
         )
     }
 
-    fn get(&self, k: &StateRef) -> Option<&OpenState> {
+    fn get(&self, k: &StateRef) -> Option<&Held> {
         self.table
-            .find(self.hash(k), |o| key_of(&o.state) == *k)
+            .find(self.hash(k), |o| o.state_ref() == *k)
             .map(|o| &**o)
     }
 
-    fn get_mut(&mut self, k: &StateRef) -> Option<&mut OpenState> {
+    fn get_mut(&mut self, k: &StateRef) -> Option<&mut Held> {
         let h = self.hash(k);
         self.table
-            .find_mut(h, |o| key_of(&o.state) == *k)
+            .find_mut(h, |o| o.state_ref() == *k)
             .map(|o| &mut **o)
     }
 
-    fn remove(&mut self, k: &StateRef) -> Option<Box<OpenState>> {
+    fn remove(&mut self, k: &StateRef) -> Option<Box<Held>> {
         match self.entry(*k) {
             Entry::Occupied(o) => Some(o.remove().0),
             Entry::Vacant(_) => None,
         }
     }
 
-    fn insert(&mut self, o: Box<OpenState>) {
-        match self.entry(key_of(&o.state)) {
+    fn insert(&mut self, o: Box<Held>) {
+        match self.entry(o.state_ref()) {
             Entry::Occupied(mut e) => *e.get_mut() = o,
             Entry::Vacant(e) => {
                 e.insert(o);
@@ -103,7 +107,7 @@ impl Open {
         }
     }
 
-    fn values(&self) -> impl Iterator<Item = &OpenState> {
+    fn values(&self) -> impl Iterator<Item = &Held> {
         self.table.iter().map(|o| &**o)
     }
 }
@@ -127,9 +131,9 @@ impl Tracker {
         let hasher = &self.open.hasher;
         self.open
             .table
-            .reserve(states.size_hint().0, |o| hasher.hash_one(key_of(&o.state)));
+            .reserve(states.size_hint().0, |o| hasher.hash_one(o.state_ref()));
         for s in states {
-            self.open.insert(Box::new(s));
+            self.open.insert(Box::new(Held::compact(&s)));
         }
     }
 
@@ -138,19 +142,19 @@ impl Tracker {
     }
 
     /// Every open state, in no order.
-    pub fn open_states(&self) -> impl Iterator<Item = &OpenState> {
-        self.open.values()
+    pub fn open_states(&self) -> impl Iterator<Item = OpenState> + '_ {
+        self.open.values().map(Held::to_full)
     }
 
     /// Every open state, taken out (the end of an import): the table is freed at once,
     /// each state when its taker drops it.
     #[allow(clippy::vec_box)]
-    pub fn take_open(&mut self) -> Vec<Box<OpenState>> {
+    pub fn take_open(&mut self) -> Vec<Box<Held>> {
         std::mem::take(&mut self.open.table).into_iter().collect()
     }
 
-    pub fn get(&self, key: &StateRef) -> Option<&OpenState> {
-        self.open.get(key)
+    pub fn get(&self, key: &StateRef) -> Option<OpenState> {
+        self.open.get(key).map(Held::to_full)
     }
 
     /// Past `max` open states, drop the longest idle (oldest "last seen") until `keep`
@@ -163,7 +167,7 @@ impl Tracker {
         let mut idle: Vec<(Micros, StateRef)> = self
             .open
             .values()
-            .map(|o| (o.last_seen, key_of(&o.state)))
+            .map(|o| (o.last_seen, o.state_ref()))
             .collect();
         let n = idle.len().saturating_sub(keep.min(max));
         if n == 0 {
@@ -175,7 +179,7 @@ impl Tracker {
         idle.sort_unstable_by_key(|(t, k)| (*t, k.creator_id, k.id));
         let out: Vec<OpenState> = idle
             .iter()
-            .filter_map(|(_, k)| self.open.remove(k).map(|o| *o))
+            .filter_map(|(_, k)| self.open.remove(k).map(|o| o.to_full()))
             .collect();
         self.stats.evicted += out.len() as u64;
         out
@@ -219,7 +223,7 @@ impl Tracker {
                                 &o.state.ifname,
                             )
                     })
-                    .map(|o| key_of(&o.state))
+                    .map(|o| o.state_ref())
                     .collect();
                 // Deterministic order for the log and the store.
                 ended.sort_by_key(|k| k.id);
@@ -246,12 +250,12 @@ impl Tracker {
         let k = key_of(s);
         let start = ts - s.creation as Micros * 1_000_000;
         // One lookup for both cases (the table is large and seldom in cache).
-        let fresh = || OpenState::new(s.clone(), start, ts, d.flavor);
+        let fresh = || OpenState::new(CompactState::new(s), start, ts, d.flavor);
         let o = match self.open.entry(k) {
-            Entry::Occupied(mut o) if ts >= o.get().first_full && !same_keys(&o.get().state, s) => {
+            Entry::Occupied(mut o) if ts >= o.get().first_full && !o.get().state.same_keys(s) => {
                 // Another state under an open id: the open one ended before this one began
                 // (but not before it was last seen, nor before it began).
-                let old = std::mem::replace(&mut **o.get_mut(), fresh());
+                let old = std::mem::replace(&mut **o.get_mut(), fresh()).to_full();
                 let end = start.max(old.last_seen).min(ts).max(old.start);
                 self.stats.closed += 1;
                 self.stats.replaced += 1;
@@ -289,7 +293,7 @@ impl Tracker {
                 return;
             }
         };
-        if ts < o.first_full && !same_keys(&o.state, s) {
+        if ts < o.first_full && !o.state.same_keys(s) {
             // An earlier message of another state under this id (a disordered capture
             // that also missed a DEL): the open lifetime is not its, and the store could
             // not tell the two apart at this time. Left out.
@@ -340,7 +344,7 @@ impl Tracker {
         let o = match self.open.entry(k) {
             // A delete stamped before the state began (a capture from another time, merged
             // out of order) cannot end it.
-            Entry::Occupied(o) if o.get().start <= ts => o.remove().0,
+            Entry::Occupied(o) if o.get().start <= ts => o.remove().0.to_full(),
             _ => return false,
         };
         self.stats.closed += 1;

@@ -16,7 +16,7 @@ pub mod lazy_open;
 pub mod sqlite;
 
 use crate::model::digest::DayRoot;
-use crate::model::{Event, Flavor, Lifetime, Micros, OpenState, StateRef};
+use crate::model::{CompactState, Event, Flavor, Lifetime, Micros, OpenState, StateRef};
 use lazy_open::{Group, Unloaded};
 use roaring::RoaringTreemap;
 use std::collections::HashMap;
@@ -79,7 +79,7 @@ pub trait LifetimeSink: Send {
         ids: &RoaringTreemap,
     ) -> Result<Vec<OpenState>, StoreError>;
     /// Before finish: the lifetimes the tracker still holds open, to be stored open.
-    fn hold_tracked(&mut self, open: Vec<Box<OpenState>>);
+    fn hold_tracked(&mut self, open: Vec<Box<OpenState<CompactState>>>);
     /// Open lifetimes the tracker evicted, stored whole by the next flush.
     fn store_open(&mut self, open: Vec<OpenState>);
     /// Keys of evicted open lifetimes whose events the store has (commit thread).

@@ -4,7 +4,7 @@
 use super::writer::Writer;
 use super::{Checkpointer, Result, WriterLock};
 use crate::model::digest::DayRoot;
-use crate::model::{Event, Flavor, Micros, OpenState, StateRef};
+use crate::model::{CompactState, Event, Flavor, Micros, OpenState, StateRef};
 use crate::store::lazy_open::{Group, Unloaded};
 use crate::store::{LifetimeSink, RunCounters, RunInfo};
 use roaring::RoaringTreemap;
@@ -86,7 +86,7 @@ impl LifetimeSink for SqliteSink {
     fn load_open_of(&mut self, creator_id: u32, ids: &RoaringTreemap) -> Result<Vec<OpenState>> {
         self.writer.load_open_of(creator_id, ids)
     }
-    fn hold_tracked(&mut self, open: Vec<Box<OpenState>>) {
+    fn hold_tracked(&mut self, open: Vec<Box<OpenState<CompactState>>>) {
         self.writer.hold_tracked(open)
     }
     fn store_open(&mut self, open: Vec<OpenState>) {

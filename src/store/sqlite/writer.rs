@@ -8,7 +8,7 @@ use super::archive::{self, BatchIndex, Names};
 use super::codec::{Stored, REASONS};
 use super::{addr_blob, blob_addr, sq, Result};
 use crate::model::lifetime::{self, clear_names};
-use crate::model::{key_of, End, EndReason, Event, Micros, OpenState, OrphanKind};
+use crate::model::{key_of, CompactState, End, EndReason, Event, Micros, OpenState, OrphanKind};
 use crate::model::{Af, Direction, Flavor, FullState, Key, StateMap, StateRef, StateSet};
 use crate::store::lazy_open::{group_of, group_range, Group, Unloaded};
 use roaring::RoaringTreemap;
@@ -155,7 +155,7 @@ pub struct Writer {
     /// Boxed: the tables stay small (24-byte entries), so growing them moves pointers, not
     /// ~250-byte rows (perf: rehashing was ~4 % of an import), and a row that ends moves
     /// into `ready` as a pointer.
-    held: StateMap<Box<Row>>,
+    held: HeldRows,
     /// An import's new lifetimes while open are the tracker's alone
     /// ([`Writer::let_tracker_hold`]): their keys only, here. The end event carries the
     /// whole lifetime; those still open at the end come back through
@@ -164,7 +164,7 @@ pub struct Writer {
     tracked: StateSet,
     /// Tracked lifetimes still open at the end ([`Writer::hold_tracked`]).
     #[allow(clippy::vec_box)]
-    tracked_open: Vec<Box<OpenState>>,
+    tracked_open: Vec<Box<Compact>>,
     /// Tracked lifetimes the tracker dropped from memory (`--max-open`), stored open by
     /// the next flush ([`Writer::store_open`]).
     #[allow(clippy::vec_box)]
@@ -234,8 +234,7 @@ struct Young {
     fresh: StateSet,
     /// ...journaled rows seen [`REJOURNAL_US`] past their journal row...
     stale: StateSet,
-    /// ...held rows journaled, with the seq of their live journal row...
-    journaled: StateMap<i64>,
+    /// ...(held rows journaled say the seq of their live journal row, [`Row::seq`])...
     /// ...and the runs of the journal, oldest first.
     runs: VecDeque<YoungRun>,
     /// Young lifetimes that ended, journaled ended at a seq, waiting for the next batch.
@@ -258,7 +257,7 @@ impl Young {
     fn seen(&mut self, k: StateRef, row: &Row) {
         if row.end.is_none()
             && row.last_seen > row.journaled_last.saturating_add(self.rewrite_after)
-            && self.journaled.contains_key(&k)
+            && row.journaled()
         {
             self.stale.insert(k);
         }
@@ -279,13 +278,13 @@ impl Young {
         &mut self,
         j: Journal,
         ended: &mut Vec<Box<Row>>,
-        held: &mut StateMap<Box<Row>>,
+        held: &mut HeldRows,
         lazy_last: &mut StateMap<LastSeen>,
     ) {
         for run in self.runs.drain(..j.moved_runs) {
             for k in run.keys {
-                if self.journaled.get(&k) == Some(&run.seq) {
-                    self.journaled.remove(&k);
+                if let Some(r) = held.get_mut(&k).filter(|r| r.seq == run.seq) {
+                    r.seq = NOT_JOURNALED;
                 }
             }
         }
@@ -301,18 +300,18 @@ impl Young {
         let run_seq = j.run.as_ref().map(|r| r.seq);
         for r in ended.drain(..) {
             let k = r.key();
-            if let Some(seq) = self.journaled.remove(&k) {
-                self.left(seq);
+            if r.journaled() {
+                self.left(r.seq);
             }
             if let (true, Some(seq)) = (deferred.contains(&k), run_seq) {
                 self.unarchived.insert(k, (*r, seq));
             }
         }
         for k in j.stored {
-            if let Some(seq) = self.journaled.remove(&k) {
-                self.left(seq);
-            }
             if let Some(r) = held.remove(&k) {
+                if r.journaled() {
+                    self.left(r.seq);
+                }
                 // An evicted row was written as it is: nothing is left to write lazily,
                 // and nothing of it stays in memory.
                 if self.evict.contains(&k) {
@@ -329,10 +328,11 @@ impl Young {
         self.evicted_since = false;
         if let Some(run) = j.run {
             for k in &run.keys {
-                if let Some(old) = self.journaled.insert(*k, run.seq) {
-                    self.left(old);
-                }
                 if let Some(r) = held.get_mut(k) {
+                    if r.journaled() {
+                        self.left(r.seq);
+                    }
+                    r.seq = run.seq;
                     r.journaled_last = r.last_seen;
                 }
             }
@@ -356,7 +356,7 @@ impl Young {
         ready: &[Box<Row>],
         defer: &[&Row],
         unjournal: &[StateRef],
-        held: &StateMap<Box<Row>>,
+        held: &HeldRows,
         rows: &mut StateMap<i64>,
     ) -> rusqlite::Result<Journal> {
         let mut j = Journal::default();
@@ -383,7 +383,7 @@ impl Young {
         };
         for r in ready {
             let k = r.key();
-            if self.journaled.contains_key(&k) {
+            if r.journaled() {
                 close(&k)?;
                 j.seq = Some(seq);
             }
@@ -405,8 +405,7 @@ impl Young {
             for (k, r) in run
                 .keys
                 .iter()
-                .filter(|k| self.journaled.get(*k) == Some(&run.seq))
-                .filter_map(|k| held.get_key_value(k))
+                .filter_map(|k| held.get(k).filter(|r| r.seq == run.seq).map(|r| (k, r)))
             {
                 to_store.push((k, r));
                 j.stored.push(*k);
@@ -416,8 +415,12 @@ impl Young {
             j.moved_runs += 1;
             gone_upto = run.seq;
         }
-        for (k, r) in self.stale.iter().filter_map(|k| held.get_key_value(k)) {
-            if self.journaled.get(k).is_none_or(|s| *s <= gone_upto) {
+        for (k, r) in self
+            .stale
+            .iter()
+            .filter_map(|k| held.get(k).map(|r| (k, r)))
+        {
+            if !r.journaled() || r.seq <= gone_upto {
                 continue;
             }
             close(k)?;
@@ -429,7 +432,11 @@ impl Young {
                 journal.push((k, r));
             }
         }
-        for (k, r) in self.fresh.iter().filter_map(|k| held.get_key_value(k)) {
+        for (k, r) in self
+            .fresh
+            .iter()
+            .filter_map(|k| held.get(k).map(|r| (k, r)))
+        {
             if self.young_for == 0 || r.first_full <= due || self.evict.contains(k) {
                 to_store.push((k, r));
                 j.stored.push(*k);
@@ -458,7 +465,7 @@ impl Young {
             let mut all: Vec<&Row> = journal.iter().map(|(_, r)| *r).collect();
             all.extend_from_slice(defer);
             all.sort_unstable_by_key(|r| {
-                let public = &r.state.key[0];
+                let public = r.state.key(0);
                 (
                     public.addr[1],
                     public.port[1],
@@ -731,32 +738,105 @@ struct LastSeen {
 /// (both follow [`crate::model::lifetime`]).
 #[derive(Debug, Clone)]
 struct Row {
-    life: OpenState,
+    /// Compact (model/compact.rs): the recorder holds every journal lifetime as a row.
+    life: Compact,
     end: Option<End>,
     /// "Last seen" as its journal row has it (journal lifetimes).
     journaled_last: Micros,
+    /// The seq of its live journal row, or [`NOT_JOURNALED`]. Here rather than in a map
+    /// of its own: a journal lifetime then costs no table entry more.
+    seq: i64,
+}
+
+/// [`Row::seq`] of a row with no live journal row.
+const NOT_JOURNALED: i64 = i64::MIN;
+
+/// A lifetime as memory holds it.
+type Compact = OpenState<CompactState>;
+
+/// Held rows by key, the key the row's own: 8-byte table entries, not 24 (the recorder
+/// holds each journal lifetime here, and a table has up to twice as many entries as rows).
+#[derive(Default)]
+struct HeldRows {
+    table: hashbrown::HashTable<Box<Row>>,
+    /// Keyed at random: the ids come from the network.
+    hasher: ahash::RandomState,
+}
+
+impl HeldRows {
+    fn get(&self, k: &StateRef) -> Option<&Row> {
+        self.table
+            .find(self.hasher.hash_one(k), |r| r.key() == *k)
+            .map(|r| &**r)
+    }
+
+    fn get_mut(&mut self, k: &StateRef) -> Option<&mut Row> {
+        self.table
+            .find_mut(self.hasher.hash_one(k), |r| r.key() == *k)
+            .map(|r| &mut **r)
+    }
+
+    fn find_entry(
+        &mut self,
+        k: &StateRef,
+    ) -> std::result::Result<
+        hashbrown::hash_table::OccupiedEntry<'_, Box<Row>>,
+        hashbrown::hash_table::AbsentEntry<'_, Box<Row>>,
+    > {
+        self.table
+            .find_entry(self.hasher.hash_one(k), |r| r.key() == *k)
+    }
+
+    fn remove(&mut self, k: &StateRef) -> Option<Box<Row>> {
+        self.find_entry(k).ok().map(|e| e.remove().0)
+    }
+
+    /// Hold `r`, in place of any row of its key.
+    fn insert(&mut self, r: Box<Row>) {
+        let hasher = &self.hasher;
+        let k = r.key();
+        match self.table.entry(
+            hasher.hash_one(k),
+            |o| o.key() == k,
+            |o| hasher.hash_one(o.key()),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = r,
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(r);
+            }
+        }
+    }
+
+    fn keys(&self) -> impl Iterator<Item = StateRef> + '_ {
+        self.table.iter().map(|r| r.key())
+    }
 }
 
 impl std::ops::Deref for Row {
-    type Target = OpenState;
-    fn deref(&self) -> &OpenState {
+    type Target = Compact;
+    fn deref(&self) -> &Compact {
         &self.life
     }
 }
 
 impl std::ops::DerefMut for Row {
-    fn deref_mut(&mut self) -> &mut OpenState {
+    fn deref_mut(&mut self) -> &mut Compact {
         &mut self.life
     }
 }
 
 impl Row {
-    fn new(life: OpenState) -> Row {
+    fn new(life: Compact) -> Row {
         Row {
             life,
             end: None,
             journaled_last: Micros::MIN,
+            seq: NOT_JOURNALED,
         }
+    }
+
+    fn journaled(&self) -> bool {
+        self.seq != NOT_JOURNALED
     }
 
     fn key(&self) -> StateRef {
@@ -769,6 +849,7 @@ impl Row {
     /// Every column the row of this lifetime has (end 0 while open).
     fn stored(&self) -> Stored {
         let s = &self.state;
+        let (wire, stack) = (s.key(0), s.key(1));
         let (end, reason) = self.end.unwrap_or((0, EndReason::Delete));
         Stored {
             creator_id: s.creator_id,
@@ -778,14 +859,14 @@ impl Row {
             af: s.af.to_openbsd(),
             proto: s.proto,
             direction: s.direction.to_u8(),
-            w_addr: s.key[0].addr,
-            w_port: s.key[0].port,
-            w_rdomain: s.key[0].rdomain,
-            s_addr: s.key[1].addr,
-            s_port: s.key[1].port,
-            s_rdomain: s.key[1].rdomain,
-            s_af: s.key[1].af.to_openbsd(),
-            nat: s.is_nat(),
+            w_addr: wire.addr,
+            w_port: wire.port,
+            w_rdomain: wire.rdomain,
+            s_addr: stack.addr,
+            s_port: stack.port,
+            s_rdomain: stack.rdomain,
+            s_af: stack.af.to_openbsd(),
+            nat: wire != stack,
             start: self.start,
             first: self.first_full,
             updated: self.updated,
@@ -837,7 +918,7 @@ impl Row {
         let reason = EndReason::from_name(REASONS.get(usize::from(l.reason))?)?;
         Some(Row {
             life: OpenState {
-                state,
+                state: CompactState::new(&state),
                 start: l.start,
                 first_full: l.first,
                 updated: l.updated,
@@ -846,6 +927,7 @@ impl Row {
             },
             end: Some((l.end, reason)),
             journaled_last: Micros::MIN,
+            seq: NOT_JOURNALED,
         })
     }
 
@@ -949,7 +1031,7 @@ impl Writer {
                 "import"
             },
             health: false,
-            held: StateMap::default(),
+            held: HeldRows::default(),
             tracker_holds: false,
             tracked: StateSet::default(),
             tracked_open: Vec::new(),
@@ -978,7 +1060,6 @@ impl Writer {
                 rewrite_after: REJOURNAL_US,
                 fresh: StateSet::default(),
                 stale: StateSet::default(),
-                journaled: StateMap::default(),
                 runs: VecDeque::new(),
                 unarchived: StateMap::default(),
                 archived_at: Micros::MIN,
@@ -1244,7 +1325,7 @@ impl Writer {
         // Lifetimes held in memory take every event about them here.
         if let Some(k) = event_key(&e) {
             // One lookup, and the removal of an ended row without a second.
-            if let std::collections::hash_map::Entry::Occupied(mut slot) = self.held.entry(k) {
+            if let Ok(mut slot) = self.held.find_entry(&k) {
                 let row = slot.get_mut();
                 match &e {
                     Event::Open {
@@ -1266,7 +1347,7 @@ impl Writer {
                     Event::Clear { .. } | Event::Bus { .. } => {}
                 }
                 if row.end.is_some() {
-                    self.ready.push(slot.remove());
+                    self.ready.push(slot.remove().0);
                 } else {
                     self.journal.seen(k, row);
                 }
@@ -1321,10 +1402,12 @@ impl Writer {
                     self.tracked.insert(k);
                     return;
                 }
-                self.held.insert(
-                    k,
-                    Box::new(Row::new(OpenState::new(state, start, seen, flavor))),
-                );
+                self.held.insert(Box::new(Row::new(OpenState::new(
+                    CompactState::new(&state),
+                    start,
+                    seen,
+                    flavor,
+                ))));
                 if !self.hold_open {
                     self.journal.fresh.insert(k);
                 }
@@ -1380,14 +1463,14 @@ impl Writer {
     /// by [`Writer::finish`] (or ended, after an early DEL_C), as any held lifetime is. Not
     /// as held rows: each is written from its box and freed, so an import with many open
     /// does not hold them twice (and more) while the page cache fills.
-    pub fn hold_tracked(&mut self, open: impl IntoIterator<Item = Box<OpenState>>) {
+    pub fn hold_tracked(&mut self, open: impl IntoIterator<Item = Box<Compact>>) {
         for o in open {
-            let k = key_of(&o.state);
+            let k = o.state_ref();
             if !self.tracked.remove(&k) {
                 continue;
             }
             if self.early_end.contains_key(&k) {
-                let o = *o;
+                let o = o.to_full();
                 let seen = (o.first_full, o.updated, o.last_seen);
                 let row = self.tracked_row(k, o.state, o.flavor, o.start, seen);
                 self.ready.push(row);
@@ -1435,8 +1518,8 @@ impl Writer {
     pub fn evict_open(&mut self, keys: impl IntoIterator<Item = StateRef>) {
         self.journal.evicted_since = true;
         for k in keys {
-            if self.held.contains_key(&k) {
-                if self.journal.journaled.contains_key(&k) {
+            if let Some(r) = self.held.get(&k) {
+                if r.journaled() {
                     // Its journal row is closed and the row stored, as a stale one's.
                     self.journal.stale.insert(k);
                 } else {
@@ -1470,7 +1553,7 @@ impl Writer {
         (first_full, updated, last_seen): (Micros, Micros, Micros),
     ) -> Box<Row> {
         let mut row = Box::new(Row::new(OpenState {
-            state,
+            state: CompactState::new(&state),
             start,
             first_full,
             updated,
@@ -2005,7 +2088,7 @@ impl Writer {
         // Lifetimes still open at the end of an import are stored open, as the recorder
         // stores them at every flush; the recorder's journal ones move into states.
         if self.hold_open {
-            self.journal.fresh.extend(self.held.keys().copied());
+            self.journal.fresh.extend(self.held.keys());
         }
         self.hold_open = false;
         self.journal.young_for = 0;
@@ -3260,6 +3343,13 @@ mod tests {
     }
 
     #[test]
+    fn a_held_row_fits_a_192_byte_block() {
+        // The recorder holds one per journal lifetime; mimalloc's classes around it are
+        // 160, 192 and 224 bytes, so a byte more would cost 32 a lifetime.
+        assert_eq!(std::mem::size_of::<Row>(), 192);
+    }
+
+    #[test]
     fn cache_size_is_the_one_asked_for() {
         let dir = tempfile::tempdir().expect("tmp");
         let w = recorder(&dir);
@@ -3480,7 +3570,7 @@ mod tests {
             last_seen: t0 + 70 * S,
             flavor: Flavor::OpenBsd,
         };
-        w.hold_tracked([Box::new(still(2)), Box::new(still(3))]);
+        w.hold_tracked([2, 3].map(|id| Box::new(Compact::compact(&still(id)))));
         w.finish(&c, "stopped", 0).expect("finish");
         let conn = crate::store::sqlite::pagesum::open(&db).expect("open");
         let mut got: Vec<(u64, Option<Micros>, Micros)> = lifetimes(&conn)
@@ -3856,7 +3946,8 @@ mod tests {
                 id = rows.values().next().copied();
             }
             let (life, end) = merged(&all);
-            let want = Row { life, end, journaled_last: 0 }.stored();
+            let life = Compact::compact(&life);
+            let want = Row { life, end, journaled_last: 0, seq: NOT_JOURNALED }.stored();
             let got = tx
                 .query_row(&format!("SELECT {STORED_COLS} FROM states"), [], |r| {
                     Ok(stored_of(r, 0))
