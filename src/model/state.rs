@@ -85,7 +85,6 @@ pub(crate) fn addr_from(af: Af, raw: &[u8; 16]) -> IpAddr {
     }
 }
 
-#[cfg(feature = "emit")]
 pub(crate) fn addr_to(a: &IpAddr) -> [u8; 16] {
     match a {
         IpAddr::V4(v4) => {

@@ -12,11 +12,9 @@ use super::rowbinary::Encoder;
 use super::schema::{self, LIFETIME_COLS};
 use super::{Client, Target};
 use crate::model::Lifetime;
-use crate::store::sqlite::reader::SqliteReader;
-use crate::store::sqlite::shipped;
-use crate::store::ReadStore;
+use crate::store::sqlite::shipped::{Field, Small, Spool};
 use crate::syslog::Logger;
-use anyhow::{bail, Context};
+use anyhow::bail;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -90,16 +88,15 @@ fn encode_lifetime(e: &mut Encoder, l: &Lifetime, recorder: &str) {
     e.u64(lifetime_version(l));
 }
 
-/// A database being shipped to one server: the server's client, the spool read in
-/// snapshots, and a writable connection to the same file for the cursor.
+/// A database being shipped to one server: the server's client, and the file as the
+/// SQLite store lends it to a shipper (read in snapshots, the cursor kept in it).
 pub struct Shipper {
     c: Client,
     db: String,
     name: String,
     /// The cursor's key: the server and database, whoever logs in.
     dest: String,
-    local: SqliteReader,
-    cursor_conn: rusqlite::Connection,
+    spool: Spool,
     /// The schema was checked and the server asked whether it still holds what the cursor
     /// says (once per process: a server whose database was dropped gets everything again).
     checked: bool,
@@ -122,18 +119,12 @@ impl Shipper {
         let target = Target::parse(url)?;
         let dest = format!("{}:{}/{}", target.host, target.port, target.database);
         let c = Client::new(target, password)?;
-        // Refuses a missing file, another program's, a newer schema: before any write.
-        let local = SqliteReader::open(db)?;
-        let cursor_conn = crate::store::sqlite::open_rw(db).with_context(|| {
-            format!("{db}: ship keeps its place in the file, which must be writable")
-        })?;
         Ok(Shipper {
             c,
             db: db.to_string(),
             name: name.to_string(),
             dest,
-            local,
-            cursor_conn,
+            spool: Spool::open(db)?,
             checked: false,
             small_sent: Default::default(),
         })
@@ -150,31 +141,16 @@ impl Shipper {
     /// cursor where it was.
     pub fn once(&mut self, stop: &AtomicBool) -> anyhow::Result<Shipped> {
         let db = self.db.clone();
-        let sq = |e: rusqlite::Error| {
-            anyhow::Error::new(e).context(format!("{db}: keeping the ship's place"))
-        };
         if !self.checked {
             schema::ensure(&self.c)?;
-            if shipped::load(&self.cursor_conn, &self.dest)
-                .map_err(sq)?
-                .is_some()
-                && !self.server_holds_any()?
-            {
-                shipped::forget(&self.cursor_conn, &self.dest).map_err(sq)?;
+            if self.spool.cursor(&self.dest)?.is_some() && !self.server_holds_any()? {
+                self.spool.forget(&self.dest)?;
             }
             self.checked = true;
         }
-        let since = shipped::load(&self.cursor_conn, &self.dest).map_err(sq)?;
-        let clock = shipped::tick(&self.cursor_conn).map_err(sq)?;
+        let since = self.spool.cursor(&self.dest)?;
         let c = &self.c;
         let name = self.name.as_str();
-        // One read snapshot for the whole round: the runs sent last describe exactly the
-        // lifetimes sent before them, even while a recorder writes the file.
-        let conn = self.local.conn();
-        let snapshot = conn
-            .unchecked_transaction()
-            .with_context(|| format!("reading {db}"))?;
-        let (journal_seq, batch) = shipped::marks(conn).with_context(|| format!("reading {db}"))?;
         let version = crate::time::wall_us().max(0) as u64;
         let mut sent = Shipped::default();
 
@@ -198,32 +174,45 @@ impl Shipper {
             }
             Ok(())
         };
-        let walked = match since {
-            None => self.local.each_lifetime(i64::MIN, i64::MAX, &mut each),
-            Some(since) => shipped::each_changed(conn, &since, &mut each),
+        // Creators, gaps, runs: each row encoded without its version.
+        let mut small: [(Vec<Vec<u8>>, u64); 3] = Default::default();
+        let mut keep = |t: Small, fields: &[Field<'_>]| {
+            let mut e = Encoder::default();
+            e.str(name);
+            for f in fields {
+                match *f {
+                    Field::U32(v) => e.u32(v),
+                    Field::I64(v) => e.i64(v),
+                    Field::OptI64(v) => e.opt_i64(v),
+                    Field::Str(v) => e.str(v),
+                    Field::OptStr(v) => e.opt_str(v),
+                }
+            }
+            let i = t as usize;
+            small[i].0.push(e.buf);
+            small[i].1 += 1;
         };
-        let walked = match walked {
+        let round = match self.spool.round(since, &mut each, &mut keep) {
             Err(_) if stopped => {
                 return Ok(Shipped {
                     stopped: true,
                     ..sent
                 })
             }
-            w => w?,
+            r => r?,
         };
         if n > 0 {
             c.insert("lifetimes", &cols, &e.buf)?;
             sent.lifetimes += n as u64;
         }
+        let walked = round.walked;
         if walked.damaged > 0 || !walked.groups.is_empty() {
             bail!(
                 "{db}: database damaged: {} lifetime(s) or group(s) could not be read; the rest was shipped, its runs were not (pfstatelog check {db})",
                 walked.damaged + walked.groups.len() as u64
             );
         }
-        let small = small_tables(conn, &db, name)?;
-        drop(snapshot);
-        for (i, (table, cols, rows, count)) in small.iter().enumerate() {
+        for (i, ((rows, count), (table, cols))) in small.iter().zip(SMALL).enumerate() {
             if rows.is_empty() || self.small_sent[i] == rows.concat() {
                 continue;
             }
@@ -247,30 +236,14 @@ impl Shipper {
             }
         }
         // Everything above was accepted (HTTP 200): only now does the cursor move.
-        // Seqs and batches only grow; an emptied journal must not take the cursor back.
-        let to = shipped::Cursor {
-            states_chg: clock,
-            journal_seq: journal_seq.max(since.map_or(0, |c| c.journal_seq)),
-            batch: batch.max(since.map_or(0, |c| c.batch)),
-        };
-        shipped::save(
-            &self.cursor_conn,
-            &self.dest,
-            &to,
-            sent.lifetimes,
-            version as i64,
-        )
-        .map_err(sq)?;
+        self.spool
+            .save(&self.dest, &round.to, sent.lifetimes, version as i64)?;
         Ok(sent)
     }
 
-    /// SQLite's count of commits to the file by other connections: it changes when a
-    /// writer committed since the last look. Read on the cursor's connection, whose own
-    /// commits (each round's) it does not count.
+    /// Whether the file changed since the last look (see [`Spool::data_version`]).
     pub fn data_version(&self) -> anyhow::Result<i64> {
-        Ok(self
-            .cursor_conn
-            .pragma_query_value(None, "data_version", |r| r.get(0))?)
+        self.spool.data_version()
     }
 
     /// Whether the server holds anything this recorder shipped: its runs (sent by every
@@ -292,102 +265,22 @@ pub fn ship(db: &str, url: &str, name: &str, password: Option<String>) -> anyhow
     Shipper::new(db, url, name, password)?.once(&AtomicBool::new(false))
 }
 
-/// One table's rows, each encoded without its version: (table, columns, rows, count).
-type SmallTable = (&'static str, &'static str, Vec<Vec<u8>>, u64);
-
-/// Creators, gaps and runs as the server takes them, in the order they are sent: runs last,
-/// so a round cut short never makes the server claim it watched a range whose lifetimes it
-/// does not hold.
-fn small_tables(
-    conn: &rusqlite::Connection,
-    db: &str,
-    name: &str,
-) -> anyhow::Result<[SmallTable; 3]> {
-    let mut creators = Vec::new();
-    {
-        let mut st = conn.prepare(
-            "SELECT creator_id, flavor, version, record_version, first_us, last_us FROM creators",
-        )?;
-        let mut q = st.query([])?;
-        while let Some(r) = q.next()? {
-            let mut e = Encoder::default();
-            e.str(name);
-            e.u32(r.get::<_, i64>(0)? as u32);
-            e.str(&r.get::<_, String>(1)?);
-            e.i64(r.get(2)?);
-            e.opt_i64(r.get(3)?);
-            e.i64(r.get(4)?);
-            e.i64(r.get(5)?);
-            creators.push(e.buf);
-        }
-    }
-    let mut gaps = Vec::new();
-    {
-        let mut st = conn.prepare(
-            "SELECT run_id, start_us, end_us, kind, count, coalesce(detail, '') FROM gaps",
-        )?;
-        let mut q = st.query([])?;
-        while let Some(r) = q.next()? {
-            let mut e = Encoder::default();
-            e.str(name);
-            e.i64(r.get(0)?);
-            e.i64(r.get(1)?);
-            e.str(&r.get::<_, String>(3)?);
-            e.i64(r.get(2)?);
-            e.i64(r.get(4)?);
-            e.str(&r.get::<_, String>(5)?);
-            gaps.push(e.buf);
-        }
-    }
-    let mut runs = Vec::new();
-    {
-        let newest: Option<i64> = conn.query_row("SELECT max(id) FROM runs", [], |r| r.get(0))?;
-        let mut st = conn.prepare(
-            "SELECT id, kind, source, first_us, last_us, started_wall, stopped_wall, packets,
-                    messages, drops, decode_errors, skipped, status, pid, version FROM runs",
-        )?;
-        let mut q = st.query([])?;
-        while let Some(r) = q.next()? {
-            let id: i64 = r.get(0)?;
-            let mut status: String = r.get(12)?;
-            // As a local reader takes it: `running` only while its writer is alive.
-            if status == "running"
-                && (Some(id) != newest || !crate::store::sqlite::writer_alive(db))
-            {
-                status = "abnormal".into();
-            }
-            let mut e = Encoder::default();
-            e.str(name);
-            e.i64(id);
-            e.str(&r.get::<_, String>(1)?);
-            e.str(&r.get::<_, String>(2)?);
-            e.opt_i64(r.get(3)?);
-            e.opt_i64(r.get(4)?);
-            e.i64(r.get(5)?);
-            e.opt_i64(r.get(6)?);
-            for i in 7..12 {
-                e.i64(r.get(i)?);
-            }
-            e.str(&status);
-            e.opt_i64(r.get(13)?);
-            e.opt_str(r.get::<_, Option<String>>(14)?.as_deref());
-            runs.push(e.buf);
-        }
-    }
-    let (nc, ng, nr) = (creators.len() as u64, gaps.len() as u64, runs.len() as u64);
-    Ok([
-        ("creators", CREATOR_COLS, creators, nc),
-        ("gaps", GAP_COLS, gaps, ng),
-        ("runs", RUN_COLS, runs, nr),
-    ])
-}
-
-const CREATOR_COLS: &str =
-    "recorder, creator_id, flavor, header_version, record_version, first_us, last_us, version";
-const RUN_COLS: &str =
-    "recorder, id, kind, source, first_us, last_us, started_wall, stopped_wall, \
-     packets, messages, drops, decode_errors, skipped, status, pid, sw_version, version";
-const GAP_COLS: &str = "recorder, run_id, start_us, kind, end_us, count, detail, version";
+/// The server's table and columns of each small table, in [`Small`]'s order.
+const SMALL: [(&str, &str); 3] = [
+    (
+        "creators",
+        "recorder, creator_id, flavor, header_version, record_version, first_us, last_us, version",
+    ),
+    (
+        "gaps",
+        "recorder, run_id, start_us, kind, end_us, count, detail, version",
+    ),
+    (
+        "runs",
+        "recorder, id, kind, source, first_us, last_us, started_wall, stopped_wall, \
+         packets, messages, drops, decode_errors, skipped, status, pid, sw_version, version",
+    ),
+];
 
 /// How often `--follow` looks for new writes.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);

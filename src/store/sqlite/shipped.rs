@@ -183,3 +183,190 @@ pub fn unshipped(conn: &Connection) -> rusqlite::Result<Option<Unshipped>> {
         archived: archive::ids_after_batch(conn, batch)?,
     }))
 }
+
+/// One value of a row of `creators`, `gaps` or `runs`, as a shipper sends it.
+#[derive(Debug, Clone, Copy)]
+pub enum Field<'a> {
+    U32(u32),
+    I64(i64),
+    OptI64(Option<i64>),
+    Str(&'a str),
+    OptStr(Option<&'a str>),
+}
+
+/// The small tables, in the order a shipper sends them: runs last, so a round cut short
+/// never makes the server claim it watched a range whose lifetimes it does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Small {
+    Creators,
+    Gaps,
+    Runs,
+}
+
+/// What one round read: the marks its cursor moves to once the server accepted it all.
+pub struct Round {
+    pub walked: Walked,
+    pub to: Cursor,
+}
+
+/// A file as a shipper sees it: read in snapshots, with a writable connection of its own
+/// for the cursor (the clock and the place of each destination).
+pub struct Spool {
+    db: String,
+    local: super::reader::SqliteReader,
+    cursor: Connection,
+}
+
+impl Spool {
+    /// Refuses a missing file, another program's, a newer schema: before any write.
+    pub fn open(db: &str) -> anyhow::Result<Spool> {
+        use anyhow::Context;
+        let local = super::reader::SqliteReader::open(db)?;
+        let cursor = super::open_rw(db).with_context(|| {
+            format!("{db}: ship keeps its place in the file, which must be writable")
+        })?;
+        Ok(Spool {
+            db: db.to_string(),
+            local,
+            cursor,
+        })
+    }
+
+    fn ctx(&self) -> impl Fn(rusqlite::Error) -> anyhow::Error + '_ {
+        move |e| anyhow::Error::new(e).context(format!("{}: keeping the ship's place", self.db))
+    }
+
+    pub fn cursor(&self, dest: &str) -> anyhow::Result<Option<Cursor>> {
+        load(&self.cursor, dest).map_err(self.ctx())
+    }
+
+    pub fn forget(&self, dest: &str) -> anyhow::Result<()> {
+        forget(&self.cursor, dest).map_err(self.ctx())
+    }
+
+    pub fn save(&self, dest: &str, to: &Cursor, sent: u64, wall: i64) -> anyhow::Result<()> {
+        save(&self.cursor, dest, to, sent, wall).map_err(self.ctx())
+    }
+
+    /// SQLite's count of commits to the file by other connections: it changes when a
+    /// writer committed since the last look. Read on the cursor's connection, whose own
+    /// commits (each round's) it does not count.
+    pub fn data_version(&self) -> anyhow::Result<i64> {
+        Ok(self
+            .cursor
+            .pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+
+    /// One round in one read snapshot, so the runs given last describe exactly the
+    /// lifetimes given before them, even while a recorder writes the file: every lifetime
+    /// changed since `since` (all of them without) to `each`, then every row of the small
+    /// tables to `small`. An error of `each` ends the round (the cursor stays).
+    pub fn round(
+        &self,
+        since: Option<Cursor>,
+        each: &mut dyn FnMut(&Lifetime) -> anyhow::Result<()>,
+        small: &mut dyn FnMut(Small, &[Field<'_>]),
+    ) -> anyhow::Result<Round> {
+        use crate::store::ReadStore;
+        use anyhow::Context;
+        let db = &self.db;
+        let clock = tick(&self.cursor).map_err(self.ctx())?;
+        let conn = self.local.conn();
+        let _snapshot = conn
+            .unchecked_transaction()
+            .with_context(|| format!("reading {db}"))?;
+        let (journal_seq, batch) = marks(conn).with_context(|| format!("reading {db}"))?;
+        let walked = match since {
+            None => self.local.each_lifetime(i64::MIN, i64::MAX, each)?,
+            Some(since) => each_changed(conn, &since, each)?,
+        };
+        small_tables(conn, db, small).with_context(|| format!("reading {db}"))?;
+        // Seqs and batches only grow; an emptied journal must not take the cursor back.
+        let to = Cursor {
+            states_chg: clock,
+            journal_seq: journal_seq.max(since.map_or(0, |c| c.journal_seq)),
+            batch: batch.max(since.map_or(0, |c| c.batch)),
+        };
+        Ok(Round { walked, to })
+    }
+}
+
+fn small_tables(
+    conn: &Connection,
+    db: &str,
+    out: &mut dyn FnMut(Small, &[Field<'_>]),
+) -> rusqlite::Result<()> {
+    use Field::*;
+    let mut st = conn.prepare(
+        "SELECT creator_id, flavor, version, record_version, first_us, last_us FROM creators",
+    )?;
+    let mut q = st.query([])?;
+    while let Some(r) = q.next()? {
+        let flavor: String = r.get(1)?;
+        out(
+            Small::Creators,
+            &[
+                U32(r.get::<_, i64>(0)? as u32),
+                Str(&flavor),
+                I64(r.get(2)?),
+                OptI64(r.get(3)?),
+                I64(r.get(4)?),
+                I64(r.get(5)?),
+            ],
+        );
+    }
+    let mut st = conn
+        .prepare("SELECT run_id, start_us, end_us, kind, count, coalesce(detail, '') FROM gaps")?;
+    let mut q = st.query([])?;
+    while let Some(r) = q.next()? {
+        let (kind, detail): (String, String) = (r.get(3)?, r.get(5)?);
+        out(
+            Small::Gaps,
+            &[
+                I64(r.get(0)?),
+                I64(r.get(1)?),
+                Str(&kind),
+                I64(r.get(2)?),
+                I64(r.get(4)?),
+                Str(&detail),
+            ],
+        );
+    }
+    let newest: Option<i64> = conn.query_row("SELECT max(id) FROM runs", [], |r| r.get(0))?;
+    let mut st = conn.prepare(
+        "SELECT id, kind, source, first_us, last_us, started_wall, stopped_wall, packets,
+                messages, drops, decode_errors, skipped, status, pid, version FROM runs",
+    )?;
+    let mut q = st.query([])?;
+    while let Some(r) = q.next()? {
+        let id: i64 = r.get(0)?;
+        let mut status: String = r.get(12)?;
+        // As a local reader takes it: `running` only while its writer is alive.
+        if status == "running" && (Some(id) != newest || !super::writer_alive(db)) {
+            status = "abnormal".into();
+        }
+        let (kind, source): (String, String) = (r.get(1)?, r.get(2)?);
+        let version: Option<String> = r.get(14)?;
+        out(
+            Small::Runs,
+            &[
+                I64(id),
+                Str(&kind),
+                Str(&source),
+                OptI64(r.get(3)?),
+                OptI64(r.get(4)?),
+                I64(r.get(5)?),
+                OptI64(r.get(6)?),
+                I64(r.get(7)?),
+                I64(r.get(8)?),
+                I64(r.get(9)?),
+                I64(r.get(10)?),
+                I64(r.get(11)?),
+                Str(&status),
+                OptI64(r.get(13)?),
+                OptStr(version.as_deref()),
+            ],
+        );
+    }
+    Ok(())
+}
