@@ -155,30 +155,9 @@ impl Journal {
         conn: &Connection,
         from: Micros,
         to: Micros,
-        mut f: impl FnMut(Option<Lifetime>) -> rusqlite::Result<()>,
+        f: impl FnMut(Option<Lifetime>) -> rusqlite::Result<()>,
     ) -> rusqlite::Result<()> {
-        if self.is_empty() {
-            return Ok(());
-        }
-        let ended = ended_at(conn)?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {COLS}, seq FROM journal WHERE start_us <= ?1 ORDER BY seq, first_us"
-        ))?;
-        let mut rows = stmt.query([to])?;
-        while let Some(r) = rows.next()? {
-            let seq: i64 = r.get(super::query::COLS_N)?;
-            let l = lifetime(r)?;
-            let gone = l.as_ref().is_some_and(|l| {
-                l.end.is_some_and(|e| e < from)
-                    || ended
-                        .get(&(l.creator_id, l.state_id))
-                        .is_some_and(|e| *e > seq)
-            });
-            if !gone {
-                f(l)?;
-            }
-        }
-        Ok(())
+        self.each_row(conn, "start_us <= ?1 ORDER BY seq, first_us", to, from, f)
     }
 
     /// Journal lifetimes written at seqs after `after` and not closed since (`ship`: a
@@ -187,23 +166,35 @@ impl Journal {
         &self,
         conn: &Connection,
         after: i64,
+        f: impl FnMut(Option<Lifetime>) -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<()> {
+        self.each_row(conn, "seq > ?1 ORDER BY seq", after, i64::MIN, f)
+    }
+
+    /// The journal rows `filter` (bound to `bound`) selects, but those closed since they
+    /// were written and those that ended before `ended_after`.
+    fn each_row(
+        &self,
+        conn: &Connection,
+        filter: &str,
+        bound: i64,
+        ended_after: Micros,
         mut f: impl FnMut(Option<Lifetime>) -> rusqlite::Result<()>,
     ) -> rusqlite::Result<()> {
         if self.is_empty() {
             return Ok(());
         }
         let ended = ended_at(conn)?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {COLS}, seq FROM journal WHERE seq > ?1 ORDER BY seq"
-        ))?;
-        let mut rows = stmt.query([after])?;
+        let mut stmt = conn.prepare(&format!("SELECT {COLS}, seq FROM journal WHERE {filter}"))?;
+        let mut rows = stmt.query([bound])?;
         while let Some(r) = rows.next()? {
             let seq: i64 = r.get(super::query::COLS_N)?;
             let l = lifetime(r)?;
             let gone = l.as_ref().is_some_and(|l| {
-                ended
-                    .get(&(l.creator_id, l.state_id))
-                    .is_some_and(|e| *e > seq)
+                l.end.is_some_and(|e| e < ended_after)
+                    || ended
+                        .get(&(l.creator_id, l.state_id))
+                        .is_some_and(|e| *e > seq)
             });
             if !gone {
                 f(l)?;
