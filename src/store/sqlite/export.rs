@@ -63,23 +63,8 @@ where
         }
     }
     // Then the recorder's journal open lifetimes (journal)...
-    let journal = super::journal::Journal::open(conn)?.each(conn, from, to, |l| {
-        match l {
-            Some(l) => {
-                if let Err(e) = f(&l) {
-                    failed = Some(e);
-                    return Err(rusqlite::Error::InvalidQuery);
-                }
-                w.rows += 1;
-            }
-            None => w.damaged += 1,
-        }
-        Ok(())
-    });
-    if let Some(e) = failed.take() {
-        return Err(e);
-    }
-    journal?;
+    let journal = super::journal::Journal::open(conn)?;
+    through_sqlite(&mut w, &mut f, |g| journal.each(conn, from, to, g))?;
     // ...then the archived lifetimes, bucket by bucket (class, then time).
     let names = Names::load(conn)?;
     let walked = each_range(conn, Ranges::Archived, from, to, |c, b, _| {
@@ -271,4 +256,32 @@ pub fn creator_flavors(conn: &Connection) -> rusqlite::Result<HashMap<u32, Flavo
         );
     }
     Ok(out)
+}
+
+/// A walk whose callback must return SQLite's errors (the journal's): each lifetime to `f`,
+/// counted in `w` (a row that does not decode counted as damaged); an error of `f` ends
+/// the walk and is returned as it was.
+pub(super) fn through_sqlite<E: From<rusqlite::Error>>(
+    w: &mut Walked,
+    f: &mut impl FnMut(&Lifetime) -> Result<(), E>,
+    walk: impl FnOnce(&mut dyn FnMut(Option<Lifetime>) -> rusqlite::Result<()>) -> rusqlite::Result<()>,
+) -> Result<(), E> {
+    let mut failed = None;
+    let walked = walk(&mut |l| {
+        match l {
+            Some(l) => {
+                if let Err(e) = f(&l) {
+                    failed = Some(e);
+                    return Err(rusqlite::Error::InvalidQuery);
+                }
+                w.rows += 1;
+            }
+            None => w.damaged += 1,
+        }
+        Ok(())
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(walked?),
+    }
 }

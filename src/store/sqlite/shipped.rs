@@ -121,23 +121,11 @@ where
         }
     }
     let mut failed: Option<E> = None;
-    let journal = Journal::open(conn)?.each_since(conn, since.journal_seq, |l| {
-        match l {
-            Some(l) => {
-                if let Err(e) = f(&l) {
-                    failed = Some(e);
-                    return Err(rusqlite::Error::InvalidQuery);
-                }
-                w.rows += 1;
-            }
-            None => w.damaged += 1,
-        }
-        Ok(())
-    });
-    if let Some(e) = failed.take() {
-        return Err(e);
-    }
-    journal?;
+    let journal = Journal::open(conn)?;
+    super::export::through_sqlite(&mut w, &mut f, |g| {
+        journal.each_since(conn, since.journal_seq, g)
+    })?;
+    let mut failed: Option<E> = None;
     let names = Names::load(conn)?;
     let archived = archive::each_after_batch(conn, &names, since.batch, |s| {
         if let Err(e) = f(&Lifetime::from(&s)) {
