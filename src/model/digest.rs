@@ -213,6 +213,11 @@ impl Tree {
         self.len() == 0
     }
 
+    /// The hash of leaf `index`.
+    pub fn leaf(&self, index: usize) -> Option<&Hash> {
+        self.levels[0].get(index)
+    }
+
     pub fn root(&self) -> Hash {
         self.levels
             .last()
