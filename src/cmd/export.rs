@@ -105,17 +105,28 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
         }
         ExportFormat::Json => {
             writeln!(out, "{header}")?;
+            let mut proof = String::new();
             let w = st.each_lifetime(from, to, &mut |l| -> anyhow::Result<()> {
-                let mut row = lifetime_json(l);
-                if let Some(p) = &proofs {
-                    let proof = p.proof(l)?;
-                    match proof {
-                        Some(_) => proven += 1,
-                        None => unproven += 1,
+                let row = lifetime_json(l);
+                match &proofs {
+                    None => serde_json::to_writer(&mut out, &row)?,
+                    Some(p) => {
+                        // The row's object with `"proof":…` as its last member.
+                        proof.clear();
+                        proof.push_str(",\"proof\":");
+                        if p.proof(l, &mut proof)? {
+                            proven += 1;
+                        } else {
+                            unproven += 1;
+                            proof.push_str("null");
+                        }
+                        proof.push('}');
+                        let mut s = serde_json::to_string(&row)?;
+                        s.pop();
+                        out.write_all(s.as_bytes())?;
+                        out.write_all(proof.as_bytes())?;
                     }
-                    row["proof"] = proof.unwrap_or(serde_json::Value::Null);
                 }
-                serde_json::to_writer(&mut out, &row)?;
                 out.write_all(b"\n")?;
                 Ok(())
             })?;

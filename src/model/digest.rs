@@ -330,7 +330,18 @@ impl DayRoot {
 
 /// Lowercase hex.
 pub fn hex(h: &Hash) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
+    let mut s = String::with_capacity(64);
+    hex_into(h, &mut s);
+    s
+}
+
+/// Lowercase hex, appended (an export writes some twenty of them per lifetime).
+pub fn hex_into(h: &Hash, out: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in h {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
 }
 
 /// A hash from 64 hex digits.

@@ -4,7 +4,9 @@
 //! re-encodes the row into its leaf and checks the path against the root the manifest
 //! lists (which they compare with the published syslog lines).
 
-use crate::model::digest::{day_name, day_of, day_range, hex, leaf_hash, parse_day, DayRoot, Tree};
+use crate::model::digest::{
+    day_name, day_of, day_range, hex, hex_into, leaf_hash, parse_day, DayRoot, Tree,
+};
 use crate::model::{Lifetime, Micros};
 use crate::report::parse_proto;
 use crate::store::ReadStore;
@@ -89,16 +91,18 @@ impl Proofs {
         Ok(Ok(Proofs { days: out }))
     }
 
-    /// The proof of one exported lifetime, or `None` when its day is not closed.
-    /// `Err` when the lifetime is not a leaf of its closed day's tree (the store changed
-    /// between the two reads).
-    pub fn proof(&self, l: &Lifetime) -> anyhow::Result<Option<Value>> {
+    /// The proof of one exported lifetime as the JSON object the export appends to its row
+    /// (`{"day":…,"creator":…,"version":…,"index":…,"size":…,"path":[…]}`), or `None` when
+    /// its day is not closed. Written by hand: formatting the path through `Value` cost
+    /// more than the rest of the row. `Err` when the lifetime is not a leaf of its closed
+    /// day's tree (the store changed between the two reads).
+    pub fn proof(&self, l: &Lifetime, out: &mut String) -> anyhow::Result<bool> {
         let day = day_of(l.start);
         let Some(d) = self.days.get(&(l.creator_id, day)) else {
-            return Ok(None);
+            return Ok(false);
         };
         if !reads_back(l) {
-            return Ok(None);
+            return Ok(false);
         }
         let h = leaf_hash(l);
         let lo = d.keys.partition_point(|k| *k < (l.state_id, l.start));
@@ -107,27 +111,28 @@ impl Proofs {
             .find(|&i| d.tree.leaf(i) == Some(&h))
             .ok_or_else(|| {
                 anyhow!(
-                    "lifetime {:016x} of creator {:08x} is not in the tree of day {} as read a moment before (the database changed during the export); no proof was written",
+                    "lifetime {:016x} of creator {:08x} is not in the tree of day {} as read a moment before (the database changed during the export)",
                     l.state_id,
                     l.creator_id,
                     day_name(day)
                 )
             })?;
-        let path: Vec<String> = d
-            .tree
-            .path(index)
-            .unwrap_or_default()
-            .iter()
-            .map(hex)
-            .collect();
-        Ok(Some(json!({
-            "day": day_name(day),
-            "creator": format!("{:08x}", l.creator_id),
-            "version": d.root.version,
-            "index": index,
-            "size": d.tree.len(),
-            "path": path,
-        })))
+        use std::fmt::Write;
+        let _ = write!(
+            out,
+            r#"{{"day":"{}","creator":"{:08x}","version":{},"index":{index},"size":{},"path":["#,
+            day_name(day),
+            l.creator_id,
+            d.root.version,
+            d.tree.len()
+        );
+        for (i, p) in d.tree.path(index).unwrap_or_default().iter().enumerate() {
+            out.push_str(if i == 0 { "\"" } else { ",\"" });
+            hex_into(p, out);
+            out.push('"');
+        }
+        out.push_str("]}");
+        Ok(true)
     }
 
     /// The roots used, for the manifest: creator, day, version, lifetimes, root.
