@@ -338,10 +338,13 @@ pub fn hex(h: &Hash) -> String {
 /// Lowercase hex, appended (an export writes some twenty of them per lifetime).
 pub fn hex_into(h: &Hash, out: &mut String) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in h {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    let mut buf = [0u8; 64];
+    for (pair, b) in buf.chunks_exact_mut(2).zip(h) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
     }
+    // Always ASCII: the error arm cannot be taken.
+    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
 }
 
 /// A hash from 64 hex digits.
