@@ -105,7 +105,7 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
         }
         ExportFormat::Json => {
             writeln!(out, "{header}")?;
-            let mut proof = String::new();
+            let (mut proof, mut buf) = (String::new(), Vec::new());
             let w = st.each_lifetime(from, to, &mut |l| -> anyhow::Result<()> {
                 let row = lifetime_json(l);
                 match &proofs {
@@ -121,9 +121,10 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
                             proof.push_str("null");
                         }
                         proof.push('}');
-                        let mut s = serde_json::to_string(&row)?;
-                        s.pop();
-                        out.write_all(s.as_bytes())?;
+                        buf.clear();
+                        serde_json::to_writer(&mut buf, &row)?;
+                        buf.pop();
+                        out.write_all(&buf)?;
                         out.write_all(proof.as_bytes())?;
                     }
                 }

@@ -128,7 +128,17 @@ fn proofs(
     for r in listed {
         let r = proof::root_of(r)
             .ok_or_else(|| anyhow!("{}: a proof root does not read: {r}", a.manifest.display()))?;
-        roots.insert((r.creator_id, r.day, r.version), r);
+        if let Some(was) = roots.insert((r.creator_id, r.day, r.version), r.clone()) {
+            if was != r {
+                bail!(
+                    "{}: two different roots listed for creator {:08x} day {} version {}",
+                    a.manifest.display(),
+                    r.creator_id,
+                    day_name(r.day),
+                    r.version
+                );
+            }
+        }
     }
     let mut wrong = Vec::new();
     if let Some(path) = &a.roots {
@@ -164,9 +174,10 @@ fn proofs(
     let file = std::fs::File::open(&a.file)
         .with_context(|| format!("cannot read {}", a.file.display()))?;
     let (mut yes, mut no) = (0u64, 0u64);
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+    // By bytes: a line that is not UTF-8 does not parse, and the row count has said so.
+    for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
         let line = line.with_context(|| format!("reading {}", a.file.display()))?;
-        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+        let Ok(v) = serde_json::from_slice::<Value>(&line) else {
             continue; // counted as not reading by the row count above
         };
         if v.get("pfstatelog_export").is_some() || v.get("pfstatelog_export_end").is_some() {
