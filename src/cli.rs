@@ -491,6 +491,11 @@ pub struct ExportArgs {
     /// row count, coverage, SHA-256 of the exported bytes) that `verify-export` checks.
     #[arg(long, value_name = "FILE")]
     pub manifest: Option<PathBuf>,
+    /// Give each lifetime of a closed day its inclusion proof against the day's published
+    /// root, and list those roots in the manifest (`verify-export --proof` checks them
+    /// without the database). JSON only; needs --manifest.
+    #[arg(long, requires = "manifest")]
+    pub proof: bool,
     #[command(flatten)]
     pub tz: TzArg,
     /// Write the export to this new file instead of standard output (required for
@@ -527,6 +532,14 @@ pub struct VerifyExportArgs {
     /// The exported file.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+    /// Also check every row's inclusion proof (`export --proof`) against the day roots
+    /// the manifest lists, with no database.
+    #[arg(long)]
+    pub proof: bool,
+    /// With --proof: a file of published root lines (a syslog file); every root the
+    /// manifest lists must be among them.
+    #[arg(long, value_name = "FILE", requires = "proof")]
+    pub roots: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

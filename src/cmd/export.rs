@@ -11,6 +11,7 @@
 
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::report::manifest::{self, Hashing};
+use crate::report::proof::Proofs;
 use crate::report::table::{coverage_json, csv_record, lifetime_json, CSV_FIELDS};
 use crate::store;
 use crate::time::{format_rfc3339, parse_time, Zone};
@@ -31,8 +32,25 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
     if a.format == ExportFormat::Sqlite && a.out.is_none() {
         bail!("--format sqlite writes a file: give its name (export ... --format sqlite OUT.db)");
     }
+    if a.proof && a.format != ExportFormat::Json {
+        bail!("--proof needs --format json (the proofs are written into each JSON row)");
+    }
     let db = a.db.path();
     let st = store::open_read(&db)?;
+    // The days' trees are built, and checked against their roots, before anything is
+    // written: a database that no longer matches its roots yields no export at all.
+    let proofs = if a.proof {
+        match Proofs::build(st.as_ref(), from, to)? {
+            Ok(p) => Some(p),
+            Err(why) => {
+                eprintln!("pfstatelog: {why}");
+                return Ok(super::NOTHING);
+            }
+        }
+    } else {
+        None
+    };
+    let (mut proven, mut unproven) = (0u64, 0u64);
     let cov = st
         .coverage(from, to)
         .with_context(|| format!("reading {db}"))?;
@@ -87,8 +105,29 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
         }
         ExportFormat::Json => {
             writeln!(out, "{header}")?;
+            let (mut proof, mut buf) = (String::new(), Vec::new());
             let w = st.each_lifetime(from, to, &mut |l| -> anyhow::Result<()> {
-                serde_json::to_writer(&mut out, &lifetime_json(l))?;
+                let row = lifetime_json(l);
+                match &proofs {
+                    None => serde_json::to_writer(&mut out, &row)?,
+                    Some(p) => {
+                        // The row's object with `"proof":…` as its last member.
+                        proof.clear();
+                        proof.push_str(",\"proof\":");
+                        if p.proof(l, &mut proof)? {
+                            proven += 1;
+                        } else {
+                            unproven += 1;
+                            proof.push_str("null");
+                        }
+                        proof.push('}');
+                        buf.clear();
+                        serde_json::to_writer(&mut buf, &row)?;
+                        buf.pop();
+                        out.write_all(&buf)?;
+                        out.write_all(proof.as_bytes())?;
+                    }
+                }
                 out.write_all(b"\n")?;
                 Ok(())
             })?;
@@ -199,6 +238,14 @@ pub fn run(a: ExportArgs) -> anyhow::Result<u8> {
             sha256,
             bytes,
             coverage: cov_json.clone(),
+            proof: proofs.as_ref().map(|p| {
+                json!({
+                    "roots": p.roots(),
+                    "rows_with_proof": proven,
+                    "rows_without_proof": unproven,
+                    "without_proof": "lifetimes of days not closed yet (no root to prove against)",
+                })
+            }),
         };
         manifest::write(m, &manifest::manifest(&facts))?;
     }

@@ -3,7 +3,7 @@
 //! docs/integrity.md says what each comparison proves.
 
 use crate::cli::VerifyArgs;
-use crate::model::digest::{day_name, day_of, day_range, day_root, leaf, DayRoot, Leaf};
+use crate::model::digest::{day_name, day_of, day_range, day_root, DayRoot};
 use crate::store;
 use anyhow::Context;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -97,15 +97,7 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<u8> {
         .chain(present.iter().map(|(d, _)| *d))
         .collect();
     for day in days {
-        let (from, to) = day_range(day);
-        let mut leaves: HashMap<u32, Vec<Leaf>> = HashMap::new();
-        let w = store.each_lifetime(from, to - 1, &mut |l| {
-            if (from..to).contains(&l.start) {
-                leaves.entry(l.creator_id).or_default().push(leaf(l));
-            }
-            Ok(())
-        })?;
-        let damaged = w.damaged > 0 || !w.groups.is_empty();
+        let (mut leaves, damaged) = store.day_leaves(day)?;
         let creators: BTreeSet<u32> = leaves
             .keys()
             .copied()

@@ -213,6 +213,11 @@ impl Tree {
         self.len() == 0
     }
 
+    /// The hash of leaf `index`.
+    pub fn leaf(&self, index: usize) -> Option<&Hash> {
+        self.levels[0].get(index)
+    }
+
     pub fn root(&self) -> Hash {
         self.levels
             .last()
@@ -325,7 +330,21 @@ impl DayRoot {
 
 /// Lowercase hex.
 pub fn hex(h: &Hash) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
+    let mut s = String::with_capacity(64);
+    hex_into(h, &mut s);
+    s
+}
+
+/// Lowercase hex, appended (an export writes some twenty of them per lifetime).
+pub fn hex_into(h: &Hash, out: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 64];
+    for (pair, b) in buf.chunks_exact_mut(2).zip(h) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
+    // Always ASCII: the error arm cannot be taken.
+    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
 }
 
 /// A hash from 64 hex digits.

@@ -72,10 +72,12 @@ pub(crate) struct Facts<'a> {
     pub sha256: String,
     pub bytes: u64,
     pub coverage: Value,
+    /// `export --proof`: the roots used and how many rows have no proof.
+    pub proof: Option<Value>,
 }
 
 pub(crate) fn manifest(f: &Facts) -> Value {
-    json!({
+    let mut m = json!({
         "pfstatelog_manifest": VERSION,
         "pfstatelog": env!("CARGO_PKG_VERSION"),
         "generated": f.generated,
@@ -94,7 +96,11 @@ pub(crate) fn manifest(f: &Facts) -> Value {
         "bytes": f.bytes,
         "sha256": f.sha256,
         "coverage": f.coverage,
-    })
+    });
+    if let Some(p) = &f.proof {
+        m["proof"] = p.clone();
+    }
+    m
 }
 
 /// Write the manifest to a new file (never over an existing one).

@@ -3,6 +3,7 @@
 pub(crate) mod decode;
 pub mod line;
 pub(crate) mod manifest;
+pub(crate) mod proof;
 pub mod rows;
 pub mod table;
 

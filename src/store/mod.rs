@@ -175,6 +175,23 @@ pub trait ReadStore {
     ) -> anyhow::Result<Walked>;
     /// Every stored version of every closed day's root (docs/integrity.md).
     fn day_roots(&self) -> anyhow::Result<Vec<DayRoot>>;
+    /// The leaves of one UTC day (lifetimes starting in it), by creator, as `verify`
+    /// recomputes a day's roots; `true` when the walk met damage in it.
+    fn day_leaves(
+        &self,
+        day: i64,
+    ) -> anyhow::Result<(HashMap<u32, Vec<crate::model::digest::Leaf>>, bool)> {
+        use crate::model::digest::{day_range, leaf};
+        let (from, to) = day_range(day);
+        let mut leaves: HashMap<u32, Vec<crate::model::digest::Leaf>> = HashMap::new();
+        let w = self.each_lifetime(from, to - 1, &mut |l| {
+            if (from..to).contains(&l.start) {
+                leaves.entry(l.creator_id).or_default().push(leaf(l));
+            }
+            Ok(())
+        })?;
+        Ok((leaves, w.damaged > 0 || !w.groups.is_empty()))
+    }
 }
 
 /// Retention: `prune` deletes what ended before a time.
