@@ -120,7 +120,6 @@ where
             }
         }
     }
-    let mut failed: Option<E> = None;
     let journal = Journal::open(conn)?;
     super::export::through_sqlite(&mut w, &mut f, |g| {
         journal.each_since(conn, since.journal_seq, g)
