@@ -36,13 +36,7 @@ where
         for id in ids {
             let mut rows = one.query([id])?;
             if let Some(r) = rows.next()? {
-                match lifetime(r)? {
-                    Some(l) => {
-                        f(&l)?;
-                        w.rows += 1;
-                    }
-                    None => w.damaged += 1,
-                }
+                pass(lifetime(r)?, &mut w, &mut f)?;
             }
         }
     } else {
@@ -53,13 +47,7 @@ where
         ))?;
         let mut rows = stmt.query(params![from, to])?;
         while let Some(r) = rows.next()? {
-            match lifetime(r)? {
-                Some(l) => {
-                    f(&l)?;
-                    w.rows += 1;
-                }
-                None => w.damaged += 1,
-            }
+            pass(lifetime(r)?, &mut w, &mut f)?;
         }
     }
     // Then the recorder's journal open lifetimes (journal)...
@@ -258,6 +246,23 @@ pub fn creator_flavors(conn: &Connection) -> rusqlite::Result<HashMap<u32, Flavo
     Ok(out)
 }
 
+/// One row's lifetime to `f`, counted in `w` (a row that does not decode counted as
+/// damaged).
+pub(super) fn pass<E>(
+    l: Option<Lifetime>,
+    w: &mut Walked,
+    f: &mut impl FnMut(&Lifetime) -> Result<(), E>,
+) -> Result<(), E> {
+    match l {
+        Some(l) => {
+            f(&l)?;
+            w.rows += 1;
+        }
+        None => w.damaged += 1,
+    }
+    Ok(())
+}
+
 /// A walk whose callback must return SQLite's errors (the journal's): each lifetime to `f`,
 /// counted in `w` (a row that does not decode counted as damaged); an error of `f` ends
 /// the walk and is returned as it was.
@@ -268,15 +273,9 @@ pub(super) fn through_sqlite<E: From<rusqlite::Error>>(
 ) -> Result<(), E> {
     let mut failed = None;
     let walked = walk(&mut |l| {
-        match l {
-            Some(l) => {
-                if let Err(e) = f(&l) {
-                    failed = Some(e);
-                    return Err(rusqlite::Error::InvalidQuery);
-                }
-                w.rows += 1;
-            }
-            None => w.damaged += 1,
+        if let Err(e) = pass(l, w, f) {
+            failed = Some(e);
+            return Err(rusqlite::Error::InvalidQuery);
         }
         Ok(())
     });

@@ -111,13 +111,7 @@ where
         ))?;
         let mut rows = stmt.query([since.states_chg])?;
         while let Some(r) = rows.next()? {
-            match lifetime(r)? {
-                Some(l) => {
-                    f(&l)?;
-                    w.rows += 1;
-                }
-                None => w.damaged += 1,
-            }
+            super::export::pass(lifetime(r)?, &mut w, &mut f)?;
         }
     }
     let journal = Journal::open(conn)?;
